@@ -1,0 +1,213 @@
+//! Connections to clusters: where, as whom, with which secret, and the session settings that
+//! make every flavour speak the same COPY text.
+
+mod pgpass;
+
+use std::time::Duration;
+
+use tokio_postgres::config::Host;
+use tokio_postgres::{Client, NoTls};
+
+use crate::config::ClusterConfig;
+use crate::dialect::{sql, Flavour};
+use crate::error::{pg_message, Error, RoleError};
+
+/// A configured cluster, password resolved, ready to open sessions.
+#[derive(Clone)]
+pub struct ClusterHandle {
+    /// Name in the config.
+    pub name: String,
+    /// `user@host:port/db`, for messages.
+    pub address: String,
+    pg: tokio_postgres::Config,
+    forced_flavour: Option<Flavour>,
+    read_timeout: Duration,
+    password_source: Option<String>,
+}
+
+impl std::fmt::Debug for ClusterHandle {
+    // Hand-written so the password inside `pg` can never be printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterHandle").field("name", &self.name).field("address", &self.address).finish()
+    }
+}
+
+/// An open session with its detected flavour.
+pub struct Session {
+    /// The client; its connection task runs in the background.
+    pub client: Client,
+    /// What the server is.
+    pub flavour: Flavour,
+    /// Backend pid, to find the session in `pg_stat_activity`.
+    pub backend_pid: i32,
+    /// Timeout for each read on this session.
+    pub read_timeout: Duration,
+}
+
+impl Session {
+    /// Runs one future on this session's client under its read timeout.
+    pub async fn timed<T>(
+        &self,
+        fut: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+    ) -> Result<T, RoleError> {
+        timed(self.read_timeout, fut).await
+    }
+}
+
+impl ClusterHandle {
+    /// Builds the connection parameters; reads the password source (env, file, url, .pgpass,
+    /// `$PGPASSWORD`) but connects nowhere.
+    pub fn new(name: &str, cfg: &ClusterConfig) -> Result<ClusterHandle, Error> {
+        let cluster_err = |address: &str, message: String, hint: Option<String>| Error::Cluster {
+            cluster: name.to_string(),
+            address: address.to_string(),
+            message,
+            hint,
+        };
+        let mut pg = match &cfg.url {
+            Some(url) => url.parse::<tokio_postgres::Config>().map_err(|e| {
+                cluster_err(
+                    "url",
+                    format!("the url does not parse: {e}"),
+                    Some("write postgres://user@host:port/database".into()),
+                )
+            })?,
+            None => tokio_postgres::Config::new(),
+        };
+        if pg.get_hosts().is_empty() {
+            let host = cfg.host.clone().or_else(|| std::env::var("PGHOST").ok()).unwrap_or_else(|| "localhost".into());
+            pg.host(&host);
+        }
+        if pg.get_ports().is_empty() {
+            let port = cfg
+                .port
+                .or_else(|| std::env::var("PGPORT").ok().and_then(|p| p.parse().ok()))
+                .unwrap_or(5432);
+            pg.port(port);
+        }
+        if pg.get_user().is_none() {
+            let user = cfg
+                .user
+                .clone()
+                .or_else(|| std::env::var("PGUSER").ok())
+                .or_else(|| std::env::var("USER").ok())
+                .unwrap_or_else(|| "postgres".into());
+            pg.user(&user);
+        }
+        let user = pg.get_user().unwrap_or("postgres").to_string();
+        if pg.get_dbname().is_none() {
+            let db = cfg.dbname.clone().or_else(|| std::env::var("PGDATABASE").ok()).unwrap_or_else(|| user.clone());
+            pg.dbname(&db);
+        }
+        let host = match pg.get_hosts().first() {
+            Some(Host::Tcp(h)) => h.clone(),
+            #[cfg(unix)]
+            Some(Host::Unix(p)) => p.display().to_string(),
+            None => "localhost".into(),
+        };
+        let port = pg.get_ports().first().copied().unwrap_or(5432);
+        let db = pg.get_dbname().unwrap_or("").to_string();
+        let address = format!("{user}@{host}:{port}/{db}");
+
+        let mut password_source = None;
+        if let Some(var) = &cfg.password_env {
+            let value = std::env::var(var).map_err(|_| {
+                cluster_err(
+                    &address,
+                    format!("password_env names ${var}, which is not set"),
+                    Some(format!("export {var}=… before running, or use password_file / .pgpass")),
+                )
+            })?;
+            pg.password(value);
+            password_source = Some(format!("${var}"));
+        } else if let Some(path) = &cfg.password_file {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                cluster_err(&address, format!("cannot read password_file {}: {e}", path.display()), None)
+            })?;
+            pg.password(text.lines().next().unwrap_or("").to_string());
+            password_source = Some(path.display().to_string());
+        } else if pg.get_password().is_some() {
+            password_source = Some("the url".into());
+        } else if let Some(p) = pgpass::default_path().and_then(|path| pgpass::lookup(&path, &host, port, &db, &user)) {
+            pg.password(p);
+            password_source = Some(".pgpass".into());
+        } else if let Ok(p) = std::env::var("PGPASSWORD") {
+            pg.password(p);
+            password_source = Some("$PGPASSWORD".into());
+        }
+
+        pg.connect_timeout(cfg.connect_timeout.0);
+        pg.keepalives(true);
+        pg.keepalives_idle(Duration::from_secs(30));
+        pg.keepalives_interval(Duration::from_secs(10));
+        pg.keepalives_retries(6);
+        Ok(ClusterHandle {
+            name: name.to_string(),
+            address,
+            pg,
+            forced_flavour: cfg.flavor.map(Flavour::from_name),
+            read_timeout: cfg.read_timeout.0,
+            password_source,
+        })
+    }
+
+    /// Opens a session named `application` (visible in `pg_stat_activity`), detects the
+    /// flavour and applies the common session settings.
+    pub async fn connect(&self, application: &str, timezone: Option<&str>) -> Result<Session, Error> {
+        let mut pg = self.pg.clone();
+        pg.application_name(application);
+        let (client, connection) = pg.connect(NoTls).await.map_err(|e| self.connect_error(&e))?;
+        let cluster = self.name.clone();
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(cluster = %cluster, "connection ended: {}", pg_message(&e));
+            }
+        });
+        let row = timed(self.read_timeout, client.query_one("SELECT version(), pg_backend_pid()", &[]))
+            .await
+            .map_err(|m| self.error(format!("cannot read version(): {m}"), None))?;
+        let version: String = row.get(0);
+        let backend_pid: i32 = row.get(1);
+        let flavour = self.forced_flavour.unwrap_or_else(|| Flavour::detect(&version));
+        timed(self.read_timeout, client.batch_execute(&sql::session_setup(flavour, timezone)))
+            .await
+            .map_err(|m| self.error(format!("cannot apply session settings: {m}"), None))?;
+        Ok(Session { client, flavour, backend_pid, read_timeout: self.read_timeout })
+    }
+
+    /// An error about this cluster.
+    pub fn error(&self, message: String, hint: Option<String>) -> Error {
+        Error::Cluster { cluster: self.name.clone(), address: self.address.clone(), message, hint }
+    }
+
+    fn connect_error(&self, e: &tokio_postgres::Error) -> Error {
+        let code = e.code().map(|c| c.code().to_string()).unwrap_or_default();
+        let message = pg_message(e);
+        let hint = match code.as_str() {
+            "28P01" | "28000" => Some(match &self.password_source {
+                Some(src) => format!("the password comes from {src}; check it, or the server's pg_hba.conf"),
+                None => "no password was configured: set password_env or password_file, or add a .pgpass line".into(),
+            }),
+            "3D000" => Some("create the database, or fix the url".into()),
+            "" => Some("check host and port, that the server runs and accepts TCP connections from this host".into()),
+            _ => None,
+        };
+        let message = if code.is_empty() { format!("cannot connect: {message}") } else { message };
+        self.error(message, hint)
+    }
+}
+
+/// Runs one statement under a read timeout, the error in words.
+pub async fn timed<T>(
+    read_timeout: Duration,
+    fut: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+) -> Result<T, RoleError> {
+    match tokio::time::timeout(read_timeout, fut).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(RoleError { message: pg_message(&e), retriable: crate::error::is_connection_error(&e) }),
+        Err(_) => Err(RoleError::retriable(format!(
+            "no answer from the server within {}s (read_timeout)",
+            read_timeout.as_secs()
+        ))),
+    }
+}

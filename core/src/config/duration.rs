@@ -1,0 +1,97 @@
+//! Durations as the seed writes them: `500us`, `250ms`, `90s`, `15m`, `1h`, `2d`, `1w`, `1h30m`.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::Deserialize;
+
+/// A duration read from the config; accepts every unit the seed names, combined freely.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ConfigDuration(pub Duration);
+
+impl ConfigDuration {
+    /// Parses `1h30m`, `500us`, `2 days`, … Zero and negative values are rejected by callers
+    /// that need a positive span (window durations); `lag = "0s"` is fine.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let trimmed = text.trim();
+        if trimmed.is_empty() {
+            return Err("empty duration: write e.g. \"1h\", \"30m\", \"1h30m\"".into());
+        }
+        humantime::parse_duration(trimmed)
+            .map(ConfigDuration)
+            .map_err(|e| {
+                format!(
+                    "invalid duration {text:?} ({e}): use a number and a unit among us, ms, s, m, h, d, w, e.g. \"1h30m\""
+                )
+            })
+    }
+
+    /// The span as chrono's type, for window arithmetic.
+    pub fn as_chrono(&self) -> chrono::Duration {
+        chrono::Duration::from_std(self.0).unwrap_or(chrono::Duration::MAX)
+    }
+}
+
+impl fmt::Display for ConfigDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", humantime::format_duration(self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for ConfigDuration {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = ConfigDuration;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a duration such as \"1h\", \"30m\", \"1h30m\", \"500ms\"")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                ConfigDuration::parse(v).map_err(E::custom)
+            }
+        }
+        deserializer.deserialize_str(V)
+    }
+}
+
+impl serde::Serialize for ConfigDuration {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_unit_of_the_seed() {
+        let cases = [
+            ("500us", Duration::from_micros(500)),
+            ("250ms", Duration::from_millis(250)),
+            ("90s", Duration::from_secs(90)),
+            ("15m", Duration::from_secs(900)),
+            ("1h", Duration::from_secs(3600)),
+            ("2d", Duration::from_secs(2 * 86400)),
+            ("1w", Duration::from_secs(7 * 86400)),
+            ("1h30m", Duration::from_secs(5400)),
+            ("2 days", Duration::from_secs(2 * 86400)),
+            ("3weeks", Duration::from_secs(21 * 86400)),
+            ("10minutes", Duration::from_secs(600)),
+            ("7microseconds", Duration::from_micros(7)),
+            ("7milliseconds", Duration::from_millis(7)),
+        ];
+        for (text, want) in cases {
+            assert_eq!(ConfigDuration::parse(text), Ok(ConfigDuration(want)), "{text}");
+        }
+    }
+
+    #[test]
+    fn bad_durations_say_what_is_expected() {
+        for bad in ["", "1x", "h", "-1h", "1.5.h"] {
+            let err = ConfigDuration::parse(bad).unwrap_err();
+            assert!(err.contains("duration"), "{bad}: {err}");
+        }
+    }
+}

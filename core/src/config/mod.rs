@@ -1,0 +1,19 @@
+//! Configuration: the TOML model, its loading with line/column errors, and the resolved
+//! per-table specs the engine runs on.
+
+mod duration;
+mod load;
+mod model;
+mod plugin_spec;
+mod resolve;
+mod timestamp;
+
+pub use duration::ConfigDuration;
+pub use load::{find_config_path, ConfigError, Location};
+pub use model::{
+    ClusterConfig, ConfigFile, FlavourName, JobConfig, Mode, PluginsConfig, SslMode, StateConfig,
+    TableConfig,
+};
+pub use plugin_spec::PluginSpec;
+pub use resolve::{Config, JobSpec, StateSpec, TableSpec};
+pub use timestamp::ConfigTimestamp;

@@ -1,0 +1,224 @@
+//! The TOML file as written by users (SPEC §6). Every struct rejects unknown keys.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::duration::ConfigDuration;
+use super::plugin_spec::PluginSpec;
+use super::timestamp::ConfigTimestamp;
+
+/// The whole configuration file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Named connections.
+    #[serde(default)]
+    pub clusters: BTreeMap<String, Spanned<ClusterConfig>>,
+    /// Where history, cursors, locks and alarms live.
+    pub state: Option<Spanned<StateConfig>>,
+    /// Named groups of tables.
+    #[serde(default)]
+    pub jobs: BTreeMap<String, Spanned<JobConfig>>,
+    /// External plugin libraries (loaded by the plugin host).
+    #[serde(default)]
+    pub plugins: Option<PluginsConfig>,
+}
+
+/// External plugin libraries.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginsConfig {
+    /// Paths of shared libraries built against the `gptransfer-sdk` crate.
+    #[serde(default)]
+    pub paths: Vec<PathBuf>,
+}
+
+/// One cluster: where it is and how to log in. Secrets come from env, a file or `.pgpass`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// `postgres://user@host:port/db`; a password written here works but is never printed.
+    pub url: Option<String>,
+    /// Host, when no url is given (else `$PGHOST`, else localhost).
+    pub host: Option<String>,
+    /// Port, when no url is given (else `$PGPORT`, else 5432).
+    pub port: Option<u16>,
+    /// Database, when no url is given (else `$PGDATABASE`, else the user name).
+    pub dbname: Option<String>,
+    /// User, when no url is given (else `$PGUSER`, else the OS user).
+    pub user: Option<String>,
+    /// Name of an environment variable holding the password.
+    pub password_env: Option<String>,
+    /// A file whose first line is the password.
+    pub password_file: Option<PathBuf>,
+    /// `disable` or `prefer` (TLS is not built in yet; see README).
+    pub sslmode: Option<SslMode>,
+    /// Skip `version()` detection and use this flavour.
+    pub flavor: Option<FlavourName>,
+    /// How long connecting may take.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: ConfigDuration,
+    /// How long any single read from this cluster may stall before the window fails.
+    #[serde(default = "default_read_timeout")]
+    pub read_timeout: ConfigDuration,
+}
+
+fn default_connect_timeout() -> ConfigDuration {
+    ConfigDuration(std::time::Duration::from_secs(10))
+}
+
+fn default_read_timeout() -> ConfigDuration {
+    ConfigDuration(std::time::Duration::from_secs(600))
+}
+
+/// libpq's sslmode values that this build can honour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SslMode {
+    /// Plain TCP.
+    Disable,
+    /// TLS when offered; this build falls back to plain TCP as libpq does when TLS is absent.
+    Prefer,
+    /// TLS required (refused by `config check` in this build).
+    Require,
+    /// TLS with CA check (refused by `config check` in this build).
+    VerifyCa,
+    /// TLS with CA and host name check (refused by `config check` in this build).
+    VerifyFull,
+}
+
+/// A flavour name written in the config to override detection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FlavourName {
+    /// Greenplum 4 (PostgreSQL 8.2 kernel).
+    Gp4,
+    /// Greenplum 5 (8.3).
+    Gp5,
+    /// Greenplum 6 (9.4).
+    Gp6,
+    /// Greenplum 7 (12).
+    Gp7,
+    /// Plain PostgreSQL.
+    Postgres,
+}
+
+/// Where the tool keeps its own tables.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateConfig {
+    /// Cluster name; defaults to the target of the first job.
+    pub cluster: Option<String>,
+    /// Schema created and owned by the tool.
+    #[serde(default = "default_state_schema")]
+    pub schema: String,
+}
+
+fn default_state_schema() -> String {
+    "gptransfer".to_string()
+}
+
+/// A table's load mode (SPEC §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Delete the window on the target, then insert.
+    Replace,
+    /// Insert only.
+    Append,
+    /// Upsert by the key columns (staging + delete + insert).
+    Merge,
+    /// Truncate and reload the whole table.
+    Full,
+}
+
+impl Mode {
+    /// The name as written in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Replace => "replace",
+            Mode::Append => "append",
+            Mode::Merge => "merge",
+            Mode::Full => "full",
+        }
+    }
+}
+
+/// A job: source and target cluster, a cursor start, defaults for its tables.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobConfig {
+    /// Source cluster name.
+    pub from: String,
+    /// Target cluster name.
+    pub to: String,
+    /// Where the cursor starts for a table never run before.
+    pub start: ConfigTimestamp,
+    /// No window ends past this.
+    pub end: Option<ConfigTimestamp>,
+    /// Default window length.
+    pub duration: ConfigDuration,
+    /// Windows newer than `now - lag` are not due yet.
+    pub lag: Option<ConfigDuration>,
+    /// Session time zone for both clusters (for timestamptz windows); server default if unset.
+    pub timezone: Option<String>,
+    /// Default mode of the job's tables.
+    pub mode: Option<Mode>,
+    /// Jobs can be switched off as a whole.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Default source plugin.
+    pub source: Option<Spanned<PluginSpec>>,
+    /// Default transport plugin.
+    pub transport: Option<Spanned<PluginSpec>>,
+    /// Default sink plugin.
+    pub sink: Option<Spanned<PluginSpec>>,
+    /// Default comparator plugin.
+    pub compare: Option<Spanned<PluginSpec>>,
+    /// The tables.
+    #[serde(default)]
+    pub tables: Vec<Spanned<TableConfig>>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// One table entry of a job.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableConfig {
+    /// Source table, `schema.table` (quote parts with `"` when they hold dots or capitals).
+    pub table: String,
+    /// Target table; the source name when unset.
+    pub target_table: Option<String>,
+    /// Timestamp or date column that cuts windows (not needed in `full` mode).
+    pub condition_column: Option<String>,
+    /// Window length; the job's when unset.
+    pub duration: Option<ConfigDuration>,
+    /// Backfill bound: no window of this table ends past it.
+    pub final_end: Option<ConfigTimestamp>,
+    /// Overrides the job's lag.
+    pub lag: Option<ConfigDuration>,
+    /// Load mode; the job's, else `replace`.
+    pub mode: Option<Mode>,
+    /// Key columns (required by `merge`; used by compare).
+    #[serde(default)]
+    pub key: Vec<String>,
+    /// Columns to move; all source columns when unset.
+    pub columns: Option<Vec<String>>,
+    /// Switch the table off without deleting it.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Source plugin and options.
+    pub source: Option<Spanned<PluginSpec>>,
+    /// Transport plugin and options.
+    pub transport: Option<Spanned<PluginSpec>>,
+    /// Sink plugin and options.
+    pub sink: Option<Spanned<PluginSpec>>,
+    /// Comparator plugin and options.
+    pub compare: Option<Spanned<PluginSpec>>,
+}

@@ -1,0 +1,362 @@
+//! From the file model to what the engine runs: job defaults applied, names parsed,
+//! references checked. Pure: no I/O besides reading the file itself.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use chrono::NaiveDateTime;
+use toml::Spanned;
+
+use super::load::{parse_text, ConfigError, Location};
+use super::model::{ClusterConfig, ConfigFile, Mode, SslMode};
+use super::{ConfigDuration, PluginSpec};
+use crate::dialect::QualifiedName;
+
+/// A loaded, checked configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from.
+    pub path: PathBuf,
+    /// Named clusters.
+    pub clusters: BTreeMap<String, ClusterConfig>,
+    /// State location.
+    pub state: StateSpec,
+    /// Jobs, in name order.
+    pub jobs: Vec<JobSpec>,
+    /// External plugin libraries.
+    pub plugin_paths: Vec<PathBuf>,
+    text: String,
+}
+
+/// Where state lives.
+#[derive(Debug, Clone)]
+pub struct StateSpec {
+    /// Cluster name.
+    pub cluster: String,
+    /// Schema name.
+    pub schema: String,
+}
+
+/// A job with its tables resolved.
+#[derive(Debug, Clone)]
+pub struct JobSpec {
+    /// Job name.
+    pub name: String,
+    /// Source cluster name.
+    pub from: String,
+    /// Target cluster name.
+    pub to: String,
+    /// Session time zone, when set.
+    pub timezone: Option<String>,
+    /// Whether the job runs.
+    pub enabled: bool,
+    /// Its tables.
+    pub tables: Vec<TableSpec>,
+}
+
+/// Everything the engine needs about one table, defaults applied.
+#[derive(Debug, Clone)]
+pub struct TableSpec {
+    /// Owning job.
+    pub job: String,
+    /// Source cluster name.
+    pub from: String,
+    /// Target cluster name.
+    pub to: String,
+    /// Source table.
+    pub source_table: QualifiedName,
+    /// Target table.
+    pub target_table: QualifiedName,
+    /// Window column (None only in `full` mode).
+    pub condition_column: Option<String>,
+    /// Window length.
+    pub duration: ConfigDuration,
+    /// Cursor start when never run.
+    pub start: NaiveDateTime,
+    /// Job end bound.
+    pub end: Option<NaiveDateTime>,
+    /// Backfill bound.
+    pub final_end: Option<NaiveDateTime>,
+    /// Hold-back from now.
+    pub lag: ConfigDuration,
+    /// Load mode.
+    pub mode: Mode,
+    /// Key columns.
+    pub key: Vec<String>,
+    /// Explicit column list.
+    pub columns: Option<Vec<String>>,
+    /// Whether the table runs.
+    pub enabled: bool,
+    /// Session time zone, when set.
+    pub timezone: Option<String>,
+    /// Source plugin.
+    pub source: Spanned<PluginSpec>,
+    /// Transport plugin.
+    pub transport: Spanned<PluginSpec>,
+    /// Sink plugin.
+    pub sink: Spanned<PluginSpec>,
+    /// Comparator plugin.
+    pub compare: Spanned<PluginSpec>,
+    /// Where the entry is in the file.
+    pub location: Location,
+}
+
+impl TableSpec {
+    /// The name people see: the source table, and the target when it differs.
+    pub fn display_name(&self) -> String {
+        if self.source_table == self.target_table {
+            self.source_table.to_string()
+        } else {
+            format!("{} -> {}", self.source_table, self.target_table)
+        }
+    }
+
+    /// The plugin chain as history records it: `source > transport > sink`.
+    pub fn chain(&self) -> String {
+        format!(
+            "{} > {} > {}",
+            self.source.get_ref().plugin,
+            self.transport.get_ref().plugin,
+            self.sink.get_ref().plugin
+        )
+    }
+}
+
+fn spanned_default(name: &str) -> Spanned<PluginSpec> {
+    Spanned::new(0..0, PluginSpec::named(name))
+}
+
+impl Config {
+    /// Reads and checks the file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::file(
+                path,
+                format!(
+                    "cannot read the config file: {e}; pass --config FILE, set $GPTRANSFER_CONFIG, or create ./gptransfer.toml"
+                ),
+            )
+        })?;
+        Config::from_text(path, text)
+    }
+
+    /// Checks config text; `path` only labels errors.
+    pub fn from_text(path: &Path, text: String) -> Result<Config, ConfigError> {
+        let file = parse_text(path, &text)?;
+        resolve(path, text, file)
+    }
+
+    /// The file location of a span, for errors raised after loading (plugin options).
+    pub fn location_of(&self, span: std::ops::Range<usize>) -> Location {
+        Location::of_offset(&self.text, span.start)
+    }
+
+    /// An error pointing at a span of this config.
+    pub fn error_at(&self, span: std::ops::Range<usize>, message: impl Into<String>) -> ConfigError {
+        ConfigError::at(&self.path, &self.text, span, message)
+    }
+
+    /// All tables of all jobs.
+    pub fn tables(&self) -> impl Iterator<Item = &TableSpec> {
+        self.jobs.iter().flat_map(|j| j.tables.iter())
+    }
+}
+
+fn resolve(path: &Path, text: String, file: ConfigFile) -> Result<Config, ConfigError> {
+    let err = |span: std::ops::Range<usize>, msg: String| ConfigError::at(path, &text, span, msg);
+
+    let mut clusters = BTreeMap::new();
+    for (name, c) in &file.clusters {
+        let span = c.span();
+        let c = c.get_ref();
+        if let Some(mode) = c.sslmode {
+            if matches!(mode, SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull) {
+                return Err(err(span, format!(
+                    "cluster {name:?}: sslmode {mode:?} needs TLS, which this build does not include yet; use \"disable\" or \"prefer\" (plain TCP)"
+                )));
+            }
+        }
+        if c.password_env.is_some() && c.password_file.is_some() {
+            return Err(err(span, format!(
+                "cluster {name:?}: set password_env or password_file, not both"
+            )));
+        }
+        clusters.insert(name.clone(), c.clone());
+    }
+
+    let known = |name: &str| clusters.contains_key(name);
+    let cluster_list = || clusters.keys().cloned().collect::<Vec<_>>().join(", ");
+
+    let mut jobs = Vec::new();
+    for (job_name, job) in &file.jobs {
+        let job_span = job.span();
+        let job = job.get_ref();
+        for (role, name) in [("from", &job.from), ("to", &job.to)] {
+            if !known(name) {
+                return Err(err(job_span.clone(), format!(
+                    "job {job_name:?}: {role} = {name:?} names no cluster; defined clusters: [{}]",
+                    cluster_list()
+                )));
+            }
+        }
+        if job.duration.0.is_zero() {
+            return Err(err(job_span, format!("job {job_name:?}: duration must be greater than zero")));
+        }
+        let mut tables = Vec::new();
+        for entry in &job.tables {
+            let span = entry.span();
+            let t = entry.get_ref();
+            let here = |msg: String| err(span.clone(), format!("job {job_name:?}, table {:?}: {msg}", t.table));
+            let source_table = QualifiedName::parse(&t.table).map_err(&here)?;
+            let target_table = match &t.target_table {
+                Some(name) => QualifiedName::parse(name).map_err(&here)?,
+                None => source_table.clone(),
+            };
+            let mode = t.mode.or(job.mode).unwrap_or(Mode::Replace);
+            let duration = t.duration.unwrap_or(job.duration);
+            if duration.0.is_zero() {
+                return Err(here("duration must be greater than zero".into()));
+            }
+            if mode != Mode::Full && t.condition_column.is_none() {
+                return Err(here(format!(
+                    "condition_column is required in {} mode (the timestamp column that cuts windows)",
+                    mode.as_str()
+                )));
+            }
+            if mode == Mode::Merge && t.key.is_empty() {
+                return Err(here("merge mode needs key = [\"column\", …] to match rows".into()));
+            }
+            for col in t.key.iter().chain(t.columns.iter().flatten()) {
+                if col.is_empty() {
+                    return Err(here("an empty column name in key or columns".into()));
+                }
+            }
+            if let Some(cols) = &t.columns {
+                if let Some(k) = t.key.iter().find(|k| !cols.contains(k)) {
+                    return Err(here(format!("key column {k:?} is not in columns")));
+                }
+            }
+            if let Some(fe) = t.final_end {
+                if fe.0 <= job.start.0 {
+                    return Err(here(format!("final_end {fe} is not after the job start {}", job.start)));
+                }
+            }
+            tables.push(TableSpec {
+                job: job_name.clone(),
+                from: job.from.clone(),
+                to: job.to.clone(),
+                source_table,
+                target_table,
+                condition_column: t.condition_column.clone(),
+                duration,
+                start: job.start.0,
+                end: job.end.map(|e| e.0),
+                final_end: t.final_end.map(|e| e.0),
+                lag: t.lag.or(job.lag).unwrap_or(ConfigDuration(std::time::Duration::ZERO)),
+                mode,
+                key: t.key.clone(),
+                columns: t.columns.clone(),
+                enabled: t.enabled && job.enabled,
+                timezone: job.timezone.clone(),
+                source: t.source.clone().or_else(|| job.source.clone()).unwrap_or_else(|| spanned_default("copy")),
+                transport: t
+                    .transport
+                    .clone()
+                    .or_else(|| job.transport.clone())
+                    .unwrap_or_else(|| spanned_default("stream")),
+                sink: t.sink.clone().or_else(|| job.sink.clone()).unwrap_or_else(|| spanned_default("copy")),
+                compare: t.compare.clone().or_else(|| job.compare.clone()).unwrap_or_else(|| spanned_default("hash")),
+                location: Location::of_offset(&text, span.start),
+            });
+        }
+        jobs.push(JobSpec {
+            name: job_name.clone(),
+            from: job.from.clone(),
+            to: job.to.clone(),
+            timezone: job.timezone.clone(),
+            enabled: job.enabled,
+            tables,
+        });
+    }
+
+    let state = match &file.state {
+        Some(s) => {
+            let span = s.span();
+            let s = s.get_ref();
+            let cluster = match &s.cluster {
+                Some(c) if known(c) => c.clone(),
+                Some(c) => {
+                    return Err(err(span, format!(
+                        "state.cluster = {c:?} names no cluster; defined clusters: [{}]",
+                        cluster_list()
+                    )))
+                }
+                None => default_state_cluster(&jobs).ok_or_else(|| {
+                    ConfigError::file(path, "state.cluster is not set and there is no job to take a target from")
+                })?,
+            };
+            StateSpec { cluster, schema: s.schema.clone() }
+        }
+        None => StateSpec {
+            cluster: default_state_cluster(&jobs).unwrap_or_default(),
+            schema: "gptransfer".into(),
+        },
+    };
+
+    Ok(Config {
+        path: path.to_path_buf(),
+        clusters,
+        state,
+        jobs,
+        plugin_paths: file.plugins.map(|p| p.paths).unwrap_or_default(),
+        text,
+    })
+}
+
+fn default_state_cluster(jobs: &[JobSpec]) -> Option<String> {
+    jobs.first().map(|j| j.to.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Config, ConfigError> {
+        Config::from_text(Path::new("t.toml"), text.to_string())
+    }
+
+    const BASE: &str = r#"
+[clusters.a]
+url = "postgres://u@h/db"
+[clusters.b]
+url = "postgres://u@h2/db"
+[jobs.j]
+from = "a"
+to = "b"
+start = "2020-04-01 00:00:00"
+duration = "1h"
+"#;
+
+    #[test]
+    fn defaults_apply() {
+        let c = load(&format!("{BASE}[[jobs.j.tables]]\ntable = \"eda.t\"\ncondition_column = \"ts\"\n")).unwrap();
+        let t = &c.jobs[0].tables[0];
+        assert_eq!(t.mode, Mode::Replace);
+        assert_eq!(t.chain(), "copy > stream > copy");
+        assert_eq!(c.state.cluster, "b");
+        assert_eq!(t.location.line, 11);
+    }
+
+    #[test]
+    fn unknown_key_has_line_and_column() {
+        let e = load(&format!("{BASE}[[jobs.j.tables]]\ntable = \"eda.t\"\nconditon_column = \"ts\"\n")).unwrap_err();
+        let s = e.to_string();
+        assert!(s.starts_with("t.toml:13:1: unknown field `conditon_column`"), "{s}");
+    }
+
+    #[test]
+    fn merge_needs_key() {
+        let e = load(&format!("{BASE}[[jobs.j.tables]]\ntable = \"t\"\ncondition_column = \"ts\"\nmode = \"merge\"\n")).unwrap_err();
+        assert!(e.message.contains("merge mode needs key"), "{e}");
+    }
+}

@@ -1,0 +1,197 @@
+//! SQL whose text depends on the flavour, one function per statement kind.
+
+use chrono::NaiveDateTime;
+
+use super::{quote_ident, quote_literal, Flavour, QualifiedName};
+
+/// Session settings that make the text COPY format identical on every flavour, so bytes from
+/// any source parse to the same values on any target.
+pub fn session_setup(flavour: Flavour, timezone: Option<&str>) -> String {
+    let kernel = flavour.kernel();
+    let mut sql = vec![
+        "SET client_encoding = 'UTF8'".to_string(),
+        "SET DateStyle = 'ISO, MDY'".to_string(),
+        // 8.2 is off by default (`'a\b'` is an escape); on keeps literals plain everywhere.
+        "SET standard_conforming_strings = on".to_string(),
+    ];
+    if kernel >= 84 {
+        sql.push("SET IntervalStyle = 'postgres'".to_string());
+    }
+    // 8.x accepts at most 2 (17 significant digits); 9.x+ take 3 (exact round trip).
+    sql.push(format!("SET extra_float_digits = {}", if kernel >= 90 { 3 } else { 2 }));
+    if kernel >= 90 {
+        sql.push("SET bytea_output = 'hex'".to_string());
+    }
+    if let Some(tz) = timezone {
+        sql.push(format!("SET TimeZone = {}", quote_literal(tz, false)));
+    }
+    sql.join(";\n")
+}
+
+/// Columns of a table with their type, in table order.
+pub const TABLE_COLUMNS: &str = "\
+SELECT a.attname::text, format_type(a.atttypid, a.atttypmod)::text, t.typname::text, a.attnotnull, \
+       (a.atthasdef OR t.typname IN ('serial', 'bigserial'))
+FROM pg_catalog.pg_attribute a
+JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped
+ORDER BY a.attnum";
+
+/// Whether a relation exists (any flavour).
+pub const TABLE_EXISTS: &str = "\
+SELECT c.relkind::text FROM pg_catalog.pg_class c
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = $1 AND c.relname = $2";
+
+/// A timestamp literal for a window bound, cast to the condition column's type.
+pub fn bound_literal(ts: NaiveDateTime, column_type: &str) -> String {
+    let cast = match column_type {
+        "date" => "date",
+        "timestamptz" => "timestamptz",
+        _ => "timestamp",
+    };
+    format!("'{}'::{cast}", ts.format("%Y-%m-%d %H:%M:%S%.f"))
+}
+
+/// `"col" >= start AND "col" < end`.
+pub fn window_predicate(column: &str, column_type: &str, start: NaiveDateTime, end: NaiveDateTime) -> String {
+    let col = quote_ident(column);
+    format!(
+        "{col} >= {} AND {col} < {}",
+        bound_literal(start, column_type),
+        bound_literal(end, column_type)
+    )
+}
+
+/// The column list, quoted and comma separated.
+pub fn column_list(columns: &[String]) -> String {
+    columns.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ")
+}
+
+/// `COPY (SELECT …) TO STDOUT` in text format. The text format needs no option list, so the
+/// same statement is valid from 8.2 (GP4) to PostgreSQL 17; CSV would need `WITH CSV` on GP4/5.
+pub fn copy_out(table: &QualifiedName, columns: &[String], predicate: Option<&str>) -> String {
+    let mut select = format!("SELECT {} FROM {}", column_list(columns), table.quoted());
+    if let Some(p) = predicate {
+        select.push_str(" WHERE ");
+        select.push_str(p);
+    }
+    format!("COPY ({select}) TO STDOUT")
+}
+
+/// `COPY t (cols) FROM STDIN` in text format.
+pub fn copy_in(table: &str, columns: &[String]) -> String {
+    format!("COPY {table} ({}) FROM STDIN", column_list(columns))
+}
+
+/// Deletes one window from the target (replace mode).
+pub fn delete_window(table: &QualifiedName, predicate: &str) -> String {
+    format!("DELETE FROM {} WHERE {predicate}", table.quoted())
+}
+
+/// Empties the target (full mode). TRUNCATE is transactional on every flavour.
+pub fn truncate(table: &QualifiedName) -> String {
+    format!("TRUNCATE TABLE {}", table.quoted())
+}
+
+/// The staging table of a merge: the target's columns plus a sequence that keeps the batch
+/// order, so the last row of a batch wins deterministically.
+pub fn merge_staging(flavour: Flavour, target: &QualifiedName, staging: &str, columns: &[String]) -> Vec<String> {
+    let mut create = format!(
+        "CREATE TEMPORARY TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WHERE false",
+        quote_ident(staging),
+        column_list(columns),
+        target.quoted()
+    );
+    if flavour.is_greenplum() {
+        // Random distribution: the staging table only feeds the target, and GP would
+        // otherwise pick the first column, which may be badly skewed.
+        create.push_str(" DISTRIBUTED RANDOMLY");
+    }
+    vec![
+        create,
+        format!("ALTER TABLE {} ADD COLUMN gpt_batch_seq bigserial", quote_ident(staging)),
+    ]
+}
+
+/// Delete the target rows whose key is in the batch, then insert the last row of each key.
+/// No `ON CONFLICT` (GP6 and 9.4 lack it; GP7 refuses it on distribution keys).
+pub fn merge_apply(target: &QualifiedName, staging: &str, columns: &[String], key: &[String]) -> Vec<String> {
+    let stg = quote_ident(staging);
+    let key_match = key
+        .iter()
+        .map(|k| format!("t.{0} = s.{0}", quote_ident(k)))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let keys = column_list(key);
+    let cols = column_list(columns);
+    vec![
+        format!(
+            "DELETE FROM {} t USING (SELECT DISTINCT {keys} FROM {stg}) s WHERE {key_match}",
+            target.quoted()
+        ),
+        format!(
+            "INSERT INTO {} ({cols}) SELECT {cols} FROM (SELECT DISTINCT ON ({keys}) {cols} FROM {stg} ORDER BY {keys}, gpt_batch_seq DESC) last_rows",
+            target.quoted()
+        ),
+    ]
+}
+
+/// `CREATE SCHEMA` that does not fail when it exists (`IF NOT EXISTS` is 9.3+).
+pub fn create_schema(flavour: Flavour, schema: &str) -> String {
+    if flavour.kernel() >= 93 {
+        format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(schema))
+    } else {
+        format!("CREATE SCHEMA {}", quote_ident(schema))
+    }
+}
+
+/// Who holds an advisory lock: pid, user, application, client address, since when.
+/// `pg_stat_activity.pid` was `procpid` before 9.2 (GP4, GP5).
+pub fn advisory_lock_holder(flavour: Flavour) -> &'static str {
+    if flavour.kernel() >= 92 {
+        "SELECT a.pid, coalesce(a.usename::text, ''), coalesce(a.application_name, ''), \
+         coalesce(host(a.client_addr), 'local'), coalesce(to_char(a.backend_start, 'YYYY-MM-DD HH24:MI:SS'), '') \
+         FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid \
+         WHERE l.locktype = 'advisory' AND l.classid::bigint = $1 AND l.objid::bigint = $2 AND l.granted"
+    } else {
+        "SELECT a.procpid, coalesce(a.usename::text, ''), coalesce(a.application_name, ''), \
+         coalesce(host(a.client_addr), 'local'), coalesce(to_char(a.backend_start, 'YYYY-MM-DD HH24:MI:SS'), '') \
+         FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.procpid = l.pid \
+         WHERE l.locktype = 'advisory' AND l.classid::bigint = $1 AND l.objid::bigint = $2 AND l.granted"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(s: &str) -> NaiveDateTime {
+        NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").unwrap()
+    }
+
+    #[test]
+    fn copy_out_has_no_option_list() {
+        let t = QualifiedName::parse("eda.f").unwrap();
+        let p = window_predicate("evt", "timestamp", ts("2020-04-01 00:00:00"), ts("2020-04-01 01:00:00"));
+        let sql = copy_out(&t, &["a".into(), "B".into()], Some(&p));
+        assert_eq!(
+            sql,
+            "COPY (SELECT \"a\", \"B\" FROM \"eda\".\"f\" WHERE \"evt\" >= '2020-04-01 00:00:00'::timestamp AND \"evt\" < '2020-04-01 01:00:00'::timestamp) TO STDOUT"
+        );
+        assert!(!sql.contains("WITH ("));
+    }
+
+    #[test]
+    fn old_kernels_get_old_settings() {
+        let s = session_setup(Flavour::Gp4, None);
+        assert!(s.contains("extra_float_digits = 2"));
+        assert!(!s.contains("bytea_output"));
+        assert!(!s.contains("IntervalStyle"));
+        let s = session_setup(Flavour::Gp6, Some("Asia/Shanghai"));
+        assert!(s.contains("extra_float_digits = 3") && s.contains("bytea_output") && s.contains("'Asia/Shanghai'"));
+        assert_eq!(create_schema(Flavour::Gp4, "s"), "CREATE SCHEMA \"s\"");
+    }
+}

@@ -1,0 +1,166 @@
+//! Pre-flight checks of a table against both clusters, before any data moves: the tables
+//! exist, columns match by name with compatible types, the condition column is a time.
+
+use crate::cluster::Session;
+use crate::config::{Mode, TableSpec};
+use crate::dialect::{sql, QualifiedName};
+use crate::error::Error;
+
+/// A column as the catalog describes it.
+#[derive(Debug, Clone)]
+pub struct Column {
+    /// Name.
+    pub name: String,
+    /// `format_type` text, e.g. `numeric(12,3)`.
+    pub type_text: String,
+    /// `typname`, e.g. `numeric`.
+    pub type_name: String,
+    /// NOT NULL.
+    pub not_null: bool,
+    /// Has a default.
+    pub has_default: bool,
+}
+
+/// What the checks established, for the run.
+#[derive(Debug, Clone)]
+pub struct TableCheck {
+    /// Columns to move, source order.
+    pub columns: Vec<String>,
+    /// Source `typname` of the condition column.
+    pub condition_type: Option<String>,
+}
+
+fn check_error(table: &TableSpec, message: String, hint: Option<&str>) -> Error {
+    Error::Check { job: table.job.clone(), table: table.display_name(), message, hint: hint.map(str::to_string) }
+}
+
+/// Reads a table's columns; an error when it does not exist.
+pub async fn columns(session: &Session, cluster: &str, name: &QualifiedName, table: &TableSpec) -> Result<Vec<Column>, Error> {
+    let rows = session
+        .timed(session.client.query(sql::TABLE_COLUMNS, &[&name.schema, &name.name]))
+        .await
+        .map_err(|e| check_error(table, format!("cannot read the columns of {name} on cluster {cluster:?}: {e}"), None))?;
+    if rows.is_empty() {
+        return Err(check_error(
+            table,
+            format!("table {name} does not exist on cluster {cluster:?}"),
+            Some("create it there (gptransfer does not create tables), or fix the table name"),
+        ));
+    }
+    Ok(rows
+        .iter()
+        .map(|r| Column {
+            name: r.get(0),
+            type_text: r.get(1),
+            type_name: r.get(2),
+            not_null: r.get(3),
+            has_default: r.get(4),
+        })
+        .collect())
+}
+
+/// Checks one table on both sides.
+pub async fn check_table(table: &TableSpec, source: &Session, source_name: &str, target: &Session, target_name: &str) -> Result<TableCheck, Error> {
+    let src = columns(source, source_name, &table.source_table, table).await?;
+    let dst = columns(target, target_name, &table.target_table, table).await?;
+    let find = |cols: &[Column], n: &str| cols.iter().find(|c| c.name == n).cloned();
+
+    let selected: Vec<Column> = match &table.columns {
+        Some(names) => {
+            let mut out = Vec::new();
+            for n in names {
+                out.push(find(&src, n).ok_or_else(|| {
+                    check_error(table, format!("column {n:?} of `columns` is not in source table {}", table.source_table), None)
+                })?);
+            }
+            out
+        }
+        None => src.clone(),
+    };
+
+    let mut problems = Vec::new();
+    for c in &selected {
+        match find(&dst, &c.name) {
+            None => problems.push(format!("column {:?} ({}) is missing in target table {}", c.name, c.type_text, table.target_table)),
+            Some(t) if !compatible(&c.type_name, &t.type_name) => problems.push(format!(
+                "column {:?} is {} on the source but {} on the target: incompatible",
+                c.name, c.type_text, t.type_text
+            )),
+            Some(_) => {}
+        }
+    }
+    for t in &dst {
+        if t.not_null && !t.has_default && !selected.iter().any(|c| c.name == t.name) {
+            problems.push(format!("target column {:?} is NOT NULL without default and gets no value from the source", t.name));
+        }
+    }
+    for k in &table.key {
+        if !selected.iter().any(|c| &c.name == k) {
+            problems.push(format!("key column {k:?} is not among the columns moved"));
+        }
+    }
+    if !problems.is_empty() {
+        return Err(check_error(
+            table,
+            format!("source and target columns do not match:\n  - {}", problems.join("\n  - ")),
+            Some("columns are matched by name; align the tables, or list the columns to move in `columns`"),
+        ));
+    }
+
+    let condition_type = match (&table.condition_column, table.mode) {
+        (Some(col), _) => {
+            let c = find(&src, col).ok_or_else(|| {
+                check_error(table, format!("condition column {col:?} is not in source table {}", table.source_table), None)
+            })?;
+            if !matches!(c.type_name.as_str(), "timestamp" | "timestamptz" | "date") {
+                return Err(check_error(
+                    table,
+                    format!("condition column {col:?} is {}, not a timestamp or date", c.type_text),
+                    Some("windows are cut on a timestamp, timestamptz or date column; pick one, or use mode = \"full\""),
+                ));
+            }
+            if table.mode == Mode::Replace && find(&dst, col).is_none() {
+                return Err(check_error(
+                    table,
+                    format!("condition column {col:?} is missing in target table {}: replace mode deletes windows by it", table.target_table),
+                    None,
+                ));
+            }
+            Some(c.type_name)
+        }
+        (None, _) => None,
+    };
+    Ok(TableCheck { columns: selected.into_iter().map(|c| c.name).collect(), condition_type })
+}
+
+/// Whether the text form of a source type loads into the target type. Widening within a
+/// family is fine; narrowing is allowed and fails the window (atomically) on overflow.
+fn compatible(source: &str, target: &str) -> bool {
+    fn family(t: &str) -> &str {
+        match t {
+            "int2" | "int4" | "int8" | "numeric" | "float4" | "float8" | "oid" => "number",
+            "text" | "varchar" | "bpchar" | "name" | "char" | "citext" => "text",
+            "timestamp" | "timestamptz" | "date" => "time",
+            "json" | "jsonb" => "json",
+            "time" | "timetz" => "timeofday",
+            other => other,
+        }
+    }
+    source == target || family(target) == "text" || family(source) == family(target)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::compatible;
+
+    #[test]
+    fn type_families() {
+        assert!(compatible("int4", "int8"));
+        assert!(compatible("float8", "numeric"));
+        assert!(compatible("timestamp", "timestamptz"));
+        assert!(compatible("int4", "text"));
+        assert!(!compatible("text", "int4"));
+        assert!(!compatible("timestamp", "int8"));
+        assert!(!compatible("bytea", "int4"));
+    }
+}

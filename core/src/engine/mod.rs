@@ -1,0 +1,12 @@
+//! The run engine: select tables, lock jobs, check, plan, and move each window atomically.
+
+mod check;
+mod interrupt;
+mod run;
+mod select;
+mod window_run;
+
+pub use check::{check_table, Column, TableCheck};
+pub use interrupt::Interrupt;
+pub use run::{plan_tables, run, Observer, PlannedTable, RunOptions, RunReport, WindowReport, WindowStatus};
+pub use select::select_tables;

@@ -1,0 +1,293 @@
+//! A whole run: lock the jobs, check every table before anything moves, plan, then move the
+//! windows, tables in parallel, windows of one table in order.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::NaiveDateTime;
+use futures_util::stream::{self, StreamExt};
+
+use super::check::check_table;
+use super::interrupt::Interrupt;
+use super::window_run::{run_window, WindowPlugins};
+use crate::cluster::{ClusterHandle, Session};
+use crate::config::{Config, TableSpec};
+use crate::error::Error;
+use crate::registry::Registry;
+use crate::roles::Counters;
+use crate::state::State;
+use crate::window::{plan, Window};
+
+/// What `run` is asked to do.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Only these jobs (all when empty).
+    pub jobs: Vec<String>,
+    /// Only these tables (all when empty).
+    pub tables: Vec<String>,
+    /// No window ends after this.
+    pub until: Option<NaiveDateTime>,
+    /// Tables moved at once.
+    pub parallel: usize,
+    /// Plan and check, move nothing.
+    pub dry_run: bool,
+    /// The clock (the machine's local time unless a test sets it).
+    pub now: NaiveDateTime,
+    /// Stop every table at the first failed window.
+    pub stop_on_error: bool,
+}
+
+/// How a window ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WindowStatus {
+    /// Landed.
+    Succeeded,
+    /// Rolled back.
+    Failed,
+    /// Planned only (dry run).
+    Planned,
+}
+
+/// One window's outcome.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct WindowReport {
+    /// Job.
+    pub job: String,
+    /// Table (source name).
+    pub table: String,
+    /// Window id.
+    pub window: String,
+    /// Outcome.
+    pub status: WindowStatus,
+    /// Rows read.
+    pub rows_read: u64,
+    /// Rows written.
+    pub rows_written: u64,
+    /// Bytes.
+    pub bytes: u64,
+    /// Seconds, two decimals.
+    pub elapsed_seconds: f64,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+/// The whole run.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct RunReport {
+    /// Every window attempted, in completion order.
+    pub windows: Vec<WindowReport>,
+    /// Signal that stopped the run.
+    pub interrupted_by: Option<i32>,
+}
+
+impl RunReport {
+    /// Failed windows.
+    pub fn failed(&self) -> usize {
+        self.windows.iter().filter(|w| w.status == WindowStatus::Failed).count()
+    }
+}
+
+/// Hears about progress; the CLI draws bars and lines from it.
+pub trait Observer: Send + Sync {
+    /// A table's windows were planned.
+    fn planned(&self, _table: &TableSpec, _windows: &[Window]) {}
+    /// A window started; `counters` move while it runs.
+    fn window_started(&self, _table: &TableSpec, _window: &Window, _counters: Arc<Counters>) {}
+    /// A window ended.
+    fn window_finished(&self, _report: &WindowReport) {}
+}
+
+/// A table and its due windows.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PlannedTable {
+    /// Job.
+    pub job: String,
+    /// Source table.
+    pub table: String,
+    /// Target table.
+    pub target_table: String,
+    /// Mode.
+    pub mode: String,
+    /// Plugin chain.
+    pub chain: String,
+    /// Stored cursor.
+    pub cursor: Option<NaiveDateTime>,
+    /// Bound of this plan.
+    pub limit: NaiveDateTime,
+    /// Due windows.
+    pub windows: Vec<String>,
+}
+
+pub(super) fn handles(config: &Config, names: impl IntoIterator<Item = String>) -> Result<BTreeMap<String, ClusterHandle>, Error> {
+    let mut out = BTreeMap::new();
+    for name in names {
+        if out.contains_key(&name) {
+            continue;
+        }
+        let cfg = config.clusters.get(&name).ok_or_else(|| {
+            Error::Config(crate::config::ConfigError::file(&config.path, format!("cluster {name:?} is not defined")))
+        })?;
+        out.insert(name.clone(), ClusterHandle::new(&name, cfg)?);
+    }
+    Ok(out)
+}
+
+fn application_name() -> String {
+    format!("gptransfer {} pid {}", crate::host_name(), std::process::id())
+}
+
+/// The due windows of each table, from the stored cursors; moves nothing, connects only
+/// to the state cluster (and not even there if the state schema does not exist yet).
+pub async fn plan_tables(config: &Config, tables: &[TableSpec], now: NaiveDateTime, until: Option<NaiveDateTime>) -> Result<Vec<PlannedTable>, Error> {
+    let hs = handles(config, [config.state.cluster.clone()])?;
+    let state_cluster = hs.get(&config.state.cluster).cloned().ok_or_else(|| {
+        Error::Config(crate::config::ConfigError::file(&config.path, "the state cluster is not defined"))
+    })?;
+    let state = State::open_existing(state_cluster, &config.state.schema, &application_name()).await?;
+    let mut out = Vec::new();
+    for t in tables {
+        let cursor = match &state {
+            Some(s) => s.cursor(&t.job, &t.source_table.to_string()).await?,
+            None => None,
+        };
+        let p = plan(t, cursor, now, until);
+        out.push(PlannedTable {
+            job: t.job.clone(),
+            table: t.source_table.to_string(),
+            target_table: t.target_table.to_string(),
+            mode: t.mode.as_str().to_string(),
+            chain: t.chain(),
+            cursor,
+            limit: p.limit,
+            windows: p.windows.iter().map(Window::id).collect(),
+        });
+    }
+    Ok(out)
+}
+
+/// Runs the selected tables.
+pub async fn run(
+    config: &Config,
+    registry: &Registry,
+    tables: Vec<TableSpec>,
+    options: &RunOptions,
+    observer: Arc<dyn Observer>,
+    interrupt: Interrupt,
+) -> Result<RunReport, Error> {
+    let application = application_name();
+    let mut names = vec![config.state.cluster.clone()];
+    for t in &tables {
+        names.push(t.from.clone());
+        names.push(t.to.clone());
+    }
+    let clusters = handles(config, names)?;
+    let cluster = |name: &str| clusters.get(name).cloned().ok_or_else(|| Error::State { cluster: name.into(), message: "not configured".into() });
+
+    // Plugins first: an unknown option fails before we touch any server.
+    let mut plugins = Vec::new();
+    for t in &tables {
+        let build_err = |role: &str, e: String| Error::Check { job: t.job.clone(), table: t.display_name(), message: format!("{role}: {e}"), hint: None };
+        plugins.push(WindowPlugins {
+            source: registry.source(t.source.get_ref()).map_err(|e| build_err("source", e))?,
+            transport: registry.transport(t.transport.get_ref()).map_err(|e| build_err("transport", e))?,
+            sink: registry.sink(t.sink.get_ref()).map_err(|e| build_err("sink", e))?,
+        });
+    }
+
+    let state = State::open(cluster(&config.state.cluster)?, &config.state.schema, &application).await?;
+    let mut job_names: Vec<&String> = tables.iter().map(|t| &t.job).collect();
+    job_names.sort();
+    job_names.dedup();
+    let mut locks = Vec::new();
+    for job in job_names {
+        locks.push(state.lock_job(job).await?);
+    }
+
+    // Every table is checked on both sides before the first byte moves.
+    let mut sessions: BTreeMap<String, Session> = BTreeMap::new();
+    let mut checks = Vec::new();
+    for t in &tables {
+        for name in [&t.from, &t.to] {
+            if !sessions.contains_key(name) {
+                let s = cluster(name)?.connect(&application, t.timezone.as_deref()).await?;
+                sessions.insert(name.clone(), s);
+            }
+        }
+        let (Some(src), Some(dst)) = (sessions.get(&t.from), sessions.get(&t.to)) else {
+            return Err(Error::State { cluster: t.from.clone(), message: "session lost".into() });
+        };
+        checks.push(check_table(t, src, &t.from, dst, &t.to).await?);
+    }
+    drop(sessions);
+
+    let mut work = Vec::new();
+    for ((t, check), plugins) in tables.into_iter().zip(checks).zip(plugins) {
+        let cursor = state.cursor(&t.job, &t.source_table.to_string()).await?;
+        let p = plan(&t, cursor, options.now, options.until);
+        observer.planned(&t, &p.windows);
+        work.push((Arc::new(t), check, plugins, p.windows));
+    }
+
+    let mut report = RunReport::default();
+    if options.dry_run {
+        for (t, _, _, windows) in &work {
+            for w in windows {
+                report.windows.push(WindowReport {
+                    job: t.job.clone(),
+                    table: t.source_table.to_string(),
+                    window: w.id(),
+                    status: WindowStatus::Planned,
+                    rows_read: 0,
+                    rows_written: 0,
+                    bytes: 0,
+                    elapsed_seconds: 0.0,
+                    error: None,
+                });
+            }
+        }
+        return Ok(report);
+    }
+
+    let state = &state;
+    let stop_all = tokio_util::sync::CancellationToken::new();
+    let per_table = work.into_iter().map(|(table, check, plugins, windows)| {
+        let observer = observer.clone();
+        let interrupt = interrupt.clone();
+        let application = application.clone();
+        let stop_all = stop_all.clone();
+        let source = cluster(&table.from);
+        let target = cluster(&table.to);
+        async move {
+            let mut done = Vec::new();
+            let (source, target) = match (source, target) {
+                (Ok(s), Ok(t)) => (s, t),
+                _ => return done,
+            };
+            for window in windows {
+                if interrupt.signal().is_some() || stop_all.is_cancelled() {
+                    break;
+                }
+                let r = run_window(state, &table, &check, &plugins, window, &source, &target, &application, observer.as_ref(), &interrupt).await;
+                observer.window_finished(&r);
+                let failed = r.status == WindowStatus::Failed;
+                done.push(r);
+                if failed {
+                    // Later windows wait: the cursor cannot skip a hole.
+                    if options.stop_on_error {
+                        stop_all.cancel();
+                    }
+                    break;
+                }
+            }
+            done
+        }
+    });
+    let results: Vec<Vec<WindowReport>> = stream::iter(per_table).buffer_unordered(options.parallel.max(1)).collect().await;
+    report.windows = results.into_iter().flatten().collect();
+    report.interrupted_by = interrupt.signal();
+    for lock in locks {
+        state.release(lock).await;
+    }
+    Ok(report)
+}

@@ -1,0 +1,35 @@
+//! Which tables a command works on: `--job` and `--table` filters, enabled tables only.
+
+use crate::config::{Config, ConfigError, TableSpec};
+
+/// The enabled tables matching the filters. A filter that matches nothing is an error, so a
+/// typo never turns into a silent no-op.
+pub fn select_tables(config: &Config, jobs: &[String], tables: &[String]) -> Result<Vec<TableSpec>, ConfigError> {
+    for j in jobs {
+        if !config.jobs.iter().any(|job| &job.name == j) {
+            let known: Vec<_> = config.jobs.iter().map(|j| j.name.as_str()).collect();
+            return Err(ConfigError::file(&config.path, format!("--job {j:?}: no such job; jobs: [{}]", known.join(", "))));
+        }
+    }
+    let selected: Vec<TableSpec> = config
+        .tables()
+        .filter(|t| t.enabled)
+        .filter(|t| jobs.is_empty() || jobs.contains(&t.job))
+        .filter(|t| tables.is_empty() || tables.iter().any(|name| matches_table(t, name)))
+        .cloned()
+        .collect();
+    for name in tables {
+        if !selected.iter().any(|t| matches_table(t, name)) {
+            return Err(ConfigError::file(
+                &config.path,
+                format!("--table {name:?}: no enabled table of the selected jobs has that name"),
+            ));
+        }
+    }
+    Ok(selected)
+}
+
+fn matches_table(t: &TableSpec, name: &str) -> bool {
+    let parsed = crate::dialect::QualifiedName::parse(name).ok();
+    parsed.as_ref() == Some(&t.source_table) || t.source_table.name == name || t.source_table.to_string() == name
+}

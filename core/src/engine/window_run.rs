@@ -1,0 +1,175 @@
+//! One window, atomically: history `running` → sink begins its transaction → source streams
+//! through the transport into the sink → counts checked → history `succeeded` and cursor
+//! advanced in the sink's transaction (when state lives on the target) → commit. Any error,
+//! a signal, or a dropped connection rolls the whole window back.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::check::TableCheck;
+use super::interrupt::Interrupt;
+use super::run::{Observer, WindowReport, WindowStatus};
+use crate::cluster::ClusterHandle;
+use crate::config::TableSpec;
+use crate::error::RoleError;
+use crate::roles::{Counters, Delivered, Sink, SinkWindow, Source, Transport, WindowCtx};
+use crate::state::{Outcome, State};
+use crate::window::Window;
+
+/// The built plugins of a table's chain.
+pub(super) struct WindowPlugins {
+    pub source: Arc<dyn Source>,
+    pub transport: Arc<dyn Transport>,
+    pub sink: Arc<dyn Sink>,
+}
+
+enum Failure {
+    Role(RoleError),
+    Interrupted(i32),
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn run_window(
+    state: &State,
+    table: &Arc<TableSpec>,
+    check: &TableCheck,
+    plugins: &WindowPlugins,
+    window: Window,
+    source: &ClusterHandle,
+    target: &ClusterHandle,
+    application: &str,
+    observer: &dyn Observer,
+    interrupt: &Interrupt,
+) -> WindowReport {
+    let started = Instant::now();
+    let counters = Arc::new(Counters::default());
+    let mut report = WindowReport {
+        job: table.job.clone(),
+        table: table.source_table.to_string(),
+        window: window.id(),
+        status: WindowStatus::Failed,
+        rows_read: 0,
+        rows_written: 0,
+        bytes: 0,
+        elapsed_seconds: 0.0,
+        error: None,
+    };
+    let history_id = match state.history_start(table, &window, &crate::host_name()).await {
+        Ok(id) => id,
+        Err(e) => {
+            report.error = Some(format!("cannot record the window in history: {e}"));
+            return report;
+        }
+    };
+    observer.window_started(table, &window, counters.clone());
+    let ctx = WindowCtx {
+        table: table.clone(),
+        window,
+        columns: Arc::new(check.columns.clone()),
+        condition_type: check.condition_type.clone(),
+        source: source.clone(),
+        target: target.clone(),
+        counters: counters.clone(),
+        application: application.to_string(),
+    };
+    let state_on_target = state.cluster.name == target.name;
+
+    let attempt = async {
+        let mut sink = plugins.sink.begin(&ctx).await?;
+        let result = async {
+            let rows = plugins.source.open(&ctx).await?;
+            let delivered = plugins.transport.deliver(&ctx, rows, sink.as_mut()).await?;
+            if delivered.rows_read != delivered.rows_written {
+                return Err(RoleError::new(format!(
+                    "{} rows read from the source but {} written to the target; the window was rolled back",
+                    delivered.rows_read, delivered.rows_written
+                )));
+            }
+            Ok(delivered)
+        }
+        .await;
+        let delivered = match result {
+            Ok(d) => d,
+            Err(e) => {
+                sink.abort().await;
+                return Err(e);
+            }
+        };
+        finish(state, table, history_id, window, delivered, started, sink, state_on_target).await?;
+        Ok(delivered)
+    };
+
+    let outcome = tokio::select! {
+        r = attempt => r.map_err(Failure::Role),
+        _ = interrupt.triggered() => Err(Failure::Interrupted(interrupt.signal().unwrap_or(2))),
+    };
+    let elapsed = started.elapsed().as_secs_f64();
+    report.elapsed_seconds = (elapsed * 100.0).round() / 100.0;
+    match outcome {
+        Ok(d) => {
+            report.status = WindowStatus::Succeeded;
+            report.rows_read = d.rows_read;
+            report.rows_written = d.rows_written;
+            report.bytes = d.bytes;
+        }
+        Err(f) => {
+            let (rows, bytes) = counters.get();
+            report.rows_read = rows;
+            report.bytes = bytes;
+            let message = match f {
+                Failure::Role(e) => e.message,
+                Failure::Interrupted(sig) => format!(
+                    "interrupted by {}; the window was rolled back",
+                    if sig == 15 { "SIGTERM" } else { "SIGINT" }
+                ),
+            };
+            let partial = Delivered { rows_read: rows, bytes, rows_written: 0 };
+            if let Err(e) = state
+                .history_finish(state.client(), history_id, Outcome::Failed, partial, elapsed, Some(&message))
+                .await
+            {
+                tracing::warn!("could not record the failure in history: {}", crate::error::pg_message(&e));
+            }
+            tracing::error!(
+                job = %table.job, table = %table.source_table, window = %window.id(),
+                "window failed: {message}"
+            );
+            report.error = Some(message);
+        }
+    }
+    report
+}
+
+/// History and cursor, then commit: inside the load's transaction when the state lives on
+/// the target; else right after the commit (a crash between the two only re-runs the window,
+/// which replace and merge make harmless).
+#[allow(clippy::too_many_arguments)]
+async fn finish(
+    state: &State,
+    table: &TableSpec,
+    history_id: i64,
+    window: Window,
+    delivered: Delivered,
+    started: Instant,
+    sink: Box<dyn SinkWindow>,
+    state_on_target: bool,
+) -> Result<(), RoleError> {
+    let elapsed = started.elapsed().as_secs_f64();
+    let name = table.source_table.to_string();
+    let state_err = |e: tokio_postgres::Error| RoleError::from_pg("recording the window in state", &e);
+    match sink.transaction() {
+        Some(tx) if state_on_target => {
+            state.history_finish(tx, history_id, Outcome::Succeeded, delivered, elapsed, None).await.map_err(state_err)?;
+            state.advance_cursor(tx, &table.job, &name, window.end).await.map_err(state_err)?;
+            sink.commit().await
+        }
+        _ => {
+            sink.commit().await?;
+            state
+                .history_finish(state.client(), history_id, Outcome::Succeeded, delivered, elapsed, None)
+                .await
+                .map_err(state_err)?;
+            state.advance_cursor(state.client(), &table.job, &name, window.end).await.map_err(state_err)
+        }
+    }
+}

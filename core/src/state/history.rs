@@ -1,0 +1,204 @@
+//! One history row per window attempt: written `running` before any data moves, finished
+//! `succeeded` in the load's own transaction, or `failed` after the rollback.
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use tokio_postgres::Client;
+
+use super::State;
+use crate::config::TableSpec;
+use crate::error::Error;
+use crate::roles::Delivered;
+use crate::window::Window;
+
+/// How an attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Landed.
+    Succeeded,
+    /// Rolled back.
+    Failed,
+}
+
+/// A history row as `gptransfer history` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HistoryRow {
+    /// Row id.
+    pub id: i64,
+    /// Job.
+    pub job: String,
+    /// Source table.
+    pub table: String,
+    /// Target table.
+    pub target_table: String,
+    /// `YYYYMMDDHHMMSS^YYYYMMDDHHMMSS`.
+    pub window_id: String,
+    /// Window start.
+    pub window_start: NaiveDateTime,
+    /// Window end.
+    pub window_end: NaiveDateTime,
+    /// Mode.
+    pub mode: String,
+    /// Plugin chain.
+    pub chain: String,
+    /// Rows read from the source.
+    pub rows_read: Option<i64>,
+    /// Rows written to the target.
+    pub rows_written: Option<i64>,
+    /// Bytes carried.
+    pub bytes: Option<i64>,
+    /// Start of the attempt.
+    pub started_at: DateTime<Utc>,
+    /// End of the attempt.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Elapsed seconds, two decimals.
+    pub elapsed_seconds: Option<String>,
+    /// running, succeeded, failed.
+    pub status: String,
+    /// The error of a failed attempt.
+    pub error: Option<String>,
+    /// 1 for the first attempt of this window.
+    pub attempt: i32,
+    /// Host that ran it.
+    pub host: String,
+    /// Process id that ran it.
+    pub pid: i32,
+}
+
+/// Which rows `history` lists.
+#[derive(Debug, Clone, Default)]
+pub struct HistoryFilter {
+    /// Only this job.
+    pub job: Option<String>,
+    /// Only this table (source name).
+    pub table: Option<String>,
+    /// Only failed attempts.
+    pub failed_only: bool,
+    /// At most this many, newest first.
+    pub limit: i64,
+}
+
+impl State {
+    /// Records the start of an attempt; returns the row id.
+    pub async fn history_start(&self, table: &TableSpec, window: &Window, host: &str) -> Result<i64, Error> {
+        let t = self.table("history");
+        let name = table.source_table.to_string();
+        let window_id = window.id();
+        let attempt: i64 = self
+            .client()
+            .query_one(
+                &format!("SELECT count(*) FROM {t} WHERE job = $1 AND table_name = $2 AND window_id = $3"),
+                &[&table.job, &name, &window_id],
+            )
+            .await
+            .map_err(|e| self.error("reading history", &e))?
+            .get(0);
+        let attempt = i32::try_from(attempt + 1).unwrap_or(i32::MAX);
+        let pid = i32::try_from(std::process::id()).unwrap_or(0);
+        let sql = format!(
+            "INSERT INTO {t} (job, table_name, target_table, window_id, window_start, window_end, mode, chain, \
+             started_at, status, attempt, host, pid) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now(), 'running', $9, $10, $11) RETURNING id"
+        );
+        let row = self
+            .client()
+            .query_one(
+                &sql,
+                &[
+                    &table.job,
+                    &name,
+                    &table.target_table.to_string(),
+                    &window_id,
+                    &window.start,
+                    &window.end,
+                    &table.mode.as_str(),
+                    &table.chain(),
+                    &attempt,
+                    &host,
+                    &pid,
+                ],
+            )
+            .await
+            .map_err(|e| self.error("writing history", &e))?;
+        Ok(row.get(0))
+    }
+
+    /// Finishes an attempt on `client` (the sink's transaction for a success when the state
+    /// lives on the target, else the state session).
+    pub async fn history_finish(
+        &self,
+        client: &Client,
+        id: i64,
+        outcome: Outcome,
+        delivered: Delivered,
+        elapsed_seconds: f64,
+        error: Option<&str>,
+    ) -> Result<(), tokio_postgres::Error> {
+        let status = match outcome {
+            Outcome::Succeeded => "succeeded",
+            Outcome::Failed => "failed",
+        };
+        let sql = format!(
+            "UPDATE {} SET rows_read = $2, rows_written = $3, bytes = $4, finished_at = now(), \
+             elapsed_seconds = round($5::float8::numeric, 2), status = $6, error = $7 WHERE id = $1",
+            self.table("history")
+        );
+        let as_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        client
+            .execute(
+                &sql,
+                &[
+                    &id,
+                    &as_i64(delivered.rows_read),
+                    &as_i64(delivered.rows_written),
+                    &as_i64(delivered.bytes),
+                    &elapsed_seconds,
+                    &status,
+                    &error,
+                ],
+            )
+            .await
+            .map(|_| ())
+    }
+
+    /// History rows, newest first.
+    pub async fn history(&self, filter: &HistoryFilter) -> Result<Vec<HistoryRow>, Error> {
+        let sql = format!(
+            "SELECT id, job, table_name, target_table, window_id, window_start, window_end, mode, chain, \
+             rows_read, rows_written, bytes, started_at, finished_at, elapsed_seconds::text, status, error, \
+             attempt, host, pid FROM {} \
+             WHERE ($1::text IS NULL OR job = $1) AND ($2::text IS NULL OR table_name = $2) \
+             AND (NOT $3 OR status = 'failed') ORDER BY id DESC LIMIT $4",
+            self.table("history")
+        );
+        let rows = self
+            .client()
+            .query(&sql, &[&filter.job, &filter.table, &filter.failed_only, &filter.limit])
+            .await
+            .map_err(|e| self.error("reading history", &e))?;
+        Ok(rows
+            .iter()
+            .map(|r| HistoryRow {
+                id: r.get(0),
+                job: r.get(1),
+                table: r.get(2),
+                target_table: r.get(3),
+                window_id: r.get(4),
+                window_start: r.get(5),
+                window_end: r.get(6),
+                mode: r.get(7),
+                chain: r.get(8),
+                rows_read: r.get(9),
+                rows_written: r.get(10),
+                bytes: r.get(11),
+                started_at: r.get(12),
+                finished_at: r.get(13),
+                elapsed_seconds: r.get(14),
+                status: r.get(15),
+                error: r.get(16),
+                attempt: r.get(17),
+                host: r.get(18),
+                pid: r.get(19),
+            })
+            .collect())
+    }
+}

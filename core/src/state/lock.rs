@@ -1,0 +1,67 @@
+//! One advisory lock per job on the state cluster, held by the state session for the whole
+//! run: released by the server when the process dies, so a crash never leaves it stale.
+
+use super::State;
+use crate::dialect::sql;
+use crate::error::Error;
+
+/// Lock namespace ("gptr"), so our locks do not collide with the application's.
+const NAMESPACE: i32 = 0x6770_7472;
+
+/// A held job lock; released when the state session ends or by `release`.
+#[derive(Debug)]
+pub struct JobLock {
+    /// The job.
+    pub job: String,
+    key: i32,
+}
+
+/// FNV-1a of the job name: stable across versions and platforms (unlike `hashtext`).
+fn job_key(job: &str) -> i32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in job.as_bytes() {
+        h ^= u32::from(*b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    i32::from_ne_bytes(h.to_ne_bytes())
+}
+
+impl State {
+    /// Takes the job's lock or says who holds it.
+    pub async fn lock_job(&self, job: &str) -> Result<JobLock, Error> {
+        let key = job_key(job);
+        let got: bool = self
+            .client()
+            .query_one("SELECT pg_try_advisory_lock($1, $2)", &[&NAMESPACE, &key])
+            .await
+            .map_err(|e| self.error("taking the job lock", &e))?
+            .get(0);
+        if got {
+            return Ok(JobLock { job: job.to_string(), key });
+        }
+        // pg_locks shows oids, i.e. the keys as unsigned 32-bit numbers.
+        let as_oid = |k: i32| i64::from(u32::from_ne_bytes(k.to_ne_bytes()));
+        let holder = match self
+            .client()
+            .query_opt(sql::advisory_lock_holder(self.session.flavour), &[&as_oid(NAMESPACE), &as_oid(key)])
+            .await
+        {
+            Ok(Some(r)) => {
+                let pid: i32 = r.get(0);
+                let user: String = r.get(1);
+                let app: String = r.get(2);
+                let addr: String = r.get(3);
+                let since: String = r.get(4);
+                format!("{app:?} (server pid {pid}, user {user}, from {addr}, connected since {since})")
+            }
+            _ => "another session (it could not be identified)".to_string(),
+        };
+        Err(Error::Locked { job: job.to_string(), holder })
+    }
+
+    /// Releases a lock early (it is released anyway when the session ends).
+    pub async fn release(&self, lock: JobLock) {
+        let _ = self.client().execute("SELECT pg_advisory_unlock($1, $2)", &[&NAMESPACE, &lock.key]).await;
+        tracing::debug!(job = %lock.job, "job lock released");
+    }
+}

@@ -1,0 +1,87 @@
+//! The tool's own tables: history (one row per window attempt), cursors (per job and table),
+//! and the advisory lock per job. DDL and queries are valid from 8.2 (GP4) on.
+
+mod history;
+mod lock;
+mod schema;
+
+pub use history::{HistoryFilter, HistoryRow, Outcome};
+pub use lock::JobLock;
+
+use chrono::NaiveDateTime;
+use tokio_postgres::Client;
+
+use crate::cluster::{ClusterHandle, Session};
+use crate::dialect::quote_ident;
+use crate::error::{pg_message, Error};
+
+/// The state schema on its cluster.
+pub struct State {
+    /// The cluster holding it.
+    pub cluster: ClusterHandle,
+    /// A session of its own (autocommit), also holding the job locks.
+    pub session: Session,
+    schema: String,
+}
+
+impl State {
+    /// Connects and creates or migrates the schema.
+    pub async fn open(cluster: ClusterHandle, schema: &str, application: &str) -> Result<State, Error> {
+        let session = cluster.connect(application, None).await?;
+        let state = State { cluster, session, schema: schema.to_string() };
+        schema::migrate(&state).await?;
+        Ok(state)
+    }
+
+    /// Connects without creating anything (read-only commands).
+    pub async fn open_existing(cluster: ClusterHandle, schema: &str, application: &str) -> Result<Option<State>, Error> {
+        let session = cluster.connect(application, None).await?;
+        let state = State { cluster, session, schema: schema.to_string() };
+        Ok(schema::exists(&state).await?.then_some(state))
+    }
+
+    /// `"schema".name`.
+    pub fn table(&self, name: &str) -> String {
+        format!("{}.{}", quote_ident(&self.schema), quote_ident(name))
+    }
+
+    /// The client of the state session.
+    pub fn client(&self) -> &Client {
+        &self.session.client
+    }
+
+    pub(crate) fn error(&self, what: &str, e: &tokio_postgres::Error) -> Error {
+        Error::State { cluster: self.cluster.name.clone(), message: format!("{what}: {}", pg_message(e)) }
+    }
+
+    /// The cursor of a table: the end of its last loaded window.
+    pub async fn cursor(&self, job: &str, table: &str) -> Result<Option<NaiveDateTime>, Error> {
+        let sql = format!("SELECT cursor_end FROM {} WHERE job = $1 AND table_name = $2", self.table("cursors"));
+        let row = self.client().query_opt(&sql, &[&job, &table]).await.map_err(|e| self.error("reading the cursor", &e))?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    /// Moves a table's cursor, on `client`, which may be the sink's open transaction so the
+    /// cursor moves exactly when the data lands.
+    pub async fn advance_cursor(
+        &self,
+        client: &Client,
+        job: &str,
+        table: &str,
+        end: NaiveDateTime,
+    ) -> Result<(), tokio_postgres::Error> {
+        // No upsert: GP6 and 8.2 have no ON CONFLICT; the job lock makes this race-free.
+        let update = format!(
+            "UPDATE {} SET cursor_end = $3, updated_at = now() WHERE job = $1 AND table_name = $2",
+            self.table("cursors")
+        );
+        if client.execute(&update, &[&job, &table, &end]).await? == 0 {
+            let insert = format!(
+                "INSERT INTO {} (job, table_name, cursor_end, updated_at) VALUES ($1, $2, $3, now())",
+                self.table("cursors")
+            );
+            client.execute(&insert, &[&job, &table, &end]).await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,112 @@
+//! Creates and migrates the state schema. Runs under an advisory lock so two first runs
+//! cannot both create it.
+
+use super::State;
+use crate::dialect::sql;
+use crate::error::Error;
+
+/// Bumped when the DDL below changes; each step migrates from the one before.
+const VERSION: i32 = 1;
+const MIGRATION_LOCK: (i32, i32) = (0x6770_7472, 0);
+
+pub(super) async fn exists(state: &State) -> Result<bool, Error> {
+    let row = state
+        .client()
+        .query_opt(sql::TABLE_EXISTS, &[&state.schema, &"schema_version"])
+        .await
+        .map_err(|e| state.error("looking for the state schema", &e))?;
+    Ok(row.is_some())
+}
+
+pub(super) async fn migrate(state: &State) -> Result<(), Error> {
+    let client = state.client();
+    client
+        .execute("SELECT pg_advisory_lock($1, $2)", &[&MIGRATION_LOCK.0, &MIGRATION_LOCK.1])
+        .await
+        .map_err(|e| state.error("locking for migration", &e))?;
+    let result = migrate_locked(state).await;
+    let _ = client.execute("SELECT pg_advisory_unlock($1, $2)", &[&MIGRATION_LOCK.0, &MIGRATION_LOCK.1]).await;
+    result
+}
+
+async fn migrate_locked(state: &State) -> Result<(), Error> {
+    let client = state.client();
+    let flavour = state.session.flavour;
+    let schema_exists = client
+        .query_opt("SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1", &[&state.schema])
+        .await
+        .map_err(|e| state.error("looking for the state schema", &e))?
+        .is_some();
+    if !schema_exists {
+        client
+            .batch_execute(&sql::create_schema(flavour, &state.schema))
+            .await
+            .map_err(|e| state.error("creating the state schema", &e))?;
+    }
+    let current: i32 = if exists(state).await? {
+        client
+            .query_one(&format!("SELECT max(version) FROM {}", state.table("schema_version")), &[])
+            .await
+            .map_err(|e| state.error("reading the state version", &e))?
+            .get::<_, Option<i32>>(0)
+            .unwrap_or(0)
+    } else {
+        0
+    };
+    if current > VERSION {
+        return Err(Error::State {
+            cluster: state.cluster.name.clone(),
+            message: format!(
+                "schema {} is at version {current}, newer than this gptransfer ({VERSION}); upgrade gptransfer",
+                state.schema
+            ),
+        });
+    }
+    if current < 1 {
+        let ddl = format!(
+            "BEGIN;
+CREATE TABLE {history} (
+    id bigserial PRIMARY KEY,
+    job text NOT NULL,
+    table_name text NOT NULL,
+    target_table text NOT NULL,
+    window_id text NOT NULL,
+    window_start timestamp NOT NULL,
+    window_end timestamp NOT NULL,
+    mode text NOT NULL,
+    chain text NOT NULL,
+    rows_read bigint,
+    rows_written bigint,
+    bytes bigint,
+    started_at timestamptz NOT NULL,
+    finished_at timestamptz,
+    elapsed_seconds numeric(14,2),
+    status text NOT NULL,
+    error text,
+    attempt integer NOT NULL,
+    host text NOT NULL,
+    pid integer NOT NULL
+);
+CREATE INDEX {history_idx} ON {history} (job, table_name, window_id);
+CREATE TABLE {cursors} (
+    job text NOT NULL,
+    table_name text NOT NULL,
+    cursor_end timestamp NOT NULL,
+    updated_at timestamptz NOT NULL,
+    PRIMARY KEY (job, table_name)
+);
+CREATE TABLE {version} (version integer NOT NULL, applied_at timestamptz NOT NULL);
+INSERT INTO {version} VALUES (1, now());
+COMMIT;",
+            history = state.table("history"),
+            history_idx = crate::dialect::quote_ident("history_job_table_window"),
+            cursors = state.table("cursors"),
+            version = state.table("schema_version"),
+        );
+        if let Err(e) = client.batch_execute(&ddl).await {
+            let _ = client.batch_execute("ROLLBACK").await;
+            return Err(state.error("creating the state tables", &e));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,246 @@
+#!/usr/bin/env bash
+# The README's "run the main job on a local default": two throw-away PostgreSQL clusters
+# (source and target), a sample display-panel defect fact table on the source, the same empty
+# table on the target, then `gptransfer config check`, `plan`, `run`, `history`, and a row count
+# plus an ordered md5 of the whole table on both sides to show that they are equal.
+#
+#   scripts/demo.sh
+#
+# Environment (all optional):
+#   ROWS=240000          rows generated over 2024-01-01 (a multiple of 24 puts rows exactly on
+#                        the hour boundaries, which exercises the half-open windows)
+#   DEMO_DIR=/tmp/gptransfer-demo
+#   DEMO_RESET=1         wipe the clusters' directories and initdb again
+#   DEMO_STOP=1          stop both clusters at the end (by default they keep running, so that
+#                        you can try more commands against them; the last lines say how)
+#   SKIP_SETUP=1 / SKIP_BUILD=1
+#
+# Re-running is safe: the clusters are stopped and started again (on free ports, 55432/55433
+# unless taken), the demo databases are dropped and created again, configs/demo.toml is
+# rewritten.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+
+rows=${ROWS:-240000}
+demo_dir=${DEMO_DIR:-/tmp/gptransfer-demo}
+src_dir=$demo_dir/src
+dst_dir=$demo_dir/dst
+db=qms
+day="2024-01-01"
+next_day="2024-01-02"
+table=eda.wpp_fdefect_f_n
+config=$root/configs/demo.toml
+bin=${GPTRANSFER_BIN:-${CARGO_TARGET_DIR:-$root/target}/release/gptransfer}
+
+# Passwords of the TCP role `gpt` on each cluster; gptransfer reads them from these variables.
+export GPT_SRC_PASSWORD=${GPT_SRC_PASSWORD:-src-demo-secret}
+export GPT_DST_PASSWORD=${GPT_DST_PASSWORD:-dst-demo-secret}
+
+step=0
+bold='' plain=''
+if [ -t 1 ]; then bold=$'\033[1m' plain=$'\033[0m'; fi
+section() {
+  step=$((step + 1))
+  printf '\n%s==== %d. %s ====%s\n' "$bold" "$step" "$*" "$plain"
+}
+
+note() { printf '  %s\n' "$*"; }
+
+die() {
+  printf 'demo.sh: %s\n' "$*" >&2
+  exit 1
+}
+
+find_psql() {
+  if command -v psql >/dev/null 2>&1; then
+    command -v psql
+    return
+  fi
+  local found
+  found=$(find /usr/lib/postgresql -path '*/bin/psql' 2>/dev/null | sort -V | tail -n 1)
+  [ -n "$found" ] || die "psql not found; install PostgreSQL (scripts/setup.sh does it)"
+  echo "$found"
+}
+
+port_in_use() {
+  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# First port >= $1 that nothing listens on and that is not in $2 (a port already chosen).
+free_port() {
+  local port=$1 taken=${2:-}
+  while [ "$port" = "$taken" ] || port_in_use "$port"; do
+    port=$((port + 1))
+  done
+  echo "$port"
+}
+
+# Superuser session over the cluster's Unix socket (trusted).
+su_psql() {
+  local dir=$1 port=$2
+  shift 2
+  PGOPTIONS='-c client_min_messages=warning' \
+    "$psql" -h "$dir" -p "$port" -U postgres -X -q -v ON_ERROR_STOP=1 "$@"
+}
+
+start_cluster() {
+  local dir=$1 port=$2 password=$3
+  if ! scripts/pg-cluster.sh start "$dir" "$port" "$password"; then
+    note "the cluster in $dir did not start; wiping it and running initdb again"
+    scripts/pg-cluster.sh stop "$dir" || true
+    rm -rf "$dir"
+    scripts/pg-cluster.sh start "$dir" "$port" "$password"
+  fi
+}
+
+recreate_database() {
+  local dir=$1 port=$2
+  su_psql "$dir" "$port" -d postgres \
+    -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" \
+    -c "CREATE DATABASE $db"
+}
+
+table_digest() {
+  local dir=$1 port=$2
+  su_psql "$dir" "$port" -d "$db" -At -F ' | ' -c "
+    SELECT count(*) AS row_count,
+           coalesce(md5(string_agg(t::text, E'\n' ORDER BY glass_id, defect_seq)), md5('')) AS ordered_md5
+    FROM $table AS t"
+}
+
+psql=$(find_psql)
+
+section "Setup (scripts/setup.sh)"
+if [ "${SKIP_SETUP:-0}" = 1 ]; then
+  note "skipped (SKIP_SETUP=1)"
+elif [ -f scripts/setup.sh ]; then
+  bash scripts/setup.sh
+else
+  note "no scripts/setup.sh; assuming PostgreSQL and a Rust toolchain are installed"
+fi
+psql=$(find_psql)
+
+section "Build the release binary"
+if [ "${SKIP_BUILD:-0}" = 1 ]; then
+  note "skipped (SKIP_BUILD=1)"
+else
+  cargo build --release
+fi
+[ -x "$bin" ] || die "no binary at $bin"
+note "binary: $bin"
+
+section "Start two local clusters under $demo_dir"
+mkdir -p "$demo_dir"
+chmod 755 "$demo_dir"
+scripts/pg-cluster.sh stop "$src_dir"
+scripts/pg-cluster.sh stop "$dst_dir"
+if [ "${DEMO_RESET:-0}" = 1 ]; then
+  note "DEMO_RESET=1: wiping $src_dir and $dst_dir"
+  rm -rf "$src_dir" "$dst_dir"
+fi
+src_port=$(free_port 55432)
+dst_port=$(free_port 55433 "$src_port")
+start_cluster "$src_dir" "$src_port" "$GPT_SRC_PASSWORD"
+start_cluster "$dst_dir" "$dst_port" "$GPT_DST_PASSWORD"
+note "source: 127.0.0.1:$src_port  (socket dir $src_dir)"
+note "target: 127.0.0.1:$dst_port  (socket dir $dst_dir)"
+
+section "Sample data: $table, $rows rows over $day"
+recreate_database "$src_dir" "$src_port"
+recreate_database "$dst_dir" "$dst_port"
+su_psql "$src_dir" "$src_port" -d "$db" -f scripts/sql/create_table.sql
+su_psql "$src_dir" "$src_port" -d "$db" -v rows="$rows" -v day="$day" -f scripts/sql/generate.sql
+su_psql "$src_dir" "$src_port" -d "$db" -f scripts/sql/add_indexes.sql
+su_psql "$dst_dir" "$dst_port" -d "$db" -f scripts/sql/create_table.sql
+su_psql "$dst_dir" "$dst_port" -d "$db" -f scripts/sql/add_indexes.sql
+note "source rows per hour (first 3 of 24):"
+su_psql "$src_dir" "$src_port" -d "$db" -c "
+  SELECT date_trunc('hour', evt_timestamp) AS hour, count(*) AS rows,
+         count(*) FILTER (WHERE comment IS NULL) AS null_comments
+  FROM $table GROUP BY 1 ORDER BY 1 LIMIT 3"
+note "a few source rows:"
+su_psql "$src_dir" "$src_port" -d "$db" -c "
+  SELECT glass_id, defect_seq, site, defect_code, evt_timestamp, size, judge, comment
+  FROM $table ORDER BY glass_id, defect_seq LIMIT 6"
+note "target table is empty: $(su_psql "$dst_dir" "$dst_port" -d "$db" -At -c "SELECT count(*) FROM $table") rows"
+
+section "Config: $config"
+cat >"$config" <<TOML
+# The demo job. Written by scripts/demo.sh (ports are the free ones it found); passwords come
+# from the environment variables it exports, never from this file.
+[clusters.src]
+url = "postgres://gpt@127.0.0.1:$src_port/$db"
+password_env = "GPT_SRC_PASSWORD"
+
+[clusters.dst]
+url = "postgres://gpt@127.0.0.1:$dst_port/$db"
+password_env = "GPT_DST_PASSWORD"
+
+[state]
+cluster = "dst"
+schema = "gptransfer"
+
+[jobs.demo]
+from = "src"
+to = "dst"
+start = "$day 00:00:00"
+duration = "1h"
+lag = "0s"
+
+[[jobs.demo.tables]]
+table = "$table"
+condition_column = "evt_timestamp"
+final_end = "$next_day 00:00:00"
+mode = "replace"
+key = ["glass_id", "defect_seq"]
+TOML
+cat "$config"
+gpt=("$bin" --config "$config")
+
+section "gptransfer config check"
+"${gpt[@]}" config check
+
+section "gptransfer plan"
+"${gpt[@]}" plan
+
+section "gptransfer run --job demo"
+start_ns=$(date +%s%N)
+"${gpt[@]}" run --job demo
+end_ns=$(date +%s%N)
+note "run took $(awk -v ns="$((end_ns - start_ns))" 'BEGIN { printf "%.2f", ns / 1e9 }') s"
+
+section "gptransfer run --job demo again (nothing is due: a no-op)"
+"${gpt[@]}" run --job demo
+
+section "gptransfer history --limit 30"
+"${gpt[@]}" history --limit 30
+
+section "Verify: row count and ordered md5 on both sides"
+src_digest=$(table_digest "$src_dir" "$src_port")
+dst_digest=$(table_digest "$dst_dir" "$dst_port")
+printf '  %-7s %s\n' "side" "rows | md5(rows ordered by glass_id, defect_seq)"
+printf '  %-7s %s\n' "source" "$src_digest"
+printf '  %-7s %s\n' "target" "$dst_digest"
+if [ "$src_digest" != "$dst_digest" ]; then
+  die "source and target differ"
+fi
+note "OK: source and target are identical"
+
+if [ "${DEMO_STOP:-0}" = 1 ]; then
+  section "Stop the clusters"
+  scripts/pg-cluster.sh stop "$src_dir"
+  scripts/pg-cluster.sh stop "$dst_dir"
+  note "stopped"
+else
+  section "Try more"
+  cat <<EOF
+  The clusters keep running. In this shell:
+    export GPT_SRC_PASSWORD=... GPT_DST_PASSWORD=...   # demo defaults: src-demo-secret, dst-demo-secret
+    $bin --config $config history
+    psql -h $dst_dir -p $dst_port -U postgres $db      # superuser on the target
+  Stop them with:
+    scripts/pg-cluster.sh stop $src_dir; scripts/pg-cluster.sh stop $dst_dir
+EOF
+fi

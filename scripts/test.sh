@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The one test command: set-up, formatting, lints, then the whole test suite (integration tests
+# start their own PostgreSQL clusters). Stops at the first failing step; exits non-zero on any
+# failure.
+#
+#   scripts/test.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "scripts/setup.sh"
+scripts/setup.sh
+
+step "cargo fmt --all -- --check"
+cargo fmt --all -- --check
+
+step "cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+
+if cargo nextest --version >/dev/null 2>&1; then
+  step "cargo nextest run --workspace --no-fail-fast"
+  status=0
+  cargo nextest run --workspace --no-fail-fast 2>&1 | tee "$log" || status=$?
+  summary=$(grep -E '^ *Summary \[' "$log" | tail -n 1 | sed -E 's/^ +//')
+  # nextest does not run doctests.
+  if [ "$status" = 0 ]; then
+    step "cargo test --workspace --doc"
+    cargo test --workspace --doc 2>&1 | tee -a "$log" || status=$?
+  fi
+else
+  step "cargo test --workspace --no-fail-fast"
+  status=0
+  cargo test --workspace --no-fail-fast 2>&1 | tee "$log" || status=$?
+  # cargo test prints one result line per test binary; add them up into one.
+  summary=$(awk '/^test result:/ {
+      for (i = 1; i <= NF; i++) if ($(i + 1) ~ /^(passed|failed|ignored);?$/) n[$(i + 1)] += $i
+    }
+    END { printf "%d passed; %d failed; %d ignored (all test binaries)", n["passed;"], n["failed;"], n["ignored;"] }' "$log")
+fi
+
+echo
+if [ "$status" = 0 ]; then
+  echo "test.sh: OK: ${summary:-no summary line found}"
+else
+  echo "test.sh: FAILED (exit $status): ${summary:-no summary line found}" >&2
+fi
+exit "$status"

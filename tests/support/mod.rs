@@ -1,0 +1,910 @@
+//! Integration-test harness: two throw-away PostgreSQL clusters (source and target), an isolated
+//! database pair per test, the real `gptransfer` binary run with a hard timeout, and insta
+//! snapshots of its output with the unstable parts filtered out.
+//!
+//! Every test file uses it with `mod support;`. A typical test:
+//!
+//! ```ignore
+//! mod support;
+//! use support::TestEnv;
+//!
+//! #[test]
+//! fn plan_lists_due_windows() {
+//!     let env = TestEnv::new("plan_lists_due_windows");
+//!     env.src.psql(&env.db, "CREATE TABLE t (id int, ts timestamp)");
+//!     env.write_config(r#"
+//!         [clusters.src]
+//!         url = "{SRC_URL}"
+//!         password_env = "GPT_SRC_PASSWORD"
+//!     "#);
+//!     cli_snapshot!(env.run(&["plan"]));
+//! }
+//! ```
+//!
+//! The clusters are started by `scripts/pg-cluster.sh` the first time a test asks for them and
+//! stopped by a detached watchdog once the test run ends (a `static` is never dropped, so a
+//! `Drop` impl could not do it). Under cargo-nextest, which runs every test in its own process,
+//! all processes of one run share one pair of clusters instead of paying two `initdb` per test.
+//!
+//! Nothing here ever skips: a missing PostgreSQL installation is a test failure with a message
+//! saying what to install.
+#![allow(dead_code)] // not every test file uses every helper
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is how a test helper reports
+
+use std::collections::hash_map::RandomState;
+use std::fmt::Write as _;
+use std::fs;
+use std::hash::{BuildHasher, Hasher};
+use std::io::ErrorKind;
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{LazyLock, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_gptransfer");
+/// Environment variable holding the source cluster's password for role `gpt`, set by [`TestEnv::run`].
+pub const SRC_PASSWORD_ENV: &str = "GPT_SRC_PASSWORD";
+/// Environment variable holding the target cluster's password for role `gpt`, set by [`TestEnv::run`].
+pub const DST_PASSWORD_ENV: &str = "GPT_DST_PASSWORD";
+/// Hard limit for one run of the binary: a hung run must fail the test, not stall the suite.
+pub const RUN_TIMEOUT: Duration = Duration::from_secs(120);
+
+const PG_CLUSTER_SH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/pg-cluster.sh");
+/// How long a test process waits for another process of the same nextest run to start the clusters.
+const SHARED_START_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// Filters applied to every snapshot after the per-environment ones (paths, ports, database).
+/// Order matters: insta applies them one after the other. Add new generic filters here.
+pub const GENERIC_FILTERS: &[(&str, &str)] = &[
+    (
+        r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d(:\d\d)?)?",
+        "[TIMESTAMP]",
+    ),
+    // Elapsed times are printed with decimals (`1.23s`, `0.45 s`, `12.5ms`); configured
+    // durations such as `90s` or `1h30m` are whole numbers and stay visible on purpose.
+    (r"\b\d+\.\d+ ?(s|ms|µs|us)\b", "[ELAPSED]"),
+];
+
+// ---------------------------------------------------------------------------------------------
+// Clusters
+// ---------------------------------------------------------------------------------------------
+
+/// One running PostgreSQL cluster.
+#[derive(Debug, Clone)]
+pub struct Pg {
+    /// `source` or `target`.
+    pub name: String,
+    /// TCP port on 127.0.0.1.
+    pub port: u16,
+    /// Unix socket directory (also the cluster directory); superuser `postgres` is trusted here.
+    pub socket_dir: PathBuf,
+    /// Password of role `gpt` (superuser, password login over TCP only).
+    pub password: String,
+}
+
+/// The source and target clusters shared by all tests of a run.
+#[derive(Debug)]
+pub struct Clusters {
+    pub source: Pg,
+    pub target: Pg,
+    /// Directory holding both clusters and the tests' directories; removed by the watchdog at
+    /// the end of the run.
+    pub base_dir: PathBuf,
+}
+
+static CLUSTERS: LazyLock<Result<Clusters, String>> = LazyLock::new(start_clusters);
+
+/// The clusters, started on first use. Panics with the reason when they cannot be started.
+pub fn clusters() -> &'static Clusters {
+    match &*CLUSTERS {
+        Ok(clusters) => clusters,
+        Err(message) => panic!("test clusters unavailable: {message}"),
+    }
+}
+
+impl Pg {
+    /// URL for the tool: role `gpt` over TCP; the password travels by environment variable.
+    pub fn url(&self, db: &str) -> String {
+        format!("postgres://gpt@127.0.0.1:{}/{db}", self.port)
+    }
+
+    /// A superuser connection over the Unix socket. Must be called inside a tokio runtime: the
+    /// connection task is spawned on it.
+    pub async fn admin(&self, db: &str) -> tokio_postgres::Client {
+        let (client, connection) = tokio_postgres::Config::new()
+            .host_path(&self.socket_dir)
+            .port(self.port)
+            .user("postgres")
+            .dbname(db)
+            .application_name("gptransfer-tests")
+            .connect_timeout(Duration::from_secs(10))
+            .connect(tokio_postgres::NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("admin connection to {} db {db}: {e}", self.name));
+        tokio::spawn(async move {
+            // Errors surface on the client side; nothing to do with them here.
+            let _ = connection.await;
+        });
+        client
+    }
+
+    /// Runs `sql` (any number of statements) with psql as superuser over the socket and returns
+    /// the unaligned, tuples-only output without its final newline. Panics on any SQL error.
+    pub fn psql(&self, db: &str, sql: &str) -> String {
+        self.try_psql(db, sql).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Like [`Pg::psql`], but returns the error text instead of panicking.
+    pub fn try_psql(&self, db: &str, sql: &str) -> Result<String, String> {
+        let psql = pg_binary("psql")?;
+        let mut cmd = Command::new(psql);
+        // SQL goes through stdin, not `-c`, so that several statements run one by one (a `-c`
+        // string is one implicit transaction, where e.g. CREATE DATABASE is refused).
+        cmd.args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-f", "-"])
+            .arg("-h")
+            .arg(&self.socket_dir)
+            .args(["-p", &self.port.to_string(), "-U", "postgres", "-d", db]);
+        scrub_pg_env(&mut cmd);
+        let output = run_with_stdin(&mut cmd, sql.as_bytes())
+            .map_err(|e| format!("psql on {} db {db}: {e}", self.name))?;
+        if !output.status.success() {
+            return Err(format!(
+                "psql on {} db {db} failed ({}):\n{}\n--- sql\n{sql}",
+                self.name,
+                output.status,
+                String::from_utf8_lossy(&output.stderr).trim_end()
+            ));
+        }
+        let mut stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        if stdout.ends_with('\n') {
+            stdout.pop();
+        }
+        Ok(stdout)
+    }
+
+    pub fn create_db(&self, name: &str) {
+        self.psql(
+            "postgres",
+            &format!("CREATE DATABASE {}", quote_ident(name)),
+        );
+    }
+
+    pub fn drop_db(&self, name: &str) {
+        self.psql("postgres", &drop_db_sql(name));
+    }
+}
+
+fn drop_db_sql(name: &str) -> String {
+    // FORCE: a test may leave a connection behind (a killed run, a spawned admin client).
+    format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(name))
+}
+
+/// Quotes an SQL identifier.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Starts the clusters, or joins the ones another process of the same nextest run started.
+fn start_clusters() -> Result<Clusters, String> {
+    // Fail early and clearly when PostgreSQL is not installed.
+    for tool in ["initdb", "pg_ctl", "psql"] {
+        pg_binary(tool)?;
+    }
+    match std::env::var("NEXTEST_RUN_ID") {
+        // nextest: one process per test. The first one creates the run's directory and starts
+        // the clusters; the others wait for its `ready` file. The clusters live until the
+        // nextest runner (our parent) exits.
+        Ok(run_id) if !run_id.is_empty() => {
+            let base = PathBuf::from(format!("/tmp/gptransfer-tests-{run_id}"));
+            match fs::create_dir(&base) {
+                Ok(()) => start_in(&base, std::os::unix::process::parent_id()),
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => wait_for_shared(&base),
+                Err(e) => Err(format!("cannot create {}: {e}", base.display())),
+            }
+        }
+        // cargo test: one process per test binary, which owns its clusters.
+        _ => {
+            let base = loop {
+                let base = PathBuf::from(format!(
+                    "/tmp/gptransfer-tests-{}-{:08x}",
+                    std::process::id(),
+                    random_u64() as u32
+                ));
+                match fs::create_dir(&base) {
+                    Ok(()) => break base,
+                    Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
+                    Err(e) => return Err(format!("cannot create {}: {e}", base.display())),
+                }
+            };
+            start_in(&base, std::process::id())
+        }
+    }
+}
+
+/// Starts both clusters under `base`; they are stopped and `base` removed once `owner_pid` exits.
+fn start_in(base: &Path, owner_pid: u32) -> Result<Clusters, String> {
+    let result = try_start_in(base, owner_pid);
+    if let Err(message) = &result {
+        // Tell the processes waiting on us why there is nothing to wait for.
+        let _ = write_atomically(&base.join("failed"), message);
+    }
+    result
+}
+
+fn try_start_in(base: &Path, owner_pid: u32) -> Result<Clusters, String> {
+    // The clusters run as OS user postgres, which must be able to traverse `base`.
+    fs::set_permissions(base, fs::Permissions::from_mode(0o755))
+        .map_err(|e| format!("chmod {}: {e}", base.display()))?;
+    let source_dir = base.join("source");
+    let target_dir = base.join("target");
+    // The watchdog comes first, so that a failure half-way still cleans up.
+    spawn_watchdog(owner_pid, &[&source_dir, &target_dir], base)?;
+    let mut ports = free_ports(2)?.into_iter();
+    let (source_port, target_port) = (ports.next().unwrap(), ports.next().unwrap());
+    let source_password = format!("gpt-src-{:016x}", random_u64());
+    let target_password = format!("gpt-dst-{:016x}", random_u64());
+    // Both initdb's at once: they are the slowest part of a test run's start.
+    let (source, target) = thread::scope(|s| {
+        let source = s.spawn(|| start_one("source", &source_dir, source_port, &source_password));
+        let target = s.spawn(|| start_one("target", &target_dir, target_port, &target_password));
+        (join(source), join(target))
+    });
+    let clusters = Clusters {
+        source: source?,
+        target: target?,
+        base_dir: base.to_path_buf(),
+    };
+    write_atomically(&base.join("ready"), &clusters_to_text(&clusters))?;
+    eprintln!(
+        "test clusters: source 127.0.0.1:{} target 127.0.0.1:{} in {}",
+        clusters.source.port,
+        clusters.target.port,
+        base.display()
+    );
+    Ok(clusters)
+}
+
+fn join<T>(handle: thread::ScopedJoinHandle<'_, Result<T, String>>) -> Result<T, String> {
+    handle
+        .join()
+        .unwrap_or_else(|_| Err("cluster start thread panicked".to_string()))
+}
+
+/// Starts one cluster, retrying on a new port when another process took ours in the meantime.
+fn start_one(name: &str, dir: &Path, first_port: u16, password: &str) -> Result<Pg, String> {
+    let mut port = first_port;
+    for attempt in 1..=5 {
+        let output = Command::new("bash")
+            .arg(PG_CLUSTER_SH)
+            .args(["start"])
+            .arg(dir)
+            .args([&port.to_string(), password])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run {PG_CLUSTER_SH}: {e}"))?;
+        if output.status.success() {
+            return Ok(Pg {
+                name: name.to_string(),
+                port,
+                socket_dir: dir.to_path_buf(),
+                password: password.to_string(),
+            });
+        }
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        if attempt < 5 && stderr.contains("already in use") {
+            port = free_ports(1)?[0];
+            continue;
+        }
+        return Err(format!(
+            "pg-cluster.sh start {} {port} failed ({}):\n{}",
+            dir.display(),
+            output.status,
+            stderr.trim_end()
+        ));
+    }
+    unreachable!("the last attempt returns")
+}
+
+/// Detached (own session, no stdio) so that neither Ctrl+C nor nextest's process-group kill
+/// reaches it, and nextest does not wait on it as a leaked process holding the test's pipes.
+fn spawn_watchdog(owner_pid: u32, cluster_dirs: &[&Path], base: &Path) -> Result<(), String> {
+    let script = r#"
+        owner=$1 script=$2 base=$3; shift 3
+        while kill -0 "$owner" 2>/dev/null; do sleep 1; done
+        for dir in "$@"; do bash "$script" stop "$dir"; done
+        rm -rf "$base"
+    "#;
+    Command::new("setsid")
+        .args(["bash", "-c", script, "gptransfer-test-watchdog"])
+        .arg(owner_pid.to_string())
+        .arg(PG_CLUSTER_SH)
+        .arg(base)
+        .args(cluster_dirs)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map(drop)
+        .map_err(|e| format!("cannot spawn the cluster watchdog (setsid bash): {e}"))
+}
+
+fn wait_for_shared(base: &Path) -> Result<Clusters, String> {
+    let deadline = Instant::now() + SHARED_START_TIMEOUT;
+    loop {
+        if let Ok(text) = fs::read_to_string(base.join("ready")) {
+            return clusters_from_text(&text, base);
+        }
+        if let Ok(message) = fs::read_to_string(base.join("failed")) {
+            return Err(message);
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "another test process did not start the clusters in {} within {SHARED_START_TIMEOUT:?}",
+                base.display()
+            ));
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn clusters_to_text(c: &Clusters) -> String {
+    let mut text = String::new();
+    for pg in [&c.source, &c.target] {
+        let _ = writeln!(text, "{} {} {}", pg.name, pg.port, pg.password);
+    }
+    text
+}
+
+fn clusters_from_text(text: &str, base: &Path) -> Result<Clusters, String> {
+    let parse = |name: &str| -> Result<Pg, String> {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .ok_or_else(|| format!("no {name} in {}/ready", base.display()))?;
+        let mut fields = line.split(' ').skip(1);
+        let port = fields.next().and_then(|p| p.parse().ok());
+        let password = fields.next();
+        match (port, password) {
+            (Some(port), Some(password)) => Ok(Pg {
+                name: name.to_string(),
+                port,
+                socket_dir: base.join(name),
+                password: password.to_string(),
+            }),
+            _ => Err(format!("bad line in {}/ready: {line}", base.display())),
+        }
+    };
+    Ok(Clusters {
+        source: parse("source")?,
+        target: parse("target")?,
+        base_dir: base.to_path_buf(),
+    })
+}
+
+/// Ports free right now. Held together while choosing so that the same port is not returned twice.
+fn free_ports(n: usize) -> Result<Vec<u16>, String> {
+    let listeners = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("cannot find a free port: {e}"))?;
+    listeners
+        .iter()
+        .map(|l| l.local_addr().map(|a| a.port()))
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("cannot find a free port: {e}"))
+}
+
+/// Finds a PostgreSQL program the way scripts/pg-cluster.sh does: PATH first, then the newest
+/// Debian installation under /usr/lib/postgresql.
+fn pg_binary(name: &str) -> Result<PathBuf, String> {
+    static FOUND: Mutex<Vec<(String, PathBuf)>> = Mutex::new(Vec::new());
+    let mut found = FOUND.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, path)) = found.iter().find(|(n, _)| n == name) {
+        return Ok(path.clone());
+    }
+    let in_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file());
+    let in_debian = || {
+        let mut versions: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
+            .ok()?
+            .filter_map(|entry| {
+                let entry = entry.ok()?;
+                let version = entry.file_name().to_str()?.parse().ok()?;
+                let path = entry.path().join("bin").join(name);
+                path.is_file().then_some((version, path))
+            })
+            .collect();
+        versions.sort();
+        versions.pop().map(|(_, path)| path)
+    };
+    let path = in_path.or_else(in_debian).ok_or_else(|| {
+        format!(
+            "PostgreSQL program `{name}` not found in PATH or /usr/lib/postgresql/*/bin; \
+             install PostgreSQL (run scripts/setup.sh)"
+        )
+    })?;
+    found.push((name.to_string(), path.clone()));
+    Ok(path)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Test environment
+// ---------------------------------------------------------------------------------------------
+
+/// One test's world: a fresh database of the same name on both clusters, a temporary directory
+/// for config files, and the binary run against them.
+pub struct TestEnv {
+    /// Name of the database created on both the source and the target cluster.
+    pub db: String,
+    pub src: &'static Pg,
+    pub dst: &'static Pg,
+    dir: tempfile::TempDir,
+    config: Mutex<Option<PathBuf>>,
+    runs: AtomicUsize,
+    filters: Vec<(String, String)>,
+}
+
+impl TestEnv {
+    /// `name` is usually the test function's name; it only makes the database easy to recognise.
+    pub fn new(name: &str) -> TestEnv {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let clusters = clusters();
+        // The pid keeps names unique across the processes sharing the clusters under nextest,
+        // the counter within one process; 63 bytes is PostgreSQL's identifier limit.
+        let mut slug: String = name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        slug.truncate(30);
+        let db = format!(
+            "t_{slug}_{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        clusters.source.create_db(&db);
+        clusters.target.create_db(&db);
+        // Inside the clusters' directory, so that the watchdog removes it even when the test
+        // process is killed before TempDir's Drop runs.
+        let dir = tempfile::Builder::new()
+            .prefix("env-")
+            .tempdir_in(&clusters.base_dir)
+            .unwrap_or_else(|e| panic!("cannot create a temporary directory: {e}"));
+        let filters = env_filters(&db, dir.path(), clusters);
+        TestEnv {
+            db,
+            src: &clusters.source,
+            dst: &clusters.target,
+            dir,
+            config: Mutex::new(None),
+            runs: AtomicUsize::new(0),
+            filters,
+        }
+    }
+
+    /// The test's temporary directory (also the working directory and HOME of every run).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Replaces `{SRC_URL}`, `{DST_URL}`, `{DB}`, `{SRC_PORT}`, `{DST_PORT}` and `{TEMP_DIR}`.
+    pub fn expand(&self, text: &str) -> String {
+        text.replace("{SRC_URL}", &self.src.url(&self.db))
+            .replace("{DST_URL}", &self.dst.url(&self.db))
+            .replace("{DB}", &self.db)
+            .replace("{SRC_PORT}", &self.src.port.to_string())
+            .replace("{DST_PORT}", &self.dst.port.to_string())
+            .replace("{TEMP_DIR}", &self.dir().display().to_string())
+    }
+
+    /// Writes `gptransfer.toml` (placeholders expanded, see [`TestEnv::expand`]) and makes
+    /// every following [`TestEnv::run`] pass it with `--config`.
+    pub fn write_config(&self, toml: &str) -> PathBuf {
+        let path = self.write_file("gptransfer.toml", toml);
+        *self.config.lock().unwrap_or_else(|e| e.into_inner()) = Some(path.clone());
+        path
+    }
+
+    /// Writes any file into the test's directory, placeholders expanded.
+    pub fn write_file(&self, relative: &str, text: &str) -> PathBuf {
+        let path = self.dir().join(relative);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent)
+                .unwrap_or_else(|e| panic!("cannot create {}: {e}", parent.display()));
+        }
+        fs::write(&path, self.expand(text))
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+        path
+    }
+
+    /// The binary, ready to run: `--config <file>` (when one was written) then `args`; passwords
+    /// in `GPT_SRC_PASSWORD` / `GPT_DST_PASSWORD`; a hermetic environment (no PG* or
+    /// GPTRANSFER* variables from the caller, HOME and working directory = the test directory,
+    /// NO_COLOR, UTC).
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(BIN);
+        if let Some(config) = &*self.config.lock().unwrap_or_else(|e| e.into_inner()) {
+            cmd.arg("--config").arg(config);
+        }
+        cmd.args(args);
+        scrub_pg_env(&mut cmd);
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("GPTRANSFER") {
+                cmd.env_remove(key);
+            }
+        }
+        cmd.env(SRC_PASSWORD_ENV, &self.src.password)
+            .env(DST_PASSWORD_ENV, &self.dst.password)
+            .env("NO_COLOR", "1")
+            .env_remove("CLICOLOR_FORCE")
+            .env("COLUMNS", "100")
+            .env("TZ", "UTC")
+            .env("HOME", self.dir())
+            .current_dir(self.dir())
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs the binary to completion; panics when it runs longer than [`RUN_TIMEOUT`].
+    pub fn run(&self, args: &[&str]) -> CmdOutput {
+        self.spawn(args).wait()
+    }
+
+    /// Like [`TestEnv::run`] with another time limit.
+    pub fn run_with_timeout(&self, args: &[&str], timeout: Duration) -> CmdOutput {
+        self.spawn(args).wait_timeout(timeout)
+    }
+
+    /// Starts the binary without waiting, for tests that signal or kill it mid-run.
+    pub fn spawn(&self, args: &[&str]) -> Running {
+        self.spawn_command(self.command(args))
+    }
+
+    /// Starts a prepared [`TestEnv::command`] (e.g. with an extra environment variable).
+    pub fn spawn_command(&self, mut cmd: Command) -> Running {
+        // Output goes to files rather than pipes: a child that writes more than a pipe buffer
+        // while the test is busy elsewhere (waiting to send a signal) must not block.
+        let n = self.runs.fetch_add(1, Ordering::Relaxed);
+        let stdout = self.dir().join(format!("run-{n}.stdout"));
+        let stderr = self.dir().join(format!("run-{n}.stderr"));
+        let open = |path: &Path| {
+            fs::File::create(path).unwrap_or_else(|e| panic!("create {}: {e}", path.display()))
+        };
+        let child = cmd
+            .stdout(open(&stdout))
+            .stderr(open(&stderr))
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {BIN}: {e}"));
+        Running {
+            child,
+            stdout,
+            stderr,
+            // Not `{cmd:?}`: Command's Debug shows the environment, passwords included.
+            command_line: std::iter::once(cmd.get_program())
+                .chain(cmd.get_args())
+                .map(|a| a.to_string_lossy())
+                .collect::<Vec<_>>()
+                .join(" "),
+            filters: self.filters.clone(),
+        }
+    }
+
+    /// psql as superuser on the source database of this test.
+    pub fn src_psql(&self, sql: &str) -> String {
+        self.src.psql(&self.db, sql)
+    }
+
+    /// psql as superuser on the target database of this test.
+    pub fn dst_psql(&self, sql: &str) -> String {
+        self.dst.psql(&self.db, sql)
+    }
+
+    /// Filters specific to this environment, applied before [`GENERIC_FILTERS`].
+    pub fn filters(&self) -> Vec<(String, String)> {
+        self.filters.clone()
+    }
+
+    /// A [`CmdOutput`] carrying this environment's filters, for output not produced by `run`.
+    pub fn output(&self, code: i32, stdout: &str, stderr: &str) -> CmdOutput {
+        CmdOutput {
+            code,
+            stdout: stdout.to_string(),
+            stderr: stderr.to_string(),
+            filters: self.filters.clone(),
+        }
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        // Dropped databases keep a long run's clusters small. After a failure, leave them:
+        // a second panic here would abort, and the clusters go away at the end anyway.
+        if !thread::panicking() {
+            for pg in [self.src, self.dst] {
+                if let Err(e) = pg.try_psql("postgres", &drop_db_sql(&self.db)) {
+                    eprintln!("warning: {e}");
+                }
+            }
+        }
+    }
+}
+
+fn env_filters(db: &str, dir: &Path, clusters: &Clusters) -> Vec<(String, String)> {
+    let mut filters = Vec::new();
+    let mut path = |p: &Path, replacement: &str| {
+        filters.push((
+            regex_escape(&p.display().to_string()),
+            replacement.to_string(),
+        ));
+        // The tool may print the resolved path (/tmp could be a symlink elsewhere).
+        if let Ok(canonical) = p.canonicalize() {
+            if canonical != p {
+                filters.push((
+                    regex_escape(&canonical.display().to_string()),
+                    replacement.to_string(),
+                ));
+            }
+        }
+    };
+    // Longest paths first: the others lie inside the clusters' base directory.
+    path(&clusters.source.socket_dir, "[SRC_SOCKET_DIR]");
+    path(&clusters.target.socket_dir, "[DST_SOCKET_DIR]");
+    path(dir, "[TEMP_DIR]");
+    path(&clusters.base_dir, "[CLUSTERS_DIR]");
+    // Before the ports: the name contains digits (though never at a word boundary).
+    filters.push((regex_escape(db), "[DB]".to_string()));
+    filters.push((
+        format!(r"\b{}\b", clusters.source.port),
+        "[SRC_PORT]".to_string(),
+    ));
+    filters.push((
+        format!(r"\b{}\b", clusters.target.port),
+        "[DST_PORT]".to_string(),
+    ));
+    // The machine's name differs between machines; 127.0.0.1, used by the configs, does not.
+    let host = fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let host = host.trim();
+    if !host.is_empty() && host != "localhost" {
+        filters.push((format!(r"\b{}\b", regex_escape(host)), "[HOST]".to_string()));
+    }
+    filters
+}
+
+/// Escapes the characters that are special in a `regex` crate pattern.
+pub fn regex_escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if r"\.+*?()|[]{}^$#&-~".contains(c) {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running the binary and snapshotting its output
+// ---------------------------------------------------------------------------------------------
+
+/// A started run of the binary (see [`TestEnv::spawn`]).
+pub struct Running {
+    pub child: Child,
+    stdout: PathBuf,
+    stderr: PathBuf,
+    command_line: String,
+    filters: Vec<(String, String)>,
+}
+
+impl Running {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal by name (`INT`, `TERM`, `KILL`, …): std only offers SIGKILL.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args(["-s", signal, &self.pid().to_string()])
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run kill: {e}"));
+        assert!(status.success(), "kill -s {signal} {} failed", self.pid());
+    }
+
+    /// Waits for the exit, at most [`RUN_TIMEOUT`].
+    pub fn wait(self) -> CmdOutput {
+        self.wait_timeout(RUN_TIMEOUT)
+    }
+
+    /// Waits for the exit; past `timeout` the process is killed and the test fails.
+    pub fn wait_timeout(mut self, timeout: Duration) -> CmdOutput {
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => break status,
+                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
+                Ok(None) => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    let output = self.output(-1);
+                    panic!(
+                        "{} did not finish within {timeout:?} and was killed\n{}",
+                        self.command_line,
+                        output.render()
+                    );
+                }
+                Err(e) => panic!("waiting for {}: {e}", self.command_line),
+            }
+        };
+        // Like a shell: 128 + n when killed by signal n.
+        let code = status
+            .code()
+            .or_else(|| status.signal().map(|s| 128 + s))
+            .unwrap_or(-1);
+        self.output(code)
+    }
+
+    fn output(&self, code: i32) -> CmdOutput {
+        let read = |path: &Path| {
+            let bytes = fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+            String::from_utf8_lossy(&bytes).into_owned()
+        };
+        CmdOutput {
+            code,
+            stdout: read(&self.stdout),
+            stderr: read(&self.stderr),
+            filters: self.filters.clone(),
+        }
+    }
+}
+
+/// Exit code and output of one run, with the filters that make it snapshot-stable.
+#[derive(Debug, Clone)]
+pub struct CmdOutput {
+    /// Exit code; 128 + n when killed by signal n.
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    /// (regex, replacement) pairs applied before [`GENERIC_FILTERS`].
+    pub filters: Vec<(String, String)>,
+}
+
+impl CmdOutput {
+    /// Adds a filter for this snapshot only (applied after the environment's, before the
+    /// generic ones).
+    pub fn with_filter(mut self, regex: &str, replacement: &str) -> CmdOutput {
+        self.filters
+            .push((regex.to_string(), replacement.to_string()));
+        self
+    }
+
+    /// All filters, in the order insta applies them.
+    pub fn snapshot_filters(&self) -> Vec<(String, String)> {
+        let generic = GENERIC_FILTERS
+            .iter()
+            .map(|(r, s)| (r.to_string(), s.to_string()));
+        self.filters.iter().cloned().chain(generic).collect()
+    }
+
+    /// The text a snapshot holds (before filtering).
+    pub fn render(&self) -> String {
+        format!(
+            "exit: {}\n--- stdout\n{}\n--- stderr\n{}\n",
+            self.code,
+            self.stdout.trim_end(),
+            self.stderr.trim_end()
+        )
+    }
+
+    /// Panics with the whole output unless the exit code is `code`.
+    pub fn assert_code(&self, code: i32) -> &CmdOutput {
+        assert_eq!(self.code, code, "unexpected exit code\n{}", self.render());
+        self
+    }
+
+    pub fn assert_success(&self) -> &CmdOutput {
+        self.assert_code(0)
+    }
+}
+
+/// Panics when a cluster password appears in the output (the secret itself is not printed).
+pub fn assert_no_secret(out: &CmdOutput) {
+    let clusters = clusters();
+    for pg in [&clusters.source, &clusters.target] {
+        for (stream, text) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
+            if text.contains(&pg.password) {
+                panic!(
+                    "the {} cluster's password leaked into {stream}:\n{}",
+                    pg.name,
+                    out.render().replace(&pg.password, "[SECRET]")
+                );
+            }
+        }
+    }
+}
+
+/// Snapshots a [`CmdOutput`] with insta: exit code, stdout and stderr, filtered (see
+/// [`CmdOutput::snapshot_filters`]); fails first if a password leaked.
+/// `cli_snapshot!(output)` names the snapshot after the test, `cli_snapshot!("name", output)`
+/// names it explicitly (several snapshots in one test).
+#[macro_export]
+macro_rules! cli_snapshot {
+    ($output:expr) => {{
+        let output: &$crate::support::CmdOutput = &$output;
+        $crate::support::assert_no_secret(output);
+        let filters = output.snapshot_filters();
+        ::insta::with_settings!({
+            filters => filters.iter().map(|(r, s)| (r.as_str(), s.as_str())),
+            omit_expression => true,
+        }, {
+            ::insta::assert_snapshot!(output.render());
+        });
+    }};
+    ($name:expr, $output:expr) => {{
+        let output: &$crate::support::CmdOutput = &$output;
+        $crate::support::assert_no_secret(output);
+        let filters = output.snapshot_filters();
+        ::insta::with_settings!({
+            filters => filters.iter().map(|(r, s)| (r.as_str(), s.as_str())),
+            omit_expression => true,
+        }, {
+            ::insta::assert_snapshot!($name, output.render());
+        });
+    }};
+}
+
+// ---------------------------------------------------------------------------------------------
+// Small helpers
+// ---------------------------------------------------------------------------------------------
+
+/// libpq reads PG* variables (PGPASSWORD, PGHOST, PGSERVICE, …); the caller's must not leak in.
+fn scrub_pg_env(cmd: &mut Command) {
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("PG") {
+            cmd.env_remove(key);
+        }
+    }
+}
+
+fn run_with_stdin(cmd: &mut Command, input: &[u8]) -> std::io::Result<std::process::Output> {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    // A separate writer thread: a large input and a large output must not deadlock each other.
+    let input = input.to_vec();
+    let writer = thread::spawn(move || stdin.write_all(&input));
+    let output = child.wait_with_output()?;
+    // A write error (psql stopped reading after ON_ERROR_STOP) shows in psql's own stderr.
+    let _ = writer.join();
+    Ok(output)
+}
+
+fn write_atomically(path: &Path, text: &str) -> Result<(), String> {
+    let tmp = path.with_extension("tmp");
+    fs::write(&tmp, text)
+        .and_then(|()| fs::rename(&tmp, path))
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// Randomness without a dependency: std seeds every RandomState from the OS.
+fn random_u64() -> u64 {
+    let mut hasher = RandomState::new().build_hasher();
+    hasher.write_u32(std::process::id());
+    hasher.finish()
+}
