@@ -1,0 +1,126 @@
+//! `copy` sink: one transaction per window on the target. The mode decides what happens
+//! before the COPY (delete the window, truncate) and after it (merge from staging).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures_util::{SinkExt, StreamExt};
+use serde::Deserialize;
+
+use gptransfer_core::cluster::Session;
+use gptransfer_core::config::Mode;
+use gptransfer_core::dialect::{quote_ident, sql};
+use gptransfer_core::registry::{parse_options, Factory};
+use gptransfer_core::roles::{ByteStream, Sink, SinkWindow, WindowCtx};
+use gptransfer_core::RoleError;
+
+/// Options of the `copy` sink.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CopySinkConfig {}
+
+/// The `copy` sink.
+#[derive(Debug, Clone)]
+pub struct CopySink;
+
+/// Registers `copy` as a sink.
+pub struct CopySinkFactory;
+
+impl Factory<dyn Sink> for CopySinkFactory {
+    fn name(&self) -> &'static str {
+        "copy"
+    }
+    fn describe(&self) -> &'static str {
+        "COPY FROM STDIN into the target, one transaction per window (replace, append, merge, full)"
+    }
+    fn version(&self) -> String {
+        env!("CARGO_PKG_VERSION").to_string()
+    }
+    fn validate(&self, options: &toml::Table) -> Result<(), String> {
+        parse_options::<CopySinkConfig>(options).map(|_| ())
+    }
+    fn build(&self, options: &toml::Table) -> Result<Arc<dyn Sink>, String> {
+        parse_options::<CopySinkConfig>(options)?;
+        Ok(Arc::new(CopySink))
+    }
+}
+
+const STAGING: &str = "gptransfer_merge_staging";
+
+struct CopyWindow {
+    session: Session,
+    ctx: WindowCtx,
+}
+
+fn target_err(ctx: &WindowCtx, what: &str) -> impl Fn(RoleError) -> RoleError {
+    let prefix = format!("{what} on target cluster {:?}", ctx.target.name);
+    move |e| RoleError { message: format!("{prefix}: {}", e.message), ..e }
+}
+
+#[async_trait]
+impl Sink for CopySink {
+    async fn begin(&self, ctx: &WindowCtx) -> Result<Box<dyn SinkWindow>, RoleError> {
+        let session = ctx
+            .target
+            .connect(&ctx.application, ctx.table.timezone.as_deref())
+            .await
+            .map_err(|e| RoleError::retriable(e.to_string()))?;
+        let t = &ctx.table;
+        let mut statements = vec!["BEGIN".to_string()];
+        match t.mode {
+            Mode::Replace => {
+                let col = t.condition_column.as_deref().unwrap_or_default();
+                let p = sql::window_predicate(col, ctx.condition_type.as_deref().unwrap_or("timestamp"), ctx.window.start, ctx.window.end);
+                statements.push(sql::delete_window(&t.target_table, &p));
+            }
+            Mode::Full => statements.push(sql::truncate(&t.target_table)),
+            Mode::Merge => statements.extend(sql::merge_staging(session.flavour, &t.target_table, STAGING, &ctx.columns)),
+            Mode::Append => {}
+        }
+        for s in &statements {
+            tracing::debug!(cluster = %ctx.target.name, "{s}");
+            session.timed(session.client.batch_execute(s)).await.map_err(target_err(ctx, "preparing the window"))?;
+        }
+        Ok(Box::new(CopyWindow { session, ctx: ctx.clone() }))
+    }
+}
+
+#[async_trait]
+impl SinkWindow for CopyWindow {
+    async fn load(&mut self, mut rows: ByteStream) -> Result<u64, RoleError> {
+        let ctx = &self.ctx;
+        let t = &ctx.table;
+        let into = if t.mode == Mode::Merge { quote_ident(STAGING) } else { t.target_table.quoted() };
+        let statement = sql::copy_in(&into, &ctx.columns);
+        let session = &self.session;
+        let sink = session.timed(session.client.copy_in::<_, bytes::Bytes>(statement.as_str())).await.map_err(target_err(ctx, "starting COPY"))?;
+        let mut sink = Box::pin(sink);
+        while let Some(chunk) = rows.next().await {
+            let chunk = chunk?;
+            session.timed(sink.feed(chunk)).await.map_err(target_err(ctx, "writing rows"))?;
+        }
+        let written = session.timed(sink.as_mut().finish()).await.map_err(target_err(ctx, "finishing COPY"))?;
+        if t.mode == Mode::Merge {
+            for s in sql::merge_apply(&t.target_table, STAGING, &ctx.columns, &t.key) {
+                tracing::debug!(cluster = %ctx.target.name, "{s}");
+                session.timed(session.client.batch_execute(&s)).await.map_err(target_err(ctx, "merging"))?;
+            }
+        }
+        Ok(written)
+    }
+
+    fn transaction(&self) -> Option<&tokio_postgres::Client> {
+        Some(&self.session.client)
+    }
+
+    async fn commit(self: Box<Self>) -> Result<(), RoleError> {
+        let ctx = &self.ctx;
+        self.session.timed(self.session.client.batch_execute("COMMIT")).await.map_err(target_err(ctx, "committing"))
+    }
+
+    async fn abort(self: Box<Self>) {
+        // Closing the connection rolls back on the server, whatever state the protocol is in
+        // (a ROLLBACK sent in the middle of COPY IN would not be).
+        drop(self.session);
+    }
+}

@@ -1,0 +1,130 @@
+//! The command line (SPEC §5), parsed first and checked second.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Keeps tables flowing between Greenplum clusters and PostgreSQL, window by window.
+#[derive(Debug, Parser)]
+#[command(name = "gptransfer", version, about, long_about = None, disable_help_subcommand = true)]
+#[command(after_help = "Exit codes: 0 success, 1 a window or command failed, 2 usage or configuration error, \
+3 differences found, 75 another run holds the job's lock, 130/143 interrupted.")]
+pub struct Cli {
+    /// Config file [default: $GPTRANSFER_CONFIG, else ./gptransfer.toml]
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// More detail (-v: debug, -vv: trace)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+    /// Only errors
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Log line format on stderr
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Lines for people.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Output formats of commands that report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Tables for people.
+    Human,
+    /// JSON for scripts.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Move every due window of the selected tables
+    Run(RunArgs),
+    /// Show the due windows and the plugin chain; runs nothing
+    Plan(PlanArgs),
+    /// Show past window attempts, newest first
+    History(HistoryArgs),
+    /// Validate the config file
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// List built-in and loaded plugins
+    Plugins,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate the file, reach every cluster, check every enabled table
+    Check,
+}
+
+#[derive(Debug, Args)]
+pub struct Selection {
+    /// Only this job (repeatable)
+    #[arg(long = "job", value_name = "J")]
+    pub jobs: Vec<String>,
+    /// Only this table, schema.table (repeatable)
+    #[arg(long = "table", value_name = "T")]
+    pub tables: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub selection: Selection,
+    /// No window ends after this timestamp
+    #[arg(long, value_name = "TS")]
+    pub until: Option<String>,
+    /// Tables moved at the same time
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub parallel: u16,
+    /// Check and plan, move nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Stop all tables at the first failed window
+    #[arg(long)]
+    pub stop_on_error: bool,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub selection: Selection,
+    /// No window ends after this timestamp
+    #[arg(long, value_name = "TS")]
+    pub until: Option<String>,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Only this job
+    #[arg(long, value_name = "J")]
+    pub job: Option<String>,
+    /// Only this table, schema.table
+    #[arg(long, value_name = "T")]
+    pub table: Option<String>,
+    /// Only failed attempts
+    #[arg(long)]
+    pub failed: bool,
+    /// At most this many rows
+    #[arg(long, default_value_t = 50)]
+    pub limit: i64,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+    pub output: OutputFormat,
+}

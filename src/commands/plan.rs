@@ -1,0 +1,39 @@
+//! `gptransfer plan`: due windows and the plugin chain, nothing moved.
+
+use gptransfer_core::engine::{plan_tables, select_tables};
+use gptransfer_core::registry::Registry;
+
+use super::{load_config, now, parse_until};
+use crate::cli::{OutputFormat, PlanArgs};
+use crate::output;
+
+pub async fn plan(config: Option<&std::path::Path>, registry: &Registry, args: PlanArgs) -> anyhow::Result<i32> {
+    let config = load_config(config, registry)?;
+    let tables = select_tables(&config, &args.selection.jobs, &args.selection.tables).map_err(gptransfer_core::Error::Config)?;
+    let until = parse_until(args.until.as_deref())?;
+    let planned = plan_tables(&config, &tables, now(), until).await?;
+    match args.output {
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&planned)?),
+        OutputFormat::Human => {
+            let mut due = 0;
+            for p in &planned {
+                due += p.windows.len();
+                println!("{} / {}  [{} mode, {}]", p.job, p.table, p.mode, p.chain);
+                if p.target_table != p.table {
+                    println!("  target: {}", p.target_table);
+                }
+                let cursor = p.cursor.map_or("never run".to_string(), |c| c.format("%Y-%m-%d %H:%M:%S").to_string());
+                println!("  cursor: {cursor}; windows end by {}", p.limit.format("%Y-%m-%d %H:%M:%S"));
+                match p.windows.len() {
+                    0 => println!("  no due window"),
+                    n => {
+                        let shown = output::abbreviate(&p.windows, 10);
+                        println!("  {n} due window(s): {shown}");
+                    }
+                }
+            }
+            println!("{due} due window(s) in {} table(s)", planned.len());
+        }
+    }
+    Ok(0)
+}

@@ -1,0 +1,104 @@
+//! Progress for people: a bar per window on a terminal (rows, MB/s, ETA from the previous
+//! window's size), one line per finished window otherwise.
+
+use std::io::IsTerminal;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use gptransfer_core::config::TableSpec;
+use gptransfer_core::engine::{Observer, WindowReport, WindowStatus};
+use gptransfer_core::roles::Counters;
+use gptransfer_core::window::Window;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::output;
+
+pub struct Reporter {
+    human: bool,
+    bars: Option<MultiProgress>,
+    active: Mutex<Vec<(String, ProgressBar, tokio::task::JoinHandle<()>)>>,
+}
+
+impl Reporter {
+    pub fn new(human: bool) -> Self {
+        let bars = (human && std::io::stderr().is_terminal()).then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
+        Reporter { human, bars, active: Mutex::new(Vec::new()) }
+    }
+
+    pub fn finish(&self) {
+        if let Ok(mut active) = self.active.lock() {
+            for (_, bar, task) in active.drain(..) {
+                task.abort();
+                bar.finish_and_clear();
+            }
+        }
+    }
+
+    fn key(table: &str, window: &str) -> String {
+        format!("{table} {window}")
+    }
+}
+
+impl Observer for Reporter {
+    fn window_started(&self, table: &TableSpec, window: &Window, counters: Arc<Counters>) {
+        let Some(bars) = &self.bars else { return };
+        let bar = bars.add(ProgressBar::new_spinner());
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {prefix} {msg} [{elapsed_precise}]").unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        bar.set_prefix(format!("{} {}", table.source_table, window.id()));
+        bar.enable_steady_tick(Duration::from_millis(120));
+        let b = bar.clone();
+        let started = std::time::Instant::now();
+        let task = tokio::spawn(async move {
+            loop {
+                let (rows, bytes) = counters.get();
+                let secs = started.elapsed().as_secs_f64().max(0.001);
+                b.set_message(format!("{rows} rows, {}, {:.1} MB/s", output::bytes(bytes), bytes as f64 / secs / 1e6));
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        });
+        if let Ok(mut active) = self.active.lock() {
+            active.push((Self::key(&table.source_table.to_string(), &window.id()), bar, task));
+        }
+    }
+
+    fn window_finished(&self, r: &WindowReport) {
+        if let Ok(mut active) = self.active.lock() {
+            let key = Self::key(&r.table, &r.window);
+            if let Some(pos) = active.iter().position(|(k, _, _)| *k == key) {
+                let (_, bar, task) = active.remove(pos);
+                task.abort();
+                bar.finish_and_clear();
+            }
+        }
+        if !self.human {
+            return;
+        }
+        let line = match r.status {
+            WindowStatus::Succeeded => format!(
+                "ok     {} / {} {}: {} rows, {} in {:.2}s",
+                r.job,
+                r.table,
+                r.window,
+                r.rows_written,
+                output::bytes(r.bytes),
+                r.elapsed_seconds
+            ),
+            WindowStatus::Failed => format!(
+                "FAILED {} / {} {}: {}",
+                r.job,
+                r.table,
+                r.window,
+                r.error.as_deref().unwrap_or("unknown error")
+            ),
+            WindowStatus::Planned => return,
+        };
+        match &self.bars {
+            Some(bars) => {
+                let _ = bars.println(line);
+            }
+            None => println!("{line}"),
+        }
+    }
+}
