@@ -217,6 +217,9 @@ scripts/pg-cluster.sh start "$src_dir" "$src_port" "$GPT_SRC_PASSWORD"
 scripts/pg-cluster.sh start "$dst_dir" "$dst_port" "$GPT_DST_PASSWORD"
 for side in src dst; do
   if [ "$side" = src ]; then dir=$src_dir port=$src_port; else dir=$dst_dir port=$dst_port; fi
+  # No autovacuum worker waking up in the middle of a measured run (2 cores): the source is
+  # vacuumed explicitly after generation, the target is truncated between runs anyway.
+  su_psql "$dir" "$port" -d postgres -c "ALTER SYSTEM SET autovacuum = off" -c "SELECT pg_reload_conf()" >/dev/null
   su_psql "$dir" "$port" -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"
 done
 echo "source 127.0.0.1:$src_port, target 127.0.0.1:$dst_port, $(nproc) cores, $("$psql" --version)"
@@ -237,6 +240,7 @@ for n in $sizes; do
   src_sql -f scripts/sql/create_table.sql
   src_sql -v rows="$n" -v day="$day" -f scripts/sql/generate.sql
   src_sql -f scripts/sql/add_indexes.sql
+  src_sql -c "VACUUM (FREEZE, ANALYZE) $table" -c "CHECKPOINT"
   dst_sql -f scripts/sql/create_table.sql -f scripts/sql/add_indexes.sql
   rm -f "$dump"
   src_sql -c "COPY ($select_sql) TO '$dump'"

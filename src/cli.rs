@@ -7,8 +7,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// Keeps tables flowing between Greenplum clusters and PostgreSQL, window by window.
 #[derive(Debug, Parser)]
 #[command(name = "gptransfer", version, about, long_about = None, disable_help_subcommand = true)]
-#[command(after_help = "Exit codes: 0 success, 1 a window or command failed, 2 usage or configuration error, \
-3 differences found, 75 another run holds the job's lock, 130/143 interrupted.")]
+#[command(
+    after_help = "Exit codes: 0 success, 1 a window or command failed, 2 usage or configuration error, \
+3 differences found, 75 another run holds the job's lock, 130/143 interrupted."
+)]
 pub struct Cli {
     /// Config file [default: $GPTRANSFER_CONFIG, else ./gptransfer.toml]
     #[arg(long, global = true, value_name = "FILE")]

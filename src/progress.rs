@@ -21,8 +21,13 @@ pub struct Reporter {
 
 impl Reporter {
     pub fn new(human: bool) -> Self {
-        let bars = (human && std::io::stderr().is_terminal()).then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
-        Reporter { human, bars, active: Mutex::new(Vec::new()) }
+        let bars = (human && std::io::stderr().is_terminal())
+            .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
+        Reporter {
+            human,
+            bars,
+            active: Mutex::new(Vec::new()),
+        }
     }
 
     pub fn finish(&self) {
@@ -44,7 +49,8 @@ impl Observer for Reporter {
         let Some(bars) = &self.bars else { return };
         let bar = bars.add(ProgressBar::new_spinner());
         bar.set_style(
-            ProgressStyle::with_template("{spinner} {prefix} {msg} [{elapsed_precise}]").unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            ProgressStyle::with_template("{spinner} {prefix} {msg} [{elapsed_precise}]")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
         );
         bar.set_prefix(format!("{} {}", table.source_table, window.id()));
         bar.enable_steady_tick(Duration::from_millis(120));
@@ -54,12 +60,20 @@ impl Observer for Reporter {
             loop {
                 let (rows, bytes) = counters.get();
                 let secs = started.elapsed().as_secs_f64().max(0.001);
-                b.set_message(format!("{rows} rows, {}, {:.1} MB/s", output::bytes(bytes), bytes as f64 / secs / 1e6));
+                b.set_message(format!(
+                    "{rows} rows, {}, {:.1} MB/s",
+                    output::bytes(bytes),
+                    bytes as f64 / secs / 1e6
+                ));
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         });
         if let Ok(mut active) = self.active.lock() {
-            active.push((Self::key(&table.source_table.to_string(), &window.id()), bar, task));
+            active.push((
+                Self::key(&table.source_table.to_string(), &window.id()),
+                bar,
+                task,
+            ));
         }
     }
 

@@ -25,7 +25,9 @@ pub trait Factory<R: ?Sized>: Send + Sync {
 
 /// Reads a plugin's options into its own strict config type.
 pub fn parse_options<T: DeserializeOwned>(options: &toml::Table) -> Result<T, String> {
-    toml::Value::Table(options.clone()).try_into::<T>().map_err(|e| e.message().trim().to_string())
+    toml::Value::Table(options.clone())
+        .try_into::<T>()
+        .map_err(|e| e.message().trim().to_string())
 }
 
 /// A role in the chain.
@@ -99,7 +101,11 @@ impl Registry {
                 description: f.describe().to_string(),
             }
         }
-        let mut out: Vec<PluginInfo> = self.sources.values().map(|f| info(Role::Source, f)).collect();
+        let mut out: Vec<PluginInfo> = self
+            .sources
+            .values()
+            .map(|f| info(Role::Source, f))
+            .collect();
         out.extend(self.transports.values().map(|f| info(Role::Transport, f)));
         out.extend(self.sinks.values().map(|f| info(Role::Sink, f)));
         out
@@ -122,9 +128,21 @@ impl Registry {
     pub fn validate(&self, config: &Config) -> Result<(), ConfigError> {
         for t in config.tables() {
             let checks = [
-                (Role::Source, &t.source, check(&self.sources, Role::Source, t.source.get_ref())),
-                (Role::Transport, &t.transport, check(&self.transports, Role::Transport, t.transport.get_ref())),
-                (Role::Sink, &t.sink, check(&self.sinks, Role::Sink, t.sink.get_ref())),
+                (
+                    Role::Source,
+                    &t.source,
+                    check(&self.sources, Role::Source, t.source.get_ref()),
+                ),
+                (
+                    Role::Transport,
+                    &t.transport,
+                    check(&self.transports, Role::Transport, t.transport.get_ref()),
+                ),
+                (
+                    Role::Sink,
+                    &t.sink,
+                    check(&self.sinks, Role::Sink, t.sink.get_ref()),
+                ),
             ];
             for (role, spec, result) in checks {
                 if let Err(message) = result {
@@ -134,14 +152,24 @@ impl Registry {
                         return Err(ConfigError {
                             path: config.path.clone(),
                             location: Some(loc),
-                            message: format!("job {:?}, table {}: {} {message}", t.job, t.source_table, role.as_str()),
+                            message: format!(
+                                "job {:?}, table {}: {} {message}",
+                                t.job,
+                                t.source_table,
+                                role.as_str()
+                            ),
                         });
                     } else {
                         spec.span()
                     };
                     return Err(config.error_at(
                         span,
-                        format!("job {:?}, table {}: {} {message}", t.job, t.source_table, role.as_str()),
+                        format!(
+                            "job {:?}, table {}: {} {message}",
+                            t.job,
+                            t.source_table,
+                            role.as_str()
+                        ),
                     ));
                 }
             }
@@ -156,7 +184,8 @@ fn check<R: ?Sized>(
     spec: &PluginSpec,
 ) -> Result<(), String> {
     let f = find(map, role, spec)?;
-    f.validate(&spec.options).map_err(|e| format!("plugin {:?}: {e}", spec.plugin))
+    f.validate(&spec.options)
+        .map_err(|e| format!("plugin {:?}: {e}", spec.plugin))
 }
 
 fn find<'a, R: ?Sized>(
@@ -166,7 +195,11 @@ fn find<'a, R: ?Sized>(
 ) -> Result<&'a Arc<dyn Factory<R>>, String> {
     map.get(spec.plugin.as_str()).ok_or_else(|| {
         let known = map.keys().copied().collect::<Vec<_>>().join(", ");
-        format!("plugin {:?} is unknown; {} plugins: {known}", spec.plugin, role.as_str())
+        format!(
+            "plugin {:?} is unknown; {} plugins: {known}",
+            spec.plugin,
+            role.as_str()
+        )
     })
 }
 

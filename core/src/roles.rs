@@ -34,7 +34,10 @@ impl Counters {
 
     /// Current rows and bytes.
     pub fn get(&self) -> (u64, u64) {
-        (self.rows.load(Ordering::Relaxed), self.bytes.load(Ordering::Relaxed))
+        (
+            self.rows.load(Ordering::Relaxed),
+            self.bytes.load(Ordering::Relaxed),
+        )
     }
 }
 
@@ -81,7 +84,12 @@ pub struct Delivered {
 #[async_trait]
 pub trait Transport: Send + Sync {
     /// Moves every byte of `rows` into `sink`, counting rows and bytes on the way.
-    async fn deliver(&self, ctx: &WindowCtx, rows: ByteStream, sink: &mut dyn SinkWindow) -> Result<Delivered, RoleError>;
+    async fn deliver(
+        &self,
+        ctx: &WindowCtx,
+        rows: ByteStream,
+        sink: &mut dyn SinkWindow,
+    ) -> Result<Delivered, RoleError>;
 }
 
 /// Loads windows into the target.

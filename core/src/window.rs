@@ -18,7 +18,11 @@ pub struct Window {
 impl Window {
     /// `YYYYMMDDHHMMSS^YYYYMMDDHHMMSS`, the id history and the seed use.
     pub fn id(&self) -> String {
-        format!("{}^{}", self.start.format("%Y%m%d%H%M%S"), self.end.format("%Y%m%d%H%M%S"))
+        format!(
+            "{}^{}",
+            self.start.format("%Y%m%d%H%M%S"),
+            self.end.format("%Y%m%d%H%M%S")
+        )
     }
 }
 
@@ -39,7 +43,12 @@ pub struct Plan {
 
 /// Plans from the stored cursor (or the start). No partial last window.
 /// In `full` mode only the newest due window is kept: one reload covers them all.
-pub fn plan(table: &TableSpec, cursor: Option<NaiveDateTime>, now: NaiveDateTime, until: Option<NaiveDateTime>) -> Plan {
+pub fn plan(
+    table: &TableSpec,
+    cursor: Option<NaiveDateTime>,
+    now: NaiveDateTime,
+    until: Option<NaiveDateTime>,
+) -> Plan {
     let mut limit = now - table.lag.as_chrono();
     for bound in [table.end, table.final_end, until].into_iter().flatten() {
         limit = limit.min(bound);
@@ -56,7 +65,10 @@ pub fn plan(table: &TableSpec, cursor: Option<NaiveDateTime>, now: NaiveDateTime
     }
     if table.mode == Mode::Full && windows.len() > 1 {
         let last = windows[windows.len() - 1];
-        windows = vec![Window { start: windows[0].start, end: last.end }];
+        windows = vec![Window {
+            start: windows[0].start,
+            end: last.end,
+        }];
     }
     Plan { windows, limit }
 }
@@ -100,7 +112,12 @@ condition_column = "ts"
 
     #[test]
     fn lag_holds_back_the_newest() {
-        let p = plan(&table("lag = \"45m\""), None, ts("2020-04-01 03:30:00"), None);
+        let p = plan(
+            &table("lag = \"45m\""),
+            None,
+            ts("2020-04-01 03:30:00"),
+            None,
+        );
         assert_eq!(p.windows.len(), 2);
     }
 
@@ -109,7 +126,12 @@ condition_column = "ts"
         let t = table("final_end = \"2020-05-01 00:00:00\"\nduration = \"30m\"");
         let p = plan(&t, None, ts("2026-01-01 00:00:00"), None);
         assert_eq!(p.windows.len(), 30 * 48);
-        let p = plan(&t, Some(ts("2020-05-01 00:00:00")), ts("2026-01-01 00:00:00"), None);
+        let p = plan(
+            &t,
+            Some(ts("2020-05-01 00:00:00")),
+            ts("2026-01-01 00:00:00"),
+            None,
+        );
         assert!(p.windows.is_empty());
     }
 
@@ -117,6 +139,12 @@ condition_column = "ts"
     fn full_mode_loads_once() {
         let t = table("mode = \"full\"");
         let p = plan(&t, None, ts("2020-04-01 05:10:00"), None);
-        assert_eq!(p.windows, vec![Window { start: ts("2020-04-01 00:00:00"), end: ts("2020-04-01 05:00:00") }]);
+        assert_eq!(
+            p.windows,
+            vec![Window {
+                start: ts("2020-04-01 00:00:00"),
+                end: ts("2020-04-01 05:00:00")
+            }]
+        );
     }
 }

@@ -10,19 +10,35 @@ use super::load_config;
 
 pub async fn check(config: Option<&std::path::Path>, registry: &Registry) -> anyhow::Result<i32> {
     let config = load_config(config, registry)?;
-    println!("config {}: ok ({} job(s), {} table(s))", config.path.display(), config.jobs.len(), config.tables().count());
+    println!(
+        "config {}: ok ({} job(s), {} table(s))",
+        config.path.display(),
+        config.jobs.len(),
+        config.tables().count()
+    );
     let app = format!("gptransfer check pid {}", std::process::id());
     let mut sessions = BTreeMap::new();
     for (name, cfg) in &config.clusters {
         let handle = ClusterHandle::new(name, cfg)?;
         let session = handle.connect(&app, None).await?;
-        println!("cluster {name} ({}): reachable, {}", handle.address, session.flavour);
+        println!(
+            "cluster {name} ({}): reachable, {}",
+            handle.address, session.flavour
+        );
         sessions.insert(name.clone(), session);
     }
     for t in config.tables().filter(|t| t.enabled) {
-        let (Some(src), Some(dst)) = (sessions.get(&t.from), sessions.get(&t.to)) else { continue };
+        let (Some(src), Some(dst)) = (sessions.get(&t.from), sessions.get(&t.to)) else {
+            continue;
+        };
         let c = check_table(t, src, &t.from, dst, &t.to).await?;
-        println!("table {} / {}: ok, {} column(s), chain {}", t.job, t.display_name(), c.columns.len(), t.chain());
+        println!(
+            "table {} / {}: ok, {} column(s), chain {}",
+            t.job,
+            t.display_name(),
+            c.columns.len(),
+            t.chain()
+        );
     }
     Ok(0)
 }

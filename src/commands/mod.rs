@@ -18,13 +18,24 @@ pub async fn dispatch(cli: Cli, registry: Registry) -> i32 {
         Command::Run(args) => run::run(cli.config.as_deref(), &registry, args).await,
         Command::Plan(args) => plan::plan(cli.config.as_deref(), &registry, args).await,
         Command::History(args) => history::history(cli.config.as_deref(), args).await,
-        Command::Config { command: ConfigCommand::Check } => check::check(cli.config.as_deref(), &registry).await,
+        Command::Config {
+            command: ConfigCommand::Check,
+        } => check::check(cli.config.as_deref(), &registry).await,
     };
     match result {
         Ok(code) => code,
         Err(e) => {
-            let code = e.downcast_ref::<gptransfer_core::Error>().map_or(exit::FAILED, |e| e.exit_code());
-            let code = if e.downcast_ref::<gptransfer_core::config::ConfigError>().is_some() { exit::CONFIG } else { code };
+            let code = e
+                .downcast_ref::<gptransfer_core::Error>()
+                .map_or(exit::FAILED, |e| e.exit_code());
+            let code = if e
+                .downcast_ref::<gptransfer_core::config::ConfigError>()
+                .is_some()
+            {
+                exit::CONFIG
+            } else {
+                code
+            };
             eprintln!("error: {e:#}");
             code
         }
@@ -35,7 +46,9 @@ pub async fn dispatch(cli: Cli, registry: Registry) -> i32 {
 pub fn load_config(path: Option<&std::path::Path>, registry: &Registry) -> anyhow::Result<Config> {
     let path = find_config_path(path);
     let config = Config::load(&path).map_err(gptransfer_core::Error::Config)?;
-    registry.validate(&config).map_err(gptransfer_core::Error::Config)?;
+    registry
+        .validate(&config)
+        .map_err(gptransfer_core::Error::Config)?;
     Ok(config)
 }
 
@@ -43,9 +56,13 @@ pub fn load_config(path: Option<&std::path::Path>, registry: &Registry) -> anyho
 pub fn parse_until(text: Option<&str>) -> anyhow::Result<Option<chrono::NaiveDateTime>> {
     match text {
         None => Ok(None),
-        Some(t) => ConfigTimestamp::parse(t)
-            .map(|ts| Some(ts.0))
-            .map_err(|e| gptransfer_core::Error::Config(gptransfer_core::config::ConfigError::file(std::path::Path::new("--until"), e)).into()),
+        Some(t) => ConfigTimestamp::parse(t).map(|ts| Some(ts.0)).map_err(|e| {
+            gptransfer_core::Error::Config(gptransfer_core::config::ConfigError::file(
+                std::path::Path::new("--until"),
+                e,
+            ))
+            .into()
+        }),
     }
 }
 

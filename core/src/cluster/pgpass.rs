@@ -31,8 +31,11 @@ pub fn lookup(path: &Path, host: &str, port: u16, database: &str, user: &str) ->
             }
             let host_ok = matches(&fields[0], host)
                 || (fields[0] == "localhost" && (host.starts_with('/') || host == "127.0.0.1"));
-            (host_ok && matches(&fields[1], &port) && matches(&fields[2], database) && matches(&fields[3], user))
-                .then(|| fields[4].clone())
+            (host_ok
+                && matches(&fields[1], &port)
+                && matches(&fields[2], database)
+                && matches(&fields[3], user))
+            .then(|| fields[4].clone())
         })
 }
 
@@ -66,7 +69,9 @@ fn split_fields(line: &str) -> Vec<String> {
 #[cfg(unix)]
 fn is_private(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(path).map(|m| m.permissions().mode() & 0o077 == 0).unwrap_or(false)
+    std::fs::metadata(path)
+        .map(|m| m.permissions().mode() & 0o077 == 0)
+        .unwrap_or(false)
 }
 
 #[cfg(not(unix))]
@@ -83,13 +88,20 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("gpt-pgpass-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("pgpass");
-        std::fs::write(&path, "# comment\nother:5432:*:u:no\ngp6:*:qms:gpadmin:se\\:cr\\\\et\n*:*:*:*:fallback\n").unwrap();
+        std::fs::write(
+            &path,
+            "# comment\nother:5432:*:u:no\ngp6:*:qms:gpadmin:se\\:cr\\\\et\n*:*:*:*:fallback\n",
+        )
+        .unwrap();
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         }
-        assert_eq!(lookup(&path, "gp6", 5432, "qms", "gpadmin").as_deref(), Some("se:cr\\et"));
+        assert_eq!(
+            lookup(&path, "gp6", 5432, "qms", "gpadmin").as_deref(),
+            Some("se:cr\\et")
+        );
         assert_eq!(lookup(&path, "x", 1, "y", "z").as_deref(), Some("fallback"));
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -83,7 +83,11 @@ mod tests {
             ("7milliseconds", Duration::from_millis(7)),
         ];
         for (text, want) in cases {
-            assert_eq!(ConfigDuration::parse(text), Ok(ConfigDuration(want)), "{text}");
+            assert_eq!(
+                ConfigDuration::parse(text),
+                Ok(ConfigDuration(want)),
+                "{text}"
+            );
         }
     }
 

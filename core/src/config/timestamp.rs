@@ -70,8 +70,16 @@ mod tests {
 
     #[test]
     fn accepted_forms() {
-        for t in ["2020-04-01 00:00:00", "2020-04-01T00:00:00", "2020-04-01", "2020-04-01 00:00"] {
-            assert_eq!(ConfigTimestamp::parse(t).map(|c| c.to_string()), Ok("2020-04-01 00:00:00".into()));
+        for t in [
+            "2020-04-01 00:00:00",
+            "2020-04-01T00:00:00",
+            "2020-04-01",
+            "2020-04-01 00:00",
+        ] {
+            assert_eq!(
+                ConfigTimestamp::parse(t).map(|c| c.to_string()),
+                Ok("2020-04-01 00:00:00".into())
+            );
         }
         assert!(ConfigTimestamp::parse("2020-13-01").is_err());
     }

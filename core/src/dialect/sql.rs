@@ -18,7 +18,10 @@ pub fn session_setup(flavour: Flavour, timezone: Option<&str>) -> String {
         sql.push("SET IntervalStyle = 'postgres'".to_string());
     }
     // 8.x accepts at most 2 (17 significant digits); 9.x+ take 3 (exact round trip).
-    sql.push(format!("SET extra_float_digits = {}", if kernel >= 90 { 3 } else { 2 }));
+    sql.push(format!(
+        "SET extra_float_digits = {}",
+        if kernel >= 90 { 3 } else { 2 }
+    ));
     if kernel >= 90 {
         sql.push("SET bytea_output = 'hex'".to_string());
     }
@@ -56,7 +59,12 @@ pub fn bound_literal(ts: NaiveDateTime, column_type: &str) -> String {
 }
 
 /// `"col" >= start AND "col" < end`.
-pub fn window_predicate(column: &str, column_type: &str, start: NaiveDateTime, end: NaiveDateTime) -> String {
+pub fn window_predicate(
+    column: &str,
+    column_type: &str,
+    start: NaiveDateTime,
+    end: NaiveDateTime,
+) -> String {
     let col = quote_ident(column);
     format!(
         "{col} >= {} AND {col} < {}",
@@ -67,7 +75,11 @@ pub fn window_predicate(column: &str, column_type: &str, start: NaiveDateTime, e
 
 /// The column list, quoted and comma separated.
 pub fn column_list(columns: &[String]) -> String {
-    columns.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ")
+    columns
+        .iter()
+        .map(|c| quote_ident(c))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// `COPY (SELECT …) TO STDOUT` in text format. The text format needs no option list, so the
@@ -96,11 +108,17 @@ pub fn truncate(table: &QualifiedName) -> String {
     format!("TRUNCATE TABLE {}", table.quoted())
 }
 
-/// The staging table of a merge: the target's columns plus a sequence that keeps the batch
-/// order, so the last row of a batch wins deterministically.
-pub fn merge_staging(flavour: Flavour, target: &QualifiedName, staging: &str, columns: &[String]) -> Vec<String> {
+/// The staging table of a merge: the target's columns plus `gpt_batch_seq`, the row's
+/// position in the batch, written by the sink itself so that "the last row of a batch wins"
+/// holds on Greenplum too (a serial column would be filled by segments in any order).
+pub fn merge_staging(
+    flavour: Flavour,
+    target: &QualifiedName,
+    staging: &str,
+    columns: &[String],
+) -> String {
     let mut create = format!(
-        "CREATE TEMPORARY TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WHERE false",
+        "CREATE TEMPORARY TABLE {} ON COMMIT DROP AS SELECT {}, 0::bigint AS gpt_batch_seq FROM {} WHERE false",
         quote_ident(staging),
         column_list(columns),
         target.quoted()
@@ -110,15 +128,17 @@ pub fn merge_staging(flavour: Flavour, target: &QualifiedName, staging: &str, co
         // otherwise pick the first column, which may be badly skewed.
         create.push_str(" DISTRIBUTED RANDOMLY");
     }
-    vec![
-        create,
-        format!("ALTER TABLE {} ADD COLUMN gpt_batch_seq bigserial", quote_ident(staging)),
-    ]
+    create
 }
 
 /// Delete the target rows whose key is in the batch, then insert the last row of each key.
 /// No `ON CONFLICT` (GP6 and 9.4 lack it; GP7 refuses it on distribution keys).
-pub fn merge_apply(target: &QualifiedName, staging: &str, columns: &[String], key: &[String]) -> Vec<String> {
+pub fn merge_apply(
+    target: &QualifiedName,
+    staging: &str,
+    columns: &[String],
+    key: &[String],
+) -> Vec<String> {
     let stg = quote_ident(staging);
     let key_match = key
         .iter()
@@ -175,7 +195,12 @@ mod tests {
     #[test]
     fn copy_out_has_no_option_list() {
         let t = QualifiedName::parse("eda.f").unwrap();
-        let p = window_predicate("evt", "timestamp", ts("2020-04-01 00:00:00"), ts("2020-04-01 01:00:00"));
+        let p = window_predicate(
+            "evt",
+            "timestamp",
+            ts("2020-04-01 00:00:00"),
+            ts("2020-04-01 01:00:00"),
+        );
         let sql = copy_out(&t, &["a".into(), "B".into()], Some(&p));
         assert_eq!(
             sql,
@@ -191,7 +216,11 @@ mod tests {
         assert!(!s.contains("bytea_output"));
         assert!(!s.contains("IntervalStyle"));
         let s = session_setup(Flavour::Gp6, Some("Asia/Shanghai"));
-        assert!(s.contains("extra_float_digits = 3") && s.contains("bytea_output") && s.contains("'Asia/Shanghai'"));
+        assert!(
+            s.contains("extra_float_digits = 3")
+                && s.contains("bytea_output")
+                && s.contains("'Asia/Shanghai'")
+        );
         assert_eq!(create_schema(Flavour::Gp4, "s"), "CREATE SCHEMA \"s\"");
     }
 }

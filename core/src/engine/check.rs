@@ -31,15 +31,35 @@ pub struct TableCheck {
 }
 
 fn check_error(table: &TableSpec, message: String, hint: Option<&str>) -> Error {
-    Error::Check { job: table.job.clone(), table: table.display_name(), message, hint: hint.map(str::to_string) }
+    Error::Check {
+        job: table.job.clone(),
+        table: table.display_name(),
+        message,
+        hint: hint.map(str::to_string),
+    }
 }
 
 /// Reads a table's columns; an error when it does not exist.
-pub async fn columns(session: &Session, cluster: &str, name: &QualifiedName, table: &TableSpec) -> Result<Vec<Column>, Error> {
+pub async fn columns(
+    session: &Session,
+    cluster: &str,
+    name: &QualifiedName,
+    table: &TableSpec,
+) -> Result<Vec<Column>, Error> {
     let rows = session
-        .timed(session.client.query(sql::TABLE_COLUMNS, &[&name.schema, &name.name]))
+        .timed(
+            session
+                .client
+                .query(sql::TABLE_COLUMNS, &[&name.schema, &name.name]),
+        )
         .await
-        .map_err(|e| check_error(table, format!("cannot read the columns of {name} on cluster {cluster:?}: {e}"), None))?;
+        .map_err(|e| {
+            check_error(
+                table,
+                format!("cannot read the columns of {name} on cluster {cluster:?}: {e}"),
+                None,
+            )
+        })?;
     if rows.is_empty() {
         return Err(check_error(
             table,
@@ -60,7 +80,13 @@ pub async fn columns(session: &Session, cluster: &str, name: &QualifiedName, tab
 }
 
 /// Checks one table on both sides.
-pub async fn check_table(table: &TableSpec, source: &Session, source_name: &str, target: &Session, target_name: &str) -> Result<TableCheck, Error> {
+pub async fn check_table(
+    table: &TableSpec,
+    source: &Session,
+    source_name: &str,
+    target: &Session,
+    target_name: &str,
+) -> Result<TableCheck, Error> {
     let src = columns(source, source_name, &table.source_table, table).await?;
     let dst = columns(target, target_name, &table.target_table, table).await?;
     let find = |cols: &[Column], n: &str| cols.iter().find(|c| c.name == n).cloned();
@@ -70,7 +96,14 @@ pub async fn check_table(table: &TableSpec, source: &Session, source_name: &str,
             let mut out = Vec::new();
             for n in names {
                 out.push(find(&src, n).ok_or_else(|| {
-                    check_error(table, format!("column {n:?} of `columns` is not in source table {}", table.source_table), None)
+                    check_error(
+                        table,
+                        format!(
+                            "column {n:?} of `columns` is not in source table {}",
+                            table.source_table
+                        ),
+                        None,
+                    )
                 })?);
             }
             out
@@ -81,7 +114,10 @@ pub async fn check_table(table: &TableSpec, source: &Session, source_name: &str,
     let mut problems = Vec::new();
     for c in &selected {
         match find(&dst, &c.name) {
-            None => problems.push(format!("column {:?} ({}) is missing in target table {}", c.name, c.type_text, table.target_table)),
+            None => problems.push(format!(
+                "column {:?} ({}) is missing in target table {}",
+                c.name, c.type_text, table.target_table
+            )),
             Some(t) if !compatible(&c.type_name, &t.type_name) => problems.push(format!(
                 "column {:?} is {} on the source but {} on the target: incompatible",
                 c.name, c.type_text, t.type_text
@@ -91,7 +127,10 @@ pub async fn check_table(table: &TableSpec, source: &Session, source_name: &str,
     }
     for t in &dst {
         if t.not_null && !t.has_default && !selected.iter().any(|c| c.name == t.name) {
-            problems.push(format!("target column {:?} is NOT NULL without default and gets no value from the source", t.name));
+            problems.push(format!(
+                "target column {:?} is NOT NULL without default and gets no value from the source",
+                t.name
+            ));
         }
     }
     for k in &table.key {
@@ -110,7 +149,14 @@ pub async fn check_table(table: &TableSpec, source: &Session, source_name: &str,
     let condition_type = match (&table.condition_column, table.mode) {
         (Some(col), _) => {
             let c = find(&src, col).ok_or_else(|| {
-                check_error(table, format!("condition column {col:?} is not in source table {}", table.source_table), None)
+                check_error(
+                    table,
+                    format!(
+                        "condition column {col:?} is not in source table {}",
+                        table.source_table
+                    ),
+                    None,
+                )
             })?;
             if !matches!(c.type_name.as_str(), "timestamp" | "timestamptz" | "date") {
                 return Err(check_error(
@@ -130,7 +176,10 @@ pub async fn check_table(table: &TableSpec, source: &Session, source_name: &str,
         }
         (None, _) => None,
     };
-    Ok(TableCheck { columns: selected.into_iter().map(|c| c.name).collect(), condition_type })
+    Ok(TableCheck {
+        columns: selected.into_iter().map(|c| c.name).collect(),
+        condition_type,
+    })
 }
 
 /// Whether the text form of a source type loads into the target type. Widening within a

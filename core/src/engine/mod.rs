@@ -8,5 +8,7 @@ mod window_run;
 
 pub use check::{check_table, Column, TableCheck};
 pub use interrupt::Interrupt;
-pub use run::{plan_tables, run, Observer, PlannedTable, RunOptions, RunReport, WindowReport, WindowStatus};
+pub use run::{
+    plan_tables, run, Observer, PlannedTable, RunOptions, RunReport, WindowReport, WindowStatus,
+};
 pub use select::select_tables;

@@ -84,7 +84,10 @@ pub struct RunReport {
 impl RunReport {
     /// Failed windows.
     pub fn failed(&self) -> usize {
-        self.windows.iter().filter(|w| w.status == WindowStatus::Failed).count()
+        self.windows
+            .iter()
+            .filter(|w| w.status == WindowStatus::Failed)
+            .count()
     }
 }
 
@@ -119,14 +122,20 @@ pub struct PlannedTable {
     pub windows: Vec<String>,
 }
 
-pub(super) fn handles(config: &Config, names: impl IntoIterator<Item = String>) -> Result<BTreeMap<String, ClusterHandle>, Error> {
+pub(super) fn handles(
+    config: &Config,
+    names: impl IntoIterator<Item = String>,
+) -> Result<BTreeMap<String, ClusterHandle>, Error> {
     let mut out = BTreeMap::new();
     for name in names {
         if out.contains_key(&name) {
             continue;
         }
         let cfg = config.clusters.get(&name).ok_or_else(|| {
-            Error::Config(crate::config::ConfigError::file(&config.path, format!("cluster {name:?} is not defined")))
+            Error::Config(crate::config::ConfigError::file(
+                &config.path,
+                format!("cluster {name:?} is not defined"),
+            ))
         })?;
         out.insert(name.clone(), ClusterHandle::new(&name, cfg)?);
     }
@@ -134,17 +143,30 @@ pub(super) fn handles(config: &Config, names: impl IntoIterator<Item = String>) 
 }
 
 fn application_name() -> String {
-    format!("gptransfer {} pid {}", crate::host_name(), std::process::id())
+    format!(
+        "gptransfer {} pid {}",
+        crate::host_name(),
+        std::process::id()
+    )
 }
 
 /// The due windows of each table, from the stored cursors; moves nothing, connects only
 /// to the state cluster (and not even there if the state schema does not exist yet).
-pub async fn plan_tables(config: &Config, tables: &[TableSpec], now: NaiveDateTime, until: Option<NaiveDateTime>) -> Result<Vec<PlannedTable>, Error> {
+pub async fn plan_tables(
+    config: &Config,
+    tables: &[TableSpec],
+    now: NaiveDateTime,
+    until: Option<NaiveDateTime>,
+) -> Result<Vec<PlannedTable>, Error> {
     let hs = handles(config, [config.state.cluster.clone()])?;
     let state_cluster = hs.get(&config.state.cluster).cloned().ok_or_else(|| {
-        Error::Config(crate::config::ConfigError::file(&config.path, "the state cluster is not defined"))
+        Error::Config(crate::config::ConfigError::file(
+            &config.path,
+            "the state cluster is not defined",
+        ))
     })?;
-    let state = State::open_existing(state_cluster, &config.state.schema, &application_name()).await?;
+    let state =
+        State::open_existing(state_cluster, &config.state.schema, &application_name()).await?;
     let mut out = Vec::new();
     for t in tables {
         let cursor = match &state {
@@ -182,20 +204,41 @@ pub async fn run(
         names.push(t.to.clone());
     }
     let clusters = handles(config, names)?;
-    let cluster = |name: &str| clusters.get(name).cloned().ok_or_else(|| Error::State { cluster: name.into(), message: "not configured".into() });
+    let cluster = |name: &str| {
+        clusters.get(name).cloned().ok_or_else(|| Error::State {
+            cluster: name.into(),
+            message: "not configured".into(),
+        })
+    };
 
     // Plugins first: an unknown option fails before we touch any server.
     let mut plugins = Vec::new();
     for t in &tables {
-        let build_err = |role: &str, e: String| Error::Check { job: t.job.clone(), table: t.display_name(), message: format!("{role}: {e}"), hint: None };
+        let build_err = |role: &str, e: String| Error::Check {
+            job: t.job.clone(),
+            table: t.display_name(),
+            message: format!("{role}: {e}"),
+            hint: None,
+        };
         plugins.push(WindowPlugins {
-            source: registry.source(t.source.get_ref()).map_err(|e| build_err("source", e))?,
-            transport: registry.transport(t.transport.get_ref()).map_err(|e| build_err("transport", e))?,
-            sink: registry.sink(t.sink.get_ref()).map_err(|e| build_err("sink", e))?,
+            source: registry
+                .source(t.source.get_ref())
+                .map_err(|e| build_err("source", e))?,
+            transport: registry
+                .transport(t.transport.get_ref())
+                .map_err(|e| build_err("transport", e))?,
+            sink: registry
+                .sink(t.sink.get_ref())
+                .map_err(|e| build_err("sink", e))?,
         });
     }
 
-    let state = State::open(cluster(&config.state.cluster)?, &config.state.schema, &application).await?;
+    let state = State::open(
+        cluster(&config.state.cluster)?,
+        &config.state.schema,
+        &application,
+    )
+    .await?;
     let mut job_names: Vec<&String> = tables.iter().map(|t| &t.job).collect();
     job_names.sort();
     job_names.dedup();
@@ -210,12 +253,17 @@ pub async fn run(
     for t in &tables {
         for name in [&t.from, &t.to] {
             if !sessions.contains_key(name) {
-                let s = cluster(name)?.connect(&application, t.timezone.as_deref()).await?;
+                let s = cluster(name)?
+                    .connect(&application, t.timezone.as_deref())
+                    .await?;
                 sessions.insert(name.clone(), s);
             }
         }
         let (Some(src), Some(dst)) = (sessions.get(&t.from), sessions.get(&t.to)) else {
-            return Err(Error::State { cluster: t.from.clone(), message: "session lost".into() });
+            return Err(Error::State {
+                cluster: t.from.clone(),
+                message: "session lost".into(),
+            });
         };
         checks.push(check_table(t, src, &t.from, dst, &t.to).await?);
     }
@@ -268,7 +316,19 @@ pub async fn run(
                 if interrupt.signal().is_some() || stop_all.is_cancelled() {
                     break;
                 }
-                let r = run_window(state, &table, &check, &plugins, window, &source, &target, &application, observer.as_ref(), &interrupt).await;
+                let r = run_window(
+                    state,
+                    &table,
+                    &check,
+                    &plugins,
+                    window,
+                    &source,
+                    &target,
+                    &application,
+                    observer.as_ref(),
+                    &interrupt,
+                )
+                .await;
                 observer.window_finished(&r);
                 let failed = r.status == WindowStatus::Failed;
                 done.push(r);
@@ -283,7 +343,10 @@ pub async fn run(
             done
         }
     });
-    let results: Vec<Vec<WindowReport>> = stream::iter(per_table).buffer_unordered(options.parallel.max(1)).collect().await;
+    let results: Vec<Vec<WindowReport>> = stream::iter(per_table)
+        .buffer_unordered(options.parallel.max(1))
+        .collect()
+        .await;
     report.windows = results.into_iter().flatten().collect();
     report.interrupted_by = interrupt.signal();
     for lock in locks {

@@ -79,7 +79,12 @@ pub struct HistoryFilter {
 
 impl State {
     /// Records the start of an attempt; returns the row id.
-    pub async fn history_start(&self, table: &TableSpec, window: &Window, host: &str) -> Result<i64, Error> {
+    pub async fn history_start(
+        &self,
+        table: &TableSpec,
+        window: &Window,
+        host: &str,
+    ) -> Result<i64, Error> {
         let t = self.table("history");
         let name = table.source_table.to_string();
         let window_id = window.id();
@@ -172,7 +177,15 @@ impl State {
         );
         let rows = self
             .client()
-            .query(&sql, &[&filter.job, &filter.table, &filter.failed_only, &filter.limit])
+            .query(
+                &sql,
+                &[
+                    &filter.job,
+                    &filter.table,
+                    &filter.failed_only,
+                    &filter.limit,
+                ],
+            )
             .await
             .map_err(|e| self.error("reading history", &e))?;
         Ok(rows

@@ -26,17 +26,33 @@ pub struct State {
 
 impl State {
     /// Connects and creates or migrates the schema.
-    pub async fn open(cluster: ClusterHandle, schema: &str, application: &str) -> Result<State, Error> {
+    pub async fn open(
+        cluster: ClusterHandle,
+        schema: &str,
+        application: &str,
+    ) -> Result<State, Error> {
         let session = cluster.connect(application, None).await?;
-        let state = State { cluster, session, schema: schema.to_string() };
+        let state = State {
+            cluster,
+            session,
+            schema: schema.to_string(),
+        };
         schema::migrate(&state).await?;
         Ok(state)
     }
 
     /// Connects without creating anything (read-only commands).
-    pub async fn open_existing(cluster: ClusterHandle, schema: &str, application: &str) -> Result<Option<State>, Error> {
+    pub async fn open_existing(
+        cluster: ClusterHandle,
+        schema: &str,
+        application: &str,
+    ) -> Result<Option<State>, Error> {
         let session = cluster.connect(application, None).await?;
-        let state = State { cluster, session, schema: schema.to_string() };
+        let state = State {
+            cluster,
+            session,
+            schema: schema.to_string(),
+        };
         Ok(schema::exists(&state).await?.then_some(state))
     }
 
@@ -51,13 +67,23 @@ impl State {
     }
 
     pub(crate) fn error(&self, what: &str, e: &tokio_postgres::Error) -> Error {
-        Error::State { cluster: self.cluster.name.clone(), message: format!("{what}: {}", pg_message(e)) }
+        Error::State {
+            cluster: self.cluster.name.clone(),
+            message: format!("{what}: {}", pg_message(e)),
+        }
     }
 
     /// The cursor of a table: the end of its last loaded window.
     pub async fn cursor(&self, job: &str, table: &str) -> Result<Option<NaiveDateTime>, Error> {
-        let sql = format!("SELECT cursor_end FROM {} WHERE job = $1 AND table_name = $2", self.table("cursors"));
-        let row = self.client().query_opt(&sql, &[&job, &table]).await.map_err(|e| self.error("reading the cursor", &e))?;
+        let sql = format!(
+            "SELECT cursor_end FROM {} WHERE job = $1 AND table_name = $2",
+            self.table("cursors")
+        );
+        let row = self
+            .client()
+            .query_opt(&sql, &[&job, &table])
+            .await
+            .map_err(|e| self.error("reading the cursor", &e))?;
         Ok(row.map(|r| r.get(0)))
     }
 

@@ -21,11 +21,19 @@ pub(super) async fn exists(state: &State) -> Result<bool, Error> {
 pub(super) async fn migrate(state: &State) -> Result<(), Error> {
     let client = state.client();
     client
-        .execute("SELECT pg_advisory_lock($1, $2)", &[&MIGRATION_LOCK.0, &MIGRATION_LOCK.1])
+        .execute(
+            "SELECT pg_advisory_lock($1, $2)",
+            &[&MIGRATION_LOCK.0, &MIGRATION_LOCK.1],
+        )
         .await
         .map_err(|e| state.error("locking for migration", &e))?;
     let result = migrate_locked(state).await;
-    let _ = client.execute("SELECT pg_advisory_unlock($1, $2)", &[&MIGRATION_LOCK.0, &MIGRATION_LOCK.1]).await;
+    let _ = client
+        .execute(
+            "SELECT pg_advisory_unlock($1, $2)",
+            &[&MIGRATION_LOCK.0, &MIGRATION_LOCK.1],
+        )
+        .await;
     result
 }
 
@@ -33,7 +41,10 @@ async fn migrate_locked(state: &State) -> Result<(), Error> {
     let client = state.client();
     let flavour = state.session.flavour;
     let schema_exists = client
-        .query_opt("SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1", &[&state.schema])
+        .query_opt(
+            "SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1",
+            &[&state.schema],
+        )
         .await
         .map_err(|e| state.error("looking for the state schema", &e))?
         .is_some();
@@ -45,7 +56,10 @@ async fn migrate_locked(state: &State) -> Result<(), Error> {
     }
     let current: i32 = if exists(state).await? {
         client
-            .query_one(&format!("SELECT max(version) FROM {}", state.table("schema_version")), &[])
+            .query_one(
+                &format!("SELECT max(version) FROM {}", state.table("schema_version")),
+                &[],
+            )
             .await
             .map_err(|e| state.error("reading the state version", &e))?
             .get::<_, Option<i32>>(0)

@@ -47,6 +47,31 @@ impl Factory<dyn Sink> for CopySinkFactory {
 
 const STAGING: &str = "gptransfer_merge_staging";
 
+/// Appends each row's position in the batch as a last column. In COPY text format every raw
+/// newline ends a row, so the position goes right before it.
+#[derive(Default)]
+struct BatchNumbering {
+    next: u64,
+}
+
+impl BatchNumbering {
+    fn number(&mut self, chunk: &[u8]) -> bytes::Bytes {
+        let mut out = Vec::with_capacity(chunk.len() + chunk.len() / 8);
+        let mut start = 0;
+        for end in memchr::memchr_iter(b'\n', chunk) {
+            out.extend_from_slice(&chunk[start..end]);
+            self.next += 1;
+            out.push(b'\t');
+            out.extend_from_slice(self.next.to_string().as_bytes());
+            out.push(b'\n');
+            start = end + 1;
+        }
+        // A row may continue in the next chunk: its newline, and so its number, comes there.
+        out.extend_from_slice(&chunk[start..]);
+        bytes::Bytes::from(out)
+    }
+}
+
 struct CopyWindow {
     session: Session,
     ctx: WindowCtx,
@@ -54,7 +79,10 @@ struct CopyWindow {
 
 fn target_err(ctx: &WindowCtx, what: &str) -> impl Fn(RoleError) -> RoleError {
     let prefix = format!("{what} on target cluster {:?}", ctx.target.name);
-    move |e| RoleError { message: format!("{prefix}: {}", e.message), ..e }
+    move |e| RoleError {
+        message: format!("{prefix}: {}", e.message),
+        ..e
+    }
 }
 
 #[async_trait]
@@ -70,18 +98,48 @@ impl Sink for CopySink {
         match t.mode {
             Mode::Replace => {
                 let col = t.condition_column.as_deref().unwrap_or_default();
-                let p = sql::window_predicate(col, ctx.condition_type.as_deref().unwrap_or("timestamp"), ctx.window.start, ctx.window.end);
+                let p = sql::window_predicate(
+                    col,
+                    ctx.condition_type.as_deref().unwrap_or("timestamp"),
+                    ctx.window.start,
+                    ctx.window.end,
+                );
                 statements.push(sql::delete_window(&t.target_table, &p));
             }
             Mode::Full => statements.push(sql::truncate(&t.target_table)),
-            Mode::Merge => statements.extend(sql::merge_staging(session.flavour, &t.target_table, STAGING, &ctx.columns)),
+            Mode::Merge => statements.push(sql::merge_staging(
+                session.flavour,
+                &t.target_table,
+                STAGING,
+                &ctx.columns,
+            )),
             Mode::Append => {}
         }
         for s in &statements {
             tracing::debug!(cluster = %ctx.target.name, "{s}");
-            session.timed(session.client.batch_execute(s)).await.map_err(target_err(ctx, "preparing the window"))?;
+            session
+                .timed(session.client.batch_execute(s))
+                .await
+                .map_err(target_err(ctx, "preparing the window"))?;
         }
-        Ok(Box::new(CopyWindow { session, ctx: ctx.clone() }))
+        Ok(Box::new(CopyWindow {
+            session,
+            ctx: ctx.clone(),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::BatchNumbering;
+
+    #[test]
+    fn numbers_rows_across_chunks() {
+        let mut n = BatchNumbering::default();
+        let a = n.number(b"a\t1\nb\t2\nc\t");
+        let b = n.number(b"3\n");
+        assert_eq!(&a[..], b"a\t1\t1\nb\t2\t2\nc\t");
+        assert_eq!(&b[..], b"3\t3\n");
     }
 }
 
@@ -90,20 +148,53 @@ impl SinkWindow for CopyWindow {
     async fn load(&mut self, mut rows: ByteStream) -> Result<u64, RoleError> {
         let ctx = &self.ctx;
         let t = &ctx.table;
-        let into = if t.mode == Mode::Merge { quote_ident(STAGING) } else { t.target_table.quoted() };
-        let statement = sql::copy_in(&into, &ctx.columns);
+        let into = if t.mode == Mode::Merge {
+            quote_ident(STAGING)
+        } else {
+            t.target_table.quoted()
+        };
+        let merge = t.mode == Mode::Merge;
+        let statement = if merge {
+            let mut cols = ctx.columns.as_ref().clone();
+            cols.push("gpt_batch_seq".into());
+            sql::copy_in(&into, &cols)
+        } else {
+            sql::copy_in(&into, &ctx.columns)
+        };
+        let mut numbering = BatchNumbering::default();
         let session = &self.session;
-        let sink = session.timed(session.client.copy_in::<_, bytes::Bytes>(statement.as_str())).await.map_err(target_err(ctx, "starting COPY"))?;
+        let sink = session
+            .timed(
+                session
+                    .client
+                    .copy_in::<_, bytes::Bytes>(statement.as_str()),
+            )
+            .await
+            .map_err(target_err(ctx, "starting COPY"))?;
         let mut sink = Box::pin(sink);
         while let Some(chunk) = rows.next().await {
             let chunk = chunk?;
-            session.timed(sink.feed(chunk)).await.map_err(target_err(ctx, "writing rows"))?;
+            let chunk = if merge {
+                numbering.number(&chunk)
+            } else {
+                chunk
+            };
+            session
+                .timed(sink.feed(chunk))
+                .await
+                .map_err(target_err(ctx, "writing rows"))?;
         }
-        let written = session.timed(sink.as_mut().finish()).await.map_err(target_err(ctx, "finishing COPY"))?;
+        let written = session
+            .timed(sink.as_mut().finish())
+            .await
+            .map_err(target_err(ctx, "finishing COPY"))?;
         if t.mode == Mode::Merge {
             for s in sql::merge_apply(&t.target_table, STAGING, &ctx.columns, &t.key) {
                 tracing::debug!(cluster = %ctx.target.name, "{s}");
-                session.timed(session.client.batch_execute(&s)).await.map_err(target_err(ctx, "merging"))?;
+                session
+                    .timed(session.client.batch_execute(&s))
+                    .await
+                    .map_err(target_err(ctx, "merging"))?;
             }
         }
         Ok(written)
@@ -115,7 +206,10 @@ impl SinkWindow for CopyWindow {
 
     async fn commit(self: Box<Self>) -> Result<(), RoleError> {
         let ctx = &self.ctx;
-        self.session.timed(self.session.client.batch_execute("COMMIT")).await.map_err(target_err(ctx, "committing"))
+        self.session
+            .timed(self.session.client.batch_execute("COMMIT"))
+            .await
+            .map_err(target_err(ctx, "committing"))
     }
 
     async fn abort(self: Box<Self>) {

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use serde::Deserialize;
 
 use gptransfer_core::config::Mode;
@@ -43,7 +43,9 @@ impl Factory<dyn Source> for CopySourceFactory {
         parse_options::<CopySourceConfig>(options).map(|_| ())
     }
     fn build(&self, options: &toml::Table) -> Result<Arc<dyn Source>, String> {
-        Ok(Arc::new(CopySource { config: parse_options(options)? }))
+        Ok(Arc::new(CopySource {
+            config: parse_options(options)?,
+        }))
     }
 }
 
@@ -82,14 +84,25 @@ impl Source for CopySource {
         let stream = session
             .timed(session.client.copy_out(statement.as_str()))
             .await
-            .map_err(|e| RoleError { message: format!("reading from source cluster {:?}: {}", ctx.source.name, e.message), ..e })?;
+            .map_err(|e| RoleError {
+                message: format!(
+                    "reading from source cluster {:?}: {}",
+                    ctx.source.name, e.message
+                ),
+                ..e
+            })?;
         let timeout = session.read_timeout;
         let cluster = ctx.source.name.clone();
         // The session moves into the stream: the connection lives exactly as long as the read.
         let rows = futures_util::stream::unfold(
             (Box::pin(stream), session, cluster),
             move |(mut stream, session, cluster)| async move {
-                match tokio::time::timeout(timeout, stream.next()).await {
+                // Most rows are already buffered: only arm a timer when we would wait.
+                let next = match stream.next().now_or_never() {
+                    Some(item) => Ok(item),
+                    None => tokio::time::timeout(timeout, stream.next()).await,
+                };
+                match next {
                     Ok(Some(Ok(bytes))) => Some((Ok(bytes), (stream, session, cluster))),
                     Ok(Some(Err(e))) => Some((
                         Err(RoleError::from_pg(&format!("reading from source cluster {cluster:?}"), &e)),
