@@ -24,6 +24,24 @@ pub struct State {
     schema: String,
 }
 
+/// The state session: every statement on it ends within `read_timeout` (server-side), and
+/// keepalives detect a dead server, so bookkeeping can never hang a run.
+async fn connect(cluster: &ClusterHandle, application: &str) -> Result<Session, Error> {
+    let session = cluster.connect(application, None).await?;
+    let ms = session.read_timeout.as_millis().min(i32::MAX as u128);
+    session
+        .client
+        .batch_execute(&format!("SET statement_timeout = {ms}"))
+        .await
+        .map_err(|e| {
+            cluster.error(
+                format!("cannot set statement_timeout: {}", pg_message(&e)),
+                None,
+            )
+        })?;
+    Ok(session)
+}
+
 impl State {
     /// Connects and creates or migrates the schema.
     pub async fn open(
@@ -31,7 +49,7 @@ impl State {
         schema: &str,
         application: &str,
     ) -> Result<State, Error> {
-        let session = cluster.connect(application, None).await?;
+        let session = connect(&cluster, application).await?;
         let state = State {
             cluster,
             session,
@@ -47,7 +65,7 @@ impl State {
         schema: &str,
         application: &str,
     ) -> Result<Option<State>, Error> {
-        let session = cluster.connect(application, None).await?;
+        let session = connect(&cluster, application).await?;
         let state = State {
             cluster,
             session,
