@@ -9,6 +9,7 @@ pub mod engine;
 pub mod error;
 pub mod registry;
 pub mod roles;
+pub mod rowcount;
 pub mod state;
 pub mod window;
 

@@ -60,11 +60,29 @@ pub struct WindowCtx {
     pub counters: Arc<Counters>,
     /// Application name for sessions, so a run's sessions can be found on the servers.
     pub application: String,
+    /// The COPY format of this window's bytes, chosen by the engine for both ends.
+    pub format: CopyFormat,
+}
+
+/// COPY's wire format between source and sink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CopyFormat {
+    /// Text format: portable across every flavour; one raw newline per row.
+    Text,
+    /// Binary format: no text formatting or parsing on either server; only chosen when both
+    /// sides have identical built-in column types, encodings and datetime representation.
+    Binary,
 }
 
 /// Reads one window from the source cluster.
 #[async_trait]
 pub trait Source: Send + Sync {
+    /// Whether it can produce binary COPY (when the engine finds both sides agree).
+    fn supports_binary(&self) -> bool {
+        false
+    }
+
     /// Opens the window's rows as COPY text bytes.
     async fn open(&self, ctx: &WindowCtx) -> Result<ByteStream, RoleError>;
 }
@@ -95,6 +113,11 @@ pub trait Transport: Send + Sync {
 /// Loads windows into the target.
 #[async_trait]
 pub trait Sink: Send + Sync {
+    /// Whether it can load binary COPY in this mode.
+    fn supports_binary(&self, _mode: crate::config::Mode) -> bool {
+        false
+    }
+
     /// Starts the window's transaction (and whatever the mode does first, e.g. the delete).
     async fn begin(&self, ctx: &WindowCtx) -> Result<Box<dyn SinkWindow>, RoleError>;
 }

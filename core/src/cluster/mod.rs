@@ -141,7 +141,7 @@ impl ClusterHandle {
                     None,
                 )
             })?;
-            pg.password(text.lines().next().unwrap_or("").to_string());
+            pg.password(text.lines().next().unwrap_or(""));
             password_source = Some(path.display().to_string());
         } else if pg.get_password().is_some() {
             password_source = Some("the url".into());

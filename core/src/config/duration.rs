@@ -18,7 +18,13 @@ impl ConfigDuration {
         if trimmed.is_empty() {
             return Err("empty duration: write e.g. \"1h\", \"30m\", \"1h30m\"".into());
         }
-        humantime::parse_duration(trimmed)
+        // The seed names Python's timedelta units; humantime lacks the long forms of two.
+        let normalized = trimmed
+            .replace("microseconds", "us")
+            .replace("microsecond", "us")
+            .replace("milliseconds", "ms")
+            .replace("millisecond", "ms");
+        humantime::parse_duration(&normalized)
             .map(ConfigDuration)
             .map_err(|e| {
                 format!(

@@ -75,7 +75,7 @@ impl Flavour {
             Flavour::Gp5 => 83,
             Flavour::Gp6 => 94,
             Flavour::Gp7 => 120,
-            Flavour::Postgres { major } if major >= 10 && major < 80 => major * 10,
+            Flavour::Postgres { major } if (10..80).contains(&major) => major * 10,
             Flavour::Postgres { major } => major,
         }
     }

@@ -84,18 +84,31 @@ pub fn column_list(columns: &[String]) -> String {
 
 /// `COPY (SELECT …) TO STDOUT` in text format. The text format needs no option list, so the
 /// same statement is valid from 8.2 (GP4) to PostgreSQL 17; CSV would need `WITH CSV` on GP4/5.
-pub fn copy_out(table: &QualifiedName, columns: &[String], predicate: Option<&str>) -> String {
+pub fn copy_out(
+    table: &QualifiedName,
+    columns: &[String],
+    predicate: Option<&str>,
+    binary: bool,
+) -> String {
     let mut select = format!("SELECT {} FROM {}", column_list(columns), table.quoted());
     if let Some(p) = predicate {
         select.push_str(" WHERE ");
         select.push_str(p);
     }
-    format!("COPY ({select}) TO STDOUT")
+    // `WITH BINARY` is the pre-9.0 spelling, still accepted by every later version.
+    format!(
+        "COPY ({select}) TO STDOUT{}",
+        if binary { " WITH BINARY" } else { "" }
+    )
 }
 
 /// `COPY t (cols) FROM STDIN` in text format.
-pub fn copy_in(table: &str, columns: &[String]) -> String {
-    format!("COPY {table} ({}) FROM STDIN", column_list(columns))
+pub fn copy_in(table: &str, columns: &[String], binary: bool) -> String {
+    format!(
+        "COPY {table} ({}) FROM STDIN{}",
+        column_list(columns),
+        if binary { " WITH BINARY" } else { "" }
+    )
 }
 
 /// Deletes one window from the target (replace mode).
@@ -201,7 +214,7 @@ mod tests {
             ts("2020-04-01 00:00:00"),
             ts("2020-04-01 01:00:00"),
         );
-        let sql = copy_out(&t, &["a".into(), "B".into()], Some(&p));
+        let sql = copy_out(&t, &["a".into(), "B".into()], Some(&p), false);
         assert_eq!(
             sql,
             "COPY (SELECT \"a\", \"B\" FROM \"eda\".\"f\" WHERE \"evt\" >= '2020-04-01 00:00:00'::timestamp AND \"evt\" < '2020-04-01 01:00:00'::timestamp) TO STDOUT"

@@ -28,6 +28,9 @@ pub struct TableCheck {
     pub columns: Vec<String>,
     /// Source `typname` of the condition column.
     pub condition_type: Option<String>,
+    /// Binary COPY is safe between these two tables (same built-in types, encodings and
+    /// datetime representation on both sides); the plugins still have to support it.
+    pub binary: bool,
 }
 
 fn check_error(table: &TableSpec, message: String, hint: Option<&str>) -> Error {
@@ -176,10 +179,81 @@ pub async fn check_table(
         }
         (None, _) => None,
     };
+    let binary = binary_compatible(table, &selected, &dst, source, target).await;
     Ok(TableCheck {
         columns: selected.into_iter().map(|c| c.name).collect(),
         condition_type,
+        binary,
     })
+}
+
+/// Built-in types whose binary form is the same on every server version we talk to.
+const BINARY_SAFE: &[&str] = &[
+    "bool",
+    "int2",
+    "int4",
+    "int8",
+    "float4",
+    "float8",
+    "numeric",
+    "text",
+    "varchar",
+    "bpchar",
+    "char",
+    "name",
+    "date",
+    "time",
+    "timestamp",
+    "timestamptz",
+    "interval",
+    "bytea",
+    "uuid",
+    "json",
+    "jsonb",
+    "inet",
+    "cidr",
+    "oid",
+];
+
+async fn binary_compatible(
+    table: &TableSpec,
+    selected: &[Column],
+    dst: &[Column],
+    source: &Session,
+    target: &Session,
+) -> bool {
+    // Merge numbers the rows of a batch in the text stream; 8.x servers may use float datetimes.
+    if table.mode == Mode::Merge || source.flavour.kernel() < 90 || target.flavour.kernel() < 90 {
+        return false;
+    }
+    let same_types = selected.iter().all(|c| {
+        BINARY_SAFE.contains(&c.type_name.as_str())
+            && dst
+                .iter()
+                .any(|t| t.name == c.name && t.type_text == c.type_text)
+    });
+    if !same_types {
+        return false;
+    }
+    for name in ["integer_datetimes", "server_encoding"] {
+        let (a, b) = (setting(source, name).await, setting(target, name).await);
+        if a.is_none() || a != b {
+            return false;
+        }
+    }
+    true
+}
+
+async fn setting(session: &Session, name: &str) -> Option<String> {
+    session
+        .timed(
+            session
+                .client
+                .query_one("SELECT current_setting($1)", &[&name]),
+        )
+        .await
+        .ok()
+        .map(|r| r.get(0))
 }
 
 /// Whether the text form of a source type loads into the target type. Widening within a

@@ -12,7 +12,9 @@ use super::run::{Observer, WindowReport, WindowStatus};
 use crate::cluster::ClusterHandle;
 use crate::config::TableSpec;
 use crate::error::RoleError;
-use crate::roles::{Counters, Delivered, Sink, SinkWindow, Source, Transport, WindowCtx};
+use crate::roles::{
+    CopyFormat, Counters, Delivered, Sink, SinkWindow, Source, Transport, WindowCtx,
+};
 use crate::state::{Outcome, State};
 use crate::window::Window;
 
@@ -54,8 +56,20 @@ pub(super) async fn run_window(
         elapsed_seconds: 0.0,
         error: None,
     };
+    let format = if check.binary
+        && plugins.source.supports_binary()
+        && plugins.sink.supports_binary(table.mode)
+    {
+        CopyFormat::Binary
+    } else {
+        CopyFormat::Text
+    };
+    let chain = match format {
+        CopyFormat::Binary => format!("{} (binary)", table.chain()),
+        CopyFormat::Text => table.chain(),
+    };
     let history_id = match state
-        .history_start(table, &window, &crate::host_name())
+        .history_start(table, &window, &chain, &crate::host_name())
         .await
     {
         Ok(id) => id,
@@ -74,6 +88,7 @@ pub(super) async fn run_window(
         target: target.clone(),
         counters: counters.clone(),
         application: application.to_string(),
+        format,
     };
     let state_on_target = state.cluster.name == target.name;
 

@@ -83,6 +83,7 @@ impl State {
         &self,
         table: &TableSpec,
         window: &Window,
+        chain: &str,
         host: &str,
     ) -> Result<i64, Error> {
         let t = self.table("history");
@@ -116,7 +117,7 @@ impl State {
                     &window.start,
                     &window.end,
                     &table.mode.as_str(),
-                    &table.chain(),
+                    &chain,
                     &attempt,
                     &host,
                     &pid,

@@ -11,7 +11,7 @@ use gptransfer_core::cluster::Session;
 use gptransfer_core::config::Mode;
 use gptransfer_core::dialect::{quote_ident, sql};
 use gptransfer_core::registry::{parse_options, Factory};
-use gptransfer_core::roles::{ByteStream, Sink, SinkWindow, WindowCtx};
+use gptransfer_core::roles::{ByteStream, CopyFormat, Sink, SinkWindow, WindowCtx};
 use gptransfer_core::RoleError;
 
 /// Options of the `copy` sink.
@@ -87,6 +87,11 @@ fn target_err(ctx: &WindowCtx, what: &str) -> impl Fn(RoleError) -> RoleError {
 
 #[async_trait]
 impl Sink for CopySink {
+    fn supports_binary(&self, mode: Mode) -> bool {
+        // Merge appends a batch position to each text row.
+        mode != Mode::Merge
+    }
+
     async fn begin(&self, ctx: &WindowCtx) -> Result<Box<dyn SinkWindow>, RoleError> {
         let session = ctx
             .target
@@ -129,20 +134,6 @@ impl Sink for CopySink {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::BatchNumbering;
-
-    #[test]
-    fn numbers_rows_across_chunks() {
-        let mut n = BatchNumbering::default();
-        let a = n.number(b"a\t1\nb\t2\nc\t");
-        let b = n.number(b"3\n");
-        assert_eq!(&a[..], b"a\t1\t1\nb\t2\t2\nc\t");
-        assert_eq!(&b[..], b"3\t3\n");
-    }
-}
-
 #[async_trait]
 impl SinkWindow for CopyWindow {
     async fn load(&mut self, mut rows: ByteStream) -> Result<u64, RoleError> {
@@ -157,9 +148,9 @@ impl SinkWindow for CopyWindow {
         let statement = if merge {
             let mut cols = ctx.columns.as_ref().clone();
             cols.push("gpt_batch_seq".into());
-            sql::copy_in(&into, &cols)
+            sql::copy_in(&into, &cols, false)
         } else {
-            sql::copy_in(&into, &ctx.columns)
+            sql::copy_in(&into, &ctx.columns, ctx.format == CopyFormat::Binary)
         };
         let mut numbering = BatchNumbering::default();
         let session = &self.session;
@@ -216,5 +207,19 @@ impl SinkWindow for CopyWindow {
         // Closing the connection rolls back on the server, whatever state the protocol is in
         // (a ROLLBACK sent in the middle of COPY IN would not be).
         drop(self.session);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::BatchNumbering;
+
+    #[test]
+    fn numbers_rows_across_chunks() {
+        let mut n = BatchNumbering::default();
+        let a = n.number(b"a\t1\nb\t2\nc\t");
+        let b = n.number(b"3\n");
+        assert_eq!(&a[..], b"a\t1\t1\nb\t2\t2\nc\t");
+        assert_eq!(&b[..], b"3\t3\n");
     }
 }

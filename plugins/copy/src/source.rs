@@ -9,7 +9,7 @@ use serde::Deserialize;
 use gptransfer_core::config::Mode;
 use gptransfer_core::dialect::sql;
 use gptransfer_core::registry::{parse_options, Factory};
-use gptransfer_core::roles::{ByteStream, Source, WindowCtx};
+use gptransfer_core::roles::{ByteStream, CopyFormat, Source, WindowCtx};
 use gptransfer_core::RoleError;
 
 /// Options of the `copy` source.
@@ -67,12 +67,21 @@ impl CopySource {
                 None => format!("({f})"),
             });
         }
-        sql::copy_out(&ctx.table.source_table, &ctx.columns, predicate.as_deref())
+        sql::copy_out(
+            &ctx.table.source_table,
+            &ctx.columns,
+            predicate.as_deref(),
+            ctx.format == CopyFormat::Binary,
+        )
     }
 }
 
 #[async_trait]
 impl Source for CopySource {
+    fn supports_binary(&self) -> bool {
+        true
+    }
+
     async fn open(&self, ctx: &WindowCtx) -> Result<ByteStream, RoleError> {
         let session = ctx
             .source

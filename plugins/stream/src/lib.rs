@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 
 use gptransfer_core::registry::{parse_options, Factory};
 use gptransfer_core::roles::{ByteStream, Delivered, SinkWindow, Transport, WindowCtx};
+use gptransfer_core::rowcount::RowCounter;
 use gptransfer_core::RoleError;
 
 /// Options of the `stream` transport.
@@ -77,12 +78,6 @@ impl Factory<dyn Transport> for StreamFactory {
     }
 }
 
-/// Rows in a chunk of COPY text format: one per newline (newlines inside values are escaped
-/// as `\n` in text format, so every raw newline ends a row).
-fn count_rows(chunk: &[u8]) -> u64 {
-    memchr::memchr_iter(b'\n', chunk).count() as u64
-}
-
 #[async_trait]
 impl Transport for StreamTransport {
     async fn deliver(
@@ -94,6 +89,7 @@ impl Transport for StreamTransport {
         let (tx, rx) = mpsc::channel::<Result<Bytes, RoleError>>(self.config.queue_chunks);
         let chunk_bytes = self.config.chunk_bytes;
         let counters = ctx.counters.clone();
+        let mut counter = RowCounter::new(ctx.format);
         // The source runs in its own task so reading and writing overlap on two cores.
         let pump = tokio::spawn(async move {
             let mut buf = BytesMut::with_capacity(chunk_bytes * 2);
@@ -101,7 +97,7 @@ impl Transport for StreamTransport {
             while let Some(item) = rows.next().await {
                 match item {
                     Ok(b) => {
-                        let n = count_rows(&b);
+                        let n = counter.count(&b);
                         total_rows += n;
                         total_bytes += b.len() as u64;
                         counters.add(n, b.len() as u64);
@@ -147,16 +143,5 @@ impl Transport for StreamTransport {
             bytes,
             rows_written,
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::count_rows;
-
-    #[test]
-    fn rows_are_raw_newlines() {
-        assert_eq!(count_rows(b"1\ta\\nb\n2\t\\N\n"), 2);
-        assert_eq!(count_rows(b""), 0);
     }
 }
