@@ -17,6 +17,8 @@ pub struct Reporter {
     human: bool,
     bars: Option<MultiProgress>,
     active: Mutex<Vec<(String, ProgressBar, tokio::task::JoinHandle<()>)>>,
+    /// Rows of each table's previous window: the expected size of its next one, for the ETA.
+    last_rows: Mutex<std::collections::HashMap<String, u64>>,
 }
 
 impl Reporter {
@@ -27,6 +29,7 @@ impl Reporter {
             human,
             bars,
             active: Mutex::new(Vec::new()),
+            last_rows: Mutex::new(Default::default()),
         }
     }
 
@@ -47,11 +50,29 @@ impl Reporter {
 impl Observer for Reporter {
     fn window_started(&self, table: &TableSpec, window: &Window, counters: Arc<Counters>) {
         let Some(bars) = &self.bars else { return };
-        let bar = bars.add(ProgressBar::new_spinner());
-        bar.set_style(
-            ProgressStyle::with_template("{spinner} {prefix} {msg} [{elapsed_precise}]")
-                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-        );
+        let expected = self
+            .last_rows
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&table.source_table.to_string()).copied());
+        let bar = match expected {
+            Some(rows) if rows > 0 => {
+                let bar = bars.add(ProgressBar::new(rows));
+                bar.set_style(
+                    ProgressStyle::with_template("{spinner} {prefix} [{bar:25}] {msg} eta {eta}")
+                        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                );
+                bar
+            }
+            _ => {
+                let bar = bars.add(ProgressBar::new_spinner());
+                bar.set_style(
+                    ProgressStyle::with_template("{spinner} {prefix} {msg} [{elapsed_precise}]")
+                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                );
+                bar
+            }
+        };
         bar.set_prefix(format!("{} {}", table.source_table, window.id()));
         bar.enable_steady_tick(Duration::from_millis(120));
         let b = bar.clone();
@@ -59,6 +80,7 @@ impl Observer for Reporter {
         let task = tokio::spawn(async move {
             loop {
                 let (rows, bytes) = counters.get();
+                b.set_position(rows);
                 let secs = started.elapsed().as_secs_f64().max(0.001);
                 b.set_message(format!(
                     "{rows} rows, {}, {:.1} MB/s",
@@ -78,6 +100,11 @@ impl Observer for Reporter {
     }
 
     fn window_finished(&self, r: &WindowReport) {
+        if r.status == WindowStatus::Succeeded {
+            if let Ok(mut m) = self.last_rows.lock() {
+                m.insert(r.table.clone(), r.rows_read);
+            }
+        }
         if let Ok(mut active) = self.active.lock() {
             let key = Self::key(&r.table, &r.window);
             if let Some(pos) = active.iter().position(|(k, _, _)| *k == key) {
