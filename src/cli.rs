@@ -7,10 +7,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// Keeps tables flowing between Greenplum clusters and PostgreSQL, window by window.
 #[derive(Debug, Parser)]
 #[command(name = "gptransfer", version, about, long_about = None, disable_help_subcommand = true)]
-#[command(
-    after_help = "Exit codes: 0 success, 1 a window or command failed, 2 usage or configuration error, \
-3 differences found, 75 another run holds the job's lock, 130/143 interrupted."
-)]
+#[command(after_help = "Exit codes: 0 success, 1 a window or command failed, 2 usage or configuration error, \
+3 differences found, 75 another run holds the job's lock, 130/143 interrupted.")]
 pub struct Cli {
     /// Config file [default: $GPTRANSFER_CONFIG, else ./gptransfer.toml]
     #[arg(long, global = true, value_name = "FILE")]
@@ -61,6 +59,70 @@ pub enum Command {
     },
     /// List built-in and loaded plugins
     Plugins,
+    /// Compare source and target window by window, down to the differing keys
+    Compare(CompareArgs),
+    /// Poll or acknowledge the alarms compare raised
+    Alarm {
+        #[command(subcommand)]
+        command: AlarmCommand,
+    },
+    /// Run due transfers, then compare what was loaded, on a schedule
+    Daemon(DaemonArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    #[command(flatten)]
+    pub selection: Selection,
+    /// First window start [default: the job start]
+    #[arg(long, value_name = "TS")]
+    pub from: Option<String>,
+    /// No window ends after this [default: the table's cursor]
+    #[arg(long, value_name = "TS")]
+    pub to: Option<String>,
+    /// Re-transfer the differing windows, then compare them again
+    #[arg(long)]
+    pub repair: bool,
+    /// Differing keys shown per window (all are counted and alarmed)
+    #[arg(long, default_value_t = 20)]
+    pub show: usize,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AlarmCommand {
+    /// Print NORMAL or ABNORMAL for a monitor (exit 0 or 3)
+    Check {
+        /// Look back this many hours
+        #[arg(long, default_value_t = 72.0)]
+        hours: f64,
+    },
+    /// Acknowledge active alarms (diff set to 0, reset time kept)
+    Reset {
+        /// Only this table, schema.table
+        #[arg(long, value_name = "T")]
+        table: Option<String>,
+        /// Only alarms detected before this timestamp
+        #[arg(long, value_name = "TS")]
+        before: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct DaemonArgs {
+    #[command(flatten)]
+    pub selection: Selection,
+    /// Time between rounds
+    #[arg(long, default_value = "15m")]
+    pub interval: String,
+    /// Tables moved at the same time
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub parallel: u16,
+    /// Stop after this many rounds (0: until SIGTERM)
+    #[arg(long, default_value_t = 0)]
+    pub rounds: u64,
 }
 
 #[derive(Debug, Subcommand)]

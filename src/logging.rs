@@ -12,10 +12,7 @@ pub fn init(verbose: u8, quiet: bool, format: LogFormat) {
         _ => "debug,gptransfer=trace,gptransfer_core=trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.without_time().init(),

@@ -17,6 +17,8 @@ fn builtin_registry() -> Registry {
     r.add_source(gptransfer_plugin_copy::CopySourceFactory);
     r.add_sink(gptransfer_plugin_copy::CopySinkFactory);
     r.add_transport(gptransfer_plugin_stream::StreamFactory);
+    r.add_comparator(gptransfer_plugin_compare::HashFactory);
+    r.add_comparator(gptransfer_plugin_compare::CountFactory);
     r
 }
 
@@ -24,20 +26,13 @@ fn main() {
     let cli = match cli::Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
-            let code = if e.use_stderr() {
-                exit::CONFIG
-            } else {
-                exit::OK
-            };
+            let code = if e.use_stderr() { exit::CONFIG } else { exit::OK };
             let _ = e.print();
             std::process::exit(code);
         }
     };
     logging::init(cli.verbose, cli.quiet, cli.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -6,9 +6,7 @@ use comfy_table::{ContentArrangement, Table};
 /// A table with a header row.
 pub fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
     let mut t = Table::new();
-    t.load_preset(UTF8_BORDERS_ONLY)
-        .set_content_arrangement(ContentArrangement::Disabled)
-        .set_header(header.to_vec());
+    t.load_preset(UTF8_BORDERS_ONLY).set_content_arrangement(ContentArrangement::Disabled).set_header(header.to_vec());
     for r in rows {
         t.add_row(r);
     }
@@ -47,10 +45,5 @@ pub fn abbreviate(items: &[String], keep: usize) -> String {
         return items.join(", ");
     }
     let head = &items[..keep - 1];
-    format!(
-        "{}, … ({} more), {}",
-        head.join(", "),
-        items.len() - keep,
-        items[items.len() - 1]
-    )
+    format!("{}, … ({} more), {}", head.join(", "), items.len() - keep, items[items.len() - 1])
 }

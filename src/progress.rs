@@ -25,12 +25,7 @@ impl Reporter {
     pub fn new(human: bool) -> Self {
         let bars = (human && std::io::stderr().is_terminal())
             .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
-        Reporter {
-            human,
-            bars,
-            active: Mutex::new(Vec::new()),
-            last_rows: Mutex::new(Default::default()),
-        }
+        Reporter { human, bars, active: Mutex::new(Vec::new()), last_rows: Mutex::new(Default::default()) }
     }
 
     pub fn finish(&self) {
@@ -50,11 +45,7 @@ impl Reporter {
 impl Observer for Reporter {
     fn window_started(&self, table: &TableSpec, window: &Window, counters: Arc<Counters>) {
         let Some(bars) = &self.bars else { return };
-        let expected = self
-            .last_rows
-            .lock()
-            .ok()
-            .and_then(|m| m.get(&table.source_table.to_string()).copied());
+        let expected = self.last_rows.lock().ok().and_then(|m| m.get(&table.source_table.to_string()).copied());
         let bar = match expected {
             Some(rows) if rows > 0 => {
                 let bar = bars.add(ProgressBar::new(rows));
@@ -82,20 +73,12 @@ impl Observer for Reporter {
                 let (rows, bytes) = counters.get();
                 b.set_position(rows);
                 let secs = started.elapsed().as_secs_f64().max(0.001);
-                b.set_message(format!(
-                    "{rows} rows, {}, {:.1} MB/s",
-                    output::bytes(bytes),
-                    bytes as f64 / secs / 1e6
-                ));
+                b.set_message(format!("{rows} rows, {}, {:.1} MB/s", output::bytes(bytes), bytes as f64 / secs / 1e6));
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         });
         if let Ok(mut active) = self.active.lock() {
-            active.push((
-                Self::key(&table.source_table.to_string(), &window.id()),
-                bar,
-                task,
-            ));
+            active.push((Self::key(&table.source_table.to_string(), &window.id()), bar, task));
         }
     }
 

@@ -7,10 +7,7 @@ pub fn install() -> Interrupt {
     let interrupt = Interrupt::new();
     let handle = interrupt.clone();
     tokio::spawn(async move {
-        let (Ok(mut int), Ok(mut term)) = (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) else {
+        let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
             tracing::warn!("cannot listen for SIGINT/SIGTERM; Ctrl+C will kill the process (windows still roll back)");
             return;
         };

@@ -34,28 +34,16 @@ fn parser_keys(section: &str) -> BTreeSet<String> {
         let value = if s == section { "zzz_unknown = 1" } else { "" };
         text = text.replace(&format!("{{{s}}}"), value);
     }
-    let err = Config::from_text(Path::new("t.toml"), text)
-        .unwrap_err()
-        .to_string();
+    let err = Config::from_text(Path::new("t.toml"), text).unwrap_err().to_string();
     // serde says "expected one of `a`, `b`", or "expected `a` or `b`" for two keys.
-    let list = err
-        .split("expected")
-        .nth(1)
-        .unwrap_or_else(|| panic!("{section}: {err}"));
-    list.split('`')
-        .skip(1)
-        .step_by(2)
-        .map(str::to_string)
-        .collect()
+    let list = err.split("expected").nth(1).unwrap_or_else(|| panic!("{section}: {err}"));
+    list.split('`').skip(1).step_by(2).map(str::to_string).collect()
 }
 
 /// Keys in the first column of the README table under `heading`.
 fn readme_keys(heading: &str) -> BTreeSet<String> {
-    let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
-    let start = readme
-        .find(&format!("### {heading}\n"))
-        .unwrap_or_else(|| panic!("README has no section {heading}"));
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let start = readme.find(&format!("### {heading}\n")).unwrap_or_else(|| panic!("README has no section {heading}"));
     let section = &readme[start..];
     let mut keys = BTreeSet::new();
     for line in section.lines().skip(1) {
@@ -83,10 +71,6 @@ fn readme_reference_matches_the_parser() {
         ("job", "`[jobs.NAME]`"),
         ("table", "`[[jobs.NAME.tables]]`"),
     ] {
-        assert_eq!(
-            readme_keys(heading),
-            parser_keys(section),
-            "README section {heading} vs the parser"
-        );
+        assert_eq!(readme_keys(heading), parser_keys(section), "README section {heading} vs the parser");
     }
 }

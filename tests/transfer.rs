@@ -33,11 +33,7 @@ fn write_config(env: &TestEnv, jobs: &str) {
 /// order) cast to text and quoted (`NULL` unquoted, so NULL and 'NULL' differ), rows joined by
 /// newlines in `order`. Timestamptz text is made independent of the server's zone.
 fn digest(pg: &Pg, db: &str, table: &str, columns: &[&str], order: &str, filter: &str) -> String {
-    let row = columns
-        .iter()
-        .map(|c| format!("quote_nullable({c}::text)"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let row = columns.iter().map(|c| format!("quote_nullable({c}::text)")).collect::<Vec<_>>().join(", ");
     pg.psql(
         db,
         &format!(
@@ -50,18 +46,12 @@ fn digest(pg: &Pg, db: &str, table: &str, columns: &[&str], order: &str, filter:
 
 /// The stored cursor of a table (`None` when there is none).
 fn cursor(env: &TestEnv, table: &str) -> Option<String> {
-    let out = env.dst_psql(&format!(
-        "SELECT cursor_end FROM gptransfer.cursors WHERE table_name = '{table}'"
-    ));
+    let out = env.dst_psql(&format!("SELECT cursor_end FROM gptransfer.cursors WHERE table_name = '{table}'"));
     (!out.is_empty()).then_some(out)
 }
 
 fn history_count(env: &TestEnv, filter: &str) -> i64 {
-    env.dst_psql(&format!(
-        "SELECT count(*) FROM gptransfer.history WHERE {filter}"
-    ))
-    .parse()
-    .unwrap()
+    env.dst_psql(&format!("SELECT count(*) FROM gptransfer.history WHERE {filter}")).parse().unwrap()
 }
 
 /// Keys present more than once in a target table (should be empty).
@@ -258,19 +248,11 @@ condition_column = "evt_timestamp"
 "#,
     );
     let source_digest = digest(env.src, &env.db, FACT, FACT_COLUMNS, "id", DAY);
-    assert!(
-        source_digest.starts_with("300000 "),
-        "generated data: {source_digest}"
-    );
+    assert!(source_digest.starts_with("300000 "), "generated data: {source_digest}");
 
     let run = env.run(&["run"]);
     run.assert_success();
-    assert!(
-        run.stdout
-            .contains("24 window(s) loaded, 0 failed; 300000 rows"),
-        "{}",
-        run.render()
-    );
+    assert!(run.stdout.contains("24 window(s) loaded, 0 failed; 300000 rows"), "{}", run.render());
 
     // 24 windows, all succeeded, each counted: read == written == the source's rows of that hour.
     assert_eq!(
@@ -287,42 +269,28 @@ condition_column = "evt_timestamp"
          || ' ' || count(*) FROM (SELECT date_trunc('hour', evt_timestamp) AS h FROM {FACT} WHERE {DAY}) w \
          GROUP BY h ORDER BY h"
     ));
-    let per_window_history = env.dst_psql(
-        "SELECT window_id || ' ' || rows_read FROM gptransfer.history ORDER BY window_id",
-    );
+    let per_window_history =
+        env.dst_psql("SELECT window_id || ' ' || rows_read FROM gptransfer.history ORDER BY window_id");
     assert_eq!(per_window_history, per_hour_source);
     assert_eq!(per_window_history.lines().count(), 24);
 
     // Byte-exact: the same ordered md5 over every row on both sides; nothing outside the day.
     let target_digest = digest(env.dst, &env.db, FACT, FACT_COLUMNS, "id", "true");
     assert_eq!(target_digest, source_digest);
-    assert_eq!(
-        env.dst_psql(&format!(
-            "SELECT count(*) FROM {FACT} WHERE id > 1000000 OR NOT ({DAY})"
-        )),
-        "0"
-    );
+    assert_eq!(env.dst_psql(&format!("SELECT count(*) FROM {FACT} WHERE id > 1000000 OR NOT ({DAY})")), "0");
     // Spot checks of the hard values, read back from the target.
     assert_eq!(
-        env.dst_psql(&format!(
-            "SELECT ratio::text FROM {FACT} WHERE id IN (1, 2, 3, 6, 7, 9, 22) ORDER BY id"
-        )),
+        env.dst_psql(&format!("SELECT ratio::text FROM {FACT} WHERE id IN (1, 2, 3, 6, 7, 9, 22) ORDER BY id")),
         "1e-300\n0.3333333333333333\n-0\nInfinity\n1.7976931348623157e+308\n5e-324\n0.1"
     );
-    assert_eq!(
-        env.dst_psql(&format!("SELECT glass_id FROM {FACT} WHERE id = 19")),
-        "缺陷19号，玻璃"
-    );
+    assert_eq!(env.dst_psql(&format!("SELECT glass_id FROM {FACT} WHERE id = 19")), "缺陷19号，玻璃");
     assert_eq!(cursor(&env, FACT).as_deref(), Some("2024-03-11 00:00:00"));
 
     // A second run: nothing due, nothing changed, no history row added.
     let again = env.run(&["run"]);
     again.assert_success();
     assert!(again.stdout.contains("nothing due"), "{}", again.render());
-    assert_eq!(
-        digest(env.dst, &env.db, FACT, FACT_COLUMNS, "id", "true"),
-        source_digest
-    );
+    assert_eq!(digest(env.dst, &env.db, FACT, FACT_COLUMNS, "id", "true"), source_digest);
     assert_eq!(history_count(&env, "true"), 24);
     assert_eq!(cursor(&env, FACT).as_deref(), Some("2024-03-11 00:00:00"));
     let plan = plan_json(&env);
@@ -385,28 +353,12 @@ final_end = "2024-01-31 00:00:00"
     let before_final_end = "ts < '2024-01-31'";
     assert_eq!(
         digest(env.dst, &env.db, "backfill", columns, "id", "true"),
-        digest(
-            env.src,
-            &env.db,
-            "backfill",
-            columns,
-            "id",
-            before_final_end
-        )
+        digest(env.src, &env.db, "backfill", columns, "id", before_final_end)
     );
     // Rows from final_end on stay on the source only.
-    assert_eq!(
-        env.src_psql("SELECT count(*) FROM backfill WHERE ts >= '2024-01-31'"),
-        (11 * 144).to_string()
-    );
-    assert_eq!(
-        env.dst_psql("SELECT count(*) FROM backfill WHERE ts >= '2024-01-31'"),
-        "0"
-    );
-    assert_eq!(
-        cursor(&env, "public.backfill").as_deref(),
-        Some("2024-01-31 00:00:00")
-    );
+    assert_eq!(env.src_psql("SELECT count(*) FROM backfill WHERE ts >= '2024-01-31'"), (11 * 144).to_string());
+    assert_eq!(env.dst_psql("SELECT count(*) FROM backfill WHERE ts >= '2024-01-31'"), "0");
+    assert_eq!(cursor(&env, "public.backfill").as_deref(), Some("2024-01-31 00:00:00"));
     // Caught up: nothing more is due although the data goes on.
     assert!(plan_windows(&plan_json(&env)[0]).is_empty());
 }
@@ -416,11 +368,7 @@ fn lag_holds_back_the_newest_window() {
     let env = TestEnv::new("lag_holds_back");
     // The tool's clock is the local wall clock, and its TZ is UTC under the harness.
     let now = chrono::Utc::now().naive_utc();
-    let hour = now
-        .with_minute(0)
-        .and_then(|t| t.with_second(0))
-        .and_then(|t| t.with_nanosecond(0))
-        .unwrap();
+    let hour = now.with_minute(0).and_then(|t| t.with_second(0)).and_then(|t| t.with_nanosecond(0)).unwrap();
     let start = hour - chrono::Duration::hours(5);
     let ddl = "CREATE TABLE recent (id int PRIMARY KEY, ts timestamp NOT NULL, v text);
                CREATE INDEX recent_ts ON recent (ts);";
@@ -469,26 +417,16 @@ condition_column = "ts"
         before_plan - lag
     );
     // With the job start 5h back, exactly 3 windows are due, unless the hour turned meanwhile.
-    assert!(
-        windows.len() == 3 || (windows.len() == 4 && after_plan.hour() != hour.hour()),
-        "{windows:?}"
-    );
+    assert!(windows.len() == 3 || (windows.len() == 4 && after_plan.hour() != hour.hour()), "{windows:?}");
 
     let before_run = chrono::Utc::now().naive_utc();
     env.run(&["run"]).assert_success();
     let after_run = chrono::Utc::now().naive_utc();
     let loaded_to = ts(&cursor(&env, "public.recent").expect("a cursor after the run"));
     assert!(loaded_to <= after_run - lag, "cursor {loaded_to}");
-    assert!(
-        loaded_to + chrono::Duration::hours(1) > before_run - lag,
-        "cursor {loaded_to}"
-    );
+    assert!(loaded_to + chrono::Duration::hours(1) > before_run - lag, "cursor {loaded_to}");
     let windows_loaded = (loaded_to - start).num_hours();
-    assert_eq!(
-        history_count(&env, "status = 'succeeded'"),
-        windows_loaded,
-        "one history row per loaded window"
-    );
+    assert_eq!(history_count(&env, "status = 'succeeded'"), windows_loaded, "one history row per loaded window");
     assert_eq!(history_count(&env, "true"), windows_loaded);
 
     // Everything before the cursor landed; nothing newer did, though the source has it.
@@ -498,13 +436,7 @@ condition_column = "ts"
         digest(env.dst, &env.db, "recent", columns, "id", "true"),
         digest(env.src, &env.db, "recent", columns, "id", &cursor_sql)
     );
-    assert_eq!(
-        env.dst_psql(&format!(
-            "SELECT count(*) FROM recent WHERE ts >= '{}'",
-            ts_text(loaded_to)
-        )),
-        "0"
-    );
+    assert_eq!(env.dst_psql(&format!("SELECT count(*) FROM recent WHERE ts >= '{}'", ts_text(loaded_to))), "0");
     let held_back: i64 = env
         .src_psql(&format!(
             "SELECT count(*) FROM recent WHERE ts >= '{}' AND ts < '{}'",
@@ -513,10 +445,7 @@ condition_column = "ts"
         ))
         .parse()
         .unwrap();
-    assert!(
-        held_back >= 119,
-        "the 2h lag holds back at least 2h of rows, got {held_back}"
-    );
+    assert!(held_back >= 119, "the 2h lag holds back at least 2h of rows, got {held_back}");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -564,14 +493,8 @@ fn append_mode_inserts_only() {
     assert!(source.starts_with("5001 "), "{source}");
 
     env.run(&["run"]).assert_success();
-    assert_eq!(
-        digest(env.dst, &env.db, "events", EVENTS_COLUMNS, "id", "id >= 0"),
-        source
-    );
-    assert_eq!(
-        env.dst_psql("SELECT v FROM events WHERE id = -1"),
-        "pre-existing"
-    );
+    assert_eq!(digest(env.dst, &env.db, "events", EVENTS_COLUMNS, "id", "id >= 0"), source);
+    assert_eq!(env.dst_psql("SELECT v FROM events WHERE id = -1"), "pre-existing");
     assert_eq!(
         env.dst_psql(
             "SELECT count(*), string_agg(DISTINCT mode, ','), sum(rows_written) FROM gptransfer.history \
@@ -590,14 +513,8 @@ fn append_mode_inserts_only() {
         ),
         "5001"
     );
-    assert_eq!(
-        env.dst_psql("SELECT v FROM events WHERE id = -1"),
-        "pre-existing"
-    );
-    assert_eq!(
-        history_count(&env, "status = 'succeeded' AND attempt = 2"),
-        2
-    );
+    assert_eq!(env.dst_psql("SELECT v FROM events WHERE id = -1"), "pre-existing");
+    assert_eq!(history_count(&env, "status = 'succeeded' AND attempt = 2"), 2);
 }
 
 #[test]
@@ -614,14 +531,8 @@ fn replace_mode_rerun_is_harmless() {
 
     env.run(&["run"]).assert_success();
     let first = digest(env.dst, &env.db, "events", EVENTS_COLUMNS, "id", "true");
-    assert_eq!(
-        digest(env.dst, &env.db, "events", EVENTS_COLUMNS, "id", "id <> -2"),
-        source
-    );
-    assert_eq!(
-        env.dst_psql("SELECT id || ' ' || v FROM events WHERE id < 0"),
-        "-2 outside the windows"
-    );
+    assert_eq!(digest(env.dst, &env.db, "events", EVENTS_COLUMNS, "id", "id <> -2"), source);
+    assert_eq!(env.dst_psql("SELECT id || ' ' || v FROM events WHERE id < 0"), "-2 outside the windows");
     assert_eq!(history_count(&env, "status = 'succeeded'"), 4);
 
     // Forget the cursor: the same four windows are due and run again.
@@ -629,15 +540,8 @@ fn replace_mode_rerun_is_harmless() {
     let plan = plan_json(&env);
     assert_eq!(plan_windows(&plan[0]).len(), 4);
     env.run(&["run"]).assert_success();
-    assert_eq!(
-        duplicate_keys(&env, "events", "id"),
-        "",
-        "duplicates after a re-run"
-    );
-    assert_eq!(
-        digest(env.dst, &env.db, "events", EVENTS_COLUMNS, "id", "true"),
-        first
-    );
+    assert_eq!(duplicate_keys(&env, "events", "id"), "", "duplicates after a re-run");
+    assert_eq!(digest(env.dst, &env.db, "events", EVENTS_COLUMNS, "id", "true"), first);
     assert_eq!(
         env.dst_psql(
             "SELECT count(*), count(*) FILTER (WHERE attempt = 2), sum(rows_written) FILTER (WHERE attempt = 2) \
@@ -645,10 +549,7 @@ fn replace_mode_rerun_is_harmless() {
         ),
         "8|4|5001"
     );
-    assert_eq!(
-        cursor(&env, "public.events").as_deref(),
-        Some("2024-02-02 00:00:00")
-    );
+    assert_eq!(cursor(&env, "public.events").as_deref(), Some("2024-02-02 00:00:00"));
 }
 
 #[test]
@@ -682,21 +583,14 @@ mode = "full"
     );
     let columns = &["site_id", "name", "updated"];
     let plan = plan_json(&env);
-    assert_eq!(
-        plan_windows(&plan[0]),
-        ["20240101000000^20240102000000"],
-        "full mode loads once for all due windows"
-    );
+    assert_eq!(plan_windows(&plan[0]), ["20240101000000^20240102000000"], "full mode loads once for all due windows");
 
     env.run(&["run"]).assert_success();
     assert_eq!(
         digest(env.dst, &env.db, "dim_site", columns, "site_id", "true"),
         digest(env.src, &env.db, "dim_site", columns, "site_id", "true")
     );
-    assert_eq!(
-        env.dst_psql("SELECT count(*) FROM dim_site WHERE name = 'junk'"),
-        "0"
-    );
+    assert_eq!(env.dst_psql("SELECT count(*) FROM dim_site WHERE name = 'junk'"), "0");
 
     // The source changes (rows deleted, changed, added); a forced reload mirrors it exactly.
     env.src_psql(
@@ -708,10 +602,7 @@ mode = "full"
     env.run(&["run"]).assert_success();
     let source = digest(env.src, &env.db, "dim_site", columns, "site_id", "true");
     assert!(source.starts_with("4501 "), "{source}");
-    assert_eq!(
-        digest(env.dst, &env.db, "dim_site", columns, "site_id", "true"),
-        source
-    );
+    assert_eq!(digest(env.dst, &env.db, "dim_site", columns, "site_id", "true"), source);
     assert_eq!(
         env.dst_psql(
             "SELECT count(*), string_agg(DISTINCT mode, ','), string_agg(rows_written::text, ',' ORDER BY id) \
@@ -796,44 +687,13 @@ key = ["glass_id", "defect_code"]
     env.run(&["run"]).assert_success();
     assert_eq!(duplicate_keys(&env, "qms.defect", DEFECT_KEY), "");
     assert_eq!(
-        digest(
-            env.dst,
-            &env.db,
-            "qms.defect",
-            DEFECT_COLUMNS,
-            DEFECT_KEY,
-            not_only
-        ),
-        digest(
-            env.src,
-            &env.db,
-            "qms.defect",
-            DEFECT_COLUMNS,
-            DEFECT_KEY,
-            "true"
-        )
+        digest(env.dst, &env.db, "qms.defect", DEFECT_COLUMNS, DEFECT_KEY, not_only),
+        digest(env.src, &env.db, "qms.defect", DEFECT_COLUMNS, DEFECT_KEY, "true")
     );
     assert_eq!(env.dst_psql(only_row), "ONLY");
-    let expected_raw = digest(
-        env.src,
-        &env.db,
-        last_rows,
-        DEFECT_COLUMNS,
-        DEFECT_KEY,
-        "true",
-    );
+    let expected_raw = digest(env.src, &env.db, last_rows, DEFECT_COLUMNS, DEFECT_KEY, "true");
     assert!(expected_raw.starts_with("1000 "), "{expected_raw}");
-    assert_eq!(
-        digest(
-            env.dst,
-            &env.db,
-            "qms.defect_raw",
-            DEFECT_COLUMNS,
-            DEFECT_KEY,
-            "true"
-        ),
-        expected_raw
-    );
+    assert_eq!(digest(env.dst, &env.db, "qms.defect_raw", DEFECT_COLUMNS, DEFECT_KEY, "true"), expected_raw);
     assert_eq!(duplicate_keys(&env, "qms.defect_raw", DEFECT_KEY), "");
     assert_eq!(
         env.dst_psql(
@@ -852,44 +712,14 @@ key = ["glass_id", "defect_code"]
     );
     env.dst_psql("DELETE FROM gptransfer.cursors");
     env.run(&["run"]).assert_success();
-    let source = digest(
-        env.src,
-        &env.db,
-        "qms.defect",
-        DEFECT_COLUMNS,
-        DEFECT_KEY,
-        "true",
-    );
+    let source = digest(env.src, &env.db, "qms.defect", DEFECT_COLUMNS, DEFECT_KEY, "true");
     assert!(source.starts_with("2001 "), "{source}");
-    assert_eq!(
-        digest(
-            env.dst,
-            &env.db,
-            "qms.defect",
-            DEFECT_COLUMNS,
-            DEFECT_KEY,
-            not_only
-        ),
-        source
-    );
+    assert_eq!(digest(env.dst, &env.db, "qms.defect", DEFECT_COLUMNS, DEFECT_KEY, not_only), source);
     assert_eq!(duplicate_keys(&env, "qms.defect", DEFECT_KEY), "");
     assert_eq!(env.dst_psql(only_row), "ONLY");
-    assert_eq!(
-        env.dst_psql("SELECT count(*) FROM qms.defect WHERE note LIKE 'changed %' AND qty >= 1000"),
-        "200"
-    );
+    assert_eq!(env.dst_psql("SELECT count(*) FROM qms.defect WHERE note LIKE 'changed %' AND qty >= 1000"), "200");
     // The batch with duplicates merged once more: still one row per key, the last one.
-    assert_eq!(
-        digest(
-            env.dst,
-            &env.db,
-            "qms.defect_raw",
-            DEFECT_COLUMNS,
-            DEFECT_KEY,
-            "true"
-        ),
-        expected_raw
-    );
+    assert_eq!(digest(env.dst, &env.db, "qms.defect_raw", DEFECT_COLUMNS, DEFECT_KEY, "true"), expected_raw);
     assert_eq!(duplicate_keys(&env, "qms.defect_raw", DEFECT_KEY), "");
     assert_eq!(
         env.dst_psql(
@@ -911,9 +741,7 @@ async fn parallel_runs_tables_concurrently() {
     let env = TestEnv::new("parallel_runs");
     let mut ddl = String::from("CREATE SCHEMA par; CREATE SCHEMA \"Par Two\";\n");
     for t in PARALLEL_TABLES {
-        ddl.push_str(&format!(
-            "CREATE TABLE {t} (id int PRIMARY KEY, ts timestamp NOT NULL, v text);\n"
-        ));
+        ddl.push_str(&format!("CREATE TABLE {t} (id int PRIMARY KEY, ts timestamp NOT NULL, v text);\n"));
     }
     env.src_psql(&ddl);
     env.dst_psql(&ddl);
@@ -938,9 +766,7 @@ duration = "6h"
 "#,
     );
     for t in PARALLEL_TABLES {
-        job.push_str(&format!(
-            "\n[[jobs.many.tables]]\ntable = '{t}'\ncondition_column = \"ts\"\n"
-        ));
+        job.push_str(&format!("\n[[jobs.many.tables]]\ntable = '{t}'\ncondition_column = \"ts\"\n"));
     }
     write_config(&env, &job);
 
@@ -948,13 +774,7 @@ duration = "6h"
     // and with --parallel 3 all three wait at the same time.
     let admin = env.dst.admin(&env.db).await;
     admin.batch_execute("BEGIN").await.unwrap();
-    admin
-        .batch_execute(&format!(
-            "LOCK TABLE {} IN ACCESS EXCLUSIVE MODE",
-            PARALLEL_TABLES.join(", ")
-        ))
-        .await
-        .unwrap();
+    admin.batch_execute(&format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", PARALLEL_TABLES.join(", "))).await.unwrap();
     let mut running = env.spawn(&["run", "--parallel", "3"]);
     let deadline = Instant::now() + Duration::from_secs(60);
     let waiting = loop {
@@ -970,28 +790,19 @@ duration = "6h"
         }
         if running.child.try_wait().unwrap().is_some() || Instant::now() > deadline {
             admin.batch_execute("ROLLBACK").await.unwrap();
-            panic!(
-                "{waiting} of 3 tables waited at once\n{}",
-                running.wait().render()
-            );
+            panic!("{waiting} of 3 tables waited at once\n{}", running.wait().render());
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(waiting, 3);
     admin.batch_execute("COMMIT").await.unwrap();
-    let out = tokio::task::spawn_blocking(move || running.wait())
-        .await
-        .unwrap();
+    let out = tokio::task::spawn_blocking(move || running.wait()).await.unwrap();
     out.assert_success();
 
     for t in PARALLEL_TABLES {
         let src = digest(env.src, &env.db, t, EVENTS_COLUMNS, "id", "true");
         assert!(!src.starts_with("0 "), "{t}: {src}");
-        assert_eq!(
-            digest(env.dst, &env.db, t, EVENTS_COLUMNS, "id", "true"),
-            src,
-            "{t}"
-        );
+        assert_eq!(digest(env.dst, &env.db, t, EVENTS_COLUMNS, "id", "true"), src, "{t}");
     }
     assert_eq!(
         env.dst_psql(
@@ -1000,10 +811,7 @@ duration = "6h"
         ),
         "\"Par Two\".\"Gamma\" 4 true\npar.alpha 4 true\npar.beta 4 true"
     );
-    assert_eq!(
-        env.dst_psql("SELECT DISTINCT cursor_end FROM gptransfer.cursors"),
-        "2024-06-02 00:00:00"
-    );
+    assert_eq!(env.dst_psql("SELECT DISTINCT cursor_end FROM gptransfer.cursors"), "2024-06-02 00:00:00");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1015,11 +823,7 @@ duration = "6h"
 fn check_quiet_about_secrets(out: &CmdOutput, json_logs: bool, expect_logs: bool) {
     assert_no_secret(out);
     if expect_logs {
-        assert!(
-            !out.stderr.trim().is_empty(),
-            "no log lines\n{}",
-            out.render()
-        );
+        assert!(!out.stderr.trim().is_empty(), "no log lines\n{}", out.render());
     }
     if json_logs {
         // Log lines are JSON; only the final error message (with its hint lines) is text.
@@ -1027,9 +831,8 @@ fn check_quiet_about_secrets(out: &CmdOutput, json_logs: bool, expect_logs: bool
             if line.starts_with("error: ") {
                 break;
             }
-            serde_json::from_str::<serde_json::Value>(line).unwrap_or_else(|e| {
-                panic!("a log line is not JSON ({e}): {line}\n{}", out.render())
-            });
+            serde_json::from_str::<serde_json::Value>(line)
+                .unwrap_or_else(|e| panic!("a log line is not JSON ({e}): {line}\n{}", out.render()));
         }
     }
 }
@@ -1064,11 +867,8 @@ condition_column = "ts"
         &["history"],
         &["history", "--output", "json"],
     ];
-    let log_flags: &[(&[&str], bool)] = &[
-        (&["-v", "--log-format", "json"], true),
-        (&["-vv", "--log-format", "json"], true),
-        (&["-v"], false),
-    ];
+    let log_flags: &[(&[&str], bool)] =
+        &[(&["-v", "--log-format", "json"], true), (&["-vv", "--log-format", "json"], true), (&["-v"], false)];
 
     // Passwords from the environment.
     write_config(&env, job);
@@ -1133,10 +933,7 @@ password_env = "GPT_DST_PASSWORD"
 {job}"#,
         src_password = env.src.password,
     ));
-    for args in [
-        &["-vv", "config", "check"][..],
-        &["-vv", "--log-format", "json", "run"],
-    ] {
+    for args in [&["-vv", "config", "check"][..], &["-vv", "--log-format", "json", "run"]] {
         let out = env.run(args);
         assert_no_secret(&out);
         assert_ne!(out.code, 0, "{}", out.render());

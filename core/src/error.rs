@@ -83,9 +83,7 @@ pub enum Error {
 }
 
 fn hint_suffix(hint: &Option<String>) -> String {
-    hint.as_ref()
-        .map(|h| format!("\nhint: {h}"))
-        .unwrap_or_default()
+    hint.as_ref().map(|h| format!("\nhint: {h}")).unwrap_or_default()
 }
 
 fn signal_name(signal: i32) -> &'static str {
@@ -121,27 +119,18 @@ pub struct RoleError {
 impl RoleError {
     /// A plain failure.
     pub fn new(message: impl Into<String>) -> Self {
-        RoleError {
-            message: message.into(),
-            retriable: false,
-        }
+        RoleError { message: message.into(), retriable: false }
     }
 
     /// A failure a retry may cure.
     pub fn retriable(message: impl Into<String>) -> Self {
-        RoleError {
-            message: message.into(),
-            retriable: true,
-        }
+        RoleError { message: message.into(), retriable: true }
     }
 
     /// From a database error, with the server's message, detail and hint.
     pub fn from_pg(context: &str, e: &tokio_postgres::Error) -> Self {
         let retriable = is_connection_error(e);
-        RoleError {
-            message: format!("{context}: {}", pg_message(e)),
-            retriable,
-        }
+        RoleError { message: format!("{context}: {}", pg_message(e)), retriable }
     }
 }
 

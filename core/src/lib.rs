@@ -3,6 +3,7 @@
 #![warn(missing_docs)]
 
 pub mod cluster;
+pub mod compare;
 pub mod config;
 pub mod dialect;
 pub mod engine;

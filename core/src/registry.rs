@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 
+use crate::compare::Comparator;
 use crate::config::{Config, ConfigError, PluginSpec};
 use crate::roles::{Sink, Source, Transport};
 
@@ -25,9 +26,7 @@ pub trait Factory<R: ?Sized>: Send + Sync {
 
 /// Reads a plugin's options into its own strict config type.
 pub fn parse_options<T: DeserializeOwned>(options: &toml::Table) -> Result<T, String> {
-    toml::Value::Table(options.clone())
-        .try_into::<T>()
-        .map_err(|e| e.message().trim().to_string())
+    toml::Value::Table(options.clone()).try_into::<T>().map_err(|e| e.message().trim().to_string())
 }
 
 /// A role in the chain.
@@ -40,6 +39,8 @@ pub enum Role {
     Transport,
     /// Loads windows.
     Sink,
+    /// Compares windows.
+    Compare,
 }
 
 impl Role {
@@ -49,6 +50,7 @@ impl Role {
             Role::Source => "source",
             Role::Transport => "transport",
             Role::Sink => "sink",
+            Role::Compare => "compare",
         }
     }
 }
@@ -74,6 +76,7 @@ pub struct Registry {
     sources: BTreeMap<&'static str, Arc<dyn Factory<dyn Source>>>,
     transports: BTreeMap<&'static str, Arc<dyn Factory<dyn Transport>>>,
     sinks: BTreeMap<&'static str, Arc<dyn Factory<dyn Sink>>>,
+    comparators: BTreeMap<&'static str, Arc<dyn Factory<dyn Comparator>>>,
 }
 
 impl Registry {
@@ -90,6 +93,16 @@ impl Registry {
         self.sinks.insert(f.name(), Arc::new(f));
     }
 
+    /// Adds a comparator plugin.
+    pub fn add_comparator(&mut self, f: impl Factory<dyn Comparator> + 'static) {
+        self.comparators.insert(f.name(), Arc::new(f));
+    }
+
+    /// Builds the comparator a spec names.
+    pub fn comparator(&self, spec: &PluginSpec) -> Result<Arc<dyn Comparator>, String> {
+        build(&self.comparators, Role::Compare, spec)
+    }
+
     /// Every plugin, by role and name.
     pub fn list(&self) -> Vec<PluginInfo> {
         fn info<R: ?Sized>(role: Role, f: &Arc<dyn Factory<R>>) -> PluginInfo {
@@ -101,13 +114,10 @@ impl Registry {
                 description: f.describe().to_string(),
             }
         }
-        let mut out: Vec<PluginInfo> = self
-            .sources
-            .values()
-            .map(|f| info(Role::Source, f))
-            .collect();
+        let mut out: Vec<PluginInfo> = self.sources.values().map(|f| info(Role::Source, f)).collect();
         out.extend(self.transports.values().map(|f| info(Role::Transport, f)));
         out.extend(self.sinks.values().map(|f| info(Role::Sink, f)));
+        out.extend(self.comparators.values().map(|f| info(Role::Compare, f)));
         out
     }
 
@@ -128,21 +138,10 @@ impl Registry {
     pub fn validate(&self, config: &Config) -> Result<(), ConfigError> {
         for t in config.tables() {
             let checks = [
-                (
-                    Role::Source,
-                    &t.source,
-                    check(&self.sources, Role::Source, t.source.get_ref()),
-                ),
-                (
-                    Role::Transport,
-                    &t.transport,
-                    check(&self.transports, Role::Transport, t.transport.get_ref()),
-                ),
-                (
-                    Role::Sink,
-                    &t.sink,
-                    check(&self.sinks, Role::Sink, t.sink.get_ref()),
-                ),
+                (Role::Source, &t.source, check(&self.sources, Role::Source, t.source.get_ref())),
+                (Role::Transport, &t.transport, check(&self.transports, Role::Transport, t.transport.get_ref())),
+                (Role::Sink, &t.sink, check(&self.sinks, Role::Sink, t.sink.get_ref())),
+                (Role::Compare, &t.compare, check(&self.comparators, Role::Compare, t.compare.get_ref())),
             ];
             for (role, spec, result) in checks {
                 if let Err(message) = result {
@@ -152,24 +151,14 @@ impl Registry {
                         return Err(ConfigError {
                             path: config.path.clone(),
                             location: Some(loc),
-                            message: format!(
-                                "job {:?}, table {}: {} {message}",
-                                t.job,
-                                t.source_table,
-                                role.as_str()
-                            ),
+                            message: format!("job {:?}, table {}: {} {message}", t.job, t.source_table, role.as_str()),
                         });
                     } else {
                         spec.span()
                     };
                     return Err(config.error_at(
                         span,
-                        format!(
-                            "job {:?}, table {}: {} {message}",
-                            t.job,
-                            t.source_table,
-                            role.as_str()
-                        ),
+                        format!("job {:?}, table {}: {} {message}", t.job, t.source_table, role.as_str()),
                     ));
                 }
             }
@@ -184,8 +173,7 @@ fn check<R: ?Sized>(
     spec: &PluginSpec,
 ) -> Result<(), String> {
     let f = find(map, role, spec)?;
-    f.validate(&spec.options)
-        .map_err(|e| format!("plugin {:?}: {e}", spec.plugin))
+    f.validate(&spec.options).map_err(|e| format!("plugin {:?}: {e}", spec.plugin))
 }
 
 fn find<'a, R: ?Sized>(
@@ -195,11 +183,7 @@ fn find<'a, R: ?Sized>(
 ) -> Result<&'a Arc<dyn Factory<R>>, String> {
     map.get(spec.plugin.as_str()).ok_or_else(|| {
         let known = map.keys().copied().collect::<Vec<_>>().join(", ");
-        format!(
-            "plugin {:?} is unknown; {} plugins: {known}",
-            spec.plugin,
-            role.as_str()
-        )
+        format!("plugin {:?} is unknown; {} plugins: {known}", spec.plugin, role.as_str())
     })
 }
 

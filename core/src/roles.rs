@@ -34,10 +34,7 @@ impl Counters {
 
     /// Current rows and bytes.
     pub fn get(&self) -> (u64, u64) {
-        (
-            self.rows.load(Ordering::Relaxed),
-            self.bytes.load(Ordering::Relaxed),
-        )
+        (self.rows.load(Ordering::Relaxed), self.bytes.load(Ordering::Relaxed))
     }
 }
 

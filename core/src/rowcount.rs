@@ -61,12 +61,7 @@ pub struct BinaryCounter {
 
 impl Default for BinaryCounter {
     fn default() -> Self {
-        BinaryCounter {
-            expect: Expect::Header,
-            pending: Vec::with_capacity(19),
-            skip: 0,
-            fields_left: 0,
-        }
+        BinaryCounter { expect: Expect::Header, pending: Vec::with_capacity(19), skip: 0, fields_left: 0 }
     }
 }
 
@@ -111,11 +106,7 @@ impl BinaryCounter {
                         Expect::Header => {
                             let ext = u32::from_be_bytes([p[15], p[16], p[17], p[18]]) as usize;
                             self.skip = ext;
-                            self.expect = if ext == 0 {
-                                Expect::Tuple
-                            } else {
-                                Expect::Extension
-                            };
+                            self.expect = if ext == 0 { Expect::Tuple } else { Expect::Extension };
                         }
                         Expect::Tuple => {
                             let fields = i16::from_be_bytes([p[0], p[1]]);

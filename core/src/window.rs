@@ -18,11 +18,7 @@ pub struct Window {
 impl Window {
     /// `YYYYMMDDHHMMSS^YYYYMMDDHHMMSS`, the id history and the seed use.
     pub fn id(&self) -> String {
-        format!(
-            "{}^{}",
-            self.start.format("%Y%m%d%H%M%S"),
-            self.end.format("%Y%m%d%H%M%S")
-        )
+        format!("{}^{}", self.start.format("%Y%m%d%H%M%S"), self.end.format("%Y%m%d%H%M%S"))
     }
 }
 
@@ -65,10 +61,7 @@ pub fn plan(
     }
     if table.mode == Mode::Full && windows.len() > 1 {
         let last = windows[windows.len() - 1];
-        windows = vec![Window {
-            start: windows[0].start,
-            end: last.end,
-        }];
+        windows = vec![Window { start: windows[0].start, end: last.end }];
     }
     Plan { windows, limit }
 }
@@ -112,12 +105,7 @@ condition_column = "ts"
 
     #[test]
     fn lag_holds_back_the_newest() {
-        let p = plan(
-            &table("lag = \"45m\""),
-            None,
-            ts("2020-04-01 03:30:00"),
-            None,
-        );
+        let p = plan(&table("lag = \"45m\""), None, ts("2020-04-01 03:30:00"), None);
         assert_eq!(p.windows.len(), 2);
     }
 
@@ -126,12 +114,7 @@ condition_column = "ts"
         let t = table("final_end = \"2020-05-01 00:00:00\"\nduration = \"30m\"");
         let p = plan(&t, None, ts("2026-01-01 00:00:00"), None);
         assert_eq!(p.windows.len(), 30 * 48);
-        let p = plan(
-            &t,
-            Some(ts("2020-05-01 00:00:00")),
-            ts("2026-01-01 00:00:00"),
-            None,
-        );
+        let p = plan(&t, Some(ts("2020-05-01 00:00:00")), ts("2026-01-01 00:00:00"), None);
         assert!(p.windows.is_empty());
     }
 
@@ -139,12 +122,6 @@ condition_column = "ts"
     fn full_mode_loads_once() {
         let t = table("mode = \"full\"");
         let p = plan(&t, None, ts("2020-04-01 05:10:00"), None);
-        assert_eq!(
-            p.windows,
-            vec![Window {
-                start: ts("2020-04-01 00:00:00"),
-                end: ts("2020-04-01 05:00:00")
-            }]
-        );
+        assert_eq!(p.windows, vec![Window { start: ts("2020-04-01 00:00:00"), end: ts("2020-04-01 05:00:00") }]);
     }
 }

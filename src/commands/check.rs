@@ -21,10 +21,7 @@ pub async fn check(config: Option<&std::path::Path>, registry: &Registry) -> any
     for (name, cfg) in &config.clusters {
         let handle = ClusterHandle::new(name, cfg)?;
         let session = handle.connect(&app, None).await?;
-        println!(
-            "cluster {name} ({}): reachable, {}",
-            handle.address, session.flavour
-        );
+        println!("cluster {name} ({}): reachable, {}", handle.address, session.flavour);
         sessions.insert(name.clone(), session);
     }
     for t in config.tables().filter(|t| t.enabled) {
@@ -32,13 +29,7 @@ pub async fn check(config: Option<&std::path::Path>, registry: &Registry) -> any
             continue;
         };
         let c = check_table(t, src, &t.from, dst, &t.to).await?;
-        println!(
-            "table {} / {}: ok, {} column(s), chain {}",
-            t.job,
-            t.display_name(),
-            c.columns.len(),
-            t.chain()
-        );
+        println!("table {} / {}: ok, {} column(s), chain {}", t.job, t.display_name(), c.columns.len(), t.chain());
     }
     Ok(0)
 }

@@ -12,8 +12,8 @@ pub async fn history(config: Option<&std::path::Path>, args: HistoryArgs) -> any
     let table = match &args.table {
         Some(t) => {
             let jobs: Vec<String> = args.job.iter().cloned().collect();
-            let found = select_tables(&config, &jobs, std::slice::from_ref(t))
-                .map_err(gptransfer_core::Error::Config)?;
+            let found =
+                select_tables(&config, &jobs, std::slice::from_ref(t)).map_err(gptransfer_core::Error::Config)?;
             found.first().map(|t| t.source_table.to_string())
         }
         None => None,
@@ -26,12 +26,7 @@ pub async fn history(config: Option<&std::path::Path>, args: HistoryArgs) -> any
     })?;
     let cluster = gptransfer_core::cluster::ClusterHandle::new(&config.state.cluster, cluster_cfg)?;
     let app = format!("gptransfer history pid {}", std::process::id());
-    let filter = HistoryFilter {
-        job: args.job.clone(),
-        table,
-        failed_only: args.failed,
-        limit: args.limit.max(1),
-    };
+    let filter = HistoryFilter { job: args.job.clone(), table, failed_only: args.failed, limit: args.limit.max(1) };
     let rows = match State::open_existing(cluster, &config.state.schema, &app).await? {
         Some(state) => state.history(&filter).await?,
         None => Vec::new(),
@@ -47,10 +42,7 @@ pub async fn history(config: Option<&std::path::Path>, args: HistoryArgs) -> any
                 .iter()
                 .map(|r| {
                     vec![
-                        r.started_at
-                            .with_timezone(&chrono::Local)
-                            .format("%Y-%m-%d %H:%M:%S")
-                            .to_string(),
+                        r.started_at.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M:%S").to_string(),
                         r.job.clone(),
                         r.table.clone(),
                         r.window_id.clone(),
@@ -58,17 +50,10 @@ pub async fn history(config: Option<&std::path::Path>, args: HistoryArgs) -> any
                         r.status.clone(),
                         r.rows_read.map_or(String::new(), |v| v.to_string()),
                         r.rows_written.map_or(String::new(), |v| v.to_string()),
-                        r.bytes
-                            .map_or(String::new(), |b| output::bytes(b.max(0) as u64)),
-                        r.elapsed_seconds
-                            .clone()
-                            .map(|s| format!("{s}s"))
-                            .unwrap_or_default(),
+                        r.bytes.map_or(String::new(), |b| output::bytes(b.max(0) as u64)),
+                        r.elapsed_seconds.clone().map(|s| format!("{s}s")).unwrap_or_default(),
                         r.attempt.to_string(),
-                        r.error
-                            .clone()
-                            .map(|e| output::one_line(&e, 80))
-                            .unwrap_or_default(),
+                        r.error.clone().map(|e| output::one_line(&e, 80)).unwrap_or_default(),
                     ]
                 })
                 .collect();
@@ -76,8 +61,8 @@ pub async fn history(config: Option<&std::path::Path>, args: HistoryArgs) -> any
                 "{}",
                 output::table(
                     &[
-                        "STARTED", "JOB", "TABLE", "WINDOW", "MODE", "STATUS", "READ", "WRITTEN",
-                        "BYTES", "ELAPSED", "TRY", "ERROR"
+                        "STARTED", "JOB", "TABLE", "WINDOW", "MODE", "STATUS", "READ", "WRITTEN", "BYTES", "ELAPSED",
+                        "TRY", "ERROR"
                     ],
                     body
                 )

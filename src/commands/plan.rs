@@ -7,14 +7,10 @@ use super::{load_config, now, parse_until};
 use crate::cli::{OutputFormat, PlanArgs};
 use crate::output;
 
-pub async fn plan(
-    config: Option<&std::path::Path>,
-    registry: &Registry,
-    args: PlanArgs,
-) -> anyhow::Result<i32> {
+pub async fn plan(config: Option<&std::path::Path>, registry: &Registry, args: PlanArgs) -> anyhow::Result<i32> {
     let config = load_config(config, registry)?;
-    let tables = select_tables(&config, &args.selection.jobs, &args.selection.tables)
-        .map_err(gptransfer_core::Error::Config)?;
+    let tables =
+        select_tables(&config, &args.selection.jobs, &args.selection.tables).map_err(gptransfer_core::Error::Config)?;
     let until = parse_until(args.until.as_deref())?;
     let planned = plan_tables(&config, &tables, now(), until).await?;
     match args.output {
@@ -27,13 +23,8 @@ pub async fn plan(
                 if p.target_table != p.table {
                     println!("  target: {}", p.target_table);
                 }
-                let cursor = p.cursor.map_or("never run".to_string(), |c| {
-                    c.format("%Y-%m-%d %H:%M:%S").to_string()
-                });
-                println!(
-                    "  cursor: {cursor}; windows end by {}",
-                    p.limit.format("%Y-%m-%d %H:%M:%S")
-                );
+                let cursor = p.cursor.map_or("never run".to_string(), |c| c.format("%Y-%m-%d %H:%M:%S").to_string());
+                println!("  cursor: {cursor}; windows end by {}", p.limit.format("%Y-%m-%d %H:%M:%S"));
                 match p.windows.len() {
                     0 => println!("  no due window"),
                     n => {

@@ -10,14 +10,10 @@ use super::{load_config, now, parse_until};
 use crate::cli::{OutputFormat, RunArgs};
 use crate::{output, progress, signals};
 
-pub async fn run(
-    config: Option<&std::path::Path>,
-    registry: &Registry,
-    args: RunArgs,
-) -> anyhow::Result<i32> {
+pub async fn run(config: Option<&std::path::Path>, registry: &Registry, args: RunArgs) -> anyhow::Result<i32> {
     let config = load_config(config, registry)?;
-    let tables = select_tables(&config, &args.selection.jobs, &args.selection.tables)
-        .map_err(gptransfer_core::Error::Config)?;
+    let tables =
+        select_tables(&config, &args.selection.jobs, &args.selection.tables).map_err(gptransfer_core::Error::Config)?;
     let options = RunOptions {
         jobs: args.selection.jobs.clone(),
         tables: args.selection.tables.clone(),
@@ -26,72 +22,37 @@ pub async fn run(
         dry_run: args.dry_run,
         now: now(),
         stop_on_error: args.stop_on_error,
+        windows: None,
     };
     let interrupt = signals::install();
     let human = args.output == OutputFormat::Human;
     let observer = Arc::new(progress::Reporter::new(human));
-    let report = engine::run(
-        &config,
-        registry,
-        tables,
-        &options,
-        observer.clone(),
-        interrupt,
-    )
-    .await?;
+    let report = engine::run(&config, registry, tables, &options, observer.clone(), interrupt).await?;
     observer.finish();
 
     match args.output {
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         OutputFormat::Human => {
-            let ok = report
-                .windows
-                .iter()
-                .filter(|w| w.status == WindowStatus::Succeeded)
-                .count();
-            let planned = report
-                .windows
-                .iter()
-                .filter(|w| w.status == WindowStatus::Planned)
-                .count();
+            let ok = report.windows.iter().filter(|w| w.status == WindowStatus::Succeeded).count();
+            let planned = report.windows.iter().filter(|w| w.status == WindowStatus::Planned).count();
             let rows: u64 = report.windows.iter().map(|w| w.rows_written).sum();
-            let bytes: u64 = report
-                .windows
-                .iter()
-                .filter(|w| w.status == WindowStatus::Succeeded)
-                .map(|w| w.bytes)
-                .sum();
+            let bytes: u64 =
+                report.windows.iter().filter(|w| w.status == WindowStatus::Succeeded).map(|w| w.bytes).sum();
             if planned > 0 {
                 println!("dry run: {planned} window(s) due, nothing moved");
             } else if report.windows.is_empty() {
                 println!("nothing due: every table is up to date");
             } else {
-                println!(
-                    "{ok} window(s) loaded, {} failed; {rows} rows, {}",
-                    report.failed(),
-                    output::bytes(bytes)
-                );
+                println!("{ok} window(s) loaded, {} failed; {rows} rows, {}", report.failed(), output::bytes(bytes));
             }
         }
     }
     if let Some(sig) = report.interrupted_by {
-        eprintln!(
-            "error: {}",
-            gptransfer_core::Error::Interrupted { signal: sig }
-        );
-        return Ok(if sig == 15 {
-            exit::SIGTERM
-        } else {
-            exit::SIGINT
-        });
+        eprintln!("error: {}", gptransfer_core::Error::Interrupted { signal: sig });
+        return Ok(if sig == 15 { exit::SIGTERM } else { exit::SIGINT });
     }
     if report.failed() > 0 {
-        eprintln!(
-            "error: {}",
-            gptransfer_core::Error::WindowsFailed {
-                failed: report.failed()
-            }
-        );
+        eprintln!("error: {}", gptransfer_core::Error::WindowsFailed { failed: report.failed() });
         return Ok(exit::FAILED);
     }
     Ok(exit::OK)

@@ -28,10 +28,7 @@ pub struct ClusterHandle {
 impl std::fmt::Debug for ClusterHandle {
     // Hand-written so the password inside `pg` can never be printed.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClusterHandle")
-            .field("name", &self.name)
-            .field("address", &self.address)
-            .finish()
+        f.debug_struct("ClusterHandle").field("name", &self.name).field("address", &self.address).finish()
     }
 }
 
@@ -78,18 +75,11 @@ impl ClusterHandle {
             None => tokio_postgres::Config::new(),
         };
         if pg.get_hosts().is_empty() {
-            let host = cfg
-                .host
-                .clone()
-                .or_else(|| std::env::var("PGHOST").ok())
-                .unwrap_or_else(|| "localhost".into());
+            let host = cfg.host.clone().or_else(|| std::env::var("PGHOST").ok()).unwrap_or_else(|| "localhost".into());
             pg.host(&host);
         }
         if pg.get_ports().is_empty() {
-            let port = cfg
-                .port
-                .or_else(|| std::env::var("PGPORT").ok().and_then(|p| p.parse().ok()))
-                .unwrap_or(5432);
+            let port = cfg.port.or_else(|| std::env::var("PGPORT").ok().and_then(|p| p.parse().ok())).unwrap_or(5432);
             pg.port(port);
         }
         if pg.get_user().is_none() {
@@ -103,11 +93,7 @@ impl ClusterHandle {
         }
         let user = pg.get_user().unwrap_or("postgres").to_string();
         if pg.get_dbname().is_none() {
-            let db = cfg
-                .dbname
-                .clone()
-                .or_else(|| std::env::var("PGDATABASE").ok())
-                .unwrap_or_else(|| user.clone());
+            let db = cfg.dbname.clone().or_else(|| std::env::var("PGDATABASE").ok()).unwrap_or_else(|| user.clone());
             pg.dbname(&db);
         }
         let host = match pg.get_hosts().first() {
@@ -126,28 +112,20 @@ impl ClusterHandle {
                 cluster_err(
                     &address,
                     format!("password_env names ${var}, which is not set"),
-                    Some(format!(
-                        "export {var}=… before running, or use password_file / .pgpass"
-                    )),
+                    Some(format!("export {var}=… before running, or use password_file / .pgpass")),
                 )
             })?;
             pg.password(value);
             password_source = Some(format!("${var}"));
         } else if let Some(path) = &cfg.password_file {
             let text = std::fs::read_to_string(path).map_err(|e| {
-                cluster_err(
-                    &address,
-                    format!("cannot read password_file {}: {e}", path.display()),
-                    None,
-                )
+                cluster_err(&address, format!("cannot read password_file {}: {e}", path.display()), None)
             })?;
             pg.password(text.lines().next().unwrap_or(""));
             password_source = Some(path.display().to_string());
         } else if pg.get_password().is_some() {
             password_source = Some("the url".into());
-        } else if let Some(p) =
-            pgpass::default_path().and_then(|path| pgpass::lookup(&path, &host, port, &db, &user))
-        {
+        } else if let Some(p) = pgpass::default_path().and_then(|path| pgpass::lookup(&path, &host, port, &db, &user)) {
             pg.password(p);
             password_source = Some(".pgpass".into());
         } else if let Ok(p) = std::env::var("PGPASSWORD") {
@@ -172,56 +150,31 @@ impl ClusterHandle {
 
     /// Opens a session named `application` (visible in `pg_stat_activity`), detects the
     /// flavour and applies the common session settings.
-    pub async fn connect(
-        &self,
-        application: &str,
-        timezone: Option<&str>,
-    ) -> Result<Session, Error> {
+    pub async fn connect(&self, application: &str, timezone: Option<&str>) -> Result<Session, Error> {
         let mut pg = self.pg.clone();
         pg.application_name(application);
-        let (client, connection) = pg
-            .connect(NoTls)
-            .await
-            .map_err(|e| self.connect_error(&e))?;
+        let (client, connection) = pg.connect(NoTls).await.map_err(|e| self.connect_error(&e))?;
         let cluster = self.name.clone();
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!(cluster = %cluster, "connection ended: {}", pg_message(&e));
             }
         });
-        let row = timed(
-            self.read_timeout,
-            client.query_one("SELECT version(), pg_backend_pid()", &[]),
-        )
-        .await
-        .map_err(|m| self.error(format!("cannot read version(): {m}"), None))?;
+        let row = timed(self.read_timeout, client.query_one("SELECT version(), pg_backend_pid()", &[]))
+            .await
+            .map_err(|m| self.error(format!("cannot read version(): {m}"), None))?;
         let version: String = row.get(0);
         let backend_pid: i32 = row.get(1);
-        let flavour = self
-            .forced_flavour
-            .unwrap_or_else(|| Flavour::detect(&version));
-        timed(
-            self.read_timeout,
-            client.batch_execute(&sql::session_setup(flavour, timezone)),
-        )
-        .await
-        .map_err(|m| self.error(format!("cannot apply session settings: {m}"), None))?;
-        Ok(Session {
-            client,
-            flavour,
-            backend_pid,
-            read_timeout: self.read_timeout,
-        })
+        let flavour = self.forced_flavour.unwrap_or_else(|| Flavour::detect(&version));
+        timed(self.read_timeout, client.batch_execute(&sql::session_setup(flavour, timezone)))
+            .await
+            .map_err(|m| self.error(format!("cannot apply session settings: {m}"), None))?;
+        Ok(Session { client, flavour, backend_pid, read_timeout: self.read_timeout })
     }
 
     /// An error about this cluster.
     pub fn error(&self, message: String, hint: Option<String>) -> Error {
-        Error::Cluster {
-            cluster: self.name.clone(),
-            address: self.address.clone(),
-            message,
-            hint,
-        }
+        Error::Cluster { cluster: self.name.clone(), address: self.address.clone(), message, hint }
     }
 
     fn connect_error(&self, e: &tokio_postgres::Error) -> Error {
@@ -236,11 +189,7 @@ impl ClusterHandle {
             "" => Some("check host and port, that the server runs and accepts TCP connections from this host".into()),
             _ => None,
         };
-        let message = if code.is_empty() {
-            format!("cannot connect: {message}")
-        } else {
-            message
-        };
+        let message = if code.is_empty() { format!("cannot connect: {message}") } else { message };
         self.error(message, hint)
     }
 }
@@ -252,10 +201,7 @@ pub async fn timed<T>(
 ) -> Result<T, RoleError> {
     match tokio::time::timeout(read_timeout, fut).await {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(RoleError {
-            message: pg_message(&e),
-            retriable: crate::error::is_connection_error(&e),
-        }),
+        Ok(Err(e)) => Err(RoleError { message: pg_message(&e), retriable: crate::error::is_connection_error(&e) }),
         Err(_) => Err(RoleError::retriable(format!(
             "no answer from the server within {}s (read_timeout)",
             read_timeout.as_secs()

@@ -15,28 +15,20 @@ pub fn default_path() -> Option<PathBuf> {
 pub fn lookup(path: &Path, host: &str, port: u16, database: &str, user: &str) -> Option<String> {
     let text = std::fs::read_to_string(path).ok()?;
     if !is_private(path) {
-        tracing::warn!(
-            "{} is readable by group or others: ignored, as libpq does (chmod 0600 it)",
-            path.display()
-        );
+        tracing::warn!("{} is readable by group or others: ignored, as libpq does (chmod 0600 it)", path.display());
         return None;
     }
     let port = port.to_string();
-    text.lines()
-        .filter(|l| !l.trim_start().starts_with('#') && !l.trim().is_empty())
-        .find_map(|line| {
-            let fields = split_fields(line);
-            if fields.len() < 5 {
-                return None;
-            }
-            let host_ok = matches(&fields[0], host)
-                || (fields[0] == "localhost" && (host.starts_with('/') || host == "127.0.0.1"));
-            (host_ok
-                && matches(&fields[1], &port)
-                && matches(&fields[2], database)
-                && matches(&fields[3], user))
+    text.lines().filter(|l| !l.trim_start().starts_with('#') && !l.trim().is_empty()).find_map(|line| {
+        let fields = split_fields(line);
+        if fields.len() < 5 {
+            return None;
+        }
+        let host_ok =
+            matches(&fields[0], host) || (fields[0] == "localhost" && (host.starts_with('/') || host == "127.0.0.1"));
+        (host_ok && matches(&fields[1], &port) && matches(&fields[2], database) && matches(&fields[3], user))
             .then(|| fields[4].clone())
-        })
+    })
 }
 
 fn matches(pattern: &str, value: &str) -> bool {
@@ -69,9 +61,7 @@ fn split_fields(line: &str) -> Vec<String> {
 #[cfg(unix)]
 fn is_private(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(path)
-        .map(|m| m.permissions().mode() & 0o077 == 0)
-        .unwrap_or(false)
+    std::fs::metadata(path).map(|m| m.permissions().mode() & 0o077 == 0).unwrap_or(false)
 }
 
 #[cfg(not(unix))]
@@ -88,20 +78,14 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("gpt-pgpass-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("pgpass");
-        std::fs::write(
-            &path,
-            "# comment\nother:5432:*:u:no\ngp6:*:qms:gpadmin:se\\:cr\\\\et\n*:*:*:*:fallback\n",
-        )
-        .unwrap();
+        std::fs::write(&path, "# comment\nother:5432:*:u:no\ngp6:*:qms:gpadmin:se\\:cr\\\\et\n*:*:*:*:fallback\n")
+            .unwrap();
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         }
-        assert_eq!(
-            lookup(&path, "gp6", 5432, "qms", "gpadmin").as_deref(),
-            Some("se:cr\\et")
-        );
+        assert_eq!(lookup(&path, "gp6", 5432, "qms", "gpadmin").as_deref(), Some("se:cr\\et"));
         assert_eq!(lookup(&path, "x", 1, "y", "z").as_deref(), Some("fallback"));
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -24,13 +24,11 @@ impl ConfigDuration {
             .replace("microsecond", "us")
             .replace("milliseconds", "ms")
             .replace("millisecond", "ms");
-        humantime::parse_duration(&normalized)
-            .map(ConfigDuration)
-            .map_err(|e| {
-                format!(
-                    "invalid duration {text:?} ({e}): use a number and a unit among us, ms, s, m, h, d, w, e.g. \"1h30m\""
-                )
-            })
+        humantime::parse_duration(&normalized).map(ConfigDuration).map_err(|e| {
+            format!(
+                "invalid duration {text:?} ({e}): use a number and a unit among us, ms, s, m, h, d, w, e.g. \"1h30m\""
+            )
+        })
     }
 
     /// The span as chrono's type, for window arithmetic.
@@ -89,11 +87,7 @@ mod tests {
             ("7milliseconds", Duration::from_millis(7)),
         ];
         for (text, want) in cases {
-            assert_eq!(
-                ConfigDuration::parse(text),
-                Ok(ConfigDuration(want)),
-                "{text}"
-            );
+            assert_eq!(ConfigDuration::parse(text), Ok(ConfigDuration(want)), "{text}");
         }
     }
 

@@ -35,12 +35,7 @@ pub struct ConfigError {
 
 impl ConfigError {
     /// An error at a span of the file.
-    pub fn at(
-        path: &Path,
-        text: &str,
-        span: std::ops::Range<usize>,
-        message: impl Into<String>,
-    ) -> Self {
+    pub fn at(path: &Path, text: &str, span: std::ops::Range<usize>, message: impl Into<String>) -> Self {
         ConfigError {
             path: path.to_path_buf(),
             location: Some(Location::of_offset(text, span.start)),
@@ -50,25 +45,14 @@ impl ConfigError {
 
     /// An error about the file as a whole.
     pub fn file(path: &Path, message: impl Into<String>) -> Self {
-        ConfigError {
-            path: path.to_path_buf(),
-            location: None,
-            message: message.into(),
-        }
+        ConfigError { path: path.to_path_buf(), location: None, message: message.into() }
     }
 }
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.location {
-            Some(l) => write!(
-                f,
-                "{}:{}:{}: {}",
-                self.path.display(),
-                l.line,
-                l.column,
-                self.message
-            ),
+            Some(l) => write!(f, "{}:{}:{}: {}", self.path.display(), l.line, l.column, self.message),
             None => write!(f, "{}: {}", self.path.display(), self.message),
         }
     }
@@ -105,13 +89,7 @@ mod tests {
     #[test]
     fn offsets_to_line_and_column() {
         let text = "a = 1\nbb = 2\n";
-        assert_eq!(
-            Location::of_offset(text, 0),
-            Location { line: 1, column: 1 }
-        );
-        assert_eq!(
-            Location::of_offset(text, 7),
-            Location { line: 2, column: 2 }
-        );
+        assert_eq!(Location::of_offset(text, 0), Location { line: 1, column: 1 });
+        assert_eq!(Location::of_offset(text, 7), Location { line: 2, column: 2 });
     }
 }

@@ -11,9 +11,9 @@ mod timestamp;
 pub use duration::ConfigDuration;
 pub use load::{find_config_path, ConfigError, Location};
 pub use model::{
-    ClusterConfig, ConfigFile, FlavourName, JobConfig, Mode, PluginsConfig, SslMode, StateConfig,
+    AlarmConfig, ClusterConfig, ConfigFile, FlavourName, JobConfig, Mode, PluginsConfig, SslMode, StateConfig,
     TableConfig,
 };
 pub use plugin_spec::PluginSpec;
-pub use resolve::{Config, JobSpec, StateSpec, TableSpec};
+pub use resolve::{AlarmSpec, Config, JobSpec, StateSpec, TableSpec};
 pub use timestamp::ConfigTimestamp;

@@ -25,6 +25,32 @@ pub struct ConfigFile {
     /// External plugin libraries (loaded by the plugin host).
     #[serde(default)]
     pub plugins: Option<PluginsConfig>,
+    /// What `alarm check` prints, and an optional mirror table.
+    pub alarm: Option<Spanned<AlarmConfig>>,
+}
+
+/// Alarm output and mirroring (the seed's `system_alarm` on another cluster).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlarmConfig {
+    /// First word(s) of `alarm check` when differences are active.
+    #[serde(default = "default_abnormal")]
+    pub abnormal_message: String,
+    /// What `alarm check` prints when nothing is active.
+    #[serde(default = "default_normal")]
+    pub normal_message: String,
+    /// Cluster holding a mirror table that also receives every alarm.
+    pub mirror_cluster: Option<String>,
+    /// The mirror table: columns `data_name text, evt_timestamp timestamp, message text`.
+    pub mirror_table: Option<String>,
+}
+
+fn default_abnormal() -> String {
+    "ABNORMAL".into()
+}
+
+fn default_normal() -> String {
+    "NORMAL".into()
 }
 
 /// External plugin libraries.

@@ -17,10 +17,7 @@ pub struct PluginSpec {
 impl PluginSpec {
     /// A spec naming a plugin with no options.
     pub fn named(name: &str) -> Self {
-        PluginSpec {
-            plugin: name.to_string(),
-            options: toml::Table::new(),
-        }
+        PluginSpec { plugin: name.to_string(), options: toml::Table::new() }
     }
 }
 

@@ -25,7 +25,20 @@ pub struct Config {
     pub jobs: Vec<JobSpec>,
     /// External plugin libraries.
     pub plugin_paths: Vec<PathBuf>,
+    /// Alarm output and mirror.
+    pub alarm: AlarmSpec,
     text: String,
+}
+
+/// Alarm settings, checked.
+#[derive(Debug, Clone)]
+pub struct AlarmSpec {
+    /// Printed when differences are active.
+    pub abnormal_message: String,
+    /// Printed when none are.
+    pub normal_message: String,
+    /// Mirror: cluster name and table.
+    pub mirror: Option<(String, QualifiedName)>,
 }
 
 /// Where state lives.
@@ -152,11 +165,7 @@ impl Config {
     }
 
     /// An error pointing at a span of this config.
-    pub fn error_at(
-        &self,
-        span: std::ops::Range<usize>,
-        message: impl Into<String>,
-    ) -> ConfigError {
+    pub fn error_at(&self, span: std::ops::Range<usize>, message: impl Into<String>) -> ConfigError {
         ConfigError::at(&self.path, &self.text, span, message)
     }
 
@@ -174,20 +183,14 @@ fn resolve(path: &Path, text: String, file: ConfigFile) -> Result<Config, Config
         let span = c.span();
         let c = c.get_ref();
         if let Some(mode) = c.sslmode {
-            if matches!(
-                mode,
-                SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull
-            ) {
+            if matches!(mode, SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull) {
                 return Err(err(span, format!(
                     "cluster {name:?}: sslmode {mode:?} needs TLS, which this build does not include yet; use \"disable\" or \"prefer\" (plain TCP)"
                 )));
             }
         }
         if c.password_env.is_some() && c.password_file.is_some() {
-            return Err(err(
-                span,
-                format!("cluster {name:?}: set password_env or password_file, not both"),
-            ));
+            return Err(err(span, format!("cluster {name:?}: set password_env or password_file, not both")));
         }
         clusters.insert(name.clone(), c.clone());
     }
@@ -204,28 +207,20 @@ fn resolve(path: &Path, text: String, file: ConfigFile) -> Result<Config, Config
                 return Err(err(
                     job_span.clone(),
                     format!(
-                    "job {job_name:?}: {role} = {name:?} names no cluster; defined clusters: [{}]",
-                    cluster_list()
-                ),
+                        "job {job_name:?}: {role} = {name:?} names no cluster; defined clusters: [{}]",
+                        cluster_list()
+                    ),
                 ));
             }
         }
         if job.duration.0.is_zero() {
-            return Err(err(
-                job_span,
-                format!("job {job_name:?}: duration must be greater than zero"),
-            ));
+            return Err(err(job_span, format!("job {job_name:?}: duration must be greater than zero")));
         }
         let mut tables = Vec::new();
         for entry in &job.tables {
             let span = entry.span();
             let t = entry.get_ref();
-            let here = |msg: String| {
-                err(
-                    span.clone(),
-                    format!("job {job_name:?}, table {:?}: {msg}", t.table),
-                )
-            };
+            let here = |msg: String| err(span.clone(), format!("job {job_name:?}, table {:?}: {msg}", t.table));
             let source_table = QualifiedName::parse(&t.table).map_err(&here)?;
             let target_table = match &t.target_table {
                 Some(name) => QualifiedName::parse(name).map_err(&here)?,
@@ -243,9 +238,7 @@ fn resolve(path: &Path, text: String, file: ConfigFile) -> Result<Config, Config
                 )));
             }
             if mode == Mode::Merge && t.key.is_empty() {
-                return Err(here(
-                    "merge mode needs key = [\"column\", …] to match rows".into(),
-                ));
+                return Err(here("merge mode needs key = [\"column\", …] to match rows".into()));
             }
             for col in t.key.iter().chain(t.columns.iter().flatten()) {
                 if col.is_empty() {
@@ -259,10 +252,7 @@ fn resolve(path: &Path, text: String, file: ConfigFile) -> Result<Config, Config
             }
             if let Some(fe) = t.final_end {
                 if fe.0 <= job.start.0 {
-                    return Err(here(format!(
-                        "final_end {fe} is not after the job start {}",
-                        job.start
-                    )));
+                    return Err(here(format!("final_end {fe} is not after the job start {}", job.start)));
                 }
             }
             tables.push(TableSpec {
@@ -276,35 +266,20 @@ fn resolve(path: &Path, text: String, file: ConfigFile) -> Result<Config, Config
                 start: job.start.0,
                 end: job.end.map(|e| e.0),
                 final_end: t.final_end.map(|e| e.0),
-                lag: t
-                    .lag
-                    .or(job.lag)
-                    .unwrap_or(ConfigDuration(std::time::Duration::ZERO)),
+                lag: t.lag.or(job.lag).unwrap_or(ConfigDuration(std::time::Duration::ZERO)),
                 mode,
                 key: t.key.clone(),
                 columns: t.columns.clone(),
                 enabled: t.enabled && job.enabled,
                 timezone: job.timezone.clone(),
-                source: t
-                    .source
-                    .clone()
-                    .or_else(|| job.source.clone())
-                    .unwrap_or_else(|| spanned_default("copy")),
+                source: t.source.clone().or_else(|| job.source.clone()).unwrap_or_else(|| spanned_default("copy")),
                 transport: t
                     .transport
                     .clone()
                     .or_else(|| job.transport.clone())
                     .unwrap_or_else(|| spanned_default("stream")),
-                sink: t
-                    .sink
-                    .clone()
-                    .or_else(|| job.sink.clone())
-                    .unwrap_or_else(|| spanned_default("copy")),
-                compare: t
-                    .compare
-                    .clone()
-                    .or_else(|| job.compare.clone())
-                    .unwrap_or_else(|| spanned_default("hash")),
+                sink: t.sink.clone().or_else(|| job.sink.clone()).unwrap_or_else(|| spanned_default("copy")),
+                compare: t.compare.clone().or_else(|| job.compare.clone()).unwrap_or_else(|| spanned_default("hash")),
                 location: Location::of_offset(&text, span.start),
             });
         }
@@ -327,31 +302,48 @@ fn resolve(path: &Path, text: String, file: ConfigFile) -> Result<Config, Config
                 Some(c) => {
                     return Err(err(
                         span,
-                        format!(
-                            "state.cluster = {c:?} names no cluster; defined clusters: [{}]",
-                            cluster_list()
-                        ),
+                        format!("state.cluster = {c:?} names no cluster; defined clusters: [{}]", cluster_list()),
                     ))
                 }
                 None => default_state_cluster(&jobs).ok_or_else(|| {
-                    ConfigError::file(
-                        path,
-                        "state.cluster is not set and there is no job to take a target from",
-                    )
+                    ConfigError::file(path, "state.cluster is not set and there is no job to take a target from")
                 })?,
             };
-            StateSpec {
-                cluster,
-                schema: s.schema.clone(),
-            }
+            StateSpec { cluster, schema: s.schema.clone() }
         }
-        None => StateSpec {
-            cluster: default_state_cluster(&jobs).unwrap_or_default(),
-            schema: "gptransfer".into(),
-        },
+        None => StateSpec { cluster: default_state_cluster(&jobs).unwrap_or_default(), schema: "gptransfer".into() },
+    };
+
+    let alarm = match &file.alarm {
+        None => AlarmSpec { abnormal_message: "ABNORMAL".into(), normal_message: "NORMAL".into(), mirror: None },
+        Some(a) => {
+            let span = a.span();
+            let a = a.get_ref();
+            let mirror = match (&a.mirror_cluster, &a.mirror_table) {
+                (None, None) => None,
+                (Some(c), Some(t)) => {
+                    if !known(c) {
+                        return Err(err(
+                            span,
+                            format!(
+                                "alarm.mirror_cluster = {c:?} names no cluster; defined clusters: [{}]",
+                                cluster_list()
+                            ),
+                        ));
+                    }
+                    Some((
+                        c.to_string(),
+                        QualifiedName::parse(t).map_err(|e| err(span.clone(), format!("alarm.mirror_table: {e}")))?,
+                    ))
+                }
+                _ => return Err(err(span, "alarm: set both mirror_cluster and mirror_table, or neither".into())),
+            };
+            AlarmSpec { abnormal_message: a.abnormal_message.clone(), normal_message: a.normal_message.clone(), mirror }
+        }
     };
 
     Ok(Config {
+        alarm,
         path: path.to_path_buf(),
         clusters,
         state,
@@ -387,10 +379,7 @@ duration = "1h"
 
     #[test]
     fn defaults_apply() {
-        let c = load(&format!(
-            "{BASE}[[jobs.j.tables]]\ntable = \"eda.t\"\ncondition_column = \"ts\"\n"
-        ))
-        .unwrap();
+        let c = load(&format!("{BASE}[[jobs.j.tables]]\ntable = \"eda.t\"\ncondition_column = \"ts\"\n")).unwrap();
         let t = &c.jobs[0].tables[0];
         assert_eq!(t.mode, Mode::Replace);
         assert_eq!(t.chain(), "copy > stream > copy");
@@ -400,23 +389,15 @@ duration = "1h"
 
     #[test]
     fn unknown_key_has_line_and_column() {
-        let e = load(&format!(
-            "{BASE}[[jobs.j.tables]]\ntable = \"eda.t\"\nconditon_column = \"ts\"\n"
-        ))
-        .unwrap_err();
+        let e = load(&format!("{BASE}[[jobs.j.tables]]\ntable = \"eda.t\"\nconditon_column = \"ts\"\n")).unwrap_err();
         let s = e.to_string();
-        assert!(
-            s.starts_with("t.toml:13:1: unknown field `conditon_column`"),
-            "{s}"
-        );
+        assert!(s.starts_with("t.toml:13:1: unknown field `conditon_column`"), "{s}");
     }
 
     #[test]
     fn merge_needs_key() {
-        let e = load(&format!(
-            "{BASE}[[jobs.j.tables]]\ntable = \"t\"\ncondition_column = \"ts\"\nmode = \"merge\"\n"
-        ))
-        .unwrap_err();
+        let e = load(&format!("{BASE}[[jobs.j.tables]]\ntable = \"t\"\ncondition_column = \"ts\"\nmode = \"merge\"\n"))
+            .unwrap_err();
         assert!(e.message.contains("merge mode needs key"), "{e}");
     }
 }

@@ -10,12 +10,7 @@ use serde::Deserialize;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ConfigTimestamp(pub NaiveDateTime);
 
-const FORMATS: [&str; 4] = [
-    "%Y-%m-%d %H:%M:%S%.f",
-    "%Y-%m-%dT%H:%M:%S%.f",
-    "%Y-%m-%d %H:%M",
-    "%Y-%m-%dT%H:%M",
-];
+const FORMATS: [&str; 4] = ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M"];
 
 impl ConfigTimestamp {
     /// Parses the accepted forms; the message names them.
@@ -29,9 +24,7 @@ impl ConfigTimestamp {
         if let Ok(d) = NaiveDate::parse_from_str(t, "%Y-%m-%d") {
             return Ok(ConfigTimestamp(d.and_time(chrono::NaiveTime::MIN)));
         }
-        Err(format!(
-            "invalid timestamp {text:?}: write \"YYYY-MM-DD HH:MM:SS\" or \"YYYY-MM-DD\""
-        ))
+        Err(format!("invalid timestamp {text:?}: write \"YYYY-MM-DD HH:MM:SS\" or \"YYYY-MM-DD\""))
     }
 }
 
@@ -70,16 +63,8 @@ mod tests {
 
     #[test]
     fn accepted_forms() {
-        for t in [
-            "2020-04-01 00:00:00",
-            "2020-04-01T00:00:00",
-            "2020-04-01",
-            "2020-04-01 00:00",
-        ] {
-            assert_eq!(
-                ConfigTimestamp::parse(t).map(|c| c.to_string()),
-                Ok("2020-04-01 00:00:00".into())
-            );
+        for t in ["2020-04-01 00:00:00", "2020-04-01T00:00:00", "2020-04-01", "2020-04-01 00:00"] {
+            assert_eq!(ConfigTimestamp::parse(t).map(|c| c.to_string()), Ok("2020-04-01 00:00:00".into()));
         }
         assert!(ConfigTimestamp::parse("2020-13-01").is_err());
     }

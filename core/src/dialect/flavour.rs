@@ -28,30 +28,19 @@ impl Flavour {
     pub fn detect(version: &str) -> Flavour {
         if let Some(pos) = version.find("Greenplum Database ") {
             let gp = &version[pos + "Greenplum Database ".len()..];
-            return match gp
-                .split('.')
-                .next()
-                .and_then(|m| m.trim().parse::<u32>().ok())
-            {
+            return match gp.split('.').next().and_then(|m| m.trim().parse::<u32>().ok()) {
                 Some(0..=4) => Flavour::Gp4,
                 Some(5) => Flavour::Gp5,
                 Some(6) => Flavour::Gp6,
                 _ => Flavour::Gp7,
             };
         }
-        let number = version
-            .strip_prefix("PostgreSQL ")
-            .and_then(|rest| rest.split_whitespace().next())
-            .unwrap_or("");
-        let mut parts = number
-            .split(|c: char| !c.is_ascii_digit())
-            .filter(|p| !p.is_empty());
+        let number = version.strip_prefix("PostgreSQL ").and_then(|rest| rest.split_whitespace().next()).unwrap_or("");
+        let mut parts = number.split(|c: char| !c.is_ascii_digit()).filter(|p| !p.is_empty());
         let major: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(16);
         let minor: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
         if major < 10 {
-            Flavour::Postgres {
-                major: major * 10 + minor,
-            }
+            Flavour::Postgres { major: major * 10 + minor }
         } else {
             Flavour::Postgres { major }
         }
@@ -108,34 +97,13 @@ mod tests {
     #[test]
     fn detects_every_flavour() {
         let cases = [
-            (
-                "PostgreSQL 8.2.15 (Greenplum Database 4.3.33.0 build 1) on x86_64",
-                Flavour::Gp4,
-            ),
-            (
-                "PostgreSQL 8.3.23 (Greenplum Database 5.28.4 build commit:abc)",
-                Flavour::Gp5,
-            ),
-            (
-                "PostgreSQL 9.4.26 (Greenplum Database 6.24.3 build commit:25d3498a)",
-                Flavour::Gp6,
-            ),
-            (
-                "PostgreSQL 12.12 (Greenplum Database 7.0.0 build commit:bf073b8)",
-                Flavour::Gp7,
-            ),
-            (
-                "PostgreSQL 15.20 (Debian 15.20-0+deb12u1) on x86_64-pc-linux-gnu",
-                Flavour::Postgres { major: 15 },
-            ),
-            (
-                "PostgreSQL 9.4.26 on x86_64-pc-linux-gnu",
-                Flavour::Postgres { major: 94 },
-            ),
-            (
-                "PostgreSQL 8.2.23 on i686-pc-linux-gnu",
-                Flavour::Postgres { major: 82 },
-            ),
+            ("PostgreSQL 8.2.15 (Greenplum Database 4.3.33.0 build 1) on x86_64", Flavour::Gp4),
+            ("PostgreSQL 8.3.23 (Greenplum Database 5.28.4 build commit:abc)", Flavour::Gp5),
+            ("PostgreSQL 9.4.26 (Greenplum Database 6.24.3 build commit:25d3498a)", Flavour::Gp6),
+            ("PostgreSQL 12.12 (Greenplum Database 7.0.0 build commit:bf073b8)", Flavour::Gp7),
+            ("PostgreSQL 15.20 (Debian 15.20-0+deb12u1) on x86_64-pc-linux-gnu", Flavour::Postgres { major: 15 }),
+            ("PostgreSQL 9.4.26 on x86_64-pc-linux-gnu", Flavour::Postgres { major: 94 }),
+            ("PostgreSQL 8.2.23 on i686-pc-linux-gnu", Flavour::Postgres { major: 82 }),
         ];
         for (text, want) in cases {
             assert_eq!(Flavour::detect(text), want, "{text}");

@@ -1,6 +1,7 @@
 //! Dialects: which server we talk to and the SQL that differs between them. Every per-flavour
 //! variant lives here, side by side, so a reader sees them at once.
 
+pub mod canonical;
 mod flavour;
 mod ident;
 pub mod sql;

@@ -18,10 +18,7 @@ pub fn session_setup(flavour: Flavour, timezone: Option<&str>) -> String {
         sql.push("SET IntervalStyle = 'postgres'".to_string());
     }
     // 8.x accepts at most 2 (17 significant digits); 9.x+ take 3 (exact round trip).
-    sql.push(format!(
-        "SET extra_float_digits = {}",
-        if kernel >= 90 { 3 } else { 2 }
-    ));
+    sql.push(format!("SET extra_float_digits = {}", if kernel >= 90 { 3 } else { 2 }));
     if kernel >= 90 {
         sql.push("SET bytea_output = 'hex'".to_string());
     }
@@ -59,56 +56,31 @@ pub fn bound_literal(ts: NaiveDateTime, column_type: &str) -> String {
 }
 
 /// `"col" >= start AND "col" < end`.
-pub fn window_predicate(
-    column: &str,
-    column_type: &str,
-    start: NaiveDateTime,
-    end: NaiveDateTime,
-) -> String {
+pub fn window_predicate(column: &str, column_type: &str, start: NaiveDateTime, end: NaiveDateTime) -> String {
     let col = quote_ident(column);
-    format!(
-        "{col} >= {} AND {col} < {}",
-        bound_literal(start, column_type),
-        bound_literal(end, column_type)
-    )
+    format!("{col} >= {} AND {col} < {}", bound_literal(start, column_type), bound_literal(end, column_type))
 }
 
 /// The column list, quoted and comma separated.
 pub fn column_list(columns: &[String]) -> String {
-    columns
-        .iter()
-        .map(|c| quote_ident(c))
-        .collect::<Vec<_>>()
-        .join(", ")
+    columns.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ")
 }
 
 /// `COPY (SELECT …) TO STDOUT` in text format. The text format needs no option list, so the
 /// same statement is valid from 8.2 (GP4) to PostgreSQL 17; CSV would need `WITH CSV` on GP4/5.
-pub fn copy_out(
-    table: &QualifiedName,
-    columns: &[String],
-    predicate: Option<&str>,
-    binary: bool,
-) -> String {
+pub fn copy_out(table: &QualifiedName, columns: &[String], predicate: Option<&str>, binary: bool) -> String {
     let mut select = format!("SELECT {} FROM {}", column_list(columns), table.quoted());
     if let Some(p) = predicate {
         select.push_str(" WHERE ");
         select.push_str(p);
     }
     // `WITH BINARY` is the pre-9.0 spelling, still accepted by every later version.
-    format!(
-        "COPY ({select}) TO STDOUT{}",
-        if binary { " WITH BINARY" } else { "" }
-    )
+    format!("COPY ({select}) TO STDOUT{}", if binary { " WITH BINARY" } else { "" })
 }
 
 /// `COPY t (cols) FROM STDIN` in text format.
 pub fn copy_in(table: &str, columns: &[String], binary: bool) -> String {
-    format!(
-        "COPY {table} ({}) FROM STDIN{}",
-        column_list(columns),
-        if binary { " WITH BINARY" } else { "" }
-    )
+    format!("COPY {table} ({}) FROM STDIN{}", column_list(columns), if binary { " WITH BINARY" } else { "" })
 }
 
 /// Deletes one window from the target (replace mode).
@@ -124,12 +96,7 @@ pub fn truncate(table: &QualifiedName) -> String {
 /// The staging table of a merge: the target's columns plus `gpt_batch_seq`, the row's
 /// position in the batch, written by the sink itself so that "the last row of a batch wins"
 /// holds on Greenplum too (a serial column would be filled by segments in any order).
-pub fn merge_staging(
-    flavour: Flavour,
-    target: &QualifiedName,
-    staging: &str,
-    columns: &[String],
-) -> String {
+pub fn merge_staging(flavour: Flavour, target: &QualifiedName, staging: &str, columns: &[String]) -> String {
     let mut create = format!(
         "CREATE TEMPORARY TABLE {} ON COMMIT DROP AS SELECT {}, 0::bigint AS gpt_batch_seq FROM {} WHERE false",
         quote_ident(staging),
@@ -146,18 +113,9 @@ pub fn merge_staging(
 
 /// Delete the target rows whose key is in the batch, then insert the last row of each key.
 /// No `ON CONFLICT` (GP6 and 9.4 lack it; GP7 refuses it on distribution keys).
-pub fn merge_apply(
-    target: &QualifiedName,
-    staging: &str,
-    columns: &[String],
-    key: &[String],
-) -> Vec<String> {
+pub fn merge_apply(target: &QualifiedName, staging: &str, columns: &[String], key: &[String]) -> Vec<String> {
     let stg = quote_ident(staging);
-    let key_match = key
-        .iter()
-        .map(|k| format!("t.{0} = s.{0}", quote_ident(k)))
-        .collect::<Vec<_>>()
-        .join(" AND ");
+    let key_match = key.iter().map(|k| format!("t.{0} = s.{0}", quote_ident(k))).collect::<Vec<_>>().join(" AND ");
     let keys = column_list(key);
     let cols = column_list(columns);
     vec![
@@ -208,12 +166,7 @@ mod tests {
     #[test]
     fn copy_out_has_no_option_list() {
         let t = QualifiedName::parse("eda.f").unwrap();
-        let p = window_predicate(
-            "evt",
-            "timestamp",
-            ts("2020-04-01 00:00:00"),
-            ts("2020-04-01 01:00:00"),
-        );
+        let p = window_predicate("evt", "timestamp", ts("2020-04-01 00:00:00"), ts("2020-04-01 01:00:00"));
         let sql = copy_out(&t, &["a".into(), "B".into()], Some(&p), false);
         assert_eq!(
             sql,
@@ -229,11 +182,7 @@ mod tests {
         assert!(!s.contains("bytea_output"));
         assert!(!s.contains("IntervalStyle"));
         let s = session_setup(Flavour::Gp6, Some("Asia/Shanghai"));
-        assert!(
-            s.contains("extra_float_digits = 3")
-                && s.contains("bytea_output")
-                && s.contains("'Asia/Shanghai'")
-        );
+        assert!(s.contains("extra_float_digits = 3") && s.contains("bytea_output") && s.contains("'Asia/Shanghai'"));
         assert_eq!(create_schema(Flavour::Gp4, "s"), "CREATE SCHEMA \"s\"");
     }
 }

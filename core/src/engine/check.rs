@@ -34,12 +34,7 @@ pub struct TableCheck {
 }
 
 fn check_error(table: &TableSpec, message: String, hint: Option<&str>) -> Error {
-    Error::Check {
-        job: table.job.clone(),
-        table: table.display_name(),
-        message,
-        hint: hint.map(str::to_string),
-    }
+    Error::Check { job: table.job.clone(), table: table.display_name(), message, hint: hint.map(str::to_string) }
 }
 
 /// Reads a table's columns; an error when it does not exist.
@@ -49,19 +44,9 @@ pub async fn columns(
     name: &QualifiedName,
     table: &TableSpec,
 ) -> Result<Vec<Column>, Error> {
-    let rows = session
-        .timed(
-            session
-                .client
-                .query(sql::TABLE_COLUMNS, &[&name.schema, &name.name]),
-        )
-        .await
-        .map_err(|e| {
-            check_error(
-                table,
-                format!("cannot read the columns of {name} on cluster {cluster:?}: {e}"),
-                None,
-            )
+    let rows =
+        session.timed(session.client.query(sql::TABLE_COLUMNS, &[&name.schema, &name.name])).await.map_err(|e| {
+            check_error(table, format!("cannot read the columns of {name} on cluster {cluster:?}: {e}"), None)
         })?;
     if rows.is_empty() {
         return Err(check_error(
@@ -101,10 +86,7 @@ pub async fn check_table(
                 out.push(find(&src, n).ok_or_else(|| {
                     check_error(
                         table,
-                        format!(
-                            "column {n:?} of `columns` is not in source table {}",
-                            table.source_table
-                        ),
+                        format!("column {n:?} of `columns` is not in source table {}", table.source_table),
                         None,
                     )
                 })?);
@@ -154,10 +136,7 @@ pub async fn check_table(
             let c = find(&src, col).ok_or_else(|| {
                 check_error(
                     table,
-                    format!(
-                        "condition column {col:?} is not in source table {}",
-                        table.source_table
-                    ),
+                    format!("condition column {col:?} is not in source table {}", table.source_table),
                     None,
                 )
             })?;
@@ -165,13 +144,18 @@ pub async fn check_table(
                 return Err(check_error(
                     table,
                     format!("condition column {col:?} is {}, not a timestamp or date", c.type_text),
-                    Some("windows are cut on a timestamp, timestamptz or date column; pick one, or use mode = \"full\""),
+                    Some(
+                        "windows are cut on a timestamp, timestamptz or date column; pick one, or use mode = \"full\"",
+                    ),
                 ));
             }
             if table.mode == Mode::Replace && find(&dst, col).is_none() {
                 return Err(check_error(
                     table,
-                    format!("condition column {col:?} is missing in target table {}: replace mode deletes windows by it", table.target_table),
+                    format!(
+                        "condition column {col:?} is missing in target table {}: replace mode deletes windows by it",
+                        table.target_table
+                    ),
                     None,
                 ));
             }
@@ -180,11 +164,7 @@ pub async fn check_table(
         (None, _) => None,
     };
     let binary = binary_compatible(table, &selected, &dst, source, target).await;
-    Ok(TableCheck {
-        columns: selected.into_iter().map(|c| c.name).collect(),
-        condition_type,
-        binary,
-    })
+    Ok(TableCheck { columns: selected.into_iter().map(|c| c.name).collect(), condition_type, binary })
 }
 
 /// Built-in types whose binary form is the same on every server version we talk to.
@@ -228,9 +208,7 @@ async fn binary_compatible(
     }
     let same_types = selected.iter().all(|c| {
         BINARY_SAFE.contains(&c.type_name.as_str())
-            && dst
-                .iter()
-                .any(|t| t.name == c.name && t.type_text == c.type_text)
+            && dst.iter().any(|t| t.name == c.name && t.type_text == c.type_text)
     });
     if !same_types {
         return false;
@@ -245,15 +223,7 @@ async fn binary_compatible(
 }
 
 async fn setting(session: &Session, name: &str) -> Option<String> {
-    session
-        .timed(
-            session
-                .client
-                .query_one("SELECT current_setting($1)", &[&name]),
-        )
-        .await
-        .ok()
-        .map(|r| r.get(0))
+    session.timed(session.client.query_one("SELECT current_setting($1)", &[&name])).await.ok().map(|r| r.get(0))
 }
 
 /// Whether the text form of a source type loads into the target type. Widening within a

@@ -31,8 +31,6 @@ impl Interrupt {
 
     /// The signal, once triggered.
     pub fn signal(&self) -> Option<i32> {
-        self.token
-            .is_cancelled()
-            .then(|| self.signal.load(Ordering::SeqCst))
+        self.token.is_cancelled().then(|| self.signal.load(Ordering::SeqCst))
     }
 }

@@ -1,14 +1,14 @@
 //! The run engine: select tables, lock jobs, check, plan, and move each window atomically.
 
 mod check;
+mod compare_run;
 mod interrupt;
 mod run;
 mod select;
 mod window_run;
 
 pub use check::{check_table, Column, TableCheck};
+pub use compare_run::{compare_tables, CompareOptions};
 pub use interrupt::Interrupt;
-pub use run::{
-    plan_tables, run, Observer, PlannedTable, RunOptions, RunReport, WindowReport, WindowStatus,
-};
+pub use run::{plan_tables, run, table_key, Observer, PlannedTable, RunOptions, RunReport, WindowReport, WindowStatus};
 pub use select::select_tables;

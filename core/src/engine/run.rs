@@ -35,6 +35,13 @@ pub struct RunOptions {
     pub now: NaiveDateTime,
     /// Stop every table at the first failed window.
     pub stop_on_error: bool,
+    /// Load exactly these windows per table (`table_key`) instead of the planned ones.
+    pub windows: Option<BTreeMap<String, Vec<Window>>>,
+}
+
+/// `job/schema.table`, the key of per-table maps.
+pub fn table_key(t: &TableSpec) -> String {
+    format!("{}/{}", t.job, t.source_table)
 }
 
 /// How a window ended.
@@ -84,10 +91,7 @@ pub struct RunReport {
 impl RunReport {
     /// Failed windows.
     pub fn failed(&self) -> usize {
-        self.windows
-            .iter()
-            .filter(|w| w.status == WindowStatus::Failed)
-            .count()
+        self.windows.iter().filter(|w| w.status == WindowStatus::Failed).count()
     }
 }
 
@@ -132,22 +136,15 @@ pub(super) fn handles(
             continue;
         }
         let cfg = config.clusters.get(&name).ok_or_else(|| {
-            Error::Config(crate::config::ConfigError::file(
-                &config.path,
-                format!("cluster {name:?} is not defined"),
-            ))
+            Error::Config(crate::config::ConfigError::file(&config.path, format!("cluster {name:?} is not defined")))
         })?;
         out.insert(name.clone(), ClusterHandle::new(&name, cfg)?);
     }
     Ok(out)
 }
 
-fn application_name() -> String {
-    format!(
-        "gptransfer {} pid {}",
-        crate::host_name(),
-        std::process::id()
-    )
+pub(super) fn application_name() -> String {
+    format!("gptransfer {} pid {}", crate::host_name(), std::process::id())
 }
 
 /// The due windows of each table, from the stored cursors; moves nothing, connects only
@@ -160,13 +157,9 @@ pub async fn plan_tables(
 ) -> Result<Vec<PlannedTable>, Error> {
     let hs = handles(config, [config.state.cluster.clone()])?;
     let state_cluster = hs.get(&config.state.cluster).cloned().ok_or_else(|| {
-        Error::Config(crate::config::ConfigError::file(
-            &config.path,
-            "the state cluster is not defined",
-        ))
+        Error::Config(crate::config::ConfigError::file(&config.path, "the state cluster is not defined"))
     })?;
-    let state =
-        State::open_existing(state_cluster, &config.state.schema, &application_name()).await?;
+    let state = State::open_existing(state_cluster, &config.state.schema, &application_name()).await?;
     let mut out = Vec::new();
     for t in tables {
         let cursor = match &state {
@@ -205,10 +198,10 @@ pub async fn run(
     }
     let clusters = handles(config, names)?;
     let cluster = |name: &str| {
-        clusters.get(name).cloned().ok_or_else(|| Error::State {
-            cluster: name.into(),
-            message: "not configured".into(),
-        })
+        clusters
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::State { cluster: name.into(), message: "not configured".into() })
     };
 
     // Plugins first: an unknown option fails before we touch any server.
@@ -221,24 +214,13 @@ pub async fn run(
             hint: None,
         };
         plugins.push(WindowPlugins {
-            source: registry
-                .source(t.source.get_ref())
-                .map_err(|e| build_err("source", e))?,
-            transport: registry
-                .transport(t.transport.get_ref())
-                .map_err(|e| build_err("transport", e))?,
-            sink: registry
-                .sink(t.sink.get_ref())
-                .map_err(|e| build_err("sink", e))?,
+            source: registry.source(t.source.get_ref()).map_err(|e| build_err("source", e))?,
+            transport: registry.transport(t.transport.get_ref()).map_err(|e| build_err("transport", e))?,
+            sink: registry.sink(t.sink.get_ref()).map_err(|e| build_err("sink", e))?,
         });
     }
 
-    let state = State::open(
-        cluster(&config.state.cluster)?,
-        &config.state.schema,
-        &application,
-    )
-    .await?;
+    let state = State::open(cluster(&config.state.cluster)?, &config.state.schema, &application).await?;
     let mut job_names: Vec<&String> = tables.iter().map(|t| &t.job).collect();
     job_names.sort();
     job_names.dedup();
@@ -253,17 +235,12 @@ pub async fn run(
     for t in &tables {
         for name in [&t.from, &t.to] {
             if !sessions.contains_key(name) {
-                let s = cluster(name)?
-                    .connect(&application, t.timezone.as_deref())
-                    .await?;
+                let s = cluster(name)?.connect(&application, t.timezone.as_deref()).await?;
                 sessions.insert(name.clone(), s);
             }
         }
         let (Some(src), Some(dst)) = (sessions.get(&t.from), sessions.get(&t.to)) else {
-            return Err(Error::State {
-                cluster: t.from.clone(),
-                message: "session lost".into(),
-            });
+            return Err(Error::State { cluster: t.from.clone(), message: "session lost".into() });
         };
         checks.push(check_table(t, src, &t.from, dst, &t.to).await?);
     }
@@ -272,9 +249,13 @@ pub async fn run(
     let mut work = Vec::new();
     for ((t, check), plugins) in tables.into_iter().zip(checks).zip(plugins) {
         let cursor = state.cursor(&t.job, &t.source_table.to_string()).await?;
-        let p = plan(&t, cursor, options.now, options.until);
-        observer.planned(&t, &p.windows);
-        work.push((Arc::new(t), check, plugins, p.windows));
+        let windows = match &options.windows {
+            // Explicit windows (repair): exactly these, whatever the cursor says.
+            Some(map) => map.get(&table_key(&t)).cloned().unwrap_or_default(),
+            None => plan(&t, cursor, options.now, options.until).windows,
+        };
+        observer.planned(&t, &windows);
+        work.push((Arc::new(t), check, plugins, windows));
     }
 
     let mut report = RunReport::default();
@@ -343,10 +324,8 @@ pub async fn run(
             done
         }
     });
-    let results: Vec<Vec<WindowReport>> = stream::iter(per_table)
-        .buffer_unordered(options.parallel.max(1))
-        .collect()
-        .await;
+    let results: Vec<Vec<WindowReport>> =
+        stream::iter(per_table).buffer_unordered(options.parallel.max(1)).collect().await;
     report.windows = results.into_iter().flatten().collect();
     report.interrupted_by = interrupt.signal();
     for lock in locks {

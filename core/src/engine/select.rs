@@ -4,11 +4,7 @@ use crate::config::{Config, ConfigError, TableSpec};
 
 /// The enabled tables matching the filters. A filter that matches nothing is an error, so a
 /// typo never turns into a silent no-op.
-pub fn select_tables(
-    config: &Config,
-    jobs: &[String],
-    tables: &[String],
-) -> Result<Vec<TableSpec>, ConfigError> {
+pub fn select_tables(config: &Config, jobs: &[String], tables: &[String]) -> Result<Vec<TableSpec>, ConfigError> {
     for j in jobs {
         if !config.jobs.iter().any(|job| &job.name == j) {
             let known: Vec<_> = config.jobs.iter().map(|j| j.name.as_str()).collect();
@@ -38,7 +34,5 @@ pub fn select_tables(
 
 fn matches_table(t: &TableSpec, name: &str) -> bool {
     let parsed = crate::dialect::QualifiedName::parse(name).ok();
-    parsed.as_ref() == Some(&t.source_table)
-        || t.source_table.name == name
-        || t.source_table.to_string() == name
+    parsed.as_ref() == Some(&t.source_table) || t.source_table.name == name || t.source_table.to_string() == name
 }

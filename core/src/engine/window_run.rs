@@ -12,9 +12,7 @@ use super::run::{Observer, WindowReport, WindowStatus};
 use crate::cluster::ClusterHandle;
 use crate::config::TableSpec;
 use crate::error::RoleError;
-use crate::roles::{
-    CopyFormat, Counters, Delivered, Sink, SinkWindow, Source, Transport, WindowCtx,
-};
+use crate::roles::{CopyFormat, Counters, Delivered, Sink, SinkWindow, Source, Transport, WindowCtx};
 use crate::state::{Outcome, State};
 use crate::window::Window;
 
@@ -56,10 +54,7 @@ pub(super) async fn run_window(
         elapsed_seconds: 0.0,
         error: None,
     };
-    let format = if check.binary
-        && plugins.source.supports_binary()
-        && plugins.sink.supports_binary(table.mode)
-    {
+    let format = if check.binary && plugins.source.supports_binary() && plugins.sink.supports_binary(table.mode) {
         CopyFormat::Binary
     } else {
         CopyFormat::Text
@@ -68,10 +63,7 @@ pub(super) async fn run_window(
         CopyFormat::Binary => format!("{} (binary)", table.chain()),
         CopyFormat::Text => table.chain(),
     };
-    let history_id = match state
-        .history_start(table, &window, &chain, &crate::host_name())
-        .await
-    {
+    let history_id = match state.history_start(table, &window, &chain, &crate::host_name()).await {
         Ok(id) => id,
         Err(e) => {
             report.error = Some(format!("cannot record the window in history: {e}"));
@@ -113,17 +105,7 @@ pub(super) async fn run_window(
                 return Err(e);
             }
         };
-        finish(
-            state,
-            table,
-            history_id,
-            window,
-            delivered,
-            started,
-            sink,
-            state_on_target,
-        )
-        .await?;
+        finish(state, table, history_id, window, delivered, started, sink, state_on_target).await?;
         Ok(delivered)
     };
 
@@ -151,26 +133,12 @@ pub(super) async fn run_window(
                     if sig == 15 { "SIGTERM" } else { "SIGINT" }
                 ),
             };
-            let partial = Delivered {
-                rows_read: rows,
-                bytes,
-                rows_written: 0,
-            };
+            let partial = Delivered { rows_read: rows, bytes, rows_written: 0 };
             if let Err(e) = state
-                .history_finish(
-                    state.client(),
-                    history_id,
-                    Outcome::Failed,
-                    partial,
-                    elapsed,
-                    Some(&message),
-                )
+                .history_finish(state.client(), history_id, Outcome::Failed, partial, elapsed, Some(&message))
                 .await
             {
-                tracing::warn!(
-                    "could not record the failure in history: {}",
-                    crate::error::pg_message(&e)
-                );
+                tracing::warn!("could not record the failure in history: {}", crate::error::pg_message(&e));
             }
             tracing::error!(
                 job = %table.job, table = %table.source_table, window = %window.id(),
@@ -198,37 +166,23 @@ async fn finish(
 ) -> Result<(), RoleError> {
     let elapsed = started.elapsed().as_secs_f64();
     let name = table.source_table.to_string();
-    let state_err =
-        |e: tokio_postgres::Error| RoleError::from_pg("recording the window in state", &e);
+    let state_err = |e: tokio_postgres::Error| RoleError::from_pg("recording the window in state", &e);
     match sink.transaction() {
         Some(tx) if state_on_target => {
             state
                 .history_finish(tx, history_id, Outcome::Succeeded, delivered, elapsed, None)
                 .await
                 .map_err(state_err)?;
-            state
-                .advance_cursor(tx, &table.job, &name, window.end)
-                .await
-                .map_err(state_err)?;
+            state.advance_cursor(tx, &table.job, &name, window.end).await.map_err(state_err)?;
             sink.commit().await
         }
         _ => {
             sink.commit().await?;
             state
-                .history_finish(
-                    state.client(),
-                    history_id,
-                    Outcome::Succeeded,
-                    delivered,
-                    elapsed,
-                    None,
-                )
+                .history_finish(state.client(), history_id, Outcome::Succeeded, delivered, elapsed, None)
                 .await
                 .map_err(state_err)?;
-            state
-                .advance_cursor(state.client(), &table.job, &name, window.end)
-                .await
-                .map_err(state_err)
+            state.advance_cursor(state.client(), &table.job, &name, window.end).await.map_err(state_err)
         }
     }
 }

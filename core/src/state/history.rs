@@ -178,15 +178,7 @@ impl State {
         );
         let rows = self
             .client()
-            .query(
-                &sql,
-                &[
-                    &filter.job,
-                    &filter.table,
-                    &filter.failed_only,
-                    &filter.limit,
-                ],
-            )
+            .query(&sql, &[&filter.job, &filter.table, &filter.failed_only, &filter.limit])
             .await
             .map_err(|e| self.error("reading history", &e))?;
         Ok(rows

@@ -37,19 +37,13 @@ impl State {
             .map_err(|e| self.error("taking the job lock", &e))?
             .get(0);
         if got {
-            return Ok(JobLock {
-                job: job.to_string(),
-                key,
-            });
+            return Ok(JobLock { job: job.to_string(), key });
         }
         // pg_locks shows oids, i.e. the keys as unsigned 32-bit numbers.
         let as_oid = |k: i32| i64::from(u32::from_ne_bytes(k.to_ne_bytes()));
         let holder = match self
             .client()
-            .query_opt(
-                sql::advisory_lock_holder(self.session.flavour),
-                &[&as_oid(NAMESPACE), &as_oid(key)],
-            )
+            .query_opt(sql::advisory_lock_holder(self.session.flavour), &[&as_oid(NAMESPACE), &as_oid(key)])
             .await
         {
             Ok(Some(r)) => {
@@ -58,27 +52,16 @@ impl State {
                 let app: String = r.get(2);
                 let addr: String = r.get(3);
                 let since: String = r.get(4);
-                format!(
-                    "{app:?} (server pid {pid}, user {user}, from {addr}, connected since {since})"
-                )
+                format!("{app:?} (server pid {pid}, user {user}, from {addr}, connected since {since})")
             }
             _ => "another session (it could not be identified)".to_string(),
         };
-        Err(Error::Locked {
-            job: job.to_string(),
-            holder,
-        })
+        Err(Error::Locked { job: job.to_string(), holder })
     }
 
     /// Releases a lock early (it is released anyway when the session ends).
     pub async fn release(&self, lock: JobLock) {
-        let _ = self
-            .client()
-            .execute(
-                "SELECT pg_advisory_unlock($1, $2)",
-                &[&NAMESPACE, &lock.key],
-            )
-            .await;
+        let _ = self.client().execute("SELECT pg_advisory_unlock($1, $2)", &[&NAMESPACE, &lock.key]).await;
         tracing::debug!(job = %lock.job, "job lock released");
     }
 }

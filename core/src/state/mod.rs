@@ -1,10 +1,12 @@
 //! The tool's own tables: history (one row per window attempt), cursors (per job and table),
 //! and the advisory lock per job. DDL and queries are valid from 8.2 (GP4) on.
 
+mod alarms;
 mod history;
 mod lock;
 mod schema;
 
+pub use alarms::AlarmStatus;
 pub use history::{HistoryFilter, HistoryRow, Outcome};
 pub use lock::JobLock;
 
@@ -33,28 +35,15 @@ async fn connect(cluster: &ClusterHandle, application: &str) -> Result<Session, 
         .client
         .batch_execute(&format!("SET statement_timeout = {ms}"))
         .await
-        .map_err(|e| {
-            cluster.error(
-                format!("cannot set statement_timeout: {}", pg_message(&e)),
-                None,
-            )
-        })?;
+        .map_err(|e| cluster.error(format!("cannot set statement_timeout: {}", pg_message(&e)), None))?;
     Ok(session)
 }
 
 impl State {
     /// Connects and creates or migrates the schema.
-    pub async fn open(
-        cluster: ClusterHandle,
-        schema: &str,
-        application: &str,
-    ) -> Result<State, Error> {
+    pub async fn open(cluster: ClusterHandle, schema: &str, application: &str) -> Result<State, Error> {
         let session = connect(&cluster, application).await?;
-        let state = State {
-            cluster,
-            session,
-            schema: schema.to_string(),
-        };
+        let state = State { cluster, session, schema: schema.to_string() };
         schema::migrate(&state).await?;
         Ok(state)
     }
@@ -66,11 +55,7 @@ impl State {
         application: &str,
     ) -> Result<Option<State>, Error> {
         let session = connect(&cluster, application).await?;
-        let state = State {
-            cluster,
-            session,
-            schema: schema.to_string(),
-        };
+        let state = State { cluster, session, schema: schema.to_string() };
         Ok(schema::exists(&state).await?.then_some(state))
     }
 
@@ -85,23 +70,14 @@ impl State {
     }
 
     pub(crate) fn error(&self, what: &str, e: &tokio_postgres::Error) -> Error {
-        Error::State {
-            cluster: self.cluster.name.clone(),
-            message: format!("{what}: {}", pg_message(e)),
-        }
+        Error::State { cluster: self.cluster.name.clone(), message: format!("{what}: {}", pg_message(e)) }
     }
 
     /// The cursor of a table: the end of its last loaded window.
     pub async fn cursor(&self, job: &str, table: &str) -> Result<Option<NaiveDateTime>, Error> {
-        let sql = format!(
-            "SELECT cursor_end FROM {} WHERE job = $1 AND table_name = $2",
-            self.table("cursors")
-        );
-        let row = self
-            .client()
-            .query_opt(&sql, &[&job, &table])
-            .await
-            .map_err(|e| self.error("reading the cursor", &e))?;
+        let sql = format!("SELECT cursor_end FROM {} WHERE job = $1 AND table_name = $2", self.table("cursors"));
+        let row =
+            self.client().query_opt(&sql, &[&job, &table]).await.map_err(|e| self.error("reading the cursor", &e))?;
         Ok(row.map(|r| r.get(0)))
     }
 
@@ -116,7 +92,7 @@ impl State {
     ) -> Result<(), tokio_postgres::Error> {
         // No upsert: GP6 and 8.2 have no ON CONFLICT; the job lock makes this race-free.
         let update = format!(
-            "UPDATE {} SET cursor_end = $3, updated_at = now() WHERE job = $1 AND table_name = $2",
+            "UPDATE {} SET cursor_end = greatest(cursor_end, $3), updated_at = now() WHERE job = $1 AND table_name = $2",
             self.table("cursors")
         );
         if client.execute(&update, &[&job, &table, &end]).await? == 0 {

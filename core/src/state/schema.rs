@@ -6,7 +6,7 @@ use crate::dialect::sql;
 use crate::error::Error;
 
 /// Bumped when the DDL below changes; each step migrates from the one before.
-const VERSION: i32 = 1;
+const VERSION: i32 = 2;
 const MIGRATION_LOCK: (i32, i32) = (0x6770_7472, 0);
 
 pub(super) async fn exists(state: &State) -> Result<bool, Error> {
@@ -21,19 +21,11 @@ pub(super) async fn exists(state: &State) -> Result<bool, Error> {
 pub(super) async fn migrate(state: &State) -> Result<(), Error> {
     let client = state.client();
     client
-        .execute(
-            "SELECT pg_advisory_lock($1, $2)",
-            &[&MIGRATION_LOCK.0, &MIGRATION_LOCK.1],
-        )
+        .execute("SELECT pg_advisory_lock($1, $2)", &[&MIGRATION_LOCK.0, &MIGRATION_LOCK.1])
         .await
         .map_err(|e| state.error("locking for migration", &e))?;
     let result = migrate_locked(state).await;
-    let _ = client
-        .execute(
-            "SELECT pg_advisory_unlock($1, $2)",
-            &[&MIGRATION_LOCK.0, &MIGRATION_LOCK.1],
-        )
-        .await;
+    let _ = client.execute("SELECT pg_advisory_unlock($1, $2)", &[&MIGRATION_LOCK.0, &MIGRATION_LOCK.1]).await;
     result
 }
 
@@ -41,10 +33,7 @@ async fn migrate_locked(state: &State) -> Result<(), Error> {
     let client = state.client();
     let flavour = state.session.flavour;
     let schema_exists = client
-        .query_opt(
-            "SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1",
-            &[&state.schema],
-        )
+        .query_opt("SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1", &[&state.schema])
         .await
         .map_err(|e| state.error("looking for the state schema", &e))?
         .is_some();
@@ -56,10 +45,7 @@ async fn migrate_locked(state: &State) -> Result<(), Error> {
     }
     let current: i32 = if exists(state).await? {
         client
-            .query_one(
-                &format!("SELECT max(version) FROM {}", state.table("schema_version")),
-                &[],
-            )
+            .query_one(&format!("SELECT max(version) FROM {}", state.table("schema_version")), &[])
             .await
             .map_err(|e| state.error("reading the state version", &e))?
             .get::<_, Option<i32>>(0)
@@ -120,6 +106,38 @@ COMMIT;",
         if let Err(e) = client.batch_execute(&ddl).await {
             let _ = client.batch_execute("ROLLBACK").await;
             return Err(state.error("creating the state tables", &e));
+        }
+    }
+    if current < 2 {
+        // Version 2: alarms (compare). `diff` is 1 while an alarm is active and 0 once reset,
+        // as the seed's alarm SQL expects.
+        let ddl = format!(
+            "BEGIN;
+CREATE TABLE {alarms} (
+    id bigserial PRIMARY KEY,
+    data_name text NOT NULL,
+    job text NOT NULL,
+    table_name text NOT NULL,
+    window_id text NOT NULL,
+    bucket text NOT NULL,
+    source_count bigint NOT NULL,
+    target_count bigint NOT NULL,
+    kind text NOT NULL,
+    key text,
+    diff integer NOT NULL,
+    detected_at timestamptz NOT NULL,
+    reset_at timestamptz
+);
+CREATE INDEX {alarms_idx} ON {alarms} (detected_at);
+INSERT INTO {version} VALUES (2, now());
+COMMIT;",
+            alarms = state.table("alarms"),
+            alarms_idx = crate::dialect::quote_ident("alarms_detected_at"),
+            version = state.table("schema_version"),
+        );
+        if let Err(e) = client.batch_execute(&ddl).await {
+            let _ = client.batch_execute("ROLLBACK").await;
+            return Err(state.error("creating the alarm table", &e));
         }
     }
     Ok(())

@@ -79,10 +79,7 @@ struct CopyWindow {
 
 fn target_err(ctx: &WindowCtx, what: &str) -> impl Fn(RoleError) -> RoleError {
     let prefix = format!("{what} on target cluster {:?}", ctx.target.name);
-    move |e| RoleError {
-        message: format!("{prefix}: {}", e.message),
-        ..e
-    }
+    move |e| RoleError { message: format!("{prefix}: {}", e.message), ..e }
 }
 
 #[async_trait]
@@ -112,25 +109,14 @@ impl Sink for CopySink {
                 statements.push(sql::delete_window(&t.target_table, &p));
             }
             Mode::Full => statements.push(sql::truncate(&t.target_table)),
-            Mode::Merge => statements.push(sql::merge_staging(
-                session.flavour,
-                &t.target_table,
-                STAGING,
-                &ctx.columns,
-            )),
+            Mode::Merge => statements.push(sql::merge_staging(session.flavour, &t.target_table, STAGING, &ctx.columns)),
             Mode::Append => {}
         }
         for s in &statements {
             tracing::debug!(cluster = %ctx.target.name, "{s}");
-            session
-                .timed(session.client.batch_execute(s))
-                .await
-                .map_err(target_err(ctx, "preparing the window"))?;
+            session.timed(session.client.batch_execute(s)).await.map_err(target_err(ctx, "preparing the window"))?;
         }
-        Ok(Box::new(CopyWindow {
-            session,
-            ctx: ctx.clone(),
-        }))
+        Ok(Box::new(CopyWindow { session, ctx: ctx.clone() }))
     }
 }
 
@@ -139,11 +125,7 @@ impl SinkWindow for CopyWindow {
     async fn load(&mut self, mut rows: ByteStream) -> Result<u64, RoleError> {
         let ctx = &self.ctx;
         let t = &ctx.table;
-        let into = if t.mode == Mode::Merge {
-            quote_ident(STAGING)
-        } else {
-            t.target_table.quoted()
-        };
+        let into = if t.mode == Mode::Merge { quote_ident(STAGING) } else { t.target_table.quoted() };
         let merge = t.mode == Mode::Merge;
         let statement = if merge {
             let mut cols = ctx.columns.as_ref().clone();
@@ -155,37 +137,20 @@ impl SinkWindow for CopyWindow {
         let mut numbering = BatchNumbering::default();
         let session = &self.session;
         let sink = session
-            .timed(
-                session
-                    .client
-                    .copy_in::<_, bytes::Bytes>(statement.as_str()),
-            )
+            .timed(session.client.copy_in::<_, bytes::Bytes>(statement.as_str()))
             .await
             .map_err(target_err(ctx, "starting COPY"))?;
         let mut sink = Box::pin(sink);
         while let Some(chunk) = rows.next().await {
             let chunk = chunk?;
-            let chunk = if merge {
-                numbering.number(&chunk)
-            } else {
-                chunk
-            };
-            session
-                .timed(sink.feed(chunk))
-                .await
-                .map_err(target_err(ctx, "writing rows"))?;
+            let chunk = if merge { numbering.number(&chunk) } else { chunk };
+            session.timed(sink.feed(chunk)).await.map_err(target_err(ctx, "writing rows"))?;
         }
-        let written = session
-            .timed(sink.as_mut().finish())
-            .await
-            .map_err(target_err(ctx, "finishing COPY"))?;
+        let written = session.timed(sink.as_mut().finish()).await.map_err(target_err(ctx, "finishing COPY"))?;
         if t.mode == Mode::Merge {
             for s in sql::merge_apply(&t.target_table, STAGING, &ctx.columns, &t.key) {
                 tracing::debug!(cluster = %ctx.target.name, "{s}");
-                session
-                    .timed(session.client.batch_execute(&s))
-                    .await
-                    .map_err(target_err(ctx, "merging"))?;
+                session.timed(session.client.batch_execute(&s)).await.map_err(target_err(ctx, "merging"))?;
             }
         }
         Ok(written)
@@ -197,10 +162,7 @@ impl SinkWindow for CopyWindow {
 
     async fn commit(self: Box<Self>) -> Result<(), RoleError> {
         let ctx = &self.ctx;
-        self.session
-            .timed(self.session.client.batch_execute("COMMIT"))
-            .await
-            .map_err(target_err(ctx, "committing"))
+        self.session.timed(self.session.client.batch_execute("COMMIT")).await.map_err(target_err(ctx, "committing"))
     }
 
     async fn abort(self: Box<Self>) {

@@ -43,9 +43,7 @@ impl Factory<dyn Source> for CopySourceFactory {
         parse_options::<CopySourceConfig>(options).map(|_| ())
     }
     fn build(&self, options: &toml::Table) -> Result<Arc<dyn Source>, String> {
-        Ok(Arc::new(CopySource {
-            config: parse_options(options)?,
-        }))
+        Ok(Arc::new(CopySource { config: parse_options(options)? }))
     }
 }
 
@@ -67,12 +65,7 @@ impl CopySource {
                 None => format!("({f})"),
             });
         }
-        sql::copy_out(
-            &ctx.table.source_table,
-            &ctx.columns,
-            predicate.as_deref(),
-            ctx.format == CopyFormat::Binary,
-        )
+        sql::copy_out(&ctx.table.source_table, &ctx.columns, predicate.as_deref(), ctx.format == CopyFormat::Binary)
     }
 }
 
@@ -90,16 +83,10 @@ impl Source for CopySource {
             .map_err(|e| RoleError::retriable(e.to_string()))?;
         let statement = self.statement(ctx);
         tracing::debug!(cluster = %ctx.source.name, "{statement}");
-        let stream = session
-            .timed(session.client.copy_out(statement.as_str()))
-            .await
-            .map_err(|e| RoleError {
-                message: format!(
-                    "reading from source cluster {:?}: {}",
-                    ctx.source.name, e.message
-                ),
-                ..e
-            })?;
+        let stream = session.timed(session.client.copy_out(statement.as_str())).await.map_err(|e| RoleError {
+            message: format!("reading from source cluster {:?}: {}", ctx.source.name, e.message),
+            ..e
+        })?;
         let timeout = session.read_timeout;
         let cluster = ctx.source.name.clone();
         // The session moves into the stream: the connection lives exactly as long as the read.

@@ -37,10 +37,7 @@ fn default_queue_chunks() -> usize {
 
 impl Default for StreamConfig {
     fn default() -> Self {
-        StreamConfig {
-            chunk_bytes: default_chunk_bytes(),
-            queue_chunks: default_queue_chunks(),
-        }
+        StreamConfig { chunk_bytes: default_chunk_bytes(), queue_chunks: default_queue_chunks() }
     }
 }
 
@@ -72,9 +69,7 @@ impl Factory<dyn Transport> for StreamFactory {
     }
     fn build(&self, options: &toml::Table) -> Result<Arc<dyn Transport>, String> {
         self.validate(options)?;
-        Ok(Arc::new(StreamTransport {
-            config: parse_options(options)?,
-        }))
+        Ok(Arc::new(StreamTransport { config: parse_options(options)? }))
     }
 }
 
@@ -102,9 +97,7 @@ impl Transport for StreamTransport {
                         total_bytes += b.len() as u64;
                         counters.add(n, b.len() as u64);
                         buf.extend_from_slice(&b);
-                        if buf.len() >= chunk_bytes
-                            && tx.send(Ok(buf.split().freeze())).await.is_err()
-                        {
+                        if buf.len() >= chunk_bytes && tx.send(Ok(buf.split().freeze())).await.is_err() {
                             // The sink stopped reading; its error is the one to report.
                             return Ok((total_rows, total_bytes));
                         }
@@ -121,9 +114,7 @@ impl Transport for StreamTransport {
             Ok((total_rows, total_bytes))
         });
         let abort = pump.abort_handle();
-        let incoming = futures_util::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|item| (item, rx))
-        });
+        let incoming = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
         let loaded = sink.load(Box::pin(incoming)).await;
         if loaded.is_err() {
             abort.abort();
@@ -131,17 +122,11 @@ impl Transport for StreamTransport {
         let pumped = match pump.await {
             Ok(r) => r,
             Err(e) if e.is_cancelled() => Ok((0, 0)),
-            Err(e) => Err(RoleError::new(format!(
-                "the source reader stopped unexpectedly: {e}"
-            ))),
+            Err(e) => Err(RoleError::new(format!("the source reader stopped unexpectedly: {e}"))),
         };
         // The source's error is the cause; the sink's is usually its consequence.
         let (rows_read, bytes) = pumped?;
         let rows_written = loaded?;
-        Ok(Delivered {
-            rows_read,
-            bytes,
-            rows_written,
-        })
+        Ok(Delivered { rows_read, bytes, rows_written })
     }
 }

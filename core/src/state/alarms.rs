@@ -1,0 +1,82 @@
+//! Alarms: one row per difference a compare found (`data_name = 'GPTRANSFER'`), polled by
+//! `alarm check`, acknowledged by `alarm reset` (diff set to 0, reset time kept).
+
+use super::State;
+use crate::compare::WindowComparison;
+use crate::error::Error;
+
+/// What `alarm check` found.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AlarmStatus {
+    /// Active differences in the period.
+    pub differences: i64,
+    /// Tables with active differences.
+    pub tables: Vec<String>,
+}
+
+impl State {
+    /// Records every difference of a window (one row per key; one summary row when keys
+    /// were cut off or could not be listed). Returns the rows written.
+    pub async fn record_alarms(&self, c: &WindowComparison, bucket_of_summary: &str) -> Result<u64, Error> {
+        if c.equal {
+            return Ok(0);
+        }
+        let sql = format!(
+            "INSERT INTO {} (data_name, job, table_name, window_id, bucket, source_count, target_count, kind, key, diff, detected_at) \
+             VALUES ('GPTRANSFER', $1, $2, $3, $4, $5, $6, $7, $8, 1, now())",
+            self.table("alarms")
+        );
+        let mut written = 0;
+        for d in &c.differences {
+            let key = Some(d.key.as_str());
+            self.client()
+                .execute(
+                    &sql,
+                    &[&c.job, &c.table, &c.window, &d.bucket, &c.source_count, &c.target_count, &d.kind.as_str(), &key],
+                )
+                .await
+                .map_err(|e| self.error("writing alarms", &e))?;
+            written += 1;
+        }
+        if c.differences.len() < c.total_differences || c.differences.is_empty() {
+            let kind = if c.error.is_some() { "error" } else { "count" };
+            let note = match &c.error {
+                Some(e) => Some(e.clone()),
+                None => Some(format!("{} differences in all, {} listed", c.total_differences, c.differences.len())),
+            };
+            self.client()
+                .execute(
+                    &sql,
+                    &[&c.job, &c.table, &c.window, &bucket_of_summary, &c.source_count, &c.target_count, &kind, &note],
+                )
+                .await
+                .map_err(|e| self.error("writing alarms", &e))?;
+            written += 1;
+        }
+        Ok(written)
+    }
+
+    /// Active alarms detected in the last `hours`.
+    pub async fn alarm_status(&self, hours: f64) -> Result<AlarmStatus, Error> {
+        let sql = format!(
+            "SELECT table_name, count(*)::bigint FROM {} WHERE data_name = 'GPTRANSFER' AND diff > 0 \
+             AND detected_at >= now() - ($1::float8 * interval '1 hour') GROUP BY table_name ORDER BY table_name",
+            self.table("alarms")
+        );
+        let rows = self.client().query(&sql, &[&hours]).await.map_err(|e| self.error("reading alarms", &e))?;
+        Ok(AlarmStatus {
+            differences: rows.iter().map(|r| r.get::<_, i64>(1)).sum(),
+            tables: rows.iter().map(|r| r.get(0)).collect(),
+        })
+    }
+
+    /// Acknowledges active alarms (all, or of one table, or detected before a time).
+    pub async fn alarm_reset(&self, table: Option<&str>, before: Option<chrono::NaiveDateTime>) -> Result<u64, Error> {
+        let sql = format!(
+            "UPDATE {} SET diff = 0, reset_at = now() WHERE diff > 0 AND ($1::text IS NULL OR table_name = $1) \
+             AND ($2::timestamp IS NULL OR detected_at < $2::timestamp)",
+            self.table("alarms")
+        );
+        self.client().execute(&sql, &[&table, &before]).await.map_err(|e| self.error("resetting alarms", &e))
+    }
+}

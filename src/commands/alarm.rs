@@ -1,0 +1,53 @@
+//! `gptransfer alarm check | reset`: for a monitor that polls every 15 minutes.
+
+use gptransfer_core::cluster::ClusterHandle;
+use gptransfer_core::config::{find_config_path, Config, ConfigError};
+use gptransfer_core::error::exit;
+use gptransfer_core::state::State;
+
+use super::parse_ts;
+use crate::cli::AlarmCommand;
+
+pub async fn alarm(config: Option<&std::path::Path>, command: AlarmCommand) -> anyhow::Result<i32> {
+    let config = Config::load(&find_config_path(config)).map_err(gptransfer_core::Error::Config)?;
+    let cfg = config.clusters.get(&config.state.cluster).ok_or_else(|| {
+        gptransfer_core::Error::Config(ConfigError::file(&config.path, "the state cluster is not defined"))
+    })?;
+    let cluster = ClusterHandle::new(&config.state.cluster, cfg)?;
+    let app = format!("gptransfer alarm pid {}", std::process::id());
+    // The schema is created here too, so a monitor polling before the first compare sees NORMAL.
+    let state = State::open(cluster, &config.state.schema, &app).await?;
+    match command {
+        AlarmCommand::Check { hours } => {
+            let status = state.alarm_status(hours).await?;
+            if status.differences == 0 {
+                println!("{}", config.alarm.normal_message);
+                Ok(exit::OK)
+            } else {
+                println!(
+                    "{} {} differences in {}",
+                    config.alarm.abnormal_message,
+                    status.differences,
+                    status.tables.join(", ")
+                );
+                Ok(exit::DIFFERENCES)
+            }
+        }
+        AlarmCommand::Reset { table, before } => {
+            let before = parse_ts("--before", before.as_deref())?;
+            let table = match table {
+                Some(t) => Some(
+                    gptransfer_core::dialect::QualifiedName::parse(&t)
+                        .map_err(|e| {
+                            gptransfer_core::Error::Config(ConfigError::file(std::path::Path::new("--table"), e))
+                        })?
+                        .to_string(),
+                ),
+                None => None,
+            };
+            let n = state.alarm_reset(table.as_deref(), before).await?;
+            println!("{n} alarm(s) reset");
+            Ok(exit::OK)
+        }
+    }
+}

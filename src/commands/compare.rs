@@ -1,0 +1,175 @@
+//! `gptransfer compare [--repair]`: a report per table and window; exit 3 on differences.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use gptransfer_core::compare::WindowComparison;
+use gptransfer_core::config::{Config, Mode, TableSpec};
+use gptransfer_core::engine::{self, compare_tables, select_tables, table_key, CompareOptions, RunOptions};
+use gptransfer_core::error::exit;
+use gptransfer_core::registry::Registry;
+use gptransfer_core::window::Window;
+
+use super::{load_config, now, parse_ts};
+use crate::cli::{CompareArgs, OutputFormat};
+use crate::{progress, signals};
+
+#[derive(serde::Serialize)]
+struct CompareOutput<'a> {
+    windows: &'a [WindowComparison],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    after_repair: Option<&'a [WindowComparison]>,
+}
+
+pub async fn compare(config: Option<&std::path::Path>, registry: &Registry, args: CompareArgs) -> anyhow::Result<i32> {
+    let config = load_config(config, registry)?;
+    let tables =
+        select_tables(&config, &args.selection.jobs, &args.selection.tables).map_err(gptransfer_core::Error::Config)?;
+    let options = CompareOptions {
+        from: parse_ts("--from", args.from.as_deref())?,
+        to: parse_ts("--to", args.to.as_deref())?,
+        max_keys: args.show,
+        windows: None,
+        record_alarms: true,
+    };
+    let before = compare_tables(&config, registry, &tables, &options).await?;
+    let after = if args.repair { repair(&config, registry, &tables, &before, args.show).await? } else { None };
+
+    match args.output {
+        OutputFormat::Json => {
+            let out = CompareOutput { windows: &before, after_repair: after.as_deref() };
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        }
+        OutputFormat::Human => {
+            print!("{}", render(&before, args.show));
+            if let Some(after) = &after {
+                println!("\nafter repair:");
+                print!("{}", render(after, args.show));
+            }
+        }
+    }
+    let last = after.as_deref().unwrap_or(&before);
+    Ok(outcome(last))
+}
+
+/// 0 all equal, 3 differences, 1 a window could not be compared.
+pub fn outcome(found: &[WindowComparison]) -> i32 {
+    if found.iter().any(|c| c.error.is_some()) {
+        exit::FAILED
+    } else if found.iter().any(|c| !c.equal) {
+        exit::DIFFERENCES
+    } else {
+        exit::OK
+    }
+}
+
+/// Re-transfers the differing windows with the table's chain, as a replace of the window
+/// (append and merge cannot remove extra rows), then compares them again.
+async fn repair(
+    config: &Config,
+    registry: &Registry,
+    tables: &[TableSpec],
+    found: &[WindowComparison],
+    show: usize,
+) -> anyhow::Result<Option<Vec<WindowComparison>>> {
+    let mut windows: BTreeMap<String, Vec<Window>> = BTreeMap::new();
+    let mut repaired: Vec<TableSpec> = Vec::new();
+    for t in tables {
+        let name = t.source_table.to_string();
+        let bad: Vec<Window> = found
+            .iter()
+            .filter(|c| c.job == t.job && c.table == name && !c.equal)
+            .filter_map(|c| parse_window(&c.window).or(if c.window == "full" { Some(full_window()) } else { None }))
+            .collect();
+        if bad.is_empty() {
+            continue;
+        }
+        let mut spec = t.clone();
+        if matches!(spec.mode, Mode::Append | Mode::Merge) {
+            spec.mode = Mode::Replace;
+        }
+        windows.insert(table_key(&spec), bad);
+        repaired.push(spec);
+    }
+    if repaired.is_empty() {
+        return Ok(None);
+    }
+    let options = RunOptions {
+        jobs: Vec::new(),
+        tables: Vec::new(),
+        until: None,
+        parallel: 1,
+        dry_run: false,
+        now: now(),
+        stop_on_error: false,
+        windows: Some(windows.clone()),
+    };
+    let observer = Arc::new(progress::Reporter::new(false));
+    let report = engine::run(config, registry, repaired.clone(), &options, observer, signals::install()).await?;
+    for w in report.windows.iter().filter(|w| w.error.is_some()) {
+        eprintln!("repair of {} {} failed: {}", w.table, w.window, w.error.as_deref().unwrap_or(""));
+    }
+    let again = CompareOptions { from: None, to: None, max_keys: show, windows: Some(windows), record_alarms: true };
+    Ok(Some(compare_tables(config, registry, &repaired, &again).await?))
+}
+
+fn parse_window(id: &str) -> Option<Window> {
+    let (a, b) = id.split_once('^')?;
+    let p = |s: &str| chrono::NaiveDateTime::parse_from_str(s, "%Y%m%d%H%M%S").ok();
+    Some(Window { start: p(a)?, end: p(b)? })
+}
+
+fn full_window() -> Window {
+    let t = now();
+    Window { start: t, end: t }
+}
+
+/// The report for people: one block per window that differs, one line per equal table.
+pub fn render(found: &[WindowComparison], show: usize) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let mut equal_per_table: BTreeMap<(String, String), (usize, i64)> = BTreeMap::new();
+    for c in found {
+        if c.equal {
+            let e = equal_per_table.entry((c.job.clone(), c.table.clone())).or_default();
+            e.0 += 1;
+            e.1 += c.source_count;
+            continue;
+        }
+        let status = if c.error.is_some() { "ERROR" } else { "DIFFERENT" };
+        let _ = writeln!(
+            out,
+            "{status} {} / {} window {}: source {} rows, target {} rows",
+            c.job, c.table, c.window, c.source_count, c.target_count
+        );
+        if let Some(e) = &c.error {
+            let _ = writeln!(out, "  error: {e}");
+        }
+        if c.total_differences > 0 {
+            let _ = writeln!(
+                out,
+                "  {} differing key(s){}:",
+                c.total_differences,
+                if c.total_differences > c.differences.len().min(show) {
+                    format!(", first {}", c.differences.len().min(show))
+                } else {
+                    String::new()
+                }
+            );
+            for d in c.differences.iter().take(show) {
+                let rows = if d.rows > 1 { format!(" ×{}", d.rows) } else { String::new() };
+                let bucket = if d.bucket.is_empty() { String::new() } else { format!("  [{}]", d.bucket) };
+                let _ = writeln!(out, "    {:<8} {}{rows}{bucket}", d.kind.as_str(), d.key);
+            }
+        }
+        let levels: Vec<String> =
+            c.levels.iter().map(|l| format!("{} {}/{} differ", l.level, l.differing, l.buckets)).collect();
+        let _ = writeln!(out, "  drill-down: {}", levels.join(", "));
+    }
+    for ((job, table), (windows, rows)) in &equal_per_table {
+        let _ = writeln!(out, "equal     {job} / {table}: {windows} window(s), {rows} rows");
+    }
+    let differing = found.iter().filter(|c| !c.equal).count();
+    let _ = writeln!(out, "{} window(s) compared, {differing} differ", found.len());
+    out
+}
