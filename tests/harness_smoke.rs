@@ -20,29 +20,13 @@ async fn admin_connection_writes_and_reads_the_source() {
         .await
         .unwrap();
 
-    let rows = admin
-        .query("SELECT id, name FROM items ORDER BY id", &[])
-        .await
-        .unwrap();
+    let rows = admin.query("SELECT id, name FROM items ORDER BY id", &[]).await.unwrap();
     let rows: Vec<(i32, Option<String>)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-    assert_eq!(
-        rows,
-        [
-            (1, Some("one".to_string())),
-            (2, Some("two".to_string())),
-            (3, None)
-        ]
-    );
+    assert_eq!(rows, [(1, Some("one".to_string())), (2, Some("two".to_string())), (3, None)]);
 
     // psql sees the same rows; the target has the database but not the table.
-    assert_eq!(
-        env.src_psql("SELECT id, coalesce(name, '-') FROM items ORDER BY id"),
-        "1|one\n2|two\n3|-"
-    );
-    assert_eq!(
-        env.dst_psql("SELECT count(*) FROM pg_tables WHERE tablename = 'items'"),
-        "0"
-    );
+    assert_eq!(env.src_psql("SELECT id, coalesce(name, '-') FROM items ORDER BY id"), "1|one\n2|two\n3|-");
+    assert_eq!(env.dst_psql("SELECT count(*) FROM pg_tables WHERE tablename = 'items'"), "0");
 }
 
 #[tokio::test]
@@ -51,10 +35,7 @@ async fn environments_do_not_share_databases() {
     let b = TestEnv::new("isolation");
     assert_ne!(a.db, b.db);
     a.src_psql("CREATE TABLE only_in_a (x int)");
-    assert_eq!(
-        b.src_psql("SELECT count(*) FROM pg_tables WHERE tablename = 'only_in_a'"),
-        "0"
-    );
+    assert_eq!(b.src_psql("SELECT count(*) FROM pg_tables WHERE tablename = 'only_in_a'"), "0");
 }
 
 #[tokio::test]
@@ -64,30 +45,17 @@ async fn tcp_login_as_gpt_needs_the_right_password() {
         let mut config: tokio_postgres::Config = pg.url(&env.db).parse().unwrap();
 
         config.password(pg.password.as_str());
-        let (client, connection) = config
-            .connect(NoTls)
-            .await
-            .unwrap_or_else(|e| panic!("{} refused the right password: {e}", pg.name));
+        let (client, connection) =
+            config.connect(NoTls).await.unwrap_or_else(|e| panic!("{} refused the right password: {e}", pg.name));
         tokio::spawn(connection);
-        let row = client
-            .query_one("SELECT current_user::text, current_database()::text", &[])
-            .await
-            .unwrap();
+        let row = client.query_one("SELECT current_user::text, current_database()::text", &[]).await.unwrap();
         assert_eq!(row.get::<_, String>(0), "gpt");
         assert_eq!(row.get::<_, String>(1), env.db);
 
         config.password("not-the-password");
-        let error = config
-            .connect(NoTls)
-            .await
-            .err()
-            .unwrap_or_else(|| panic!("{} accepted a wrong password", pg.name));
-        assert_eq!(
-            error.code(),
-            Some(&SqlState::INVALID_PASSWORD),
-            "{}: {error}",
-            pg.name
-        );
+        let error =
+            config.connect(NoTls).await.err().unwrap_or_else(|| panic!("{} accepted a wrong password", pg.name));
+        assert_eq!(error.code(), Some(&SqlState::INVALID_PASSWORD), "{}: {error}", pg.name);
     }
 }
 
@@ -158,6 +126,5 @@ fn a_hung_run_is_killed_at_the_timeout() {
     let env = TestEnv::new("timeout");
     let mut sleep = std::process::Command::new("sleep");
     sleep.arg("30");
-    env.spawn_command(sleep)
-        .wait_timeout(std::time::Duration::from_millis(500));
+    env.spawn_command(sleep).wait_timeout(std::time::Duration::from_millis(500));
 }

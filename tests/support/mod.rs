@@ -62,10 +62,7 @@ const SHARED_START_TIMEOUT: Duration = Duration::from_secs(180);
 /// Filters applied to every snapshot after the per-environment ones (paths, ports, database).
 /// Order matters: insta applies them one after the other. Add new generic filters here.
 pub const GENERIC_FILTERS: &[(&str, &str)] = &[
-    (
-        r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d(:\d\d)?)?",
-        "[TIMESTAMP]",
-    ),
+    (r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d(:\d\d)?)?", "[TIMESTAMP]"),
     // Elapsed times are printed with decimals (`1.23s`, `0.45 s`, `12.5ms`); configured
     // durations such as `90s` or `1h30m` are whole numbers and stay visible on purpose.
     (r"\b\d+\.\d+ ?(s|ms|µs|us)\b", "[ELAPSED]"),
@@ -146,13 +143,17 @@ impl Pg {
         let mut cmd = Command::new(psql);
         // SQL goes through stdin, not `-c`, so that several statements run one by one (a `-c`
         // string is one implicit transaction, where e.g. CREATE DATABASE is refused).
-        cmd.args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-f", "-"])
-            .arg("-h")
-            .arg(&self.socket_dir)
-            .args(["-p", &self.port.to_string(), "-U", "postgres", "-d", db]);
+        cmd.args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-f", "-"]).arg("-h").arg(&self.socket_dir).args([
+            "-p",
+            &self.port.to_string(),
+            "-U",
+            "postgres",
+            "-d",
+            db,
+        ]);
         scrub_pg_env(&mut cmd);
-        let output = run_with_stdin(&mut cmd, sql.as_bytes())
-            .map_err(|e| format!("psql on {} db {db}: {e}", self.name))?;
+        let output =
+            run_with_stdin(&mut cmd, sql.as_bytes()).map_err(|e| format!("psql on {} db {db}: {e}", self.name))?;
         if !output.status.success() {
             return Err(format!(
                 "psql on {} db {db} failed ({}):\n{}\n--- sql\n{sql}",
@@ -169,10 +170,7 @@ impl Pg {
     }
 
     pub fn create_db(&self, name: &str) {
-        self.psql(
-            "postgres",
-            &format!("CREATE DATABASE {}", quote_ident(name)),
-        );
+        self.psql("postgres", &format!("CREATE DATABASE {}", quote_ident(name)));
     }
 
     pub fn drop_db(&self, name: &str) {
@@ -211,11 +209,8 @@ fn start_clusters() -> Result<Clusters, String> {
         // cargo test: one process per test binary, which owns its clusters.
         _ => {
             let base = loop {
-                let base = PathBuf::from(format!(
-                    "/tmp/gptransfer-tests-{}-{:08x}",
-                    std::process::id(),
-                    random_u64() as u32
-                ));
+                let base =
+                    PathBuf::from(format!("/tmp/gptransfer-tests-{}-{:08x}", std::process::id(), random_u64() as u32));
                 match fs::create_dir(&base) {
                     Ok(()) => break base,
                     Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
@@ -255,11 +250,7 @@ fn try_start_in(base: &Path, owner_pid: u32) -> Result<Clusters, String> {
         let target = s.spawn(|| start_one("target", &target_dir, target_port, &target_password));
         (join(source), join(target))
     });
-    let clusters = Clusters {
-        source: source?,
-        target: target?,
-        base_dir: base.to_path_buf(),
-    };
+    let clusters = Clusters { source: source?, target: target?, base_dir: base.to_path_buf() };
     write_atomically(&base.join("ready"), &clusters_to_text(&clusters))?;
     eprintln!(
         "test clusters: source 127.0.0.1:{} target 127.0.0.1:{} in {}",
@@ -271,9 +262,7 @@ fn try_start_in(base: &Path, owner_pid: u32) -> Result<Clusters, String> {
 }
 
 fn join<T>(handle: thread::ScopedJoinHandle<'_, Result<T, String>>) -> Result<T, String> {
-    handle
-        .join()
-        .unwrap_or_else(|_| Err("cluster start thread panicked".to_string()))
+    handle.join().unwrap_or_else(|_| Err("cluster start thread panicked".to_string()))
 }
 
 /// Starts one cluster, retrying on a new port when another process took ours in the meantime.
@@ -371,20 +360,13 @@ fn clusters_from_text(text: &str, base: &Path) -> Result<Clusters, String> {
         let port = fields.next().and_then(|p| p.parse().ok());
         let password = fields.next();
         match (port, password) {
-            (Some(port), Some(password)) => Ok(Pg {
-                name: name.to_string(),
-                port,
-                socket_dir: base.join(name),
-                password: password.to_string(),
-            }),
+            (Some(port), Some(password)) => {
+                Ok(Pg { name: name.to_string(), port, socket_dir: base.join(name), password: password.to_string() })
+            }
             _ => Err(format!("bad line in {}/ready: {line}", base.display())),
         }
     };
-    Ok(Clusters {
-        source: parse("source")?,
-        target: parse("target")?,
-        base_dir: base.to_path_buf(),
-    })
+    Ok(Clusters { source: parse("source")?, target: parse("target")?, base_dir: base.to_path_buf() })
 }
 
 /// Ports free right now. Held together while choosing so that the same port is not returned twice.
@@ -460,22 +442,10 @@ impl TestEnv {
         let clusters = clusters();
         // The pid keeps names unique across the processes sharing the clusters under nextest,
         // the counter within one process; 63 bytes is PostgreSQL's identifier limit.
-        let mut slug: String = name
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() {
-                    c.to_ascii_lowercase()
-                } else {
-                    '_'
-                }
-            })
-            .collect();
+        let mut slug: String =
+            name.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect();
         slug.truncate(30);
-        let db = format!(
-            "t_{slug}_{}_{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
+        let db = format!("t_{slug}_{}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
         clusters.source.create_db(&db);
         clusters.target.create_db(&db);
         // Inside the clusters' directory, so that the watchdog removes it even when the test
@@ -523,11 +493,9 @@ impl TestEnv {
     pub fn write_file(&self, relative: &str, text: &str) -> PathBuf {
         let path = self.dir().join(relative);
         if let Some(parent) = path.parent() {
-            fs::create_dir_all(parent)
-                .unwrap_or_else(|e| panic!("cannot create {}: {e}", parent.display()));
+            fs::create_dir_all(parent).unwrap_or_else(|e| panic!("cannot create {}: {e}", parent.display()));
         }
-        fs::write(&path, self.expand(text))
-            .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+        fs::write(&path, self.expand(text)).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
         path
     }
 
@@ -581,9 +549,7 @@ impl TestEnv {
         let n = self.runs.fetch_add(1, Ordering::Relaxed);
         let stdout = self.dir().join(format!("run-{n}.stdout"));
         let stderr = self.dir().join(format!("run-{n}.stderr"));
-        let open = |path: &Path| {
-            fs::File::create(path).unwrap_or_else(|e| panic!("create {}: {e}", path.display()))
-        };
+        let open = |path: &Path| fs::File::create(path).unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
         let child = cmd
             .stdout(open(&stdout))
             .stderr(open(&stderr))
@@ -620,12 +586,7 @@ impl TestEnv {
 
     /// A [`CmdOutput`] carrying this environment's filters, for output not produced by `run`.
     pub fn output(&self, code: i32, stdout: &str, stderr: &str) -> CmdOutput {
-        CmdOutput {
-            code,
-            stdout: stdout.to_string(),
-            stderr: stderr.to_string(),
-            filters: self.filters.clone(),
-        }
+        CmdOutput { code, stdout: stdout.to_string(), stderr: stderr.to_string(), filters: self.filters.clone() }
     }
 }
 
@@ -646,17 +607,11 @@ impl Drop for TestEnv {
 fn env_filters(db: &str, dir: &Path, clusters: &Clusters) -> Vec<(String, String)> {
     let mut filters = Vec::new();
     let mut path = |p: &Path, replacement: &str| {
-        filters.push((
-            regex_escape(&p.display().to_string()),
-            replacement.to_string(),
-        ));
+        filters.push((regex_escape(&p.display().to_string()), replacement.to_string()));
         // The tool may print the resolved path (/tmp could be a symlink elsewhere).
         if let Ok(canonical) = p.canonicalize() {
             if canonical != p {
-                filters.push((
-                    regex_escape(&canonical.display().to_string()),
-                    replacement.to_string(),
-                ));
+                filters.push((regex_escape(&canonical.display().to_string()), replacement.to_string()));
             }
         }
     };
@@ -667,14 +622,8 @@ fn env_filters(db: &str, dir: &Path, clusters: &Clusters) -> Vec<(String, String
     path(&clusters.base_dir, "[CLUSTERS_DIR]");
     // Before the ports: the name contains digits (though never at a word boundary).
     filters.push((regex_escape(db), "[DB]".to_string()));
-    filters.push((
-        format!(r"\b{}\b", clusters.source.port),
-        "[SRC_PORT]".to_string(),
-    ));
-    filters.push((
-        format!(r"\b{}\b", clusters.target.port),
-        "[DST_PORT]".to_string(),
-    ));
+    filters.push((format!(r"\b{}\b", clusters.source.port), "[SRC_PORT]".to_string()));
+    filters.push((format!(r"\b{}\b", clusters.target.port), "[DST_PORT]".to_string()));
     // The machine's name differs between machines; 127.0.0.1, used by the configs, does not.
     let host = fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     let host = host.trim();
@@ -749,10 +698,7 @@ impl Running {
             }
         };
         // Like a shell: 128 + n when killed by signal n.
-        let code = status
-            .code()
-            .or_else(|| status.signal().map(|s| 128 + s))
-            .unwrap_or(-1);
+        let code = status.code().or_else(|| status.signal().map(|s| 128 + s)).unwrap_or(-1);
         self.output(code)
     }
 
@@ -761,12 +707,7 @@ impl Running {
             let bytes = fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
             String::from_utf8_lossy(&bytes).into_owned()
         };
-        CmdOutput {
-            code,
-            stdout: read(&self.stdout),
-            stderr: read(&self.stderr),
-            filters: self.filters.clone(),
-        }
+        CmdOutput { code, stdout: read(&self.stdout), stderr: read(&self.stderr), filters: self.filters.clone() }
     }
 }
 
@@ -785,27 +726,19 @@ impl CmdOutput {
     /// Adds a filter for this snapshot only (applied after the environment's, before the
     /// generic ones).
     pub fn with_filter(mut self, regex: &str, replacement: &str) -> CmdOutput {
-        self.filters
-            .push((regex.to_string(), replacement.to_string()));
+        self.filters.push((regex.to_string(), replacement.to_string()));
         self
     }
 
     /// All filters, in the order insta applies them.
     pub fn snapshot_filters(&self) -> Vec<(String, String)> {
-        let generic = GENERIC_FILTERS
-            .iter()
-            .map(|(r, s)| (r.to_string(), s.to_string()));
+        let generic = GENERIC_FILTERS.iter().map(|(r, s)| (r.to_string(), s.to_string()));
         self.filters.iter().cloned().chain(generic).collect()
     }
 
     /// The text a snapshot holds (before filtering).
     pub fn render(&self) -> String {
-        format!(
-            "exit: {}\n--- stdout\n{}\n--- stderr\n{}\n",
-            self.code,
-            self.stdout.trim_end(),
-            self.stderr.trim_end()
-        )
+        format!("exit: {}\n--- stdout\n{}\n--- stderr\n{}\n", self.code, self.stdout.trim_end(), self.stderr.trim_end())
     }
 
     /// Panics with the whole output unless the exit code is `code`.
@@ -880,11 +813,7 @@ fn scrub_pg_env(cmd: &mut Command) {
 
 fn run_with_stdin(cmd: &mut Command, input: &[u8]) -> std::io::Result<std::process::Output> {
     use std::io::Write;
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
     let mut stdin = child.stdin.take().expect("stdin is piped");
     // A separate writer thread: a large input and a large output must not deadlock each other.
     let input = input.to_vec();
