@@ -25,12 +25,14 @@ duration = "1h"
 table = "t"
 condition_column = "ts"
 {table}
+[alarm]
+{alarm}
 "#;
 
 /// Keys the parser knows for a section, read from its "expected one of" message.
 fn parser_keys(section: &str) -> BTreeSet<String> {
     let mut text = BASE.to_string();
-    for s in ["cluster", "state", "job", "table"] {
+    for s in ["cluster", "state", "job", "table", "alarm"] {
         let value = if s == section { "zzz_unknown = 1" } else { "" };
         text = text.replace(&format!("{{{s}}}"), value);
     }
@@ -70,6 +72,7 @@ fn readme_reference_matches_the_parser() {
         ("state", "`[state]`"),
         ("job", "`[jobs.NAME]`"),
         ("table", "`[[jobs.NAME.tables]]`"),
+        ("alarm", "`[alarm]`"),
     ] {
         assert_eq!(readme_keys(heading), parser_keys(section), "README section {heading} vs the parser");
     }
