@@ -26,7 +26,7 @@ pub mod exit {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The config file is wrong.
-    #[error("{0}")]
+    #[error(transparent)]
     Config(#[from] ConfigError),
     /// A cluster cannot be reached or refuses us.
     #[error("cluster {cluster:?} ({address}): {message}{}", hint_suffix(.hint))]

@@ -24,10 +24,8 @@ impl ConfigDuration {
             .replace("microsecond", "us")
             .replace("milliseconds", "ms")
             .replace("millisecond", "ms");
-        humantime::parse_duration(&normalized).map(ConfigDuration).map_err(|e| {
-            format!(
-                "invalid duration {text:?} ({e}): use a number and a unit among us, ms, s, m, h, d, w, e.g. \"1h30m\""
-            )
+        humantime::parse_duration(&normalized).map(ConfigDuration).map_err(|_| {
+            format!("invalid duration {text:?}: use a number and a unit among us, ms, s, m, h, d, w, e.g. \"1h30m\"")
         })
     }
 

@@ -84,7 +84,10 @@ pub(super) async fn run_window(
     };
     let state_on_target = state.cluster.name == target.name;
 
-    let attempt = async {
+    // Loading can be interrupted at any await; once the rows are in and counted, the
+    // commit (with history and cursor) runs to its end, so a signal can never leave a
+    // committed window recorded as failed.
+    let load = async {
         let mut sink = plugins.sink.begin(&ctx).await?;
         let result = async {
             let rows = plugins.source.open(&ctx).await?;
@@ -98,20 +101,24 @@ pub(super) async fn run_window(
             Ok(delivered)
         }
         .await;
-        let delivered = match result {
-            Ok(d) => d,
+        match result {
+            Ok(d) => Ok((sink, d)),
             Err(e) => {
                 sink.abort().await;
-                return Err(e);
+                Err(e)
             }
-        };
-        finish(state, table, history_id, window, delivered, started, sink, state_on_target).await?;
-        Ok(delivered)
+        }
     };
-
-    let outcome = tokio::select! {
-        r = attempt => r.map_err(Failure::Role),
+    let loaded = tokio::select! {
+        r = load => r.map_err(Failure::Role),
         _ = interrupt.triggered() => Err(Failure::Interrupted(interrupt.signal().unwrap_or(2))),
+    };
+    let outcome = match loaded {
+        Ok((sink, delivered)) => finish(state, table, history_id, window, delivered, started, sink, state_on_target)
+            .await
+            .map(|()| delivered)
+            .map_err(Failure::Role),
+        Err(f) => Err(f),
     };
     let elapsed = started.elapsed().as_secs_f64();
     report.elapsed_seconds = (elapsed * 100.0).round() / 100.0;

@@ -37,6 +37,7 @@ impl State {
             .map_err(|e| self.error("taking the job lock", &e))?
             .get(0);
         if got {
+            self.close_abandoned(job).await?;
             return Ok(JobLock { job: job.to_string(), key });
         }
         // pg_locks shows oids, i.e. the keys as unsigned 32-bit numbers.
@@ -57,6 +58,19 @@ impl State {
             _ => "another session (it could not be identified)".to_string(),
         };
         Err(Error::Locked { job: job.to_string(), holder })
+    }
+
+    /// Marks `running` rows of this job as failed: we hold the job's lock, so the process that
+    /// wrote them is gone (killed, or its machine died) and its window was rolled back.
+    async fn close_abandoned(&self, job: &str) -> Result<(), Error> {
+        let sql = format!(
+            "UPDATE {} SET status = 'failed', finished_at = now(), \
+             error = 'abandoned: the process running this window ended without finishing it (killed?); nothing of it was committed' \
+             WHERE job = $1 AND status = 'running'",
+            self.table("history")
+        );
+        self.client().execute(&sql, &[&job]).await.map_err(|e| self.error("closing abandoned history rows", &e))?;
+        Ok(())
     }
 
     /// Releases a lock early (it is released anyway when the session ends).

@@ -1,0 +1,406 @@
+//! SPEC §4.1, §4.4, §4.7: a window lands completely or not at all, whatever happens in the
+//! middle — SIGKILL, SIGTERM, Ctrl+C, a source connection dropped mid-stream — and one job
+//! never has two runners.
+//!
+//! "In the middle" is made deterministic rather than timed: the target table has a row trigger
+//! that, at row id 1000, waits for an advisory lock the test holds. The run's COPY into the
+//! target is then provably mid-window (999 rows already inserted in its open transaction, the
+//! rest still streaming) for as long as the test wants, whatever the machine's speed. Releasing
+//! the lock lets the target backend go on (and notice its client is gone).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::{CmdOutput, Running, TestEnv};
+use tokio_postgres::Client;
+
+/// Advisory lock key the target trigger waits for.
+const HOLD_KEY: i64 = 4242;
+/// How long the test waits for any expected state of the servers.
+const PATIENCE: Duration = Duration::from_secs(60);
+/// The job lock's first key (`gptr`), as `pg_locks.classid` shows it.
+const JOB_LOCK_CLASSID: i64 = 0x6770_7472;
+
+const WINDOW_1: &str = "20240101000000^20240101010000";
+
+/// A job `j` with the given tables, each in 1h windows from 2024-01-01 00:00 up to 01:00: one
+/// window per table.
+fn write_config(env: &TestEnv, tables: &[&str]) {
+    let mut text = r#"
+[clusters.src]
+url = "{SRC_URL}"
+password_env = "GPT_SRC_PASSWORD"
+
+[clusters.dst]
+url = "{DST_URL}"
+password_env = "GPT_DST_PASSWORD"
+
+[state]
+cluster = "dst"
+
+[jobs.j]
+from = "src"
+to = "dst"
+start = "2024-01-01 00:00:00"
+duration = "1h"
+"#
+    .to_string();
+    for t in tables {
+        text.push_str(&format!(
+            "\n[[jobs.j.tables]]\ntable = \"public.{t}\"\ncondition_column = \"ts\"\nfinal_end = \"2024-01-01 01:00:00\"\n"
+        ));
+    }
+    env.write_config(&text);
+}
+
+/// `table` on both sides; `rows` rows on the source, all inside the first hour, each with a
+/// `payload_bytes`-long text. The target is empty and holds at row id 1000 while the test
+/// holds [`HOLD_KEY`].
+fn create_big(env: &TestEnv, table: &str, rows: u32, payload_bytes: u32) {
+    let ddl = format!("CREATE TABLE {table} (id integer PRIMARY KEY, ts timestamp NOT NULL, payload text);");
+    env.src_psql(&ddl);
+    env.dst_psql(&ddl);
+    env.src_psql(&format!(
+        "INSERT INTO {table} SELECT g, timestamp '2024-01-01 00:00:00' + (g % 3600) * interval '1 second', \
+         rpad(g::text, {payload_bytes}, 'x') FROM generate_series(1, {rows}) g"
+    ));
+    env.dst_psql(&format!(
+        "CREATE FUNCTION {table}_hold() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             IF NEW.id = 1000 THEN PERFORM pg_advisory_xact_lock({HOLD_KEY}); END IF;
+             RETURN NEW;
+         END $$;
+         CREATE TRIGGER hold BEFORE INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION {table}_hold();"
+    ));
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_string()
+}
+
+/// Kills the run if the test fails before it ends, so no process outlives the test.
+struct Guard(Option<Running>);
+
+impl Guard {
+    fn pid(&self) -> u32 {
+        self.0.as_ref().unwrap().pid()
+    }
+    fn signal(&self, signal: &str) {
+        self.0.as_ref().unwrap().signal(signal);
+    }
+    fn wait(mut self) -> CmdOutput {
+        self.0.take().unwrap().wait()
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Some(mut running) = self.0.take() {
+            let _ = running.child.kill();
+            let _ = running.child.wait();
+        }
+    }
+}
+
+/// Polls `sql` (one row, one int column) until it returns a row; returns its value.
+async fn wait_for_row(client: &Client, what: &str, sql: &str) -> i64 {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let row = client.query_opt(sql, &[]).await.unwrap_or_else(|e| panic!("{what}: {sql}: {e}"));
+        if let Some(row) = row {
+            return row.get::<_, i64>(0);
+        }
+        assert!(Instant::now() < deadline, "gave up waiting for {what} after {PATIENCE:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until the run has its target COPY blocked at row 1000. Sessions are found by database
+/// (each test has its own) and application name (`gptransfer <host> pid <pid>`, which the server
+/// may cut at 63 bytes, so the pid is not relied on).
+async fn wait_until_mid_copy(dst: &Client) -> i64 {
+    wait_for_row(
+        dst,
+        "the run's COPY on the target to reach row 1000",
+        "SELECT pid::bigint FROM pg_stat_activity WHERE datname = current_database() \
+             AND application_name LIKE 'gptransfer %' AND query LIKE 'COPY%' \
+             AND wait_event_type = 'Lock' AND wait_event = 'advisory'",
+    )
+    .await
+}
+
+/// Waits until no gptransfer session is left in this test's database on the cluster of `client`.
+async fn wait_until_gone(client: &Client) {
+    wait_for_row(
+        client,
+        "the run's sessions to end",
+        "SELECT 0::bigint WHERE NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = current_database() \
+             AND application_name LIKE 'gptransfer %')",
+    )
+    .await;
+}
+
+async fn count(client: &Client, sql: &str) -> i64 {
+    client.query_one(sql, &[]).await.unwrap().get(0)
+}
+
+/// `count(*)`, `count(DISTINCT id)` and an md5 of all rows, ordered.
+async fn content(client: &Client, table: &str) -> (i64, i64, String) {
+    let row = client
+        .query_one(
+            &format!(
+                "SELECT count(*), count(DISTINCT id), coalesce(md5(string_agg(t::text, E'\\n' ORDER BY id)), '') FROM {table} t"
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+    (row.get(0), row.get(1), row.get(2))
+}
+
+async fn history(dst: &Client, table: &str) -> Vec<(String, Option<String>, i32)> {
+    dst.query("SELECT status, error, attempt FROM gptransfer.history WHERE table_name = $1 ORDER BY id", &[&table])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect()
+}
+
+async fn cursor(dst: &Client, table: &str) -> Option<String> {
+    dst.query_opt("SELECT cursor_end::text FROM gptransfer.cursors WHERE job = 'j' AND table_name = $1", &[&table])
+        .await
+        .unwrap()
+        .map(|r| r.get(0))
+}
+
+/// An admin session holding [`HOLD_KEY`] on the target: the trigger waits while it is held.
+async fn hold(env: &TestEnv) -> Client {
+    let locker = env.dst.admin(&env.db).await;
+    locker.execute("SELECT pg_advisory_lock($1)", &[&HOLD_KEY]).await.unwrap();
+    locker
+}
+
+async fn release(locker: &Client) {
+    locker.execute("SELECT pg_advisory_unlock($1)", &[&HOLD_KEY]).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_window_leaves_target_and_cursor_untouched() {
+    let env = TestEnv::new("sigkill_mid_window");
+    create_big(&env, "big", 100_000, 100);
+    write_config(&env, &["big"]);
+    let src = env.src.admin(&env.db).await;
+    let dst = env.dst.admin(&env.db).await;
+    let locker = hold(&env).await;
+
+    let run = Guard(Some(env.spawn(&["run"])));
+    wait_until_mid_copy(&dst).await;
+    // The attempt is on record before any data moves.
+    assert_eq!(history(&dst, "public.big").await, [("running".to_string(), None, 1)]);
+    run.signal("KILL");
+    let out = run.wait();
+    assert_eq!(out.code, 128 + 9, "{}", out.render());
+
+    // The target backend still waits at row 1000; let it go on: it finds its client gone and
+    // rolls back.
+    release(&locker).await;
+    wait_until_gone(&dst).await;
+    wait_until_gone(&src).await;
+
+    assert_eq!(count(&dst, "SELECT count(*) FROM big").await, 0, "rows of the killed window are visible");
+    assert_eq!(cursor(&dst, "public.big").await, None, "the cursor moved");
+    // Nobody was left to finish the history row: it still says running (expected after SIGKILL).
+    assert_eq!(history(&dst, "public.big").await, [("running".to_string(), None, 1)]);
+
+    // The next run completes the window, exactly once.
+    let out = env.run(&["run"]);
+    out.assert_success();
+    let (source_rows, _, source_md5) = content(&src, "big").await;
+    let (rows, distinct, md5) = content(&dst, "big").await;
+    assert_eq!(rows, 100_000);
+    assert_eq!(rows, source_rows);
+    assert_eq!(distinct, rows, "duplicates on the target");
+    assert_eq!(md5, source_md5);
+    assert_eq!(cursor(&dst, "public.big").await.as_deref(), Some("2024-01-01 01:00:00"));
+    let h = history(&dst, "public.big").await;
+    assert_eq!(h.len(), 2, "{h:?}");
+    assert_ne!(h[0].0, "succeeded", "the killed attempt: {h:?}");
+    assert_eq!((h[1].0.as_str(), h[1].2), ("succeeded", 2), "{h:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_source_connection_fails_window_and_run_continues() {
+    let env = TestEnv::new("dropped_source");
+    // Large enough (~100 MB) that the source is still sending, blocked on a full socket, while
+    // the target holds at row 1000: no buffer between them can take it all.
+    create_big(&env, "big1", 400_000, 250);
+    let ddl = "CREATE TABLE small2 (id integer PRIMARY KEY, ts timestamp NOT NULL, payload text);";
+    env.src_psql(ddl);
+    env.dst_psql(ddl);
+    env.src_psql(
+        "INSERT INTO small2 SELECT g, timestamp '2024-01-01 00:00:00' + g * interval '1 minute', 'row ' || g \
+         FROM generate_series(0, 59) g",
+    );
+    write_config(&env, &["big1", "small2"]);
+    let src = env.src.admin(&env.db).await;
+    let dst = env.dst.admin(&env.db).await;
+    let locker = hold(&env).await;
+
+    let run = Guard(Some(env.spawn(&["run", "--parallel", "1"])));
+    wait_until_mid_copy(&dst).await;
+    let source_backend = wait_for_row(
+        &src,
+        "the source COPY to block on a full socket",
+        "SELECT pid::bigint FROM pg_stat_activity WHERE datname = current_database() \
+             AND application_name LIKE 'gptransfer %' AND query LIKE 'COPY%' \
+             AND wait_event = 'ClientWrite'",
+    )
+    .await;
+    let terminated: bool =
+        src.query_one("SELECT pg_terminate_backend(($1::bigint)::int)", &[&source_backend]).await.unwrap().get(0);
+    assert!(terminated);
+    wait_for_row(
+        &src,
+        "the source backend to end",
+        &format!("SELECT 0::bigint WHERE NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = {source_backend})"),
+    )
+    .await;
+    release(&locker).await;
+
+    let out = run.wait();
+    assert_eq!(out.code, 1, "{}", out.render());
+
+    // Table 1: failed, rolled back, cursor where it was.
+    let h = history(&dst, "public.big1").await;
+    assert_eq!(h.len(), 1, "{h:?}");
+    let (status, error, _) = &h[0];
+    assert_eq!(status, "failed");
+    let error = error.as_deref().unwrap_or_default();
+    assert!(error.contains("source cluster \"src\""), "the error names the source: {error}");
+    assert!(
+        ["terminating connection", "closed", "unexpected EOF", "administrator command"]
+            .iter()
+            .any(|s| error.contains(s)),
+        "the error names the dropped connection: {error}"
+    );
+    wait_until_gone(&dst).await;
+    assert_eq!(count(&dst, "SELECT count(*) FROM big1").await, 0, "a part of the failed window landed");
+    assert_eq!(cursor(&dst, "public.big1").await, None);
+
+    // The failure is reported with job, table and window.
+    assert!(
+        out.stderr.lines().any(|l| l.contains("public.big1")
+            && l.contains(WINDOW_1)
+            && (l.contains("job=j") || l.contains("job \"j\"") || l.contains("j / "))),
+        "stderr has no line naming job, table and window:\n{}",
+        out.render()
+    );
+
+    // Table 2 ran after it and landed whole.
+    let h = history(&dst, "public.small2").await;
+    assert_eq!(h, [("succeeded".to_string(), None, 1)]);
+    let (rows, distinct, md5) = content(&dst, "small2").await;
+    assert_eq!((rows, distinct), (60, 60));
+    assert_eq!(md5, content(&src, "small2").await.2);
+    assert_eq!(cursor(&dst, "public.small2").await.as_deref(), Some("2024-01-01 01:00:00"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn second_concurrent_run_exits_75() {
+    let env = TestEnv::new("concurrent_run");
+    create_big(&env, "big", 20_000, 20);
+    write_config(&env, &["big"]);
+    let dst = env.dst.admin(&env.db).await;
+    let locker = hold(&env).await;
+
+    let first = Guard(Some(env.spawn(&["run"])));
+    let pid = first.pid();
+    wait_for_row(
+        &dst,
+        "the first run to hold the job lock",
+        &format!(
+            "SELECT l.pid::bigint FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+             WHERE l.locktype = 'advisory' AND l.granted AND l.classid::bigint = {JOB_LOCK_CLASSID} \
+             AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+             AND a.application_name LIKE 'gptransfer %'"
+        ),
+    )
+    .await;
+    // Let it get into the window too: the second run must not disturb a load in flight.
+    wait_until_mid_copy(&dst).await;
+
+    let started = Instant::now();
+    let second = env.run(&["run"]);
+    assert_eq!(second.code, 75, "{}", second.render());
+    assert!(started.elapsed() < Duration::from_secs(30), "the second run waited for the lock");
+    assert!(second.stderr.contains("gptransfer"), "{}", second.stderr);
+    // The holder's application name carries its process id, unless the server cut the name at
+    // 63 bytes (a long host name).
+    let application = format!("gptransfer {} pid {pid}", host_name());
+    if application.len() <= 63 {
+        assert!(second.stderr.contains(&application), "the holder is not named {application:?}:\n{}", second.stderr);
+    }
+    cli_snapshot!(second.with_filter(r"pid \d+", "pid [PID]"));
+    // The refused run left no trace.
+    assert_eq!(history(&dst, "public.big").await.len(), 1);
+
+    release(&locker).await;
+    let out = first.wait();
+    out.assert_success();
+    let (rows, distinct, _) = content(&dst, "big").await;
+    assert_eq!((rows, distinct), (20_000, 20_000));
+    assert_eq!(history(&dst, "public.big").await, [("succeeded".to_string(), None, 1)]);
+}
+
+/// SIGTERM / SIGINT mid-window: exit `code`, nothing of the window on the target, history
+/// `failed` with "interrupted", the cursor unmoved; the next run completes the window.
+async fn interrupted(name: &str, signal: &str, code: i32) {
+    let env = TestEnv::new(name);
+    create_big(&env, "big", 50_000, 50);
+    write_config(&env, &["big"]);
+    let src = env.src.admin(&env.db).await;
+    let dst = env.dst.admin(&env.db).await;
+    let locker = hold(&env).await;
+
+    let run = Guard(Some(env.spawn(&["run"])));
+    wait_until_mid_copy(&dst).await;
+    let signalled = Instant::now();
+    run.signal(signal);
+    let out = run.wait();
+    let took = signalled.elapsed();
+    assert_eq!(out.code, code, "{}", out.render());
+    // Not while the target is still stuck at row 1000: the process must not wait for it.
+    assert!(took < Duration::from_secs(10), "took {took:?} to exit after SIG{signal}\n{}", out.render());
+
+    let h = history(&dst, "public.big").await;
+    assert_eq!(h.len(), 1, "{h:?}");
+    assert_eq!(h[0].0, "failed");
+    let error = h[0].1.as_deref().unwrap_or_default();
+    assert!(error.contains("interrupted"), "{error}");
+    assert!(out.stderr.contains("interrupted"), "{}", out.render());
+    cli_snapshot!(name, out);
+
+    release(&locker).await;
+    wait_until_gone(&dst).await;
+    assert_eq!(count(&dst, "SELECT count(*) FROM big").await, 0, "rows of the interrupted window are visible");
+    assert_eq!(cursor(&dst, "public.big").await, None);
+
+    env.run(&["run"]).assert_success();
+    let (rows, distinct, md5) = content(&dst, "big").await;
+    assert_eq!((rows, distinct), (50_000, 50_000));
+    assert_eq!(md5, content(&src, "big").await.2);
+    assert_eq!(cursor(&dst, "public.big").await.as_deref(), Some("2024-01-01 01:00:00"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_rolls_back_and_exits_143() {
+    interrupted("sigterm_rolls_back_and_exits_143", "TERM", 143).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_rolls_back_and_exits_130() {
+    interrupted("sigint_rolls_back_and_exits_130", "INT", 130).await;
+}
