@@ -1,9 +1,18 @@
 //! The drill-down: whole window → `group_by` values → time slices → keys, refining only the
 //! buckets that differ (the seed's "no site difference, no event difference").
+//!
+//! The first three levels come from ONE pass per cluster: each side returns count and hash
+//! sums per (group, slice); the window and group totals are their sums. Only the differing
+//! slices are read again, to list their keys.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use super::{BucketSummary, Comparator, Grouping, KeyDiff, KeyDiffKind, LevelStat, RowHash, Scope, WindowComparison};
+use futures_util::stream::{self, StreamExt};
+
+use super::{
+    BucketSummary, Comparator, Grouping, KeyDiff, KeyDiffKind, LevelStat, RowHash, Scope, Sums, WindowComparison,
+    KEY_QUERIES_AT_ONCE,
+};
 use crate::cluster::Session;
 use crate::error::RoleError;
 
@@ -14,20 +23,6 @@ pub struct DrillSettings {
     pub key: Vec<String>,
     /// Differences kept in the report (all are counted).
     pub max_keys: usize,
-}
-
-type Buckets = BTreeMap<Option<String>, (i64, String)>;
-
-fn to_map(v: Vec<BucketSummary>) -> Buckets {
-    v.into_iter().map(|b| (b.bucket, (b.count, b.hash))).collect()
-}
-
-/// Bucket ids whose count or hash differ, or that exist on one side only.
-fn differing(a: &Buckets, b: &Buckets) -> Vec<Option<String>> {
-    let mut keys: Vec<&Option<String>> = a.keys().chain(b.keys()).collect();
-    keys.sort();
-    keys.dedup();
-    keys.into_iter().filter(|k| a.get(*k) != b.get(*k)).cloned().collect()
 }
 
 async fn both<T, F>(src: F, dst: F) -> Result<(T, T), RoleError>
@@ -75,13 +70,42 @@ pub async fn compare_window(
         levels: Vec::new(),
         error: None,
     };
-    if let Err(e) =
-        drill(cmp, src, dst, Pair { src: src_scope, dst: dst_scope, label: String::new() }, settings, &mut out).await
-    {
+    let whole = Pair { src: src_scope, dst: dst_scope, label: String::new() };
+    if let Err(e) = drill(cmp, src, dst, whole, settings, &mut out).await {
         out.error = Some(e.message);
         out.equal = false;
     }
     out
+}
+
+type Cells = BTreeMap<(Option<String>, Option<i64>), Sums>;
+
+fn cells(v: Vec<BucketSummary>) -> Cells {
+    let mut m = Cells::new();
+    for b in v {
+        *m.entry((b.group, b.slice)).or_default() += b.sums;
+    }
+    m
+}
+
+fn total(c: &Cells) -> Sums {
+    let mut t = Sums::default();
+    for s in c.values() {
+        t += *s;
+    }
+    t
+}
+
+fn by_group(c: &Cells) -> BTreeMap<Option<String>, Sums> {
+    let mut m: BTreeMap<Option<String>, Sums> = BTreeMap::new();
+    for ((g, _), s) in c {
+        *m.entry(g.clone()).or_default() += *s;
+    }
+    m
+}
+
+fn union<K: Ord + Clone, V>(a: &BTreeMap<K, V>, b: &BTreeMap<K, V>) -> BTreeSet<K> {
+    a.keys().chain(b.keys()).cloned().collect()
 }
 
 async fn drill(
@@ -92,85 +116,92 @@ async fn drill(
     settings: &DrillSettings,
     out: &mut WindowComparison,
 ) -> Result<(), RoleError> {
+    let range = whole.src.range;
+    let step = match (range, cmp.slices() > 1) {
+        (Some((start, end)), true) => {
+            let span = (end - start).num_seconds().max(1);
+            let n = i64::from(cmp.slices());
+            Some(((span + n - 1) / n).max(1))
+        }
+        _ => None,
+    };
+    let grouping = Grouping { group_by: cmp.group_by().map(str::to_string), slice_seconds: step };
+    let (a, b) = both(cmp.summarize(src, &whole.src, &grouping), cmp.summarize(dst, &whole.dst, &grouping)).await?;
+    let (a, b) = (cells(a), cells(b));
+
     // Level 1: the whole window.
-    let (a, b) =
-        both(cmp.summarize(src, &whole.src, &Grouping::Whole), cmp.summarize(dst, &whole.dst, &Grouping::Whole))
-            .await?;
-    let (a, b) = (to_map(a), to_map(b));
-    out.source_count = a.values().map(|v| v.0).sum();
-    out.target_count = b.values().map(|v| v.0).sum();
-    let diff = differing(&a, &b);
-    out.levels.push(LevelStat { level: "window".into(), buckets: 1, differing: usize::from(!diff.is_empty()) });
-    if diff.is_empty() {
+    let (ta, tb) = (total(&a), total(&b));
+    out.source_count = ta.count;
+    out.target_count = tb.count;
+    out.levels.push(LevelStat { level: "window".into(), buckets: 1, differing: usize::from(ta != tb) });
+    if ta == tb {
         out.equal = true;
         return Ok(());
     }
 
     // Level 2: group_by values; only differing groups go on.
-    let mut pairs = vec![whole.clone()];
-    if let Some(g) = cmp.group_by() {
-        let by = Grouping::Column(g.to_string());
-        let (a, b) = both(cmp.summarize(src, &whole.src, &by), cmp.summarize(dst, &whole.dst, &by)).await?;
-        let (a, b) = (to_map(a), to_map(b));
-        let diff = differing(&a, &b);
-        let mut all: Vec<_> = a.keys().chain(b.keys()).collect();
-        all.sort();
-        all.dedup();
-        out.levels.push(LevelStat { level: "group_by".into(), buckets: all.len(), differing: diff.len() });
-        pairs = diff
-            .into_iter()
-            .map(|value| {
-                let mut p = whole.clone();
-                p.src.group = Some((g.to_string(), value.clone()));
-                p.dst.group = Some((g.to_string(), value.clone()));
-                p.label = format!("{g}={}", value.as_deref().unwrap_or("NULL"));
-                p
-            })
-            .collect();
+    let (ga, gb) = (by_group(&a), by_group(&b));
+    let all_groups = union(&ga, &gb);
+    let differing_groups: Vec<Option<String>> =
+        all_groups.iter().filter(|g| ga.get(*g) != gb.get(*g)).cloned().collect();
+    if cmp.group_by().is_some() {
+        out.levels.push(LevelStat {
+            level: "group_by".into(),
+            buckets: all_groups.len(),
+            differing: differing_groups.len(),
+        });
     }
 
-    // Level 3: time slices of each differing bucket.
-    if let (Some((start, end)), true) = (whole.src.range, cmp.slices() > 1) {
-        let span = (end - start).num_seconds().max(1);
-        let step = (span + i64::from(cmp.slices()) - 1) / i64::from(cmp.slices());
-        let step = step.max(1);
-        let mut refined = Vec::new();
-        let mut stat = LevelStat { level: "slices".into(), ..Default::default() };
-        for p in pairs {
-            let by = Grouping::Slices { step_seconds: step };
-            let (a, b) = both(cmp.summarize(src, &p.src, &by), cmp.summarize(dst, &p.dst, &by)).await?;
-            let (a, b) = (to_map(a), to_map(b));
-            let diff = differing(&a, &b);
-            let mut all: Vec<_> = a.keys().chain(b.keys()).collect();
-            all.sort();
-            all.dedup();
-            stat.buckets += all.len();
-            stat.differing += diff.len();
-            for slice in diff {
-                let Some(i) = slice.as_deref().and_then(|s| s.parse::<i64>().ok()) else {
-                    continue;
-                };
+    // Level 3: time slices of the differing groups.
+    let mut pairs = Vec::new();
+    let mut stat = LevelStat { level: "slices".into(), ..Default::default() };
+    for group in &differing_groups {
+        let label_group = cmp.group_by().map(|g| format!("{g}={}", group.as_deref().unwrap_or("NULL")));
+        let slices: BTreeSet<Option<i64>> =
+            a.keys().chain(b.keys()).filter(|(g, _)| g == group).map(|(_, s)| *s).collect();
+        for slice in slices {
+            stat.buckets += 1;
+            let key = (group.clone(), slice);
+            if a.get(&key) == b.get(&key) {
+                continue;
+            }
+            stat.differing += 1;
+            let mut p = whole.clone();
+            if let Some(g) = cmp.group_by() {
+                p.src.group = Some((g.to_string(), group.clone()));
+                p.dst.group = Some((g.to_string(), group.clone()));
+            }
+            let mut label = label_group.clone().unwrap_or_default();
+            if let (Some(i), Some(step), Some((start, end))) = (slice, step, range) {
                 let s = start + chrono::Duration::seconds(i * step);
                 let e = (s + chrono::Duration::seconds(step)).min(end);
-                let mut q = p.clone();
-                q.src.range = Some((s, e));
-                q.dst.range = Some((s, e));
+                p.src.range = Some((s, e));
+                p.dst.range = Some((s, e));
                 let when = format!("{}..{}", s.format("%H:%M:%S"), e.format("%H:%M:%S"));
-                q.label = if p.label.is_empty() { when } else { format!("{}, {when}", p.label) };
-                refined.push(q);
+                label = if label.is_empty() { when } else { format!("{label}, {when}") };
             }
+            p.label = label;
+            pairs.push(p);
         }
+    }
+    if step.is_some() {
         out.levels.push(stat);
-        pairs = refined;
     }
 
-    // Level 4: keys.
+    // Level 4: keys of the differing slices, a few slices at once.
+    let keyed = !settings.key.is_empty();
+    let results: Vec<Result<Vec<KeyDiff>, RoleError>> = stream::iter(pairs.iter())
+        .map(|p| async move {
+            let (a, b) = both(cmp.rows(src, &p.src, &settings.key), cmp.rows(dst, &p.dst, &settings.key)).await?;
+            Ok(diff_rows(a, b, keyed, &p.label))
+        })
+        .buffered(KEY_QUERIES_AT_ONCE)
+        .collect()
+        .await;
     let mut diffs = Vec::new();
-    let mut stat = LevelStat { level: "keys".into(), ..Default::default() };
-    for p in &pairs {
-        let (a, b) = both(cmp.rows(src, &p.src, &settings.key), cmp.rows(dst, &p.dst, &settings.key)).await?;
-        stat.buckets += 1;
-        let found = diff_rows(a, b, !settings.key.is_empty(), &p.label);
+    let mut stat = LevelStat { level: "keys".into(), buckets: pairs.len(), differing: 0 };
+    for r in results {
+        let found = r?;
         if !found.is_empty() {
             stat.differing += 1;
         }

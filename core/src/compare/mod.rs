@@ -7,6 +7,9 @@ mod drill;
 mod report;
 
 pub use drill::{compare_window, DrillSettings};
+
+/// Key-level queries run at once per side.
+pub const KEY_QUERIES_AT_ONCE: usize = 4;
 pub use report::{KeyDiff, KeyDiffKind, LevelStat, WindowComparison};
 
 use async_trait::async_trait;
@@ -31,29 +34,43 @@ pub struct Scope {
     pub group: Option<(String, Option<String>)>,
 }
 
-/// How a scope is split into buckets.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Grouping {
-    /// One bucket.
-    Whole,
-    /// One bucket per value of a column.
-    Column(String),
-    /// `count` slices of `step_seconds` from the scope's range start.
-    Slices {
-        /// Slice length.
-        step_seconds: i64,
-    },
+/// How a scope is split into buckets, all in one pass over the rows.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Grouping {
+    /// One bucket per value of this column.
+    pub group_by: Option<String>,
+    /// And, within each, one per slice of this many seconds from the scope's range start.
+    pub slice_seconds: Option<i64>,
 }
 
 /// Count and hash of one bucket on one cluster.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BucketSummary {
-    /// The bucket: `*`, a group value (`None` for NULL), or a slice number.
-    pub bucket: Option<String>,
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Sums {
     /// Rows.
     pub count: i64,
-    /// Order-independent hash of the rows (empty for the `count` comparator).
-    pub hash: String,
+    /// Sum of the first 64-bit halves of the row md5s (0 for `count`).
+    pub h1: i128,
+    /// Sum of the second halves.
+    pub h2: i128,
+}
+
+impl std::ops::AddAssign for Sums {
+    fn add_assign(&mut self, o: Sums) {
+        self.count += o.count;
+        self.h1 = self.h1.wrapping_add(o.h1);
+        self.h2 = self.h2.wrapping_add(o.h2);
+    }
+}
+
+/// One bucket of a summary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BucketSummary {
+    /// Group value (`None`: NULL, or no grouping).
+    pub group: Option<String>,
+    /// Slice number (`None`: no slicing).
+    pub slice: Option<i64>,
+    /// Its count and hash sums.
+    pub sums: Sums,
 }
 
 /// One row's key and hash (or, without a key, a row hash and how often it occurs).
@@ -74,7 +91,7 @@ pub trait Comparator: Send + Sync {
     fn group_by(&self) -> Option<&str>;
     /// How many time slices a differing bucket is cut into.
     fn slices(&self) -> u32;
-    /// Per-bucket count and hash.
+    /// Per-bucket count and hash, for every (group, slice) bucket of the scope, in one pass.
     async fn summarize(
         &self,
         session: &Session,

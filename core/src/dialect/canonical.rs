@@ -9,9 +9,13 @@ use super::quote_ident;
 /// Each field is `N` for NULL or `<length>:<text>`, so no value can imitate a separator
 /// or a NULL, and the fields are simply concatenated.
 pub fn field(column: &str, type_name: &str) -> String {
-    let c = quote_ident(column);
-    let text = text_expr(column, type_name);
-    format!("CASE WHEN {c} IS NULL THEN 'N' ELSE length({text})::text || ':' || {text} END")
+    wrap(&text_expr(column, type_name))
+}
+
+/// `N` for NULL, else `<length>:<text>`. Pass a column of a subquery that already holds the
+/// text, so the conversion is not evaluated twice.
+pub fn wrap(text: &str) -> String {
+    format!("CASE WHEN {text} IS NULL THEN 'N' ELSE length({text})::text || ':' || {text} END")
 }
 
 /// The value's canonical text (NULL stays NULL).

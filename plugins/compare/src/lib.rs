@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use gptransfer_core::cluster::Session;
-use gptransfer_core::compare::{BucketSummary, Comparator, Grouping, RowHash, Scope};
+use gptransfer_core::compare::{BucketSummary, Comparator, Grouping, RowHash, Scope, Sums};
 use gptransfer_core::registry::{parse_options, Factory};
 use gptransfer_core::RoleError;
 
@@ -25,7 +25,7 @@ pub struct CompareConfig {
 }
 
 fn default_slices() -> u32 {
-    24
+    256
 }
 
 /// A comparator: `hash` when `with_hash`, else `count`.
@@ -103,14 +103,20 @@ impl Comparator for SqlComparator {
         let (statement, params) = sql::summary(scope, grouping, self.with_hash);
         let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params.iter().map(|p| p as _).collect();
         let rows = session.timed(session.client.query(statement.as_str(), &refs)).await?;
-        Ok(rows
-            .iter()
-            .map(|r| BucketSummary {
-                bucket: r.get(0),
-                count: r.get(1),
-                hash: r.get::<_, Option<String>>(2).unwrap_or_default(),
-            })
-            .collect())
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let big = |i: usize| -> Result<i128, RoleError> {
+                let text: String = r.get(i);
+                text.parse::<i128>()
+                    .map_err(|_| RoleError::new(format!("unexpected hash sum {text:?} from the server")))
+            };
+            out.push(BucketSummary {
+                group: r.get(0),
+                slice: r.get(1),
+                sums: Sums { count: r.get(2), h1: big(3)?, h2: big(4)? },
+            });
+        }
+        Ok(out)
     }
 
     async fn rows(&self, session: &Session, scope: &Scope, key: &[String]) -> Result<Vec<RowHash>, RoleError> {
