@@ -10,9 +10,12 @@ use gptransfer_core::error::exit;
 use gptransfer_core::registry::Registry;
 use gptransfer_core::window::Window;
 
-use super::{load_config, now, parse_ts};
+use super::{load_config_with_readers, now, parse_ts};
 use crate::cli::{CompareArgs, OutputFormat};
 use crate::{progress, signals};
+
+/// Differences kept per window for alarms: a cap against a runaway (a wrong table pairing).
+const MAX_KEYS_KEPT: usize = 100_000;
 
 #[derive(serde::Serialize)]
 struct CompareOutput<'a> {
@@ -22,18 +25,22 @@ struct CompareOutput<'a> {
 }
 
 pub async fn compare(config: Option<&std::path::Path>, registry: &Registry, args: CompareArgs) -> anyhow::Result<i32> {
-    let config = load_config(config, registry)?;
+    let config = load_config_with_readers(config, registry).await?;
     let tables =
         select_tables(&config, &args.selection.jobs, &args.selection.tables).map_err(gptransfer_core::Error::Config)?;
     let options = CompareOptions {
         from: parse_ts("--from", args.from.as_deref())?,
         to: parse_ts("--to", args.to.as_deref())?,
-        max_keys: args.show,
+        max_keys: MAX_KEYS_KEPT,
         windows: None,
         record_alarms: true,
     };
-    let before = compare_tables(&config, registry, &tables, &options).await?;
-    let after = if args.repair { repair(&config, registry, &tables, &before, args.show).await? } else { None };
+    let mut before = compare_tables(&config, registry, &tables, &options).await?;
+    let mut after = if args.repair { repair(&config, registry, &tables, &before).await? } else { None };
+    // Every difference is alarmed; the report lists the first `--show` of each window.
+    for c in before.iter_mut().chain(after.iter_mut().flatten()) {
+        c.differences.truncate(args.show);
+    }
 
     match args.output {
         OutputFormat::Json => {
@@ -70,7 +77,6 @@ async fn repair(
     registry: &Registry,
     tables: &[TableSpec],
     found: &[WindowComparison],
-    show: usize,
 ) -> anyhow::Result<Option<Vec<WindowComparison>>> {
     let mut windows: BTreeMap<String, Vec<Window>> = BTreeMap::new();
     let mut repaired: Vec<TableSpec> = Vec::new();
@@ -109,7 +115,8 @@ async fn repair(
     for w in report.windows.iter().filter(|w| w.error.is_some()) {
         eprintln!("repair of {} {} failed: {}", w.table, w.window, w.error.as_deref().unwrap_or(""));
     }
-    let again = CompareOptions { from: None, to: None, max_keys: show, windows: Some(windows), record_alarms: true };
+    let again =
+        CompareOptions { from: None, to: None, max_keys: MAX_KEYS_KEPT, windows: Some(windows), record_alarms: true };
     Ok(Some(compare_tables(config, registry, &repaired, &again).await?))
 }
 

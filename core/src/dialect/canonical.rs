@@ -25,10 +25,13 @@ pub fn text_expr(column: &str, type_name: &str) -> String {
         // The IEEE bits: exact, and free of float formatting, which changed in PostgreSQL 12.
         "float8" => format!("encode(float8send({c}), 'hex')"),
         "float4" => format!("encode(float4send({c}), 'hex')"),
-        "timestamp" => format!("to_char({c}, 'YYYY-MM-DD HH24:MI:SS.US')"),
+        // `BC` prints the era (AD/BC); to_char gives NULL for ±infinity, whose plain text
+        // ('infinity', '-infinity') does not depend on DateStyle. 'infinity'::date does not
+        // exist on 8.2, so the fallback is by NULL, not by comparison.
+        "timestamp" => format!("coalesce(to_char({c}, 'YYYY-MM-DD HH24:MI:SS.US BC'), {c}::text)"),
         // The instant, in UTC: independent of the session and server TimeZone.
-        "timestamptz" => format!("to_char({c} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')"),
-        "date" => format!("to_char({c}, 'YYYY-MM-DD')"),
+        "timestamptz" => format!("coalesce(to_char({c} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US BC'), {c}::text)"),
+        "date" => format!("coalesce(to_char({c}, 'YYYY-MM-DD BC'), {c}::text)"),
         "bool" => format!("CASE WHEN {c} THEN 't' ELSE 'f' END"),
         // Independent of bytea_output (hex on 9.0+, escape on 8.x).
         "bytea" => format!("encode({c}, 'hex')"),

@@ -22,7 +22,7 @@ pub struct CompareOptions {
     pub from: Option<NaiveDateTime>,
     /// No window ends after this (default: the table's cursor, i.e. what has been loaded).
     pub to: Option<NaiveDateTime>,
-    /// Differences listed per window (all are counted).
+    /// Differences kept per window (a safety cap; all are counted). Reports show fewer.
     pub max_keys: usize,
     /// Explicit windows per table key (used after a repair), instead of from/to.
     pub windows: Option<BTreeMap<String, Vec<Window>>>,
@@ -141,7 +141,7 @@ pub async fn compare_tables(
                 &window_id,
             )
             .await;
-            if options.record_alarms && !c.equal {
+            if options.record_alarms {
                 state.record_alarms(&c, "window").await?;
             }
             out.push(c);

@@ -18,6 +18,16 @@ impl State {
     /// Records every difference of a window (one row per key; one summary row when keys
     /// were cut off or could not be listed). Returns the rows written.
     pub async fn record_alarms(&self, c: &WindowComparison, bucket_of_summary: &str) -> Result<u64, Error> {
+        // A window's alarms describe its latest compare: earlier ones are closed first, so a
+        // compare run twice does not double them and a repaired window clears its own.
+        let close = format!(
+            "UPDATE {} SET diff = 0, reset_at = now() WHERE job = $1 AND table_name = $2 AND window_id = $3 AND diff > 0",
+            self.table("alarms")
+        );
+        self.client()
+            .execute(&close, &[&c.job, &c.table, &c.window])
+            .await
+            .map_err(|e| self.error("closing earlier alarms", &e))?;
         if c.equal {
             return Ok(0);
         }
