@@ -943,7 +943,7 @@ key = ["id"]
 }
 
 // ---------------------------------------------------------------------------------------------
-// Known bugs: reproducers, ignored until fixed
+// Regressions: infinite and BC values, alarms of every difference
 // ---------------------------------------------------------------------------------------------
 
 /// `canonical::text_expr` renders timestamp/date with `to_char`, which returns NULL for
