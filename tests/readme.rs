@@ -77,3 +77,25 @@ fn readme_reference_matches_the_parser() {
         assert_eq!(readme_keys(heading), parser_keys(section), "README section {heading} vs the parser");
     }
 }
+
+/// Keys a config reader knows, read from its "expected one of" message.
+fn reader_keys(plugin: &str, nested: Option<&str>) -> BTreeSet<String> {
+    let err = gptransfer_config_readers::unknown_option_message(plugin, nested)
+        .unwrap_or_else(|| panic!("{plugin}: an unknown key was accepted"));
+    let list = err.split("expected").nth(1).unwrap_or_else(|| panic!("{plugin}: {err}"));
+    list.split('`').skip(1).step_by(2).map(str::to_string).collect()
+}
+
+#[test]
+fn readme_reference_matches_the_config_readers() {
+    for (plugin, nested, heading) in [
+        ("mysql", None, "`reader` (mysql)"),
+        ("mysql", Some("columns"), "`reader` columns"),
+        ("table-list", None, "`tables_from` (table-list)"),
+        ("table-list", Some("columns"), "`tables_from` columns"),
+    ] {
+        // `plugin` itself is taken by the role syntax before the reader sees its options.
+        let (readme, parser) = (readme_keys(heading), reader_keys(plugin, nested));
+        assert_eq!(readme, parser, "README section {heading} vs the {plugin} reader");
+    }
+}

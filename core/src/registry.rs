@@ -22,6 +22,10 @@ pub trait Factory<R: ?Sized>: Send + Sync {
     fn validate(&self, options: &toml::Table) -> Result<(), String>;
     /// Builds the plugin.
     fn build(&self, options: &toml::Table) -> Result<Arc<R>, String>;
+    /// `built-in`, or the library an external plugin was loaded from.
+    fn origin(&self) -> String {
+        "built-in".into()
+    }
 }
 
 /// Reads a plugin's options into its own strict config type.
@@ -93,6 +97,11 @@ impl Registry {
         self.sinks.insert(f.name(), Arc::new(f));
     }
 
+    /// Where the sink of that name comes from, when there is one.
+    pub fn sink_origin(&self, name: &str) -> Option<String> {
+        self.sinks.get(name).map(|f| f.origin())
+    }
+
     /// Adds a comparator plugin.
     pub fn add_comparator(&mut self, f: impl Factory<dyn Comparator> + 'static) {
         self.comparators.insert(f.name(), Arc::new(f));
@@ -110,7 +119,7 @@ impl Registry {
                 role,
                 name: f.name().to_string(),
                 version: f.version(),
-                origin: "built-in".into(),
+                origin: f.origin(),
                 description: f.describe().to_string(),
             }
         }

@@ -6,10 +6,10 @@ use gptransfer_core::cluster::ClusterHandle;
 use gptransfer_core::engine::check_table;
 use gptransfer_core::registry::Registry;
 
-use super::load_config;
+use super::load_config_with_readers;
 
 pub async fn check(config: Option<&std::path::Path>, registry: &Registry) -> anyhow::Result<i32> {
-    let config = load_config(config, registry)?;
+    let config = load_config_with_readers(config, registry).await?;
     println!(
         "config {}: ok ({} job(s), {} table(s))",
         config.path.display(),

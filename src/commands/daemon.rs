@@ -13,7 +13,7 @@ use gptransfer_core::error::exit;
 use gptransfer_core::registry::Registry;
 use gptransfer_core::window::Window;
 
-use super::{load_config, now};
+use super::{load_config_with_readers, now};
 use crate::cli::DaemonArgs;
 use crate::{progress, signals};
 
@@ -32,26 +32,38 @@ pub async fn daemon(
     let mut round = 0u64;
     loop {
         round += 1;
+        // Worst outcome of this round: 0 fine, 3 differences, 1 a table failed.
+        let mut worst = exit::OK;
         // The config is read again every round, so edits apply without a restart.
-        match load_config(config_path, registry) {
+        match load_config_with_readers(config_path, registry).await {
             Ok(config) => match select_tables(&config, &args.selection.jobs, &args.selection.tables) {
                 Ok(tables) => {
                     for t in tables {
                         if interrupt.signal().is_some() {
                             break;
                         }
-                        one_table(&config, registry, t, &args, &interrupt).await;
+                        let code = one_table(&config, registry, t, &args, &interrupt).await;
+                        if code == exit::FAILED || (code == exit::DIFFERENCES && worst == exit::OK) {
+                            worst = code;
+                        }
                     }
                 }
-                Err(e) => tracing::error!("round {round}: {e}"),
+                Err(e) => {
+                    tracing::error!("round {round}: {e}");
+                    worst = exit::FAILED;
+                }
             },
-            Err(e) => tracing::error!("round {round}: {e:#}"),
+            Err(e) => {
+                tracing::error!("round {round}: {e:#}");
+                worst = exit::FAILED;
+            }
         }
         if let Some(sig) = interrupt.signal() {
             return Ok(if sig == 15 { exit::SIGTERM } else { exit::SIGINT });
         }
         if args.rounds > 0 && round >= args.rounds {
-            return Ok(exit::OK);
+            // A bounded run (cron) reports its last round like `run` and `compare` would.
+            return Ok(worst);
         }
         tokio::select! {
             _ = tokio::time::sleep(interval.0) => {}
@@ -69,7 +81,7 @@ async fn one_table(
     table: gptransfer_core::config::TableSpec,
     args: &DaemonArgs,
     interrupt: &engine::Interrupt,
-) {
+) -> i32 {
     let name = format!("{} / {}", table.job, table.source_table);
     let options = RunOptions {
         jobs: Vec::new(),
@@ -86,9 +98,10 @@ async fn one_table(
         Ok(r) => r,
         Err(e) => {
             tracing::error!("{name}: {e}");
-            return;
+            return exit::FAILED;
         }
     };
+    let failed = report.failed() > 0;
     let loaded: Vec<Window> = report
         .windows
         .iter()
@@ -100,7 +113,7 @@ async fn one_table(
         })
         .collect();
     if loaded.is_empty() || interrupt.signal().is_some() {
-        return;
+        return if failed { exit::FAILED } else { exit::OK };
     }
     let windows = BTreeMap::from([(table_key(&table), loaded)]);
     let options = CompareOptions { from: None, to: None, max_keys: 20, windows: Some(windows), record_alarms: true };
@@ -112,7 +125,17 @@ async fn one_table(
             } else {
                 tracing::info!("{name}: {} window(s) loaded and equal", found.len());
             }
+            if failed || found.iter().any(|c| c.error.is_some()) {
+                exit::FAILED
+            } else if differing > 0 {
+                exit::DIFFERENCES
+            } else {
+                exit::OK
+            }
         }
-        Err(e) => tracing::error!("{name}: compare failed: {e}"),
+        Err(e) => {
+            tracing::error!("{name}: compare failed: {e}");
+            exit::FAILED
+        }
     }
 }

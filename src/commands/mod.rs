@@ -15,16 +15,25 @@ use gptransfer_core::registry::Registry;
 
 use crate::cli::{Cli, Command, ConfigCommand};
 
-pub async fn dispatch(cli: Cli, registry: Registry) -> i32 {
-    let result = match cli.command {
-        Command::Plugins => plugins::plugins(&registry),
-        Command::Compare(args) => compare::compare(cli.config.as_deref(), &registry, args).await,
-        Command::Alarm { command } => alarm::alarm(cli.config.as_deref(), command).await,
-        Command::Daemon(args) => daemon::daemon(cli.config.as_deref(), &registry, args).await,
-        Command::Run(args) => run::run(cli.config.as_deref(), &registry, args).await,
-        Command::Plan(args) => plan::plan(cli.config.as_deref(), &registry, args).await,
-        Command::History(args) => history::history(cli.config.as_deref(), args).await,
-        Command::Config { command: ConfigCommand::Check } => check::check(cli.config.as_deref(), &registry).await,
+pub async fn dispatch(cli: Cli, mut registry: Registry) -> i32 {
+    let uses_plugins = !matches!(cli.command, Command::Alarm { .. } | Command::History(_));
+    let loaded = if uses_plugins {
+        load_external_plugins(cli.config.as_deref(), matches!(cli.command, Command::Plugins), &mut registry)
+    } else {
+        Ok(())
+    };
+    let result = match loaded.map(|()| cli.command) {
+        Err(e) => Err(e),
+        Ok(command) => match command {
+            Command::Plugins => plugins::plugins(&registry),
+            Command::Compare(args) => compare::compare(cli.config.as_deref(), &registry, args).await,
+            Command::Alarm { command } => alarm::alarm(cli.config.as_deref(), command).await,
+            Command::Daemon(args) => daemon::daemon(cli.config.as_deref(), &registry, args).await,
+            Command::Run(args) => run::run(cli.config.as_deref(), &registry, args).await,
+            Command::Plan(args) => plan::plan(cli.config.as_deref(), &registry, args).await,
+            Command::History(args) => history::history(cli.config.as_deref(), args).await,
+            Command::Config { command: ConfigCommand::Check } => check::check(cli.config.as_deref(), &registry).await,
+        },
     };
     match result {
         Ok(code) => code,
@@ -43,6 +52,40 @@ pub fn load_config(path: Option<&std::path::Path>, registry: &Registry) -> anyho
     let path = find_config_path(path);
     let config = Config::load(&path).map_err(gptransfer_core::Error::Config)?;
     registry.validate(&config).map_err(gptransfer_core::Error::Config)?;
+    Ok(config)
+}
+
+/// Loads the external plugins of `[plugins] paths` into the registry. A config that is missing
+/// or does not parse is left for the command to report, except for `plugins` given one
+/// explicitly.
+fn load_external_plugins(
+    explicit: Option<&std::path::Path>,
+    strict: bool,
+    registry: &mut Registry,
+) -> anyhow::Result<()> {
+    let path = find_config_path(explicit);
+    let required = strict && explicit.is_some();
+    if !required && !path.exists() {
+        return Ok(());
+    }
+    let config = match Config::load(&path) {
+        Ok(c) => c,
+        Err(e) if strict => return Err(gptransfer_core::Error::Config(e).into()),
+        Err(_) => return Ok(()),
+    };
+    // A ConfigError alone (not wrapped) is printed once and exits with the config code.
+    gptransfer_plugin_external::load_into(registry, &config.path, &config.plugin_paths)?;
+    Ok(())
+}
+
+/// Loads the config, then runs its config readers (a MySQL job table, a table list in a
+/// cluster) so that every job's tables and windows are complete, and checks the plugins again.
+pub async fn load_config_with_readers(path: Option<&std::path::Path>, registry: &Registry) -> anyhow::Result<Config> {
+    let mut config = load_config(path, registry)?;
+    if config.needs_readers() {
+        gptransfer_config_readers::load(&mut config).await?;
+        registry.validate(&config).map_err(gptransfer_core::Error::Config)?;
+    }
     Ok(config)
 }
 

@@ -3,12 +3,12 @@
 use gptransfer_core::engine::{plan_tables, select_tables};
 use gptransfer_core::registry::Registry;
 
-use super::{load_config, now, parse_until};
+use super::{load_config_with_readers, now, parse_until};
 use crate::cli::{OutputFormat, PlanArgs};
 use crate::output;
 
 pub async fn plan(config: Option<&std::path::Path>, registry: &Registry, args: PlanArgs) -> anyhow::Result<i32> {
-    let config = load_config(config, registry)?;
+    let config = load_config_with_readers(config, registry).await?;
     let tables =
         select_tables(&config, &args.selection.jobs, &args.selection.tables).map_err(gptransfer_core::Error::Config)?;
     let until = parse_until(args.until.as_deref())?;

@@ -6,12 +6,12 @@ use gptransfer_core::engine::{self, select_tables, RunOptions, WindowStatus};
 use gptransfer_core::error::exit;
 use gptransfer_core::registry::Registry;
 
-use super::{load_config, now, parse_until};
+use super::{load_config_with_readers, now, parse_until};
 use crate::cli::{OutputFormat, RunArgs};
 use crate::{output, progress, signals};
 
 pub async fn run(config: Option<&std::path::Path>, registry: &Registry, args: RunArgs) -> anyhow::Result<i32> {
-    let config = load_config(config, registry)?;
+    let config = load_config_with_readers(config, registry).await?;
     let tables =
         select_tables(&config, &args.selection.jobs, &args.selection.tables).map_err(gptransfer_core::Error::Config)?;
     let options = RunOptions {
@@ -47,12 +47,27 @@ pub async fn run(config: Option<&std::path::Path>, registry: &Registry, args: Ru
             }
         }
     }
+    for c in &report.external_cursors {
+        match (&c.message, &c.error) {
+            (_, Some(e)) => eprintln!("error: job {:?}: {}: not advanced: {e}", c.job, c.cursor),
+            (Some(m), None) if human => {
+                for line in m.lines() {
+                    println!("job {}: {line}", c.job);
+                }
+            }
+            _ => {}
+        }
+    }
     if let Some(sig) = report.interrupted_by {
         eprintln!("error: {}", gptransfer_core::Error::Interrupted { signal: sig });
         return Ok(if sig == 15 { exit::SIGTERM } else { exit::SIGINT });
     }
     if report.failed() > 0 {
         eprintln!("error: {}", gptransfer_core::Error::WindowsFailed { failed: report.failed() });
+        return Ok(exit::FAILED);
+    }
+    if report.external_cursor_errors().next().is_some() {
+        // The windows landed; the cursor kept elsewhere did not move: the next run re-loads them.
         return Ok(exit::FAILED);
     }
     Ok(exit::OK)

@@ -181,12 +181,12 @@ pub struct JobConfig {
     pub from: String,
     /// Target cluster name.
     pub to: String,
-    /// Where the cursor starts for a table never run before.
-    pub start: ConfigTimestamp,
+    /// Where the cursor starts for a table never run before (required unless `reader` sets it).
+    pub start: Option<ConfigTimestamp>,
     /// No window ends past this.
     pub end: Option<ConfigTimestamp>,
-    /// Default window length.
-    pub duration: ConfigDuration,
+    /// Default window length (required unless `reader` or the job row supplies it).
+    pub duration: Option<ConfigDuration>,
     /// Windows newer than `now - lag` are not due yet.
     pub lag: Option<ConfigDuration>,
     /// Session time zone for both clusters (for timestamptz windows); server default if unset.
@@ -207,6 +207,10 @@ pub struct JobConfig {
     /// The tables.
     #[serde(default)]
     pub tables: Vec<Spanned<TableConfig>>,
+    /// Config reader for the job's window (`{ plugin = "mysql", … }`): the job row is the cursor.
+    pub reader: Option<Spanned<PluginSpec>>,
+    /// Config reader for the job's table list (`{ plugin = "table-list", … }`).
+    pub tables_from: Option<Spanned<PluginSpec>>,
 }
 
 fn default_true() -> bool {

@@ -9,7 +9,7 @@ use toml::Spanned;
 
 use super::load::{parse_text, ConfigError, Location};
 use super::model::{ClusterConfig, ConfigFile, Mode, SslMode};
-use super::{ConfigDuration, PluginSpec};
+use super::{ConfigDuration, ExternalCursors, PluginSpec};
 use crate::dialect::QualifiedName;
 
 /// A loaded, checked configuration.
@@ -27,6 +27,10 @@ pub struct Config {
     pub plugin_paths: Vec<PathBuf>,
     /// Alarm output and mirror.
     pub alarm: AlarmSpec,
+    /// Cursors kept outside the state schema, registered by the config readers.
+    pub external_cursors: ExternalCursors,
+    /// Whether the config readers have run (jobs with `reader`/`tables_from` need them).
+    pub readers_loaded: bool,
     text: String,
 }
 
@@ -65,6 +69,74 @@ pub struct JobSpec {
     pub enabled: bool,
     /// Its tables.
     pub tables: Vec<TableSpec>,
+    /// Config reader of the job's window (the job row), when set.
+    pub reader: Option<Spanned<PluginSpec>>,
+    /// Config reader of the job's table list, when set.
+    pub tables_from: Option<Spanned<PluginSpec>>,
+    /// The job's defaults, for the tables a reader adds.
+    pub defaults: JobDefaults,
+}
+
+/// A job's settings that its tables inherit.
+#[derive(Debug, Clone)]
+pub struct JobDefaults {
+    /// Cursor start (None when a reader supplies it).
+    pub start: Option<NaiveDateTime>,
+    /// End bound.
+    pub end: Option<NaiveDateTime>,
+    /// Window length (None when a reader supplies it).
+    pub duration: Option<ConfigDuration>,
+    /// Hold-back from now.
+    pub lag: ConfigDuration,
+    /// Load mode.
+    pub mode: Option<Mode>,
+    /// Source plugin.
+    pub source: Option<Spanned<PluginSpec>>,
+    /// Transport plugin.
+    pub transport: Option<Spanned<PluginSpec>>,
+    /// Sink plugin.
+    pub sink: Option<Spanned<PluginSpec>>,
+    /// Comparator plugin.
+    pub compare: Option<Spanned<PluginSpec>>,
+    /// Where the job is in the file.
+    pub location: Location,
+}
+
+impl JobSpec {
+    /// Whether a config reader defines part of this job.
+    pub fn has_readers(&self) -> bool {
+        self.reader.is_some() || self.tables_from.is_some()
+    }
+
+    /// A table of this job with only the job's defaults applied (for tables a reader adds):
+    /// no condition column, the job's duration (zero when unset), start and mode.
+    pub fn default_table(&self, source_table: QualifiedName) -> TableSpec {
+        let d = &self.defaults;
+        TableSpec {
+            job: self.name.clone(),
+            from: self.from.clone(),
+            to: self.to.clone(),
+            target_table: source_table.clone(),
+            source_table,
+            condition_column: None,
+            duration: d.duration.unwrap_or(ConfigDuration(std::time::Duration::ZERO)),
+            start: d.start.unwrap_or_default(),
+            end: d.end,
+            final_end: None,
+            lag: d.lag,
+            mode: d.mode.unwrap_or(Mode::Replace),
+            key: Vec::new(),
+            columns: None,
+            enabled: self.enabled,
+            timezone: self.timezone.clone(),
+            source: d.source.clone().unwrap_or_else(|| spanned_default("copy")),
+            transport: d.transport.clone().unwrap_or_else(|| spanned_default("stream")),
+            sink: d.sink.clone().unwrap_or_else(|| spanned_default("copy")),
+            compare: d.compare.clone().unwrap_or_else(|| spanned_default("hash")),
+            location: d.location,
+            cursor_external: self.reader.is_some(),
+        }
+    }
 }
 
 /// Everything the engine needs about one table, defaults applied.
@@ -112,6 +184,9 @@ pub struct TableSpec {
     pub compare: Spanned<PluginSpec>,
     /// Where the entry is in the file.
     pub location: Location,
+    /// The windows start from a config reader's job row (its `start`), not from the state
+    /// cursor: the job row is the authority, and re-loading behind the state cursor is harmless.
+    pub cursor_external: bool,
 }
 
 impl TableSpec {
@@ -169,6 +244,11 @@ impl Config {
         ConfigError::at(&self.path, &self.text, span, message)
     }
 
+    /// Whether some job needs its config readers run before its tables are complete.
+    pub fn needs_readers(&self) -> bool {
+        !self.readers_loaded && self.jobs.iter().any(JobSpec::has_readers)
+    }
+
     /// All tables of all jobs.
     pub fn tables(&self) -> impl Iterator<Item = &TableSpec> {
         self.jobs.iter().flat_map(|j| j.tables.iter())
@@ -201,6 +281,7 @@ fn resolve(path: &Path, text: String, file: ConfigFile) -> Result<Config, Config
     let mut jobs = Vec::new();
     for (job_name, job) in &file.jobs {
         let job_span = job.span();
+        let job_span_start = job_span.start;
         let job = job.get_ref();
         for (role, name) in [("from", &job.from), ("to", &job.to)] {
             if !known(name) {
@@ -213,7 +294,24 @@ fn resolve(path: &Path, text: String, file: ConfigFile) -> Result<Config, Config
                 ));
             }
         }
-        if job.duration.0.is_zero() {
+        let has_reader = job.reader.is_some();
+        if job.start.is_none() && !has_reader {
+            return Err(err(
+                job_span.clone(),
+                format!(
+                    "job {job_name:?}: start is required (unless reader = {{ plugin = \"mysql\", … }} supplies it)"
+                ),
+            ));
+        }
+        if job.duration.is_none() && !has_reader {
+            return Err(err(
+                job_span.clone(),
+                format!(
+                    "job {job_name:?}: duration is required (unless reader = {{ plugin = \"mysql\", … }} supplies it)"
+                ),
+            ));
+        }
+        if job.duration.is_some_and(|d| d.0.is_zero()) {
             return Err(err(job_span, format!("job {job_name:?}: duration must be greater than zero")));
         }
         let mut tables = Vec::new();
@@ -227,8 +325,9 @@ fn resolve(path: &Path, text: String, file: ConfigFile) -> Result<Config, Config
                 None => source_table.clone(),
             };
             let mode = t.mode.or(job.mode).unwrap_or(Mode::Replace);
-            let duration = t.duration.unwrap_or(job.duration);
-            if duration.0.is_zero() {
+            // Zero only under a reader, which fills it from the job row (or refuses the table).
+            let duration = t.duration.or(job.duration).unwrap_or(ConfigDuration(std::time::Duration::ZERO));
+            if duration.0.is_zero() && !has_reader {
                 return Err(here("duration must be greater than zero".into()));
             }
             if mode != Mode::Full && t.condition_column.is_none() {
@@ -250,9 +349,9 @@ fn resolve(path: &Path, text: String, file: ConfigFile) -> Result<Config, Config
                     return Err(here(format!("key column {k:?} is not in columns")));
                 }
             }
-            if let Some(fe) = t.final_end {
-                if fe.0 <= job.start.0 {
-                    return Err(here(format!("final_end {fe} is not after the job start {}", job.start)));
+            if let (Some(fe), Some(start)) = (t.final_end, job.start) {
+                if fe.0 <= start.0 {
+                    return Err(here(format!("final_end {fe} is not after the job start {start}")));
                 }
             }
             tables.push(TableSpec {
@@ -263,7 +362,7 @@ fn resolve(path: &Path, text: String, file: ConfigFile) -> Result<Config, Config
                 target_table,
                 condition_column: t.condition_column.clone(),
                 duration,
-                start: job.start.0,
+                start: job.start.map(|s| s.0).unwrap_or_default(),
                 end: job.end.map(|e| e.0),
                 final_end: t.final_end.map(|e| e.0),
                 lag: t.lag.or(job.lag).unwrap_or(ConfigDuration(std::time::Duration::ZERO)),
@@ -281,6 +380,7 @@ fn resolve(path: &Path, text: String, file: ConfigFile) -> Result<Config, Config
                 sink: t.sink.clone().or_else(|| job.sink.clone()).unwrap_or_else(|| spanned_default("copy")),
                 compare: t.compare.clone().or_else(|| job.compare.clone()).unwrap_or_else(|| spanned_default("hash")),
                 location: Location::of_offset(&text, span.start),
+                cursor_external: has_reader,
             });
         }
         jobs.push(JobSpec {
@@ -290,6 +390,20 @@ fn resolve(path: &Path, text: String, file: ConfigFile) -> Result<Config, Config
             timezone: job.timezone.clone(),
             enabled: job.enabled,
             tables,
+            reader: job.reader.clone(),
+            tables_from: job.tables_from.clone(),
+            defaults: JobDefaults {
+                start: job.start.map(|s| s.0),
+                end: job.end.map(|e| e.0),
+                duration: job.duration,
+                lag: job.lag.unwrap_or(ConfigDuration(std::time::Duration::ZERO)),
+                mode: job.mode,
+                source: job.source.clone(),
+                transport: job.transport.clone(),
+                sink: job.sink.clone(),
+                compare: job.compare.clone(),
+                location: Location::of_offset(&text, job_span_start),
+            },
         });
     }
 
@@ -349,6 +463,8 @@ fn resolve(path: &Path, text: String, file: ConfigFile) -> Result<Config, Config
         state,
         jobs,
         plugin_paths: file.plugins.map(|p| p.paths).unwrap_or_default(),
+        external_cursors: ExternalCursors::default(),
+        readers_loaded: false,
         text,
     })
 }

@@ -10,5 +10,8 @@ mod window_run;
 pub use check::{check_table, Column, TableCheck};
 pub use compare_run::{compare_tables, CompareOptions};
 pub use interrupt::Interrupt;
-pub use run::{plan_tables, run, table_key, Observer, PlannedTable, RunOptions, RunReport, WindowReport, WindowStatus};
+pub use run::{
+    plan_tables, run, table_key, ExternalCursorReport, Observer, PlannedTable, RunOptions, RunReport, WindowReport,
+    WindowStatus,
+};
 pub use select::select_tables;

@@ -11,7 +11,7 @@ use super::check::check_table;
 use super::interrupt::Interrupt;
 use super::window_run::{run_window, WindowPlugins};
 use crate::cluster::{ClusterHandle, Session};
-use crate::config::{Config, TableSpec};
+use crate::config::{Config, TableProgress, TableSpec};
 use crate::error::Error;
 use crate::registry::Registry;
 use crate::roles::Counters;
@@ -86,6 +86,22 @@ pub struct RunReport {
     pub windows: Vec<WindowReport>,
     /// Signal that stopped the run.
     pub interrupted_by: Option<i32>,
+    /// External cursors (config readers' job rows) moved after the windows committed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub external_cursors: Vec<ExternalCursorReport>,
+}
+
+/// What happened to one external cursor after the run.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ExternalCursorReport {
+    /// Job.
+    pub job: String,
+    /// The cursor (e.g. the MySQL job row).
+    pub cursor: String,
+    /// What was done, when it worked.
+    pub message: Option<String>,
+    /// Why it could not be moved (the windows stay committed; the next run re-loads them).
+    pub error: Option<String>,
 }
 
 impl RunReport {
@@ -93,6 +109,87 @@ impl RunReport {
     pub fn failed(&self) -> usize {
         self.windows.iter().filter(|w| w.status == WindowStatus::Failed).count()
     }
+
+    /// External cursors that could not be moved.
+    pub fn external_cursor_errors(&self) -> impl Iterator<Item = &ExternalCursorReport> {
+        self.external_cursors.iter().filter(|c| c.error.is_some())
+    }
+}
+
+/// The state cursor of a table, or None when its windows start from a config reader's row.
+async fn planning_cursor(state: &State, t: &TableSpec) -> Result<Option<NaiveDateTime>, Error> {
+    if t.cursor_external {
+        return Ok(None);
+    }
+    state.cursor(&t.job, &t.source_table.to_string()).await
+}
+
+fn readers_missing(config: &Config, tables: &[TableSpec]) -> Result<(), Error> {
+    if !config.needs_readers() {
+        return Ok(());
+    }
+    match config.jobs.iter().find(|j| j.has_readers() && tables.iter().any(|t| t.job == j.name)) {
+        Some(job) => Err(Error::Config(crate::config::ConfigError::file(
+            &config.path,
+            format!("job {:?} is defined by a config reader that this command did not run", job.name),
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Start of a window id `YYYYMMDDHHMMSS^YYYYMMDDHHMMSS`.
+fn window_start(id: &str) -> Option<NaiveDateTime> {
+    NaiveDateTime::parse_from_str(id.split('^').next()?, "%Y%m%d%H%M%S").ok()
+}
+
+/// After the windows committed: move each job's external cursors as far as its tables got.
+async fn advance_external_cursors(
+    config: &Config,
+    state: &State,
+    jobs: &[String],
+    windows: &[WindowReport],
+    now: NaiveDateTime,
+) -> Vec<ExternalCursorReport> {
+    let mut out = Vec::new();
+    for job in jobs {
+        let Some(spec) = config.jobs.iter().find(|j| &j.name == job) else { continue };
+        let cursors: Vec<_> = config.external_cursors.of_job(job).collect();
+        if cursors.is_empty() {
+            continue;
+        }
+        let mut progress = Vec::new();
+        let mut error = None;
+        for t in spec.tables.iter().filter(|t| t.enabled) {
+            let name = t.source_table.to_string();
+            let cursor = match state.cursor(&t.job, &name).await {
+                Ok(c) => c,
+                Err(e) => {
+                    error = Some(format!("cannot read the state cursor of {name}: {e}"));
+                    break;
+                }
+            };
+            let failed_at = windows
+                .iter()
+                .filter(|w| &w.job == job && w.table == name && w.status == WindowStatus::Failed)
+                .filter_map(|w| window_start(&w.window))
+                .min();
+            progress.push(TableProgress { table: name, cursor, failed_at });
+        }
+        for c in cursors {
+            let (message, error) = match &error {
+                Some(e) => (None, Some(e.clone())),
+                None => match c.advance(&progress, now).await {
+                    Ok(m) => (Some(m), None),
+                    Err(e) => (None, Some(e)),
+                },
+            };
+            if let Some(e) = &error {
+                tracing::error!(job = %job, "{}: not advanced: {e}", c.describe());
+            }
+            out.push(ExternalCursorReport { job: job.to_string(), cursor: c.describe(), message, error });
+        }
+    }
+    out
 }
 
 /// Hears about progress; the CLI draws bars and lines from it.
@@ -144,7 +241,9 @@ pub(super) fn handles(
 }
 
 pub(super) fn application_name() -> String {
-    format!("gptransfer {} pid {}", crate::host_name(), std::process::id())
+    // The pid first: PostgreSQL cuts application names at 63 bytes, and the pid is what
+    // `kill` needs when the lock message names the holder.
+    format!("gptransfer pid {} host {}", std::process::id(), crate::host_name())
 }
 
 /// The due windows of each table, from the stored cursors; moves nothing, connects only
@@ -159,14 +258,17 @@ pub async fn plan_tables(
     let state_cluster = hs.get(&config.state.cluster).cloned().ok_or_else(|| {
         Error::Config(crate::config::ConfigError::file(&config.path, "the state cluster is not defined"))
     })?;
+    readers_missing(config, tables)?;
     let state = State::open_existing(state_cluster, &config.state.schema, &application_name()).await?;
     let mut out = Vec::new();
     for t in tables {
         let cursor = match &state {
-            Some(s) => s.cursor(&t.job, &t.source_table.to_string()).await?,
+            Some(s) => planning_cursor(s, t).await?,
             None => None,
         };
         let p = plan(t, cursor, now, until);
+        // A config reader's row is the cursor of its tables.
+        let cursor = if t.cursor_external { Some(t.start) } else { cursor };
         out.push(PlannedTable {
             job: t.job.clone(),
             table: t.source_table.to_string(),
@@ -190,6 +292,7 @@ pub async fn run(
     observer: Arc<dyn Observer>,
     interrupt: Interrupt,
 ) -> Result<RunReport, Error> {
+    readers_missing(config, &tables)?;
     let application = application_name();
     let mut names = vec![config.state.cluster.clone()];
     for t in &tables {
@@ -221,11 +324,11 @@ pub async fn run(
     }
 
     let state = State::open(cluster(&config.state.cluster)?, &config.state.schema, &application).await?;
-    let mut job_names: Vec<&String> = tables.iter().map(|t| &t.job).collect();
+    let mut job_names: Vec<String> = tables.iter().map(|t| t.job.clone()).collect();
     job_names.sort();
     job_names.dedup();
     let mut locks = Vec::new();
-    for job in job_names {
+    for job in &job_names {
         locks.push(state.lock_job(job).await?);
     }
 
@@ -248,7 +351,7 @@ pub async fn run(
 
     let mut work = Vec::new();
     for ((t, check), plugins) in tables.into_iter().zip(checks).zip(plugins) {
-        let cursor = state.cursor(&t.job, &t.source_table.to_string()).await?;
+        let cursor = planning_cursor(&state, &t).await?;
         let windows = match &options.windows {
             // Explicit windows (repair): exactly these, whatever the cursor says.
             Some(map) => map.get(&table_key(&t)).cloned().unwrap_or_default(),
@@ -328,6 +431,14 @@ pub async fn run(
         stream::iter(per_table).buffer_unordered(options.parallel.max(1)).collect().await;
     report.windows = results.into_iter().flatten().collect();
     report.interrupted_by = interrupt.signal();
+    // The targets have committed (and the state cursors with them); only now the cursors kept
+    // elsewhere move. A crash in between leaves them behind: the next run re-loads from them,
+    // which replace and merge make harmless. Still under the job locks.
+    if report.interrupted_by.is_none() && options.windows.is_none() {
+        crate::config::failpoint("after-commit-before-external-cursor");
+        report.external_cursors =
+            advance_external_cursors(config, state, &job_names, &report.windows, options.now).await;
+    }
     for lock in locks {
         state.release(lock).await;
     }

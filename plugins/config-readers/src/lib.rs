@@ -1,0 +1,305 @@
+//! Config readers (SPEC §6): a job's window from a MySQL/MariaDB job table (the seed's
+//! `etl_conf_d`) and its table list from a table kept in a cluster (the seed's
+//! `sor.schemaName`), joined to the job rows.
+//!
+//! `[jobs.NAME] reader = { plugin = "mysql", … }` makes the job row the job's cursor: every
+//! table's windows run from `RUN_START_TIMESTAMP` to at most `RUN_END_TIMESTAMP` (the state
+//! cursor does not move the start), and after the windows committed the row moves on by as far
+//! as every table of the row got. A crash between the target commit and the MySQL update leaves
+//! the row behind: the next run re-loads that span, which replace and merge make harmless, and
+//! then moves the row. Append mode is refused under a reader for that reason.
+//!
+//! `tables_from = { plugin = "table-list", … }` reads `schema, table` rows flagged valid from a
+//! cluster table; `join` names the columns that pick each row's job row (seed: `opera_type`,
+//! `duration`, `job_group`). Names read from either table are never spliced into SQL: table
+//! names go through `QualifiedName` and `quote_ident`, values are bound. A row with an invalid
+//! value is reported (a warning naming the row) and skipped.
+
+mod mysql;
+mod options;
+mod table_list;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::NaiveDateTime;
+use gptransfer_core::config::{Config, ConfigDuration, ConfigError, JobSpec, Mode, PluginSpec, TableSpec};
+use gptransfer_core::dialect::QualifiedName;
+use gptransfer_core::Error;
+use toml::Spanned;
+
+pub use mysql::MysqlCursor;
+use options::{MysqlOptions, TableListOptions};
+
+/// Names of the config reader plugins, for `gptransfer plugins`-style listings.
+pub const READERS: &[(&str, &str)] = &[
+    ("mysql", "job window from a MySQL/MariaDB job table (etl_conf_d), advanced after each run"),
+    ("table-list", "table list from a table in a cluster (sor.schemaName), joined to the job rows"),
+];
+
+/// Runs the config readers of every job that has one: fills in the jobs' tables and windows and
+/// registers the MySQL job rows as external cursors. A no-op for a config without readers.
+pub async fn load(config: &mut Config) -> Result<(), Error> {
+    if config.readers_loaded {
+        return Ok(());
+    }
+    let mut jobs = std::mem::take(&mut config.jobs);
+    let result = async {
+        for job in jobs.iter_mut().filter(|j| j.has_readers()) {
+            load_job(config, job).await?;
+        }
+        Ok(())
+    }
+    .await;
+    config.jobs = jobs;
+    config.readers_loaded = true;
+    result
+}
+
+/// A reader's options, checked; errors point at the reader in the file.
+fn options<T: serde::de::DeserializeOwned>(
+    config: &Config,
+    job: &str,
+    key: &str,
+    spec: &Spanned<PluginSpec>,
+    plugin: &str,
+) -> Result<T, Error> {
+    let at = |message: String| Error::Config(config.error_at(spec.span(), format!("job {job:?}, {key}: {message}")));
+    if spec.get_ref().plugin != plugin {
+        let known: Vec<_> = READERS.iter().map(|(n, _)| *n).collect();
+        return Err(at(format!(
+            "plugin {:?} is not a {key} reader here; use {plugin:?} (config readers: {})",
+            spec.get_ref().plugin,
+            known.join(", ")
+        )));
+    }
+    toml::Value::Table(spec.get_ref().options.clone()).try_into::<T>().map_err(|e| at(e.message().to_string()))
+}
+
+async fn load_job(config: &mut Config, job: &mut JobSpec) -> Result<(), Error> {
+    let name = job.name.clone();
+    let list_options = match &job.tables_from {
+        Some(spec) => Some(options::<TableListOptions>(config, &name, "tables_from", spec, "table-list")?),
+        None => None,
+    };
+    let reader_options = match &job.reader {
+        Some(spec) => Some(options::<MysqlOptions>(config, &name, "reader", spec, "mysql")?),
+        None => None,
+    };
+    let config_error =
+        |message: String| Error::Config(ConfigError::file(&config.path, format!("job {name:?}: {message}")));
+    let join: Vec<String> = list_options.as_ref().map(|o| o.join.clone()).unwrap_or_default();
+    if reader_options.is_none() && !join.is_empty() {
+        return Err(config_error("tables_from.join needs reader = { plugin = \"mysql\", … } to join to".into()));
+    }
+    if let (Some(o), Some(spec)) = (&reader_options, &job.reader) {
+        mysql::check(o, &join)
+            .map_err(|e| Error::Config(config.error_at(spec.span(), format!("job {name:?}, reader: {e}"))))?;
+    }
+    let mode = job.defaults.mode.unwrap_or(Mode::Replace);
+    if reader_options.is_some() {
+        let append = job.tables.iter().find(|t| t.mode == Mode::Append).map(|t| t.source_table.to_string());
+        if mode == Mode::Append || append.is_some() {
+            return Err(config_error(format!(
+                "{}append mode cannot re-load a window harmlessly, which a job under a reader must be able to \
+                 do (a crash between the target commit and the job row update re-loads it); use replace or merge",
+                append.map(|t| format!("table {t}: ")).unwrap_or_default()
+            )));
+        }
+    }
+
+    // The job rows: one per join value set (one row in all without a join).
+    let rows = match &reader_options {
+        Some(o) => {
+            let job_name = o.job_name.clone().unwrap_or_else(|| name.clone());
+            let rows = mysql::read_rows(o, &name, &job_name, &join).await?;
+            if rows.is_empty() {
+                return Err(config_error(format!(
+                    "no usable row in {} where {} = {job_name:?} and {} = {:?} (see the warnings above)",
+                    o.table, o.columns.job_name, o.columns.valid_flag, o.valid_value
+                )));
+            }
+            if join.is_empty() && rows.len() > 1 {
+                return Err(config_error(format!(
+                    "{} rows of {} are valid for {} = {job_name:?}; set tables_from.join to the columns that \
+                     tell them apart, or keep one row valid",
+                    rows.len(),
+                    o.table,
+                    o.columns.job_name
+                )));
+            }
+            Some((o, job_name, rows))
+        }
+        None => None,
+    };
+
+    // The tables: from the list, else the file's.
+    let mut tables: Vec<(TableSpec, Option<usize>)> = Vec::new();
+    match &list_options {
+        Some(lo) => {
+            let cluster = config.clusters.get(&lo.cluster).cloned().ok_or_else(|| {
+                let known: Vec<_> = config.clusters.keys().cloned().collect();
+                config_error(format!(
+                    "tables_from.cluster = {:?} names no cluster; defined clusters: [{}]",
+                    lo.cluster,
+                    known.join(", ")
+                ))
+            })?;
+            let list_table =
+                QualifiedName::parse(&lo.table).map_err(|e| config_error(format!("tables_from.table: {e}")))?;
+            let entries = table_list::read(lo, &lo.cluster, &cluster, &list_table, &name).await?;
+            let mut seen = BTreeMap::new();
+            for entry in entries {
+                let row_index = match &rows {
+                    Some((_, _, rows)) => match rows.iter().position(|r| r.join_values == entry.join_values) {
+                        Some(i) => Some(i),
+                        None => {
+                            tracing::warn!(
+                                job = %name,
+                                "table list {list_table}, row {}: skipped: no valid job row has {}",
+                                entry.describe(),
+                                describe_join(&join, &entry.join_values)
+                            );
+                            continue;
+                        }
+                    },
+                    None => None,
+                };
+                if let Some(previous) = seen.insert(entry.name.clone(), entry.describe()) {
+                    tracing::warn!(
+                        job = %name,
+                        "table list {list_table}, row {}: skipped: table {} is already listed by row {previous}",
+                        entry.describe(),
+                        entry.name
+                    );
+                    continue;
+                }
+                let mut t = job.default_table(entry.name.clone());
+                t.condition_column = lo.condition_column.clone();
+                t.location = job.defaults.location;
+                tables.push((t, row_index));
+            }
+        }
+        None => {
+            for t in std::mem::take(&mut job.tables) {
+                tables.push((t, Some(0).filter(|_| rows.is_some())));
+            }
+        }
+    }
+
+    // Per-table values from the job row, then the checks the file's tables get at load time.
+    let mut out = Vec::new();
+    let mut row_tables: Vec<Vec<String>> = vec![Vec::new(); rows.as_ref().map_or(0, |(_, _, r)| r.len())];
+    for (mut t, row_index) in tables {
+        let from_list = list_options.is_some();
+        if let (Some((_, _, rows)), Some(i)) = (&rows, row_index) {
+            let row = &rows[i];
+            t.start = row.start;
+            t.end = Some(t.end.map_or(row.end, |e| e.min(row.end)));
+            t.cursor_external = true;
+            if let Some(d) = row.duration {
+                if from_list || t.duration.0.is_zero() {
+                    t.duration = d;
+                }
+            }
+            if let Some(c) = &row.condition_column {
+                if from_list || t.condition_column.is_none() {
+                    t.condition_column = Some(c.clone());
+                }
+            }
+            if row.final_end.is_some() && (from_list || t.final_end.is_none()) {
+                t.final_end = row.final_end;
+            }
+        }
+        let problem = if t.duration.0.is_zero() {
+            Some("no window length: set duration in the file or name the job row's duration column".to_string())
+        } else if t.mode != Mode::Full && t.condition_column.is_none() {
+            Some(format!(
+                "no condition column in {} mode: set tables_from.condition_column or the job row's condition column",
+                t.mode.as_str()
+            ))
+        } else if t.mode == Mode::Merge && t.key.is_empty() {
+            Some("merge mode needs key columns, which a table list does not give; use replace".to_string())
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            if from_list {
+                tracing::warn!(job = %name, "table {}: skipped: {problem}", t.source_table);
+                continue;
+            }
+            return Err(config_error(format!("table {}: {problem}", t.source_table)));
+        }
+        if let Some(i) = row_index.filter(|_| rows.is_some()) {
+            row_tables[i].push(t.source_table.to_string());
+        }
+        out.push(t);
+    }
+    if out.is_empty() {
+        tracing::warn!(job = %name, "the config readers gave no usable table; the job has nothing to run");
+    }
+    job.tables = out;
+
+    if let Some((o, job_name, rows)) = rows {
+        let cursor = MysqlCursor::new(o, name.clone(), job_name, join, rows, row_tables)?;
+        config.external_cursors.0.push(Arc::new(cursor));
+    }
+    Ok(())
+}
+
+fn describe_join(columns: &[String], values: &[Option<String>]) -> String {
+    columns
+        .iter()
+        .zip(values)
+        .map(|(c, v)| match v {
+            Some(v) => format!("{c} = {v:?}"),
+            None => format!("{c} = NULL"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Parses a duration cell: a number in `unit`, or a duration text (`30m`, `1h`).
+fn parse_duration(text: &str, unit: options::DurationUnit) -> Result<ConfigDuration, String> {
+    let t = text.trim();
+    let d = match t.parse::<f64>() {
+        Ok(n) if n.is_finite() && n > 0.0 => ConfigDuration(std::time::Duration::from_secs_f64(n * unit.seconds())),
+        Ok(_) => return Err(format!("duration {t:?} is not positive")),
+        Err(_) => ConfigDuration::parse(t)?,
+    };
+    if d.0.is_zero() {
+        return Err(format!("duration {t:?} is zero"));
+    }
+    Ok(d)
+}
+
+fn format_ts(t: NaiveDateTime) -> String {
+    t.format("%Y-%m-%d %H:%M:%S%.f").to_string()
+}
+
+/// The parser's message for an unknown key in a reader's options (`plugin` = `mysql` or
+/// `table-list`; `nested` = `Some("columns")` for the column names): it names every key the
+/// reader knows, which the README's reference is checked against.
+pub fn unknown_option_message(plugin: &str, nested: Option<&str>) -> Option<String> {
+    let mut unknown = toml::Table::new();
+    unknown.insert("zzz_unknown".into(), toml::Value::Integer(1));
+    let value = match nested {
+        None => toml::Value::Table(unknown),
+        Some(key) => {
+            // The required keys first, so that only the nested table is wrong.
+            let mut outer = toml::Table::new();
+            let required: &[&str] = if plugin == "mysql" { &["url"] } else { &["cluster", "table"] };
+            for k in required {
+                outer.insert((*k).into(), toml::Value::String("x".into()));
+            }
+            outer.insert(key.into(), toml::Value::Table(unknown));
+            toml::Value::Table(outer)
+        }
+    };
+    let err = match plugin {
+        "mysql" => value.try_into::<MysqlOptions>().err(),
+        "table-list" => value.try_into::<TableListOptions>().err(),
+        _ => None,
+    };
+    err.map(|e| e.message().to_string())
+}

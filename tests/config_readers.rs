@@ -1,0 +1,393 @@
+//! Config readers (issue 5 items 1-2, SPEC §6) against a real MariaDB and the two PostgreSQL
+//! test clusters: a job defined by a MariaDB `etl_conf_d` row and a table list kept in a
+//! PostgreSQL table runs and advances the row; a crash between the target commit and the MariaDB
+//! update only re-loads the window, harmlessly; names read from the config tables are quoted or
+//! refused, never executed.
+//!
+//! MariaDB must run on 127.0.0.1:3306 with the account of `scripts/mariadb.sh` (which
+//! `scripts/test.sh` runs); without it these tests fail, they never skip.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::process::{Command, Stdio};
+
+use support::{CmdOutput, TestEnv};
+
+const MYSQL_PASSWORD_ENV: &str = "GPT_MYSQL_PASSWORD";
+const FAILPOINT: &str = "after-commit-before-external-cursor";
+
+/// One test's MariaDB database (named like the test's PostgreSQL databases), dropped at the end.
+struct Maria {
+    db: String,
+    host: String,
+    port: String,
+    user: String,
+    password: String,
+}
+
+impl Maria {
+    fn new(db: &str) -> Maria {
+        // mysql://user:password@host:port, for machines where the account differs.
+        let (user, password, host, port) = match std::env::var("GPT_TEST_MYSQL_URL") {
+            Ok(url) => {
+                let rest = url.strip_prefix("mysql://").expect("GPT_TEST_MYSQL_URL starts with mysql://");
+                let (cred, addr) = rest.split_once('@').expect("GPT_TEST_MYSQL_URL has user:password@");
+                let (user, password) = cred.split_once(':').unwrap_or((cred, ""));
+                let (host, port) = addr.trim_end_matches('/').split_once(':').unwrap_or((addr, "3306"));
+                (user.to_string(), password.to_string(), host.to_string(), port.to_string())
+            }
+            Err(_) => ("gpt_test".into(), "gpt_test".into(), "127.0.0.1".into(), "3306".into()),
+        };
+        let m = Maria { db: db.to_string(), host, port, user, password };
+        m.sql_in("", &format!("DROP DATABASE IF EXISTS `{db}`; CREATE DATABASE `{db}`"));
+        m
+    }
+
+    fn sql_in(&self, db: &str, sql: &str) -> String {
+        let client = ["mariadb", "mysql"]
+            .into_iter()
+            .find(|c| Command::new(c).arg("--version").stdout(Stdio::null()).status().is_ok())
+            .expect("no mariadb/mysql client: install mariadb-server (scripts/setup.sh)");
+        let mut cmd = Command::new(client);
+        cmd.args(["--protocol=tcp", "-h", &self.host, "-P", &self.port, "-u", &self.user, "-N", "-B", "-e", sql])
+            .env("MYSQL_PWD", &self.password);
+        if !db.is_empty() {
+            cmd.arg(db);
+        }
+        let out = cmd.output().expect("cannot run the mariadb client");
+        assert!(
+            out.status.success(),
+            "MariaDB at {}:{} as {} failed (is it running? run scripts/mariadb.sh):\n{}\n--- sql\n{sql}",
+            self.host,
+            self.port,
+            self.user,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim_end().to_string()
+    }
+
+    fn sql(&self, sql: &str) -> String {
+        self.sql_in(&self.db, sql)
+    }
+
+    fn url(&self) -> String {
+        format!("mysql://{}@{}:{}/{}", self.user, self.host, self.port, self.db)
+    }
+
+    /// `start | end` of the job rows, in `ORDER BY`.
+    fn windows(&self, filter: &str) -> String {
+        self.sql(&format!(
+            "SELECT CONCAT(RUN_START_TIMESTAMP, ' | ', RUN_END_TIMESTAMP) FROM etl_conf_d WHERE {filter} ORDER BY job_group"
+        ))
+    }
+}
+
+impl Drop for Maria {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            self.sql_in("", &format!("DROP DATABASE IF EXISTS `{}`", self.db));
+        }
+    }
+}
+
+/// The seed's job table, with the per-row columns the table list joins on.
+const ETL_CONF_D: &str = "CREATE TABLE etl_conf_d (
+    JOB_NAME varchar(50) NOT NULL,
+    RUN_START_TIMESTAMP datetime,
+    RUN_END_TIMESTAMP datetime,
+    VALID_FLG char(1),
+    opera_type varchar(10),
+    duration int,
+    job_group varchar(20),
+    query_condition_column varchar(64),
+    dbtimestamp datetime
+)";
+
+fn clusters_config(maria: &Maria, job: &str) -> String {
+    format!(
+        r#"
+[clusters.src]
+url = "{{SRC_URL}}"
+password_env = "GPT_SRC_PASSWORD"
+
+[clusters.dst]
+url = "{{DST_URL}}"
+password_env = "GPT_DST_PASSWORD"
+
+[state]
+cluster = "dst"
+
+{job}
+"#
+    )
+    .replace("{MYSQL_URL}", &maria.url())
+}
+
+/// Runs the binary with the MariaDB password in its environment (and a failpoint when asked).
+fn run(env: &TestEnv, maria: &Maria, args: &[&str], failpoint: Option<&str>) -> CmdOutput {
+    let mut cmd = env.command(args);
+    cmd.env(MYSQL_PASSWORD_ENV, &maria.password);
+    if let Some(f) = failpoint {
+        cmd.env("GPTRANSFER_FAILPOINT", f);
+    }
+    env.spawn_command(cmd).wait()
+}
+
+/// A source table of 36 rows, one every 10 minutes from 2020-04-01 00:00, and its empty target.
+fn fact_table(env: &TestEnv, quoted_name: &str) {
+    let ddl = format!(
+        "CREATE TABLE IF NOT EXISTS {quoted_name} (id int PRIMARY KEY, evt_timestamp timestamp NOT NULL, v text)"
+    );
+    env.src_psql(&format!(
+        "CREATE SCHEMA IF NOT EXISTS eda; {ddl}; INSERT INTO {quoted_name} \
+         SELECT i, timestamp '2020-04-01' + (i - 1) * interval '10 minutes', 'v' || i FROM generate_series(1, 36) i"
+    ));
+    env.dst_psql(&format!("CREATE SCHEMA IF NOT EXISTS eda; {ddl}"));
+}
+
+fn count(env: &TestEnv, table: &str) -> i64 {
+    env.dst_psql(&format!("SELECT count(*) FROM {table}")).parse().unwrap()
+}
+
+fn succeeded_windows(env: &TestEnv, table: &str) -> Vec<String> {
+    env.dst_psql(&format!(
+        "SELECT window_id FROM gptransfer.history WHERE table_name = '{table}' AND status = 'succeeded' ORDER BY id"
+    ))
+    .lines()
+    .map(str::to_string)
+    .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn job_from_mariadb_and_table_list_from_postgres_runs_and_advances_the_job_rows() {
+    let env = TestEnv::new("config_readers_job_and_list");
+    let maria = Maria::new(&env.db);
+    maria.sql(&format!(
+        "{ETL_CONF_D};
+         INSERT INTO etl_conf_d VALUES
+           ('datatransfer', '2020-04-01 00:00:00', '2020-04-01 04:00:00', 'Y', 'T', 60, 'g1', 'evt_timestamp', NULL),
+           ('datatransfer', '2020-04-01 00:00:00', '2020-04-01 04:00:00', 'Y', 'T', 30, 'g2', 'evt_timestamp', NULL),
+           ('datatransfer', '2019-01-01 00:00:00', '2019-01-01 04:00:00', 'N', 'T', 60, 'g3', 'evt_timestamp', NULL),
+           ('datatransfer', '2020-04-01 04:00:00', '2020-04-01 00:00:00', 'Y', 'T', 60, 'g4', 'evt_timestamp', NULL),
+           ('compare',      '2019-01-01 00:00:00', '2019-01-01 04:00:00', 'Y', 'T', 60, 'g1', 'evt_timestamp', NULL)"
+    ));
+    // The seed's list table, created unquoted (so `sor.schemaname`), plus the join columns.
+    env.src_psql(
+        "CREATE SCHEMA sor;
+         CREATE TABLE sor.schemaName (schemaName varchar(10), tableName varchar(100), valid_flag varchar(1),
+                                      dbtimestamp timestamp NOT NULL DEFAULT now(),
+                                      opera_type varchar(10), duration int, job_group varchar(20));
+         INSERT INTO sor.schemaName (schemaName, tableName, valid_flag, opera_type, duration, job_group) VALUES
+           ('eda', 'fact_a', 'Y', 'T', 60, 'g1'),
+           ('eda', 'fact_b', 'Y', 'T', 30, 'g2'),
+           ('eda', 'fact_off', 'N', 'T', 60, 'g1'),
+           ('eda', 'fact_orphan', 'Y', 'T', 99, 'gX'),
+           (NULL, 'fact_null', 'Y', 'T', 60, 'g1')",
+    );
+    fact_table(&env, "eda.fact_a");
+    fact_table(&env, "eda.fact_b");
+    env.write_config(&clusters_config(
+        &maria,
+        r#"
+[jobs.datatransfer]
+from = "src"
+to = "dst"
+reader = { plugin = "mysql", url = "{MYSQL_URL}", password_env = "GPT_MYSQL_PASSWORD", columns = { duration = "duration", condition_column = "query_condition_column" }, dbtimestamp_column = "dbtimestamp" }
+tables_from = { plugin = "table-list", cluster = "src", table = "sor.schemaName", join = ["opera_type", "duration", "job_group"] }
+"#,
+    ));
+
+    // `--until` stands in for the clock: the source holds data up to 06:00.
+    let first = run(&env, &maria, &["run", "--until", "2020-04-01 04:00:00"], None);
+    first.assert_success();
+    assert_eq!(count(&env, "eda.fact_a"), 24, "{}", first.render());
+    assert_eq!(count(&env, "eda.fact_b"), 24, "{}", first.render());
+    assert_eq!(env.dst_psql("SELECT count(*) FROM eda.fact_a WHERE evt_timestamp >= '2020-04-01 04:00'"), "0");
+    // Per-table durations from the joined job rows: 4 hourly windows, 8 half-hour windows.
+    assert_eq!(succeeded_windows(&env, "eda.fact_a").len(), 4);
+    assert_eq!(succeeded_windows(&env, "eda.fact_b").len(), 8);
+    assert_eq!(succeeded_windows(&env, "eda.fact_b")[0], "20200401000000^20200401003000");
+    // Both valid rows moved by their span; the others are untouched; dbtimestamp is stamped.
+    assert_eq!(
+        maria.windows("JOB_NAME = 'datatransfer' AND job_group IN ('g1', 'g2')"),
+        "2020-04-01 04:00:00 | 2020-04-01 08:00:00\n2020-04-01 04:00:00 | 2020-04-01 08:00:00"
+    );
+    assert_eq!(maria.windows("job_group = 'g3'"), "2019-01-01 00:00:00 | 2019-01-01 04:00:00");
+    assert_eq!(maria.windows("JOB_NAME = 'compare'"), "2019-01-01 00:00:00 | 2019-01-01 04:00:00");
+    assert_eq!(maria.sql("SELECT count(*) FROM etl_conf_d WHERE dbtimestamp IS NOT NULL"), "2");
+    // Rows with invalid values are reported by name, never skipped silently.
+    for expected in [
+        "job_group = \"g4\": skipped: RUN_END_TIMESTAMP 2020-04-01 00:00:00 is not after",
+        "row (schema \"eda\", table \"fact_orphan\"): skipped: no valid job row",
+        "row (schema NULL, table \"fact_null\"): skipped: schema and table must not be NULL",
+    ] {
+        assert!(first.stderr.contains(expected), "missing warning {expected:?}\n{}", first.render());
+    }
+    assert!(!first.stderr.contains("fact_off"), "{}", first.render());
+    cli_snapshot!("first_run", first);
+
+    // Nothing new is due: no window, no row moved.
+    let second = run(&env, &maria, &["run", "--until", "2020-04-01 04:00:00"], None);
+    second.assert_success();
+    assert!(second.stdout.contains("nothing due"), "{}", second.render());
+    assert_eq!(count(&env, "eda.fact_a") + count(&env, "eda.fact_b"), 48);
+    assert_eq!(succeeded_windows(&env, "eda.fact_a").len() + succeeded_windows(&env, "eda.fact_b").len(), 12);
+    assert_eq!(
+        maria.windows("JOB_NAME = 'datatransfer' AND job_group IN ('g1', 'g2')"),
+        "2020-04-01 04:00:00 | 2020-04-01 08:00:00\n2020-04-01 04:00:00 | 2020-04-01 08:00:00"
+    );
+
+    // `plan` shows the job row as the cursor and the next span's windows once they are due.
+    let plan = run(&env, &maria, &["plan", "--until", "2020-04-01 06:00:00"], None);
+    plan.assert_success();
+    assert!(plan.stdout.contains("6 due window(s) in 2 table(s)"), "{}", plan.render());
+}
+
+#[test]
+fn crash_after_target_commit_before_mariadb_update_reloads_harmlessly_and_advances() {
+    let env = TestEnv::new("config_readers_crash");
+    let maria = Maria::new(&env.db);
+    maria.sql(&format!(
+        "{ETL_CONF_D};
+         INSERT INTO etl_conf_d (JOB_NAME, RUN_START_TIMESTAMP, RUN_END_TIMESTAMP, VALID_FLG, job_group)
+         VALUES ('datatransfer', '2020-04-01 00:00:00', '2020-04-01 02:00:00', 'Y', 'g1')"
+    ));
+    fact_table(&env, "eda.fact_a");
+    fact_table(&env, "eda.fact_m");
+    // Tables from the file this time; replace and merge both re-load harmlessly.
+    env.write_config(&clusters_config(
+        &maria,
+        r#"
+[jobs.datatransfer]
+from = "src"
+to = "dst"
+duration = "1h"
+reader = { plugin = "mysql", url = "{MYSQL_URL}", password_env = "GPT_MYSQL_PASSWORD", table = "etl_conf_d" }
+
+[[jobs.datatransfer.tables]]
+table = "eda.fact_a"
+condition_column = "evt_timestamp"
+
+[[jobs.datatransfer.tables]]
+table = "eda.fact_m"
+condition_column = "evt_timestamp"
+mode = "merge"
+key = ["id"]
+"#,
+    ));
+
+    let crashed = run(&env, &maria, &["run", "--until", "2020-04-01 06:00:00"], Some(FAILPOINT));
+    assert_eq!(crashed.code, 128 + 6, "expected SIGABRT from the failpoint\n{}", crashed.render());
+    // The windows committed (state cursor with them), the job row did not move.
+    for t in ["eda.fact_a", "eda.fact_m"] {
+        assert_eq!(count(&env, t), 12, "{t}\n{}", crashed.render());
+        assert_eq!(succeeded_windows(&env, t).len(), 2, "{t}");
+    }
+    assert_eq!(
+        env.dst_psql("SELECT cursor_end FROM gptransfer.cursors WHERE table_name = 'eda.fact_a'"),
+        "2020-04-01 02:00:00"
+    );
+    assert_eq!(maria.windows("TRUE"), "2020-04-01 00:00:00 | 2020-04-01 02:00:00");
+
+    // The next run re-loads the span the row still names, without duplicates, then moves it.
+    let rerun = run(&env, &maria, &["run", "--until", "2020-04-01 06:00:00"], None);
+    rerun.assert_success();
+    for t in ["eda.fact_a", "eda.fact_m"] {
+        assert_eq!(count(&env, t), 12, "{t}\n{}", rerun.render());
+        assert_eq!(env.dst_psql(&format!("SELECT count(DISTINCT id) FROM {t}")), "12");
+        assert_eq!(
+            succeeded_windows(&env, t),
+            [
+                "20200401000000^20200401010000",
+                "20200401010000^20200401020000",
+                "20200401000000^20200401010000",
+                "20200401010000^20200401020000"
+            ],
+            "{t}"
+        );
+    }
+    assert_eq!(maria.windows("TRUE"), "2020-04-01 02:00:00 | 2020-04-01 04:00:00");
+    assert!(
+        rerun.stdout.contains("2020-04-01 00:00:00 / 2020-04-01 02:00:00 -> 2020-04-01 02:00:00 / 2020-04-01 04:00:00"),
+        "{}",
+        rerun.render()
+    );
+
+    // And the run after that goes on from the moved row.
+    let next = run(&env, &maria, &["run", "--until", "2020-04-01 06:00:00"], None);
+    next.assert_success();
+    assert_eq!(count(&env, "eda.fact_a"), 24);
+    assert_eq!(maria.windows("TRUE"), "2020-04-01 04:00:00 | 2020-04-01 06:00:00");
+}
+
+#[test]
+fn table_names_from_the_config_tables_are_quoted_or_refused_never_executed() {
+    let env = TestEnv::new("config_readers_names");
+    let maria = Maria::new(&env.db);
+    // The job name is a bound value: a quote in it is just a character.
+    maria.sql(&format!(
+        "{ETL_CONF_D};
+         INSERT INTO etl_conf_d (JOB_NAME, RUN_START_TIMESTAMP, RUN_END_TIMESTAMP, VALID_FLG)
+         VALUES ('it''s a job', '2020-04-01 00:00:00', '2020-04-01 01:00:00', 'Y')"
+    ));
+    env.dst_psql(
+        "CREATE SCHEMA ops;
+         CREATE TABLE ops.tablelist (schema_nm text, table_nm text, flag text);
+         INSERT INTO ops.tablelist VALUES
+           ('eda', 'Fact_Caps', '1'),
+           ('eda', 'fact.dotted', '1'),
+           ('eda', 'it\"s', '1'),
+           ('eda', 'victim; DROP TABLE eda.victim; --', '1'),
+           ('eda', 'victim\" WHERE false; DROP TABLE eda.victim; --', '1'),
+           ('eda', 'fact_a', '0')",
+    );
+    for name in [r#"eda."Fact_Caps""#, r#"eda."fact.dotted""#, r#"eda."it""s""#, "eda.victim"] {
+        fact_table(&env, name);
+    }
+    env.write_config(&clusters_config(
+        &maria,
+        r#"
+[jobs.names]
+from = "src"
+to = "dst"
+duration = "30m"
+reader = { plugin = "mysql", url = "{MYSQL_URL}", password_env = "GPT_MYSQL_PASSWORD", job_name = "it's a job" }
+tables_from = { plugin = "table-list", cluster = "dst", table = "ops.tablelist", columns = { schema = "schema_nm", table = "table_nm", valid_flag = "flag" }, valid_value = "1", condition_column = "evt_timestamp" }
+"#,
+    ));
+    let out = run(&env, &maria, &["run", "--until", "2020-04-01 06:00:00"], None);
+    out.assert_success();
+    for name in [r#"eda."Fact_Caps""#, r#"eda."fact.dotted""#, r#"eda."it""s""#] {
+        assert_eq!(count(&env, name), 6, "{name}\n{}", out.render());
+    }
+    // The fragments were refused by name, and nothing ran them: the victim is intact everywhere.
+    assert!(out.stderr.contains("table \"victim; DROP TABLE eda.victim; --\"): skipped"), "{}", out.render());
+    assert!(out.stderr.contains("looks like SQL rather than a name"), "{}", out.render());
+    assert_eq!(env.src_psql("SELECT count(*) FROM eda.victim"), "36");
+    assert_eq!(count(&env, "eda.victim"), 0);
+    assert_eq!(maria.windows("TRUE"), "2020-04-01 01:00:00 | 2020-04-01 02:00:00");
+    cli_snapshot!("names_run", out);
+
+    // Names of the job table's columns come from the file and reach SQL too: refused, not run.
+    env.write_config(&clusters_config(
+        &maria,
+        r#"
+[jobs.names]
+from = "src"
+to = "dst"
+duration = "30m"
+reader = { plugin = "mysql", url = "{MYSQL_URL}", password_env = "GPT_MYSQL_PASSWORD", columns = { run_start = "RUN_START_TIMESTAMP`; DROP TABLE etl_conf_d; --" } }
+[[jobs.names.tables]]
+table = "eda.victim"
+condition_column = "evt_timestamp"
+"#,
+    ));
+    let refused = run(&env, &maria, &["run"], None);
+    refused.assert_code(2);
+    assert!(refused.stderr.contains("a MySQL name holds letters, digits, _ and $ only"), "{}", refused.render());
+    assert_eq!(maria.sql("SELECT count(*) FROM etl_conf_d"), "1");
+    cli_snapshot!("refused_column_name", refused);
+}
