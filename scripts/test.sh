@@ -26,15 +26,15 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 
 if cargo nextest --version >/dev/null 2>&1; then
-  step "cargo nextest run --workspace --no-fail-fast"
+  # nextest does not run doctests; they run first so that nextest's summary closes the log.
+  step "cargo test --workspace --doc"
   status=0
-  cargo nextest run --workspace --no-fail-fast 2>&1 | tee "$log" || status=$?
-  summary=$(grep -E '^ *Summary \[' "$log" | tail -n 1 | sed -E 's/^ +//')
-  # nextest does not run doctests.
+  cargo test --workspace --doc 2>&1 | tee "$log" || status=$?
   if [ "$status" = 0 ]; then
-    step "cargo test --workspace --doc"
-    cargo test --workspace --doc 2>&1 | tee -a "$log" || status=$?
+    step "cargo nextest run --workspace --no-fail-fast"
+    cargo nextest run --workspace --no-fail-fast 2>&1 | tee -a "$log" || status=$?
   fi
+  summary=$(grep -E '^ *Summary \[' "$log" | tail -n 1 | sed -E 's/^ +//')
 else
   step "cargo test --workspace --no-fail-fast"
   status=0
@@ -47,9 +47,13 @@ else
 fi
 
 echo
+passed=$(printf '%s' "$summary" | grep -oE '[0-9]+ passed' | grep -oE '[0-9]+' || echo 0)
+failed=$(printf '%s' "$summary" | grep -oE '[0-9]+ failed' | grep -oE '[0-9]+' || echo 0)
 if [ "$status" = 0 ]; then
   echo "test.sh: OK: ${summary:-no summary line found}"
+  echo "${passed:-0} passed, ${failed:-0} failed"
 else
   echo "test.sh: FAILED (exit $status): ${summary:-no summary line found}" >&2
+  echo "${passed:-0} passed, ${failed:-1} failed"
 fi
 exit "$status"
