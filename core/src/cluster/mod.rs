@@ -153,7 +153,14 @@ impl ClusterHandle {
     pub async fn connect(&self, application: &str, timezone: Option<&str>) -> Result<Session, Error> {
         let mut pg = self.pg.clone();
         pg.application_name(application);
-        let (client, connection) = pg.connect(NoTls).await.map_err(|e| self.connect_error(&e))?;
+        let (client, connection) = match pg.connect(NoTls).await {
+            Ok(c) => c,
+            // 8.x servers (GP4, GP5) refuse the application_name startup parameter.
+            Err(e) if e.code().map(|c| c.code()) == Some("42704") => {
+                self.pg.connect(NoTls).await.map_err(|e| self.connect_error(&e))?
+            }
+            Err(e) => return Err(self.connect_error(&e)),
+        };
         let cluster = self.name.clone();
         tokio::spawn(async move {
             if let Err(e) = connection.await {

@@ -146,12 +146,15 @@ pub fn advisory_lock_holder(flavour: Flavour) -> &'static str {
         "SELECT a.pid, coalesce(a.usename::text, ''), coalesce(a.application_name, ''), \
          coalesce(host(a.client_addr), 'local'), coalesce(to_char(a.backend_start, 'YYYY-MM-DD HH24:MI:SS'), '') \
          FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid \
-         WHERE l.locktype = 'advisory' AND l.classid::bigint = $1 AND l.objid::bigint = $2 AND l.granted"
+         WHERE l.locktype = 'advisory' AND l.classid::bigint = $1 AND l.objid::bigint = $2 AND l.granted \
+         AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database()) LIMIT 1"
     } else {
-        "SELECT a.procpid, coalesce(a.usename::text, ''), coalesce(a.application_name, ''), \
+        // No application_name before 9.0.
+        "SELECT a.procpid, coalesce(a.usename::text, ''), ''::text, \
          coalesce(host(a.client_addr), 'local'), coalesce(to_char(a.backend_start, 'YYYY-MM-DD HH24:MI:SS'), '') \
          FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.procpid = l.pid \
-         WHERE l.locktype = 'advisory' AND l.classid::bigint = $1 AND l.objid::bigint = $2 AND l.granted"
+         WHERE l.locktype = 'advisory' AND l.classid::bigint = $1 AND l.objid::bigint = $2 AND l.granted \
+         AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database()) LIMIT 1"
     }
 }
 
