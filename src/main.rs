@@ -15,8 +15,10 @@ use gptransfer_core::registry::Registry;
 fn builtin_registry() -> Registry {
     let mut r = Registry::default();
     r.add_source(gptransfer_plugin_copy::CopySourceFactory);
+    r.add_source(gptransfer_plugin_gp4::Gp4SourceFactory);
     r.add_sink(gptransfer_plugin_copy::CopySinkFactory);
     r.add_transport(gptransfer_plugin_stream::StreamFactory);
+    r.add_transport(gptransfer_plugin_shared_mount::SharedMountFactory);
     r.add_comparator(gptransfer_plugin_compare::HashFactory);
     r.add_comparator(gptransfer_plugin_compare::CountFactory);
     r

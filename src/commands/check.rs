@@ -28,6 +28,16 @@ pub async fn check(config: Option<&std::path::Path>, registry: &Registry) -> any
         let (Some(src), Some(dst)) = (sessions.get(&t.from), sessions.get(&t.to)) else {
             continue;
         };
+        // Building the chain runs each plugin's own checks (a shared mount's permissions).
+        let chain_error = |role: &str, message: String| gptransfer_core::Error::Check {
+            job: t.job.clone(),
+            table: t.display_name(),
+            message: format!("{role}: {message}"),
+            hint: None,
+        };
+        registry.source(t.source.get_ref()).map_err(|e| chain_error("source", e))?;
+        registry.transport(t.transport.get_ref()).map_err(|e| chain_error("transport", e))?;
+        registry.sink(t.sink.get_ref()).map_err(|e| chain_error("sink", e))?;
         let c = check_table(t, src, &t.from, dst, &t.to).await?;
         println!("table {} / {}: ok, {} column(s), chain {}", t.job, t.display_name(), c.columns.len(), t.chain());
     }

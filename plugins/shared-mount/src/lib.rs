@@ -1,0 +1,720 @@
+//! `shared-mount` transport: each window's COPY bytes are written as gzip files on a directory
+//! both sides can reach (an NFS share), then read back, verified against the window's
+//! manifest and streamed into the sink.
+//!
+//! Layout, V1's with its missing slash fixed:
+//!
+//! ```text
+//! <root>/<db>^<schema>^<table>^<window id>/
+//!     part-00001.txt.gz     (binary COPY: part-00001.bin.gz)
+//!     part-00002.txt.gz     (with split_bytes: rotated after that many uncompressed bytes, at a row end)
+//!     manifest.json         (written last: rows, bytes, compressed bytes, files with sha256, columns, format)
+//! ```
+//!
+//! Every file is written under a hidden temporary name (`.part-00001.txt.gz.tmp`) and renamed
+//! when complete, so a loader never sees half a file; the manifest is renamed last, so a window
+//! directory without `manifest.json` is an incomplete one. Before any data moves (when the
+//! transport is built, i.e. before a run touches any server, and again at each window) the root
+//! is checked writable by this process's uid/gid/groups and readable by the sink's
+//! (`sink_uid`/`sink_gid`), naming every uid/gid involved when not.
+//!
+//! File I/O runs on blocking threads fed through bounded channels: memory per window stays at
+//! about `CHUNK_BYTES × QUEUE_CHUNKS` per direction whatever the window's size.
+
+pub mod perms;
+
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use flate2::read::GzDecoder;
+use flate2::write::GzEncoder;
+use flate2::Compression;
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+
+use gptransfer_core::registry::{parse_options, Factory};
+use gptransfer_core::roles::{ByteStream, CopyFormat, Delivered, SinkWindow, Transport, WindowCtx};
+use gptransfer_core::rowcount::RowCounter;
+use gptransfer_core::RoleError;
+
+use perms::Ids;
+
+/// Name of the manifest in a window directory.
+pub const MANIFEST: &str = "manifest.json";
+/// Bytes per chunk handed between the async side and the file threads.
+const CHUNK_BYTES: usize = 256 * 1024;
+/// Chunks that may wait in each channel.
+const QUEUE_CHUNKS: usize = 8;
+/// Mode of the window directory: the sink, often another uid, must list and read it.
+const DIR_MODE: u32 = 0o755;
+/// Mode of the files.
+const FILE_MODE: u32 = 0o644;
+
+/// Options of the `shared-mount` transport.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SharedMountConfig {
+    /// The shared directory (absolute); window directories are created under it.
+    pub root: PathBuf,
+    /// gzip level, 0 (store) to 9.
+    #[serde(default = "default_compression")]
+    pub compression: u32,
+    /// Start a new file after this many uncompressed bytes (at the next row end in text format).
+    #[serde(default)]
+    pub split_bytes: Option<u64>,
+    /// Keep the window directory after a successful load.
+    #[serde(default)]
+    pub keep_files: bool,
+    /// The uid the loading side runs as (default: ours).
+    #[serde(default)]
+    pub sink_uid: Option<u32>,
+    /// The gid the loading side runs as (default: ours).
+    #[serde(default)]
+    pub sink_gid: Option<u32>,
+}
+
+fn default_compression() -> u32 {
+    6
+}
+
+impl SharedMountConfig {
+    fn check_values(&self) -> Result<(), String> {
+        if self.root.as_os_str().is_empty() || !self.root.is_absolute() {
+            return Err(format!("root must be an absolute directory path, not {:?}", self.root.display().to_string()));
+        }
+        if self.compression > 9 {
+            return Err(format!("compression must be 0 (none) to 9 (best), not {}", self.compression));
+        }
+        if self.split_bytes == Some(0) {
+            return Err("split_bytes must be at least 1 (leave it out for one file per window)".into());
+        }
+        Ok(())
+    }
+
+    /// The ids the sink runs as, and whether the config named them.
+    fn sink_ids(&self, writer: &Ids) -> (Ids, bool) {
+        let configured = self.sink_uid.is_some() || self.sink_gid.is_some();
+        match (self.sink_uid, self.sink_gid) {
+            (None, None) => (writer.clone(), false),
+            (uid, gid) => {
+                // Supplementary groups of another user are unknown here: only its primary gid counts.
+                (Ids { uid: uid.unwrap_or(writer.uid), gid: gid.unwrap_or(writer.gid), groups: Vec::new() }, configured)
+            }
+        }
+    }
+
+    /// Checks the root for both sides (I/O: stat and access).
+    pub fn check_mount(&self) -> Result<(), String> {
+        let writer = Ids::current();
+        let (sink, configured) = self.sink_ids(&writer);
+        perms::check_dir(&self.root, &writer, &sink, configured)
+    }
+}
+
+/// The `shared-mount` transport.
+#[derive(Debug, Clone)]
+pub struct SharedMountTransport {
+    config: SharedMountConfig,
+}
+
+/// Registers `shared-mount`.
+pub struct SharedMountFactory;
+
+impl Factory<dyn Transport> for SharedMountFactory {
+    fn name(&self) -> &'static str {
+        "shared-mount"
+    }
+    fn describe(&self) -> &'static str {
+        "window as gzip parts + manifest on a shared directory (uid/gid checked), loaded from there"
+    }
+    fn version(&self) -> String {
+        env!("CARGO_PKG_VERSION").to_string()
+    }
+    fn validate(&self, options: &toml::Table) -> Result<(), String> {
+        let c: SharedMountConfig = parse_options(options)?;
+        c.check_values()
+    }
+    fn build(&self, options: &toml::Table) -> Result<Arc<dyn Transport>, String> {
+        let config: SharedMountConfig = parse_options(options)?;
+        config.check_values()?;
+        // Before the run touches any server: a mount either side cannot use fails the table now.
+        config.check_mount()?;
+        Ok(Arc::new(SharedMountTransport { config }))
+    }
+}
+
+/// One file of a window, as the manifest lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    /// File name inside the window directory.
+    pub name: String,
+    /// Uncompressed bytes.
+    pub bytes: u64,
+    /// Bytes on disk.
+    pub compressed_bytes: u64,
+    /// SHA-256 of the bytes on disk, lower-case hex.
+    pub sha256: String,
+}
+
+/// `manifest.json` of a window directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Layout version of this file.
+    pub manifest_version: u32,
+    /// Source database.
+    pub database: String,
+    /// Source table, `schema.table`.
+    pub table: String,
+    /// Window id `YYYYMMDDHHMMSS^YYYYMMDDHHMMSS`.
+    pub window: String,
+    /// COPY format of the bytes: `text` or `binary`.
+    pub format: String,
+    /// Columns, in the order of the bytes.
+    pub columns: Vec<String>,
+    /// Rows in all files.
+    pub rows: u64,
+    /// Uncompressed bytes in all files.
+    pub bytes: u64,
+    /// Bytes on disk in all files.
+    pub compressed_bytes: u64,
+    /// The files, in load order.
+    pub files: Vec<FileEntry>,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The database name in a cluster address `user@host:port/db`.
+pub fn database_of(address: &str) -> String {
+    let after_at = address.rsplit_once('@').map_or(address, |(_, rest)| rest);
+    // host:port/db — the host may be a socket path holding slashes; the port is digits.
+    let mut rest = after_at;
+    while let Some(colon) = rest.find(':') {
+        let tail = &rest[colon + 1..];
+        if let Some(slash) = tail.find('/') {
+            if slash > 0 && tail[..slash].bytes().all(|b| b.is_ascii_digit()) {
+                return tail[slash + 1..].to_string();
+            }
+        }
+        rest = tail;
+    }
+    after_at.rsplit_once('/').map_or(String::new(), |(_, db)| db.to_string())
+}
+
+/// One path component from a name: no slash, no NUL, never `.`/`..`.
+fn component(name: &str) -> String {
+    let cleaned: String = name.chars().map(|c| if c == '/' || c == '\0' { '_' } else { c }).collect();
+    if cleaned.is_empty() || cleaned == "." || cleaned == ".." {
+        format!("_{cleaned}")
+    } else {
+        cleaned
+    }
+}
+
+/// `<db>^<schema>^<table>^<window id>`.
+pub fn window_dir_name(database: &str, schema: &str, table: &str, window_id: &str) -> String {
+    format!("{}^{}^{}^{}", component(database), component(schema), component(table), component(window_id))
+}
+
+fn format_name(format: CopyFormat) -> &'static str {
+    match format {
+        CopyFormat::Text => "text",
+        CopyFormat::Binary => "binary",
+    }
+}
+
+fn part_name(index: usize, format: CopyFormat) -> String {
+    let ext = match format {
+        CopyFormat::Text => "txt",
+        CopyFormat::Binary => "bin",
+    };
+    format!("part-{index:05}.{ext}.gz")
+}
+
+fn io_err(what: &str, path: &Path, e: io::Error) -> RoleError {
+    RoleError::new(format!("shared-mount: cannot {what} {}: {e}", path.display()))
+}
+
+/// A writer that hashes and counts what passes through it.
+struct Hashing<W> {
+    inner: W,
+    hash: Sha256,
+    bytes: u64,
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hash.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// The file being written.
+struct OpenPart {
+    tmp: PathBuf,
+    name: String,
+    gz: GzEncoder<Hashing<BufWriter<File>>>,
+    bytes: u64,
+}
+
+/// Writes the window's files on a blocking thread.
+struct PartWriter {
+    dir: PathBuf,
+    format: CopyFormat,
+    level: Compression,
+    split: Option<u64>,
+    files: Vec<FileEntry>,
+    current: Option<OpenPart>,
+    /// The last byte written ended a row (text format), so the file may end here.
+    at_row_end: bool,
+}
+
+impl PartWriter {
+    fn open(&mut self) -> Result<(), RoleError> {
+        let name = part_name(self.files.len() + 1, self.format);
+        let tmp = self.dir.join(format!(".{name}.tmp"));
+        let file = File::create(&tmp).map_err(|e| io_err("create", &tmp, e))?;
+        file.set_permissions(fs::Permissions::from_mode(FILE_MODE)).map_err(|e| io_err("chmod", &tmp, e))?;
+        let inner = Hashing { inner: BufWriter::with_capacity(CHUNK_BYTES, file), hash: Sha256::new(), bytes: 0 };
+        self.current = Some(OpenPart { tmp, name, gz: GzEncoder::new(inner, self.level), bytes: 0 });
+        self.at_row_end = true;
+        Ok(())
+    }
+
+    fn close(&mut self) -> Result<(), RoleError> {
+        let Some(part) = self.current.take() else { return Ok(()) };
+        let hashing = part.gz.finish().map_err(|e| io_err("write", &part.tmp, e))?;
+        let Hashing { inner, hash, bytes: compressed } = hashing;
+        let file = inner.into_inner().map_err(|e| io_err("write", &part.tmp, e.into_error()))?;
+        file.sync_all().map_err(|e| io_err("sync", &part.tmp, e))?;
+        let done = self.dir.join(&part.name);
+        fs::rename(&part.tmp, &done).map_err(|e| io_err("rename", &part.tmp, e))?;
+        self.files.push(FileEntry {
+            name: part.name,
+            bytes: part.bytes,
+            compressed_bytes: compressed,
+            sha256: hex(&hash.finalize()),
+        });
+        Ok(())
+    }
+
+    fn write(&mut self, mut chunk: &[u8]) -> Result<(), RoleError> {
+        while !chunk.is_empty() {
+            let Some(part) = self.current.as_ref() else {
+                self.open()?;
+                continue;
+            };
+            let cut = match self.split {
+                None => chunk.len(),
+                Some(split) if part.bytes >= split => {
+                    if self.at_row_end || self.format == CopyFormat::Binary {
+                        self.close()?;
+                        self.open()?;
+                        continue;
+                    }
+                    // Finish the row first.
+                    memchr_newline(chunk).map_or(chunk.len(), |i| i + 1)
+                }
+                Some(split) => {
+                    let room = usize::try_from(split - part.bytes).unwrap_or(usize::MAX);
+                    if room >= chunk.len() {
+                        chunk.len()
+                    } else if self.format == CopyFormat::Binary {
+                        room
+                    } else {
+                        // Up to the end of the row that crosses the limit.
+                        memchr_newline(&chunk[room - 1..]).map_or(chunk.len(), |i| room + i)
+                    }
+                }
+            };
+            let (now, rest) = chunk.split_at(cut);
+            let Some(part) = self.current.as_mut() else { continue };
+            part.gz.write_all(now).map_err(|e| io_err("write", &part.tmp, e))?;
+            part.bytes += now.len() as u64;
+            self.at_row_end = now.last() == Some(&b'\n');
+            chunk = rest;
+        }
+        Ok(())
+    }
+}
+
+fn memchr_newline(bytes: &[u8]) -> Option<usize> {
+    bytes.iter().position(|b| *b == b'\n')
+}
+
+/// Writes `value` as JSON to `dir/name` through a temporary name.
+fn write_manifest(dir: &Path, manifest: &Manifest) -> Result<(), RoleError> {
+    let tmp = dir.join(format!(".{MANIFEST}.tmp"));
+    let path = dir.join(MANIFEST);
+    let text = serde_json::to_vec_pretty(manifest)
+        .map_err(|e| RoleError::new(format!("shared-mount: cannot encode the manifest: {e}")))?;
+    let write = || -> io::Result<()> {
+        let mut f = File::create(&tmp)?;
+        f.set_permissions(fs::Permissions::from_mode(FILE_MODE))?;
+        f.write_all(&text)?;
+        f.write_all(b"\n")?;
+        f.sync_all()?;
+        fs::rename(&tmp, &path)?;
+        // The renames must survive a crash before the loader looks.
+        File::open(dir)?.sync_all()
+    };
+    write().map_err(|e| io_err("write", &path, e))
+}
+
+/// Reads and checks `manifest.json` and every file it lists (size and SHA-256), before loading.
+pub fn verify(dir: &Path) -> Result<Manifest, String> {
+    let path = dir.join(MANIFEST);
+    let text = fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let manifest: Manifest =
+        serde_json::from_slice(&text).map_err(|e| format!("{} is not a valid manifest: {e}", path.display()))?;
+    let (mut bytes, mut compressed) = (0u64, 0u64);
+    for f in &manifest.files {
+        if f.name.contains('/') || f.name.starts_with('.') {
+            return Err(format!("{} lists a file outside the window directory: {:?}", path.display(), f.name));
+        }
+        let file_path = dir.join(&f.name);
+        let mut file = File::open(&file_path).map_err(|e| format!("manifest lists {}: {e}", file_path.display()))?;
+        let mut hash = Sha256::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut size = 0u64;
+        loop {
+            let n = file.read(&mut buf).map_err(|e| format!("cannot read {}: {e}", file_path.display()))?;
+            if n == 0 {
+                break;
+            }
+            hash.update(&buf[..n]);
+            size += n as u64;
+        }
+        if size != f.compressed_bytes {
+            return Err(format!(
+                "{} has {size} bytes but the manifest says {}: it was changed or truncated after it was written",
+                file_path.display(),
+                f.compressed_bytes
+            ));
+        }
+        let sum = hex(&hash.finalize());
+        if sum != f.sha256 {
+            return Err(format!(
+                "{} has sha256 {sum} but the manifest says {}: it was changed after it was written",
+                file_path.display(),
+                f.sha256
+            ));
+        }
+        bytes += f.bytes;
+        compressed += f.compressed_bytes;
+    }
+    if bytes != manifest.bytes || compressed != manifest.compressed_bytes {
+        return Err(format!("{}: the files' sizes do not add up to the manifest's totals", path.display()));
+    }
+    Ok(manifest)
+}
+
+impl SharedMountTransport {
+    fn window_dir(&self, ctx: &WindowCtx) -> PathBuf {
+        let db = database_of(&ctx.source.address);
+        let t = &ctx.table.source_table;
+        self.config.root.join(window_dir_name(&db, &t.schema, &t.name, &ctx.window.id()))
+    }
+
+    /// Pre-flight checks and a fresh, empty window directory.
+    fn prepare(&self, dir: &Path) -> Result<(), RoleError> {
+        self.config.check_mount().map_err(RoleError::new)?;
+        // Files left by an earlier failed attempt of this window are stale: start over.
+        match fs::symlink_metadata(dir) {
+            Ok(m) if m.is_dir() => fs::remove_dir_all(dir).map_err(|e| io_err("remove the stale", dir, e))?,
+            Ok(_) => fs::remove_file(dir).map_err(|e| io_err("remove the stale", dir, e))?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err("inspect", dir, e)),
+        }
+        fs::create_dir(dir).map_err(|e| io_err("create", dir, e))?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(DIR_MODE)).map_err(|e| io_err("chmod", dir, e))?;
+        Ok(())
+    }
+
+    /// Source → files + manifest. Returns (rows, bytes) read from the source.
+    async fn write_window(&self, ctx: &WindowCtx, dir: &Path, mut rows: ByteStream) -> Result<(u64, u64), RoleError> {
+        let (tx, mut rx) = mpsc::channel::<Bytes>(QUEUE_CHUNKS);
+        let mut writer = PartWriter {
+            dir: dir.to_path_buf(),
+            format: ctx.format,
+            level: Compression::new(self.config.compression),
+            split: self.config.split_bytes,
+            files: Vec::new(),
+            current: None,
+            at_row_end: true,
+        };
+        let thread = tokio::task::spawn_blocking(move || -> Result<Vec<FileEntry>, RoleError> {
+            writer.open()?;
+            while let Some(chunk) = rx.blocking_recv() {
+                writer.write(&chunk)?;
+            }
+            writer.close()?;
+            Ok(writer.files)
+        });
+        let mut counter = RowCounter::new(ctx.format);
+        let (mut total_rows, mut total_bytes) = (0u64, 0u64);
+        let mut source_error = None;
+        while let Some(item) = rows.next().await {
+            match item {
+                Ok(b) => {
+                    let n = counter.count(&b);
+                    total_rows += n;
+                    total_bytes += b.len() as u64;
+                    ctx.counters.add(n, b.len() as u64);
+                    if tx.send(b).await.is_err() {
+                        // The writer stopped; its error is the one to report.
+                        break;
+                    }
+                }
+                Err(e) => {
+                    source_error = Some(e);
+                    break;
+                }
+            }
+        }
+        drop(tx);
+        let written = thread
+            .await
+            .map_err(|e| RoleError::new(format!("shared-mount: the file writer stopped unexpectedly: {e}")))?;
+        if let Some(e) = source_error {
+            return Err(e);
+        }
+        let files = written?;
+        let manifest = Manifest {
+            manifest_version: 1,
+            database: database_of(&ctx.source.address),
+            table: format!("{}.{}", ctx.table.source_table.schema, ctx.table.source_table.name),
+            window: ctx.window.id(),
+            format: format_name(ctx.format).to_string(),
+            columns: ctx.columns.as_ref().clone(),
+            rows: total_rows,
+            bytes: files.iter().map(|f| f.bytes).sum(),
+            compressed_bytes: files.iter().map(|f| f.compressed_bytes).sum(),
+            files,
+        };
+        if manifest.bytes != total_bytes {
+            return Err(RoleError::new(format!(
+                "shared-mount: {} bytes read from the source but {} written to the files",
+                total_bytes, manifest.bytes
+            )));
+        }
+        let dir = dir.to_path_buf();
+        tokio::task::spawn_blocking(move || write_manifest(&dir, &manifest))
+            .await
+            .map_err(|e| RoleError::new(format!("shared-mount: the manifest writer stopped unexpectedly: {e}")))??;
+        Ok((total_rows, total_bytes))
+    }
+
+    /// Files → sink, after verifying the manifest. Returns rows written by the sink.
+    async fn load_window(&self, ctx: &WindowCtx, dir: &Path, sink: &mut dyn SinkWindow) -> Result<u64, RoleError> {
+        let verify_dir = dir.to_path_buf();
+        let manifest = tokio::task::spawn_blocking(move || verify(&verify_dir))
+            .await
+            .map_err(|e| RoleError::new(format!("shared-mount: the manifest check stopped unexpectedly: {e}")))?
+            .map_err(|e| RoleError::new(format!("shared-mount: {e}")))?;
+        let format = ctx.format;
+        let (tx, rx) = mpsc::channel::<Result<Bytes, RoleError>>(QUEUE_CHUNKS);
+        let read_dir = dir.to_path_buf();
+        let names: Vec<String> = manifest.files.iter().map(|f| f.name.clone()).collect();
+        let reader = tokio::task::spawn_blocking(move || -> Result<(u64, u64), RoleError> {
+            let mut counter = RowCounter::new(format);
+            let (mut rows, mut bytes) = (0u64, 0u64);
+            for name in names {
+                let path = read_dir.join(&name);
+                let file = File::open(&path).map_err(|e| io_err("open", &path, e))?;
+                let mut gz = GzDecoder::new(io::BufReader::with_capacity(CHUNK_BYTES, file));
+                loop {
+                    let mut buf = vec![0u8; CHUNK_BYTES];
+                    let mut filled = 0;
+                    while filled < buf.len() {
+                        match gz.read(&mut buf[filled..]) {
+                            Ok(0) => break,
+                            Ok(n) => filled += n,
+                            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                            Err(e) => {
+                                let err = io_err("decompress", &path, e);
+                                let _ = tx.blocking_send(Err(err.clone()));
+                                return Err(err);
+                            }
+                        }
+                    }
+                    if filled == 0 {
+                        break;
+                    }
+                    buf.truncate(filled);
+                    rows += counter.count(&buf);
+                    bytes += filled as u64;
+                    if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
+                        // The sink stopped reading; its error is the one to report.
+                        return Ok((rows, bytes));
+                    }
+                }
+            }
+            Ok((rows, bytes))
+        });
+        let incoming = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
+        let loaded = sink.load(Box::pin(incoming)).await;
+        let read = reader
+            .await
+            .map_err(|e| RoleError::new(format!("shared-mount: the file reader stopped unexpectedly: {e}")))?;
+        let (rows, bytes) = read?;
+        let written = loaded?;
+        if rows != manifest.rows || bytes != manifest.bytes {
+            return Err(RoleError::new(format!(
+                "shared-mount: the files hold {rows} rows ({bytes} bytes) but the manifest says {} rows ({} bytes)",
+                manifest.rows, manifest.bytes
+            )));
+        }
+        Ok(written)
+    }
+}
+
+#[async_trait]
+impl Transport for SharedMountTransport {
+    async fn deliver(
+        &self,
+        ctx: &WindowCtx,
+        rows: ByteStream,
+        sink: &mut dyn SinkWindow,
+    ) -> Result<Delivered, RoleError> {
+        let dir = self.window_dir(ctx);
+        {
+            let this = self.clone();
+            let dir = dir.clone();
+            tokio::task::spawn_blocking(move || this.prepare(&dir))
+                .await
+                .map_err(|e| RoleError::new(format!("shared-mount: the mount check stopped unexpectedly: {e}")))??;
+        }
+        let result = async {
+            let (rows_read, bytes) = self.write_window(ctx, &dir, rows).await?;
+            let rows_written = self.load_window(ctx, &dir, sink).await?;
+            Ok::<_, RoleError>(Delivered { rows_read, bytes, rows_written })
+        }
+        .await;
+        match result {
+            Ok(d) => {
+                if !self.config.keep_files {
+                    let remove = dir.clone();
+                    let removed = tokio::task::spawn_blocking(move || fs::remove_dir_all(&remove)).await;
+                    if let Ok(Err(e)) = removed {
+                        tracing::warn!(
+                            "shared-mount: the window was loaded but {} could not be removed: {e}",
+                            dir.display()
+                        );
+                    }
+                }
+                Ok(d)
+            }
+            Err(e) => Err(RoleError::new(format!("{e} (the window's files are kept in {})", dir.display()))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn database_from_address() {
+        assert_eq!(database_of("gpt@127.0.0.1:5432/qmstst"), "qmstst");
+        assert_eq!(database_of("gpt@/var/run/postgresql:5432/db"), "db");
+        assert_eq!(database_of("u@h:1/a/b"), "a/b");
+    }
+
+    #[test]
+    fn window_dir_has_v1_layout_and_no_slash_escapes() {
+        assert_eq!(
+            window_dir_name("qmstst", "eda", "wpp_fdefect_f_n", "20201013140000^20201013150000"),
+            "qmstst^eda^wpp_fdefect_f_n^20201013140000^20201013150000"
+        );
+        assert_eq!(window_dir_name("a/b", "..", "t", "w"), "a_b^_..^t^w");
+    }
+
+    fn write_all(split: Option<u64>, format: CopyFormat, data: &[&[u8]]) -> (tempfile::TempDir, Vec<FileEntry>) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = PartWriter {
+            dir: dir.path().to_path_buf(),
+            format,
+            level: Compression::new(1),
+            split,
+            files: Vec::new(),
+            current: None,
+            at_row_end: true,
+        };
+        w.open().unwrap();
+        for d in data {
+            w.write(d).unwrap();
+        }
+        w.close().unwrap();
+        (dir, w.files)
+    }
+
+    fn read_gz(path: &Path) -> Vec<u8> {
+        let mut out = Vec::new();
+        GzDecoder::new(File::open(path).unwrap()).read_to_end(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn text_files_split_at_row_ends() {
+        let (dir, files) =
+            write_all(Some(10), CopyFormat::Text, &[b"aaaa\nbbbbbbbb\ncc", b"c\nd\n", b"eeeeeeeeeeeeeeee\n"]);
+        let contents: Vec<Vec<u8>> = files.iter().map(|f| read_gz(&dir.path().join(&f.name))).collect();
+        assert_eq!(contents, vec![b"aaaa\nbbbbbbbb\n".to_vec(), b"ccc\nd\neeeeeeeeeeeeeeee\n".to_vec()], "{files:?}");
+        assert_eq!(files[0].name, "part-00001.txt.gz");
+        assert_eq!(files[1].bytes, 23);
+        // No temporary file left behind.
+        let names: Vec<String> =
+            fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+    }
+
+    #[test]
+    fn binary_files_split_at_the_byte_limit() {
+        let (dir, files) = write_all(Some(4), CopyFormat::Binary, &[b"0123456789"]);
+        let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["part-00001.bin.gz", "part-00002.bin.gz", "part-00003.bin.gz"]);
+        let all: Vec<u8> = files.iter().flat_map(|f| read_gz(&dir.path().join(&f.name))).collect();
+        assert_eq!(all, b"0123456789");
+    }
+
+    #[test]
+    fn verify_catches_a_changed_file() {
+        let (dir, files) = write_all(None, CopyFormat::Text, &[b"a\nb\n"]);
+        let manifest = Manifest {
+            manifest_version: 1,
+            database: "d".into(),
+            table: "s.t".into(),
+            window: "w".into(),
+            format: "text".into(),
+            columns: vec!["a".into()],
+            rows: 2,
+            bytes: 4,
+            compressed_bytes: files[0].compressed_bytes,
+            files: files.clone(),
+        };
+        write_manifest(dir.path(), &manifest).unwrap();
+        assert_eq!(verify(dir.path()).unwrap(), manifest);
+        let path = dir.path().join(&files[0].name);
+        let mut bytes = fs::read(&path).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        fs::write(&path, bytes).unwrap();
+        let err = verify(dir.path()).unwrap_err();
+        assert!(err.contains("sha256"), "{err}");
+    }
+}

@@ -1,0 +1,364 @@
+//! The `gp4` source (issue 4, item 5): 8.2-dialect SQL run against PostgreSQL with the source
+//! flavour forced to gp4 moves data byte-exact; GBK bytes stored in a SQL_ASCII database land
+//! as UTF-8; bad bytes fail the window naming the row, or go to the reject file within
+//! `error_limit`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use support::{Pg, TestEnv};
+
+/// `count md5` of the rows of `table`: every column cast to text and quoted, rows in `order`.
+fn digest(pg: &Pg, db: &str, table: &str, columns: &[&str], order: &str, filter: &str) -> String {
+    let row = columns.iter().map(|c| format!("quote_nullable({c}::text)")).collect::<Vec<_>>().join(", ");
+    pg.psql(
+        db,
+        &format!(
+            "SET TimeZone = 'UTC';\n\
+             SELECT count(*) || ' ' || coalesce(md5(string_agg(concat_ws('|', {row}), E'\\n' ORDER BY {order})), '-') \
+             FROM {table} WHERE {filter}"
+        ),
+    )
+}
+
+fn cursor(env: &TestEnv, table: &str) -> Option<String> {
+    let out = env.dst_psql(&format!("SELECT cursor_end FROM gptransfer.cursors WHERE table_name = '{table}'"));
+    (!out.is_empty()).then_some(out)
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. Flavour forced to gp4: a day of varied data, byte-exact
+// ---------------------------------------------------------------------------------------------
+
+const FACT: &str = "eda.wpp_fdefect_f_n";
+const FACT_COLUMNS: &[&str] = &[
+    "id",
+    "evt_timestamp",
+    "glass_id",
+    "defect_code",
+    "defect_qty",
+    "ratio",
+    "ratio4",
+    "evt_tz",
+    "evt_date",
+    "is_ok",
+    "payload",
+    "note",
+];
+const DAY: &str = "evt_timestamp >= '2024-03-10' AND evt_timestamp < '2024-03-11'";
+
+/// tests/transfer.rs's value patterns, 30000 rows over one day (one every 2.88 s).
+const FACT_SOURCE_SQL: &str = r#"
+CREATE SCHEMA eda;
+CREATE TABLE eda.wpp_fdefect_f_n (
+    id bigint PRIMARY KEY, evt_timestamp timestamp NOT NULL, glass_id text, defect_code int,
+    defect_qty numeric(14,4), ratio float8, ratio4 float4, evt_tz timestamptz, evt_date date,
+    is_ok boolean, payload bytea, note text
+);
+INSERT INTO eda.wpp_fdefect_f_n
+SELECT i,
+       timestamp '2024-03-10 00:00:00' + (i - 1) * interval '2880 milliseconds'
+           + CASE WHEN i % 7 = 3 THEN (i % 1000) * interval '1 microsecond' ELSE interval '0' END,
+       CASE i % 13
+           WHEN 0 THEN NULL
+           WHEN 1 THEN 'GLS,' || i || ',A,B'
+           WHEN 2 THEN 'say "hi" ' || i || ' ""'
+           WHEN 3 THEN E'line1\nline2 ' || i || E'\n'
+           WHEN 4 THEN E'back\\slash\\' || i || E'\\'
+           WHEN 5 THEN E'tab\there\t' || i
+           WHEN 6 THEN '缺陷' || i || '号，玻璃'
+           WHEN 7 THEN ''
+           WHEN 8 THEN E'\\N'
+           WHEN 9 THEN E'cr\r\nlf ' || i
+           WHEN 10 THEN 'NULL'
+           WHEN 11 THEN E'mix,"q"\t\\\n缺陷 ' || i
+           ELSE 'G' || lpad(i::text, 8, '0')
+       END,
+       CASE WHEN i % 17 = 0 THEN NULL ELSE (i % 500) - 250 END,
+       CASE WHEN i % 19 = 0 THEN NULL ELSE round(i * 1.23456 - 100000, 4) END,
+       CASE i % 11
+           WHEN 0 THEN 0.1::float8
+           WHEN 1 THEN 1e-300::float8
+           WHEN 2 THEN (1 / 3.0)::float8
+           WHEN 3 THEN '-0'::float8
+           WHEN 4 THEN NULL
+           WHEN 5 THEN 1::float8 / 3
+           WHEN 6 THEN 'Infinity'::float8
+           WHEN 7 THEN 1.7976931348623157e308::float8
+           WHEN 8 THEN -i * 0.000001::float8
+           WHEN 9 THEN 5e-324::float8
+           ELSE i::float8 / 7
+       END,
+       CASE i % 23 WHEN 0 THEN NULL WHEN 1 THEN '-0'::float4 WHEN 2 THEN 0.1::float4 ELSE (i * 0.1)::float4 END,
+       CASE WHEN i % 29 = 0 THEN NULL
+            ELSE (timestamp '2024-03-10' + i * interval '1.000001 seconds') AT TIME ZONE 'Asia/Shanghai'
+       END,
+       CASE i % 31 WHEN 0 THEN NULL WHEN 1 THEN date '0044-03-15 BC' ELSE date '2024-03-10' - (i % 4000) END,
+       CASE i % 3 WHEN 0 THEN NULL WHEN 1 THEN true ELSE false END,
+       CASE i % 37
+           WHEN 0 THEN NULL
+           WHEN 1 THEN ''::bytea
+           ELSE decode(md5(i::text), 'hex') || '\x00ff5c0a09'::bytea
+       END,
+       CASE WHEN i % 41 = 0 THEN NULL
+            WHEN i % 10007 = 5 THEN repeat('长', 5000)
+            ELSE repeat('x', i % 50) || ' 中文 €'
+       END
+FROM generate_series(1, 30000) AS i;
+INSERT INTO eda.wpp_fdefect_f_n (id, evt_timestamp, glass_id)
+VALUES (1000001, '2024-03-09 23:59:59.999999', 'before'), (1000002, '2024-03-11 00:00:00', 'after');
+"#;
+
+const FACT_TARGET_SQL: &str = r#"
+CREATE SCHEMA eda;
+CREATE TABLE eda.wpp_fdefect_f_n (
+    note text, payload bytea, is_ok boolean, evt_date date, evt_tz timestamptz, ratio4 float4,
+    ratio float8, defect_qty numeric(14,4), defect_code int, glass_id text,
+    evt_timestamp timestamp NOT NULL, id bigint PRIMARY KEY
+);
+"#;
+
+#[test]
+fn gp4_flavour_moves_a_day_byte_exact() {
+    let env = TestEnv::new("gp4_flavour_byte_exact");
+    env.src_psql(FACT_SOURCE_SQL);
+    env.dst_psql(FACT_TARGET_SQL);
+    env.write_config(
+        r#"
+[clusters.src]
+url = "{SRC_URL}"
+password_env = "GPT_SRC_PASSWORD"
+flavor = "gp4"
+
+[clusters.dst]
+url = "{DST_URL}"
+password_env = "GPT_DST_PASSWORD"
+
+[state]
+cluster = "dst"
+
+[jobs.legacy]
+from = "src"
+to = "dst"
+start = "2024-03-10 00:00:00"
+end = "2024-03-11 00:00:00"
+duration = "6h"
+
+[[jobs.legacy.tables]]
+table = "eda.wpp_fdefect_f_n"
+condition_column = "evt_timestamp"
+source = { plugin = "gp4" }
+"#,
+    );
+    let source_digest = digest(env.src, &env.db, FACT, FACT_COLUMNS, "id", DAY);
+    assert!(source_digest.starts_with("30000 "), "{source_digest}");
+
+    let run = env.run(&["run"]);
+    run.assert_success();
+    assert!(run.stdout.contains("4 window(s) loaded, 0 failed; 30000 rows"), "{}", run.render());
+    assert_eq!(
+        env.dst_psql(
+            "SELECT count(*), bool_and(status = 'succeeded' AND rows_read = rows_written), sum(rows_written), \
+             bool_and(chain LIKE 'gp4%') FROM gptransfer.history"
+        ),
+        "4|t|30000|t"
+    );
+    assert_eq!(digest(env.dst, &env.db, FACT, FACT_COLUMNS, "id", "true"), source_digest);
+    assert_eq!(
+        env.dst_psql(&format!("SELECT ratio::text FROM {FACT} WHERE id IN (1, 2, 3, 6, 7, 9, 22) ORDER BY id")),
+        "1e-300\n0.3333333333333333\n-0\nInfinity\n1.7976931348623157e+308\n5e-324\n0.1"
+    );
+    assert_eq!(cursor(&env, FACT).as_deref(), Some("2024-03-11 00:00:00"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2-4. GBK bytes in a SQL_ASCII database
+// ---------------------------------------------------------------------------------------------
+
+/// A SQL_ASCII database on the source cluster next to the test's own, dropped with the guard.
+struct AsciiDb<'a> {
+    pg: &'a Pg,
+    name: String,
+}
+
+impl<'a> AsciiDb<'a> {
+    fn new(env: &'a TestEnv) -> Self {
+        let name = format!("{}_ascii", env.db);
+        env.src.psql(
+            "postgres",
+            &format!("CREATE DATABASE \"{name}\" ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"),
+        );
+        AsciiDb { pg: env.src, name }
+    }
+
+    fn psql(&self, sql: &str) -> String {
+        self.pg.psql(&self.name, sql)
+    }
+}
+
+impl Drop for AsciiDb<'_> {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = self.pg.try_psql("postgres", &format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name));
+        }
+    }
+}
+
+const GBK_DDL: &str = "CREATE TABLE gbk_t (id int PRIMARY KEY, ts timestamp NOT NULL, name text, note text)";
+
+/// `(id, hex of the stored bytes or NULL, expected UTF-8 text)`; the stored bytes are GBK.
+/// `e7 5c` and `95 5c` are GBK characters whose second byte is a backslash.
+const GBK_ROWS: &[(i32, Option<&str>, Option<&str>)] = &[
+    (1, Some("d6d0cec4"), Some("中文")),
+    (2, Some("c8b1cfdd2cb2a3c1a7"), Some("缺陷,玻璃")),
+    (3, Some("e75c"), Some("鏫")),
+    (4, Some("e75c5c955c6e"), Some("鏫\\昞n")),
+    (5, Some("d6d009cec40ae75c0d0a"), Some("中\t文\n鏫\r\n")),
+    (6, None, None),
+    (7, Some("5c4e"), Some("\\N")),
+    (8, Some("61736369692d6f6e6c79"), Some("ascii-only")),
+    (9, Some("a2e3"), Some("€")),
+    (10, Some(""), Some("")),
+];
+
+fn insert_gbk(db: &AsciiDb<'_>, rows: &[(i32, Option<&str>)], hour: u32) {
+    let values = rows
+        .iter()
+        .map(|(id, hex)| {
+            let v = match hex {
+                // convert_from(…, 'SQL_ASCII') in a SQL_ASCII database stores the bytes as they are.
+                Some(h) => format!("convert_from(decode('{h}', 'hex'), 'SQL_ASCII')"),
+                None => "NULL".into(),
+            };
+            format!("({id}, timestamp '2024-03-10 {hour:02}:00:00' + {id} * interval '1 second', {v}, 'n' || {id})")
+        })
+        .collect::<Vec<_>>()
+        .join(",\n");
+    db.psql(&format!("INSERT INTO gbk_t (id, ts, name, note) VALUES {values}"));
+}
+
+fn gbk_config(env: &TestEnv, db: &AsciiDb<'_>, source_options: &str) {
+    env.write_config(&format!(
+        r#"
+[clusters.src]
+url = "postgres://gpt@127.0.0.1:{{SRC_PORT}}/{ascii}"
+password_env = "GPT_SRC_PASSWORD"
+
+[clusters.dst]
+url = "{{DST_URL}}"
+password_env = "GPT_DST_PASSWORD"
+
+[state]
+cluster = "dst"
+
+[jobs.gbk]
+from = "src"
+to = "dst"
+start = "2024-03-10 00:00:00"
+end = "2024-03-10 02:00:00"
+duration = "1h"
+
+[[jobs.gbk.tables]]
+table = "gbk_t"
+condition_column = "ts"
+source = {{ plugin = "gp4", {source_options} }}
+"#,
+        ascii = db.name
+    ));
+}
+
+#[test]
+fn gbk_in_sql_ascii_lands_as_utf8() {
+    let env = TestEnv::new("gbk_in_sql_ascii");
+    let db = AsciiDb::new(&env);
+    db.psql(GBK_DDL);
+    env.dst_psql(GBK_DDL);
+    let rows: Vec<(i32, Option<&str>)> = GBK_ROWS.iter().map(|(id, hex, _)| (*id, *hex)).collect();
+    insert_gbk(&db, &rows, 0);
+    assert_eq!(db.psql("SHOW server_encoding"), "SQL_ASCII");
+    // What the server sends for a GBK character ending in 0x5C: the backslash escaped like any
+    // other (`e7 5c 5c`), which is why the source unescapes before decoding.
+    assert_eq!(db.psql("SELECT encode(convert_to(name, 'SQL_ASCII'), 'hex') FROM gbk_t WHERE id = 3"), "e75c");
+    // (psql's output is read lossily: e7 shows as U+FFFD.)
+    let copied = db.psql("COPY (SELECT name FROM gbk_t WHERE id = 3) TO STDOUT");
+    assert_eq!(copied, "\u{fffd}\\\\");
+    gbk_config(&env, &db, r#"source_encoding = "gbk""#);
+
+    let run = env.run(&["run"]);
+    run.assert_success();
+    assert!(run.stdout.contains("2 window(s) loaded, 0 failed; 10 rows"), "{}", run.render());
+    assert_eq!(env.dst_psql("SELECT sum(rows_read), sum(rows_written) FROM gptransfer.history"), "10|10");
+    let got = env.dst_psql("SELECT coalesce(quote_literal(name), 'NULL') || ' ' || note FROM gbk_t ORDER BY id");
+    let want = GBK_ROWS
+        .iter()
+        .map(|(id, _, text)| {
+            let lit = match text {
+                None => "NULL".to_string(),
+                // quote_literal's own escaping, for a readable comparison of control characters.
+                Some(t) if t.contains('\\') => format!("E'{}'", t.replace('\\', "\\\\").replace('\'', "''")),
+                Some(t) => format!("'{}'", t.replace('\'', "''")),
+            };
+            format!("{lit} n{id}")
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert_eq!(got, want);
+    // And byte for byte: the UTF-8 encoding of the expected text.
+    for (id, _, text) in GBK_ROWS {
+        if let Some(t) = text {
+            let hex: String = t.bytes().map(|b| format!("{b:02x}")).collect();
+            assert_eq!(
+                env.dst_psql(&format!("SELECT encode(convert_to(name, 'UTF8'), 'hex') FROM gbk_t WHERE id = {id}")),
+                hex,
+                "row {id}"
+            );
+        }
+    }
+}
+
+#[test]
+fn invalid_gbk_fails_the_window_naming_the_row() {
+    let env = TestEnv::new("invalid_gbk_fails");
+    let db = AsciiDb::new(&env);
+    db.psql(GBK_DDL);
+    env.dst_psql(GBK_DDL);
+    // Row 3 of the first window holds a cut GBK character (lead byte d6, then a space).
+    insert_gbk(&db, &[(1, Some("d6d0")), (2, Some("cec4")), (3, Some("41d6d0d620")), (4, Some("d6d0"))], 0);
+    gbk_config(&env, &db, r#"source_encoding = "gbk""#);
+
+    let run = env.run(&["run"]);
+    run.assert_code(1);
+    let error = env.dst_psql("SELECT status || ': ' || error FROM gptransfer.history ORDER BY id LIMIT 1");
+    assert!(error.starts_with("failed: "), "{error}");
+    assert!(error.contains("row 3 of the window"), "{error}");
+    assert!(error.contains("column \"name\""), "{error}");
+    assert!(error.contains("not valid GBK"), "{error}");
+    assert!(error.contains("33 09"), "the row's first bytes in hex: {error}");
+    assert_eq!(env.dst_psql("SELECT count(*) FROM gbk_t"), "0");
+    assert_eq!(env.dst_psql("SELECT count(*) FROM gptransfer.cursors"), "0");
+    cli_snapshot!(run);
+}
+
+#[test]
+fn error_limit_sends_bad_rows_to_the_reject_file() {
+    let env = TestEnv::new("gbk_reject_file");
+    let db = AsciiDb::new(&env);
+    db.psql(GBK_DDL);
+    env.dst_psql(GBK_DDL);
+    insert_gbk(&db, &[(1, Some("d6d0")), (2, Some("ff")), (3, Some("cec4")), (4, Some("d6")), (5, Some("e75c"))], 0);
+    insert_gbk(&db, &[(11, Some("d6d0cec4"))], 1);
+    gbk_config(&env, &db, r#"source_encoding = "gbk", error_limit = 2, reject_file = "{TEMP_DIR}/rejects.txt""#);
+
+    let run = env.run(&["run"]);
+    run.assert_success();
+    assert_eq!(env.dst_psql("SELECT id || ' ' || name FROM gbk_t ORDER BY id"), "1 中\n3 文\n5 鏫\n11 中文");
+    assert_eq!(
+        env.dst_psql(
+            "SELECT window_id || ' ' || rows_read || ' ' || rows_written FROM gptransfer.history ORDER BY window_id"
+        ),
+        "20240310000000^20240310010000 3 3\n20240310010000^20240310020000 1 1"
+    );
+    let rejects = std::fs::read(env.dir().join("rejects.txt")).unwrap();
+    assert_eq!(rejects, b"2\t2024-03-10 00:00:02\t\xff\tn2\n4\t2024-03-10 00:00:04\t\xd6\tn4\n");
+    assert_eq!(cursor(&env, "public.gbk_t").as_deref(), Some("2024-03-10 02:00:00"));
+}
