@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The README's "run the main job on a local default": two throw-away PostgreSQL clusters
 # (source and target), a sample display-panel defect fact table on the source, the same empty
-# table on the target, then `gptransfer config check`, `plan`, `run`, `history`, and a row count
-# plus an ordered md5 of the whole table on both sides to show that they are equal.
+# table on the target, then `gptransfer config check`, `plan`, `run`, `history`; then `compare`
+# (equal), three rows broken on the target, `compare` naming them, `alarm check`, `compare
+# --repair`; and last a row count plus an ordered md5 of the whole table on both sides to show
+# that they are equal.
 #
 #   scripts/demo.sh
 #
@@ -13,6 +15,7 @@
 #   DEMO_RESET=1         wipe the clusters' directories and initdb again
 #   DEMO_STOP=1          stop both clusters at the end (by default they keep running, so that
 #                        you can try more commands against them; the last lines say how)
+#   DEMO_COMPARE=0       skip the compare / alarm / repair part
 #   SKIP_SETUP=1 / SKIP_BUILD=1
 #
 # Re-running is safe: the clusters are stopped and started again (on free ports, 55432/55433
@@ -47,6 +50,15 @@ section() {
 }
 
 note() { printf '  %s\n' "$*"; }
+
+# expect_exit CODE COMMAND…: runs the command, which must exit with CODE.
+expect_exit() {
+  local want=$1 rc=0
+  shift
+  "$@" || rc=$?
+  [ "$rc" = "$want" ] || die "expected exit $want, got $rc from: $*"
+  note "(exit $rc, as expected)"
+}
 
 die() {
   printf 'demo.sh: %s\n' "$*" >&2
@@ -87,11 +99,12 @@ su_psql() {
 
 start_cluster() {
   local dir=$1 port=$2 password=$3
-  if ! scripts/pg-cluster.sh start "$dir" "$port" "$password"; then
+  # 9>&-: the servers, which outlive this script, must not inherit (and so hold) its lock.
+  if ! scripts/pg-cluster.sh start "$dir" "$port" "$password" 9>&-; then
     note "the cluster in $dir did not start; wiping it and running initdb again"
     scripts/pg-cluster.sh stop "$dir" || true
     rm -rf "$dir"
-    scripts/pg-cluster.sh start "$dir" "$port" "$password"
+    scripts/pg-cluster.sh start "$dir" "$port" "$password" 9>&-
   fi
 }
 
@@ -134,6 +147,8 @@ note "binary: $bin"
 section "Start two local clusters under $demo_dir"
 mkdir -p "$demo_dir"
 chmod 755 "$demo_dir"
+exec 9>"$demo_dir/.lock"
+flock -n 9 || die "another scripts/demo.sh is running with $demo_dir (lock $demo_dir/.lock)"
 scripts/pg-cluster.sh stop "$src_dir"
 scripts/pg-cluster.sh stop "$dst_dir"
 if [ "${DEMO_RESET:-0}" = 1 ]; then
@@ -216,6 +231,35 @@ section "gptransfer run --job demo again (nothing is due: a no-op)"
 
 section "gptransfer history --limit 30"
 "${gpt[@]}" history --limit 30
+
+if [ "${DEMO_COMPARE:-1}" != 0 ]; then
+  section "gptransfer compare --job demo (equal: exit 0)"
+  expect_exit 0 "${gpt[@]}" compare --job demo
+
+  section "Break three rows on the target"
+  dst_break=(
+    "DELETE FROM $table WHERE glass_id = 'AA000000000' AND defect_seq = 3"
+    "UPDATE $table SET judge = '报废 (scrap)' WHERE glass_id = 'BA000000001' AND defect_seq = 2"
+    "INSERT INTO $table SELECT 'ZZ999999999', 1, site, defect_code, evt_timestamp, x, y, size, judge,
+       comment, load_time FROM $table WHERE evt_timestamp = '$day 06:00:00'"
+  )
+  for statement in "${dst_break[@]}"; do
+    note "$statement"
+    su_psql "$dst_dir" "$dst_port" -d "$db" -c "$statement"
+  done
+
+  section "gptransfer compare --job demo (differences: exit 3, keys named)"
+  expect_exit 3 "${gpt[@]}" compare --job demo
+
+  section "gptransfer alarm check --hours 72 (what a monitor polls: exit 3)"
+  expect_exit 3 "${gpt[@]}" alarm check --hours 72
+
+  section "gptransfer compare --job demo --repair (re-transfers the differing windows)"
+  expect_exit 0 "${gpt[@]}" compare --job demo --repair
+
+  section "gptransfer alarm check --hours 72 (NORMAL again: exit 0)"
+  expect_exit 0 "${gpt[@]}" alarm check --hours 72
+fi
 
 section "Verify: row count and ordered md5 on both sides"
 src_digest=$(table_digest "$src_dir" "$src_port")
