@@ -31,6 +31,8 @@
 #![allow(dead_code)] // not every test file uses every helper
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is how a test helper reports
 
+pub mod sshd;
+
 use std::collections::hash_map::RandomState;
 use std::fmt::Write as _;
 use std::fs;

@@ -179,6 +179,12 @@ impl ClusterHandle {
         Ok(Session { client, flavour, backend_pid, read_timeout: self.read_timeout })
     }
 
+    /// The connection parameters (host, port, user, database, password), for tools such as
+    /// gpload that connect by themselves. `tokio_postgres::Config`'s Debug hides the password.
+    pub fn pg_config(&self) -> &tokio_postgres::Config {
+        &self.pg
+    }
+
     /// An error about this cluster.
     pub fn error(&self, message: String, hint: Option<String>) -> Error {
         Error::Cluster { cluster: self.name.clone(), address: self.address.clone(), message, hint }

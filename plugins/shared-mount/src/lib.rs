@@ -423,7 +423,15 @@ pub fn verify(dir: &Path) -> Result<Manifest, String> {
 }
 
 impl SharedMountTransport {
-    fn window_dir(&self, ctx: &WindowCtx) -> PathBuf {
+    /// A transport over `config` without the mount checks, for transports that stage a window's
+    /// files in a local directory of their own (the `ssh` transport) and reuse
+    /// [`Self::write_window`] and [`Self::load_window`].
+    pub fn staging(config: SharedMountConfig) -> Self {
+        SharedMountTransport { config }
+    }
+
+    /// `<root>/<db>^<schema>^<table>^<window id>` of a window.
+    pub fn window_dir(&self, ctx: &WindowCtx) -> PathBuf {
         let db = database_of(&ctx.source.address);
         let t = &ctx.table.source_table;
         self.config.root.join(window_dir_name(&db, &t.schema, &t.name, &ctx.window.id()))
@@ -445,7 +453,12 @@ impl SharedMountTransport {
     }
 
     /// Source → files + manifest. Returns (rows, bytes) read from the source.
-    async fn write_window(&self, ctx: &WindowCtx, dir: &Path, mut rows: ByteStream) -> Result<(u64, u64), RoleError> {
+    pub async fn write_window(
+        &self,
+        ctx: &WindowCtx,
+        dir: &Path,
+        mut rows: ByteStream,
+    ) -> Result<(u64, u64), RoleError> {
         let (tx, mut rx) = mpsc::channel::<Bytes>(QUEUE_CHUNKS);
         let mut writer = PartWriter {
             dir: dir.to_path_buf(),
@@ -519,7 +532,7 @@ impl SharedMountTransport {
     }
 
     /// Files → sink, after verifying the manifest. Returns rows written by the sink.
-    async fn load_window(&self, ctx: &WindowCtx, dir: &Path, sink: &mut dyn SinkWindow) -> Result<u64, RoleError> {
+    pub async fn load_window(&self, ctx: &WindowCtx, dir: &Path, sink: &mut dyn SinkWindow) -> Result<u64, RoleError> {
         let verify_dir = dir.to_path_buf();
         let manifest = tokio::task::spawn_blocking(move || verify(&verify_dir))
             .await

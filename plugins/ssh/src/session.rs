@@ -1,0 +1,510 @@
+//! The SSH layer on `ssh2` (libssh2): key authentication, host keys checked against a
+//! `known_hosts` file, connect/read timeouts, remote commands with every argument shell-quoted,
+//! SFTP put/get, and remote exit codes explained in words.
+//!
+//! Everything here is **blocking** (libssh2 is): async callers run it inside
+//! `tokio::task::spawn_blocking`. A [`Ssh`] is cheap to clone (the session is shared) and may be
+//! moved to a blocking thread.
+//!
+//! ```ignore
+//! let ssh = gptransfer_plugin_ssh::connect(&SshConfig { host: "etl1".into(), user: "gpadmin".into(), ..SshConfig::default() })?;
+//! let out = ssh.run(&["gpload", "-f", "/tmp/control file.yml"])?;
+//! if out.code != 0 {
+//!     return Err(explain_exit(out.code, &out.stderr));
+//! }
+//! ```
+
+use std::fmt;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ssh2::{CheckResult, HashType, KnownHostFileKind, KnownHostKeyFormat, Session};
+
+/// Everything needed to open a session.
+#[derive(Debug, Clone)]
+pub struct SshConfig {
+    /// Host name or address.
+    pub host: String,
+    /// TCP port (22).
+    pub port: u16,
+    /// Remote user.
+    pub user: String,
+    /// Private key file; `None` authenticates through ssh-agent (`SSH_AUTH_SOCK`).
+    pub key_file: Option<PathBuf>,
+    /// Environment variable holding the key's passphrase, when it has one.
+    pub passphrase_env: Option<String>,
+    /// The `known_hosts` file the host key is checked against.
+    pub known_hosts: PathBuf,
+    /// Trust a host missing from `known_hosts` and append its key there. A *changed* key is
+    /// refused even then.
+    pub accept_new_host_keys: bool,
+    /// Limit for the TCP connect.
+    pub connect_timeout: Duration,
+    /// Limit for any one blocking libssh2 call (handshake, auth, reads, writes); zero: none.
+    pub read_timeout: Duration,
+}
+
+impl Default for SshConfig {
+    fn default() -> Self {
+        SshConfig {
+            host: String::new(),
+            port: 22,
+            user: String::new(),
+            key_file: None,
+            passphrase_env: None,
+            known_hosts: default_known_hosts(),
+            accept_new_host_keys: false,
+            connect_timeout: Duration::from_secs(10),
+            read_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+/// `~/.ssh/known_hosts` of the user running gptransfer.
+pub fn default_known_hosts() -> PathBuf {
+    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/root"), PathBuf::from);
+    home.join(".ssh").join("known_hosts")
+}
+
+/// An SSH failure, in words meant for the operator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshError(pub String);
+
+impl fmt::Display for SshError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for SshError {}
+
+/// What a remote command did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    /// Exit code; a command killed by signal n reports 128 + n, as a shell would.
+    pub code: i32,
+    /// Standard output (lossy UTF-8).
+    pub stdout: String,
+    /// Standard error (lossy UTF-8).
+    pub stderr: String,
+}
+
+impl Output {
+    /// [`explain_exit`] of this output.
+    pub fn explain(&self) -> String {
+        explain_exit(self.code, &self.stderr)
+    }
+}
+
+/// A remote exit code in words: 0 succeeded, 126 not executable, 127 command not found,
+/// 128+n killed by signal n, 255 SSH failure, anything else "failed" with the remote stderr.
+pub fn explain_exit(code: i32, stderr: &str) -> String {
+    let stderr = stderr.trim();
+    let with_stderr = |words: String| if stderr.is_empty() { words } else { format!("{words}: {stderr}") };
+    match code {
+        0 => "succeeded".to_string(),
+        126 => with_stderr("exit 126: the command was found but is not executable (permission or format)".into()),
+        127 => with_stderr(
+            "exit 127: command not found on the remote host (check its PATH and that it is installed)".into(),
+        ),
+        255 => with_stderr("exit 255: SSH failure (connection, authentication or the remote sshd)".into()),
+        129..=192 => {
+            let n = code - 128;
+            let name = signal_name(n).map_or(String::new(), |s| format!(" (SIG{s})"));
+            with_stderr(format!("exit {code}: killed by signal {n}{name}"))
+        }
+        _ => {
+            if stderr.is_empty() {
+                format!("exit {code}: failed (no message on stderr)")
+            } else {
+                format!("exit {code}: failed: {stderr}")
+            }
+        }
+    }
+}
+
+const SIGNALS: &[(i32, &str)] = &[
+    (1, "HUP"),
+    (2, "INT"),
+    (3, "QUIT"),
+    (4, "ILL"),
+    (5, "TRAP"),
+    (6, "ABRT"),
+    (7, "BUS"),
+    (8, "FPE"),
+    (9, "KILL"),
+    (10, "USR1"),
+    (11, "SEGV"),
+    (12, "USR2"),
+    (13, "PIPE"),
+    (14, "ALRM"),
+    (15, "TERM"),
+];
+
+fn signal_name(n: i32) -> Option<&'static str> {
+    SIGNALS.iter().find(|(k, _)| *k == n).map(|(_, s)| *s)
+}
+
+fn signal_number(name: &str) -> Option<i32> {
+    let name = name.trim_start_matches("SIG");
+    SIGNALS.iter().find(|(_, s)| *s == name).map(|(k, _)| *k)
+}
+
+/// One argument quoted for a POSIX shell: left alone when it is plain, else single-quoted with
+/// embedded single quotes as `'\''`.
+pub fn shell_quote(arg: &str) -> String {
+    let plain = !arg.is_empty()
+        && arg.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'/' | b'=' | b':' | b',' | b'+' | b'@')
+        });
+    if plain {
+        arg.to_string()
+    } else {
+        format!("'{}'", arg.replace('\'', r"'\''"))
+    }
+}
+
+/// The command line sent to the remote shell: every argument quoted.
+pub fn command_line(args: &[&str]) -> String {
+    args.iter().map(|a| shell_quote(a)).collect::<Vec<_>>().join(" ")
+}
+
+/// An open, authenticated session.
+#[derive(Clone)]
+pub struct Ssh {
+    session: Session,
+    read_timeout: Duration,
+    /// `user@host:port`, for messages.
+    pub target: String,
+}
+
+impl fmt::Debug for Ssh {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ssh").field("target", &self.target).finish()
+    }
+}
+
+fn base64(bytes: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in bytes.chunks(3) {
+        let n =
+            (u32::from(c[0]) << 16) | (u32::from(*c.get(1).unwrap_or(&0)) << 8) | u32::from(*c.get(2).unwrap_or(&0));
+        for i in 0..=c.len() {
+            out.push(char::from(A[((n >> (18 - 6 * i)) & 63) as usize]));
+        }
+    }
+    out
+}
+
+/// The name a host has in `known_hosts`: `host` on port 22, `[host]:port` otherwise.
+fn known_hosts_name(host: &str, port: u16) -> String {
+    if port == 22 {
+        host.to_string()
+    } else {
+        format!("[{host}]:{port}")
+    }
+}
+
+/// Opens a session: TCP connect (with `connect_timeout`), handshake, host key check, key auth.
+pub fn connect(config: &SshConfig) -> Result<Ssh, SshError> {
+    let target = format!("{}@{}:{}", config.user, config.host, config.port);
+    let fail = |what: &str, e: &dyn fmt::Display| SshError(format!("ssh {target}: {what}: {e}"));
+    let addrs: Vec<_> = (config.host.as_str(), config.port)
+        .to_socket_addrs()
+        .map_err(|e| fail("cannot resolve the host", &e))?
+        .collect();
+    let mut last = None;
+    let mut tcp = None;
+    for addr in &addrs {
+        match TcpStream::connect_timeout(addr, config.connect_timeout) {
+            Ok(s) => {
+                tcp = Some(s);
+                break;
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    let tcp = match (tcp, last) {
+        (Some(t), _) => t,
+        (None, Some(e)) => return Err(fail(&format!("cannot connect within {:?}", config.connect_timeout), &e)),
+        (None, None) => return Err(SshError(format!("ssh {target}: the host resolves to no address"))),
+    };
+    let mut session = Session::new().map_err(|e| fail("cannot start a session", &e))?;
+    let ms = u32::try_from(config.read_timeout.as_millis()).unwrap_or(u32::MAX);
+    session.set_timeout(ms);
+    session.set_tcp_stream(tcp);
+    session.handshake().map_err(|e| fail("handshake failed", &e))?;
+    check_host_key(&session, config, &target)?;
+    authenticate(&session, config, &target)?;
+    Ok(Ssh { session, target, read_timeout: config.read_timeout })
+}
+
+fn check_host_key(session: &Session, config: &SshConfig, target: &str) -> Result<(), SshError> {
+    let (key, key_type) =
+        session.host_key().ok_or_else(|| SshError(format!("ssh {target}: the server sent no host key")))?;
+    let fingerprint =
+        session.host_key_hash(HashType::Sha256).map_or_else(String::new, |h| format!("SHA256:{}", base64(h)));
+    let name = known_hosts_name(&config.host, config.port);
+    let mut known = session.known_hosts().map_err(|e| SshError(format!("ssh {target}: {e}")))?;
+    let path = &config.known_hosts;
+    if path.exists() {
+        known
+            .read_file(path, KnownHostFileKind::OpenSSH)
+            .map_err(|e| SshError(format!("ssh {target}: cannot read known_hosts {}: {e}", path.display())))?;
+    }
+    let how_to_trust = format!(
+        "to trust it, check the fingerprint with the host's owner, then run `ssh-keyscan -p {port} {host} >> {file}` \
+         (or set accept_new_host_keys = true to add unknown hosts automatically)",
+        port = config.port,
+        host = config.host,
+        file = path.display()
+    );
+    match known.check_port(&config.host, config.port, key) {
+        CheckResult::Match => Ok(()),
+        CheckResult::NotFound if config.accept_new_host_keys => {
+            let format = KnownHostKeyFormat::from(key_type);
+            known
+                .add(&name, key, "added by gptransfer (accept_new_host_keys)", format)
+                .and_then(|()| known.write_file(path, KnownHostFileKind::OpenSSH))
+                .map_err(|e| SshError(format!("ssh {target}: cannot add the host key to {}: {e}", path.display())))?;
+            tracing::warn!("ssh {target}: host key {fingerprint} was unknown; added to {}", path.display());
+            Ok(())
+        }
+        CheckResult::NotFound => Err(SshError(format!(
+            "ssh {target}: host key refused: {name} is not in {} (its {key_type:?} key has fingerprint {fingerprint}); {how_to_trust}",
+            path.display()
+        ))),
+        CheckResult::Mismatch => Err(SshError(format!(
+            "ssh {target}: host key refused: the key of {name} ({key_type:?}, fingerprint {fingerprint}) does not match the \
+             one in {}: the host was reinstalled or someone is in the middle; if the change is expected, remove the old \
+             line (`ssh-keygen -R '{name}' -f {}`) and trust the new key by running `ssh-keyscan -p {} {} >> {}`",
+            path.display(),
+            path.display(),
+            config.port,
+            config.host,
+            path.display()
+        ))),
+        CheckResult::Failure => Err(SshError(format!("ssh {target}: cannot check the host key against {}", path.display()))),
+    }
+}
+
+fn authenticate(session: &Session, config: &SshConfig, target: &str) -> Result<(), SshError> {
+    let result = match &config.key_file {
+        Some(key) => {
+            if !key.exists() {
+                return Err(SshError(format!("ssh {target}: key_file {} does not exist", key.display())));
+            }
+            let passphrase = match &config.passphrase_env {
+                Some(var) => Some(
+                    std::env::var(var)
+                        .map_err(|_| SshError(format!("ssh {target}: passphrase_env names {var}, which is not set")))?,
+                ),
+                None => None,
+            };
+            session.userauth_pubkey_file(&config.user, None, key, passphrase.as_deref())
+        }
+        None => session.userauth_agent(&config.user),
+    };
+    let how = config
+        .key_file
+        .as_ref()
+        .map_or_else(|| "the keys of ssh-agent".to_string(), |k| format!("key {}", k.display()));
+    match result {
+        Ok(()) if session.authenticated() => Ok(()),
+        Ok(()) => Err(SshError(format!("ssh {target}: authentication failed with {how}"))),
+        Err(e) => Err(SshError(format!(
+            "ssh {target}: authentication failed with {how}: {} (is the public key in the remote user's \
+             authorized_keys, and the passphrase right?)",
+            e.message()
+        ))),
+    }
+}
+
+impl Ssh {
+    /// The underlying libssh2 session, for what this API does not cover.
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// Runs `args` on the remote host, every argument shell-quoted (no word splitting, no
+    /// injection); captures stdout, stderr and the exit code. A non-zero exit is not an error
+    /// here: look at [`Output::code`] and [`explain_exit`].
+    ///
+    /// While the command runs the session is switched to non-blocking mode (both streams are
+    /// drained together): do not use clones of this `Ssh` from other threads during a `run`.
+    pub fn run(&self, args: &[&str]) -> Result<Output, SshError> {
+        self.run_line(&command_line(args))
+    }
+
+    /// Runs a command line as the remote shell reads it, unquoted: only for lines built from
+    /// constants or [`shell_quote`]d parts.
+    pub fn run_line(&self, line: &str) -> Result<Output, SshError> {
+        let t = &self.target;
+        let fail = |what: &str, e: &dyn fmt::Display| SshError(format!("ssh {t}: {what}: {e}"));
+        let mut channel = self.session.channel_session().map_err(|e| fail("cannot open a channel", &e))?;
+        channel.exec(line).map_err(|e| fail("cannot start the command", &e))?;
+        // Drain both streams as data comes: reading one to its end first would stall a command
+        // that fills the other's channel window (megabytes of stderr before any stdout).
+        self.session.set_blocking(false);
+        let drained = drain(&mut channel, self.read_timeout);
+        self.session.set_blocking(true);
+        let (stdout, stderr) = drained.map_err(|e| fail("cannot read the command's output", &e))?;
+        channel.wait_close().map_err(|e| fail("cannot close the channel", &e))?;
+        let signal = channel.exit_signal().map_err(|e| fail("cannot read the exit signal", &e))?;
+        let code = match signal.exit_signal.as_deref() {
+            Some(name) => 128 + signal_number(name).unwrap_or(0),
+            None => channel.exit_status().map_err(|e| fail("cannot read the exit status", &e))?,
+        };
+        Ok(Output {
+            code,
+            stdout: String::from_utf8_lossy(&stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        })
+    }
+
+    /// Opens an SFTP channel.
+    pub fn sftp(&self) -> Result<ssh2::Sftp, SshError> {
+        self.session.sftp().map_err(|e| SshError(format!("ssh {}: cannot start SFTP: {e}", self.target)))
+    }
+
+    /// Copies a local file to `remote` over SFTP (mode 0644): written under `remote`'s name with
+    /// a `.tmp` suffix, then renamed, so a reader never sees half a file.
+    pub fn put(&self, local: &Path, remote: &Path) -> Result<u64, SshError> {
+        let sftp = self.sftp()?;
+        put_with(&sftp, &self.target, local, remote)
+    }
+
+    /// Copies `remote` to a local file over SFTP.
+    pub fn get(&self, remote: &Path, local: &Path) -> Result<u64, SshError> {
+        let sftp = self.sftp()?;
+        get_with(&sftp, &self.target, remote, local)
+    }
+}
+
+/// Reads stdout and stderr of a non-blocking channel until both end; fails after `limit`
+/// without any byte (zero: no limit).
+fn drain(channel: &mut ssh2::Channel, limit: Duration) -> io::Result<(Vec<u8>, Vec<u8>)> {
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let (mut out_done, mut err_done) = (false, false);
+    let mut buf = vec![0u8; 32 * 1024];
+    let mut last = std::time::Instant::now();
+    while !(out_done && err_done) {
+        let mut progressed = false;
+        for (done, into, stream) in [(&mut out_done, &mut out, 0), (&mut err_done, &mut err, 1)] {
+            if *done {
+                continue;
+            }
+            match channel.stream(stream).read(&mut buf) {
+                Ok(0) => *done = true,
+                Ok(n) => {
+                    into.extend_from_slice(&buf[..n]);
+                    progressed = true;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if progressed {
+            last = std::time::Instant::now();
+        } else if !(out_done && err_done) {
+            if !limit.is_zero() && last.elapsed() > limit {
+                return Err(io::Error::new(io::ErrorKind::TimedOut, format!("no output for {limit:?}")));
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    Ok((out, err))
+}
+
+/// [`Ssh::put`] on an open SFTP channel.
+pub fn put_with(sftp: &ssh2::Sftp, target: &str, local: &Path, remote: &Path) -> Result<u64, SshError> {
+    let fail = |what: &str, p: &Path, e: &dyn fmt::Display| {
+        SshError(format!("ssh {target}: cannot {what} {}: {e}", p.display()))
+    };
+    let mut tmp_name = remote.file_name().map_or_else(Default::default, |n| n.to_os_string());
+    tmp_name.push(".tmp");
+    let mut dot = std::ffi::OsString::from(".");
+    dot.push(tmp_name);
+    let tmp = remote.with_file_name(dot);
+    let mut from = File::open(local).map_err(|e| SshError(format!("cannot open {}: {e}", local.display())))?;
+    let mut to = sftp
+        .open_mode(
+            &tmp,
+            ssh2::OpenFlags::WRITE | ssh2::OpenFlags::CREATE | ssh2::OpenFlags::TRUNCATE,
+            0o644,
+            ssh2::OpenType::File,
+        )
+        .map_err(|e| fail("create", &tmp, &e))?;
+    let n = io::copy(&mut from, &mut to).map_err(|e| fail("write", &tmp, &e))?;
+    to.fsync().ok();
+    to.flush().map_err(|e| fail("write", &tmp, &e))?;
+    drop(to);
+    sftp.rename(&tmp, remote, None).map_err(|e| fail("rename", &tmp, &e))?;
+    Ok(n)
+}
+
+/// [`Ssh::get`] on an open SFTP channel.
+pub fn get_with(sftp: &ssh2::Sftp, target: &str, remote: &Path, local: &Path) -> Result<u64, SshError> {
+    let mut from =
+        sftp.open(remote).map_err(|e| SshError(format!("ssh {target}: cannot open {}: {e}", remote.display())))?;
+    let mut to = File::create(local).map_err(|e| SshError(format!("cannot create {}: {e}", local.display())))?;
+    let n = io::copy(&mut from, &mut to).map_err(|e| {
+        SshError(format!("ssh {target}: cannot read {} into {}: {e}", remote.display(), local.display()))
+    })?;
+    to.sync_all().map_err(|e| SshError(format!("cannot write {}: {e}", local.display())))?;
+    Ok(n)
+}
+
+/// Removes a remote directory and everything in it over SFTP; a missing directory is fine.
+pub fn remove_dir_all(sftp: &ssh2::Sftp, target: &str, dir: &Path) -> Result<(), SshError> {
+    let fail = |what: &str, p: &Path, e: &dyn fmt::Display| {
+        SshError(format!("ssh {target}: cannot {what} {}: {e}", p.display()))
+    };
+    match sftp.lstat(dir) {
+        Ok(stat) if stat.is_dir() => {}
+        Ok(_) => return sftp.unlink(dir).map_err(|e| fail("remove", dir, &e)),
+        Err(_) => return Ok(()),
+    }
+    for (path, stat) in sftp.readdir(dir).map_err(|e| fail("list", dir, &e))? {
+        if stat.is_dir() {
+            remove_dir_all(sftp, target, &path)?;
+        } else {
+            sftp.unlink(&path).map_err(|e| fail("remove", &path, &e))?;
+        }
+    }
+    sftp.rmdir(dir).map_err(|e| fail("remove", dir, &e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_keeps_arguments_whole() {
+        assert_eq!(shell_quote("gpload"), "gpload");
+        assert_eq!(shell_quote(""), "''");
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's; rm -rf /"), r"'it'\''s; rm -rf /'");
+        assert_eq!(command_line(&["echo", "$HOME", "`x`"]), "echo '$HOME' '`x`'");
+    }
+
+    #[test]
+    fn exit_codes_in_words() {
+        assert!(explain_exit(127, "sh: 1: nope: not found").contains("command not found"));
+        assert!(explain_exit(126, "").contains("not executable"));
+        assert!(explain_exit(137, "").contains("killed by signal 9 (SIGKILL)"));
+        assert!(explain_exit(255, "").contains("SSH failure"));
+        assert_eq!(explain_exit(1, "bad input\n"), "exit 1: failed: bad input");
+    }
+
+    #[test]
+    fn base64_matches_openssh_fingerprints() {
+        assert_eq!(base64(b"hello"), "aGVsbG8");
+        assert_eq!(base64(b"hel"), "aGVs");
+    }
+}

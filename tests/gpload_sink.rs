@@ -1,0 +1,278 @@
+//! The `gpload` sink (issue 4, item 4), run locally against the gpload stand-in in
+//! `tests/fixtures/gpload-standin/gpload` (real gpload cannot be installed here; the stand-in
+//! plays its documented control keys, merge/update/insert semantics and summary on PostgreSQL).
+//! Windows land byte-exact in merge mode and a re-run updates instead of duplicating; replace
+//! mode's window delete shares gpload's transaction; a gpload failure fails the window in
+//! gpload's words with the target unchanged; column names gpload cannot merge are refused at
+//! `config check`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+
+use support::{Pg, TestEnv};
+
+const COLUMNS: &[&str] = &["id", "evt_ts", "glass", "qty", "payload"];
+
+const SOURCE_SQL: &str = r#"
+CREATE SCHEMA eda;
+CREATE TABLE eda.defects (id bigint PRIMARY KEY, evt_ts timestamp NOT NULL, glass text, qty numeric(12,3), payload bytea);
+INSERT INTO eda.defects
+SELECT i,
+       timestamp '2024-03-10 00:00:00' + (i - 1) * interval '36 seconds',
+       CASE i % 7
+           WHEN 0 THEN NULL
+           WHEN 1 THEN E'line1\nline2 ' || i
+           WHEN 2 THEN E'tab\there\\' || i
+           WHEN 3 THEN '缺陷' || i || '号，玻璃'
+           WHEN 4 THEN ''
+           ELSE 'G' || lpad(i::text, 8, '0') || repeat('x', i % 40)
+       END,
+       CASE WHEN i % 11 = 0 THEN NULL ELSE round(i * 1.234, 3) END,
+       CASE WHEN i % 13 = 0 THEN NULL ELSE decode(md5(i::text), 'hex') END
+FROM generate_series(1, 600) AS i;
+"#;
+
+/// `glass` is varchar on the target: the engine moves COPY text, which gpload reads.
+const TARGET_SQL: &str = r#"
+CREATE SCHEMA eda;
+CREATE TABLE eda.defects (id bigint PRIMARY KEY, evt_ts timestamp NOT NULL, glass varchar(200), qty numeric(12,3), payload bytea);
+"#;
+
+fn standin() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gpload-standin/gpload")
+}
+
+/// Two 3-hour windows of `eda.defects` through `stream` into the `gpload` sink.
+fn write_config(env: &TestEnv, mode: &str, sink_options: &str, program: &str) {
+    env.write_config(&format!(
+        r#"
+[clusters.src]
+url = "{{SRC_URL}}"
+password_env = "GPT_SRC_PASSWORD"
+
+[clusters.dst]
+url = "{{DST_URL}}"
+password_env = "GPT_DST_PASSWORD"
+
+[state]
+cluster = "dst"
+
+[jobs.j]
+from = "src"
+to = "dst"
+start = "2024-03-10 00:00:00"
+end = "2024-03-10 06:00:00"
+duration = "3h"
+mode = "{mode}"
+transport = {{ plugin = "stream" }}
+sink = {{ plugin = "gpload", gpload = "{program}", work_dir = "{{TEMP_DIR}}/gpload"{sink_options} }}
+
+[[jobs.j.tables]]
+table = "eda.defects"
+condition_column = "evt_ts"
+key = ["id"]
+"#
+    ));
+}
+
+fn setup(env: &TestEnv) {
+    env.src_psql(SOURCE_SQL);
+    env.dst_psql(TARGET_SQL);
+}
+
+/// `count md5` of the table's rows in id order, every column as quoted text.
+fn digest(pg: &Pg, db: &str) -> String {
+    let row = COLUMNS.iter().map(|c| format!("quote_nullable({c}::text)")).collect::<Vec<_>>().join(", ");
+    pg.psql(
+        db,
+        &format!(
+            "SELECT count(*) || ' ' || coalesce(md5(string_agg(concat_ws('|', {row}), E'\\n' ORDER BY id)), '-') \
+             FROM eda.defects"
+        ),
+    )
+}
+
+fn duplicate_keys(env: &TestEnv) -> String {
+    env.dst_psql("SELECT count(*) FROM (SELECT id FROM eda.defects GROUP BY id HAVING count(*) > 1) d")
+}
+
+#[test]
+fn merge_lands_byte_exact_and_a_rerun_updates_changed_rows() {
+    let env = TestEnv::new("gpload_merge");
+    setup(&env);
+    // A wrapper notes how gpload was called: its arguments, and whether PGPASSWORD is set.
+    let wrapper = env.write_file(
+        "gpload-recording",
+        &format!(
+            "#!/bin/sh\n\
+             printf '%s\\n' \"$@\" >> \"{{TEMP_DIR}}/argv.txt\"\n\
+             [ -n \"$PGPASSWORD\" ] && echo set >> \"{{TEMP_DIR}}/pgpassword.txt\"\n\
+             exec {} \"$@\"\n",
+            standin().display()
+        ),
+    );
+    fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).unwrap();
+    write_config(&env, "merge", ", keep_files = true", wrapper.to_str().unwrap());
+    let source = digest(env.src, &env.db);
+    assert!(source.starts_with("600 "), "{source}");
+
+    env.run(&["run"]).assert_success();
+    assert_eq!(digest(env.dst, &env.db), source);
+    assert_eq!(
+        env.dst_psql("SELECT count(*), sum(rows_written) FROM gptransfer.history WHERE status = 'succeeded'"),
+        "2|600"
+    );
+    // The control file says what gpload was told, and never the password.
+    let control = env.dir().join(format!("gpload/{}^eda^defects^20240310000000^20240310030000.yml", env.db));
+    let yaml = fs::read_to_string(&control).unwrap();
+    for words in ["VERSION: 1.0.0.1", "- MODE: merge", "- MATCH_COLUMNS:\n           - \"id\"", "- FORMAT: text"] {
+        assert!(yaml.contains(words), "missing {words:?} in\n{yaml}");
+    }
+    assert!(!yaml.contains(&env.dst.password), "the password is in the control file");
+    // `gpload -f <control>` per window; the password only in its environment.
+    let argv = fs::read_to_string(env.dir().join("argv.txt")).unwrap();
+    let lines: Vec<&str> = argv.lines().collect();
+    assert_eq!(lines.len(), 4, "{argv}");
+    assert_eq!(lines[0], "-f");
+    assert_eq!(lines[1], control.to_str().unwrap());
+    assert!(!argv.contains(&env.dst.password), "the password is in gpload's arguments");
+    assert_eq!(fs::read_to_string(env.dir().join("pgpassword.txt")).unwrap(), "set\nset\n");
+
+    // Changed source rows are updated, not duplicated.
+    env.src_psql("UPDATE eda.defects SET glass = 'changed ' || id, qty = qty + 1 WHERE id % 5 = 0");
+    let changed = digest(env.src, &env.db);
+    assert_ne!(changed, source);
+    env.dst_psql("DELETE FROM gptransfer.cursors");
+    env.run(&["run"]).assert_success();
+    assert_eq!(digest(env.dst, &env.db), changed);
+    assert_eq!(duplicate_keys(&env), "0");
+    assert_eq!(
+        env.dst_psql("SELECT count(*), sum(rows_written) FROM gptransfer.history WHERE status = 'succeeded'"),
+        "4|1200"
+    );
+}
+
+#[test]
+fn replace_window_delete_shares_the_gpload_transaction() {
+    let env = TestEnv::new("gpload_replace");
+    setup(&env);
+    let program = standin();
+    write_config(&env, "replace", "", program.to_str().unwrap());
+    let before = digest(env.src, &env.db);
+    env.run(&["run"]).assert_success();
+    assert_eq!(digest(env.dst, &env.db), before);
+
+    // The source changes, and this time gpload fails after its BEFORE delete and the insert.
+    env.src_psql("UPDATE eda.defects SET glass = 'changed' WHERE id <= 10");
+    env.dst_psql("DELETE FROM gptransfer.cursors");
+    let mut cmd = env.command(&["run"]);
+    cmd.env("GPLOAD_STANDIN_EXIT", "2");
+    let out = env.spawn_command(cmd).wait();
+    out.assert_code(1);
+    assert!(out.stderr.contains("gpload failed (exit 2): error when connecting to gpfdist"), "{}", out.render());
+    // The window's old rows are all still there: the delete was rolled back with the load.
+    assert_eq!(digest(env.dst, &env.db), before);
+
+    // Without the failure, the re-run replaces the windows.
+    env.run(&["run"]).assert_success();
+    assert_eq!(digest(env.dst, &env.db), digest(env.src, &env.db));
+    assert_eq!(duplicate_keys(&env), "0");
+}
+
+#[test]
+fn a_format_error_fails_the_window_in_gploads_words_target_unchanged() {
+    let env = TestEnv::new("gpload_format_error");
+    setup(&env);
+    // gpload sees one row it cannot parse: the wrapper appends it to the data file.
+    let wrapper = env.write_file(
+        "gpload-corrupting",
+        &format!(
+            "#!/bin/sh\n\
+             data=$(sed -n 's/^ *- \"\\(.*\\.txt\\)\"$/\\1/p' \"$2\")\n\
+             printf 'a row without tabs\\n' >> \"$data\"\n\
+             exec {} \"$@\"\n",
+            standin().display()
+        ),
+    );
+    fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).unwrap();
+    write_config(&env, "merge", "", wrapper.to_str().unwrap());
+    let out = env.run(&["run"]);
+    out.assert_code(1);
+    assert!(out.stderr.contains("gpload failed (exit 2): extra data after last expected column"), "{}", out.render());
+    assert_eq!(env.dst_psql("SELECT count(*) FROM eda.defects"), "0", "rows were loaded");
+    assert_eq!(env.dst_psql("SELECT count(*) FROM gptransfer.history WHERE status = 'succeeded'"), "0");
+    cli_snapshot!(out);
+}
+
+#[test]
+fn capitals_and_reserved_words_in_merge_columns_are_refused_at_config_check() {
+    let env = TestEnv::new("gpload_bad_names");
+    setup(&env);
+    let program = standin();
+    write_config(&env, "merge", ", match_columns = [\"GlassId\"]", program.to_str().unwrap());
+    let out = env.run(&["config", "check"]);
+    out.assert_code(2);
+    assert!(out.stderr.contains("column \"GlassId\" has capital letters"), "{}", out.render());
+    cli_snapshot!(out.with_filter(&support::regex_escape(program.to_str().unwrap()), "[GPLOAD]"));
+
+    write_config(&env, "merge", ", update_columns = [\"order\"]", program.to_str().unwrap());
+    let out = env.run(&["config", "check"]);
+    out.assert_code(2);
+    assert!(out.stderr.contains("column \"order\" is a reserved word"), "{}", out.render());
+}
+
+/// A key that only the table names (no `match_columns`): the sink cannot see it at `config
+/// check`, so it refuses before gpload runs, and nothing is loaded.
+#[test]
+fn a_key_gpload_cannot_merge_on_fails_the_window_before_gpload_runs() {
+    let env = TestEnv::new("gpload_bad_key");
+    let ddl = r#"CREATE TABLE public.flags ("GlassId" bigint PRIMARY KEY, evt_ts timestamp NOT NULL, v text);"#;
+    env.src_psql(ddl);
+    env.src_psql("INSERT INTO public.flags VALUES (1, '2024-03-10 01:00:00', 'a')");
+    env.dst_psql(ddl);
+    let program = standin();
+    write_config(&env, "merge", "", program.to_str().unwrap());
+    let text = fs::read_to_string(env.dir().join("gptransfer.toml"))
+        .unwrap()
+        .replace("table = \"eda.defects\"", "table = \"public.flags\"")
+        .replace("key = [\"id\"]", "key = [\"GlassId\"]");
+    env.write_config(&text);
+    let out = env.run(&["run"]);
+    out.assert_code(1);
+    assert!(out.stderr.contains("column \"GlassId\" has capital letters"), "{}", out.render());
+    assert_eq!(env.dst_psql("SELECT count(*) FROM public.flags"), "0");
+    assert!(!env.dir().join("gpload").exists(), "files were written for a refused window");
+}
+
+/// Under `error_limit` gpload skips a bad row, commits the others and exits 1 with
+/// `data formatting errors = 1`: the window still fails, in gpload's words.
+#[test]
+fn a_format_error_under_error_limit_still_fails_the_window() {
+    let env = TestEnv::new("gpload_error_limit");
+    setup(&env);
+    let wrapper = env.write_file(
+        "gpload-corrupting",
+        &format!(
+            "#!/bin/sh\n\
+             data=$(sed -n 's/^ *- \"\\(.*\\.txt\\)\"$/\\1/p' \"$2\")\n\
+             printf 'a row without tabs\\n' >> \"$data\"\n\
+             exec {} \"$@\"\n",
+            standin().display()
+        ),
+    );
+    fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).unwrap();
+    write_config(&env, "merge", ", error_limit = 5, log_errors = true", wrapper.to_str().unwrap());
+    let out = env.run(&["run"]);
+    out.assert_code(1);
+    assert!(
+        out.stderr.contains("gpload reported 1 data formatting error(s): 1 bad row; Please use following query"),
+        "{}",
+        out.render()
+    );
+    assert_eq!(env.dst_psql("SELECT count(*) FROM gptransfer.history WHERE status = 'succeeded'"), "0");
+    assert_eq!(env.dst_psql("SELECT count(*) FROM gptransfer.cursors"), "0", "the cursor moved");
+}
