@@ -63,6 +63,13 @@ if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb 
   die "initdb not found in PATH or /usr/lib/postgresql/*/bin"
 fi
 
+# The gpload stand-in of the tests (tests/fixtures/gpload-standin) reads its control file with
+# PyYAML, as real gpload does; install it for the python3 on PATH when it is missing.
+if ! python3 -c 'import yaml' >/dev/null 2>&1; then
+  say "installing PyYAML for $(command -v python3)"
+  python3 -m pip install --quiet pyyaml || die "cannot install PyYAML (python3 -m pip install pyyaml)"
+fi
+
 # --- Rust ------------------------------------------------------------------------------------
 if ! command -v cargo >/dev/null 2>&1 && [ -f "$HOME/.cargo/env" ]; then
   # shellcheck disable=SC1091
