@@ -276,3 +276,174 @@ fn a_format_error_under_error_limit_still_fails_the_window() {
     assert_eq!(env.dst_psql("SELECT count(*) FROM gptransfer.history WHERE status = 'succeeded'"), "0");
     assert_eq!(env.dst_psql("SELECT count(*) FROM gptransfer.cursors"), "0", "the cursor moved");
 }
+
+/// gpload on the "ETL host" over SSH (a real sshd on 127.0.0.1 from `support::sshd`): the data
+/// and control files go over SFTP, `gpload -f` runs through the remote shell, the password
+/// reaches it on the channel's stdin (never in argv, never in a file), and merge lands
+/// byte-exact. Then a gpload that the remote host cannot find: the window fails with the words
+/// for exit 127 and nothing is loaded; and `config check` refuses a missing program (exit 2).
+#[test]
+fn gpload_runs_over_ssh_on_the_etl_host() {
+    let env = TestEnv::new("gpload_ssh");
+    setup(&env);
+    let sshd = support::sshd::Sshd::start();
+    sshd.write_known_hosts(&env.dir().join("known_hosts"));
+    // The remote "gpload": the stand-in, under sshd's clean environment given our PATH; it
+    // notes its arguments and whether PGPASSWORD is set.
+    let wrapper = env.write_file(
+        "etl/gpload",
+        &format!(
+            "#!/bin/sh\n\
+             PATH='{path}'; export PATH\n\
+             printf '%s\\n' \"$@\" >> \"{{TEMP_DIR}}/argv.txt\"\n\
+             [ -n \"$PGPASSWORD\" ] && echo set >> \"{{TEMP_DIR}}/pgpassword.txt\"\n\
+             exec {standin} \"$@\"\n",
+            path = std::env::var("PATH").unwrap(),
+            standin = standin().display()
+        ),
+    );
+    fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).unwrap();
+    let ssh_options = |program: &str| {
+        format!(
+            ", host = \"127.0.0.1\", ssh_port = {port}, user = \"{user}\", key_file = \"{key}\", \
+             known_hosts = \"{{TEMP_DIR}}/known_hosts\", gpload = \"{program}\"",
+            port = sshd.port,
+            user = sshd.user,
+            key = sshd.client_key.display()
+        )
+    };
+    // `gpload` appears twice in the sink table otherwise: write_config's one is replaced.
+    let config_with = |program: &str| {
+        write_config(&env, "merge", &ssh_options(program), "PLACEHOLDER");
+        let text =
+            fs::read_to_string(env.dir().join("gptransfer.toml")).unwrap().replace("gpload = \"PLACEHOLDER\", ", "");
+        env.write_config(&text);
+    };
+    config_with(wrapper.to_str().unwrap());
+    let source = digest(env.src, &env.db);
+
+    let out = env.run(&["config", "check"]);
+    out.assert_success();
+    env.run(&["run"]).assert_success();
+    assert_eq!(digest(env.dst, &env.db), source);
+    assert_eq!(duplicate_keys(&env), "0");
+    assert_eq!(
+        env.dst_psql("SELECT count(*), sum(rows_written) FROM gptransfer.history WHERE status = 'succeeded'"),
+        "2|600"
+    );
+    let argv = fs::read_to_string(env.dir().join("argv.txt")).unwrap();
+    let control = env.dir().join(format!("gpload/{}^eda^defects^20240310000000^20240310030000.yml", env.db));
+    assert_eq!(argv.lines().take(2).collect::<Vec<_>>(), ["-f", control.to_str().unwrap()], "{argv}");
+    assert_eq!(fs::read_to_string(env.dir().join("pgpassword.txt")).unwrap(), "set\nset\n");
+    assert!(!argv.contains(&env.dst.password), "password in gpload's arguments: {argv}");
+    // Files removed after the load (keep_files = false), and no file anywhere holds the password.
+    let left: Vec<_> = fs::read_dir(env.dir().join("gpload")).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+    fn files(dir: &std::path::Path, out: &mut Vec<PathBuf>) {
+        for e in fs::read_dir(dir).unwrap().flatten() {
+            if e.path().is_dir() {
+                files(&e.path(), out);
+            } else {
+                out.push(e.path());
+            }
+        }
+    }
+    let mut all = Vec::new();
+    files(env.dir(), &mut all);
+    for f in all {
+        let bytes = fs::read(&f).unwrap_or_default();
+        assert!(!String::from_utf8_lossy(&bytes).contains(&env.dst.password), "password in {}", f.display());
+    }
+
+    // Changed rows merge; no duplicates.
+    env.src_psql("UPDATE eda.defects SET glass = 'changed ' || id WHERE id % 5 = 0");
+    env.dst_psql("DELETE FROM gptransfer.cursors");
+    env.run(&["run"]).assert_success();
+    assert_eq!(digest(env.dst, &env.db), digest(env.src, &env.db));
+    assert_eq!(duplicate_keys(&env), "0");
+
+    // The program exists but what it runs does not: the remote shell exits 127.
+    env.dst_psql("TRUNCATE eda.defects; DELETE FROM gptransfer.cursors; DELETE FROM gptransfer.history");
+    let broken = env.write_file("etl/gpload-broken", "#!/bin/sh\nexec /nonexistent/bin/gpload \"$@\"\n");
+    fs::set_permissions(&broken, fs::Permissions::from_mode(0o755)).unwrap();
+    config_with(broken.to_str().unwrap());
+    let out = env.run(&["run"]);
+    out.assert_code(1);
+    assert!(out.stderr.contains("exit 127: command not found on the remote host"), "{}", out.render());
+    assert_eq!(env.dst_psql("SELECT count(*) FROM eda.defects"), "0");
+
+    // A program missing on the ETL host is refused before anything runs.
+    config_with("/nonexistent/bin/gpload");
+    let out = env.run(&["config", "check"]);
+    out.assert_code(2);
+    assert!(out.stderr.contains("\"/nonexistent/bin/gpload\": exit 127: command not found"), "{}", out.render());
+
+    // An ETL host whose key is not in known_hosts is refused at `config check` and by `run`,
+    // saying how to trust it; nothing is loaded.
+    config_with(wrapper.to_str().unwrap());
+    fs::write(env.dir().join("known_hosts"), "").unwrap();
+    for args in [&["config", "check"][..], &["run"]] {
+        let out = env.run(args);
+        out.assert_code(2);
+        assert!(out.stderr.contains("host key refused"), "{}", out.render());
+        assert!(out.stderr.contains("ssh-keyscan -p"), "{}", out.render());
+    }
+    assert_eq!(env.dst_psql("SELECT count(*) FROM eda.defects"), "0");
+}
+
+/// The `gp4-legacy` preset: one line of TOML gives a V1 table gp4 source → gzip files on the
+/// shared mount → gpload merge, and it moves byte-exact (gpload here runs locally, the stand-in).
+#[test]
+fn the_gp4_legacy_preset_moves_a_v1_table_with_one_line() {
+    let env = TestEnv::new("gpload_gp4_legacy");
+    setup(&env);
+    fs::create_dir(env.dir().join("mount")).unwrap();
+    env.write_config(&format!(
+        r#"
+[clusters.src]
+url = "{{SRC_URL}}"
+password_env = "GPT_SRC_PASSWORD"
+flavor = "gp4"
+
+[clusters.dst]
+url = "{{DST_URL}}"
+password_env = "GPT_DST_PASSWORD"
+
+[state]
+cluster = "dst"
+
+[jobs.j]
+from = "src"
+to = "dst"
+start = "2024-03-10 00:00:00"
+end = "2024-03-10 06:00:00"
+duration = "3h"
+
+[[jobs.j.tables]]
+table = "eda.defects"
+condition_column = "evt_ts"
+key = ["id"]
+preset = {{ name = "gp4-legacy", root = "{{TEMP_DIR}}/mount", gpload = "{}" }}
+"#,
+        standin().display()
+    ));
+    let plan = env.run(&["plan"]);
+    plan.assert_success();
+    assert!(plan.stdout.contains("gp4 > shared-mount > gpload"), "{}", plan.render());
+    env.run(&["config", "check"]).assert_success();
+    env.run(&["run"]).assert_success();
+    assert_eq!(digest(env.dst, &env.db), digest(env.src, &env.db));
+    assert_eq!(
+        env.dst_psql(
+            "SELECT count(*), sum(rows_written), bool_and(chain = 'gp4 > shared-mount > gpload') \
+             FROM gptransfer.history WHERE status = 'succeeded'"
+        ),
+        "2|600|t"
+    );
+    // A re-run with changed rows merges them: no duplicate keys.
+    env.src_psql("UPDATE eda.defects SET glass = 'changed ' || id WHERE id % 3 = 0");
+    env.dst_psql("DELETE FROM gptransfer.cursors");
+    env.run(&["run"]).assert_success();
+    assert_eq!(digest(env.dst, &env.db), digest(env.src, &env.db));
+    assert_eq!(duplicate_keys(&env), "0");
+}

@@ -5,6 +5,7 @@ mod duration;
 mod load;
 mod model;
 mod plugin_spec;
+mod preset;
 mod reader;
 mod resolve;
 mod timestamp;
@@ -16,6 +17,7 @@ pub use model::{
     TableConfig,
 };
 pub use plugin_spec::PluginSpec;
+pub use preset::{PresetConfig, PRESETS};
 pub use reader::{failpoint, ExternalCursor, ExternalCursors, TableProgress};
 pub use resolve::{AlarmSpec, Config, JobDefaults, JobSpec, StateSpec, TableSpec};
 pub use timestamp::ConfigTimestamp;

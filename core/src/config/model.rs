@@ -8,6 +8,7 @@ use toml::Spanned;
 
 use super::duration::ConfigDuration;
 use super::plugin_spec::PluginSpec;
+use super::preset::PresetConfig;
 use super::timestamp::ConfigTimestamp;
 
 /// The whole configuration file.
@@ -204,6 +205,8 @@ pub struct JobConfig {
     pub sink: Option<Spanned<PluginSpec>>,
     /// Default comparator plugin.
     pub compare: Option<Spanned<PluginSpec>>,
+    /// A preset filling in the roles the job does not name (`{ name = "gp4-legacy", … }`).
+    pub preset: Option<Spanned<PresetConfig>>,
     /// The tables.
     #[serde(default)]
     pub tables: Vec<Spanned<TableConfig>>,
@@ -251,4 +254,6 @@ pub struct TableConfig {
     pub sink: Option<Spanned<PluginSpec>>,
     /// Comparator plugin and options.
     pub compare: Option<Spanned<PluginSpec>>,
+    /// A preset filling in the roles the table does not name (over the job's).
+    pub preset: Option<Spanned<PresetConfig>>,
 }

@@ -314,17 +314,30 @@ fn resolve(path: &Path, text: String, file: ConfigFile) -> Result<Config, Config
         if job.duration.is_some_and(|d| d.0.is_zero()) {
             return Err(err(job_span, format!("job {job_name:?}: duration must be greater than zero")));
         }
+        let job_preset = match &job.preset {
+            Some(p) => Some(p.get_ref().expand(p.span()).map_err(|m| err(p.span(), format!("job {job_name:?}: {m}")))?),
+            None => None,
+        };
+        // Roles as the job gives them to its tables: written ones, else the preset's.
+        let job_source = job.source.clone().or_else(|| job_preset.as_ref().map(|p| p.source.clone()));
+        let job_transport = job.transport.clone().or_else(|| job_preset.as_ref().map(|p| p.transport.clone()));
+        let job_sink = job.sink.clone().or_else(|| job_preset.as_ref().map(|p| p.sink.clone()));
+        let job_mode = job.mode.or(job_preset.as_ref().map(|p| p.mode));
         let mut tables = Vec::new();
         for entry in &job.tables {
             let span = entry.span();
             let t = entry.get_ref();
             let here = |msg: String| err(span.clone(), format!("job {job_name:?}, table {:?}: {msg}", t.table));
+            let preset = match &t.preset {
+                Some(p) => Some(p.get_ref().expand(p.span()).map_err(&here)?),
+                None => None,
+            };
             let source_table = QualifiedName::parse(&t.table).map_err(&here)?;
             let target_table = match &t.target_table {
                 Some(name) => QualifiedName::parse(name).map_err(&here)?,
                 None => source_table.clone(),
             };
-            let mode = t.mode.or(job.mode).unwrap_or(Mode::Replace);
+            let mode = t.mode.or(preset.as_ref().map(|p| p.mode)).or(job_mode).unwrap_or(Mode::Replace);
             // Zero only under a reader, which fills it from the job row (or refuses the table).
             let duration = t.duration.or(job.duration).unwrap_or(ConfigDuration(std::time::Duration::ZERO));
             if duration.0.is_zero() && !has_reader {
@@ -371,13 +384,24 @@ fn resolve(path: &Path, text: String, file: ConfigFile) -> Result<Config, Config
                 columns: t.columns.clone(),
                 enabled: t.enabled && job.enabled,
                 timezone: job.timezone.clone(),
-                source: t.source.clone().or_else(|| job.source.clone()).unwrap_or_else(|| spanned_default("copy")),
+                source: t
+                    .source
+                    .clone()
+                    .or_else(|| preset.as_ref().map(|p| p.source.clone()))
+                    .or_else(|| job_source.clone())
+                    .unwrap_or_else(|| spanned_default("copy")),
                 transport: t
                     .transport
                     .clone()
-                    .or_else(|| job.transport.clone())
+                    .or_else(|| preset.as_ref().map(|p| p.transport.clone()))
+                    .or_else(|| job_transport.clone())
                     .unwrap_or_else(|| spanned_default("stream")),
-                sink: t.sink.clone().or_else(|| job.sink.clone()).unwrap_or_else(|| spanned_default("copy")),
+                sink: t
+                    .sink
+                    .clone()
+                    .or_else(|| preset.as_ref().map(|p| p.sink.clone()))
+                    .or_else(|| job_sink.clone())
+                    .unwrap_or_else(|| spanned_default("copy")),
                 compare: t.compare.clone().or_else(|| job.compare.clone()).unwrap_or_else(|| spanned_default("hash")),
                 location: Location::of_offset(&text, span.start),
                 cursor_external: has_reader,
@@ -397,10 +421,10 @@ fn resolve(path: &Path, text: String, file: ConfigFile) -> Result<Config, Config
                 end: job.end.map(|e| e.0),
                 duration: job.duration,
                 lag: job.lag.unwrap_or(ConfigDuration(std::time::Duration::ZERO)),
-                mode: job.mode,
-                source: job.source.clone(),
-                transport: job.transport.clone(),
-                sink: job.sink.clone(),
+                mode: job_mode,
+                source: job_source,
+                transport: job_transport,
+                sink: job_sink,
                 compare: job.compare.clone(),
                 location: Location::of_offset(&text, job_span_start),
             },
@@ -501,6 +525,33 @@ duration = "1h"
         assert_eq!(t.chain(), "copy > stream > copy");
         assert_eq!(c.state.cluster, "b");
         assert_eq!(t.location.line, 11);
+    }
+
+    #[test]
+    fn the_gp4_legacy_preset_selects_the_v1_chain() {
+        let preset =
+            r#"preset = { name = "gp4-legacy", root = "/mnt/dataTransfer/file2GP", host = "etl01", user = "gpadmin" }"#;
+        let table = "[[jobs.j.tables]]\ntable = \"eda.t\"\ncondition_column = \"ts\"\nkey = [\"id\"]\n";
+        let c = load(&format!("{BASE}{table}{preset}\n")).unwrap();
+        let t = &c.jobs[0].tables[0];
+        assert_eq!(t.chain(), "gp4 > shared-mount > gpload");
+        assert_eq!(t.mode, Mode::Merge);
+        let options = |s: &Spanned<PluginSpec>| toml::Value::Table(s.get_ref().options.clone()).to_string();
+        assert_eq!(options(&t.transport), "{ root = \"/mnt/dataTransfer/file2GP\" }");
+        assert_eq!(options(&t.sink), "{ host = \"etl01\", user = \"gpadmin\" }");
+
+        // On the job, for all its tables; a role written out wins over the preset's.
+        let c = load(&format!("{BASE}{preset}\nsink = \"copy\"\n{table}")).unwrap();
+        assert_eq!(c.jobs[0].tables[0].chain(), "gp4 > shared-mount > copy");
+        assert_eq!(c.jobs[0].tables[0].mode, Mode::Merge);
+
+        // Merge needs the key; the preset needs root; unknown names are listed.
+        let e = load(&format!("{BASE}[[jobs.j.tables]]\ntable = \"eda.t\"\ncondition_column = \"ts\"\n{preset}\n"));
+        assert!(e.unwrap_err().to_string().contains("merge mode needs key"));
+        let e = load(&format!("{BASE}{table}preset = {{ name = \"gp4-legacy\" }}\n")).unwrap_err().to_string();
+        assert!(e.contains("preset \"gp4-legacy\" needs root"), "{e}");
+        let e = load(&format!("{BASE}{table}preset = {{ name = \"v2\", root = \"/x\" }}\n")).unwrap_err().to_string();
+        assert!(e.contains("preset \"v2\" is unknown; presets: gp4-legacy"), "{e}");
     }
 
     #[test]

@@ -18,7 +18,9 @@ use gptransfer_core::RoleError;
 use crate::control::{Control, LoadMode};
 use crate::names::check_merge_column;
 use crate::runner::{LocalRunner, Runner};
+use crate::ssh_runner::SshRunner;
 use crate::summary::Summary;
+use gptransfer_plugin_ssh::{connect, default_known_hosts, explain_exit, shell_quote, Ssh, SshConfig};
 
 /// Options of the `gpload` sink.
 #[derive(Debug, Clone, Deserialize)]
@@ -64,6 +66,26 @@ pub struct GploadConfig {
     /// Keep the data file and control file after a successful load.
     #[serde(default)]
     pub keep_files: bool,
+    /// The ETL host gpload runs on, over SSH; left out, gpload runs on this machine.
+    pub host: Option<String>,
+    /// sshd port of `host` (`port` is gpfdist's).
+    #[serde(default = "default_ssh_port")]
+    pub ssh_port: u16,
+    /// SSH user on `host` (needed with `host`).
+    pub user: Option<String>,
+    /// Private key; left out, ssh-agent's keys are used.
+    pub key_file: Option<PathBuf>,
+    /// Environment variable holding the key's passphrase.
+    pub passphrase_env: Option<String>,
+    /// known_hosts file (default `~/.ssh/known_hosts`).
+    pub known_hosts: Option<PathBuf>,
+    /// Trust (and record) a host key missing from known_hosts; a changed key is refused anyway.
+    #[serde(default)]
+    pub accept_new_host_keys: bool,
+}
+
+fn default_ssh_port() -> u16 {
+    22
 }
 
 fn default_program() -> String {
@@ -95,6 +117,24 @@ impl GploadConfig {
             if n < 2 {
                 return Err(format!("error_limit = {n}: Greenplum's SEGMENT REJECT LIMIT must be at least 2"));
             }
+        }
+        match (&self.host, &self.user) {
+            (Some(h), _) if h.trim().is_empty() => return Err("host must not be empty".into()),
+            (Some(_), None) => return Err("host needs user: the SSH user gpload runs as on the ETL host".into()),
+            (Some(_), Some(u)) if u.trim().is_empty() => return Err("user must not be empty".into()),
+            (None, _)
+                if self.user.is_some()
+                    || self.key_file.is_some()
+                    || self.passphrase_env.is_some()
+                    || self.known_hosts.is_some()
+                    || self.accept_new_host_keys =>
+            {
+                return Err(
+                    "user, key_file, passphrase_env, known_hosts and accept_new_host_keys need host (the ETL host)"
+                        .into(),
+                )
+            }
+            _ => {}
         }
         if self.encoding.trim().is_empty() {
             return Err("encoding must not be empty".into());
@@ -148,7 +188,47 @@ impl Factory<dyn Sink> for GploadSinkFactory {
     }
     fn build(&self, options: &toml::Table) -> Result<Arc<dyn Sink>, String> {
         let config = parse_options::<GploadConfig>(options)?;
-        Ok(Arc::new(GploadSink::new(config, Arc::new(LocalRunner))?))
+        config.check()?;
+        let runner: Arc<dyn Runner> = match config.ssh() {
+            // Before the run touches any server: host key, login and the gpload program.
+            Some(ssh) => Arc::new(SshRunner::new(preflight(&ssh, &config.gpload)?)),
+            None => Arc::new(LocalRunner),
+        };
+        Ok(Arc::new(GploadSink::new(config, runner)?))
+    }
+}
+
+impl GploadConfig {
+    /// The SSH session settings, when gpload runs on an ETL host.
+    pub fn ssh(&self) -> Option<SshConfig> {
+        let host = self.host.clone()?;
+        Some(SshConfig {
+            host,
+            port: self.ssh_port,
+            user: self.user.clone().unwrap_or_default(),
+            key_file: self.key_file.clone(),
+            passphrase_env: self.passphrase_env.clone(),
+            known_hosts: self.known_hosts.clone().unwrap_or_else(default_known_hosts),
+            accept_new_host_keys: self.accept_new_host_keys,
+            ..SshConfig::default()
+        })
+    }
+}
+
+/// Connects to the ETL host (host key, login) and checks that `program` is there (blocking).
+pub fn preflight(config: &SshConfig, program: &str) -> Result<Ssh, String> {
+    let ssh = connect(config).map_err(|e| e.0)?;
+    let line = format!("command -v {}", shell_quote(program));
+    let out = ssh.run_line(&line).map_err(|e| e.0)?;
+    match out.code {
+        0 => Ok(ssh),
+        // `command -v` prints nothing and exits 1 for a missing command: that is exit 127's case.
+        1 => Err(format!(
+            "ssh {}: gpload program {program:?}: {} (set the sink's gpload option to its full path)",
+            ssh.target,
+            explain_exit(127, &out.stderr)
+        )),
+        code => Err(format!("ssh {}: `{line}`: {}", ssh.target, explain_exit(code, &out.stderr))),
     }
 }
 
@@ -405,6 +485,28 @@ impl SinkWindow for GploadWindow {
 #[cfg(test)]
 mod tests {
     use super::judge;
+    use gptransfer_core::registry::Factory;
+
+    #[test]
+    fn the_spec_example_sink_options_validate() {
+        let f = super::GploadSinkFactory;
+        let ok = |t: &str| f.validate(&toml::from_str(t).unwrap());
+        assert_eq!(
+            ok(r#"host = "etl01"
+user = "gpadmin""#),
+            Ok(())
+        );
+        assert!(ok(r#"host = "etl01""#).unwrap_err().contains("host needs user"));
+        assert!(ok(r#"user = "gpadmin""#).unwrap_err().contains("need host"));
+        assert_eq!(
+            ok(r#"host = "etl01"
+user = "gpadmin"
+ssh_port = 2222
+port = 8081
+known_hosts = "/etc/ssh/ssh_known_hosts""#),
+            Ok(())
+        );
+    }
 
     const OK: &str = "2026-11-24 00:18:04|INFO|rows Inserted          = 2\n\
                       2026-11-24 00:18:04|INFO|rows Updated           = 1\n\

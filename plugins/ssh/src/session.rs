@@ -343,10 +343,20 @@ impl Ssh {
     /// Runs a command line as the remote shell reads it, unquoted: only for lines built from
     /// constants or [`shell_quote`]d parts.
     pub fn run_line(&self, line: &str) -> Result<Output, SshError> {
+        self.run_line_with_input(line, &[])
+    }
+
+    /// [`Ssh::run_line`] with `input` written to the command's standard input (then closed):
+    /// the way to hand a secret to a remote command without its argv or a file showing it.
+    pub fn run_line_with_input(&self, line: &str, input: &[u8]) -> Result<Output, SshError> {
         let t = &self.target;
         let fail = |what: &str, e: &dyn fmt::Display| SshError(format!("ssh {t}: {what}: {e}"));
         let mut channel = self.session.channel_session().map_err(|e| fail("cannot open a channel", &e))?;
         channel.exec(line).map_err(|e| fail("cannot start the command", &e))?;
+        if !input.is_empty() {
+            channel.write_all(input).map_err(|e| fail("cannot write the command's input", &e))?;
+        }
+        channel.send_eof().map_err(|e| fail("cannot close the command's input", &e))?;
         // Drain both streams as data comes: reading one to its end first would stall a command
         // that fills the other's channel window (megabytes of stderr before any stdout).
         self.session.set_blocking(false);
@@ -444,7 +454,13 @@ pub fn put_with(sftp: &ssh2::Sftp, target: &str, local: &Path, remote: &Path) ->
     to.fsync().ok();
     to.flush().map_err(|e| fail("write", &tmp, &e))?;
     drop(to);
-    sftp.rename(&tmp, remote, None).map_err(|e| fail("rename", &tmp, &e))?;
+    if let Err(e) = sftp.rename(&tmp, remote, None) {
+        // SFTP v3 servers (OpenSSH) refuse to rename over an existing file: remove it, retry.
+        if sftp.lstat(remote).is_err() || sftp.unlink(remote).is_err() {
+            return Err(fail("rename", &tmp, &e));
+        }
+        sftp.rename(&tmp, remote, None).map_err(|e| fail("rename", &tmp, &e))?;
+    }
     Ok(n)
 }
 
