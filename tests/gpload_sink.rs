@@ -228,7 +228,7 @@ fn capitals_and_reserved_words_in_merge_columns_are_refused_at_config_check() {
 /// A key that only the table names (no `match_columns`): the sink cannot see it at `config
 /// check`, so it refuses before gpload runs, and nothing is loaded.
 #[test]
-fn a_key_gpload_cannot_merge_on_fails_the_window_before_gpload_runs() {
+fn a_key_gpload_cannot_merge_on_is_refused_before_any_data_moves() {
     let env = TestEnv::new("gpload_bad_key");
     let ddl = r#"CREATE TABLE public.flags ("GlassId" bigint PRIMARY KEY, evt_ts timestamp NOT NULL, v text);"#;
     env.src_psql(ddl);
@@ -241,9 +241,15 @@ fn a_key_gpload_cannot_merge_on_fails_the_window_before_gpload_runs() {
         .replace("table = \"eda.defects\"", "table = \"public.flags\"")
         .replace("key = [\"id\"]", "key = [\"GlassId\"]");
     env.write_config(&text);
+    // A key taken from the table (not the sink's options) is checked with the matched columns:
+    // `config check` and `run` refuse it before anything moves.
+    let check = env.run(&["config", "check"]);
+    check.assert_code(2);
+    assert!(check.stderr.contains("column \"GlassId\" has capital letters"), "{}", check.render());
     let out = env.run(&["run"]);
-    out.assert_code(1);
+    out.assert_code(2);
     assert!(out.stderr.contains("column \"GlassId\" has capital letters"), "{}", out.render());
+    assert_eq!(env.dst_psql("SELECT count(*) FROM gptransfer.cursors"), "0");
     assert_eq!(env.dst_psql("SELECT count(*) FROM public.flags"), "0");
     assert!(!env.dir().join("gpload").exists(), "files were written for a refused window");
 }

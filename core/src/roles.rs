@@ -115,6 +115,13 @@ pub trait Sink: Send + Sync {
         false
     }
 
+    /// Checks what only this sink cannot handle about a table and the columns it will get
+    /// (e.g. gpload's column-name limits), before any data moves. Called by `run` and
+    /// `config check` after the columns are matched.
+    fn check_table(&self, _table: &TableSpec, _columns: &[String]) -> Result<(), String> {
+        Ok(())
+    }
+
     /// Starts the window's transaction (and whatever the mode does first, e.g. the delete).
     async fn begin(&self, ctx: &WindowCtx) -> Result<Box<dyn SinkWindow>, RoleError>;
 }

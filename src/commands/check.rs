@@ -37,8 +37,9 @@ pub async fn check(config: Option<&std::path::Path>, registry: &Registry) -> any
         };
         registry.source(t.source.get_ref()).map_err(|e| chain_error("source", e))?;
         registry.transport(t.transport.get_ref()).map_err(|e| chain_error("transport", e))?;
-        registry.sink(t.sink.get_ref()).map_err(|e| chain_error("sink", e))?;
+        let sink = registry.sink(t.sink.get_ref()).map_err(|e| chain_error("sink", e))?;
         let c = check_table(t, src, &t.from, dst, &t.to).await?;
+        sink.check_table(t, &c.columns).map_err(|e| chain_error("sink", e))?;
         println!("table {} / {}: ok, {} column(s), chain {}", t.job, t.display_name(), c.columns.len(), t.chain());
     }
     Ok(0)

@@ -335,7 +335,7 @@ pub async fn run(
     // Every table is checked on both sides before the first byte moves.
     let mut sessions: BTreeMap<String, Session> = BTreeMap::new();
     let mut checks = Vec::new();
-    for t in &tables {
+    for (t, chain) in tables.iter().zip(&plugins) {
         for name in [&t.from, &t.to] {
             if !sessions.contains_key(name) {
                 let s = cluster(name)?.connect(&application, t.timezone.as_deref()).await?;
@@ -345,7 +345,14 @@ pub async fn run(
         let (Some(src), Some(dst)) = (sessions.get(&t.from), sessions.get(&t.to)) else {
             return Err(Error::State { cluster: t.from.clone(), message: "session lost".into() });
         };
-        checks.push(check_table(t, src, &t.from, dst, &t.to).await?);
+        let check = check_table(t, src, &t.from, dst, &t.to).await?;
+        chain.sink.check_table(t, &check.columns).map_err(|e| Error::Check {
+            job: t.job.clone(),
+            table: t.display_name(),
+            message: format!("sink: {e}"),
+            hint: None,
+        })?;
+        checks.push(check);
     }
     drop(sessions);
 

@@ -250,6 +250,23 @@ fn fail(message: String) -> RoleError {
 
 #[async_trait]
 impl Sink for GploadSink {
+    fn check_table(&self, t: &gptransfer_core::config::TableSpec, columns: &[String]) -> Result<(), String> {
+        let c = &self.config;
+        let mode = c.mode.unwrap_or(if t.mode == Mode::Merge { LoadMode::Merge } else { LoadMode::Insert });
+        if mode == LoadMode::Insert {
+            return Ok(());
+        }
+        let m = c.match_columns.clone().unwrap_or_else(|| t.key.clone());
+        let u = c
+            .update_columns
+            .clone()
+            .unwrap_or_else(|| columns.iter().filter(|col| !m.contains(col)).cloned().collect());
+        for col in m.iter().chain(&u) {
+            check_merge_column(col, mode.as_str())?;
+        }
+        Ok(())
+    }
+
     async fn begin(&self, ctx: &WindowCtx) -> Result<Box<dyn SinkWindow>, RoleError> {
         let c = &self.config;
         let t = &ctx.table;
