@@ -126,6 +126,11 @@ max_rss_kb() {
   awk -F': ' '/Maximum resident set size/ { print $2 }' "$1"
 }
 
+# User + system CPU seconds of the measured command's processes (not of the servers).
+client_cpu_seconds() {
+  awk -F': ' '/User time|System time/ { t += $2 } END { printf "%.2f", t }' "$1"
+}
+
 # The pipe variant, run by `bash -c` under /usr/bin/time (hence exported).
 pipe_copy() {
   set -euo pipefail
@@ -139,8 +144,8 @@ reset_target() {
   dst_sql -c "TRUNCATE $table" -c "DROP SCHEMA IF EXISTS $state_schema CASCADE" -c "CHECKPOINT"
 }
 
-# measure VARIANT ROWS RUN: runs one variant once; appends "rows variant run seconds rss_kb" to
-# $results, unless RUN is 0 (a warm-up, not counted).
+# measure VARIANT ROWS RUN: runs one variant once; appends "rows variant run seconds rss_kb
+# cpu_seconds" to $results, unless RUN is 0 (a warm-up, not counted).
 measure() {
   local variant=$1 n=$2 run=$3
   local timefile=$bench_dir/time.txt log=$bench_dir/$variant.log cmd start_ns end_ns rc=0
@@ -165,17 +170,18 @@ measure() {
   local got
   got=$(dst_sql -At -c "SELECT count(*) FROM $table")
   [ "$got" = "$n" ] || { tail -n 40 "$log" >&2; die "$variant left $got rows on the target, expected $n"; }
-  local secs rss
+  local secs rss cpu
   secs=$(seconds_between "$start_ns" "$end_ns")
   rss=$(max_rss_kb "$timefile")
+  cpu=$(client_cpu_seconds "$timefile")
   local label="run $run/$runs"
   if [ "$run" = 0 ]; then
     label="warm-up"
   else
-    printf '%s %s %s %s %s\n' "$n" "$variant" "$run" "$secs" "$rss" >>"$results"
+    printf '%s %s %s %s %s %s\n' "$n" "$variant" "$run" "$secs" "$rss" "$cpu" >>"$results"
   fi
-  printf '  %-11s rows=%-9s %-8s %7.2f s  peak RSS %6.1f MB  (load %s)\n' \
-    "$variant" "$n" "$label" "$secs" "$(awk -v k="$rss" 'BEGIN { print k / 1024 }')" "$(load_average)"
+  printf '  %-11s rows=%-9s %-8s %7.2f s  peak RSS %6.1f MB  client CPU %6.2f s  (load %s)\n' \
+    "$variant" "$n" "$label" "$secs" "$(awk -v k="$rss" 'BEGIN { print k / 1024 }')" "$cpu" "$(load_average)"
 }
 
 write_config() {
@@ -289,21 +295,24 @@ for n in $sizes; do
   done
 done
 
-section "results (median of $runs runs; MB = 10^6 bytes of COPY text; peak RSS of the largest process)"
-declare -A secs_of rss_of
+section "results (median of $runs runs; MB = 10^6 bytes of COPY text; peak RSS of the largest client process; client CPU = user + system s of the client processes)"
+declare -A secs_of rss_of cpu_of
 for n in $sizes; do
   for v in $variants; do
     mapfile -t s < <(awk -v n="$n" -v v="$v" '$1 == n && $2 == v { print $4 }' "$results")
     mapfile -t r < <(awk -v n="$n" -v v="$v" '$1 == n && $2 == v { print $5 }' "$results")
     secs_of[$n,$v]=$(median "${s[@]}")
     rss_of[$n,$v]=$(median "${r[@]}")
+    mapfile -t c < <(awk -v n="$n" -v v="$v" '$1 == n && $2 == v { print $6 }' "$results")
+    cpu_of[$n,$v]=$(median "${c[@]}")
   done
 done
-printf '%-11s %9s %8s %8s %10s %9s\n' variant rows seconds "MB/s" "rows/s" "peak RSS"
+printf '%-11s %9s %8s %8s %10s %9s %11s\n' variant rows seconds "MB/s" "rows/s" "peak RSS" "client CPU"
 for n in $sizes; do
   for v in $variants; do
-    awk -v v="$v" -v n="$n" -v s="${secs_of[$n,$v]}" -v b="${bytes_of[$n]}" -v r="${rss_of[$n,$v]}" 'BEGIN {
-      printf "%-11s %9d %8.2f %8.1f %10.0f %6.1f MB\n", v, n, s, b / s / 1e6, n / s, r / 1024 }'
+    awk -v v="$v" -v n="$n" -v s="${secs_of[$n,$v]}" -v b="${bytes_of[$n]}" -v r="${rss_of[$n,$v]}" \
+      -v c="${cpu_of[$n,$v]}" 'BEGIN {
+      printf "%-11s %9d %8.2f %8.1f %10.0f %6.1f MB %9.2f s\n", v, n, s, b / s / 1e6, n / s, r / 1024, c }'
   done
 done
 
@@ -333,8 +342,11 @@ if [[ " $variants " == *" gptransfer "* ]]; then
   read -r -a size_list <<<"$sizes"
   if [ "${#size_list[@]}" -ge 2 ]; then
     first=${size_list[0]} last=${size_list[${#size_list[@]} - 1]}
-    check "gptransfer peak RSS at $last rows / at $first rows (flat)" \
-      "$(ratio "${rss_of[$last,gptransfer]}" "${rss_of[$first,gptransfer]}")" "<=" 1.10
+    # Flat: the whole window is 4x larger; a buffered window would grow RSS by hundreds of MB.
+    # Peak RSS of the same run varies by 1-2 MB around ~20 MB, hence 1.25 rather than 1.0.
+    check "gptransfer peak RSS, $first -> $last rows: $(awk -v a="${rss_of[$first,gptransfer]}" \
+      -v b="${rss_of[$last,gptransfer]}" 'BEGIN { printf "%.1f -> %.1f MB", a / 1024, b / 1024 }')" \
+      "$(ratio "${rss_of[$last,gptransfer]}" "${rss_of[$first,gptransfer]}")" "<=" 1.25
   fi
 fi
 echo "per-run figures: $results; whole benchmark took $(seconds_between "$bench_start_ns" "$(date +%s%N)") s"
