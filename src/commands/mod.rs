@@ -29,7 +29,7 @@ pub async fn dispatch(cli: Cli, mut registry: Registry) -> i32 {
             Command::Compare(args) => compare::compare(cli.config.as_deref(), &registry, args).await,
             Command::Alarm { command } => alarm::alarm(cli.config.as_deref(), command).await,
             Command::Daemon(args) => daemon::daemon(cli.config.as_deref(), &registry, args).await,
-            Command::Run(args) => run::run(cli.config.as_deref(), &registry, args).await,
+            Command::Run(args) => run::run(cli.config.as_deref(), &registry, args, cli.quiet).await,
             Command::Plan(args) => plan::plan(cli.config.as_deref(), &registry, args).await,
             Command::History(args) => history::history(cli.config.as_deref(), args).await,
             Command::Config { command: ConfigCommand::Check } => check::check(cli.config.as_deref(), &registry).await,

@@ -10,7 +10,12 @@ use super::{load_config_with_readers, now, parse_until};
 use crate::cli::{OutputFormat, RunArgs};
 use crate::{output, progress, signals};
 
-pub async fn run(config: Option<&std::path::Path>, registry: &Registry, args: RunArgs) -> anyhow::Result<i32> {
+pub async fn run(
+    config: Option<&std::path::Path>,
+    registry: &Registry,
+    args: RunArgs,
+    quiet: bool,
+) -> anyhow::Result<i32> {
     let config = load_config_with_readers(config, registry).await?;
     let tables =
         select_tables(&config, &args.selection.jobs, &args.selection.tables).map_err(gptransfer_core::Error::Config)?;
@@ -25,7 +30,8 @@ pub async fn run(config: Option<&std::path::Path>, registry: &Registry, args: Ru
         windows: None,
     };
     let interrupt = signals::install();
-    let human = args.output == OutputFormat::Human;
+    // `-q`: only errors, so no per-window lines or bars (the summary line stays).
+    let human = args.output == OutputFormat::Human && !quiet;
     let observer = Arc::new(progress::Reporter::new(human));
     let report = engine::run(&config, registry, tables, &options, observer.clone(), interrupt).await?;
     observer.finish();
