@@ -17,25 +17,6 @@ use support::{Pg, TestEnv};
 
 const COLUMNS: &[&str] = &["id", "evt_ts", "glass", "qty", "payload"];
 
-const SOURCE_SQL: &str = r#"
-CREATE SCHEMA eda;
-CREATE TABLE eda.defects (id bigint PRIMARY KEY, evt_ts timestamp NOT NULL, glass text, qty numeric(12,3), payload bytea);
-INSERT INTO eda.defects
-SELECT i,
-       timestamp '2024-03-10 00:00:00' + (i - 1) * interval '36 seconds',
-       CASE i % 7
-           WHEN 0 THEN NULL
-           WHEN 1 THEN E'line1\nline2 ' || i
-           WHEN 2 THEN E'tab\there\\' || i
-           WHEN 3 THEN '缺陷' || i || '号，玻璃'
-           WHEN 4 THEN ''
-           ELSE 'G' || lpad(i::text, 8, '0') || repeat('x', i % 40)
-       END,
-       CASE WHEN i % 11 = 0 THEN NULL ELSE round(i * 1.234, 3) END,
-       CASE WHEN i % 13 = 0 THEN NULL ELSE decode(md5(i::text), 'hex') END
-FROM generate_series(1, 600) AS i;
-"#;
-
 /// `glass` is varchar on the target: the engine moves COPY text, which gpload reads.
 const TARGET_SQL: &str = r#"
 CREATE SCHEMA eda;
@@ -80,7 +61,7 @@ key = ["id"]
 }
 
 fn setup(env: &TestEnv) {
-    env.src_psql(SOURCE_SQL);
+    env.src_psql(&support::defects_source_sql(600, "36 seconds"));
     env.dst_psql(TARGET_SQL);
 }
 

@@ -839,3 +839,29 @@ fn random_u64() -> u64 {
     hasher.write_u32(std::process::id());
     hasher.finish()
 }
+
+/// The `eda.defects` source table shared by the transport and sink tests: `rows` rows from
+/// 2024-03-10 00:00:00, one every `step` (an interval such as "3.6 seconds"), with NULLs,
+/// newlines, tabs, backslashes, Chinese text, empty strings, numerics and bytea.
+pub fn defects_source_sql(rows: u32, step: &str) -> String {
+    format!(
+        r#"
+CREATE SCHEMA eda;
+CREATE TABLE eda.defects (id bigint PRIMARY KEY, evt_ts timestamp NOT NULL, glass text, qty numeric(12,3), payload bytea);
+INSERT INTO eda.defects
+SELECT i,
+       timestamp '2024-03-10 00:00:00' + (i - 1) * interval '{step}',
+       CASE i % 7
+           WHEN 0 THEN NULL
+           WHEN 1 THEN E'line1\nline2 ' || i
+           WHEN 2 THEN E'tab\there\\' || i
+           WHEN 3 THEN '缺陷' || i || '号，玻璃'
+           WHEN 4 THEN ''
+           ELSE 'G' || lpad(i::text, 8, '0') || repeat('x', i % 40)
+       END,
+       CASE WHEN i % 11 = 0 THEN NULL ELSE round(i * 1.234, 3) END,
+       CASE WHEN i % 13 = 0 THEN NULL ELSE decode(md5(i::text), 'hex') END
+FROM generate_series(1, {rows}) AS i;
+"#
+    )
+}
