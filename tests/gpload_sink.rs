@@ -31,16 +31,7 @@ fn standin() -> PathBuf {
 fn write_config(env: &TestEnv, mode: &str, sink_options: &str, program: &str) {
     env.write_config(&format!(
         r#"
-[clusters.src]
-url = "{{SRC_URL}}"
-password_env = "GPT_SRC_PASSWORD"
-
-[clusters.dst]
-url = "{{DST_URL}}"
-password_env = "GPT_DST_PASSWORD"
-
-[state]
-cluster = "dst"
+{{CLUSTERS}}
 
 [jobs.j]
 from = "src"

@@ -46,16 +46,7 @@ fn setup_with(env: &TestEnv, target_sql: &str) -> PathBuf {
 fn write_config(env: &TestEnv, options: &str) {
     env.write_config(&format!(
         r#"
-[clusters.src]
-url = "{{SRC_URL}}"
-password_env = "GPT_SRC_PASSWORD"
-
-[clusters.dst]
-url = "{{DST_URL}}"
-password_env = "GPT_DST_PASSWORD"
-
-[state]
-cluster = "dst"
+{{CLUSTERS}}
 
 [jobs.j]
 from = "src"

@@ -40,16 +40,7 @@ fn setup(env: &TestEnv) -> PathBuf {
 fn write_config(env: &TestEnv, sshd: &Sshd, key: &Path, options: &str) {
     env.write_config(&format!(
         r#"
-[clusters.src]
-url = "{{SRC_URL}}"
-password_env = "GPT_SRC_PASSWORD"
-
-[clusters.dst]
-url = "{{DST_URL}}"
-password_env = "GPT_DST_PASSWORD"
-
-[state]
-cluster = "dst"
+{{CLUSTERS}}
 
 [jobs.j]
 from = "src"

@@ -437,6 +437,19 @@ pub struct TestEnv {
     filters: Vec<(String, String)>,
 }
 
+/// The `src`/`dst` clusters (passwords from the harness's env vars) with state on `dst`: the
+/// head of most test configs, written `{CLUSTERS}` in them.
+pub const CLUSTERS_TOML: &str = r#"[clusters.src]
+url = "{SRC_URL}"
+password_env = "GPT_SRC_PASSWORD"
+
+[clusters.dst]
+url = "{DST_URL}"
+password_env = "GPT_DST_PASSWORD"
+
+[state]
+cluster = "dst""#;
+
 impl TestEnv {
     /// `name` is usually the test function's name; it only makes the database easy to recognise.
     pub fn new(name: &str) -> TestEnv {
@@ -475,7 +488,9 @@ impl TestEnv {
 
     /// Replaces `{SRC_URL}`, `{DST_URL}`, `{DB}`, `{SRC_PORT}`, `{DST_PORT}` and `{TEMP_DIR}`.
     pub fn expand(&self, text: &str) -> String {
-        text.replace("{SRC_URL}", &self.src.url(&self.db))
+        // `{CLUSTERS}` first: it expands to text holding the other placeholders.
+        text.replace("{CLUSTERS}", CLUSTERS_TOML)
+            .replace("{SRC_URL}", &self.src.url(&self.db))
             .replace("{DST_URL}", &self.dst.url(&self.db))
             .replace("{DB}", &self.db)
             .replace("{SRC_PORT}", &self.src.port.to_string())
