@@ -101,10 +101,18 @@ fn merge_lands_byte_exact_and_a_rerun_updates_changed_rows() {
     // The control file says what gpload was told, and never the password.
     let control = env.dir().join(format!("gpload/{}^eda^defects^20240310000000^20240310030000.yml", env.db));
     let yaml = fs::read_to_string(&control).unwrap();
-    for words in ["VERSION: 1.0.0.1", "- MODE: merge", "- MATCH_COLUMNS:\n           - \"id\"", "- FORMAT: text"] {
+    for words in ["VERSION: 1.0.0.1", "- MODE: merge", "- MATCH_COLUMNS:\n           - \"id\"", "- FORMAT: csv"] {
         assert!(yaml.contains(words), "missing {words:?} in\n{yaml}");
     }
     assert!(!yaml.contains(&env.dst.password), "the password is in the control file");
+    // gpload's summary lines are in history, beside the row count.
+    assert_eq!(
+        env.dst_psql(
+            "SELECT sum(rows_inserted), sum(rows_updated), sum(format_errors) FROM gptransfer.history \
+             WHERE status = 'succeeded'"
+        ),
+        "600|0|0"
+    );
     // `gpload -f <control>` per window; the password only in its environment.
     let argv = fs::read_to_string(env.dir().join("argv.txt")).unwrap();
     let lines: Vec<&str> = argv.lines().collect();
@@ -126,6 +134,17 @@ fn merge_lands_byte_exact_and_a_rerun_updates_changed_rows() {
         env.dst_psql("SELECT count(*), sum(rows_written) FROM gptransfer.history WHERE status = 'succeeded'"),
         "4|1200"
     );
+    // The second run updated every row it delivered and inserted none.
+    assert_eq!(
+        env.dst_psql(
+            "SELECT sum(rows_inserted), sum(rows_updated) FROM (SELECT * FROM gptransfer.history \
+             WHERE status = 'succeeded' ORDER BY id DESC LIMIT 2) h"
+        ),
+        "0|600"
+    );
+    let history = env.run(&["history"]);
+    history.assert_success();
+    assert!(history.stdout.contains("INS/UPD/ERR") && history.stdout.contains("0/300/0"), "{}", history.render());
 }
 
 #[test]
@@ -164,8 +183,8 @@ fn a_format_error_fails_the_window_in_gploads_words_target_unchanged() {
         "gpload-corrupting",
         &format!(
             "#!/bin/sh\n\
-             data=$(sed -n 's/^ *- \"\\(.*\\.txt\\)\"$/\\1/p' \"$2\")\n\
-             printf 'a row without tabs\\n' >> \"$data\"\n\
+             data=$(sed -n 's/^ *- \"\\(.*\\.csv\\)\"$/\\1/p' \"$2\")\n\
+             printf 'a row without commas\\n' >> \"$data\"\n\
              exec {} \"$@\"\n",
             standin().display()
         ),
@@ -236,8 +255,8 @@ fn a_format_error_under_error_limit_still_fails_the_window() {
         "gpload-corrupting",
         &format!(
             "#!/bin/sh\n\
-             data=$(sed -n 's/^ *- \"\\(.*\\.txt\\)\"$/\\1/p' \"$2\")\n\
-             printf 'a row without tabs\\n' >> \"$data\"\n\
+             data=$(sed -n 's/^ *- \"\\(.*\\.csv\\)\"$/\\1/p' \"$2\")\n\
+             printf 'a row without commas\\n' >> \"$data\"\n\
              exec {} \"$@\"\n",
             standin().display()
         ),
@@ -253,6 +272,13 @@ fn a_format_error_under_error_limit_still_fails_the_window() {
     );
     assert_eq!(env.dst_psql("SELECT count(*) FROM gptransfer.history WHERE status = 'succeeded'"), "0");
     assert_eq!(env.dst_psql("SELECT count(*) FROM gptransfer.cursors"), "0", "the cursor moved");
+    // The failed attempt records what gpload said: the rows it committed and the bad one.
+    assert_eq!(
+        env.dst_psql(
+            "SELECT rows_inserted, rows_updated, format_errors FROM gptransfer.history WHERE status = 'failed'"
+        ),
+        "300|0|1"
+    );
 }
 
 /// gpload on the "ETL host" over SSH (a real sshd on 127.0.0.1 from `support::sshd`): the data
@@ -413,7 +439,7 @@ preset = {{ name = "gp4-legacy", root = "{{TEMP_DIR}}/mount", gpload = "{}" }}
     assert_eq!(digest(env.dst, &env.db), digest(env.src, &env.db));
     assert_eq!(
         env.dst_psql(
-            "SELECT count(*), sum(rows_written), bool_and(chain = 'gp4 > shared-mount > gpload') \
+            "SELECT count(*), sum(rows_written), bool_and(chain = 'gp4 > shared-mount > gpload (csv)') \
              FROM gptransfer.history WHERE status = 'succeeded'"
         ),
         "2|600|t"
@@ -434,6 +460,8 @@ fn gp4_to_shared_mount_to_gpload_over_ssh_is_byte_exact() {
     let env = TestEnv::new("gpload_full_chain");
     setup(&env);
     fs::create_dir(env.dir().join("mount")).unwrap();
+    // The ETL host mounts the share elsewhere: gpload's FILE must use its path.
+    std::os::unix::fs::symlink(env.dir().join("mount"), env.dir().join("etl-mount")).unwrap();
     let sshd = support::sshd::Sshd::start();
     sshd.write_known_hosts(&env.dir().join("known_hosts"));
     let wrapper = env.write_file(
@@ -473,7 +501,7 @@ key = ["id"]
 mode = "merge"
 source = {{ plugin = "gp4" }}
 transport = {{ plugin = "shared-mount", root = "{{TEMP_DIR}}/mount", keep_files = true }}
-sink = {{ plugin = "gpload", gpload = "{program}", work_dir = "{{TEMP_DIR}}/gpload", host = "127.0.0.1", ssh_port = {port}, user = "{user}", key_file = "{key}", known_hosts = "{{TEMP_DIR}}/known_hosts" }}
+sink = {{ plugin = "gpload", gpload = "{program}", work_dir = "{{TEMP_DIR}}/gpload", keep_files = true, mount_path = "{{TEMP_DIR}}/etl-mount", host = "127.0.0.1", ssh_port = {port}, user = "{user}", key_file = "{key}", known_hosts = "{{TEMP_DIR}}/known_hosts" }}
 "#,
         program = wrapper.display(),
         port = sshd.port,
@@ -486,7 +514,7 @@ sink = {{ plugin = "gpload", gpload = "{program}", work_dir = "{{TEMP_DIR}}/gplo
     assert_eq!(digest(env.dst, &env.db), digest(env.src, &env.db), "{}", out.render());
     assert_eq!(
         env.dst_psql(
-            "SELECT count(*), sum(rows_written), bool_and(chain = 'gp4 > shared-mount > gpload') \
+            "SELECT count(*), sum(rows_written), bool_and(chain = 'gp4 > shared-mount > gpload (csv)') \
              FROM gptransfer.history WHERE status = 'succeeded'"
         ),
         "2|600|t"
@@ -496,10 +524,26 @@ sink = {{ plugin = "gpload", gpload = "{program}", work_dir = "{{TEMP_DIR}}/gplo
     for window in ["20240310000000^20240310030000", "20240310030000^20240310060000"] {
         let dir = env.dir().join("mount").join(format!("{}^eda^defects^{window}", env.db));
         assert!(dir.join("manifest.json").is_file(), "{}", dir.display());
-        assert!(dir.join("part-00001.txt.gz").is_file(), "{}", dir.display());
+        assert!(dir.join("part-00001.csv.gz").is_file(), "{}", dir.display());
         let manifest = fs::read_to_string(dir.join("manifest.json")).unwrap();
         assert!(manifest.contains("\"rows\": 300") || manifest.contains("\"rows\":300"), "{manifest}");
+        assert!(manifest.contains("\"format\": \"csv\""), "{manifest}");
+        // gpload read the gzip CSV parts in place, through the ETL host's mount path: no
+        // second copy of the window was written for it.
+        let base = format!("{}^eda^defects^{window}", env.db);
+        let yaml = fs::read_to_string(env.dir().join("gpload").join(format!("{base}.yml"))).unwrap();
+        let part = env.dir().join("etl-mount").join(&base).join("part-00001.csv.gz");
+        assert!(yaml.contains(&format!("- \"{}\"", part.display())), "{yaml}");
+        assert!(yaml.contains("- FORMAT: csv"), "{yaml}");
+        assert!(!env.dir().join("gpload").join(format!("{base}.csv")).exists(), "a data file was written");
     }
+    assert_eq!(
+        env.dst_psql(
+            "SELECT sum(rows_inserted), sum(rows_updated), sum(format_errors) FROM gptransfer.history \
+             WHERE status = 'succeeded'"
+        ),
+        "600|0|0"
+    );
     // Changed source rows are merged on a re-run: updated, no duplicate keys.
     env.src_psql("UPDATE eda.defects SET glass = 'changed ' || id WHERE id % 4 = 0");
     env.dst_psql("DELETE FROM gptransfer.cursors");

@@ -17,13 +17,13 @@ use support::{Pg, TestEnv};
 const WINDOWS: [&str; 2] = ["20240310000000^20240310030000", "20240310030000^20240310060000"];
 const COLUMNS: &[&str] = &["id", "evt_ts", "glass", "qty", "payload"];
 
-/// Same types on both sides: the engine picks binary COPY, and the files hold binary COPY.
+/// Same types on both sides: binary COPY would be possible, but the mount prefers CSV files.
 const TARGET_SQL: &str = r#"
 CREATE SCHEMA eda;
 CREATE TABLE eda.defects (id bigint PRIMARY KEY, evt_ts timestamp NOT NULL, glass text, qty numeric(12,3), payload bytea);
 "#;
 
-/// `glass` is varchar on the target: text COPY, the format loaders such as gpload read.
+/// `glass` is varchar on the target: no binary COPY; the files are CSV either way.
 const TARGET_SQL_TEXT: &str = r#"
 CREATE SCHEMA eda;
 CREATE TABLE eda.defects (id bigint PRIMARY KEY, evt_ts timestamp NOT NULL, glass varchar(200), qty numeric(12,3), payload bytea);
@@ -124,11 +124,11 @@ fn windows_land_byte_exact_through_gzip_files_and_manifest() {
     for window in WINDOWS {
         let dir = window_dir(&env, &mount, window);
         let names = names_in(&dir);
-        // part-00001.txt.gz … then manifest.json; no temporary file left.
+        // part-00001.csv.gz … then manifest.json; no temporary file left.
         let parts: Vec<&String> = names.iter().filter(|n| n.starts_with("part-")).collect();
         assert!(parts.len() > 1, "split_bytes = 65536 should give several files: {names:?}");
         let expected: Vec<String> = std::iter::once("manifest.json".to_string())
-            .chain((1..=parts.len()).map(|i| format!("part-{i:05}.txt.gz")))
+            .chain((1..=parts.len()).map(|i| format!("part-{i:05}.csv.gz")))
             .collect();
         assert_eq!(names, expected);
 
@@ -147,10 +147,10 @@ fn windows_land_byte_exact_through_gzip_files_and_manifest() {
         assert_eq!(manifest["window"], window);
         assert_eq!(manifest["table"], "eda.defects");
         assert_eq!(manifest["database"], env.db.as_str());
-        assert_eq!(manifest["format"], "text");
+        assert_eq!(manifest["format"], "csv");
         assert_eq!(manifest["columns"], serde_json::json!(COLUMNS));
 
-        // Each file decodes; sizes and totals match; text files end at a row end.
+        // Each file decodes; sizes and totals match; CSV files end at a row end.
         let mut all = Vec::new();
         let mut compressed_total = 0;
         let files = manifest["files"].as_array().unwrap();
@@ -165,12 +165,12 @@ fn windows_land_byte_exact_through_gzip_files_and_manifest() {
             assert!(sha.len() == 64 && sha.bytes().all(|b| b.is_ascii_hexdigit()), "{sha}");
             let bytes = gunzip(&path);
             assert_eq!(entry["bytes"], bytes.len() as u64);
-            assert_eq!(bytes.last(), Some(&b'\n'), "{name} does not end at a row end");
+            assert!(bytes.last() == Some(&b'\n') && csv_rows(&bytes) > 0, "{name} does not end at a row end");
             all.extend(bytes);
         }
         assert_eq!(manifest["bytes"], all.len() as u64);
         assert_eq!(manifest["compressed_bytes"], compressed_total);
-        assert_eq!(all.iter().filter(|b| **b == b'\n').count() as u64, rows, "COPY text: one raw newline per row");
+        assert_eq!(csv_rows(&all), rows, "COPY CSV: one newline outside quotes per row");
     }
 }
 
@@ -183,14 +183,14 @@ fn files_are_removed_after_load_and_a_rerun_is_harmless() {
 
     env.run(&["run"]).assert_success();
     assert_eq!(digest(env.dst, &env.db), source);
-    assert_eq!(env.dst_psql("SELECT DISTINCT chain FROM gptransfer.history"), "copy > shared-mount > copy (binary)");
+    assert_eq!(env.dst_psql("SELECT DISTINCT chain FROM gptransfer.history"), "copy > shared-mount > copy (csv)");
     assert_eq!(names_in(&mount), Vec::<String>::new(), "keep_files = false leaves no window directory");
 
     // A failed attempt's leftovers (no manifest, a junk part) must not matter to a re-run.
     let stale = window_dir(&env, &mount, WINDOWS[0]);
     fs::create_dir(&stale).unwrap();
-    fs::write(stale.join("part-00001.txt.gz"), b"not gzip").unwrap();
-    fs::write(stale.join(".part-00002.txt.gz.tmp"), b"half").unwrap();
+    fs::write(stale.join("part-00001.csv.gz"), b"not gzip").unwrap();
+    fs::write(stale.join(".part-00002.csv.gz.tmp"), b"half").unwrap();
 
     // Forget the cursor: the same windows run again.
     env.dst_psql("DELETE FROM gptransfer.cursors");
@@ -296,4 +296,19 @@ fn mount_the_sink_uid_cannot_read_is_refused() {
     if is_root() {
         cli_snapshot!(out);
     }
+}
+
+/// Rows of COPY CSV: newlines outside quotes (a doubled quote toggles twice).
+fn csv_rows(bytes: &[u8]) -> u64 {
+    let mut quoted = false;
+    let mut rows = 0;
+    for &b in bytes {
+        if b == b'"' {
+            quoted = !quoted;
+        } else if b == b'\n' && !quoted {
+            rows += 1;
+        }
+    }
+    assert!(!quoted, "the bytes end inside a quoted field");
+    rows
 }

@@ -119,35 +119,35 @@ fn a_table_lands_byte_exact_through_sftp_files_and_the_copy_sink() {
     let out = env.run(&["run"]);
     assert_eq!(out.code, 0, "{}\nsshd log:\n{}", out.render(), sshd.log());
     assert_eq!(digest(env.dst, &env.db), source);
-    assert_eq!(env.dst_psql("SELECT DISTINCT chain FROM gptransfer.history"), "copy > ssh > copy");
+    assert_eq!(env.dst_psql("SELECT DISTINCT chain FROM gptransfer.history"), "copy > ssh > copy (csv)");
     assert_eq!(
         env.dst_psql("SELECT count(*), sum(rows_written) FROM gptransfer.history WHERE status = 'succeeded'"),
         "2|6000"
     );
 
     // The remote directory holds shared-mount's layout: <db>^<schema>^<table>^<window id>/
-    // with part-00001.txt.gz and manifest.json, no temporary name left behind.
+    // with part-00001.csv.gz and manifest.json, no temporary name left behind.
     let expected_dirs: Vec<String> = WINDOWS.iter().map(|w| format!("{}^eda^defects^{w}", env.db)).collect();
     assert_eq!(names_in(&remote), expected_dirs);
     for window in WINDOWS {
         let dir = remote.join(format!("{}^eda^defects^{window}", env.db));
-        assert_eq!(names_in(&dir), ["manifest.json", "part-00001.txt.gz"]);
+        assert_eq!(names_in(&dir), ["manifest.json", "part-00001.csv.gz"]);
         let manifest: serde_json::Value =
             serde_json::from_slice(&fs::read(dir.join("manifest.json")).unwrap()).unwrap();
         assert_eq!(manifest["rows"], 3000, "{manifest}");
         assert_eq!(manifest["window"], window);
         assert_eq!(manifest["table"], "eda.defects");
         assert_eq!(manifest["database"], env.db.as_str());
-        assert_eq!(manifest["format"], "text");
+        assert_eq!(manifest["format"], "csv");
         assert_eq!(manifest["columns"], serde_json::json!(COLUMNS));
         let entry = &manifest["files"][0];
-        assert_eq!(entry["name"], "part-00001.txt.gz");
-        let path = dir.join("part-00001.txt.gz");
+        assert_eq!(entry["name"], "part-00001.csv.gz");
+        let path = dir.join("part-00001.csv.gz");
         assert_eq!(entry["compressed_bytes"], fs::metadata(&path).unwrap().len());
         let bytes = gunzip(&path);
         assert_eq!(entry["bytes"], bytes.len() as u64);
         assert_eq!(manifest["bytes"], bytes.len() as u64);
-        assert_eq!(bytes.iter().filter(|b| **b == b'\n').count(), 3000, "COPY text: one raw newline per row");
+        assert_eq!(csv_rows(&bytes), 3000, "COPY CSV: one newline outside quotes per row");
     }
 
     // A re-run of the same windows (cursor forgotten; files without keep_files) is harmless,
@@ -360,4 +360,19 @@ fn a_missing_remote_root_is_refused_before_any_data_moves() {
     assert!(out.stderr.contains(&format!("root {} cannot be used", remote.display())), "{}", out.render());
     assert_eq!(env.dst_psql("SELECT count(*) FROM eda.defects"), "0", "rows were loaded");
     assert!(!remote.exists());
+}
+
+/// Rows of COPY CSV: newlines outside quotes (a doubled quote toggles twice).
+fn csv_rows(bytes: &[u8]) -> u64 {
+    let mut quoted = false;
+    let mut rows = 0;
+    for &b in bytes {
+        if b == b'"' {
+            quoted = !quoted;
+        } else if b == b'\n' && !quoted {
+            rows += 1;
+        }
+    }
+    assert!(!quoted, "the bytes end inside a quoted field");
+    rows
 }

@@ -13,7 +13,8 @@ use crate::config::TableSpec;
 use crate::error::RoleError;
 use crate::window::Window;
 
-/// COPY text-format bytes, in chunks that end on row boundaries or not: consumers must not care.
+/// COPY bytes in the window's [`CopyFormat`], in chunks that end on row boundaries or not:
+/// consumers must not care.
 pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, RoleError>> + Send>>;
 
 /// Live counters of one window, read by progress bars.
@@ -70,17 +71,60 @@ pub enum CopyFormat {
     /// Binary format: no text formatting or parsing on either server; only chosen when both
     /// sides have identical built-in column types, encodings and datetime representation.
     Binary,
+    /// CSV (`WITH CSV`: comma, `"` quote and escape, NULL as an unquoted empty field), the
+    /// format gpload and humans read; a row may span lines inside quotes.
+    Csv,
+}
+
+impl CopyFormat {
+    /// Every format, in the order a byte-carrying transport prefers them.
+    pub const ALL: [CopyFormat; 3] = [CopyFormat::Binary, CopyFormat::Text, CopyFormat::Csv];
+
+    /// As written in history's chain, manifests and messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            CopyFormat::Text => "text",
+            CopyFormat::Binary => "binary",
+            CopyFormat::Csv => "csv",
+        }
+    }
+}
+
+/// Picks the window's format: the first of the transport's preferences that the source can
+/// produce and the sink can load; binary only when the columns allow it (`binary_ok`).
+pub fn negotiate_format(
+    source: &[CopyFormat],
+    transport: &[CopyFormat],
+    sink: &[CopyFormat],
+    binary_ok: bool,
+) -> Result<CopyFormat, String> {
+    transport
+        .iter()
+        .copied()
+        .filter(|f| *f != CopyFormat::Binary || binary_ok)
+        .find(|f| source.contains(f) && sink.contains(f))
+        .ok_or_else(|| {
+            let names = |fs: &[CopyFormat]| fs.iter().map(|f| f.name()).collect::<Vec<_>>().join(", ");
+            format!(
+                "the chain has no COPY format in common: the source produces {}, the transport carries {}, \
+                 the sink loads {}; choose plugins that share one",
+                names(source),
+                names(transport),
+                names(sink)
+            )
+        })
 }
 
 /// Reads one window from the source cluster.
 #[async_trait]
 pub trait Source: Send + Sync {
-    /// Whether it can produce binary COPY (when the engine finds both sides agree).
-    fn supports_binary(&self) -> bool {
-        false
+    /// The COPY formats it can produce (binary is only used when the engine finds both sides'
+    /// columns agree).
+    fn formats(&self) -> Vec<CopyFormat> {
+        vec![CopyFormat::Text]
     }
 
-    /// Opens the window's rows as COPY text bytes.
+    /// Opens the window's rows as COPY bytes in `ctx.format`.
     async fn open(&self, ctx: &WindowCtx) -> Result<ByteStream, RoleError>;
 }
 
@@ -93,11 +137,18 @@ pub struct Delivered {
     pub bytes: u64,
     /// Rows the sink says it wrote.
     pub rows_written: u64,
+    /// The sink's own account of the load (set by the engine from [`SinkWindow::detail`]).
+    pub detail: LoadDetail,
 }
 
 /// Carries a source stream to a sink window.
 #[async_trait]
 pub trait Transport: Send + Sync {
+    /// The formats it carries, preferred first (a byte pipe carries all, fastest first).
+    fn formats(&self) -> Vec<CopyFormat> {
+        CopyFormat::ALL.to_vec()
+    }
+
     /// Moves every byte of `rows` into `sink`, counting rows and bytes on the way.
     async fn deliver(
         &self,
@@ -110,9 +161,9 @@ pub trait Transport: Send + Sync {
 /// Loads windows into the target.
 #[async_trait]
 pub trait Sink: Send + Sync {
-    /// Whether it can load binary COPY in this mode.
-    fn supports_binary(&self, _mode: crate::config::Mode) -> bool {
-        false
+    /// The COPY formats it can load in this mode.
+    fn formats(&self, _mode: crate::config::Mode) -> Vec<CopyFormat> {
+        vec![CopyFormat::Text]
     }
 
     /// Checks what only this sink cannot handle about a table and the columns it will get
@@ -126,12 +177,49 @@ pub trait Sink: Send + Sync {
     async fn begin(&self, ctx: &WindowCtx) -> Result<Box<dyn SinkWindow>, RoleError>;
 }
 
+/// What a sink can tell about a load beyond the rows written (gpload's summary lines);
+/// recorded in the window's history row.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct LoadDetail {
+    /// Rows inserted.
+    pub inserted: Option<u64>,
+    /// Rows updated (merge, update).
+    pub updated: Option<u64>,
+    /// Rows the loader rejected as badly formatted.
+    pub format_errors: Option<u64>,
+}
+
+/// A window's complete, verified files staged by a transport on a directory the sink may
+/// reach itself (a shared mount), so a loader that reads files (gpload) loads them in place.
+#[derive(Debug, Clone)]
+pub struct StagedFiles {
+    /// The transport's root directory, as this process sees it.
+    pub root: std::path::PathBuf,
+    /// The data files, relative to `root`, in load order (`.gz`: gzip).
+    pub files: Vec<std::path::PathBuf>,
+    /// Their COPY format.
+    pub format: CopyFormat,
+    /// Rows in all files, from the verified manifest.
+    pub rows: u64,
+}
+
 /// One window being loaded: nothing is visible on the target before `commit`; dropping it
 /// or calling `abort` rolls everything back.
 #[async_trait]
 pub trait SinkWindow: Send {
     /// Loads the stream; returns the rows written. Data stays uncommitted.
     async fn load(&mut self, rows: ByteStream) -> Result<u64, RoleError>;
+
+    /// Loads staged files in place instead of a stream, when this sink reads files itself;
+    /// `None` (the default) makes the transport stream them through [`SinkWindow::load`].
+    async fn load_staged(&mut self, _staged: &StagedFiles) -> Option<Result<u64, RoleError>> {
+        None
+    }
+
+    /// What the load reported beyond the row count, after `load`.
+    fn detail(&self) -> LoadDetail {
+        LoadDetail::default()
+    }
 
     /// The open transaction on the target, when the sink has one, so the engine can write
     /// history and cursor in the same transaction as the data.

@@ -10,6 +10,8 @@ pub enum RowCounter {
     Text,
     /// Binary format: walks the tuple headers and field lengths.
     Binary(BinaryCounter),
+    /// CSV: newlines outside quotes end rows.
+    Csv(CsvRows),
 }
 
 impl RowCounter {
@@ -18,6 +20,7 @@ impl RowCounter {
         match format {
             CopyFormat::Text => RowCounter::Text,
             CopyFormat::Binary => RowCounter::Binary(BinaryCounter::default()),
+            CopyFormat::Csv => RowCounter::Csv(CsvRows::default()),
         }
     }
 
@@ -26,7 +29,55 @@ impl RowCounter {
         match self {
             RowCounter::Text => memchr::memchr_iter(b'\n', chunk).count() as u64,
             RowCounter::Binary(b) => b.count(chunk),
+            RowCounter::Csv(c) => {
+                let mut rows = 0;
+                c.row_ends(chunk, |_| rows += 1);
+                rows
+            }
         }
+    }
+
+    /// Whether the bytes so far end at a row boundary.
+    pub fn at_row_end(&self, last_byte: Option<u8>) -> bool {
+        match self {
+            RowCounter::Text => last_byte.is_none_or(|b| b == b'\n'),
+            RowCounter::Csv(c) => !c.in_quotes && last_byte.is_none_or(|b| b == b'\n'),
+            RowCounter::Binary(_) => true,
+        }
+    }
+}
+
+/// Finds row ends in COPY CSV (`"` as quote and escape), chunk by chunk. An escaped quote
+/// (`""`) toggles twice, so tracking "inside quotes" needs no look-ahead across chunks.
+#[derive(Debug, Clone, Default)]
+pub struct CsvRows {
+    in_quotes: bool,
+}
+
+impl CsvRows {
+    /// Calls `row_end` with the index of each newline in `chunk` that ends a row.
+    pub fn row_ends(&mut self, chunk: &[u8], mut row_end: impl FnMut(usize)) {
+        let mut at = 0;
+        while at < chunk.len() {
+            let found = if self.in_quotes {
+                memchr::memchr(b'"', &chunk[at..])
+            } else {
+                memchr::memchr2(b'"', b'\n', &chunk[at..])
+            };
+            let Some(i) = found else { return };
+            let i = at + i;
+            if chunk[i] == b'"' {
+                self.in_quotes = !self.in_quotes;
+            } else {
+                row_end(i);
+            }
+            at = i + 1;
+        }
+    }
+
+    /// Whether the bytes so far end inside a quoted field.
+    pub fn in_quotes(&self) -> bool {
+        self.in_quotes
     }
 }
 
@@ -187,6 +238,20 @@ mod tests {
             let total: u64 = data.chunks(size).map(|ch| c.count(ch)).sum();
             assert_eq!(total, 3, "chunk size {size}");
         }
+    }
+
+    #[test]
+    fn csv_rows_whatever_the_chunking() {
+        let data: &[u8] = b"1,\"a\nb\"\n2,\"say \"\"hi\"\"\n\"\n3,,\"\"\n4,\"\\.\"\n";
+        for size in 1..data.len() {
+            let mut c = RowCounter::new(CopyFormat::Csv);
+            let total: u64 = data.chunks(size).map(|ch| c.count(ch)).sum();
+            assert_eq!(total, 4, "chunk size {size}");
+        }
+        let mut ends = Vec::new();
+        CsvRows::default().row_ends(data, |i| ends.push(i));
+        assert_eq!(ends.iter().map(|&i| data[i]).collect::<Vec<_>>(), b"\n\n\n\n");
+        assert_eq!(ends[0], 7);
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use gptransfer_core::cluster::ClusterHandle;
 use gptransfer_core::engine::check_table;
 use gptransfer_core::registry::Registry;
+use gptransfer_core::roles::negotiate_format;
 
 use super::load_config_with_readers;
 
@@ -35,12 +36,21 @@ pub async fn check(config: Option<&std::path::Path>, registry: &Registry) -> any
             message: format!("{role}: {message}"),
             hint: None,
         };
-        registry.source(t.source.get_ref()).map_err(|e| chain_error("source", e))?;
-        registry.transport(t.transport.get_ref()).map_err(|e| chain_error("transport", e))?;
+        let source = registry.source(t.source.get_ref()).map_err(|e| chain_error("source", e))?;
+        let transport = registry.transport(t.transport.get_ref()).map_err(|e| chain_error("transport", e))?;
         let sink = registry.sink(t.sink.get_ref()).map_err(|e| chain_error("sink", e))?;
         let c = check_table(t, src, &t.from, dst, &t.to).await?;
         sink.check_table(t, &c.columns).map_err(|e| chain_error("sink", e))?;
-        println!("table {} / {}: ok, {} column(s), chain {}", t.job, t.display_name(), c.columns.len(), t.chain());
+        let format = negotiate_format(&source.formats(), &transport.formats(), &sink.formats(t.mode), c.binary)
+            .map_err(|e| chain_error("chain", e))?;
+        println!(
+            "table {} / {}: ok, {} column(s), chain {}, {} COPY",
+            t.job,
+            t.display_name(),
+            c.columns.len(),
+            t.chain(),
+            format.name()
+        );
     }
     Ok(0)
 }

@@ -38,10 +38,14 @@ pub async fn history(config: Option<&std::path::Path>, args: HistoryArgs) -> any
                 println!("no history yet");
                 return Ok(0);
             }
+            // Only loaders that report more than a count (gpload) fill these; a column for them
+            // appears when some row has them.
+            let loader_counts = rows.iter().any(|r| r.rows_inserted.is_some() || r.format_errors.is_some());
+            let opt = |v: Option<i64>| v.map_or("-".to_string(), |v| v.to_string());
             let body = rows
                 .iter()
                 .map(|r| {
-                    vec![
+                    let mut row = vec![
                         r.started_at.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M:%S").to_string(),
                         r.job.clone(),
                         r.table.clone(),
@@ -50,23 +54,26 @@ pub async fn history(config: Option<&std::path::Path>, args: HistoryArgs) -> any
                         r.status.clone(),
                         r.rows_read.map_or(String::new(), |v| v.to_string()),
                         r.rows_written.map_or(String::new(), |v| v.to_string()),
+                    ];
+                    if loader_counts {
+                        row.push(format!("{}/{}/{}", opt(r.rows_inserted), opt(r.rows_updated), opt(r.format_errors)));
+                    }
+                    row.extend([
                         r.bytes.map_or(String::new(), |b| output::bytes(b.max(0) as u64)),
                         r.elapsed_seconds.clone().map(|s| format!("{s}s")).unwrap_or_default(),
                         r.attempt.to_string(),
                         r.error.clone().map(|e| output::one_line(&e, 80)).unwrap_or_default(),
-                    ]
+                    ]);
+                    row
                 })
                 .collect();
-            println!(
-                "{}",
-                output::table(
-                    &[
-                        "STARTED", "JOB", "TABLE", "WINDOW", "MODE", "STATUS", "READ", "WRITTEN", "BYTES", "ELAPSED",
-                        "TRY", "ERROR"
-                    ],
-                    body
-                )
-            );
+            let mut head =
+                vec!["STARTED", "JOB", "TABLE", "WINDOW", "MODE", "STATUS", "READ", "WRITTEN", "BYTES", "ELAPSED"];
+            if loader_counts {
+                head.insert(8, "INS/UPD/ERR");
+            }
+            head.extend(["TRY", "ERROR"]);
+            println!("{}", output::table(&head, body));
         }
     }
     Ok(0)

@@ -3,6 +3,7 @@
 use chrono::NaiveDateTime;
 
 use super::{quote_ident, quote_literal, Flavour, QualifiedName};
+use crate::roles::CopyFormat;
 
 /// Session settings that make the text COPY format identical on every flavour, so bytes from
 /// any source parse to the same values on any target.
@@ -66,21 +67,31 @@ pub fn column_list(columns: &[String]) -> String {
     columns.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ")
 }
 
-/// `COPY (SELECT …) TO STDOUT` in text format. The text format needs no option list, so the
-/// same statement is valid from 8.2 (GP4) to PostgreSQL 17; CSV would need `WITH CSV` on GP4/5.
-pub fn copy_out(table: &QualifiedName, columns: &[String], predicate: Option<&str>, binary: bool) -> String {
+/// `COPY (SELECT …) TO STDOUT [WITH BINARY | WITH CSV]`. These are the pre-9.0 spellings,
+/// the only ones 8.2 (GP4) accepts and still accepted by every later version; never an
+/// option list in parentheses.
+pub fn copy_out(table: &QualifiedName, columns: &[String], predicate: Option<&str>, format: CopyFormat) -> String {
     let mut select = format!("SELECT {} FROM {}", column_list(columns), table.quoted());
     if let Some(p) = predicate {
         select.push_str(" WHERE ");
         select.push_str(p);
     }
-    // `WITH BINARY` is the pre-9.0 spelling, still accepted by every later version.
-    format!("COPY ({select}) TO STDOUT{}", if binary { " WITH BINARY" } else { "" })
+    format!("COPY ({select}) TO STDOUT{}", with_format(format))
 }
 
-/// `COPY t (cols) FROM STDIN` in text format.
-pub fn copy_in(table: &str, columns: &[String], binary: bool) -> String {
-    format!("COPY {table} ({}) FROM STDIN{}", column_list(columns), if binary { " WITH BINARY" } else { "" })
+/// `COPY t (cols) FROM STDIN [WITH BINARY | WITH CSV]`.
+pub fn copy_in(table: &str, columns: &[String], format: CopyFormat) -> String {
+    format!("COPY {table} ({}) FROM STDIN{}", column_list(columns), with_format(format))
+}
+
+/// COPY's format clause; CSV's defaults (comma, `"`, NULL as an unquoted empty field) are
+/// the same on every version, so none is spelled out.
+fn with_format(format: CopyFormat) -> &'static str {
+    match format {
+        CopyFormat::Text => "",
+        CopyFormat::Binary => " WITH BINARY",
+        CopyFormat::Csv => " WITH CSV",
+    }
 }
 
 /// Deletes one window from the target (replace mode).
@@ -170,7 +181,7 @@ mod tests {
     fn copy_out_has_no_option_list() {
         let t = QualifiedName::parse("eda.f").unwrap();
         let p = window_predicate("evt", "timestamp", ts("2020-04-01 00:00:00"), ts("2020-04-01 01:00:00"));
-        let sql = copy_out(&t, &["a".into(), "B".into()], Some(&p), false);
+        let sql = copy_out(&t, &["a".into(), "B".into()], Some(&p), CopyFormat::Text);
         assert_eq!(
             sql,
             "COPY (SELECT \"a\", \"B\" FROM \"eda\".\"f\" WHERE \"evt\" >= '2020-04-01 00:00:00'::timestamp AND \"evt\" < '2020-04-01 01:00:00'::timestamp) TO STDOUT"

@@ -352,6 +352,12 @@ pub async fn run(
             message: format!("sink: {e}"),
             hint: None,
         })?;
+        chain.format(t, &check).map_err(|e| Error::Check {
+            job: t.job.clone(),
+            table: t.display_name(),
+            message: e,
+            hint: None,
+        })?;
         checks.push(check);
     }
     drop(sessions);

@@ -12,7 +12,9 @@ use super::run::{Observer, WindowReport, WindowStatus};
 use crate::cluster::ClusterHandle;
 use crate::config::TableSpec;
 use crate::error::RoleError;
-use crate::roles::{CopyFormat, Counters, Delivered, Sink, SinkWindow, Source, Transport, WindowCtx};
+use crate::roles::{
+    negotiate_format, CopyFormat, Counters, Delivered, LoadDetail, Sink, SinkWindow, Source, Transport, WindowCtx,
+};
 use crate::state::{Outcome, State};
 use crate::window::Window;
 
@@ -21,6 +23,18 @@ pub(super) struct WindowPlugins {
     pub source: Arc<dyn Source>,
     pub transport: Arc<dyn Transport>,
     pub sink: Arc<dyn Sink>,
+}
+
+impl WindowPlugins {
+    /// The COPY format of the table's windows (see [`negotiate_format`]).
+    pub fn format(&self, table: &TableSpec, check: &TableCheck) -> Result<CopyFormat, String> {
+        negotiate_format(
+            &self.source.formats(),
+            &self.transport.formats(),
+            &self.sink.formats(table.mode),
+            check.binary,
+        )
+    }
 }
 
 enum Failure {
@@ -54,14 +68,16 @@ pub(super) async fn run_window(
         elapsed_seconds: 0.0,
         error: None,
     };
-    let format = if check.binary && plugins.source.supports_binary() && plugins.sink.supports_binary(table.mode) {
-        CopyFormat::Binary
-    } else {
-        CopyFormat::Text
+    let format = match plugins.format(table, check) {
+        Ok(f) => f,
+        Err(e) => {
+            report.error = Some(e);
+            return report;
+        }
     };
     let chain = match format {
-        CopyFormat::Binary => format!("{} (binary)", table.chain()),
         CopyFormat::Text => table.chain(),
+        f => format!("{} ({})", table.chain(), f.name()),
     };
     let history_id = match state.history_start(table, &window, &chain, &crate::host_name()).await {
         Ok(id) => id,
@@ -88,10 +104,11 @@ pub(super) async fn run_window(
     // commit (with history and cursor) runs to its end, so a signal can never leave a
     // committed window recorded as failed.
     let load = async {
-        let mut sink = plugins.sink.begin(&ctx).await?;
+        let mut sink = plugins.sink.begin(&ctx).await.map_err(|e| (e, LoadDetail::default()))?;
         let result = async {
             let rows = plugins.source.open(&ctx).await?;
-            let delivered = plugins.transport.deliver(&ctx, rows, sink.as_mut()).await?;
+            let mut delivered = plugins.transport.deliver(&ctx, rows, sink.as_mut()).await?;
+            delivered.detail = sink.detail();
             if delivered.rows_read != delivered.rows_written {
                 return Err(RoleError::new(format!(
                     "{} rows read from the source but {} written to the target; the window was rolled back",
@@ -104,20 +121,24 @@ pub(super) async fn run_window(
         match result {
             Ok(d) => Ok((sink, d)),
             Err(e) => {
+                // What the loader reported (gpload's format errors) goes into the failed row too.
+                let detail = sink.detail();
                 sink.abort().await;
-                Err(e)
+                Err((e, detail))
             }
         }
     };
     let loaded = tokio::select! {
-        r = load => r.map_err(Failure::Role),
-        _ = interrupt.triggered() => Err(Failure::Interrupted(interrupt.signal().unwrap_or(2))),
+        r = load => r.map_err(|(e, detail)| (Failure::Role(e), detail)),
+        _ = interrupt.triggered() => {
+            Err((Failure::Interrupted(interrupt.signal().unwrap_or(2)), LoadDetail::default()))
+        }
     };
     let outcome = match loaded {
         Ok((sink, delivered)) => finish(state, table, history_id, window, delivered, started, sink, state_on_target)
             .await
             .map(|()| delivered)
-            .map_err(Failure::Role),
+            .map_err(|e| (Failure::Role(e), delivered.detail)),
         Err(f) => Err(f),
     };
     let elapsed = started.elapsed().as_secs_f64();
@@ -129,7 +150,7 @@ pub(super) async fn run_window(
             report.rows_written = d.rows_written;
             report.bytes = d.bytes;
         }
-        Err(f) => {
+        Err((f, detail)) => {
             let (rows, bytes) = counters.get();
             report.rows_read = rows;
             report.bytes = bytes;
@@ -140,7 +161,7 @@ pub(super) async fn run_window(
                     if sig == 15 { "SIGTERM" } else { "SIGINT" }
                 ),
             };
-            let partial = Delivered { rows_read: rows, bytes, rows_written: 0 };
+            let partial = Delivered { rows_read: rows, bytes, rows_written: 0, detail };
             if let Err(e) = state
                 .history_finish(state.client(), history_id, Outcome::Failed, partial, elapsed, Some(&message))
                 .await

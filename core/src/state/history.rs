@@ -44,6 +44,12 @@ pub struct HistoryRow {
     pub rows_read: Option<i64>,
     /// Rows written to the target.
     pub rows_written: Option<i64>,
+    /// Of those, rows inserted, when the sink says (gpload's summary).
+    pub rows_inserted: Option<i64>,
+    /// Of those, rows updated, when the sink says (gpload merge/update).
+    pub rows_updated: Option<i64>,
+    /// Rows the loader rejected as badly formatted, when the sink says (gpload).
+    pub format_errors: Option<i64>,
     /// Bytes carried.
     pub bytes: Option<i64>,
     /// Start of the attempt.
@@ -145,7 +151,8 @@ impl State {
         };
         let sql = format!(
             "UPDATE {} SET rows_read = $2, rows_written = $3, bytes = $4, finished_at = now(), \
-             elapsed_seconds = round($5::float8::numeric, 2), status = $6, error = $7 WHERE id = $1",
+             elapsed_seconds = round($5::float8::numeric, 2), status = $6, error = $7, \
+             rows_inserted = $8, rows_updated = $9, format_errors = $10 WHERE id = $1",
             self.table("history")
         );
         let as_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
@@ -160,6 +167,9 @@ impl State {
                     &elapsed_seconds,
                     &status,
                     &error,
+                    &delivered.detail.inserted.map(as_i64),
+                    &delivered.detail.updated.map(as_i64),
+                    &delivered.detail.format_errors.map(as_i64),
                 ],
             )
             .await
@@ -171,7 +181,7 @@ impl State {
         let sql = format!(
             "SELECT id, job, table_name, target_table, window_id, window_start, window_end, mode, chain, \
              rows_read, rows_written, bytes, started_at, finished_at, elapsed_seconds::text, status, error, \
-             attempt, host, pid FROM {} \
+             attempt, host, pid, rows_inserted, rows_updated, format_errors FROM {} \
              WHERE ($1::text IS NULL OR job = $1) AND ($2::text IS NULL OR table_name = $2) \
              AND (NOT $3 OR status = 'failed') ORDER BY id DESC LIMIT $4",
             self.table("history")
@@ -195,6 +205,9 @@ impl State {
                 chain: r.get(8),
                 rows_read: r.get(9),
                 rows_written: r.get(10),
+                rows_inserted: r.get(20),
+                rows_updated: r.get(21),
+                format_errors: r.get(22),
                 bytes: r.get(11),
                 started_at: r.get(12),
                 finished_at: r.get(13),

@@ -48,7 +48,8 @@ impl State {
         Ok(state)
     }
 
-    /// Connects without creating anything (read-only commands).
+    /// Connects without creating a schema that is not there (read-only commands); one made by
+    /// an older gptransfer is brought to this version, so its reads find every column.
     pub async fn open_existing(
         cluster: ClusterHandle,
         schema: &str,
@@ -56,7 +57,11 @@ impl State {
     ) -> Result<Option<State>, Error> {
         let session = connect(&cluster, application).await?;
         let state = State { cluster, session, schema: schema.to_string() };
-        Ok(schema::exists(&state).await?.then_some(state))
+        if !schema::exists(&state).await? {
+            return Ok(None);
+        }
+        schema::migrate(&state).await?;
+        Ok(Some(state))
     }
 
     /// `"schema".name`.

@@ -6,7 +6,7 @@ use crate::dialect::sql;
 use crate::error::Error;
 
 /// Bumped when the DDL below changes; each step migrates from the one before.
-const VERSION: i32 = 2;
+const VERSION: i32 = 3;
 const MIGRATION_LOCK: (i32, i32) = (0x6770_7472, 0);
 
 pub(super) async fn exists(state: &State) -> Result<bool, Error> {
@@ -138,6 +138,24 @@ COMMIT;",
         if let Err(e) = client.batch_execute(&ddl).await {
             let _ = client.batch_execute("ROLLBACK").await;
             return Err(state.error("creating the alarm table", &e));
+        }
+    }
+    if current < 3 {
+        // Version 3: what a loader reports beyond the row count (gpload's summary lines).
+        // One ADD COLUMN per column: 8.2 takes no IF NOT EXISTS, and the version gates it.
+        let ddl = format!(
+            "BEGIN;
+ALTER TABLE {history} ADD COLUMN rows_inserted bigint;
+ALTER TABLE {history} ADD COLUMN rows_updated bigint;
+ALTER TABLE {history} ADD COLUMN format_errors bigint;
+INSERT INTO {version} VALUES (3, now());
+COMMIT;",
+            history = state.table("history"),
+            version = state.table("schema_version"),
+        );
+        if let Err(e) = client.batch_execute(&ddl).await {
+            let _ = client.batch_execute("ROLLBACK").await;
+            return Err(state.error("adding the loader counts to history", &e));
         }
     }
     Ok(())

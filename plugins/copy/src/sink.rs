@@ -84,9 +84,13 @@ fn target_err(ctx: &WindowCtx, what: &str) -> impl Fn(RoleError) -> RoleError {
 
 #[async_trait]
 impl Sink for CopySink {
-    fn supports_binary(&self, mode: Mode) -> bool {
-        // Merge appends a batch position to each text row.
-        mode != Mode::Merge
+    fn formats(&self, mode: Mode) -> Vec<CopyFormat> {
+        if mode == Mode::Merge {
+            // Merge appends a batch position to each text row.
+            vec![CopyFormat::Text]
+        } else {
+            CopyFormat::ALL.to_vec()
+        }
     }
 
     async fn begin(&self, ctx: &WindowCtx) -> Result<Box<dyn SinkWindow>, RoleError> {
@@ -130,9 +134,9 @@ impl SinkWindow for CopyWindow {
         let statement = if merge {
             let mut cols = ctx.columns.as_ref().clone();
             cols.push("gpt_batch_seq".into());
-            sql::copy_in(&into, &cols, false)
+            sql::copy_in(&into, &cols, CopyFormat::Text)
         } else {
-            sql::copy_in(&into, &ctx.columns, ctx.format == CopyFormat::Binary)
+            sql::copy_in(&into, &ctx.columns, ctx.format)
         };
         let mut numbering = BatchNumbering::default();
         let session = &self.session;

@@ -65,14 +65,14 @@ impl CopySource {
                 None => format!("({f})"),
             });
         }
-        sql::copy_out(&ctx.table.source_table, &ctx.columns, predicate.as_deref(), ctx.format == CopyFormat::Binary)
+        sql::copy_out(&ctx.table.source_table, &ctx.columns, predicate.as_deref(), ctx.format)
     }
 }
 
 #[async_trait]
 impl Source for CopySource {
-    fn supports_binary(&self) -> bool {
-        true
+    fn formats(&self) -> Vec<CopyFormat> {
+        CopyFormat::ALL.to_vec()
     }
 
     async fn open(&self, ctx: &WindowCtx) -> Result<ByteStream, RoleError> {

@@ -1,8 +1,9 @@
 //! The `gp4` source: windows read from Greenplum 4 (PostgreSQL 8.2 kernel) with SQL that 8.2
 //! accepts, and text stored as GBK / GB18030 delivered as UTF-8.
 //!
-//! * SQL: `COPY (SELECT … WHERE window) TO STDOUT` in text format, which needs no option list
-//!   (8.2 refuses `WITH (…)`); the session settings are the core's for the `gp4` flavour
+//! * SQL: `COPY (SELECT … WHERE window) TO STDOUT` in text format or `… TO STDOUT WITH CSV`
+//!   (what a shared mount and gpload take), never an option list (8.2 refuses `WITH (…)`);
+//!   the session settings are the core's for the `gp4` flavour
 //!   (`extra_float_digits = 2`, no `IntervalStyle`/`bytea_output`, `standard_conforming_strings`
 //!   set on explicitly since 8.2 defaults to off). Never binary.
 //! * Encoding: a database with a real server encoding (UTF8, EUC_CN, …) converts to the client
@@ -25,7 +26,7 @@ use serde::Deserialize;
 use gptransfer_core::config::Mode;
 use gptransfer_core::dialect::{sql, QualifiedName};
 use gptransfer_core::registry::{parse_options, Factory};
-use gptransfer_core::roles::{ByteStream, Source, WindowCtx};
+use gptransfer_core::roles::{ByteStream, CopyFormat, Source, WindowCtx};
 use gptransfer_core::window::Window;
 use gptransfer_core::RoleError;
 
@@ -103,7 +104,7 @@ impl Gp4Source {
         Gp4Source { config }
     }
 
-    /// The statement that reads a window: text format, so no option list at all.
+    /// The statement that reads a window, in text or CSV format; never an option list.
     pub fn statement(
         &self,
         table: &QualifiedName,
@@ -111,6 +112,7 @@ impl Gp4Source {
         mode: Mode,
         condition: Option<(&str, &str)>,
         window: Window,
+        format: CopyFormat,
     ) -> String {
         let mut predicate = match condition {
             Some((col, typ)) if mode != Mode::Full => Some(sql::window_predicate(col, typ, window.start, window.end)),
@@ -122,7 +124,9 @@ impl Gp4Source {
                 None => format!("({f})"),
             });
         }
-        sql::copy_out(table, columns, predicate.as_deref(), false)
+        // Binary COPY differs between 8.2 and later kernels: text or CSV only.
+        let format = if format == CopyFormat::Binary { CopyFormat::Text } else { format };
+        sql::copy_out(table, columns, predicate.as_deref(), format)
     }
 
     /// Settings sent after the flavour's session setup, given the server's encoding.
@@ -139,12 +143,16 @@ impl Gp4Source {
     fn window_statement(&self, ctx: &WindowCtx) -> String {
         let condition =
             ctx.table.condition_column.as_deref().map(|c| (c, ctx.condition_type.as_deref().unwrap_or("timestamp")));
-        self.statement(&ctx.table.source_table, &ctx.columns, ctx.table.mode, condition, ctx.window)
+        self.statement(&ctx.table.source_table, &ctx.columns, ctx.table.mode, condition, ctx.window, ctx.format)
     }
 }
 
 #[async_trait]
 impl Source for Gp4Source {
+    fn formats(&self) -> Vec<CopyFormat> {
+        vec![CopyFormat::Text, CopyFormat::Csv]
+    }
+
     async fn open(&self, ctx: &WindowCtx) -> Result<ByteStream, RoleError> {
         let cluster = ctx.source.name.clone();
         let src_err = {
@@ -174,7 +182,10 @@ impl Source for Gp4Source {
             Some(set) => {
                 tracing::debug!(cluster = %cluster, "{set}");
                 session.timed(session.client.batch_execute(set)).await.map_err(src_err("setting client_encoding"))?;
-                Some(Transcoder::new(self.config.source_encoding))
+                Some(match ctx.format {
+                    CopyFormat::Csv => Transcoder::csv(self.config.source_encoding),
+                    _ => Transcoder::new(self.config.source_encoding),
+                })
             }
             None => None,
         };
@@ -373,15 +384,19 @@ mod tests {
                         sent.extend(source.encoding_setup(server).map(str::to_string));
                     }
                     for mode in [Mode::Replace, Mode::Append, Mode::Merge, Mode::Full] {
-                        for typ in ["timestamp", "timestamptz", "date"] {
-                            sent.push(source.statement(&table, &columns, mode, Some(("evt_timestamp", typ)), window));
+                        for format in [CopyFormat::Text, CopyFormat::Csv, CopyFormat::Binary] {
+                            for typ in ["timestamp", "timestamptz", "date"] {
+                                let condition = Some(("evt_timestamp", typ));
+                                sent.push(source.statement(&table, &columns, mode, condition, window, format));
+                            }
+                            sent.push(source.statement(&table, &columns, mode, None, window, format));
                         }
-                        sent.push(source.statement(&table, &columns, mode, None, window));
                     }
                 }
             }
         }
         assert!(sent.iter().any(|s| s.starts_with("COPY (SELECT")));
+        assert!(sent.iter().any(|s| s.ends_with("TO STDOUT WITH CSV")));
         for s in &sent {
             assert!(!has_option_list(s), "parenthesised COPY option list sent to gp4: {s}");
             assert!(!s.contains(" BINARY"), "binary COPY sent to gp4: {s}");

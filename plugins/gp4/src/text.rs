@@ -8,10 +8,15 @@
 //! never uses ASCII bytes inside a character, so escaping stays byte-wise on the target).
 //! Raw row ends (0x0A) and field separators (0x09) never occur inside GBK/GB18030 characters,
 //! whose bytes are all ≥ 0x30 after the first.
+//!
+//! CSV is simpler: the server escapes nothing byte-wise, and CSV's special bytes (`,` `"` CR
+//! LF) are all below 0x30, so they never occur inside a GBK/GB18030 character either. A whole
+//! CSV row decodes as it stands; only finding its end needs the quote state.
 
 use std::fmt::Write as _;
 
 use bytes::{Bytes, BytesMut};
+use gptransfer_core::rowcount::CsvRows;
 
 /// The encoding the source's text is stored in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Default)]
@@ -75,10 +80,12 @@ impl BadRow {
     }
 }
 
-/// Splits a COPY text stream into rows and converts each to UTF-8.
+/// Splits a COPY text or CSV stream into rows and converts each to UTF-8.
 #[derive(Debug)]
 pub struct Transcoder {
     encoding: SourceEncoding,
+    /// `Some` for CSV: the quote state that tells row ends from quoted newlines.
+    csv: Option<CsvRows>,
     /// The start of a row whose newline has not come yet.
     pending: Vec<u8>,
     /// Rows seen so far, bad ones included.
@@ -95,17 +102,30 @@ pub struct Converted {
 }
 
 impl Transcoder {
-    /// A transcoder from `encoding`.
+    /// A transcoder of COPY text from `encoding`.
     pub fn new(encoding: SourceEncoding) -> Self {
-        Transcoder { encoding, pending: Vec::new(), rows: 0 }
+        Transcoder { encoding, csv: None, pending: Vec::new(), rows: 0 }
+    }
+
+    /// A transcoder of COPY CSV from `encoding`.
+    pub fn csv(encoding: SourceEncoding) -> Self {
+        Transcoder { encoding, csv: Some(CsvRows::default()), pending: Vec::new(), rows: 0 }
     }
 
     /// Converts the rows completed by `chunk`; a partial last row waits for the next chunk.
     pub fn push(&mut self, chunk: &[u8]) -> Converted {
         let mut out = BytesMut::with_capacity(chunk.len() + chunk.len() / 4);
         let mut bad = Vec::new();
+        let ends: Vec<usize> = match &mut self.csv {
+            None => memchr::memchr_iter(b'\n', chunk).collect(),
+            Some(csv) => {
+                let mut v = Vec::new();
+                csv.row_ends(chunk, |i| v.push(i));
+                v
+            }
+        };
         let mut start = 0;
-        for end in memchr::memchr_iter(b'\n', chunk) {
+        for end in ends {
             let row: &[u8] = if self.pending.is_empty() {
                 &chunk[start..end]
             } else {
@@ -114,7 +134,12 @@ impl Transcoder {
             };
             self.rows += 1;
             let row_start = out.len();
-            match convert_row(self.encoding, row, &mut out) {
+            let converted = if self.csv.is_some() {
+                convert_csv_row(self.encoding, row, &mut out)
+            } else {
+                convert_row(self.encoding, row, &mut out)
+            };
+            match converted {
                 Ok(()) => out.extend_from_slice(b"\n"),
                 Err((field, reason)) => {
                     // The fields converted before the bad one go too.
@@ -174,6 +199,45 @@ fn convert_row(encoding: SourceEncoding, row: &[u8], out: &mut BytesMut) -> Resu
         }
     }
     Ok(())
+}
+
+/// Appends a CSV `row` converted to UTF-8 (without newline) to `out`, or says which field is
+/// bad and why. Quotes, commas and newlines are ASCII and never inside a character, so the
+/// whole row decodes at once.
+fn convert_csv_row(encoding: SourceEncoding, row: &[u8], out: &mut BytesMut) -> Result<(), (usize, String)> {
+    if row.is_ascii() {
+        out.extend_from_slice(row);
+        return Ok(());
+    }
+    if let Some(text) = encoding.encoding().decode_without_bom_handling_and_without_replacement(row) {
+        out.extend_from_slice(text.as_bytes());
+        return Ok(());
+    }
+    let at = bad_offset(encoding, row);
+    // The field: commas outside quotes before the bad byte.
+    let mut quoted = false;
+    let field = row[..at].iter().filter(|&&b| {
+        quoted ^= b == b'"';
+        b == b',' && !quoted
+    });
+    let field = field.count();
+    Err((
+        field,
+        format!("not valid {}: {} of the row", encoding.name(), first_bad(encoding, row).replace(" of the field", "")),
+    ))
+}
+
+/// Offset of the first byte that does not decode.
+fn bad_offset(encoding: SourceEncoding, raw: &[u8]) -> usize {
+    let mut decoder = encoding.encoding().new_decoder_without_bom_handling();
+    let mut buf = vec![0u8; raw.len() * 4 + 16];
+    let (result, read, _) = decoder.decode_to_utf8_without_replacement(raw, &mut buf, true);
+    match result {
+        encoding_rs::DecoderResult::Malformed(bad_len, extra) => {
+            read.saturating_sub(extra as usize).saturating_sub(bad_len as usize)
+        }
+        _ => raw.len(),
+    }
 }
 
 /// Where decoding first fails, as `ff at byte 3`.
@@ -273,6 +337,37 @@ mod tests {
             assert!(bad.is_empty(), "{bad:?}");
             assert_eq!(String::from_utf8(out).unwrap(), want, "chunk {size}");
         }
+    }
+
+    fn all_csv(enc: SourceEncoding, input: &[u8], chunk: usize) -> (Vec<u8>, Vec<BadRow>) {
+        let mut t = Transcoder::csv(enc);
+        let mut out = Vec::new();
+        let mut bad = Vec::new();
+        for c in input.chunks(chunk) {
+            let r = t.push(c);
+            out.extend_from_slice(&r.bytes);
+            bad.extend(r.bad);
+        }
+        assert!(t.leftover().is_empty());
+        (out, bad)
+    }
+
+    #[test]
+    fn gbk_csv_rows_become_utf8_whatever_the_chunking() {
+        // 中文; a GBK char whose second byte is a backslash (not escaped in CSV); a quoted
+        // newline and a doubled quote next to GBK bytes; a NULL (empty) and an empty string.
+        let input: &[u8] = b"1,\xd6\xd0\xce\xc4,\n2,\"\xe7\x5cx\ny\"\"\xd6\xd0\"\"\",\"\"\n";
+        let want_char = encoding_rs::GBK.decode_without_bom_handling(b"\xe7\x5c").0.into_owned();
+        let want = format!("1,中文,\n2,\"{want_char}x\ny\"\"中\"\"\",\"\"\n");
+        for size in 1..=input.len() {
+            let (out, bad) = all_csv(SourceEncoding::Gbk, input, size);
+            assert!(bad.is_empty(), "{bad:?}");
+            assert_eq!(String::from_utf8(out).unwrap(), want, "chunk {size}");
+        }
+        let (out, bad) = all_csv(SourceEncoding::Gbk, b"1,ok\n2,\"a,\nb\",x\xd6\xd0\xff\n3,\xd6\xd0\n", 3);
+        assert_eq!(String::from_utf8(out).unwrap(), "1,ok\n3,中\n");
+        assert_eq!((bad[0].row, bad[0].field), (2, 2), "{bad:?}");
+        assert!(bad[0].reason.contains("ff at byte"), "{}", bad[0].reason);
     }
 
     #[test]

@@ -138,9 +138,12 @@ impl Control {
         for (name, ty) in &self.columns {
             line(11, format!("- {}: {}", q(name), q(ty)));
         }
-        line(4, "- FORMAT: text".into());
-        line(4, format!("- DELIMITER: {}", q("\t")));
-        line(4, format!("- NULL_AS: {}", q("\\N")));
+        // COPY's CSV, spelled out: comma, `"` quotes (and doubles them to escape), NULL as an
+        // unquoted empty field, an empty string as `""`.
+        line(4, "- FORMAT: csv".into());
+        line(4, format!("- DELIMITER: {}", q(",")));
+        line(4, format!("- QUOTE: {}", q("\"")));
+        line(4, format!("- NULL_AS: {}", q("")));
         line(4, format!("- ENCODING: {}", q(&self.encoding)));
         if let Some(n) = self.error_limit {
             line(4, format!("- ERROR_LIMIT: {n}"));
@@ -201,7 +204,7 @@ mod tests {
             local_hostname: vec!["etl1-1".into(), "etl1-2".into()],
             gpfdist_port: None,
             gpfdist_port_range: Some([8081, 8089]),
-            files: vec!["/data/gpload/edw^eda^defects^20240310000000^20240310030000.txt".into()],
+            files: vec!["/data/gpload/edw^eda^defects^20240310000000^20240310030000/part-00001.csv.gz".into()],
             columns: vec![
                 ("id".into(), "bigint".into()),
                 ("evt_ts".into(), "timestamp without time zone".into()),

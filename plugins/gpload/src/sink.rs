@@ -12,7 +12,8 @@ use tokio_postgres::config::Host;
 use gptransfer_core::config::Mode;
 use gptransfer_core::dialect::{quote_ident, sql};
 use gptransfer_core::registry::{parse_options, Factory};
-use gptransfer_core::roles::{ByteStream, Sink, SinkWindow, WindowCtx};
+use gptransfer_core::roles::{ByteStream, CopyFormat, LoadDetail, Sink, SinkWindow, StagedFiles, WindowCtx};
+use gptransfer_core::rowcount::RowCounter;
 use gptransfer_core::RoleError;
 
 use crate::control::{Control, LoadMode};
@@ -66,6 +67,9 @@ pub struct GploadConfig {
     /// Keep the data file and control file after a successful load.
     #[serde(default)]
     pub keep_files: bool,
+    /// Behind a `shared-mount` transport, gpload's `FILE` lists the window's `.csv.gz` parts in
+    /// place: this is the mount's root as the gpload host sees it (default: the same path).
+    pub mount_path: Option<PathBuf>,
     /// The ETL host gpload runs on, over SSH; left out, gpload runs on this machine.
     pub host: Option<String>,
     /// sshd port of `host` (`port` is gpfdist's).
@@ -240,8 +244,13 @@ struct GploadWindow {
     program: String,
     password: Option<String>,
     keep_files: bool,
+    /// The data file was written by this sink (not staged by the transport).
+    wrote_data: bool,
+    mount_path: Option<PathBuf>,
     runner: Arc<dyn Runner>,
     target: String,
+    /// gpload's counters of the last run, for history.
+    detail: LoadDetail,
 }
 
 fn fail(message: String) -> RoleError {
@@ -250,6 +259,11 @@ fn fail(message: String) -> RoleError {
 
 #[async_trait]
 impl Sink for GploadSink {
+    fn formats(&self, _mode: Mode) -> Vec<CopyFormat> {
+        // FORMAT csv: what the shared mount stages and what gpload reads in place.
+        vec![CopyFormat::Csv]
+    }
+
     fn check_table(&self, t: &gptransfer_core::config::TableSpec, columns: &[String]) -> Result<(), String> {
         let c = &self.config;
         let mode = c.mode.unwrap_or(if t.mode == Mode::Merge { LoadMode::Merge } else { LoadMode::Insert });
@@ -352,7 +366,7 @@ impl Sink for GploadSink {
             file_component(&t.target_table.name),
             ctx.window.id()
         );
-        let data_path = dir.join(format!("{base}.txt"));
+        let data_path = dir.join(format!("{base}.csv"));
         let control_path = dir.join(format!("{base}.yml"));
         let control = Control {
             database,
@@ -379,7 +393,6 @@ impl Sink for GploadSink {
             before,
             after: Vec::new(),
         };
-        self.runner.put_file(&data_path, b"").await.map_err(fail)?;
         Ok(Box::new(GploadWindow {
             control,
             data_path,
@@ -387,8 +400,11 @@ impl Sink for GploadSink {
             program: c.gpload.clone(),
             password,
             keep_files: c.keep_files,
+            wrote_data: false,
+            mount_path: c.mount_path.clone(),
             runner: self.runner.clone(),
             target: ctx.target.name.clone(),
+            detail: LoadDetail::default(),
         }))
     }
 }
@@ -396,6 +412,12 @@ impl Sink for GploadSink {
 /// A file name part without `/` or NUL.
 fn file_component(s: &str) -> String {
     s.chars().map(|c| if c == '/' || c == '\0' { '_' } else { c }).collect()
+}
+
+/// gpload's counters, for history.
+fn detail_of(output: &str) -> LoadDetail {
+    let s = Summary::parse(output);
+    LoadDetail { inserted: s.inserted, updated: s.updated, format_errors: s.format_errors }
 }
 
 /// Decides a run: the rows gpload wrote, or why the window fails.
@@ -445,16 +467,10 @@ pub(crate) fn judge(code: i32, output: &str, delivered: u64) -> Result<u64, Stri
     Ok(inserted + updated)
 }
 
-#[async_trait]
-impl SinkWindow for GploadWindow {
-    async fn load(&mut self, mut rows: ByteStream) -> Result<u64, RoleError> {
-        let mut delivered = 0u64;
-        while let Some(chunk) = rows.next().await {
-            let chunk = chunk?;
-            // COPY text format: one raw newline per row.
-            delivered += memchr::memchr_iter(b'\n', &chunk).count() as u64;
-            self.runner.append_file(&self.data_path, &chunk).await.map_err(fail)?;
-        }
+impl GploadWindow {
+    /// Writes the control file listing `files`, runs gpload and judges its summary.
+    async fn run_gpload(&mut self, files: Vec<String>, delivered: u64) -> Result<u64, RoleError> {
+        self.control.files = files;
         self.runner.put_file(&self.control_path, self.control.render().as_bytes()).await.map_err(fail)?;
         let args = vec![self.program.clone(), "-f".to_string(), self.control_path.display().to_string()];
         // The password reaches gpload in its environment only (gpload reads PGPASSWORD).
@@ -462,6 +478,7 @@ impl SinkWindow for GploadWindow {
         tracing::debug!(cluster = %self.target, "running {}", args.join(" "));
         let out = self.runner.run(&args, &env).await.map_err(fail)?;
         let output = format!("{}\n{}", out.stdout, out.stderr);
+        self.detail = detail_of(&output);
         let written = judge(out.code, &output, delivered).map_err(|m| {
             fail(format!(
                 "loading into target cluster {:?}: {m} (control file kept: {})",
@@ -472,6 +489,37 @@ impl SinkWindow for GploadWindow {
         tracing::debug!(cluster = %self.target, "gpload wrote {written} rows");
         Ok(written)
     }
+}
+
+#[async_trait]
+impl SinkWindow for GploadWindow {
+    async fn load(&mut self, mut rows: ByteStream) -> Result<u64, RoleError> {
+        let mut delivered = 0u64;
+        let mut counter = RowCounter::new(CopyFormat::Csv);
+        self.runner.put_file(&self.data_path, b"").await.map_err(fail)?;
+        self.wrote_data = true;
+        while let Some(chunk) = rows.next().await {
+            let chunk = chunk?;
+            delivered += counter.count(&chunk);
+            self.runner.append_file(&self.data_path, &chunk).await.map_err(fail)?;
+        }
+        let file = self.data_path.display().to_string();
+        self.run_gpload(vec![file], delivered).await
+    }
+
+    async fn load_staged(&mut self, staged: &StagedFiles) -> Option<Result<u64, RoleError>> {
+        if staged.format != CopyFormat::Csv {
+            return None;
+        }
+        // gpfdist reads the verified .csv.gz parts where they are: no second copy of the window.
+        let root = self.mount_path.clone().unwrap_or_else(|| staged.root.clone());
+        let files = staged.files.iter().map(|f| root.join(f).display().to_string()).collect();
+        Some(self.run_gpload(files, staged.rows).await)
+    }
+
+    fn detail(&self) -> LoadDetail {
+        self.detail
+    }
 
     fn transaction(&self) -> Option<&tokio_postgres::Client> {
         // gpload committed its own transaction: history and cursor follow in the engine's.
@@ -481,7 +529,8 @@ impl SinkWindow for GploadWindow {
     async fn commit(self: Box<Self>) -> Result<(), RoleError> {
         // Already committed by gpload; only the files remain.
         if !self.keep_files {
-            for p in [&self.data_path, &self.control_path] {
+            let data = self.wrote_data.then_some(&self.data_path);
+            for p in data.into_iter().chain([&self.control_path]) {
                 if let Err(e) = self.runner.remove_file(p).await {
                     tracing::warn!("{e}");
                 }

@@ -6,8 +6,8 @@
 //!
 //! ```text
 //! <root>/<db>^<schema>^<table>^<window id>/
-//!     part-00001.txt.gz     (binary COPY: part-00001.bin.gz)
-//!     part-00002.txt.gz     (with split_bytes: rotated after that many uncompressed bytes, at a row end)
+//!     part-00001.csv.gz     (COPY CSV; text: part-00001.txt.gz, binary: part-00001.bin.gz)
+//!     part-00002.csv.gz     (with split_bytes: rotated after that many uncompressed bytes, at a row end)
 //!     manifest.json         (written last: rows, bytes, compressed bytes, files with sha256, columns, format)
 //! ```
 //!
@@ -17,6 +17,10 @@
 //! transport is built, i.e. before a run touches any server, and again at each window) the root
 //! is checked writable by this process's uid/gid/groups and readable by the sink's
 //! (`sink_uid`/`sink_gid`), naming every uid/gid involved when not.
+//!
+//! The files are CSV whenever source and sink can use it (the transport prefers it: gpload and
+//! people read it). A sink that reads files itself (gpload's `FILE`) is offered the verified
+//! parts in place ([`SinkWindow::load_staged`]); any other sink gets them streamed back.
 //!
 //! File I/O runs on blocking threads fed through bounded channels: memory per window stays at
 //! about `CHUNK_BYTES × QUEUE_CHUNKS` per direction whatever the window's size.
@@ -40,8 +44,8 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 use gptransfer_core::registry::{parse_options, Factory};
-use gptransfer_core::roles::{ByteStream, CopyFormat, Delivered, SinkWindow, Transport, WindowCtx};
-use gptransfer_core::rowcount::RowCounter;
+use gptransfer_core::roles::{ByteStream, CopyFormat, Delivered, SinkWindow, StagedFiles, Transport, WindowCtx};
+use gptransfer_core::rowcount::{CsvRows, RowCounter};
 use gptransfer_core::RoleError;
 
 use perms::Ids;
@@ -174,7 +178,7 @@ pub struct Manifest {
     pub table: String,
     /// Window id `YYYYMMDDHHMMSS^YYYYMMDDHHMMSS`.
     pub window: String,
-    /// COPY format of the bytes: `text` or `binary`.
+    /// COPY format of the bytes: `csv`, `text` or `binary`.
     pub format: String,
     /// Columns, in the order of the bytes.
     pub columns: Vec<String>,
@@ -224,15 +228,9 @@ pub fn window_dir_name(database: &str, schema: &str, table: &str, window_id: &st
     format!("{}^{}^{}^{}", component(database), component(schema), component(table), component(window_id))
 }
 
-fn format_name(format: CopyFormat) -> &'static str {
-    match format {
-        CopyFormat::Text => "text",
-        CopyFormat::Binary => "binary",
-    }
-}
-
 fn part_name(index: usize, format: CopyFormat) -> String {
     let ext = match format {
+        CopyFormat::Csv => "csv",
         CopyFormat::Text => "txt",
         CopyFormat::Binary => "bin",
     };
@@ -278,8 +276,10 @@ struct PartWriter {
     split: Option<u64>,
     files: Vec<FileEntry>,
     current: Option<OpenPart>,
-    /// The last byte written ended a row (text format), so the file may end here.
+    /// The last byte written ended a row (text, CSV), so the file may end here.
     at_row_end: bool,
+    /// Quote state across chunks, to find CSV row ends.
+    csv: CsvRows,
 }
 
 impl PartWriter {
@@ -311,8 +311,22 @@ impl PartWriter {
         Ok(())
     }
 
-    fn write(&mut self, mut chunk: &[u8]) -> Result<(), RoleError> {
-        while !chunk.is_empty() {
+    fn write(&mut self, chunk: &[u8]) -> Result<(), RoleError> {
+        let binary = self.format == CopyFormat::Binary;
+        // Where rows end in this chunk; only needed to split files at row ends.
+        let ends: Vec<usize> = match (self.split, self.format) {
+            (None, _) | (_, CopyFormat::Binary) => Vec::new(),
+            (Some(_), CopyFormat::Text) => memchr::memchr_iter(b'\n', chunk).collect(),
+            (Some(_), CopyFormat::Csv) => {
+                let mut v = Vec::new();
+                self.csv.row_ends(chunk, |i| v.push(i));
+                v
+            }
+        };
+        // Just past the first row end at or after `from` (or the chunk's end).
+        let row_end_from = |from: usize| ends.get(ends.partition_point(|&e| e < from)).map_or(chunk.len(), |e| e + 1);
+        let mut pos = 0;
+        while pos < chunk.len() {
             let Some(part) = self.current.as_ref() else {
                 self.open()?;
                 continue;
@@ -320,39 +334,35 @@ impl PartWriter {
             let cut = match self.split {
                 None => chunk.len(),
                 Some(split) if part.bytes >= split => {
-                    if self.at_row_end || self.format == CopyFormat::Binary {
+                    if self.at_row_end || binary {
                         self.close()?;
                         self.open()?;
                         continue;
                     }
                     // Finish the row first.
-                    memchr_newline(chunk).map_or(chunk.len(), |i| i + 1)
+                    row_end_from(pos)
                 }
                 Some(split) => {
                     let room = usize::try_from(split - part.bytes).unwrap_or(usize::MAX);
-                    if room >= chunk.len() {
+                    if room >= chunk.len() - pos {
                         chunk.len()
-                    } else if self.format == CopyFormat::Binary {
-                        room
+                    } else if binary {
+                        pos + room
                     } else {
                         // Up to the end of the row that crosses the limit.
-                        memchr_newline(&chunk[room - 1..]).map_or(chunk.len(), |i| room + i)
+                        row_end_from(pos + room - 1)
                     }
                 }
             };
-            let (now, rest) = chunk.split_at(cut);
+            let now = &chunk[pos..cut];
             let Some(part) = self.current.as_mut() else { continue };
             part.gz.write_all(now).map_err(|e| io_err("write", &part.tmp, e))?;
             part.bytes += now.len() as u64;
-            self.at_row_end = now.last() == Some(&b'\n');
-            chunk = rest;
+            self.at_row_end = binary || ends.binary_search(&(cut - 1)).is_ok();
+            pos = cut;
         }
         Ok(())
     }
-}
-
-fn memchr_newline(bytes: &[u8]) -> Option<usize> {
-    bytes.iter().position(|b| *b == b'\n')
 }
 
 /// Writes `value` as JSON to `dir/name` through a temporary name.
@@ -468,6 +478,7 @@ impl SharedMountTransport {
             files: Vec::new(),
             current: None,
             at_row_end: true,
+            csv: CsvRows::default(),
         };
         let thread = tokio::task::spawn_blocking(move || -> Result<Vec<FileEntry>, RoleError> {
             writer.open()?;
@@ -511,7 +522,7 @@ impl SharedMountTransport {
             database: database_of(&ctx.source.address),
             table: format!("{}.{}", ctx.table.source_table.schema, ctx.table.source_table.name),
             window: ctx.window.id(),
-            format: format_name(ctx.format).to_string(),
+            format: ctx.format.name().to_string(),
             columns: ctx.columns.as_ref().clone(),
             rows: total_rows,
             bytes: files.iter().map(|f| f.bytes).sum(),
@@ -533,70 +544,89 @@ impl SharedMountTransport {
 
     /// Files → sink, after verifying the manifest. Returns rows written by the sink.
     pub async fn load_window(&self, ctx: &WindowCtx, dir: &Path, sink: &mut dyn SinkWindow) -> Result<u64, RoleError> {
-        let verify_dir = dir.to_path_buf();
-        let manifest = tokio::task::spawn_blocking(move || verify(&verify_dir))
-            .await
-            .map_err(|e| RoleError::new(format!("shared-mount: the manifest check stopped unexpectedly: {e}")))?
-            .map_err(|e| RoleError::new(format!("shared-mount: {e}")))?;
-        let format = ctx.format;
-        let (tx, rx) = mpsc::channel::<Result<Bytes, RoleError>>(QUEUE_CHUNKS);
-        let read_dir = dir.to_path_buf();
-        let names: Vec<String> = manifest.files.iter().map(|f| f.name.clone()).collect();
-        let reader = tokio::task::spawn_blocking(move || -> Result<(u64, u64), RoleError> {
-            let mut counter = RowCounter::new(format);
-            let (mut rows, mut bytes) = (0u64, 0u64);
-            for name in names {
-                let path = read_dir.join(&name);
-                let file = File::open(&path).map_err(|e| io_err("open", &path, e))?;
-                let mut gz = GzDecoder::new(io::BufReader::with_capacity(CHUNK_BYTES, file));
-                loop {
-                    let mut buf = vec![0u8; CHUNK_BYTES];
-                    let mut filled = 0;
-                    while filled < buf.len() {
-                        match gz.read(&mut buf[filled..]) {
-                            Ok(0) => break,
-                            Ok(n) => filled += n,
-                            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                            Err(e) => {
-                                let err = io_err("decompress", &path, e);
-                                let _ = tx.blocking_send(Err(err.clone()));
-                                return Err(err);
-                            }
+        let manifest = verified(dir).await?;
+        stream_files(ctx, dir, &manifest, sink).await
+    }
+}
+
+/// The window directory's manifest, checked against its files (blocking I/O on a thread).
+async fn verified(dir: &Path) -> Result<Manifest, RoleError> {
+    let verify_dir = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || verify(&verify_dir))
+        .await
+        .map_err(|e| RoleError::new(format!("shared-mount: the manifest check stopped unexpectedly: {e}")))?
+        .map_err(|e| RoleError::new(format!("shared-mount: {e}")))
+}
+
+/// Streams a verified window's files into the sink. Returns rows written by the sink.
+async fn stream_files(
+    ctx: &WindowCtx,
+    dir: &Path,
+    manifest: &Manifest,
+    sink: &mut dyn SinkWindow,
+) -> Result<u64, RoleError> {
+    let format = ctx.format;
+    let (tx, rx) = mpsc::channel::<Result<Bytes, RoleError>>(QUEUE_CHUNKS);
+    let read_dir = dir.to_path_buf();
+    let names: Vec<String> = manifest.files.iter().map(|f| f.name.clone()).collect();
+    let reader = tokio::task::spawn_blocking(move || -> Result<(u64, u64), RoleError> {
+        let mut counter = RowCounter::new(format);
+        let (mut rows, mut bytes) = (0u64, 0u64);
+        for name in names {
+            let path = read_dir.join(&name);
+            let file = File::open(&path).map_err(|e| io_err("open", &path, e))?;
+            let mut gz = GzDecoder::new(io::BufReader::with_capacity(CHUNK_BYTES, file));
+            loop {
+                let mut buf = vec![0u8; CHUNK_BYTES];
+                let mut filled = 0;
+                while filled < buf.len() {
+                    match gz.read(&mut buf[filled..]) {
+                        Ok(0) => break,
+                        Ok(n) => filled += n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => {
+                            let err = io_err("decompress", &path, e);
+                            let _ = tx.blocking_send(Err(err.clone()));
+                            return Err(err);
                         }
                     }
-                    if filled == 0 {
-                        break;
-                    }
-                    buf.truncate(filled);
-                    rows += counter.count(&buf);
-                    bytes += filled as u64;
-                    if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
-                        // The sink stopped reading; its error is the one to report.
-                        return Ok((rows, bytes));
-                    }
+                }
+                if filled == 0 {
+                    break;
+                }
+                buf.truncate(filled);
+                rows += counter.count(&buf);
+                bytes += filled as u64;
+                if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
+                    // The sink stopped reading; its error is the one to report.
+                    return Ok((rows, bytes));
                 }
             }
-            Ok((rows, bytes))
-        });
-        let incoming = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
-        let loaded = sink.load(Box::pin(incoming)).await;
-        let read = reader
-            .await
-            .map_err(|e| RoleError::new(format!("shared-mount: the file reader stopped unexpectedly: {e}")))?;
-        let (rows, bytes) = read?;
-        let written = loaded?;
-        if rows != manifest.rows || bytes != manifest.bytes {
-            return Err(RoleError::new(format!(
-                "shared-mount: the files hold {rows} rows ({bytes} bytes) but the manifest says {} rows ({} bytes)",
-                manifest.rows, manifest.bytes
-            )));
         }
-        Ok(written)
+        Ok((rows, bytes))
+    });
+    let incoming = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
+    let loaded = sink.load(Box::pin(incoming)).await;
+    let read =
+        reader.await.map_err(|e| RoleError::new(format!("shared-mount: the file reader stopped unexpectedly: {e}")))?;
+    let (rows, bytes) = read?;
+    let written = loaded?;
+    if rows != manifest.rows || bytes != manifest.bytes {
+        return Err(RoleError::new(format!(
+            "shared-mount: the files hold {rows} rows ({bytes} bytes) but the manifest says {} rows ({} bytes)",
+            manifest.rows, manifest.bytes
+        )));
     }
+    Ok(written)
 }
 
 #[async_trait]
 impl Transport for SharedMountTransport {
+    fn formats(&self) -> Vec<CopyFormat> {
+        // The files are CSV when both ends can: what gpload and people read.
+        vec![CopyFormat::Csv, CopyFormat::Text, CopyFormat::Binary]
+    }
+
     async fn deliver(
         &self,
         ctx: &WindowCtx,
@@ -613,8 +643,22 @@ impl Transport for SharedMountTransport {
         }
         let result = async {
             let (rows_read, bytes) = self.write_window(ctx, &dir, rows).await?;
-            let rows_written = self.load_window(ctx, &dir, sink).await?;
-            Ok::<_, RoleError>(Delivered { rows_read, bytes, rows_written })
+            let manifest = verified(&dir).await?;
+            let staged = StagedFiles {
+                root: self.config.root.clone(),
+                files: manifest
+                    .files
+                    .iter()
+                    .map(|f| dir.strip_prefix(&self.config.root).unwrap_or(&dir).join(&f.name))
+                    .collect(),
+                format: ctx.format,
+                rows: manifest.rows,
+            };
+            let rows_written = match sink.load_staged(&staged).await {
+                Some(loaded) => loaded?,
+                None => stream_files(ctx, &dir, &manifest, sink).await?,
+            };
+            Ok::<_, RoleError>(Delivered { rows_read, bytes, rows_written, ..Delivered::default() })
         }
         .await;
         match result {
@@ -667,6 +711,7 @@ mod tests {
             files: Vec::new(),
             current: None,
             at_row_end: true,
+            csv: CsvRows::default(),
         };
         w.open().unwrap();
         for d in data {
@@ -694,6 +739,19 @@ mod tests {
         let names: Vec<String> =
             fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
         assert_eq!(names.len(), 2, "{names:?}");
+    }
+
+    #[test]
+    fn csv_files_split_at_row_ends_not_at_quoted_newlines() {
+        let (dir, files) =
+            write_all(Some(6), CopyFormat::Csv, &[b"1,\"a\nbbbbbbbb\"\n2,", b"x\n3,\"\"\"\n\"\n", b"4,y\n"]);
+        let contents: Vec<Vec<u8>> = files.iter().map(|f| read_gz(&dir.path().join(&f.name))).collect();
+        assert_eq!(
+            contents,
+            vec![b"1,\"a\nbbbbbbbb\"\n".to_vec(), b"2,x\n3,\"\"\"\n\"\n".to_vec(), b"4,y\n".to_vec()],
+            "{files:?}"
+        );
+        assert_eq!(files[0].name, "part-00001.csv.gz");
     }
 
     #[test]

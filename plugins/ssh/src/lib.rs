@@ -28,7 +28,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use gptransfer_core::registry::{parse_options, Factory};
-use gptransfer_core::roles::{ByteStream, Delivered, SinkWindow, Transport, WindowCtx};
+use gptransfer_core::roles::{ByteStream, CopyFormat, Delivered, SinkWindow, Transport, WindowCtx};
 use gptransfer_core::RoleError;
 use gptransfer_plugin_shared_mount::{Manifest, SharedMountConfig, SharedMountTransport, MANIFEST};
 
@@ -218,6 +218,11 @@ fn download(ssh: &Ssh, remote: &Path, local: &Path) -> Result<(), SshError> {
 
 #[async_trait]
 impl Transport for SshTransport {
+    fn formats(&self) -> Vec<CopyFormat> {
+        // The files are CSV when both ends can: what gpload and people read.
+        vec![CopyFormat::Csv, CopyFormat::Text, CopyFormat::Binary]
+    }
+
     async fn deliver(
         &self,
         ctx: &WindowCtx,
@@ -291,6 +296,6 @@ impl Transport for SshTransport {
             }
         }
         drop(staging);
-        Ok(Delivered { rows_read, bytes, rows_written })
+        Ok(Delivered { rows_read, bytes, rows_written, ..Delivered::default() })
     }
 }

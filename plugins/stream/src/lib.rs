@@ -127,6 +127,6 @@ impl Transport for StreamTransport {
         // The source's error is the cause; the sink's is usually its consequence.
         let (rows_read, bytes) = pumped?;
         let rows_written = loaded?;
-        Ok(Delivered { rows_read, bytes, rows_written })
+        Ok(Delivered { rows_read, bytes, rows_written, ..Delivered::default() })
     }
 }
