@@ -3,7 +3,7 @@
 //! goes source → gzip parts + manifest written on the "remote" host over SFTP → read back and
 //! verified → `copy` sink, byte-exact; unknown and changed host keys and a wrong client key are
 //! refused before any data moves (exit 2) with words saying what to do; remote exit codes are
-//! explained and arguments arrive intact.
+//! explained and arguments arrive intact; without `key_file` a real ssh-agent holds the key.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -245,6 +245,90 @@ fn a_wrong_client_key_is_refused() {
     assert!(out.stderr.contains("authorized_keys"), "{}", out.render());
     assert_nothing_moved(&env, &remote);
     cli_snapshot!(ssh_filters(out, &sshd));
+}
+
+/// An ssh-agent in the foreground on a socket of the test's own, killed when dropped.
+struct Agent {
+    child: std::process::Child,
+    socket: PathBuf,
+}
+
+impl Agent {
+    fn start(dir: &Path) -> Agent {
+        let socket = dir.join("agent.sock");
+        let child = std::process::Command::new("ssh-agent")
+            .arg("-D")
+            .arg("-a")
+            .arg(&socket)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("ssh-agent (openssh-client) is needed for the agent test");
+        for _ in 0..100 {
+            if socket.exists() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(socket.exists(), "ssh-agent did not create {}", socket.display());
+        Agent { child, socket }
+    }
+
+    fn add(&self, key: &Path) {
+        let out = std::process::Command::new("ssh-add").arg(key).env("SSH_AUTH_SOCK", &self.socket).output().unwrap();
+        assert!(out.status.success(), "ssh-add: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Without `key_file` the login goes through ssh-agent: with the key added to a real agent the
+/// table lands byte-exact; an agent without the key, or no agent at all, is refused before any
+/// data moves, in words.
+#[test]
+fn without_a_key_file_ssh_agent_logs_in() {
+    let sshd = Sshd::start();
+    let env = TestEnv::new("ssh_transport_agent");
+    let remote = setup(&env);
+    sshd.write_known_hosts(&env.dir().join("known_hosts"));
+    write_config(&env, &sshd, &sshd.client_key, "");
+    let text = fs::read_to_string(env.dir().join("gptransfer.toml")).unwrap();
+    let without_key = text.replace(&format!("key_file = \"{}\", ", sshd.client_key.display()), "");
+    assert_ne!(text, without_key, "the config should have named the key");
+    env.write_config(&without_key);
+    let agent_dir = tempfile::Builder::new().prefix("agent-").tempdir().unwrap();
+    let agent = Agent::start(agent_dir.path());
+    let with_agent = |args: &[&str]| {
+        let mut cmd = env.command(args);
+        cmd.env("SSH_AUTH_SOCK", &agent.socket);
+        env.spawn_command(cmd).wait()
+    };
+
+    // No agent in the environment.
+    let mut cmd = env.command(&["run"]);
+    cmd.env_remove("SSH_AUTH_SOCK");
+    let out = env.spawn_command(cmd).wait();
+    out.assert_code(2);
+    assert!(out.stderr.contains("no ssh-agent is reachable (SSH_AUTH_SOCK is not set)"), "{}", out.render());
+    // An agent that holds no key the server accepts.
+    let out = with_agent(&["run"]);
+    out.assert_code(2);
+    assert!(out.stderr.contains("authentication failed with the keys of ssh-agent"), "{}", out.render());
+    assert_nothing_moved(&env, &remote);
+
+    agent.add(&sshd.client_key);
+    with_agent(&["config", "check"]).assert_success();
+    let out = with_agent(&["run"]);
+    assert_eq!(out.code, 0, "{}\nsshd log:\n{}", out.render(), sshd.log());
+    assert_eq!(digest(env.dst, &env.db), digest(env.src, &env.db));
+    assert_eq!(
+        env.dst_psql("SELECT count(*), sum(rows_written) FROM gptransfer.history WHERE status = 'succeeded'"),
+        "2|6000"
+    );
 }
 
 /// A key with a passphrase read from `passphrase_env`; an unset variable is named.

@@ -307,7 +307,16 @@ fn authenticate(session: &Session, config: &SshConfig, target: &str) -> Result<(
             };
             session.userauth_pubkey_file(&config.user, None, key, passphrase.as_deref())
         }
-        None => session.userauth_agent(&config.user),
+        None => {
+            // libssh2's own words for a missing agent are "failed connecting with agent".
+            if std::env::var_os("SSH_AUTH_SOCK").is_none_or(|v| v.is_empty()) {
+                return Err(SshError(format!(
+                    "ssh {target}: no key_file is set and no ssh-agent is reachable (SSH_AUTH_SOCK is not set): \
+                     set key_file, or start ssh-agent and `ssh-add` the key in the environment gptransfer runs in"
+                )));
+            }
+            session.userauth_agent(&config.user)
+        }
     };
     let how = config
         .key_file
