@@ -238,6 +238,11 @@ fn insert_gbk(db: &AsciiDb<'_>, rows: &[(i32, Option<&str>)], hour: u32) {
 }
 
 fn gbk_config(env: &TestEnv, db: &AsciiDb<'_>, source_options: &str) {
+    gbk_config_with(env, db, source_options, "");
+}
+
+/// [`gbk_config`] with more lines for the table (e.g. its transport).
+fn gbk_config_with(env: &TestEnv, db: &AsciiDb<'_>, source_options: &str, table_lines: &str) {
     env.write_config(&format!(
         r#"
 [clusters.src]
@@ -262,9 +267,76 @@ duration = "1h"
 table = "gbk_t"
 condition_column = "ts"
 source = {{ plugin = "gp4", {source_options} }}
+{table_lines}
 "#,
         ascii = db.name
     ));
+}
+
+const CSV_MOUNT: &str = r#"transport = { plugin = "shared-mount", root = "{TEMP_DIR}/mount", keep_files = true }"#;
+
+/// The same GBK rows, plus one with quotes and a comma, through gzip CSV files on a shared mount
+/// (`gp4` reads `COPY … TO STDOUT WITH CSV`): CSV escapes nothing byte-wise, so each whole row
+/// decodes; quoted commas, newlines, CR and quotes survive, and NULL stays apart from ''.
+#[test]
+fn gbk_in_sql_ascii_lands_as_utf8_through_csv_files() {
+    let env = TestEnv::new("gbk_csv_files");
+    let db = AsciiDb::new(&env);
+    db.psql(GBK_DDL);
+    env.dst_psql(GBK_DDL);
+    let mut rows: Vec<(i32, Option<&str>)> = GBK_ROWS.iter().map(|(id, hex, _)| (*id, *hex)).collect();
+    rows.push((11, Some("d6d022cec42c22")));
+    insert_gbk(&db, &rows, 0);
+    std::fs::create_dir(env.dir().join("mount")).unwrap();
+    gbk_config_with(&env, &db, r#"source_encoding = "gbk""#, CSV_MOUNT);
+
+    let run = env.run(&["run"]);
+    run.assert_success();
+    assert_eq!(
+        env.dst_psql("SELECT DISTINCT chain FROM gptransfer.history WHERE rows_written > 0"),
+        "gp4 > shared-mount > copy (csv)"
+    );
+    let mut expected: Vec<(i32, Option<&str>)> = GBK_ROWS.iter().map(|(id, _, text)| (*id, *text)).collect();
+    expected.push((11, Some("中\"文,\"")));
+    for (id, text) in expected {
+        let got = env.dst_psql(&format!(
+            "SELECT coalesce(encode(convert_to(name, 'UTF8'), 'hex'), 'NULL') FROM gbk_t WHERE id = {id}"
+        ));
+        let want = text.map_or("NULL".to_string(), |t| t.bytes().map(|b| format!("{b:02x}")).collect());
+        assert_eq!(got, want, "row {id}");
+    }
+    // The file on the mount is UTF-8 CSV, the quote doubled inside a quoted field.
+    let dir = env.dir().join("mount").join(format!("{}^public^gbk_t^20240310000000^20240310010000", db.name));
+    let mut text = String::new();
+    std::io::Read::read_to_string(
+        &mut flate2::read::GzDecoder::new(std::fs::File::open(dir.join("part-00001.csv.gz")).unwrap()),
+        &mut text,
+    )
+    .unwrap();
+    assert!(text.contains("11,2024-03-10 00:00:11,\"中\"\"文,\"\"\",n11\n"), "{text}");
+}
+
+/// In CSV too, a bad byte fails the window naming the row (its first bytes: `3,`).
+#[test]
+fn invalid_gbk_in_csv_fails_the_window_naming_the_row() {
+    let env = TestEnv::new("invalid_gbk_csv");
+    let db = AsciiDb::new(&env);
+    db.psql(GBK_DDL);
+    env.dst_psql(GBK_DDL);
+    insert_gbk(&db, &[(1, Some("d6d0")), (2, Some("cec4")), (3, Some("41d6d0d620")), (4, Some("d6d0"))], 0);
+    std::fs::create_dir(env.dir().join("mount")).unwrap();
+    gbk_config_with(&env, &db, r#"source_encoding = "gbk""#, CSV_MOUNT);
+
+    let run = env.run(&["run"]);
+    run.assert_code(1);
+    let error = env.dst_psql("SELECT status || ': ' || error FROM gptransfer.history ORDER BY id LIMIT 1");
+    assert!(error.starts_with("failed: "), "{error}");
+    assert!(error.contains("row 3 of the window"), "{error}");
+    assert!(error.contains("column \"name\""), "{error}");
+    assert!(error.contains("not valid GBK"), "{error}");
+    assert!(error.contains("33 2c"), "the row's first bytes in hex: {error}");
+    assert_eq!(env.dst_psql("SELECT count(*) FROM gbk_t"), "0");
+    assert_eq!(env.dst_psql("SELECT count(*) FROM gptransfer.cursors"), "0");
 }
 
 #[test]

@@ -872,6 +872,7 @@ SELECT i,
            WHEN 2 THEN E'tab\there\\' || i
            WHEN 3 THEN '缺陷' || i || '号，玻璃'
            WHEN 4 THEN ''
+           WHEN 5 THEN 'say "hi", ok' || E'\r\n\\.' || i
            ELSE 'G' || lpad(i::text, 8, '0') || repeat('x', i % 40)
        END,
        CASE WHEN i % 11 = 0 THEN NULL ELSE round(i * 1.234, 3) END,
