@@ -419,7 +419,11 @@ fn error_limit_sends_bad_rows_to_the_reject_file() {
     env.dst_psql(GBK_DDL);
     insert_gbk(&db, &[(1, Some("d6d0")), (2, Some("ff")), (3, Some("cec4")), (4, Some("d6")), (5, Some("e75c"))], 0);
     insert_gbk(&db, &[(11, Some("d6d0cec4"))], 1);
-    gbk_config(&env, &db, r#"source_encoding = "gbk", error_limit = 2, reject_file = "{TEMP_DIR}/rejects.txt""#);
+    gbk_config(
+        &env,
+        &db,
+        r#"source_encoding = "gbk", error_limit = 2, reject_file = "{TEMP_DIR}/rejects-{window}.txt""#,
+    );
 
     let run = env.run(&["run"]);
     run.assert_success();
@@ -430,7 +434,14 @@ fn error_limit_sends_bad_rows_to_the_reject_file() {
         ),
         "20240310000000^20240310010000 3 3\n20240310010000^20240310020000 1 1"
     );
-    let rejects = std::fs::read(env.dir().join("rejects.txt")).unwrap();
+    let file = env.dir().join("rejects-20240310000000^20240310010000.txt");
+    let rejects = std::fs::read(&file).unwrap();
     assert_eq!(rejects, b"2\t2024-03-10 00:00:02\t\xff\tn2\n4\t2024-03-10 00:00:04\t\xd6\tn4\n");
+    assert!(!env.dir().join("rejects-20240310010000^20240310020000.txt").exists(), "a clean window has no file");
     assert_eq!(cursor(&env, "public.gbk_t").as_deref(), Some("2024-03-10 02:00:00"));
+    // The window again (cursor forgotten, a replace): its reject file is rewritten, not appended.
+    env.dst_psql("DELETE FROM gptransfer.cursors");
+    env.run(&["run"]).assert_success();
+    assert_eq!(std::fs::read(&file).unwrap(), rejects);
+    assert_eq!(env.dst_psql("SELECT id || ' ' || name FROM gbk_t ORDER BY id"), "1 中\n3 文\n5 鏫\n11 中文");
 }

@@ -10,8 +10,9 @@
 //!   encoding UTF8 itself. A SQL_ASCII database converts nothing: the bytes are read raw
 //!   (`client_encoding = SQL_ASCII`) and each row is decoded from `source_encoding` here.
 //! * Bad bytes fail the window naming the row, or, within `error_limit` rows per window, go to
-//!   `reject_file` as the raw COPY text row; rows read then counts only the good rows, so
-//!   rows read = rows written still holds.
+//!   the window's reject file as raw rows (COPY text or CSV, as read); rows read then counts
+//!   only the good rows, so rows read = rows written still holds. Each window has its own file,
+//!   rewritten by every attempt, so a retried window never lists a row twice.
 
 mod text;
 
@@ -46,7 +47,8 @@ pub struct Gp4SourceConfig {
     /// instead of failing the window.
     #[serde(default)]
     pub error_limit: u64,
-    /// Where rejected rows are appended, raw, as COPY text lines. Required with `error_limit`.
+    /// Where a window's rejected rows are written, raw: `{window}` in the path is replaced by
+    /// the window id (without it, `.<window id>` is appended). Required with `error_limit`.
     pub reject_file: Option<PathBuf>,
 }
 
@@ -232,6 +234,7 @@ impl Source for Gp4Source {
                     table: ctx.table.source_table.to_string(),
                     columns: ctx.columns.clone(),
                     rejected: 0,
+                    rejects: Vec::new(),
                 };
                 Box::pin(futures_util::stream::unfold((Box::pin(raw), Some(check)), |(mut raw, check)| async move {
                     let mut check = check?;
@@ -256,6 +259,19 @@ impl Source for Gp4Source {
     }
 }
 
+/// The reject file of one window: `{window}` in `template` replaced, or `.<window>` appended.
+pub fn reject_path(template: &std::path::Path, window: &str) -> PathBuf {
+    let text = template.to_string_lossy();
+    if text.contains("{window}") {
+        PathBuf::from(text.replace("{window}", window))
+    } else {
+        let mut p = template.as_os_str().to_owned();
+        p.push(".");
+        p.push(window);
+        PathBuf::from(p)
+    }
+}
+
 /// The per-window state of transcoding: bad rows fail the window or go to the reject file.
 struct RowCheck {
     transcoder: Transcoder,
@@ -264,6 +280,8 @@ struct RowCheck {
     table: String,
     columns: Arc<Vec<String>>,
     rejected: u64,
+    /// This attempt's rejected rows (at most `error_limit`), written when the stream ends.
+    rejects: Vec<u8>,
 }
 
 impl RowCheck {
@@ -297,7 +315,8 @@ impl RowCheck {
         Ok(converted.bytes)
     }
 
-    /// At the end of the stream: a row cut short is an error; rejected rows are reported.
+    /// At the end of the stream: a row cut short is an error; rejected rows are written (in
+    /// place of an earlier attempt's) and reported.
     fn finish(&self) -> Result<(), RoleError> {
         if !self.transcoder.leftover().is_empty() {
             return Err(RoleError::retriable(format!(
@@ -305,6 +324,7 @@ impl RowCheck {
                 self.window, self.table
             )));
         }
+        self.write_rejects()?;
         if self.rejected > 0 {
             tracing::warn!(
                 "window {} of {}: {} row(s) not valid {} written to reject_file and not loaded",
@@ -317,19 +337,36 @@ impl RowCheck {
         Ok(())
     }
 
-    fn reject(&self, bad: &BadRow, what: &str) -> Result<(), RoleError> {
-        let Some(path) = &self.config.reject_file else {
+    fn reject(&mut self, bad: &BadRow, what: &str) -> Result<(), RoleError> {
+        let Some(template) = &self.config.reject_file else {
             return Err(RoleError::new(what.to_string()));
         };
-        let write = || -> std::io::Result<()> {
-            let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
-            let mut line = bad.raw.clone();
-            line.push(b'\n');
-            f.write_all(&line)
-        };
-        write().map_err(|e| RoleError::new(format!("cannot write reject_file {}: {e}", path.display())))?;
-        tracing::warn!("{} {}: {what}: written to reject_file {}", self.table, self.window, path.display());
+        self.rejects.extend_from_slice(&bad.raw);
+        self.rejects.push(b'\n');
+        let path = reject_path(template, &self.window);
+        tracing::warn!("{} {}: {what}: goes to reject_file {}", self.table, self.window, path.display());
         Ok(())
+    }
+
+    /// Replaces the window's reject file with this attempt's rows (through a temporary name),
+    /// or removes an earlier attempt's file when no row was rejected.
+    fn write_rejects(&self) -> Result<(), RoleError> {
+        let Some(template) = &self.config.reject_file else { return Ok(()) };
+        let path = reject_path(template, &self.window);
+        let result = if self.rejects.is_empty() {
+            match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            }
+        } else {
+            let mut tmp = path.as_os_str().to_owned();
+            tmp.push(".tmp");
+            let tmp = PathBuf::from(tmp);
+            std::fs::File::create(&tmp)
+                .and_then(|mut f| f.write_all(&self.rejects).and_then(|()| f.sync_all()))
+                .and_then(|()| std::fs::rename(&tmp, &path))
+        };
+        result.map_err(|e| RoleError::new(format!("cannot write reject_file {}: {e}", path.display())))
     }
 }
 
@@ -422,6 +459,7 @@ mod tests {
             table: "public.t".into(),
             columns: Arc::new(vec!["id".into(), "name".into()]),
             rejected: 0,
+            rejects: Vec::new(),
         }
     }
 
@@ -432,16 +470,26 @@ mod tests {
         assert!(e.message.starts_with("row 2 of the window, column \"name\": not valid GBK"), "{}", e.message);
         assert!(!e.retriable);
 
-        let dir = std::env::temp_dir().join(format!("gp4-reject-{}", std::process::id()));
-        let _ = std::fs::remove_file(&dir);
-        let mut check = row_check(1, Some(dir.clone()));
-        let out = check.chunk(b"1\t\xd6\xd0\n2\t\xff\n3\tok\n").unwrap_or_default();
-        assert_eq!(&out[..], "1\t中\n3\tok\n".as_bytes());
-        assert!(check.finish().is_ok());
-        assert_eq!(std::fs::read(&dir).unwrap_or_default(), b"2\t\xff\n");
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let template = dir.path().join("rejects-{window}.txt");
+        let file = dir.path().join("rejects-20240310000000^20240310010000.txt");
+        for _attempt in 0..2 {
+            // A retried window rewrites its file: the bad row is listed once.
+            let mut check = row_check(1, Some(template.clone()));
+            let out = check.chunk(b"1\t\xd6\xd0\n2\t\xff\n3\tok\n").unwrap_or_default();
+            assert_eq!(&out[..], "1\t中\n3\tok\n".as_bytes());
+            assert!(check.finish().is_ok());
+            assert_eq!(std::fs::read(&file).unwrap_or_default(), b"2\t\xff\n");
+        }
+        let mut check = row_check(1, Some(template.clone()));
+        let _ = check.chunk(b"2\t\xff\n");
         let e = check.chunk(b"4\t\xff\n").map(|_| ()).unwrap_err();
-        assert!(e.message.contains("row 4 of the window") && e.message.contains("error_limit = 1"), "{}", e.message);
-        let _ = std::fs::remove_file(&dir);
+        assert!(e.message.contains("row 2 of the window") && e.message.contains("error_limit = 1"), "{}", e.message);
+        // An attempt without bad rows removes the stale file.
+        let check = row_check(1, Some(template));
+        assert!(check.finish().is_ok());
+        assert!(!file.exists());
+        assert_eq!(reject_path(std::path::Path::new("/r/x.txt"), "a^b"), std::path::PathBuf::from("/r/x.txt.a^b"));
 
         let mut check = row_check(0, None);
         let _ = check.chunk(b"1\tcut");
