@@ -188,6 +188,9 @@ pub struct HistoryArgs {
     /// At most this many rows
     #[arg(long, default_value_t = 50)]
     pub limit: i64,
+    /// Print each failed attempt's whole error below the table (the table cuts them)
+    #[arg(long)]
+    pub errors: bool,
     /// Output format
     #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
     pub output: OutputFormat,

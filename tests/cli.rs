@@ -228,6 +228,14 @@ fn history_failed_shows_only_failed_attempts() {
     human.assert_success();
     assert!(!human.stdout.contains("succeeded"), "{}", human.stdout);
     cli_snapshot!(hide_bytes(human));
+    // The table cuts errors; `--errors` prints each one whole.
+    let whole = env.run(&["history", "--failed", "--errors"]);
+    whole.assert_success();
+    assert!(
+        whole.stdout.contains(&format!("j / public.events 20240101010000^20240101020000 (attempt 1):\n{error}")),
+        "{}",
+        whole.render()
+    );
 }
 
 #[test]

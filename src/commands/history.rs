@@ -7,6 +7,9 @@ use gptransfer_core::state::{HistoryFilter, State};
 use crate::cli::{HistoryArgs, OutputFormat};
 use crate::output;
 
+/// Characters of an error shown in the table.
+const ERROR_WIDTH: usize = 80;
+
 pub async fn history(config: Option<&std::path::Path>, args: HistoryArgs) -> anyhow::Result<i32> {
     let config = Config::load(&find_config_path(config)).map_err(gptransfer_core::Error::Config)?;
     let table = match &args.table {
@@ -62,7 +65,7 @@ pub async fn history(config: Option<&std::path::Path>, args: HistoryArgs) -> any
                         r.bytes.map_or(String::new(), |b| output::bytes(b.max(0) as u64)),
                         r.elapsed_seconds.clone().map(|s| format!("{s}s")).unwrap_or_default(),
                         r.attempt.to_string(),
-                        r.error.clone().map(|e| output::one_line(&e, 80)).unwrap_or_default(),
+                        r.error.clone().map(|e| output::one_line(&e, ERROR_WIDTH)).unwrap_or_default(),
                     ]);
                     row
                 })
@@ -74,6 +77,14 @@ pub async fn history(config: Option<&std::path::Path>, args: HistoryArgs) -> any
             }
             head.extend(["TRY", "ERROR"]);
             println!("{}", output::table(&head, body));
+            let failed: Vec<_> = rows.iter().filter_map(|r| r.error.as_ref().map(|e| (r, e))).collect();
+            if args.errors {
+                for (r, e) in &failed {
+                    println!("\n{} / {} {} (attempt {}):\n{e}", r.job, r.table, r.window_id, r.attempt);
+                }
+            } else if failed.iter().any(|(_, e)| output::one_line(e, ERROR_WIDTH) != **e) {
+                println!("(errors are cut to one line of {ERROR_WIDTH} characters: `--errors` prints them whole)");
+            }
         }
     }
     Ok(0)

@@ -23,9 +23,24 @@ pub fn select_tables(config: &Config, jobs: &[String], tables: &[String]) -> Res
         .collect();
     for name in tables {
         if !selected.iter().any(|t| matches_table(t, name)) {
+            // Name what could have been meant: the enabled tables of the selected jobs.
+            let mut known: Vec<String> = config
+                .tables()
+                .filter(|t| t.enabled && (jobs.is_empty() || jobs.contains(&t.job)))
+                .map(|t| t.source_table.to_string())
+                .collect();
+            known.sort();
+            known.dedup();
+            const SHOWN: usize = 20;
+            let more = known.len().saturating_sub(SHOWN);
+            known.truncate(SHOWN);
+            let mut list = known.join(", ");
+            if more > 0 {
+                list.push_str(&format!(", … and {more} more (`gptransfer plan` lists them all)"));
+            }
             return Err(ConfigError::file(
                 &config.path,
-                format!("--table {name:?}: no enabled table of the selected jobs has that name"),
+                format!("--table {name:?}: no enabled table of the selected jobs has that name; tables: [{list}]"),
             ));
         }
     }
