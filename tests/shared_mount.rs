@@ -296,6 +296,10 @@ fn mount_the_sink_uid_cannot_read_is_refused() {
     if is_root() {
         cli_snapshot!(out);
     }
+    // `config check` builds the chain, so it checks the mount the same way.
+    let check = env.run(&["config", "check"]);
+    check.assert_code(2);
+    assert!(check.stderr.contains("not readable (rx) by uid 4242 (gid 4242)"), "{}", check.render());
 }
 
 /// Rows of COPY CSV: newlines outside quotes (a doubled quote toggles twice).
