@@ -7,7 +7,8 @@
 # The cluster runs as the `postgres` OS user when invoked as root (PostgreSQL refuses root).
 # Local socket connections (socket dir = DIR) are trusted, so the harness is superuser there;
 # TCP connections need the password of role `gpt` (created with PASSWORD, default "gpt-secret"),
-# so the tool is exercised with real password authentication.
+# so the tool is exercised with real password authentication. The server has ssl = on with a
+# throw-away CA (DIR/root.crt); role gpt_tls (same password) may log in over TLS only.
 set -euo pipefail
 
 cmd=${1:?usage: pg-cluster.sh start DIR PORT [PASSWORD] | stop DIR}
@@ -42,9 +43,27 @@ case "$cmd" in
     if [ ! -f "$dir/data/PG_VERSION" ]; then
       as_owner "$(pgbin initdb)" -D "$dir/data" -U postgres -A trust -E UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 \
         || { cat "$dir/initdb.log" >&2; exit 1; }
+      # TLS for the sslmode tests: a throw-away CA ($dir/root.crt) and a server certificate for
+      # IP 127.0.0.1 only (so verify-full to "localhost" is a host name mismatch). Role gpt_tls
+      # may log in over TLS only.
+      openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
+        -subj "/CN=gptransfer test CA" -keyout "$dir/ca.key" -out "$dir/root.crt" >"$dir/tls.log" 2>&1 \
+        || { cat "$dir/tls.log" >&2; exit 1; }
+      openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=127.0.0.1" \
+        -keyout "$dir/data/server.key" -out "$dir/server.csr" >>"$dir/tls.log" 2>&1 \
+        || { cat "$dir/tls.log" >&2; exit 1; }
+      printf 'subjectAltName=IP:127.0.0.1\n' >"$dir/san.ext"
+      openssl x509 -req -in "$dir/server.csr" -CA "$dir/root.crt" -CAkey "$dir/ca.key" -CAcreateserial \
+        -days 30 -extfile "$dir/san.ext" -out "$dir/data/server.crt" >>"$dir/tls.log" 2>&1 \
+        || { cat "$dir/tls.log" >&2; exit 1; }
+      chmod 600 "$dir/data/server.key"
+      chmod 644 "$dir/root.crt"
+      if [ "$(id -u)" = 0 ]; then chown postgres:postgres "$dir/data/server.key" "$dir/data/server.crt"; fi
       cat >"$dir/data/pg_hba.conf" <<HBA
 local all all trust
 host all postgres 127.0.0.1/32 trust
+hostssl all gpt_tls 127.0.0.1/32 scram-sha-256
+host all gpt_tls 127.0.0.1/32 reject
 host all all 127.0.0.1/32 scram-sha-256
 HBA
       cat >>"$dir/data/postgresql.conf" <<CONF
@@ -58,6 +77,7 @@ max_connections = 200
 shared_buffers = 128MB
 max_wal_size = 2GB
 logging_collector = off
+ssl = on
 CONF
     fi
     as_owner "$(pgbin pg_ctl)" -D "$dir/data" -l "$dir/server.log" -o "-p $port -k $dir" -w -t 60 start >/dev/null \
@@ -68,7 +88,13 @@ CONF
           CREATE ROLE gpt LOGIN SUPERUSER;
         END IF;
       END \$\$;
-      ALTER ROLE gpt PASSWORD '$password';" >/dev/null
+      ALTER ROLE gpt PASSWORD '$password';
+      DO \$\$ BEGIN
+        IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'gpt_tls') THEN
+          CREATE ROLE gpt_tls LOGIN SUPERUSER;
+        END IF;
+      END \$\$;
+      ALTER ROLE gpt_tls PASSWORD '$password';" >/dev/null
     ;;
   stop)
     if [ -f "$dir/data/postmaster.pid" ]; then

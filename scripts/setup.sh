@@ -22,9 +22,11 @@ fi
 # --- Debian packages -------------------------------------------------------------------------
 # postgresql: server + client for the test clusters (scripts/pg-cluster.sh); mariadb-server: the
 # MySQL config reader (etl_conf_d); openssh-*: the ssh transport and the gpload sink; time: the
-# benchmarks; build-essential, pkg-config, libssl-dev: native build dependencies.
+# benchmarks; build-essential, pkg-config, libssl-dev: native build dependencies; openssl: the
+# test clusters' throw-away CA and server certificates (sslmode tests).
 packages=(
   postgresql
+  openssl
   build-essential
   pkg-config
   libssl-dev

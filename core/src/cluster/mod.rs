@@ -2,11 +2,16 @@
 //! make every flavour speak the same COPY text.
 
 mod pgpass;
+mod tls;
 
 use std::time::Duration;
 
 use tokio_postgres::config::Host;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
+use tokio_postgres::{Client, NoTls, Socket};
+
+pub use tls::name as sslmode_name;
+use tls::Tls;
 
 use crate::config::ClusterConfig;
 use crate::dialect::{sql, Flavour};
@@ -23,6 +28,9 @@ pub struct ClusterHandle {
     forced_flavour: Option<Flavour>,
     read_timeout: Duration,
     password_source: Option<String>,
+    tls: Tls,
+    /// The CA file of verify-ca / verify-full, for tools that connect by themselves.
+    sslrootcert: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for ClusterHandle {
@@ -133,6 +141,16 @@ impl ClusterHandle {
             password_source = Some("$PGPASSWORD".into());
         }
 
+        // The config's sslmode, else the url's (tokio-postgres knows disable/prefer/require).
+        let mode = cfg.sslmode.unwrap_or(match pg.get_ssl_mode() {
+            tokio_postgres::config::SslMode::Disable => crate::config::SslMode::Disable,
+            tokio_postgres::config::SslMode::Require => crate::config::SslMode::Require,
+            _ => crate::config::SslMode::Prefer,
+        });
+        let tls = tls::setup(mode, cfg.sslrootcert.as_deref(), &mut pg).map_err(|m| {
+            cluster_err(&address, m, Some("see sslmode and sslrootcert in the README's cluster keys".into()))
+        })?;
+
         pg.connect_timeout(cfg.connect_timeout.0);
         pg.keepalives(true);
         pg.keepalives_idle(Duration::from_secs(30));
@@ -145,7 +163,47 @@ impl ClusterHandle {
             forced_flavour: cfg.flavor.map(Flavour::from_name),
             read_timeout: cfg.read_timeout.0,
             password_source,
+            tls,
+            sslrootcert: cfg.sslrootcert.clone(),
         })
+    }
+
+    /// `PGSSLMODE` / `PGSSLROOTCERT` for tools that connect by themselves (gpload), so they
+    /// secure their sessions as ours are.
+    pub fn libpq_tls_env(&self) -> Vec<(String, String)> {
+        let mode = match &self.tls {
+            Tls::Off => crate::config::SslMode::Disable,
+            Tls::On { mode, .. } => *mode,
+        };
+        let mut env = vec![("PGSSLMODE".to_string(), sslmode_name(mode).to_string())];
+        if let Some(ca) = &self.sslrootcert {
+            env.push(("PGSSLROOTCERT".to_string(), ca.display().to_string()));
+        }
+        env
+    }
+
+    /// One connection attempt, with or without TLS; the connection task is spawned.
+    async fn open(&self, pg: &tokio_postgres::Config, plain: bool) -> Result<Client, tokio_postgres::Error> {
+        match (&self.tls, plain) {
+            (Tls::On { connector, .. }, false) => spawn_connection(pg, connector.clone(), &self.name).await,
+            _ => spawn_connection(pg, NoTls, &self.name).await,
+        }
+    }
+
+    /// Connects as `pg` says; `prefer` falls back to plain TCP when TLS fails without the
+    /// server having said why (libpq does the same).
+    async fn open_prefer(&self, pg: &tokio_postgres::Config) -> Result<Client, tokio_postgres::Error> {
+        match self.open(pg, false).await {
+            Err(e)
+                if e.code().is_none() && matches!(self.tls, Tls::On { mode: crate::config::SslMode::Prefer, .. }) =>
+            {
+                tracing::debug!(cluster = %self.name, "TLS failed ({}); sslmode prefer: plain TCP", pg_message(&e));
+                let mut plain = pg.clone();
+                plain.ssl_mode(tokio_postgres::config::SslMode::Disable);
+                self.open(&plain, true).await
+            }
+            r => r,
+        }
     }
 
     /// Opens a session named `application` (visible in `pg_stat_activity`), detects the
@@ -153,20 +211,14 @@ impl ClusterHandle {
     pub async fn connect(&self, application: &str, timezone: Option<&str>) -> Result<Session, Error> {
         let mut pg = self.pg.clone();
         pg.application_name(application);
-        let (client, connection) = match pg.connect(NoTls).await {
+        let client = match self.open_prefer(&pg).await {
             Ok(c) => c,
             // 8.x servers (GP4, GP5) refuse the application_name startup parameter.
             Err(e) if e.code().map(|c| c.code()) == Some("42704") => {
-                self.pg.connect(NoTls).await.map_err(|e| self.connect_error(&e))?
+                self.open_prefer(&self.pg).await.map_err(|e| self.connect_error(&e))?
             }
             Err(e) => return Err(self.connect_error(&e)),
         };
-        let cluster = self.name.clone();
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(cluster = %cluster, "connection ended: {}", pg_message(&e));
-            }
-        });
         let row = timed(self.read_timeout, client.query_one("SELECT version(), pg_backend_pid()", &[]))
             .await
             .map_err(|m| self.error(format!("cannot read version(): {m}"), None))?;
@@ -194,11 +246,20 @@ impl ClusterHandle {
         let code = e.code().map(|c| c.code().to_string()).unwrap_or_default();
         let message = pg_message(e);
         let hint = match code.as_str() {
+            "28000" if message.contains("no encryption") => Some(
+                "the server takes this user over TLS only: set sslmode = \"require\" (or verify-ca / verify-full)"
+                    .into(),
+            ),
             "28P01" | "28000" => Some(match &self.password_source {
                 Some(src) => format!("the password comes from {src}; check it, or the server's pg_hba.conf"),
                 None => "no password was configured: set password_env or password_file, or add a .pgpass line".into(),
             }),
             "3D000" => Some("create the database, or fix the url".into()),
+            "" if message.contains("TLS") || message.contains("certificate") || message.contains("SSL") => Some(
+                "check sslmode and sslrootcert: verify-ca needs the server's certificate signed by sslrootcert, \
+                 verify-full also needs it issued for the host in the url; require needs ssl = on on the server"
+                    .into(),
+            ),
             "" => Some("check host and port, that the server runs and accepts TCP connections from this host".into()),
             _ => None,
         };
@@ -220,4 +281,26 @@ pub async fn timed<T>(
             read_timeout.as_secs()
         ))),
     }
+}
+
+/// Connects and spawns the connection's task, so callers need not name its TLS stream type.
+async fn spawn_connection<T>(
+    pg: &tokio_postgres::Config,
+    tls: T,
+    cluster: &str,
+) -> Result<Client, tokio_postgres::Error>
+where
+    T: MakeTlsConnect<Socket>,
+    T::Stream: Send + 'static,
+    T::TlsConnect: Send,
+    <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
+{
+    let (client, connection) = pg.connect(tls).await?;
+    let cluster = cluster.to_string();
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(cluster = %cluster, "connection ended: {}", pg_message(&e));
+        }
+    });
+    Ok(client)
 }

@@ -81,8 +81,11 @@ pub struct ClusterConfig {
     pub password_env: Option<String>,
     /// A file whose first line is the password.
     pub password_file: Option<PathBuf>,
-    /// `disable` or `prefer` (TLS is not built in yet; see README).
+    /// libpq's `sslmode`: `disable`, `prefer` (default), `require`, `verify-ca`, `verify-full`.
     pub sslmode: Option<SslMode>,
+    /// CA certificate(s), PEM, that verify-ca / verify-full check the server against (default:
+    /// `~/.postgresql/root.crt`, as libpq).
+    pub sslrootcert: Option<PathBuf>,
     /// Skip `version()` detection and use this flavour.
     pub flavor: Option<FlavourName>,
     /// How long connecting may take.
@@ -101,19 +104,19 @@ fn default_read_timeout() -> ConfigDuration {
     ConfigDuration(std::time::Duration::from_secs(600))
 }
 
-/// libpq's sslmode values that this build can honour.
+/// libpq's sslmode values, with libpq's meaning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SslMode {
     /// Plain TCP.
     Disable,
-    /// TLS when offered; this build falls back to plain TCP as libpq does when TLS is absent.
+    /// TLS when the server offers it, else plain TCP; the certificate is not checked.
     Prefer,
-    /// TLS required (refused by `config check` in this build).
+    /// TLS or no connection; the certificate is not checked.
     Require,
-    /// TLS with CA check (refused by `config check` in this build).
+    /// TLS, the certificate signed by `sslrootcert`.
     VerifyCa,
-    /// TLS with CA and host name check (refused by `config check` in this build).
+    /// TLS, the certificate signed by `sslrootcert` and issued for the host connected to.
     VerifyFull,
 }
 

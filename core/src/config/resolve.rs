@@ -262,12 +262,14 @@ fn resolve(path: &Path, text: String, file: ConfigFile) -> Result<Config, Config
     for (name, c) in &file.clusters {
         let span = c.span();
         let c = c.get_ref();
-        if let Some(mode) = c.sslmode {
-            if matches!(mode, SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull) {
-                return Err(err(span, format!(
-                    "cluster {name:?}: sslmode {mode:?} needs TLS, which this build does not include yet; use \"disable\" or \"prefer\" (plain TCP)"
-                )));
-            }
+        if c.sslrootcert.is_some() && !matches!(c.sslmode, Some(SslMode::VerifyCa | SslMode::VerifyFull)) {
+            return Err(err(
+                span,
+                format!(
+                    "cluster {name:?}: sslrootcert is only used with sslmode = \"verify-ca\" or \"verify-full\"; \
+                     set one of them, or remove sslrootcert"
+                ),
+            ));
         }
         if c.password_env.is_some() && c.password_file.is_some() {
             return Err(err(span, format!("cluster {name:?}: set password_env or password_file, not both")));

@@ -251,6 +251,8 @@ struct GploadWindow {
     target: String,
     /// gpload's counters of the last run, for history.
     detail: LoadDetail,
+    /// `PGSSLMODE` (and locally `PGSSLROOTCERT`): gpload secures its session as ours are.
+    tls_env: Vec<(String, String)>,
 }
 
 fn fail(message: String) -> RoleError {
@@ -405,6 +407,13 @@ impl Sink for GploadSink {
             runner: self.runner.clone(),
             target: ctx.target.name.clone(),
             detail: LoadDetail::default(),
+            // A CA path of this host means nothing on the ETL host, whose libpq has its own.
+            tls_env: ctx
+                .target
+                .libpq_tls_env()
+                .into_iter()
+                .filter(|(k, _)| c.host.is_none() || k != "PGSSLROOTCERT")
+                .collect(),
         }))
     }
 }
@@ -474,7 +483,9 @@ impl GploadWindow {
         self.runner.put_file(&self.control_path, self.control.render().as_bytes()).await.map_err(fail)?;
         let args = vec![self.program.clone(), "-f".to_string(), self.control_path.display().to_string()];
         // The password reaches gpload in its environment only (gpload reads PGPASSWORD).
-        let env: Vec<(String, String)> = self.password.iter().map(|p| ("PGPASSWORD".to_string(), p.clone())).collect();
+        let mut env: Vec<(String, String)> =
+            self.password.iter().map(|p| ("PGPASSWORD".to_string(), p.clone())).collect();
+        env.extend(self.tls_env.iter().cloned());
         tracing::debug!(cluster = %self.target, "running {}", args.join(" "));
         let out = self.runner.run(&args, &env).await.map_err(fail)?;
         let output = format!("{}\n{}", out.stdout, out.stderr);
