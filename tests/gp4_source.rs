@@ -319,13 +319,19 @@ fn gbk_in_sql_ascii_lands_as_utf8_through_csv_files() {
 /// In CSV too, a bad byte fails the window naming the row (its first bytes: `3,`).
 #[test]
 fn invalid_gbk_in_csv_fails_the_window_naming_the_row() {
-    let env = TestEnv::new("invalid_gbk_csv");
+    bad_gbk_fails_naming_the_row("invalid_gbk_csv", CSV_MOUNT, "33 2c");
+}
+
+/// Row 3 of the first window holds a cut GBK character (lead byte d6, then a space): the run
+/// fails naming the row, its column and first bytes (`row_head`), and nothing lands.
+fn bad_gbk_fails_naming_the_row(name: &str, table_lines: &str, row_head: &str) -> support::CmdOutput {
+    let env = TestEnv::new(name);
     let db = AsciiDb::new(&env);
     db.psql(GBK_DDL);
     env.dst_psql(GBK_DDL);
     insert_gbk(&db, &[(1, Some("d6d0")), (2, Some("cec4")), (3, Some("41d6d0d620")), (4, Some("d6d0"))], 0);
     std::fs::create_dir(env.dir().join("mount")).unwrap();
-    gbk_config_with(&env, &db, r#"source_encoding = "gbk""#, CSV_MOUNT);
+    gbk_config_with(&env, &db, r#"source_encoding = "gbk""#, table_lines);
 
     let run = env.run(&["run"]);
     run.assert_code(1);
@@ -334,9 +340,10 @@ fn invalid_gbk_in_csv_fails_the_window_naming_the_row() {
     assert!(error.contains("row 3 of the window"), "{error}");
     assert!(error.contains("column \"name\""), "{error}");
     assert!(error.contains("not valid GBK"), "{error}");
-    assert!(error.contains("33 2c"), "the row's first bytes in hex: {error}");
+    assert!(error.contains(row_head), "the row's first bytes in hex: {error}");
     assert_eq!(env.dst_psql("SELECT count(*) FROM gbk_t"), "0");
     assert_eq!(env.dst_psql("SELECT count(*) FROM gptransfer.cursors"), "0");
+    run
 }
 
 #[test]
@@ -390,24 +397,7 @@ fn gbk_in_sql_ascii_lands_as_utf8() {
 
 #[test]
 fn invalid_gbk_fails_the_window_naming_the_row() {
-    let env = TestEnv::new("invalid_gbk_fails");
-    let db = AsciiDb::new(&env);
-    db.psql(GBK_DDL);
-    env.dst_psql(GBK_DDL);
-    // Row 3 of the first window holds a cut GBK character (lead byte d6, then a space).
-    insert_gbk(&db, &[(1, Some("d6d0")), (2, Some("cec4")), (3, Some("41d6d0d620")), (4, Some("d6d0"))], 0);
-    gbk_config(&env, &db, r#"source_encoding = "gbk""#);
-
-    let run = env.run(&["run"]);
-    run.assert_code(1);
-    let error = env.dst_psql("SELECT status || ': ' || error FROM gptransfer.history ORDER BY id LIMIT 1");
-    assert!(error.starts_with("failed: "), "{error}");
-    assert!(error.contains("row 3 of the window"), "{error}");
-    assert!(error.contains("column \"name\""), "{error}");
-    assert!(error.contains("not valid GBK"), "{error}");
-    assert!(error.contains("33 09"), "the row's first bytes in hex: {error}");
-    assert_eq!(env.dst_psql("SELECT count(*) FROM gbk_t"), "0");
-    assert_eq!(env.dst_psql("SELECT count(*) FROM gptransfer.cursors"), "0");
+    let run = bad_gbk_fails_naming_the_row("invalid_gbk_fails", "", "33 09");
     cli_snapshot!(run);
 }
 

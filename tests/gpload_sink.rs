@@ -13,9 +13,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
-use support::{Pg, TestEnv};
-
-const COLUMNS: &[&str] = &["id", "evt_ts", "glass", "qty", "payload"];
+use support::TestEnv;
 
 /// `glass` is varchar on the target: the engine moves COPY text, which gpload reads.
 const TARGET_SQL: &str = r#"
@@ -56,18 +54,6 @@ fn setup(env: &TestEnv) {
     env.dst_psql(TARGET_SQL);
 }
 
-/// `count md5` of the table's rows in id order, every column as quoted text.
-fn digest(pg: &Pg, db: &str) -> String {
-    let row = COLUMNS.iter().map(|c| format!("quote_nullable({c}::text)")).collect::<Vec<_>>().join(", ");
-    pg.psql(
-        db,
-        &format!(
-            "SELECT count(*) || ' ' || coalesce(md5(string_agg(concat_ws('|', {row}), E'\\n' ORDER BY id)), '-') \
-             FROM eda.defects"
-        ),
-    )
-}
-
 fn duplicate_keys(env: &TestEnv) -> String {
     env.dst_psql("SELECT count(*) FROM (SELECT id FROM eda.defects GROUP BY id HAVING count(*) > 1) d")
 }
@@ -89,11 +75,11 @@ fn merge_lands_byte_exact_and_a_rerun_updates_changed_rows() {
     );
     fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).unwrap();
     write_config(&env, "merge", ", keep_files = true", wrapper.to_str().unwrap());
-    let source = digest(env.src, &env.db);
+    let source = support::defects_digest(env.src, &env.db);
     assert!(source.starts_with("600 "), "{source}");
 
     env.run(&["run"]).assert_success();
-    assert_eq!(digest(env.dst, &env.db), source);
+    assert_eq!(support::defects_digest(env.dst, &env.db), source);
     assert_eq!(
         env.dst_psql("SELECT count(*), sum(rows_written) FROM gptransfer.history WHERE status = 'succeeded'"),
         "2|600"
@@ -124,11 +110,11 @@ fn merge_lands_byte_exact_and_a_rerun_updates_changed_rows() {
 
     // Changed source rows are updated, not duplicated.
     env.src_psql("UPDATE eda.defects SET glass = 'changed ' || id, qty = qty + 1 WHERE id % 5 = 0");
-    let changed = digest(env.src, &env.db);
+    let changed = support::defects_digest(env.src, &env.db);
     assert_ne!(changed, source);
     env.dst_psql("DELETE FROM gptransfer.cursors");
     env.run(&["run"]).assert_success();
-    assert_eq!(digest(env.dst, &env.db), changed);
+    assert_eq!(support::defects_digest(env.dst, &env.db), changed);
     assert_eq!(duplicate_keys(&env), "0");
     assert_eq!(
         env.dst_psql("SELECT count(*), sum(rows_written) FROM gptransfer.history WHERE status = 'succeeded'"),
@@ -153,9 +139,9 @@ fn replace_window_delete_shares_the_gpload_transaction() {
     setup(&env);
     let program = standin();
     write_config(&env, "replace", "", program.to_str().unwrap());
-    let before = digest(env.src, &env.db);
+    let before = support::defects_digest(env.src, &env.db);
     env.run(&["run"]).assert_success();
-    assert_eq!(digest(env.dst, &env.db), before);
+    assert_eq!(support::defects_digest(env.dst, &env.db), before);
 
     // The source changes, and this time gpload fails after its BEFORE delete and the insert.
     env.src_psql("UPDATE eda.defects SET glass = 'changed' WHERE id <= 10");
@@ -166,11 +152,11 @@ fn replace_window_delete_shares_the_gpload_transaction() {
     out.assert_code(1);
     assert!(out.stderr.contains("gpload failed (exit 2): error when connecting to gpfdist"), "{}", out.render());
     // The window's old rows are all still there: the delete was rolled back with the load.
-    assert_eq!(digest(env.dst, &env.db), before);
+    assert_eq!(support::defects_digest(env.dst, &env.db), before);
 
     // Without the failure, the re-run replaces the windows.
     env.run(&["run"]).assert_success();
-    assert_eq!(digest(env.dst, &env.db), digest(env.src, &env.db));
+    assert_eq!(support::defects_digest(env.dst, &env.db), support::defects_digest(env.src, &env.db));
     assert_eq!(duplicate_keys(&env), "0");
 }
 
@@ -324,12 +310,12 @@ fn gpload_runs_over_ssh_on_the_etl_host() {
         env.write_config(&text);
     };
     config_with(wrapper.to_str().unwrap());
-    let source = digest(env.src, &env.db);
+    let source = support::defects_digest(env.src, &env.db);
 
     let out = env.run(&["config", "check"]);
     out.assert_success();
     env.run(&["run"]).assert_success();
-    assert_eq!(digest(env.dst, &env.db), source);
+    assert_eq!(support::defects_digest(env.dst, &env.db), source);
     assert_eq!(duplicate_keys(&env), "0");
     assert_eq!(
         env.dst_psql("SELECT count(*), sum(rows_written) FROM gptransfer.history WHERE status = 'succeeded'"),
@@ -363,7 +349,7 @@ fn gpload_runs_over_ssh_on_the_etl_host() {
     env.src_psql("UPDATE eda.defects SET glass = 'changed ' || id WHERE id % 5 = 0");
     env.dst_psql("DELETE FROM gptransfer.cursors");
     env.run(&["run"]).assert_success();
-    assert_eq!(digest(env.dst, &env.db), digest(env.src, &env.db));
+    assert_eq!(support::defects_digest(env.dst, &env.db), support::defects_digest(env.src, &env.db));
     assert_eq!(duplicate_keys(&env), "0");
 
     // The program exists but what it runs does not: the remote shell exits 127.
@@ -436,7 +422,7 @@ preset = {{ name = "gp4-legacy", root = "{{TEMP_DIR}}/mount", gpload = "{}" }}
     assert!(plan.stdout.contains("gp4 > shared-mount > gpload"), "{}", plan.render());
     env.run(&["config", "check"]).assert_success();
     env.run(&["run"]).assert_success();
-    assert_eq!(digest(env.dst, &env.db), digest(env.src, &env.db));
+    assert_eq!(support::defects_digest(env.dst, &env.db), support::defects_digest(env.src, &env.db));
     assert_eq!(
         env.dst_psql(
             "SELECT count(*), sum(rows_written), bool_and(chain = 'gp4 > shared-mount > gpload (csv)') \
@@ -448,7 +434,7 @@ preset = {{ name = "gp4-legacy", root = "{{TEMP_DIR}}/mount", gpload = "{}" }}
     env.src_psql("UPDATE eda.defects SET glass = 'changed ' || id WHERE id % 3 = 0");
     env.dst_psql("DELETE FROM gptransfer.cursors");
     env.run(&["run"]).assert_success();
-    assert_eq!(digest(env.dst, &env.db), digest(env.src, &env.db));
+    assert_eq!(support::defects_digest(env.dst, &env.db), support::defects_digest(env.src, &env.db));
     assert_eq!(duplicate_keys(&env), "0");
 }
 
@@ -511,7 +497,12 @@ sink = {{ plugin = "gpload", gpload = "{program}", work_dir = "{{TEMP_DIR}}/gplo
     env.run(&["config", "check"]).assert_success();
     let out = env.run(&["run"]);
     out.assert_success();
-    assert_eq!(digest(env.dst, &env.db), digest(env.src, &env.db), "{}", out.render());
+    assert_eq!(
+        support::defects_digest(env.dst, &env.db),
+        support::defects_digest(env.src, &env.db),
+        "{}",
+        out.render()
+    );
     assert_eq!(
         env.dst_psql(
             "SELECT count(*), sum(rows_written), bool_and(chain = 'gp4 > shared-mount > gpload (csv)') \
@@ -548,6 +539,6 @@ sink = {{ plugin = "gpload", gpload = "{program}", work_dir = "{{TEMP_DIR}}/gplo
     env.src_psql("UPDATE eda.defects SET glass = 'changed ' || id WHERE id % 4 = 0");
     env.dst_psql("DELETE FROM gptransfer.cursors");
     env.run(&["run"]).assert_success();
-    assert_eq!(digest(env.dst, &env.db), digest(env.src, &env.db));
+    assert_eq!(support::defects_digest(env.dst, &env.db), support::defects_digest(env.src, &env.db));
     assert_eq!(duplicate_keys(&env), "0");
 }

@@ -7,12 +7,12 @@
 mod support;
 
 use std::fs;
-use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use support::{Pg, TestEnv};
+use support::files::{csv_rows, gunzip, names_in};
+use support::TestEnv;
 
 const WINDOWS: [&str; 2] = ["20240310000000^20240310030000", "20240310030000^20240310060000"];
 const COLUMNS: &[&str] = &["id", "evt_ts", "glass", "qty", "payload"];
@@ -64,35 +64,8 @@ condition_column = "evt_ts"
     ));
 }
 
-/// `count md5` of the table's rows in id order, every column as quoted text.
-fn digest(pg: &Pg, db: &str) -> String {
-    let row = COLUMNS.iter().map(|c| format!("quote_nullable({c}::text)")).collect::<Vec<_>>().join(", ");
-    pg.psql(
-        db,
-        &format!(
-            "SELECT count(*) || ' ' || coalesce(md5(string_agg(concat_ws('|', {row}), E'\\n' ORDER BY id)), '-') \
-             FROM eda.defects"
-        ),
-    )
-}
-
 fn window_dir(env: &TestEnv, mount: &Path, window: &str) -> PathBuf {
     mount.join(format!("{}^eda^defects^{window}", env.db))
-}
-
-fn names_in(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> =
-        fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
-    names.sort();
-    names
-}
-
-fn gunzip(path: &Path) -> Vec<u8> {
-    let mut out = Vec::new();
-    flate2::read::GzDecoder::new(fs::File::open(path).unwrap())
-        .read_to_end(&mut out)
-        .unwrap_or_else(|e| panic!("{} does not decode as gzip: {e}", path.display()));
-    out
 }
 
 /// Rows of a state table, 0 when the state schema was never created.
@@ -108,11 +81,11 @@ fn windows_land_byte_exact_through_gzip_files_and_manifest() {
     let env = TestEnv::new("shared_mount_byte_exact");
     let mount = setup_with(&env, TARGET_SQL_TEXT);
     write_config(&env, ", keep_files = true, split_bytes = 65536, compression = 1");
-    let source = digest(env.src, &env.db);
+    let source = support::defects_digest(env.src, &env.db);
     assert!(source.starts_with("6000 "), "{source}");
 
     env.run(&["run"]).assert_success();
-    assert_eq!(digest(env.dst, &env.db), source);
+    assert_eq!(support::defects_digest(env.dst, &env.db), source);
     assert_eq!(
         env.dst_psql("SELECT count(*), sum(rows_written) FROM gptransfer.history WHERE status = 'succeeded'"),
         "2|6000"
@@ -179,10 +152,10 @@ fn files_are_removed_after_load_and_a_rerun_is_harmless() {
     let env = TestEnv::new("shared_mount_rerun");
     let mount = setup(&env);
     write_config(&env, "");
-    let source = digest(env.src, &env.db);
+    let source = support::defects_digest(env.src, &env.db);
 
     env.run(&["run"]).assert_success();
-    assert_eq!(digest(env.dst, &env.db), source);
+    assert_eq!(support::defects_digest(env.dst, &env.db), source);
     assert_eq!(env.dst_psql("SELECT DISTINCT chain FROM gptransfer.history"), "copy > shared-mount > copy (csv)");
     assert_eq!(names_in(&mount), Vec::<String>::new(), "keep_files = false leaves no window directory");
 
@@ -195,7 +168,7 @@ fn files_are_removed_after_load_and_a_rerun_is_harmless() {
     // Forget the cursor: the same windows run again.
     env.dst_psql("DELETE FROM gptransfer.cursors");
     env.run(&["run"]).assert_success();
-    assert_eq!(digest(env.dst, &env.db), source);
+    assert_eq!(support::defects_digest(env.dst, &env.db), source);
     assert_eq!(
         env.dst_psql("SELECT count(*) FROM (SELECT id FROM eda.defects GROUP BY id HAVING count(*) > 1) d"),
         "0"
@@ -300,19 +273,4 @@ fn mount_the_sink_uid_cannot_read_is_refused() {
     let check = env.run(&["config", "check"]);
     check.assert_code(2);
     assert!(check.stderr.contains("not readable (rx) by uid 4242 (gid 4242)"), "{}", check.render());
-}
-
-/// Rows of COPY CSV: newlines outside quotes (a doubled quote toggles twice).
-fn csv_rows(bytes: &[u8]) -> u64 {
-    let mut quoted = false;
-    let mut rows = 0;
-    for &b in bytes {
-        if b == b'"' {
-            quoted = !quoted;
-        } else if b == b'\n' && !quoted {
-            rows += 1;
-        }
-    }
-    assert!(!quoted, "the bytes end inside a quoted field");
-    rows
 }

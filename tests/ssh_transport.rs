@@ -9,13 +9,13 @@
 mod support;
 
 use std::fs;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use gptransfer_plugin_ssh::{connect, explain_exit, SshConfig};
+use support::files::{csv_rows, gunzip, names_in};
 use support::sshd::Sshd;
-use support::{CmdOutput, Pg, TestEnv};
+use support::{CmdOutput, TestEnv};
 
 const WINDOWS: [&str; 2] = ["20240310000000^20240310030000", "20240310030000^20240310060000"];
 const COLUMNS: &[&str] = &["id", "evt_ts", "glass", "qty", "payload"];
@@ -61,33 +61,6 @@ condition_column = "evt_ts"
     ));
 }
 
-/// `count md5` of the table's rows in id order, every column as quoted text.
-fn digest(pg: &Pg, db: &str) -> String {
-    let row = COLUMNS.iter().map(|c| format!("quote_nullable({c}::text)")).collect::<Vec<_>>().join(", ");
-    pg.psql(
-        db,
-        &format!(
-            "SELECT count(*) || ' ' || coalesce(md5(string_agg(concat_ws('|', {row}), E'\\n' ORDER BY id)), '-') \
-             FROM eda.defects"
-        ),
-    )
-}
-
-fn names_in(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> =
-        fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
-    names.sort();
-    names
-}
-
-fn gunzip(path: &Path) -> Vec<u8> {
-    let mut out = Vec::new();
-    flate2::read::GzDecoder::new(fs::File::open(path).unwrap())
-        .read_to_end(&mut out)
-        .unwrap_or_else(|e| panic!("{} does not decode as gzip: {e}", path.display()));
-    out
-}
-
 /// Nothing loaded, no cursor, no remote files.
 fn assert_nothing_moved(env: &TestEnv, remote: &Path) {
     assert_eq!(env.dst_psql("SELECT count(*) FROM eda.defects"), "0", "rows were loaded");
@@ -113,12 +86,12 @@ fn a_table_lands_byte_exact_through_sftp_files_and_the_copy_sink() {
     let remote = setup(&env);
     sshd.write_known_hosts(&env.dir().join("known_hosts"));
     write_config(&env, &sshd, &sshd.client_key, ", keep_files = true, compression = 1");
-    let source = digest(env.src, &env.db);
+    let source = support::defects_digest(env.src, &env.db);
     assert!(source.starts_with("6000 "), "{source}");
 
     let out = env.run(&["run"]);
     assert_eq!(out.code, 0, "{}\nsshd log:\n{}", out.render(), sshd.log());
-    assert_eq!(digest(env.dst, &env.db), source);
+    assert_eq!(support::defects_digest(env.dst, &env.db), source);
     assert_eq!(env.dst_psql("SELECT DISTINCT chain FROM gptransfer.history"), "copy > ssh > copy (csv)");
     assert_eq!(
         env.dst_psql("SELECT count(*), sum(rows_written) FROM gptransfer.history WHERE status = 'succeeded'"),
@@ -156,7 +129,7 @@ fn a_table_lands_byte_exact_through_sftp_files_and_the_copy_sink() {
     env.dst_psql("DELETE FROM gptransfer.cursors");
     let out = env.run(&["run"]);
     assert_eq!(out.code, 0, "{}\nsshd log:\n{}", out.render(), sshd.log());
-    assert_eq!(digest(env.dst, &env.db), source);
+    assert_eq!(support::defects_digest(env.dst, &env.db), source);
     assert_eq!(
         env.dst_psql("SELECT count(*) FROM (SELECT id FROM eda.defects GROUP BY id HAVING count(*) > 1) d"),
         "0"
@@ -324,7 +297,7 @@ fn without_a_key_file_ssh_agent_logs_in() {
     with_agent(&["config", "check"]).assert_success();
     let out = with_agent(&["run"]);
     assert_eq!(out.code, 0, "{}\nsshd log:\n{}", out.render(), sshd.log());
-    assert_eq!(digest(env.dst, &env.db), digest(env.src, &env.db));
+    assert_eq!(support::defects_digest(env.dst, &env.db), support::defects_digest(env.src, &env.db));
     assert_eq!(
         env.dst_psql("SELECT count(*), sum(rows_written) FROM gptransfer.history WHERE status = 'succeeded'"),
         "2|6000"
@@ -444,19 +417,4 @@ fn a_missing_remote_root_is_refused_before_any_data_moves() {
     assert!(out.stderr.contains(&format!("root {} cannot be used", remote.display())), "{}", out.render());
     assert_eq!(env.dst_psql("SELECT count(*) FROM eda.defects"), "0", "rows were loaded");
     assert!(!remote.exists());
-}
-
-/// Rows of COPY CSV: newlines outside quotes (a doubled quote toggles twice).
-fn csv_rows(bytes: &[u8]) -> u64 {
-    let mut quoted = false;
-    let mut rows = 0;
-    for &b in bytes {
-        if b == b'"' {
-            quoted = !quoted;
-        } else if b == b'\n' && !quoted {
-            rows += 1;
-        }
-    }
-    assert!(!quoted, "the bytes end inside a quoted field");
-    rows
 }

@@ -31,6 +31,7 @@
 #![allow(dead_code)] // not every test file uses every helper
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is how a test helper reports
 
+pub mod files;
 pub mod sshd;
 
 use std::collections::hash_map::RandomState;
@@ -853,6 +854,23 @@ fn random_u64() -> u64 {
     let mut hasher = RandomState::new().build_hasher();
     hasher.write_u32(std::process::id());
     hasher.finish()
+}
+
+/// `count md5` of `eda.defects` (the [`defects_source_sql`] table) in id order, every column
+/// as quoted text: equal on both sides when a transfer was byte-exact.
+pub fn defects_digest(pg: &Pg, db: &str) -> String {
+    let row = ["id", "evt_ts", "glass", "qty", "payload"]
+        .iter()
+        .map(|c| format!("quote_nullable({c}::text)"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    pg.psql(
+        db,
+        &format!(
+            "SELECT count(*) || ' ' || coalesce(md5(string_agg(concat_ws('|', {row}), E'\\n' ORDER BY id)), '-') \
+             FROM eda.defects"
+        ),
+    )
 }
 
 /// The `eda.defects` source table shared by the transport and sink tests: `rows` rows from

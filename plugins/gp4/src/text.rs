@@ -313,7 +313,14 @@ mod tests {
     use super::*;
 
     fn all(enc: SourceEncoding, input: &[u8], chunk: usize) -> (Vec<u8>, Vec<BadRow>) {
-        let mut t = Transcoder::new(enc);
+        run(Transcoder::new(enc), input, chunk)
+    }
+
+    fn all_csv(enc: SourceEncoding, input: &[u8], chunk: usize) -> (Vec<u8>, Vec<BadRow>) {
+        run(Transcoder::csv(enc), input, chunk)
+    }
+
+    fn run(mut t: Transcoder, input: &[u8], chunk: usize) -> (Vec<u8>, Vec<BadRow>) {
         let mut out = Vec::new();
         let mut bad = Vec::new();
         for c in input.chunks(chunk) {
@@ -337,19 +344,6 @@ mod tests {
             assert!(bad.is_empty(), "{bad:?}");
             assert_eq!(String::from_utf8(out).unwrap(), want, "chunk {size}");
         }
-    }
-
-    fn all_csv(enc: SourceEncoding, input: &[u8], chunk: usize) -> (Vec<u8>, Vec<BadRow>) {
-        let mut t = Transcoder::csv(enc);
-        let mut out = Vec::new();
-        let mut bad = Vec::new();
-        for c in input.chunks(chunk) {
-            let r = t.push(c);
-            out.extend_from_slice(&r.bytes);
-            bad.extend(r.bad);
-        }
-        assert!(t.leftover().is_empty());
-        (out, bad)
     }
 
     #[test]
