@@ -231,3 +231,24 @@ pub trait SinkWindow: Send {
     /// Rolls the window back.
     async fn abort(self: Box<Self>);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{negotiate_format, CopyFormat::*};
+
+    #[test]
+    fn the_transport_preference_wins_within_what_both_ends_take() {
+        // stream + copy → binary when the columns allow, else text.
+        assert_eq!(
+            negotiate_format(&[Text, Csv, Binary], &[Binary, Text, Csv], &[Text, Csv, Binary], true),
+            Ok(Binary)
+        );
+        assert_eq!(negotiate_format(&[Text, Csv, Binary], &[Binary, Text, Csv], &[Text, Csv, Binary], false), Ok(Text));
+        // shared-mount prefers CSV; a copy sink in merge mode takes text only.
+        assert_eq!(negotiate_format(&[Text, Csv, Binary], &[Csv, Text, Binary], &[Text], true), Ok(Text));
+        // gpload takes CSV whatever the transport.
+        assert_eq!(negotiate_format(&[Text, Csv], &[Binary, Text, Csv], &[Csv], true), Ok(Csv));
+        let e = negotiate_format(&[Text], &[Binary, Text, Csv], &[Csv], true).unwrap_err();
+        assert!(e.contains("source produces text") && e.contains("sink loads csv"), "{e}");
+    }
+}
