@@ -6,9 +6,10 @@
 #               generated day as ONE window by default), against
 #   reladiff    reladiff (installed from PyPI into a venv), hashdiff across the two databases
 #               (checksums in each database, bisecting on id), comparing every column, and
-#   copy        copying the table: psql -c "\copy t to stdout" | psql -c "\copy t from stdin"
-#               into the empty target table (primary key and index in place), which is also
-#               how the target is filled before it is damaged.
+#   copy        copying the table: psql -c "\copy t to stdout" | psql -c "\copy t_copy from stdin"
+#               into an empty table of the same definition on the target cluster (primary key
+#               and index in place; `t` itself is filled the same way, once, before it is
+#               damaged).
 # Prints seconds and the differing keys each tool found, the ratios gptransfer/reladiff
 # (target < 1) and gptransfer/copy (target < 0.5), and whether both tools name exactly the
 # same keys (and the 6 that were damaged). Exits 1 when they do not.
@@ -18,7 +19,11 @@
 #
 # Both tools talk to both clusters over TCP with password authentication, as role gpt. After one
 # uncounted warm-up round (it also creates gptransfer's state schema, where compare writes its
-# alarms), the tools run RUNS times each, alternating which goes first; medians are reported.
+# alarms), the three run RUNS rounds, each round all three one after the other in a rotating
+# order, so that the copy and the compares see the same load on a shared machine (copies first,
+# compares later made the ratio depend on how busy the machine was in each phase); medians are
+# reported. Every copy is followed by an untimed CHECKPOINT, so no tool pays for another's
+# dirty buffers.
 #
 # Environment (all optional):
 #   ROWS=1000000        rows generated on the source (ids 1..ROWS over one day)
@@ -52,6 +57,8 @@ db=bench
 day="2024-01-01"
 next_day="2024-01-02"
 table=eda.bench_compare
+# The measured copies go here (same definition), so they can alternate with the compares.
+copy_dest=eda.bench_compare_copy
 state_schema=gptransfer_bench_compare
 config=$bench_dir/bench-compare.toml
 bin=${GPTRANSFER_BIN:-${CARGO_TARGET_DIR:-$root/target}/release/gptransfer}
@@ -154,7 +161,7 @@ copy_table() {
   PGPASSWORD=$GPT_SRC_PASSWORD "$PSQL" "$SRC_URL" -X -q -v ON_ERROR_STOP=1 \
     -c "\\copy $TABLE to stdout" |
     PGPASSWORD=$GPT_DST_PASSWORD "$PSQL" "$DST_URL" -X -q -v ON_ERROR_STOP=1 \
-      -c "\\copy $TABLE from stdin"
+      -c "\\copy ${COPY_TO:-$TABLE} from stdin"
 }
 
 write_config() {
@@ -252,8 +259,8 @@ measure() {
   local cmd start_ns end_ns rc=0 expected_rc=0
   case "$tool" in
     copy)
-      dst_sql -c "TRUNCATE $table" -c "CHECKPOINT"
-      cmd=(bash -c copy_table)
+      dst_sql -c "TRUNCATE $copy_dest" -c "CHECKPOINT"
+      cmd=(env COPY_TO="$copy_dest" bash -c copy_table)
       ;;
     gptransfer)
       # Exit 3: differences found, which is what this benchmark expects.
@@ -280,8 +287,9 @@ measure() {
   case "$tool" in
     copy)
       local got
-      got=$(dst_sql -At -c "SELECT count(*) FROM $table")
+      got=$(dst_sql -At -c "SELECT count(*) FROM $copy_dest")
       [ "$got" = "$rows" ] || die "the copy left $got rows on the target, expected $rows"
+      dst_sql -c "CHECKPOINT"
       : >"$keys"
       ;;
     gptransfer) gptransfer_keys "$out" >"$keys" || die "cannot read gptransfer's report $out" ;;
@@ -361,12 +369,12 @@ dst_sql -f scripts/sql/bench-compare-table.sql -f scripts/sql/bench-compare-inde
 echo "generated in $(seconds_between "$gen_start" "$(date +%s%N)") s: $rows rows," \
   "source table $(src_sql -At -c "SELECT pg_size_pretty(pg_total_relation_size('$table'))")"
 
-section "copy the table to the target ($runs runs; the last one stays)"
-if [ "$warmup" = 1 ]; then measure copy 0; fi
-for run in $(seq 1 "$runs"); do
-  measure copy "$run"
-done
+section "fill the target table the same way (untimed)"
+fill_start=$(date +%s%N)
+env COPY_TO="$table" bash -c copy_table
 dst_sql -c "VACUUM (FREEZE, ANALYZE) $table" -c "CHECKPOINT"
+echo "filled $table in $(seconds_between "$fill_start" "$(date +%s%N)") s"
+dst_sql -c "CREATE TABLE $copy_dest (LIKE $table INCLUDING ALL)"
 
 section "damage the target: 3 deleted, 2 changed, 1 inserted"
 dst_sql -At -v rows="$rows" -f scripts/sql/bench-compare-damage.sql >"$bench_dir/expected.keys"
@@ -375,13 +383,16 @@ src_sql -c "CHECKPOINT"
 echo "damaged ids: $(paste -sd ' ' "$bench_dir/expected.keys")"
 [ "$(grep -c . "$bench_dir/expected.keys")" = 6 ] || die "the damage script did not name 6 ids"
 
-section "compare ($runs runs of each tool, alternating which goes first)"
+section "copy and compare ($runs rounds of the three, in a rotating order)"
 if [ "$warmup" = 1 ]; then
+  measure copy 0
   measure gptransfer 0
   measure reladiff 0
 fi
+tools=(copy gptransfer reladiff)
 for run in $(seq 1 "$runs"); do
-  if [ $((run % 2)) = 1 ]; then order=(gptransfer reladiff); else order=(reladiff gptransfer); fi
+  order=()
+  for i in 0 1 2; do order+=("${tools[$(((run - 1 + i) % 3))]}"); done
   for tool in "${order[@]}"; do
     measure "$tool" "$run"
   done

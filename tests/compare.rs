@@ -1042,3 +1042,84 @@ key = ["id"]
     check.assert_code(3);
     assert_eq!(check.stdout.trim_end(), "ABNORMAL 6 differences in public.shown");
 }
+
+/// The canonical timestamp text is the ISO output with its trailing zeros trimmed (the
+/// versions differ only in how many zeros they keep after a fraction). Values whose text only
+/// differs in zeros at the end must still hash apart: 10 s against 1 s, a whole second against
+/// a microsecond past it, one fraction digit against another, in timestamp and timestamptz
+/// columns and in a BC timestamp.
+#[test]
+fn timestamps_differing_only_in_trailing_zeros_are_compared() {
+    let env = TestEnv::new("timestamp_trailing_zeros");
+    let sql = "CREATE TABLE zeros (id int PRIMARY KEY, ts timestamp NOT NULL, t2 timestamp, tz timestamptz);
+               INSERT INTO zeros VALUES (1, '2024-01-01 01:00', '2024-01-01 10:00:10', '2024-01-01 10:00:10+00'),
+                                        (2, '2024-01-01 01:01', '2024-01-01 10:00:00', '2024-01-01 10:00:00+00'),
+                                        (3, '2024-01-01 01:02', '2024-01-01 10:00:00.5', '2024-01-01 10:00:00.5+00'),
+                                        (4, '2024-01-01 01:03', '0044-03-15 10:00:00.5 BC', NULL);";
+    env.src_psql(sql);
+    env.dst_psql(sql);
+    write_config(
+        &env,
+        r#"
+[jobs.j]
+from = "src"
+to = "dst"
+start = "2024-01-01 00:00:00"
+duration = "1d"
+
+[[jobs.j.tables]]
+table = "zeros"
+condition_column = "ts"
+key = ["id"]
+"#,
+    );
+    let range = ["--to", "2024-01-02 00:00:00"];
+    compare_json(&env, &range).0.assert_success();
+
+    // Each change alone on the target, undone after: (change, undo, key).
+    let changes: &[(&str, &str, &str)] = &[
+        (
+            "UPDATE zeros SET t2 = '2024-01-01 10:00:01' WHERE id = 1",
+            "UPDATE zeros SET t2 = '2024-01-01 10:00:10' WHERE id = 1",
+            "id=1",
+        ),
+        (
+            "UPDATE zeros SET tz = '2024-01-01 10:00:01+00' WHERE id = 1",
+            "UPDATE zeros SET tz = '2024-01-01 10:00:10+00' WHERE id = 1",
+            "id=1",
+        ),
+        (
+            "UPDATE zeros SET t2 = '2024-01-01 10:00:00.000001' WHERE id = 2",
+            "UPDATE zeros SET t2 = '2024-01-01 10:00:00' WHERE id = 2",
+            "id=2",
+        ),
+        (
+            "UPDATE zeros SET t2 = '2024-01-01 10:00:00.05' WHERE id = 3",
+            "UPDATE zeros SET t2 = '2024-01-01 10:00:00.5' WHERE id = 3",
+            "id=3",
+        ),
+        (
+            "UPDATE zeros SET tz = '2024-01-01 10:00:00.05+00' WHERE id = 3",
+            "UPDATE zeros SET tz = '2024-01-01 10:00:00.5+00' WHERE id = 3",
+            "id=3",
+        ),
+        (
+            "UPDATE zeros SET t2 = '0044-03-15 10:00:00.05 BC' WHERE id = 4",
+            "UPDATE zeros SET t2 = '0044-03-15 10:00:00.5 BC' WHERE id = 4",
+            "id=4",
+        ),
+        (
+            "UPDATE zeros SET t2 = '0044-03-15 10:00:00.5' WHERE id = 4",
+            "UPDATE zeros SET t2 = '0044-03-15 10:00:00.5 BC' WHERE id = 4",
+            "id=4",
+        ),
+    ];
+    for (change, undo, key) in changes {
+        env.dst_psql(change);
+        let (out, value) = compare_json(&env, &range);
+        assert_eq!(out.code, 3, "{change}: not found\n{}", out.render());
+        assert_eq!(differences(&value), set(&[("changed", key)]), "{change}");
+        env.dst_psql(undo);
+    }
+    compare_json(&env, &range).0.assert_success();
+}

@@ -1,43 +1,119 @@
 //! The canonical text of a row for compare: byte-identical for equal data on GP4 (8.2), GP6
-//! (9.4), GP7 and PostgreSQL 12+, whatever the session's DateStyle, TimeZone,
+//! (9.4), GP7 and PostgreSQL 12+, whatever the server's or database's DateStyle, TimeZone,
 //! extra_float_digits or bytea_output. Only functions that exist on 8.2 are used.
+//!
+//! The session runs with `DateStyle = 'ISO, MDY'` ([`SESSION_SETUP`], also set by every
+//! connection, see `dialect::sql::session_setup`); nothing else of the session matters:
+//! - floats are their IEEE bits (`float8send`), because float text output changed in
+//!   PostgreSQL 12 (shortest round-trip digits) and depends on extra_float_digits;
+//! - bytea is `encode(…, 'hex')`, independent of bytea_output (8.x knows only `escape`);
+//! - timestamptz is first turned into UTC wall time with `AT TIME ZONE 'UTC'`, so the session
+//!   and server TimeZone do not matter;
+//! - date and timestamp use the type's own ISO output, which is cheap (a third of `to_char`),
+//!   with the differences between versions removed, see [`text_expr`].
+//!
+//! The row text is the fields joined by `|`. Fields of types whose text has a fixed form
+//! (numbers, hex, date/time, booleans) never contain `|` and are never `N`, which marks
+//! NULL. Every other field (text, varchar, …) is `<octet length>:<text>`, so no value can
+//! imitate a separator or a NULL.
 
 use super::quote_ident;
 
-/// The SQL expression rendering one column as text, never NULL.
-///
-/// Each field is `N` for NULL or `<length>:<text>`, so no value can imitate a separator
-/// or a NULL, and the fields are simply concatenated.
-pub fn field(column: &str, type_name: &str) -> String {
-    wrap(&text_expr(column, type_name))
+/// What the comparator runs before its queries (cheap, and idempotent). The ISO output of
+/// date and timestamp is the only session-dependent text the canonical form relies on.
+pub const SESSION_SETUP: &str = "SET DateStyle = 'ISO, MDY'";
+
+/// Types whose canonical text never contains `|` and is never exactly `N`: they need no
+/// length prefix.
+fn self_delimiting(type_name: &str) -> bool {
+    matches!(
+        type_name,
+        "float8"
+            | "float4"
+            | "timestamp"
+            | "timestamptz"
+            | "date"
+            | "bool"
+            | "bytea"
+            | "numeric"
+            | "int2"
+            | "int4"
+            | "int8"
+            | "oid"
+    )
 }
 
-/// `N` for NULL, else `<length>:<text>`. Pass a column of a subquery that already holds the
-/// text, so the conversion is not evaluated twice.
-pub fn wrap(text: &str) -> String {
-    format!("CASE WHEN {text} IS NULL THEN 'N' ELSE length({text})::text || ':' || {text} END")
+/// The SQL expression rendering one column as its field of the row text, never NULL.
+///
+/// `N` for NULL; else the canonical text, behind `<octet length>:` for free-form types.
+pub fn field(column: &str, type_name: &str) -> String {
+    let text = text_expr(column, type_name);
+    if self_delimiting(type_name) {
+        format!("coalesce({text}, 'N')")
+    } else {
+        // For text and varchar `text` is the column itself: nothing is converted twice.
+        format!("coalesce(octet_length({text})::text || ':' || {text}, 'N')")
+    }
 }
 
 /// The value's canonical text (NULL stays NULL).
+///
+/// Dates and timestamps, with `DateStyle = 'ISO'`:
+/// - `date` output is `YYYY-MM-DD`, `YYYY-MM-DD BC`, `infinity` or `-infinity` on every version
+///   from 8.2 (which has no infinite dates) to 17 (`EncodeDateOnly`, ISO branch, unchanged).
+/// - `timestamp` output is `YYYY-MM-DD HH:MM:SS` plus `.` and the microseconds when they are
+///   not 0, plus ` BC` before year 1. The fraction is where versions differ: 8.x trims
+///   trailing zeros but keeps at least two digits (`…:05.50`), newer versions trim them all
+///   (`…:05.5`); float-datetime builds (possible on GP4) print `%09.6f` and trim the same way,
+///   but print no fraction at all before year 1. So from year 1 on the canonical text is the
+///   output with its trailing zeros removed (`rtrim(…, '0')`): every variant gives the same
+///   text, and it is still one-to-one, because seconds always have two digits and a fraction
+///   ends in a non-zero digit (`…:10` → `…:1`, `…:00` → `…:`, `…:05.50` → `…:05.5`).
+///   `infinity` has no trailing zero. Before year 1 (and for `-infinity`, which `to_char`
+///   renders as NULL) the explicit `to_char` form is used, as before.
 pub fn text_expr(column: &str, type_name: &str) -> String {
     let c = quote_ident(column);
     match type_name {
         // The IEEE bits: exact, and free of float formatting, which changed in PostgreSQL 12.
         "float8" => format!("encode(float8send({c}), 'hex')"),
         "float4" => format!("encode(float4send({c}), 'hex')"),
-        // `BC` prints the era (AD/BC); to_char gives NULL for ±infinity, whose plain text
-        // ('infinity', '-infinity') does not depend on DateStyle. 'infinity'::date does not
-        // exist on 8.2, so the fallback is by NULL, not by comparison.
-        "timestamp" => format!("coalesce(to_char({c}, 'YYYY-MM-DD HH24:MI:SS.US BC'), {c}::text)"),
+        "timestamp" => timestamp_text(&c, &format!("{c} >= '0001-01-01 00:00:00'::timestamp")),
         // The instant, in UTC: independent of the session and server TimeZone.
-        "timestamptz" => format!("coalesce(to_char({c} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US BC'), {c}::text)"),
-        "date" => format!("coalesce(to_char({c}, 'YYYY-MM-DD BC'), {c}::text)"),
+        "timestamptz" => timestamp_text(
+            &format!("({c} AT TIME ZONE 'UTC')"),
+            &format!("{c} >= '0001-01-01 00:00:00+00'::timestamptz"),
+        ),
+        "date" => format!("{c}::text"),
         "bool" => format!("CASE WHEN {c} THEN 't' ELSE 'f' END"),
         // Independent of bytea_output (hex on 9.0+, escape on 8.x).
         "bytea" => format!("encode({c}, 'hex')"),
         // Exact decimal text; equal declared scale gives equal text on every version.
         "numeric" | "int2" | "int4" | "int8" | "oid" => format!("{c}::text"),
+        // text and varchar are text already (no conversion at all).
+        "text" | "varchar" => c,
         _ => format!("{c}::text"),
+    }
+}
+
+/// `value` is a timestamp expression; `from_year_1` says it is at least 0001-01-01 (or
+/// +infinity). See [`text_expr`].
+fn timestamp_text(value: &str, from_year_1: &str) -> String {
+    format!(
+        "CASE WHEN {from_year_1} THEN rtrim({value}::text, '0') \
+         ELSE coalesce(to_char({value}, 'YYYY-MM-DD HH24:MI:SS.US BC'), {value}::text) END"
+    )
+}
+
+/// A value's text for reports and alarm keys: explicit and readable (`to_char`), never
+/// hashed, so its cost does not matter (only differing slices are listed).
+fn display_expr(column: &str, type_name: &str) -> String {
+    let c = quote_ident(column);
+    match type_name {
+        "timestamp" => format!("coalesce(to_char({c}, 'YYYY-MM-DD HH24:MI:SS.US BC'), {c}::text)"),
+        "timestamptz" => format!("coalesce(to_char({c} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US BC'), {c}::text)"),
+        "date" => format!("coalesce(to_char({c}, 'YYYY-MM-DD BC'), {c}::text)"),
+        "text" | "varchar" => format!("{c}::text"),
+        _ => text_expr(column, type_name),
     }
 }
 
@@ -47,27 +123,36 @@ pub fn key_text(columns: &[(String, String)]) -> String {
         .iter()
         .map(|(name, ty)| {
             let label = super::quote_literal(&format!("{name}="), false);
-            format!("{label} || coalesce({}, 'NULL')", text_expr(name, ty))
+            format!("{label} || coalesce({}, 'NULL')", display_expr(name, ty))
         })
         .collect::<Vec<_>>()
         .join(" || ', ' || ")
 }
 
-/// The canonical text of a whole row: the fields of `columns` in the given order.
+/// The canonical text of a whole row: the fields of `columns` in the given order, joined
+/// by `|`.
 pub fn row_text(columns: &[(String, String)]) -> String {
     if columns.is_empty() {
         return "''".to_string();
     }
-    columns.iter().map(|(name, ty)| format!("({})", field(name, ty))).collect::<Vec<_>>().join(" || '|' || ")
+    columns.iter().map(|(name, ty)| field(name, ty)).collect::<Vec<_>>().join(" || '|' || ")
 }
 
-/// The two 64-bit halves of the row md5 as bigints, to be summed (order-independent).
-/// `bit(64)::bigint` exists from 8.2 on; the sums are taken as numeric so they cannot overflow.
-pub fn md5_halves(md5_expr: &str) -> (String, String) {
-    (
-        format!("('x' || substr({md5_expr}, 1, 16))::bit(64)::bigint::numeric"),
-        format!("('x' || substr({md5_expr}, 17, 16))::bit(64)::bigint::numeric"),
-    )
+/// The md5 of a row text as `bit(128)`, parsed once; [`md5_halves`] slices it.
+///
+/// Written as `bit_in(textout(…), 0, 128)`, not `(…)::bit(128)`: 8.2 has no cast from text
+/// to bit (casts through the I/O functions came with 8.3), while calling the input function
+/// on the text's cstring works on every version, and costs the same as the cast (which does
+/// exactly that) on PostgreSQL 15.
+pub fn md5_bits(row_text: &str) -> String {
+    format!("bit_in(textout('x' || md5({row_text})), 0, 128)")
+}
+
+/// The two 64-bit halves of an md5 held as `bit(128)` (see [`md5_bits`]), as bigints to be
+/// summed (order-independent). `sum(bigint)` is numeric, so the sums cannot overflow.
+/// `substring` of a bit string and the cast `bit::bigint` exist from 8.2 on.
+pub fn md5_halves(bits: &str) -> (String, String) {
+    (format!("substring({bits} from 1 for 64)::bigint"), format!("substring({bits} from 65 for 64)::bigint"))
 }
 
 #[cfg(test)]
@@ -80,9 +165,18 @@ mod tests {
         assert!(f.contains("float8send"));
         let t = row_text(&[("a".into(), "timestamptz".into()), ("B".into(), "text".into())]);
         assert!(t.contains("AT TIME ZONE 'UTC'"));
-        assert!(t.contains("\"B\"::text"));
-        for banned in ["sha256", "hashtext", "string_agg", "WITH ("] {
+        assert!(t.contains("octet_length(\"B\")::text || ':' || \"B\""));
+        for banned in ["sha256", "hashtext", "string_agg", "WITH (", "concat("] {
             assert!(!t.contains(banned));
         }
+        // No text-to-bit cast: 8.2 has none.
+        assert!(!md5_bits(&t).contains(")::bit("));
+    }
+
+    #[test]
+    fn only_free_form_fields_are_length_prefixed() {
+        assert_eq!(field("n", "int8"), r#"coalesce("n"::text, 'N')"#);
+        assert_eq!(field("v", "varchar"), r#"coalesce(octet_length("v")::text || ':' || "v", 'N')"#);
+        assert!(field("j", "json").starts_with(r#"coalesce(octet_length("j"::text)::text"#));
     }
 }

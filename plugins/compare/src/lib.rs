@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use gptransfer_core::cluster::Session;
 use gptransfer_core::compare::{BucketSummary, Comparator, Grouping, RowHash, Scope, Sums};
+use gptransfer_core::dialect::canonical;
 use gptransfer_core::registry::{parse_options, Factory};
 use gptransfer_core::RoleError;
 
@@ -84,6 +85,12 @@ impl Factory<dyn Comparator> for CountFactory {
     }
 }
 
+/// The session settings the canonical row text relies on (every connection sets them
+/// already; set again so the comparator does not depend on it).
+async fn setup(session: &Session) -> Result<(), RoleError> {
+    session.timed(session.client.batch_execute(canonical::SESSION_SETUP)).await
+}
+
 #[async_trait]
 impl Comparator for SqlComparator {
     fn group_by(&self) -> Option<&str> {
@@ -101,6 +108,7 @@ impl Comparator for SqlComparator {
         grouping: &Grouping,
     ) -> Result<Vec<BucketSummary>, RoleError> {
         let (statement, params) = sql::summary(scope, grouping, self.with_hash);
+        setup(session).await?;
         let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params.iter().map(|p| p as _).collect();
         let rows = session.timed(session.client.query(statement.as_str(), &refs)).await?;
         let mut out = Vec::with_capacity(rows.len());
@@ -121,6 +129,7 @@ impl Comparator for SqlComparator {
 
     async fn rows(&self, session: &Session, scope: &Scope, key: &[String]) -> Result<Vec<RowHash>, RoleError> {
         let (statement, params) = sql::rows(scope, key, self.with_hash);
+        setup(session).await?;
         let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params.iter().map(|p| p as _).collect();
         let rows = session.timed(session.client.query(statement.as_str(), &refs)).await?;
         Ok(rows.iter().map(|r| RowHash { key: r.get(0), hash: r.get(1), count: r.get(2) }).collect())

@@ -1,9 +1,8 @@
 //! The summary and row queries. Valid from 8.2 on: no CTEs, no string_agg, no sha256, no
-//! LATERAL. `OFFSET 0` keeps each subquery from being inlined, so every value is converted
-//! to text once and every row hashed once.
+//! LATERAL. `OFFSET 0` keeps the subquery from being inlined, so every row is hashed once.
 
 use gptransfer_core::compare::{Grouping, Scope};
-use gptransfer_core::dialect::canonical::{key_text, text_expr, wrap};
+use gptransfer_core::dialect::canonical::{key_text, md5_bits, md5_halves, row_text};
 use gptransfer_core::dialect::{quote_ident, sql as dsql};
 
 /// `FROM t WHERE …`, with the group value bound as `$1` when there is one.
@@ -31,6 +30,12 @@ fn from_where(scope: &Scope) -> (String, Vec<String>) {
 }
 
 /// The slice number of a row, from the scope's range start.
+///
+/// `date_part('epoch', interval)` is float8 on every version (`extract` became numeric in
+/// PostgreSQL 14, and costs twice as much there). The float is exact enough: a row's slice must
+/// agree with the key level's exact range predicate, and for a difference of at least a
+/// microsecond from a slice bound `k * step` (whole seconds) the rounding errors stay far
+/// below it while the window spans less than about a century.
 fn slice_expr(scope: &Scope, step_seconds: i64) -> Option<String> {
     let ((col, ty), (start, _)) = (scope.condition.as_ref()?, scope.range?);
     let c = quote_ident(col);
@@ -39,38 +44,35 @@ fn slice_expr(scope: &Scope, step_seconds: i64) -> Option<String> {
         "date" => format!("({c}::timestamp - {})", dsql::bound_literal(start, "timestamp")),
         _ => format!("({c} - {})", dsql::bound_literal(start, ty)),
     };
-    Some(format!("floor(extract(epoch from {diff}) / {step_seconds})::bigint"))
-}
-
-/// The canonical field texts as `f0, f1, …` of an inner select, and the md5 over them.
-fn fields_and_md5(scope: &Scope) -> (String, String) {
-    let fields: Vec<String> =
-        scope.columns.iter().enumerate().map(|(i, (name, ty))| format!("{} AS f{i}", text_expr(name, ty))).collect();
-    let row: Vec<String> = (0..scope.columns.len()).map(|i| format!("({})", wrap(&format!("f{i}")))).collect();
-    let row = if row.is_empty() { "''".to_string() } else { row.join(" || '|' || ") };
-    (fields.join(", "), format!("md5({row})"))
+    Some(format!("floor(date_part('epoch', {diff}) / {step_seconds})::bigint"))
 }
 
 /// Count (and hash sums) per (group, slice) bucket, in one pass.
+///
+/// Each row's canonical text is built inline (every column is read once), hashed once, and
+/// the md5 is parsed once as `bit(128)`, of which the two halves are summed.
 pub fn summary(scope: &Scope, grouping: &Grouping, with_hash: bool) -> (String, Vec<String>) {
     let (from, params) = from_where(scope);
-    let g = match &grouping.group_by {
-        Some(col) => format!("{}::text", quote_ident(col)),
-        None => "NULL::text".into(),
+    let (g, group_key) = match &grouping.group_by {
+        Some(col) => (format!("{}::text", quote_ident(col)), "g, s"),
+        // No group column: grouping by a constant would only cost hashing.
+        None => ("NULL::text".to_string(), "s"),
     };
     let s = grouping.slice_seconds.and_then(|step| slice_expr(scope, step)).unwrap_or_else(|| "NULL::bigint".into());
+    let inner_g = if grouping.group_by.is_some() { format!("{g} AS g, ") } else { String::new() };
+    let outer_g = if grouping.group_by.is_some() { "g".to_string() } else { g };
     let sql = if with_hash {
-        let (fields, md5) = fields_and_md5(scope);
-        let fields = if fields.is_empty() { String::new() } else { format!(", {fields}") };
+        let bits = md5_bits(&row_text(&scope.columns));
+        let (h1, h2) = md5_halves("b");
         format!(
-            "SELECT g, s, count(*)::bigint, \
-             coalesce(sum(('x' || substr(h, 1, 16))::bit(64)::bigint), 0)::text, \
-             coalesce(sum(('x' || substr(h, 17, 16))::bit(64)::bigint), 0)::text \
-             FROM (SELECT g, s, {md5} AS h FROM (SELECT {g} AS g, {s} AS s{fields} {from} OFFSET 0) f OFFSET 0) m \
-             GROUP BY g, s"
+            "SELECT {outer_g}, s, count(*)::bigint, coalesce(sum({h1}), 0)::text, coalesce(sum({h2}), 0)::text \
+             FROM (SELECT {inner_g}{s} AS s, {bits} AS b {from} OFFSET 0) m GROUP BY {group_key}"
         )
     } else {
-        format!("SELECT g, s, count(*)::bigint, '0'::text, '0'::text FROM (SELECT {g} AS g, {s} AS s {from}) f GROUP BY g, s")
+        format!(
+            "SELECT {outer_g}, s, count(*)::bigint, '0'::text, '0'::text \
+             FROM (SELECT {inner_g}{s} AS s {from}) f GROUP BY {group_key}"
+        )
     };
     (sql, params)
 }
@@ -78,17 +80,16 @@ pub fn summary(scope: &Scope, grouping: &Grouping, with_hash: bool) -> (String, 
 /// (key, hash, 1) per keyed row, or (row hash, '', multiplicity) without a key.
 pub fn rows(scope: &Scope, key: &[String], with_hash: bool) -> (String, Vec<String>) {
     let (from, params) = from_where(scope);
-    let (fields, md5) = fields_and_md5(scope);
-    let sep = if fields.is_empty() { "" } else { ", " };
+    let md5 = format!("md5({})", row_text(&scope.columns));
     let sql = if key.is_empty() {
-        format!("SELECT h, ''::text, count(*)::bigint FROM (SELECT {md5} AS h FROM (SELECT 1 AS one{sep}{fields} {from} OFFSET 0) f) m GROUP BY h")
+        format!("SELECT h, ''::text, count(*)::bigint FROM (SELECT {md5} AS h {from} OFFSET 0) m GROUP BY h")
     } else {
         let key_cols: Vec<(String, String)> = key
             .iter()
             .map(|k| scope.columns.iter().find(|(n, _)| n == k).cloned().unwrap_or_else(|| (k.clone(), "text".into())))
             .collect();
         let hash = if with_hash { md5 } else { "''::text".to_string() };
-        format!("SELECT k, {hash}, 1::bigint FROM (SELECT {} AS k{sep}{fields} {from} OFFSET 0) f", key_text(&key_cols))
+        format!("SELECT {}, {hash}, 1::bigint {from}", key_text(&key_cols))
     };
     (sql, params)
 }
