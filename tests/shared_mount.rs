@@ -182,6 +182,33 @@ fn files_are_removed_after_load_and_a_rerun_is_harmless() {
     assert_eq!(names_in(&mount), Vec::<String>::new());
 }
 
+/// Merge through CSV files: the copy sink numbers each CSV row (a newline inside quotes is not
+/// a row end) and a re-run with changed rows updates them, with no duplicate keys.
+#[test]
+fn merge_through_csv_files_updates_changed_rows() {
+    let env = TestEnv::new("shared_mount_merge");
+    setup(&env);
+    write_config(&env, "");
+    let text = std::fs::read_to_string(env.dir().join("gptransfer.toml")).unwrap();
+    env.write_config(
+        &text
+            .replace("mode = \"replace\"", "mode = \"merge\"")
+            .replace("condition_column = \"evt_ts\"", "condition_column = \"evt_ts\"\nkey = [\"id\"]"),
+    );
+    env.run(&["run"]).assert_success();
+    assert_eq!(support::defects_digest(env.dst, &env.db), support::defects_digest(env.src, &env.db));
+    assert_eq!(env.dst_psql("SELECT DISTINCT chain FROM gptransfer.history"), "copy > shared-mount > copy (csv)");
+
+    env.src_psql("UPDATE eda.defects SET glass = E'merged \"' || id || E'\"\\n,x' WHERE id % 3 = 0");
+    env.dst_psql("DELETE FROM gptransfer.cursors");
+    env.run(&["run"]).assert_success();
+    assert_eq!(support::defects_digest(env.dst, &env.db), support::defects_digest(env.src, &env.db));
+    assert_eq!(
+        env.dst_psql("SELECT count(*) FROM (SELECT id FROM eda.defects GROUP BY id HAVING count(*) > 1) d"),
+        "0"
+    );
+}
+
 /// `TestEnv::command` run through `setpriv` as `uid:gid`, without supplementary groups.
 fn command_as(env: &TestEnv, uid: u32, gid: u32, args: &[&str]) -> Command {
     let inner = env.command(args);

@@ -244,7 +244,7 @@ mod tests {
             Ok(Binary)
         );
         assert_eq!(negotiate_format(&[Text, Csv, Binary], &[Binary, Text, Csv], &[Text, Csv, Binary], false), Ok(Text));
-        // shared-mount prefers CSV; a copy sink in merge mode takes text only.
+        // shared-mount prefers CSV; a sink that loads text only gets text.
         assert_eq!(negotiate_format(&[Text, Csv, Binary], &[Csv, Text, Binary], &[Text], true), Ok(Text));
         // gpload takes CSV whatever the transport.
         assert_eq!(negotiate_format(&[Text, Csv], &[Binary, Text, Csv], &[Csv], true), Ok(Csv));

@@ -12,6 +12,7 @@ use gptransfer_core::config::Mode;
 use gptransfer_core::dialect::{quote_ident, sql};
 use gptransfer_core::registry::{parse_options, Factory};
 use gptransfer_core::roles::{ByteStream, CopyFormat, Sink, SinkWindow, WindowCtx};
+use gptransfer_core::rowcount::CsvRows;
 use gptransfer_core::RoleError;
 
 /// Options of the `copy` sink.
@@ -47,21 +48,35 @@ impl Factory<dyn Sink> for CopySinkFactory {
 
 const STAGING: &str = "gptransfer_merge_staging";
 
-/// Appends each row's position in the batch as a last column. In COPY text format every raw
-/// newline ends a row, so the position goes right before it.
+/// Appends each row's position in the batch as a last column, right before the newline that
+/// ends the row: in COPY text every raw newline, in CSV a newline outside quotes.
 #[derive(Default)]
 struct BatchNumbering {
     next: u64,
+    /// `Some` for CSV: the quote state across chunks.
+    csv: Option<CsvRows>,
 }
 
 impl BatchNumbering {
+    fn for_format(format: CopyFormat) -> Self {
+        BatchNumbering { next: 0, csv: (format == CopyFormat::Csv).then(CsvRows::default) }
+    }
+
     fn number(&mut self, chunk: &[u8]) -> bytes::Bytes {
+        let (separator, ends): (u8, Vec<usize>) = match &mut self.csv {
+            None => (b'\t', memchr::memchr_iter(b'\n', chunk).collect()),
+            Some(csv) => {
+                let mut ends = Vec::new();
+                csv.row_ends(chunk, |i| ends.push(i));
+                (b',', ends)
+            }
+        };
         let mut out = Vec::with_capacity(chunk.len() + chunk.len() / 8);
         let mut start = 0;
-        for end in memchr::memchr_iter(b'\n', chunk) {
+        for end in ends {
             out.extend_from_slice(&chunk[start..end]);
             self.next += 1;
-            out.push(b'\t');
+            out.push(separator);
             out.extend_from_slice(self.next.to_string().as_bytes());
             out.push(b'\n');
             start = end + 1;
@@ -86,8 +101,8 @@ fn target_err(ctx: &WindowCtx, what: &str) -> impl Fn(RoleError) -> RoleError {
 impl Sink for CopySink {
     fn formats(&self, mode: Mode) -> Vec<CopyFormat> {
         if mode == Mode::Merge {
-            // Merge appends a batch position to each text row.
-            vec![CopyFormat::Text]
+            // Merge appends a batch position to each row, which binary COPY cannot take.
+            vec![CopyFormat::Text, CopyFormat::Csv]
         } else {
             CopyFormat::ALL.to_vec()
         }
@@ -134,11 +149,11 @@ impl SinkWindow for CopyWindow {
         let statement = if merge {
             let mut cols = ctx.columns.as_ref().clone();
             cols.push("gpt_batch_seq".into());
-            sql::copy_in(&into, &cols, CopyFormat::Text)
+            sql::copy_in(&into, &cols, ctx.format)
         } else {
             sql::copy_in(&into, &ctx.columns, ctx.format)
         };
-        let mut numbering = BatchNumbering::default();
+        let mut numbering = BatchNumbering::for_format(ctx.format);
         let session = &self.session;
         let sink = session
             .timed(session.client.copy_in::<_, bytes::Bytes>(statement.as_str()))
@@ -187,5 +202,14 @@ mod tests {
         let b = n.number(b"3\n");
         assert_eq!(&a[..], b"a\t1\t1\nb\t2\t2\nc\t");
         assert_eq!(&b[..], b"3\t3\n");
+    }
+
+    #[test]
+    fn numbers_csv_rows_not_quoted_newlines() {
+        let mut n = BatchNumbering::for_format(gptransfer_core::roles::CopyFormat::Csv);
+        let a = n.number(b"a,\"x\ny\"\nb,\"");
+        let b = n.number(b"\"\"\n\"\n");
+        assert_eq!(&a[..], b"a,\"x\ny\",1\nb,\"");
+        assert_eq!(&b[..], b"\"\"\n\",2\n");
     }
 }
