@@ -190,12 +190,15 @@ impl ClusterHandle {
         }
     }
 
-    /// Connects as `pg` says; `prefer` falls back to plain TCP when TLS fails without the
-    /// server having said why (libpq does the same).
+    /// Connects as `pg` says; `prefer` falls back to plain TCP when the TLS handshake fails
+    /// (libpq does the same), e.g. an old server whose TLS this OpenSSL refuses.
     async fn open_prefer(&self, pg: &tokio_postgres::Config) -> Result<Client, tokio_postgres::Error> {
         match self.open(pg, false).await {
+            // Only a failed handshake: an unreachable server would just be waited for twice.
             Err(e)
-                if e.code().is_none() && matches!(self.tls, Tls::On { mode: crate::config::SslMode::Prefer, .. }) =>
+                if e.code().is_none()
+                    && pg_message(&e).contains("TLS")
+                    && matches!(self.tls, Tls::On { mode: crate::config::SslMode::Prefer, .. }) =>
             {
                 tracing::debug!(cluster = %self.name, "TLS failed ({}); sslmode prefer: plain TCP", pg_message(&e));
                 let mut plain = pg.clone();
