@@ -435,3 +435,26 @@ fn error_limit_sends_bad_rows_to_the_reject_file() {
     assert_eq!(std::fs::read(&file).unwrap(), rejects);
     assert_eq!(env.dst_psql("SELECT id || ' ' || name FROM gbk_t ORDER BY id"), "1 中\n3 文\n5 鏫\n11 中文");
 }
+
+/// `compare` reads the GBK source as the transfer did, converted to UTF-8 inside the SQL_ASCII
+/// database: equal rows hash equal to their UTF-8 copy, and a changed Chinese value on the
+/// target is named by its key.
+#[test]
+fn compare_converts_gbk_in_sql_ascii_like_the_transfer() {
+    let env = TestEnv::new("gbk_compare");
+    let db = AsciiDb::new(&env);
+    db.psql(GBK_DDL);
+    env.dst_psql(GBK_DDL);
+    let rows: Vec<(i32, Option<&str>)> = GBK_ROWS.iter().map(|(id, hex, _)| (*id, *hex)).collect();
+    insert_gbk(&db, &rows, 0);
+    gbk_config_with(&env, &db, r#"source_encoding = "gbk""#, r#"key = ["id"]"#);
+    env.run(&["run"]).assert_success();
+
+    let out = env.run(&["compare"]);
+    assert_eq!(out.code, 0, "{}", out.render());
+    env.dst_psql("UPDATE gbk_t SET name = '中文!' WHERE id = 1");
+    let out = env.run(&["compare"]);
+    out.assert_code(3);
+    assert!(out.stdout.contains("changed  id=1 "), "{}", out.render());
+    assert!(out.stdout.contains("1 differing key(s)"), "{}", out.render());
+}

@@ -124,6 +124,12 @@ pub trait Source: Send + Sync {
         vec![CopyFormat::Text]
     }
 
+    /// PostgreSQL's name of the encoding its text is stored in when the database cannot tell
+    /// (GBK bytes in a SQL_ASCII database), so compare can convert it the same way.
+    fn stored_text_encoding(&self) -> Option<&'static str> {
+        None
+    }
+
     /// Opens the window's rows as COPY bytes in `ctx.format`.
     async fn open(&self, ctx: &WindowCtx) -> Result<ByteStream, RoleError>;
 }

@@ -32,6 +32,9 @@ pub struct Scope {
     pub range: Option<(NaiveDateTime, NaiveDateTime)>,
     /// `group_by` column and the value (`None` = NULL) this scope is limited to.
     pub group: Option<(String, Option<String>)>,
+    /// How this cluster's text columns are read (converted when a SQL_ASCII database holds
+    /// GBK/GB18030 bytes).
+    pub text: crate::dialect::canonical::StoredText,
 }
 
 /// How a scope is split into buckets, all in one pass over the rows.

@@ -16,8 +16,44 @@
 //! (numbers, hex, date/time, booleans) never contain `|` and are never `N`, which marks
 //! NULL. Every other field (text, varchar, …) is `<octet length>:<text>`, so no value can
 //! imitate a separator or a NULL.
+//!
+//! Text is hashed as the server's bytes, which are UTF-8 on both sides in the usual case. A
+//! legacy SQL_ASCII database holding GBK/GB18030 bytes ([`StoredText::Convert`]) has its
+//! text converted to UTF-8 inside the database first, so it hashes as the UTF-8 copy does.
 
 use super::quote_ident;
+
+/// How one side's text columns are read for hashing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StoredText {
+    /// As the server holds them (the server's encoding is the text's).
+    #[default]
+    AsIs,
+    /// Bytes in encoding `from` (GBK, GB18030) that a SQL_ASCII database cannot convert by
+    /// itself: converted to UTF-8 in the database. `kernel_8_2`: 8.2's `convert(text, …)`
+    /// (8.3 made it take and give bytea).
+    Convert {
+        /// PostgreSQL's name of the stored encoding.
+        from: &'static str,
+        /// The server is 8.2 (GP4).
+        kernel_8_2: bool,
+    },
+}
+
+impl StoredText {
+    /// `text` (a text expression) as it hashes: converted to UTF-8 when the stored bytes are
+    /// in another encoding. The result is text holding UTF-8 bytes (a SQL_ASCII database
+    /// takes any bytes).
+    fn value(self, text: &str) -> String {
+        match self {
+            StoredText::AsIs => text.to_string(),
+            StoredText::Convert { from, kernel_8_2: true } => format!("convert({text}, '{from}', 'UTF8')"),
+            StoredText::Convert { from, kernel_8_2: false } => {
+                format!("convert_from(convert(convert_to({text}, 'SQL_ASCII'), '{from}', 'UTF8'), 'SQL_ASCII')")
+            }
+        }
+    }
+}
 
 /// What the comparator runs before its queries (cheap, and idempotent). The ISO output of
 /// date and timestamp is the only session-dependent text the canonical form relies on.
@@ -46,8 +82,8 @@ fn self_delimiting(type_name: &str) -> bool {
 /// The SQL expression rendering one column as its field of the row text, never NULL.
 ///
 /// `N` for NULL; else the canonical text, behind `<octet length>:` for free-form types.
-pub fn field(column: &str, type_name: &str) -> String {
-    let text = text_expr(column, type_name);
+pub fn field(column: &str, type_name: &str, stored: StoredText) -> String {
+    let text = text_expr(column, type_name, stored);
     if self_delimiting(type_name) {
         format!("coalesce({text}, 'N')")
     } else {
@@ -71,7 +107,7 @@ pub fn field(column: &str, type_name: &str) -> String {
 ///   ends in a non-zero digit (`…:10` → `…:1`, `…:00` → `…:`, `…:05.50` → `…:05.5`).
 ///   `infinity` has no trailing zero. Before year 1 (and for `-infinity`, which `to_char`
 ///   renders as NULL) the explicit `to_char` form is used, as before.
-pub fn text_expr(column: &str, type_name: &str) -> String {
+pub fn text_expr(column: &str, type_name: &str, stored: StoredText) -> String {
     let c = quote_ident(column);
     match type_name {
         // The IEEE bits: exact, and free of float formatting, which changed in PostgreSQL 12.
@@ -89,8 +125,10 @@ pub fn text_expr(column: &str, type_name: &str) -> String {
         "bytea" => format!("encode({c}, 'hex')"),
         // Exact decimal text; equal declared scale gives equal text on every version.
         "numeric" | "int2" | "int4" | "int8" | "oid" => format!("{c}::text"),
-        // text and varchar are text already (no conversion at all).
-        "text" | "varchar" => c,
+        // text and varchar are text already (no conversion at all, unless the bytes are in
+        // an encoding the server does not know).
+        "text" | "varchar" => stored.value(&c),
+        "bpchar" => stored.value(&format!("{c}::text")),
         _ => format!("{c}::text"),
     }
 }
@@ -106,24 +144,24 @@ fn timestamp_text(value: &str, from_year_1: &str) -> String {
 
 /// A value's text for reports and alarm keys: explicit and readable (`to_char`), never
 /// hashed, so its cost does not matter (only differing slices are listed).
-fn display_expr(column: &str, type_name: &str) -> String {
+fn display_expr(column: &str, type_name: &str, stored: StoredText) -> String {
     let c = quote_ident(column);
     match type_name {
         "timestamp" => format!("coalesce(to_char({c}, 'YYYY-MM-DD HH24:MI:SS.US BC'), {c}::text)"),
         "timestamptz" => format!("coalesce(to_char({c} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US BC'), {c}::text)"),
         "date" => format!("coalesce(to_char({c}, 'YYYY-MM-DD BC'), {c}::text)"),
-        "text" | "varchar" => format!("{c}::text"),
-        _ => text_expr(column, type_name),
+        "text" | "varchar" => stored.value(&format!("{c}::text")),
+        _ => text_expr(column, type_name, stored),
     }
 }
 
 /// A readable key, `col=value, col=value`, for reports and alarms.
-pub fn key_text(columns: &[(String, String)]) -> String {
+pub fn key_text(columns: &[(String, String)], stored: StoredText) -> String {
     columns
         .iter()
         .map(|(name, ty)| {
             let label = super::quote_literal(&format!("{name}="), false);
-            format!("{label} || coalesce({}, 'NULL')", display_expr(name, ty))
+            format!("{label} || coalesce({}, 'NULL')", display_expr(name, ty, stored))
         })
         .collect::<Vec<_>>()
         .join(" || ', ' || ")
@@ -131,11 +169,11 @@ pub fn key_text(columns: &[(String, String)]) -> String {
 
 /// The canonical text of a whole row: the fields of `columns` in the given order, joined
 /// by `|`.
-pub fn row_text(columns: &[(String, String)]) -> String {
+pub fn row_text(columns: &[(String, String)], stored: StoredText) -> String {
     if columns.is_empty() {
         return "''".to_string();
     }
-    columns.iter().map(|(name, ty)| field(name, ty)).collect::<Vec<_>>().join(" || '|' || ")
+    columns.iter().map(|(name, ty)| field(name, ty, stored)).collect::<Vec<_>>().join(" || '|' || ")
 }
 
 /// The md5 of a row text as `bit(128)`, parsed once; [`md5_halves`] slices it.
@@ -161,9 +199,9 @@ mod tests {
 
     #[test]
     fn fields_are_explicit_and_8_2_safe() {
-        let f = field("x", "float8");
+        let f = field("x", "float8", StoredText::AsIs);
         assert!(f.contains("float8send"));
-        let t = row_text(&[("a".into(), "timestamptz".into()), ("B".into(), "text".into())]);
+        let t = row_text(&[("a".into(), "timestamptz".into()), ("B".into(), "text".into())], StoredText::AsIs);
         assert!(t.contains("AT TIME ZONE 'UTC'"));
         assert!(t.contains("octet_length(\"B\")::text || ':' || \"B\""));
         for banned in ["sha256", "hashtext", "string_agg", "WITH (", "concat("] {
@@ -175,8 +213,19 @@ mod tests {
 
     #[test]
     fn only_free_form_fields_are_length_prefixed() {
-        assert_eq!(field("n", "int8"), r#"coalesce("n"::text, 'N')"#);
-        assert_eq!(field("v", "varchar"), r#"coalesce(octet_length("v")::text || ':' || "v", 'N')"#);
-        assert!(field("j", "json").starts_with(r#"coalesce(octet_length("j"::text)::text"#));
+        assert_eq!(field("n", "int8", StoredText::AsIs), r#"coalesce("n"::text, 'N')"#);
+        assert_eq!(field("v", "varchar", StoredText::AsIs), r#"coalesce(octet_length("v")::text || ':' || "v", 'N')"#);
+        assert!(field("j", "json", StoredText::AsIs).starts_with(r#"coalesce(octet_length("j"::text)::text"#));
+    }
+
+    #[test]
+    fn gbk_in_sql_ascii_is_converted_before_hashing() {
+        let gp4 = StoredText::Convert { from: "GBK", kernel_8_2: true };
+        let gp5 = StoredText::Convert { from: "GBK", kernel_8_2: false };
+        assert!(field("v", "text", gp4).contains(r#"convert("v", 'GBK', 'UTF8')"#));
+        assert!(field("v", "varchar", gp5)
+            .contains(r#"convert_from(convert(convert_to("v", 'SQL_ASCII'), 'GBK', 'UTF8'), 'SQL_ASCII')"#));
+        // Numbers and dates are ASCII: never converted.
+        assert_eq!(field("n", "int8", gp4), field("n", "int8", StoredText::AsIs));
     }
 }

@@ -10,6 +10,7 @@ use super::run::{application_name, handles};
 use crate::cluster::Session;
 use crate::compare::{compare_window, DrillSettings, Scope, WindowComparison};
 use crate::config::{Config, Mode, TableSpec};
+use crate::dialect::canonical::StoredText;
 use crate::error::Error;
 use crate::registry::Registry;
 use crate::state::State;
@@ -83,6 +84,7 @@ pub async fn compare_tables(
             }
         }
         let (Some(src), Some(dst)) = (sessions.get(&t.from), sessions.get(&t.to)) else { continue };
+        let src_text = stored_text(registry, t, src).await?;
         let check = check_table(t, src, &t.from, dst, &t.to).await?;
         let src_cols = columns(src, &t.from, &t.source_table, t).await?;
         let dst_cols = columns(dst, &t.to, &t.target_table, t).await?;
@@ -121,20 +123,21 @@ pub async fn compare_tables(
         };
         let settings = DrillSettings { key: t.key.clone(), max_keys: options.max_keys };
         for w in windows {
-            let scope = |table: &crate::dialect::QualifiedName, cols: &[super::check::Column]| Scope {
+            let scope = |table: &crate::dialect::QualifiedName, cols: &[super::check::Column], text| Scope {
                 table: table.clone(),
                 columns: typed(cols),
                 condition: if windowed { condition(cols) } else { None },
                 range: w.map(|w| (w.start, w.end)),
                 group: None,
+                text,
             };
             let window_id = w.map_or("full".to_string(), |w| w.id());
             let c = compare_window(
                 comparator.as_ref(),
                 src,
                 dst,
-                scope(&t.source_table, &src_cols),
-                scope(&t.target_table, &dst_cols),
+                scope(&t.source_table, &src_cols, src_text),
+                scope(&t.target_table, &dst_cols, StoredText::AsIs),
                 &settings,
                 &t.job,
                 &t.source_table.to_string(),
@@ -192,4 +195,27 @@ async fn mirror_alarms(
         })?;
     }
     Ok(())
+}
+
+/// How the source's text is read: GBK/GB18030 bytes in a SQL_ASCII database (the `gp4`
+/// source's `source_encoding`) are converted to UTF-8 in the database before hashing, as the
+/// transfer converted them; any database with a real encoding hashes its text as it is.
+async fn stored_text(registry: &Registry, t: &TableSpec, src: &Session) -> Result<StoredText, Error> {
+    let check_err = |message: String| Error::Check { job: t.job.clone(), table: t.display_name(), message, hint: None };
+    let source = registry.source(t.source.get_ref()).map_err(|e| check_err(format!("source: {e}")))?;
+    let Some(from) = source.stored_text_encoding() else { return Ok(StoredText::AsIs) };
+    let encoding = src
+        .timed(src.client.simple_query("SHOW server_encoding"))
+        .await
+        .map_err(|e| check_err(format!("reading server_encoding on the source: {}", e.message)))?
+        .iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+            _ => None,
+        })
+        .unwrap_or_default();
+    if !encoding.eq_ignore_ascii_case("SQL_ASCII") {
+        return Ok(StoredText::AsIs);
+    }
+    Ok(StoredText::Convert { from, kernel_8_2: src.flavour.kernel() < 83 })
 }

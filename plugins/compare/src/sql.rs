@@ -62,7 +62,7 @@ pub fn summary(scope: &Scope, grouping: &Grouping, with_hash: bool) -> (String, 
     let inner_g = if grouping.group_by.is_some() { format!("{g} AS g, ") } else { String::new() };
     let outer_g = if grouping.group_by.is_some() { "g".to_string() } else { g };
     let sql = if with_hash {
-        let bits = md5_bits(&row_text(&scope.columns));
+        let bits = md5_bits(&row_text(&scope.columns, scope.text));
         let (h1, h2) = md5_halves("b");
         format!(
             "SELECT {outer_g}, s, count(*)::bigint, coalesce(sum({h1}), 0)::text, coalesce(sum({h2}), 0)::text \
@@ -80,7 +80,7 @@ pub fn summary(scope: &Scope, grouping: &Grouping, with_hash: bool) -> (String, 
 /// (key, hash, 1) per keyed row, or (row hash, '', multiplicity) without a key.
 pub fn rows(scope: &Scope, key: &[String], with_hash: bool) -> (String, Vec<String>) {
     let (from, params) = from_where(scope);
-    let md5 = format!("md5({})", row_text(&scope.columns));
+    let md5 = format!("md5({})", row_text(&scope.columns, scope.text));
     let sql = if key.is_empty() {
         format!("SELECT h, ''::text, count(*)::bigint FROM (SELECT {md5} AS h {from} OFFSET 0) m GROUP BY h")
     } else {
@@ -89,7 +89,7 @@ pub fn rows(scope: &Scope, key: &[String], with_hash: bool) -> (String, Vec<Stri
             .map(|k| scope.columns.iter().find(|(n, _)| n == k).cloned().unwrap_or_else(|| (k.clone(), "text".into())))
             .collect();
         let hash = if with_hash { md5 } else { "''::text".to_string() };
-        format!("SELECT {}, {hash}, 1::bigint {from}", key_text(&key_cols))
+        format!("SELECT {}, {hash}, 1::bigint {from}", key_text(&key_cols, scope.text))
     };
     (sql, params)
 }

@@ -155,6 +155,16 @@ impl Source for Gp4Source {
         vec![CopyFormat::Text, CopyFormat::Csv]
     }
 
+    fn stored_text_encoding(&self) -> Option<&'static str> {
+        match self.config.source_encoding {
+            SourceEncoding::Utf8 => None,
+            // The transfer decodes GBK with WHATWG's GBK decoder, which is GB18030's; the
+            // server's own GBK table lacks some of its characters (0xA2E3, €), its GB18030
+            // table has them, so compare converts GBK as GB18030 too.
+            SourceEncoding::Gbk | SourceEncoding::Gb18030 => Some("GB18030"),
+        }
+    }
+
     async fn open(&self, ctx: &WindowCtx) -> Result<ByteStream, RoleError> {
         let cluster = ctx.source.name.clone();
         let src_err = {
