@@ -542,3 +542,67 @@ sink = {{ plugin = "gpload", gpload = "{program}", work_dir = "{{TEMP_DIR}}/gplo
     assert_eq!(support::defects_digest(env.dst, &env.db), support::defects_digest(env.src, &env.db));
     assert_eq!(duplicate_keys(&env), "0");
 }
+
+/// Hosts without a shared mount: the `ssh` transport writes the window's parts on the ETL host
+/// over SFTP, and gpload, run on that same host over SSH, loads them in place — its `FILE`
+/// lists the remote parts, nothing comes back over SFTP and no second data file is written.
+#[test]
+fn ssh_transport_files_are_loaded_in_place_by_gpload_on_that_host() {
+    let env = TestEnv::new("gpload_ssh_in_place");
+    setup(&env);
+    fs::create_dir(env.dir().join("remote")).unwrap();
+    let sshd = support::sshd::Sshd::start();
+    sshd.write_known_hosts(&env.dir().join("known_hosts"));
+    let wrapper = env.write_file(
+        "etl/gpload",
+        &format!(
+            "#!/bin/sh\nPATH='{path}'; export PATH\nexec {standin} \"$@\"\n",
+            path = std::env::var("PATH").unwrap(),
+            standin = standin().display()
+        ),
+    );
+    fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).unwrap();
+    let login = format!(
+        "host = \"127.0.0.1\", user = \"{user}\", key_file = \"{key}\", known_hosts = \"{{TEMP_DIR}}/known_hosts\"",
+        user = sshd.user,
+        key = sshd.client_key.display()
+    );
+    env.write_config(&format!(
+        r#"
+{{CLUSTERS}}
+
+[jobs.j]
+from = "src"
+to = "dst"
+start = "2024-03-10 00:00:00"
+end = "2024-03-10 06:00:00"
+duration = "3h"
+
+[[jobs.j.tables]]
+table = "eda.defects"
+condition_column = "evt_ts"
+key = ["id"]
+mode = "merge"
+transport = {{ plugin = "ssh", {login}, port = {port}, root = "{{TEMP_DIR}}/remote", keep_files = true }}
+sink = {{ plugin = "gpload", gpload = "{program}", work_dir = "{{TEMP_DIR}}/gpload", keep_files = true, {login}, ssh_port = {port} }}
+"#,
+        program = wrapper.display(),
+        port = sshd.port,
+    ));
+    let out = env.run(&["run"]);
+    assert_eq!(out.code, 0, "{}\nsshd log:\n{}", out.render(), sshd.log());
+    assert_eq!(support::defects_digest(env.dst, &env.db), support::defects_digest(env.src, &env.db));
+    assert_eq!(
+        env.dst_psql(
+            "SELECT count(*), sum(rows_written), sum(rows_inserted) FROM gptransfer.history WHERE status = 'succeeded'"
+        ),
+        "2|600|600"
+    );
+    for window in ["20240310000000^20240310030000", "20240310030000^20240310060000"] {
+        let base = format!("{}^eda^defects^{window}", env.db);
+        let yaml = fs::read_to_string(env.dir().join("gpload").join(format!("{base}.yml"))).unwrap();
+        let part = env.dir().join("remote").join(&base).join("part-00001.csv.gz");
+        assert!(yaml.contains(&format!("- \"{}\"", part.display())), "{yaml}");
+        assert!(!env.dir().join("gpload").join(format!("{base}.csv")).exists(), "a data file was written");
+    }
+}

@@ -195,8 +195,9 @@ pub struct LoadDetail {
     pub format_errors: Option<u64>,
 }
 
-/// A window's complete, verified files staged by a transport on a directory the sink may
-/// reach itself (a shared mount), so a loader that reads files (gpload) loads them in place.
+/// A window's complete files staged by a transport where the sink may reach them itself (a
+/// shared mount, or the remote host of the `ssh` transport), so a loader that reads files
+/// (gpload) loads them in place.
 #[derive(Debug, Clone)]
 pub struct StagedFiles {
     /// The transport's root directory, as this process sees it.
@@ -205,8 +206,12 @@ pub struct StagedFiles {
     pub files: Vec<std::path::PathBuf>,
     /// Their COPY format.
     pub format: CopyFormat,
-    /// Rows in all files, from the verified manifest.
+    /// Rows in all files, from the manifest.
     pub rows: u64,
+    /// `host:port` (its sshd) of the host holding the files, when they are not on a file
+    /// system this machine shares (the `ssh` transport): a sink loads them in place only when
+    /// it runs there itself.
+    pub host: Option<String>,
 }
 
 /// One window being loaded: nothing is visible on the target before `commit`; dropping it

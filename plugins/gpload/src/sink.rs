@@ -247,6 +247,8 @@ struct GploadWindow {
     /// The data file was written by this sink (not staged by the transport).
     wrote_data: bool,
     mount_path: Option<PathBuf>,
+    /// `host:port` of the ETL host's sshd when gpload runs there.
+    ssh_host: Option<String>,
     runner: Arc<dyn Runner>,
     target: String,
     /// gpload's counters of the last run, for history.
@@ -404,6 +406,7 @@ impl Sink for GploadSink {
             keep_files: c.keep_files,
             wrote_data: false,
             mount_path: c.mount_path.clone(),
+            ssh_host: c.host.as_ref().map(|h| format!("{h}:{}", c.ssh_port)),
             runner: self.runner.clone(),
             target: ctx.target.name.clone(),
             detail: LoadDetail::default(),
@@ -522,8 +525,14 @@ impl SinkWindow for GploadWindow {
         if staged.format != CopyFormat::Csv {
             return None;
         }
-        // gpfdist reads the verified .csv.gz parts where they are: no second copy of the window.
-        let root = self.mount_path.clone().unwrap_or_else(|| staged.root.clone());
+        // gpfdist reads the .csv.gz parts where they are: no second copy of the window. A
+        // shared mount is reachable from the gpload host (at `mount_path`); files on a remote
+        // host only when gpload runs on that very host.
+        let root = match &staged.host {
+            None => self.mount_path.clone().unwrap_or_else(|| staged.root.clone()),
+            Some(host) if self.ssh_host.as_ref() == Some(host) => staged.root.clone(),
+            Some(_) => return None,
+        };
         let files = staged.files.iter().map(|f| root.join(f).display().to_string()).collect();
         Some(self.run_gpload(files, staged.rows).await)
     }

@@ -653,6 +653,7 @@ impl Transport for SharedMountTransport {
                     .collect(),
                 format: ctx.format,
                 rows: manifest.rows,
+                host: None,
             };
             let rows_written = match sink.load_staged(&staged).await {
                 Some(loaded) => loaded?,

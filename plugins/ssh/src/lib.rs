@@ -8,14 +8,15 @@
 //!
 //! ```text
 //! <root on the remote host>/<db>^<schema>^<table>^<window id>/
-//!     part-00001.txt.gz  (binary COPY: part-00001.bin.gz)
+//!     part-00001.csv.gz  (COPY CSV; text: .txt.gz, binary: .bin.gz)
 //!     manifest.json      (uploaded last)
 //! ```
 //!
-//! Per window: the source's bytes are written as parts in a local staging directory, uploaded
-//! (each file under a temporary name, then renamed; the manifest last), read back over SFTP,
-//! verified against the manifest and streamed into `sink.load`; the remote directory is removed
-//! after a successful load unless `keep_files`. The host key and the login are checked when the
+//! Per window: the source's bytes are written as parts in a local staging directory and
+//! uploaded (each file under a temporary name, then renamed; the manifest last). A sink that
+//! runs on that host and reads files (gpload over SSH) loads them there, in place; any other
+//! sink gets them read back over SFTP, verified against the manifest and streamed into
+//! `sink.load`. The remote directory is removed after a successful load unless `keep_files`. The host key and the login are checked when the
 //! transport is built, before the run touches any server.
 
 pub mod session;
@@ -28,7 +29,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use gptransfer_core::registry::{parse_options, Factory};
-use gptransfer_core::roles::{ByteStream, CopyFormat, Delivered, SinkWindow, Transport, WindowCtx};
+use gptransfer_core::roles::{ByteStream, CopyFormat, Delivered, SinkWindow, StagedFiles, Transport, WindowCtx};
 use gptransfer_core::RoleError;
 use gptransfer_plugin_shared_mount::{Manifest, SharedMountConfig, SharedMountTransport, MANIFEST};
 
@@ -123,6 +124,12 @@ impl SshTransportConfig {
     }
 
     /// The session settings.
+    /// `host:port` of the sshd, as staged files name their host.
+    pub fn host_port(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+
+    /// The SSH session settings.
     pub fn ssh(&self) -> SshConfig {
         SshConfig {
             host: self.host.clone(),
@@ -259,18 +266,17 @@ impl Transport for SshTransport {
         // Source → local parts + manifest.
         let (rows_read, bytes) = out.write_window(ctx, &local_out, rows).await?;
 
-        // Local → remote → local, over SFTP.
+        // Local → remote, over SFTP.
         let config = self.config.clone();
-        let (up_local, up_remote, down_local) = (local_out.clone(), remote.clone(), local_back.clone());
-        let ssh = tokio::task::spawn_blocking(move || -> Result<Ssh, SshError> {
+        let (up_local, up_remote) = (local_out.clone(), remote.clone());
+        let (ssh, manifest) = tokio::task::spawn_blocking(move || -> Result<(Ssh, Manifest), SshError> {
             let ssh = connect(&config.ssh())?;
             let text = std::fs::read(up_local.join(MANIFEST))
                 .map_err(|e| SshError(format!("cannot read the staged manifest: {e}")))?;
             let manifest: Manifest = serde_json::from_slice(&text)
                 .map_err(|e| SshError(format!("the staged manifest is not valid: {e}")))?;
             upload(&ssh, &up_local, &up_remote, &manifest)?;
-            download(&ssh, &up_remote, &down_local)?;
-            Ok(ssh)
+            Ok((ssh, manifest))
         })
         .await
         .map_err(|e| join_err("the SFTP transfer", e))?
@@ -278,11 +284,29 @@ impl Transport for SshTransport {
             RoleError::new(format!("ssh: {e} (the window's remote files, if any, are in {})", remote.display()))
         })?;
 
-        // Verified against the manifest, then into the sink.
-        let rows_written = back
-            .load_window(ctx, &local_back, sink)
-            .await
-            .map_err(|e| RoleError::new(format!("{e} (the window's remote files are kept in {})", remote.display())))?;
+        // A sink running on that host (gpload over SSH) loads the files where they are; any
+        // other gets them back over SFTP, verified against the manifest.
+        let staged = StagedFiles {
+            root: self.config.root.clone(),
+            files: manifest.files.iter().map(|f| PathBuf::from(&name).join(&f.name)).collect(),
+            format: ctx.format,
+            rows: manifest.rows,
+            host: Some(self.config.host_port()),
+        };
+        let kept =
+            |e: RoleError| RoleError::new(format!("{e} (the window's remote files are kept in {})", remote.display()));
+        let (ssh, rows_written) = match sink.load_staged(&staged).await {
+            Some(loaded) => (ssh, loaded.map_err(kept)?),
+            None => {
+                let (from, to) = (remote.clone(), local_back.clone());
+                let ssh = tokio::task::spawn_blocking(move || download(&ssh, &from, &to).map(|()| ssh))
+                    .await
+                    .map_err(|e| join_err("the SFTP transfer", e))?
+                    .map_err(|e| RoleError::new(format!("ssh: {e}")))
+                    .map_err(kept)?;
+                (ssh, back.load_window(ctx, &local_back, sink).await.map_err(kept)?)
+            }
+        };
 
         if !self.config.keep_files {
             let (target, dir) = (ssh.target.clone(), remote.clone());
