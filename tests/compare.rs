@@ -960,11 +960,34 @@ fn infinite_and_bc_values_are_compared() {
                                       (2, '2024-01-01 01:01', '2024-01-01', '0044-03-15', 'b'),
                                       (3, '2024-01-01 01:02', '2024-01-01', '-infinity', 'c'),
                                       (4, '2024-01-01 01:03', '2024-01-01', '2024-01-01', 'd');";
+    each_change_alone_is_named(
+        &env,
+        sql,
+        "odd",
+        &[
+            // A change in a row holding 'infinity' (58c163d: exit 0).
+            ("UPDATE odd SET v = 'changed' WHERE id = 1", "UPDATE odd SET v = 'a' WHERE id = 1", "id=1"),
+            // 'infinity' against '-infinity', '-infinity' against NULL (now: exit 0).
+            ("UPDATE odd SET t2 = '-infinity' WHERE id = 1", "UPDATE odd SET t2 = 'infinity' WHERE id = 1", "id=1"),
+            ("UPDATE odd SET d = NULL WHERE id = 3", "UPDATE odd SET d = '-infinity' WHERE id = 3", "id=3"),
+            // 44 AD against 44 BC (exit 0).
+            ("UPDATE odd SET d = '0044-03-15 BC' WHERE id = 2", "UPDATE odd SET d = '0044-03-15' WHERE id = 2", "id=2"),
+            // A plain row next to them (58c163d: exit 101, "panicked at plugins/compare/src/lib.rs:
+            // error retrieving column 1: error deserializing column 1").
+            ("UPDATE odd SET v = 'changed' WHERE id = 4", "UPDATE odd SET v = 'd' WHERE id = 4", "id=4"),
+        ],
+    );
+}
+
+/// `table` (created on both sides by `sql`, keyed by `id`, windowed on `ts`) compares equal;
+/// then each `(change, undo, key)` alone on the target is found as exactly that key changed.
+fn each_change_alone_is_named(env: &TestEnv, sql: &str, table: &str, changes: &[(&str, &str, &str)]) {
     env.src_psql(sql);
     env.dst_psql(sql);
     write_config(
-        &env,
-        r#"
+        env,
+        &format!(
+            r#"
 [jobs.j]
 from = "src"
 to = "dst"
@@ -972,34 +995,22 @@ start = "2024-01-01 00:00:00"
 duration = "1d"
 
 [[jobs.j.tables]]
-table = "odd"
+table = "{table}"
 condition_column = "ts"
 key = ["id"]
-"#,
+"#
+        ),
     );
     let range = ["--to", "2024-01-02 00:00:00"];
-    compare_json(&env, &range).0.assert_success();
-
-    // Each change alone on the target, undone after: (change, undo, key).
-    let changes: &[(&str, &str, &str)] = &[
-        // A change in a row holding 'infinity' (58c163d: exit 0).
-        ("UPDATE odd SET v = 'changed' WHERE id = 1", "UPDATE odd SET v = 'a' WHERE id = 1", "id=1"),
-        // 'infinity' against '-infinity', '-infinity' against NULL (now: exit 0).
-        ("UPDATE odd SET t2 = '-infinity' WHERE id = 1", "UPDATE odd SET t2 = 'infinity' WHERE id = 1", "id=1"),
-        ("UPDATE odd SET d = NULL WHERE id = 3", "UPDATE odd SET d = '-infinity' WHERE id = 3", "id=3"),
-        // 44 AD against 44 BC (exit 0).
-        ("UPDATE odd SET d = '0044-03-15 BC' WHERE id = 2", "UPDATE odd SET d = '0044-03-15' WHERE id = 2", "id=2"),
-        // A plain row next to them (58c163d: exit 101, "panicked at plugins/compare/src/lib.rs:
-        // error retrieving column 1: error deserializing column 1").
-        ("UPDATE odd SET v = 'changed' WHERE id = 4", "UPDATE odd SET v = 'd' WHERE id = 4", "id=4"),
-    ];
+    compare_json(env, &range).0.assert_success();
     for (change, undo, key) in changes {
         env.dst_psql(change);
-        let (out, value) = compare_json(&env, &range);
+        let (out, value) = compare_json(env, &range);
         assert_eq!(out.code, 3, "{change}: not found\n{}", out.render());
         assert_eq!(differences(&value), set(&[("changed", key)]), "{change}");
         env.dst_psql(undo);
     }
+    compare_json(env, &range).0.assert_success();
 }
 
 /// `--show N` is documented as "Differing keys shown per window (all are counted and
@@ -1056,27 +1067,6 @@ fn timestamps_differing_only_in_trailing_zeros_are_compared() {
                                         (2, '2024-01-01 01:01', '2024-01-01 10:00:00', '2024-01-01 10:00:00+00'),
                                         (3, '2024-01-01 01:02', '2024-01-01 10:00:00.5', '2024-01-01 10:00:00.5+00'),
                                         (4, '2024-01-01 01:03', '0044-03-15 10:00:00.5 BC', NULL);";
-    env.src_psql(sql);
-    env.dst_psql(sql);
-    write_config(
-        &env,
-        r#"
-[jobs.j]
-from = "src"
-to = "dst"
-start = "2024-01-01 00:00:00"
-duration = "1d"
-
-[[jobs.j.tables]]
-table = "zeros"
-condition_column = "ts"
-key = ["id"]
-"#,
-    );
-    let range = ["--to", "2024-01-02 00:00:00"];
-    compare_json(&env, &range).0.assert_success();
-
-    // Each change alone on the target, undone after: (change, undo, key).
     let changes: &[(&str, &str, &str)] = &[
         (
             "UPDATE zeros SET t2 = '2024-01-01 10:00:01' WHERE id = 1",
@@ -1114,12 +1104,5 @@ key = ["id"]
             "id=4",
         ),
     ];
-    for (change, undo, key) in changes {
-        env.dst_psql(change);
-        let (out, value) = compare_json(&env, &range);
-        assert_eq!(out.code, 3, "{change}: not found\n{}", out.render());
-        assert_eq!(differences(&value), set(&[("changed", key)]), "{change}");
-        env.dst_psql(undo);
-    }
-    compare_json(&env, &range).0.assert_success();
+    each_change_alone_is_named(&env, sql, "zeros", changes);
 }

@@ -21,6 +21,21 @@ CREATE SCHEMA eda;
 CREATE TABLE eda.defects (id bigint PRIMARY KEY, evt_ts timestamp NOT NULL, glass varchar(200), qty numeric(12,3), payload bytea);
 "#;
 
+/// The stand-in as the "ETL host" runs it over SSH: a wrapper that restores this PATH, since
+/// the remote login shell starts with its own.
+fn etl_gpload(env: &TestEnv) -> PathBuf {
+    let wrapper = env.write_file(
+        "etl/gpload",
+        &format!(
+            "#!/bin/sh\nPATH='{path}'; export PATH\nexec {standin} \"$@\"\n",
+            path = std::env::var("PATH").unwrap(),
+            standin = standin().display()
+        ),
+    );
+    fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).unwrap();
+    wrapper
+}
+
 fn standin() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gpload-standin/gpload")
 }
@@ -450,15 +465,7 @@ fn gp4_to_shared_mount_to_gpload_over_ssh_is_byte_exact() {
     std::os::unix::fs::symlink(env.dir().join("mount"), env.dir().join("etl-mount")).unwrap();
     let sshd = support::sshd::Sshd::start();
     sshd.write_known_hosts(&env.dir().join("known_hosts"));
-    let wrapper = env.write_file(
-        "etl/gpload",
-        &format!(
-            "#!/bin/sh\nPATH='{path}'; export PATH\nexec {standin} \"$@\"\n",
-            path = std::env::var("PATH").unwrap(),
-            standin = standin().display()
-        ),
-    );
-    fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).unwrap();
+    let wrapper = etl_gpload(&env);
     env.write_config(&format!(
         r#"
 [clusters.src]
@@ -553,15 +560,7 @@ fn ssh_transport_files_are_loaded_in_place_by_gpload_on_that_host() {
     fs::create_dir(env.dir().join("remote")).unwrap();
     let sshd = support::sshd::Sshd::start();
     sshd.write_known_hosts(&env.dir().join("known_hosts"));
-    let wrapper = env.write_file(
-        "etl/gpload",
-        &format!(
-            "#!/bin/sh\nPATH='{path}'; export PATH\nexec {standin} \"$@\"\n",
-            path = std::env::var("PATH").unwrap(),
-            standin = standin().display()
-        ),
-    );
-    fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).unwrap();
+    let wrapper = etl_gpload(&env);
     let login = format!(
         "host = \"127.0.0.1\", user = \"{user}\", key_file = \"{key}\", known_hosts = \"{{TEMP_DIR}}/known_hosts\"",
         user = sshd.user,
