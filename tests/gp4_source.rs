@@ -183,10 +183,15 @@ struct AsciiDb<'a> {
 
 impl<'a> AsciiDb<'a> {
     fn new(env: &'a TestEnv) -> Self {
-        let name = format!("{}_ascii", env.db);
+        Self::with_encoding(env, "SQL_ASCII")
+    }
+
+    /// A source database with this server encoding.
+    fn with_encoding(env: &'a TestEnv, encoding: &str) -> Self {
+        let name = format!("{}_{}", env.db, encoding.to_ascii_lowercase());
         env.src.psql(
             "postgres",
-            &format!("CREATE DATABASE \"{name}\" ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"),
+            &format!("CREATE DATABASE \"{name}\" ENCODING '{encoding}' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"),
         );
         AsciiDb { pg: env.src, name }
     }
@@ -456,5 +461,32 @@ fn compare_converts_gbk_in_sql_ascii_like_the_transfer() {
     let out = env.run(&["compare"]);
     out.assert_code(3);
     assert!(out.stdout.contains("changed  id=1 "), "{}", out.render());
+    assert!(out.stdout.contains("1 differing key(s)"), "{}", out.render());
+}
+
+/// A source database in EUC_CN (a real server encoding other than UTF8): the server converts
+/// for the transfer, and `compare` hashes each side's UTF-8 form, so the copy compares equal
+/// and a changed Chinese value is named by its key.
+#[test]
+fn compare_hashes_an_euc_cn_source_as_its_utf8_copy() {
+    let env = TestEnv::new("euc_cn_compare");
+    let db = AsciiDb::with_encoding(&env, "EUC_CN");
+    db.psql(GBK_DDL);
+    env.dst_psql(GBK_DDL);
+    db.psql(
+        "SET client_encoding = 'UTF8'; INSERT INTO gbk_t VALUES (1, '2024-03-10 00:00:01', '中文', 'n1'), (2, '2024-03-10 00:00:02', '缺陷,玻璃', 'n2'), \
+         (3, '2024-03-10 00:00:03', NULL, 'n3'), (4, '2024-03-10 00:00:04', '', 'n4')",
+    );
+    assert_eq!(db.psql("SHOW server_encoding"), "EUC_CN");
+    gbk_config_with(&env, &db, r#"source_encoding = "utf8""#, r#"key = ["id"]"#);
+    env.run(&["run"]).assert_success();
+    assert_eq!(env.dst_psql("SELECT string_agg(name, '/' ORDER BY id) FROM gbk_t"), "中文/缺陷,玻璃/");
+
+    let out = env.run(&["compare"]);
+    assert_eq!(out.code, 0, "{}", out.render());
+    env.dst_psql("UPDATE gbk_t SET name = '缺陷,玻璃!' WHERE id = 2");
+    let out = env.run(&["compare"]);
+    out.assert_code(3);
+    assert!(out.stdout.contains("changed  id=2 "), "{}", out.render());
     assert!(out.stdout.contains("1 differing key(s)"), "{}", out.render());
 }

@@ -17,9 +17,10 @@
 //! NULL. Every other field (text, varchar, …) is `<octet length>:<text>`, so no value can
 //! imitate a separator or a NULL.
 //!
-//! Text is hashed as the server's bytes, which are UTF-8 on both sides in the usual case. A
-//! legacy SQL_ASCII database holding GBK/GB18030 bytes ([`StoredText::Convert`]) has its
-//! text converted to UTF-8 inside the database first, so it hashes as the UTF-8 copy does.
+//! Text is hashed as UTF-8 bytes: as it is in a UTF8 database (the usual case), converted
+//! in the database otherwise — a database with another real encoding (EUC_CN, LATIN1:
+//! [`StoredText::Recode`]) hashes its rows' UTF-8 form, and a legacy SQL_ASCII database holding
+//! GBK/GB18030 bytes ([`StoredText::Convert`]) has its text converted to UTF-8 first.
 
 use super::quote_ident;
 
@@ -38,15 +39,40 @@ pub enum StoredText {
         /// The server is 8.2 (GP4).
         kernel_8_2: bool,
     },
+    /// A real server encoding other than UTF8: the row text and the length of each text field
+    /// are taken in UTF-8 (`convert_to(…, 'UTF8')`; 8.2: `convert(…, 'UTF8')`).
+    Recode {
+        /// The server is 8.2 (GP4).
+        kernel_8_2: bool,
+    },
 }
 
 impl StoredText {
     /// `text` (a text expression) as it hashes: converted to UTF-8 when the stored bytes are
     /// in another encoding. The result is text holding UTF-8 bytes (a SQL_ASCII database
     /// takes any bytes).
+    /// The side of a database whose `server_encoding` is `encoding`; `stored` is the encoding a
+    /// SQL_ASCII database's text is in, when the source says (`gp4`'s `source_encoding`).
+    pub fn for_server(encoding: &str, stored: Option<&'static str>, kernel_8_2: bool) -> StoredText {
+        match (encoding.to_ascii_uppercase().as_str(), stored) {
+            ("UTF8" | "UNICODE", _) | ("SQL_ASCII", None) => StoredText::AsIs,
+            ("SQL_ASCII", Some(from)) => StoredText::Convert { from, kernel_8_2 },
+            _ => StoredText::Recode { kernel_8_2 },
+        }
+    }
+
+    /// `text` as the UTF-8 bytes that are measured and hashed.
+    fn utf8_bytes(self, text: &str) -> String {
+        match self {
+            StoredText::Recode { kernel_8_2: true } => format!("convert({text}, 'UTF8')"),
+            StoredText::Recode { kernel_8_2: false } => format!("convert_to({text}, 'UTF8')"),
+            StoredText::AsIs | StoredText::Convert { .. } => text.to_string(),
+        }
+    }
+
     fn value(self, text: &str) -> String {
         match self {
-            StoredText::AsIs => text.to_string(),
+            StoredText::AsIs | StoredText::Recode { .. } => text.to_string(),
             StoredText::Convert { from, kernel_8_2: true } => format!("convert({text}, '{from}', 'UTF8')"),
             StoredText::Convert { from, kernel_8_2: false } => {
                 format!("convert_from(convert(convert_to({text}, 'SQL_ASCII'), '{from}', 'UTF8'), 'SQL_ASCII')")
@@ -88,7 +114,7 @@ pub fn field(column: &str, type_name: &str, stored: StoredText) -> String {
         format!("coalesce({text}, 'N')")
     } else {
         // For text and varchar `text` is the column itself: nothing is converted twice.
-        format!("coalesce(octet_length({text})::text || ':' || {text}, 'N')")
+        format!("coalesce(octet_length({})::text || ':' || {text}, 'N')", stored.utf8_bytes(&text))
     }
 }
 
@@ -182,8 +208,13 @@ pub fn row_text(columns: &[(String, String)], stored: StoredText) -> String {
 /// to bit (casts through the I/O functions came with 8.3), while calling the input function
 /// on the text's cstring works on every version, and costs the same as the cast (which does
 /// exactly that) on PostgreSQL 15.
-pub fn md5_bits(row_text: &str) -> String {
-    format!("bit_in(textout('x' || md5({row_text})), 0, 128)")
+pub fn md5_bits(row_text: &str, stored: StoredText) -> String {
+    format!("bit_in(textout('x' || {}), 0, 128)", row_md5(row_text, stored))
+}
+
+/// The md5 (hex text) of a row text's UTF-8 bytes.
+pub fn row_md5(row_text: &str, stored: StoredText) -> String {
+    format!("md5({})", stored.utf8_bytes(row_text))
 }
 
 /// The two 64-bit halves of an md5 held as `bit(128)` (see [`md5_bits`]), as bigints to be
@@ -208,7 +239,7 @@ mod tests {
             assert!(!t.contains(banned));
         }
         // No text-to-bit cast: 8.2 has none.
-        assert!(!md5_bits(&t).contains(")::bit("));
+        assert!(!md5_bits(&t, StoredText::AsIs).contains(")::bit("));
     }
 
     #[test]
@@ -227,5 +258,20 @@ mod tests {
             .contains(r#"convert_from(convert(convert_to("v", 'SQL_ASCII'), 'GBK', 'UTF8'), 'SQL_ASCII')"#));
         // Numbers and dates are ASCII: never converted.
         assert_eq!(field("n", "int8", gp4), field("n", "int8", StoredText::AsIs));
+    }
+
+    #[test]
+    fn other_server_encodings_hash_their_utf8_form() {
+        let euc = StoredText::for_server("EUC_CN", None, false);
+        assert_eq!(euc, StoredText::Recode { kernel_8_2: false });
+        assert!(field("v", "text", euc).starts_with(r#"coalesce(octet_length(convert_to("v", 'UTF8'))"#));
+        assert_eq!(row_md5("r", euc), "md5(convert_to(r, 'UTF8'))");
+        assert_eq!(row_md5("r", StoredText::for_server("EUC_CN", None, true)), "md5(convert(r, 'UTF8'))");
+        assert_eq!(StoredText::for_server("UTF8", Some("GB18030"), false), StoredText::AsIs);
+        assert_eq!(StoredText::for_server("SQL_ASCII", None, false), StoredText::AsIs);
+        assert_eq!(
+            StoredText::for_server("SQL_ASCII", Some("GB18030"), true),
+            StoredText::Convert { from: "GB18030", kernel_8_2: true }
+        );
     }
 }

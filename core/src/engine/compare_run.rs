@@ -84,7 +84,7 @@ pub async fn compare_tables(
             }
         }
         let (Some(src), Some(dst)) = (sessions.get(&t.from), sessions.get(&t.to)) else { continue };
-        let src_text = stored_text(registry, t, src).await?;
+        let (src_text, dst_text) = stored_text(registry, t, src, dst).await?;
         let check = check_table(t, src, &t.from, dst, &t.to).await?;
         let src_cols = columns(src, &t.from, &t.source_table, t).await?;
         let dst_cols = columns(dst, &t.to, &t.target_table, t).await?;
@@ -137,7 +137,7 @@ pub async fn compare_tables(
                 src,
                 dst,
                 scope(&t.source_table, &src_cols, src_text),
-                scope(&t.target_table, &dst_cols, StoredText::AsIs),
+                scope(&t.target_table, &dst_cols, dst_text),
                 &settings,
                 &t.job,
                 &t.source_table.to_string(),
@@ -197,25 +197,30 @@ async fn mirror_alarms(
     Ok(())
 }
 
-/// How the source's text is read: GBK/GB18030 bytes in a SQL_ASCII database (the `gp4`
-/// source's `source_encoding`) are converted to UTF-8 in the database before hashing, as the
-/// transfer converted them; any database with a real encoding hashes its text as it is.
-async fn stored_text(registry: &Registry, t: &TableSpec, src: &Session) -> Result<StoredText, Error> {
+/// How each side's text is hashed (see [`StoredText`]): as it is in a UTF8 database; in its
+/// UTF-8 form in a database with another real encoding; and GBK/GB18030 bytes in a SQL_ASCII
+/// source (the `gp4` source's `source_encoding`) converted to UTF-8, as the transfer did.
+async fn stored_text(
+    registry: &Registry,
+    t: &TableSpec,
+    src: &Session,
+    dst: &Session,
+) -> Result<(StoredText, StoredText), Error> {
     let check_err = |message: String| Error::Check { job: t.job.clone(), table: t.display_name(), message, hint: None };
     let source = registry.source(t.source.get_ref()).map_err(|e| check_err(format!("source: {e}")))?;
-    let Some(from) = source.stored_text_encoding() else { return Ok(StoredText::AsIs) };
-    let encoding = src
-        .timed(src.client.simple_query("SHOW server_encoding"))
-        .await
-        .map_err(|e| check_err(format!("reading server_encoding on the source: {}", e.message)))?
-        .iter()
-        .find_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
-            _ => None,
-        })
-        .unwrap_or_default();
-    if !encoding.eq_ignore_ascii_case("SQL_ASCII") {
-        return Ok(StoredText::AsIs);
+    let mut sides = Vec::new();
+    for (session, side, stored) in [(src, "source", source.stored_text_encoding()), (dst, "target", None)] {
+        let encoding = session
+            .timed(session.client.simple_query("SHOW server_encoding"))
+            .await
+            .map_err(|e| check_err(format!("reading server_encoding on the {side}: {}", e.message)))?
+            .iter()
+            .find_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+                _ => None,
+            })
+            .unwrap_or_default();
+        sides.push(StoredText::for_server(&encoding, stored, session.flavour.kernel() < 83));
     }
-    Ok(StoredText::Convert { from, kernel_8_2: src.flavour.kernel() < 83 })
+    Ok((sides.first().copied().unwrap_or_default(), sides.get(1).copied().unwrap_or_default()))
 }

@@ -2,7 +2,7 @@
 //! LATERAL. `OFFSET 0` keeps the subquery from being inlined, so every row is hashed once.
 
 use gptransfer_core::compare::{Grouping, Scope};
-use gptransfer_core::dialect::canonical::{key_text, md5_bits, md5_halves, row_text};
+use gptransfer_core::dialect::canonical::{key_text, md5_bits, md5_halves, row_md5, row_text};
 use gptransfer_core::dialect::{quote_ident, sql as dsql};
 
 /// `FROM t WHERE …`, with the group value bound as `$1` when there is one.
@@ -62,7 +62,7 @@ pub fn summary(scope: &Scope, grouping: &Grouping, with_hash: bool) -> (String, 
     let inner_g = if grouping.group_by.is_some() { format!("{g} AS g, ") } else { String::new() };
     let outer_g = if grouping.group_by.is_some() { "g".to_string() } else { g };
     let sql = if with_hash {
-        let bits = md5_bits(&row_text(&scope.columns, scope.text));
+        let bits = md5_bits(&row_text(&scope.columns, scope.text), scope.text);
         let (h1, h2) = md5_halves("b");
         format!(
             "SELECT {outer_g}, s, count(*)::bigint, coalesce(sum({h1}), 0)::text, coalesce(sum({h2}), 0)::text \
@@ -80,7 +80,7 @@ pub fn summary(scope: &Scope, grouping: &Grouping, with_hash: bool) -> (String, 
 /// (key, hash, 1) per keyed row, or (row hash, '', multiplicity) without a key.
 pub fn rows(scope: &Scope, key: &[String], with_hash: bool) -> (String, Vec<String>) {
     let (from, params) = from_where(scope);
-    let md5 = format!("md5({})", row_text(&scope.columns, scope.text));
+    let md5 = row_md5(&row_text(&scope.columns, scope.text), scope.text);
     let sql = if key.is_empty() {
         format!("SELECT h, ''::text, count(*)::bigint FROM (SELECT {md5} AS h {from} OFFSET 0) m GROUP BY h")
     } else {
