@@ -147,11 +147,14 @@ duration = "6h"
 [[jobs.legacy.tables]]
 table = "eda.wpp_fdefect_f_n"
 condition_column = "evt_timestamp"
-source = { plugin = "gp4" }
 "#,
     );
     let source_digest = digest(env.src, &env.db, FACT, FACT_COLUMNS, "id", DAY);
     assert!(source_digest.starts_with("30000 "), "{source_digest}");
+    // No source written: the gp4 flavour's own source is the default (SPEC §6).
+    let plan = env.run(&["plan"]);
+    plan.assert_success();
+    assert!(plan.stdout.contains("gp4 > stream > copy"), "{}", plan.render());
 
     let run = env.run(&["run"]);
     run.assert_success();

@@ -190,6 +190,12 @@ pub struct TableSpec {
 }
 
 impl TableSpec {
+    /// Whether the source plugin was not written anywhere (table, job, preset) and is the
+    /// default, so the source cluster's detected flavour may choose it.
+    pub fn source_is_default(&self) -> bool {
+        self.source.span() == (0..0)
+    }
+
     /// The name people see: the source table, and the target when it differs.
     pub fn display_name(&self) -> String {
         if self.source_table == self.target_table {
@@ -212,6 +218,16 @@ impl TableSpec {
 
 fn spanned_default(name: &str) -> Spanned<PluginSpec> {
     Spanned::new(0..0, PluginSpec::named(name))
+}
+
+/// The source a table gets when none is written: the flavour's (SPEC §6), as far as the config
+/// says it (`flavor`); a flavour detected at run time switches a defaulted `copy` too
+/// ([`TableSpec::source_is_default`]).
+fn default_source(cluster: Option<&ClusterConfig>) -> &'static str {
+    match cluster.and_then(|c| c.flavor) {
+        Some(super::model::FlavourName::Gp4) => "gp4",
+        _ => "copy",
+    }
 }
 
 impl Config {
@@ -391,7 +407,7 @@ fn resolve(path: &Path, text: String, file: ConfigFile) -> Result<Config, Config
                     .clone()
                     .or_else(|| preset.as_ref().map(|p| p.source.clone()))
                     .or_else(|| job_source.clone())
-                    .unwrap_or_else(|| spanned_default("copy")),
+                    .unwrap_or_else(|| spanned_default(default_source(clusters.get(&job.from)))),
                 transport: t
                     .transport
                     .clone()

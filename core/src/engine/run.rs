@@ -287,7 +287,7 @@ pub async fn plan_tables(
 pub async fn run(
     config: &Config,
     registry: &Registry,
-    tables: Vec<TableSpec>,
+    mut tables: Vec<TableSpec>,
     options: &RunOptions,
     observer: Arc<dyn Observer>,
     interrupt: Interrupt,
@@ -335,7 +335,7 @@ pub async fn run(
     // Every table is checked on both sides before the first byte moves.
     let mut sessions: BTreeMap<String, Session> = BTreeMap::new();
     let mut checks = Vec::new();
-    for (t, chain) in tables.iter().zip(&plugins) {
+    for (t, chain) in tables.iter_mut().zip(plugins.iter_mut()) {
         for name in [&t.from, &t.to] {
             if !sessions.contains_key(name) {
                 let s = cluster(name)?.connect(&application, t.timezone.as_deref()).await?;
@@ -345,6 +345,16 @@ pub async fn run(
         let (Some(src), Some(dst)) = (sessions.get(&t.from), sessions.get(&t.to)) else {
             return Err(Error::State { cluster: t.from.clone(), message: "session lost".into() });
         };
+        if t.source_is_default() && src.flavour == crate::dialect::Flavour::Gp4 && t.source.get_ref().plugin == "copy" {
+            // The flavour's source (SPEC §6): GP4 gets the 8.2 dialect's own plugin.
+            t.source = toml::Spanned::new(0..0, crate::config::PluginSpec::named("gp4"));
+            chain.source = registry.source(t.source.get_ref()).map_err(|e| Error::Check {
+                job: t.job.clone(),
+                table: t.display_name(),
+                message: format!("source: {e}"),
+                hint: None,
+            })?;
+        }
         let check = check_table(t, src, &t.from, dst, &t.to).await?;
         chain.sink.check_table(t, &check.columns).map_err(|e| Error::Check {
             job: t.job.clone(),
