@@ -128,3 +128,94 @@ fn sslmodes_are_honoured_and_verify_modes_check_the_certificate() {
     out.assert_code(2);
     assert!(out.stderr.contains("no CA is given: set sslrootcert"), "{}", out.render());
 }
+
+/// A TCP proxy (tests/fixtures/tls-breaking-proxy) that says yes to TLS and then sends no TLS
+/// at all, forwarding every plain connection to the target cluster: how an old server whose TLS
+/// this OpenSSL refuses looks to us. Killed when dropped.
+struct BrokenTlsProxy {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl BrokenTlsProxy {
+    fn start(env: &TestEnv) -> BrokenTlsProxy {
+        let script =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls-breaking-proxy/proxy.py");
+        let port_file = env.dir().join("proxy.port");
+        let child = Command::new("python3")
+            .arg(&script)
+            .arg(&port_file)
+            .arg(env.dst.port.to_string())
+            .spawn()
+            .expect("python3 runs the TLS-breaking proxy");
+        let mut proxy = BrokenTlsProxy { child, port: 0 };
+        for _ in 0..100 {
+            if let Ok(text) = std::fs::read_to_string(&port_file) {
+                proxy.port = text.trim().parse().unwrap();
+                return proxy;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("the proxy did not start (no {})", port_file.display());
+    }
+}
+
+impl Drop for BrokenTlsProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `prefer` (the default) falls back to plain TCP when the TLS handshake fails, as libpq does;
+/// `require` refuses, saying what to check.
+#[test]
+fn prefer_falls_back_to_plain_tcp_when_the_tls_handshake_fails() {
+    let env = TestEnv::new("tls_prefer_fallback");
+    env.src_psql(EVENTS);
+    env.src_psql(
+        "INSERT INTO public.events SELECT i, timestamp '2024-01-01' + i * interval '1 minute', 'v' || i \
+         FROM generate_series(0, 119) i",
+    );
+    env.dst_psql(EVENTS);
+    let proxy = BrokenTlsProxy::start(&env);
+    let config = |tls: &str| {
+        format!(
+            r#"
+[clusters.src]
+url = "{{SRC_URL}}"
+password_env = "GPT_SRC_PASSWORD"
+
+[clusters.dst]
+url = "postgres://gpt@127.0.0.1:{port}/{{DB}}"
+password_env = "GPT_DST_PASSWORD"
+{tls}
+
+[state]
+cluster = "dst"
+
+[jobs.j]
+from = "src"
+to = "dst"
+start = "2024-01-01 00:00:00"
+end = "2024-01-01 02:00:00"
+duration = "1h"
+
+[[jobs.j.tables]]
+table = "public.events"
+condition_column = "ts"
+"#,
+            port = proxy.port
+        )
+    };
+    env.write_config(&config(r#"sslmode = "require""#));
+    let out = env.run(&["config", "check"]);
+    out.assert_code(2);
+    assert!(out.stderr.contains("error performing TLS handshake"), "{}", out.render());
+    assert!(out.stderr.contains("check sslmode and sslrootcert"), "{}", out.render());
+
+    env.write_config(&config(""));
+    let run = env.run(&["run"]);
+    assert_eq!(run.code, 0, "{}", run.render());
+    assert_eq!(env.dst_psql("SELECT count(*) FROM public.events"), "120");
+}
