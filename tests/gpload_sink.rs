@@ -77,19 +77,27 @@ fn duplicate_keys(env: &TestEnv) -> String {
 fn merge_lands_byte_exact_and_a_rerun_updates_changed_rows() {
     let env = TestEnv::new("gpload_merge");
     setup(&env);
-    // A wrapper notes how gpload was called: its arguments, and whether PGPASSWORD is set.
+    // A wrapper notes how gpload was called: its arguments, whether PGPASSWORD is set, and the
+    // TLS settings it got.
     let wrapper = env.write_file(
         "gpload-recording",
         &format!(
             "#!/bin/sh\n\
              printf '%s\\n' \"$@\" >> \"{{TEMP_DIR}}/argv.txt\"\n\
              [ -n \"$PGPASSWORD\" ] && echo set >> \"{{TEMP_DIR}}/pgpassword.txt\"\n\
+             echo \"$PGSSLMODE $PGSSLROOTCERT\" >> \"{{TEMP_DIR}}/tls.txt\"\n\
              exec {} \"$@\"\n",
             standin().display()
         ),
     );
     fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).unwrap();
-    write_config(&env, "merge", ", keep_files = true", wrapper.to_str().unwrap());
+    let ca = env.dst.socket_dir.join("root.crt");
+    write_config(
+        &env,
+        "merge",
+        &format!(", keep_files = true, sslrootcert = \"{}\"", ca.display()),
+        wrapper.to_str().unwrap(),
+    );
     let source = support::defects_digest(env.src, &env.db);
     assert!(source.starts_with("600 "), "{source}");
 
@@ -122,6 +130,11 @@ fn merge_lands_byte_exact_and_a_rerun_updates_changed_rows() {
     assert_eq!(lines[1], control.to_str().unwrap());
     assert!(!argv.contains(&env.dst.password), "the password is in gpload's arguments");
     assert_eq!(fs::read_to_string(env.dir().join("pgpassword.txt")).unwrap(), "set\nset\n");
+    // gpload secures its session as ours are (sslmode prefer by default), with the sink's CA.
+    assert_eq!(
+        fs::read_to_string(env.dir().join("tls.txt")).unwrap(),
+        format!("prefer {0}\nprefer {0}\n", ca.display())
+    );
 
     // Changed source rows are updated, not duplicated.
     env.src_psql("UPDATE eda.defects SET glass = 'changed ' || id, qty = qty + 1 WHERE id % 5 = 0");

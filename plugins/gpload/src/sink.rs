@@ -67,6 +67,9 @@ pub struct GploadConfig {
     /// Keep the data file and control file after a successful load.
     #[serde(default)]
     pub keep_files: bool,
+    /// CA file on the gpload host for the target's verify-ca / verify-full (`PGSSLROOTCERT`);
+    /// by default the cluster's `sslrootcert` when gpload runs here, none on an ETL host.
+    pub sslrootcert: Option<PathBuf>,
     /// Behind a `shared-mount` transport, gpload's `FILE` lists the window's `.csv.gz` parts in
     /// place: this is the mount's root as the gpload host sees it (default: the same path).
     pub mount_path: Option<PathBuf>,
@@ -410,12 +413,14 @@ impl Sink for GploadSink {
             runner: self.runner.clone(),
             target: ctx.target.name.clone(),
             detail: LoadDetail::default(),
-            // A CA path of this host means nothing on the ETL host, whose libpq has its own.
+            // A CA path of this host means nothing on the ETL host: there only the sink's own
+            // `sslrootcert` is passed.
             tls_env: ctx
                 .target
                 .libpq_tls_env()
                 .into_iter()
-                .filter(|(k, _)| c.host.is_none() || k != "PGSSLROOTCERT")
+                .filter(|(k, _)| k != "PGSSLROOTCERT" || (c.host.is_none() && c.sslrootcert.is_none()))
+                .chain(c.sslrootcert.iter().map(|p| ("PGSSLROOTCERT".to_string(), p.display().to_string())))
                 .collect(),
         }))
     }
