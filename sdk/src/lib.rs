@@ -14,6 +14,7 @@
 //! against another one, naming the file and both versions.
 #![warn(missing_docs)]
 
+pub mod conformance;
 pub mod ffi;
 mod guard;
 

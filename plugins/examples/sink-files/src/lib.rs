@@ -118,3 +118,31 @@ impl SinkWindow for FilesWindow {
 }
 
 gptransfer_sdk::export_sink_plugin!(FilesSink);
+
+#[cfg(test)]
+mod tests {
+    use super::FilesSink;
+    use gptransfer_sdk::WindowInfo;
+
+    /// The rows a reader sees for a window: the committed manifest's count, or none.
+    fn visible(dir: &std::path::Path, w: &WindowInfo) -> Result<u64, String> {
+        let manifest = dir.join(&w.target_table).join(&w.id).join("manifest.json");
+        match std::fs::read_to_string(&manifest) {
+            Ok(text) => serde_json::from_str::<serde_json::Value>(&text)
+                .map_err(|e| e.to_string())?
+                .get("rows")
+                .and_then(serde_json::Value::as_u64)
+                .ok_or_else(|| format!("{} has no rows", manifest.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    #[test]
+    fn the_files_sink_conforms() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let options = format!("dir = {:?}", dir.path().display().to_string());
+        let result = gptransfer_sdk::conformance::check_sink::<FilesSink>(&options, |w| visible(dir.path(), w));
+        assert_eq!(result, Ok(()));
+    }
+}
