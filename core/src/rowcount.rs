@@ -37,12 +37,17 @@ impl RowCounter {
         }
     }
 
-    /// Whether the bytes so far end at a row boundary.
-    pub fn at_row_end(&self, last_byte: Option<u8>) -> bool {
+    /// Positions of the newlines in `chunk` that end a row (text: every raw newline; CSV: those
+    /// outside quotes). Binary rows end without a marker: none.
+    pub fn row_ends(&mut self, chunk: &[u8]) -> Vec<usize> {
         match self {
-            RowCounter::Text => last_byte.is_none_or(|b| b == b'\n'),
-            RowCounter::Csv(c) => !c.in_quotes && last_byte.is_none_or(|b| b == b'\n'),
-            RowCounter::Binary(_) => true,
+            RowCounter::Text => memchr::memchr_iter(b'\n', chunk).collect(),
+            RowCounter::Csv(c) => {
+                let mut ends = Vec::new();
+                c.row_ends(chunk, |i| ends.push(i));
+                ends
+            }
+            RowCounter::Binary(_) => Vec::new(),
         }
     }
 }
@@ -73,11 +78,6 @@ impl CsvRows {
             }
             at = i + 1;
         }
-    }
-
-    /// Whether the bytes so far end inside a quoted field.
-    pub fn in_quotes(&self) -> bool {
-        self.in_quotes
     }
 }
 

@@ -1,6 +1,7 @@
 //! Connections to clusters: where, as whom, with which secret, and the session settings that
 //! make every flavour speak the same COPY text.
 
+mod copy_out;
 mod pgpass;
 mod tls;
 
@@ -10,6 +11,7 @@ use tokio_postgres::config::Host;
 use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 use tokio_postgres::{Client, NoTls, Socket};
 
+pub use copy_out::end_after_error;
 pub use tls::name as sslmode_name;
 use tls::Tls;
 

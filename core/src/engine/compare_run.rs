@@ -211,15 +211,9 @@ async fn stored_text(
     let mut sides = Vec::new();
     for (session, side, stored) in [(src, "source", source.stored_text_encoding()), (dst, "target", None)] {
         let encoding = session
-            .timed(session.client.simple_query("SHOW server_encoding"))
+            .show("server_encoding")
             .await
-            .map_err(|e| check_err(format!("reading server_encoding on the {side}: {}", e.message)))?
-            .iter()
-            .find_map(|m| match m {
-                tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
-                _ => None,
-            })
-            .unwrap_or_default();
+            .map_err(|e| check_err(format!("reading server_encoding on the {side}: {}", e.message)))?;
         sides.push(StoredText::for_server(&encoding, stored, session.flavour.kernel() < 83));
     }
     Ok((sides.first().copied().unwrap_or_default(), sides.get(1).copied().unwrap_or_default()))

@@ -14,6 +14,7 @@ use crate::cluster::{ClusterHandle, Session};
 use crate::config::{Config, TableProgress, TableSpec};
 use crate::error::Error;
 use crate::registry::Registry;
+use crate::roles::CopyFormat;
 use crate::roles::Counters;
 use crate::state::State;
 use crate::window::{plan, Window};
@@ -320,6 +321,8 @@ pub async fn run(
             source: registry.source(t.source.get_ref()).map_err(|e| build_err("source", e))?,
             transport: registry.transport(t.transport.get_ref()).map_err(|e| build_err("transport", e))?,
             sink: registry.sink(t.sink.get_ref()).map_err(|e| build_err("sink", e))?,
+            // Chosen with the columns, below.
+            format: CopyFormat::Text,
         });
     }
 
@@ -362,7 +365,7 @@ pub async fn run(
             message: format!("sink: {e}"),
             hint: None,
         })?;
-        chain.format(t, &check).map_err(|e| Error::Check {
+        chain.format = chain.negotiate(t, &check).map_err(|e| Error::Check {
             job: t.job.clone(),
             table: t.display_name(),
             message: e,

@@ -23,11 +23,13 @@ pub(super) struct WindowPlugins {
     pub source: Arc<dyn Source>,
     pub transport: Arc<dyn Transport>,
     pub sink: Arc<dyn Sink>,
+    /// The COPY format of the table's windows, negotiated once before any window runs.
+    pub format: CopyFormat,
 }
 
 impl WindowPlugins {
-    /// The COPY format of the table's windows (see [`negotiate_format`]).
-    pub fn format(&self, table: &TableSpec, check: &TableCheck) -> Result<CopyFormat, String> {
+    /// The COPY format the three plugins agree on for this table (see [`negotiate_format`]).
+    pub fn negotiate(&self, table: &TableSpec, check: &TableCheck) -> Result<CopyFormat, String> {
         negotiate_format(
             &self.source.formats(),
             &self.transport.formats(),
@@ -68,13 +70,7 @@ pub(super) async fn run_window(
         elapsed_seconds: 0.0,
         error: None,
     };
-    let format = match plugins.format(table, check) {
-        Ok(f) => f,
-        Err(e) => {
-            report.error = Some(e);
-            return report;
-        }
-    };
+    let format = plugins.format;
     let chain = match format {
         CopyFormat::Text => table.chain(),
         f => format!("{} ({})", table.chain(), f.name()),

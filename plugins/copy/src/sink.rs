@@ -12,7 +12,7 @@ use gptransfer_core::config::Mode;
 use gptransfer_core::dialect::{quote_ident, sql};
 use gptransfer_core::registry::{parse_options, Factory};
 use gptransfer_core::roles::{ByteStream, CopyFormat, Sink, SinkWindow, WindowCtx};
-use gptransfer_core::rowcount::CsvRows;
+use gptransfer_core::rowcount::RowCounter;
 use gptransfer_core::RoleError;
 
 /// Options of the `copy` sink.
@@ -50,27 +50,22 @@ const STAGING: &str = "gptransfer_merge_staging";
 
 /// Appends each row's position in the batch as a last column, right before the newline that
 /// ends the row: in COPY text every raw newline, in CSV a newline outside quotes.
-#[derive(Default)]
 struct BatchNumbering {
     next: u64,
-    /// `Some` for CSV: the quote state across chunks.
-    csv: Option<CsvRows>,
+    /// `\t` in COPY text, `,` in CSV.
+    separator: u8,
+    /// Finds row ends across chunks (CSV: the quote state).
+    rows: RowCounter,
 }
 
 impl BatchNumbering {
     fn for_format(format: CopyFormat) -> Self {
-        BatchNumbering { next: 0, csv: (format == CopyFormat::Csv).then(CsvRows::default) }
+        let separator = if format == CopyFormat::Csv { b',' } else { b'\t' };
+        BatchNumbering { next: 0, separator, rows: RowCounter::new(format) }
     }
 
     fn number(&mut self, chunk: &[u8]) -> bytes::Bytes {
-        let (separator, ends): (u8, Vec<usize>) = match &mut self.csv {
-            None => (b'\t', memchr::memchr_iter(b'\n', chunk).collect()),
-            Some(csv) => {
-                let mut ends = Vec::new();
-                csv.row_ends(chunk, |i| ends.push(i));
-                (b',', ends)
-            }
-        };
+        let (separator, ends) = (self.separator, self.rows.row_ends(chunk));
         let mut out = Vec::with_capacity(chunk.len() + chunk.len() / 8);
         let mut start = 0;
         for end in ends {
@@ -197,7 +192,7 @@ mod tests {
 
     #[test]
     fn numbers_rows_across_chunks() {
-        let mut n = BatchNumbering::default();
+        let mut n = BatchNumbering::for_format(gptransfer_core::roles::CopyFormat::Text);
         let a = n.number(b"a\t1\nb\t2\nc\t");
         let b = n.number(b"3\n");
         assert_eq!(&a[..], b"a\t1\t1\nb\t2\t2\nc\t");

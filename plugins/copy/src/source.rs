@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use futures_util::{FutureExt, StreamExt};
 use serde::Deserialize;
 
 use gptransfer_core::config::Mode;
@@ -83,45 +82,6 @@ impl Source for CopySource {
             .map_err(|e| RoleError::retriable(e.to_string()))?;
         let statement = self.statement(ctx);
         tracing::debug!(cluster = %ctx.source.name, "{statement}");
-        let stream = session.timed(session.client.copy_out(statement.as_str())).await.map_err(|e| RoleError {
-            message: format!("reading from source cluster {:?}: {}", ctx.source.name, e.message),
-            ..e
-        })?;
-        let timeout = session.read_timeout;
-        let cluster = ctx.source.name.clone();
-        // The session moves into the stream: the connection lives exactly as long as the read.
-        let rows = futures_util::stream::unfold(
-            (Box::pin(stream), session, cluster),
-            move |(mut stream, session, cluster)| async move {
-                // Most rows are already buffered: only arm a timer when we would wait.
-                let next = match stream.next().now_or_never() {
-                    Some(item) => Ok(item),
-                    None => tokio::time::timeout(timeout, stream.next()).await,
-                };
-                match next {
-                    Ok(Some(Ok(bytes))) => Some((Ok(bytes), (stream, session, cluster))),
-                    Ok(Some(Err(e))) => Some((
-                        Err(RoleError::from_pg(&format!("reading from source cluster {cluster:?}"), &e)),
-                        (stream, session, cluster),
-                    )),
-                    Ok(None) => None,
-                    Err(_) => Some((
-                        Err(RoleError::retriable(format!(
-                            "source cluster {cluster:?} sent nothing for {}s (read_timeout): stalled stream",
-                            timeout.as_secs()
-                        ))),
-                        (stream, session, cluster),
-                    )),
-                }
-            },
-        );
-        // After an error the stream must end, or a consumer could poll a dead connection forever.
-        let mut failed = false;
-        let rows = rows.take_while(move |item| {
-            let go = !failed;
-            failed = item.is_err();
-            std::future::ready(go)
-        });
-        Ok(Box::pin(rows))
+        session.copy_out_stream(&statement, &ctx.source.name).await
     }
 }

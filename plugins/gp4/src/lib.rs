@@ -21,9 +21,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use futures_util::{FutureExt, StreamExt};
+use futures_util::StreamExt;
 use serde::Deserialize;
 
+use gptransfer_core::cluster::end_after_error;
 use gptransfer_core::config::Mode;
 use gptransfer_core::dialect::{sql, QualifiedName};
 use gptransfer_core::registry::{parse_options, Factory};
@@ -92,7 +93,7 @@ impl Factory<dyn Source> for Gp4SourceFactory {
     }
 }
 
-/// Reads the database's encoding; `SHOW` exists on every version.
+/// What reading the database's encoding sends (`Session::show`); `SHOW` exists on every version.
 pub const SHOW_SERVER_ENCODING: &str = "SHOW server_encoding";
 
 /// Whether the server converts text for us (any real server encoding) or not (SQL_ASCII).
@@ -179,17 +180,7 @@ impl Source for Gp4Source {
             .connect(&ctx.application, ctx.table.timezone.as_deref())
             .await
             .map_err(|e| RoleError::retriable(e.to_string()))?;
-        let rows = session
-            .timed(session.client.simple_query(SHOW_SERVER_ENCODING))
-            .await
-            .map_err(src_err("reading server_encoding"))?;
-        let server_encoding = rows
-            .iter()
-            .find_map(|m| match m {
-                tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
-                _ => None,
-            })
-            .unwrap_or_default();
+        let server_encoding = session.show("server_encoding").await.map_err(src_err("reading server_encoding"))?;
         let transcode = match self.encoding_setup(&server_encoding) {
             Some(set) => {
                 tracing::debug!(cluster = %cluster, "{set}");
@@ -203,37 +194,7 @@ impl Source for Gp4Source {
         };
         let statement = self.window_statement(ctx);
         tracing::debug!(cluster = %cluster, server_encoding = %server_encoding, "{statement}");
-        let stream = session.timed(session.client.copy_out(statement.as_str())).await.map_err(|e| RoleError {
-            message: format!("reading from source cluster {cluster:?}: {}", e.message),
-            ..e
-        })?;
-        let timeout = session.read_timeout;
-        // The session moves into the stream: the connection lives exactly as long as the read.
-        let raw = futures_util::stream::unfold(
-            (Box::pin(stream), session, cluster.clone()),
-            move |(mut stream, session, cluster)| async move {
-                // Most rows are already buffered: only arm a timer when we would wait.
-                let next = match stream.next().now_or_never() {
-                    Some(item) => Ok(item),
-                    None => tokio::time::timeout(timeout, stream.next()).await,
-                };
-                match next {
-                    Ok(Some(Ok(bytes))) => Some((Ok(bytes), (stream, session, cluster))),
-                    Ok(Some(Err(e))) => Some((
-                        Err(RoleError::from_pg(&format!("reading from source cluster {cluster:?}"), &e)),
-                        (stream, session, cluster),
-                    )),
-                    Ok(None) => None,
-                    Err(_) => Some((
-                        Err(RoleError::retriable(format!(
-                            "source cluster {cluster:?} sent nothing for {}s (read_timeout): stalled stream",
-                            timeout.as_secs()
-                        ))),
-                        (stream, session, cluster),
-                    )),
-                }
-            },
-        );
+        let raw = session.copy_out_stream(&statement, &cluster).await?;
         let rows: ByteStream = match transcode {
             None => Box::pin(raw),
             Some(transcoder) => {
@@ -258,14 +219,8 @@ impl Source for Gp4Source {
                 }))
             }
         };
-        // After an error the stream must end, or a consumer could poll a dead connection forever.
-        let mut failed = false;
-        let rows = rows.take_while(move |item| {
-            let go = !failed;
-            failed = item.is_err();
-            std::future::ready(go)
-        });
-        Ok(Box::pin(rows))
+        // The transcoder's own errors end the stream too.
+        Ok(end_after_error(rows))
     }
 }
 

@@ -16,7 +16,8 @@
 use std::fmt::Write as _;
 
 use bytes::{Bytes, BytesMut};
-use gptransfer_core::rowcount::CsvRows;
+use gptransfer_core::roles::CopyFormat;
+use gptransfer_core::rowcount::RowCounter;
 
 /// The encoding the source's text is stored in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Default)]
@@ -84,8 +85,10 @@ impl BadRow {
 #[derive(Debug)]
 pub struct Transcoder {
     encoding: SourceEncoding,
-    /// `Some` for CSV: the quote state that tells row ends from quoted newlines.
-    csv: Option<CsvRows>,
+    /// CSV rather than COPY text.
+    csv: bool,
+    /// Finds row ends across chunks (CSV: the quote state that tells them from quoted newlines).
+    ends: RowCounter,
     /// The start of a row whose newline has not come yet.
     pending: Vec<u8>,
     /// Rows seen so far, bad ones included.
@@ -104,28 +107,20 @@ pub struct Converted {
 impl Transcoder {
     /// A transcoder of COPY text from `encoding`.
     pub fn new(encoding: SourceEncoding) -> Self {
-        Transcoder { encoding, csv: None, pending: Vec::new(), rows: 0 }
+        Transcoder { encoding, csv: false, ends: RowCounter::new(CopyFormat::Text), pending: Vec::new(), rows: 0 }
     }
 
     /// A transcoder of COPY CSV from `encoding`.
     pub fn csv(encoding: SourceEncoding) -> Self {
-        Transcoder { encoding, csv: Some(CsvRows::default()), pending: Vec::new(), rows: 0 }
+        Transcoder { encoding, csv: true, ends: RowCounter::new(CopyFormat::Csv), pending: Vec::new(), rows: 0 }
     }
 
     /// Converts the rows completed by `chunk`; a partial last row waits for the next chunk.
     pub fn push(&mut self, chunk: &[u8]) -> Converted {
         let mut out = BytesMut::with_capacity(chunk.len() + chunk.len() / 4);
         let mut bad = Vec::new();
-        let ends: Vec<usize> = match &mut self.csv {
-            None => memchr::memchr_iter(b'\n', chunk).collect(),
-            Some(csv) => {
-                let mut v = Vec::new();
-                csv.row_ends(chunk, |i| v.push(i));
-                v
-            }
-        };
         let mut start = 0;
-        for end in ends {
+        for end in self.ends.row_ends(chunk) {
             let row: &[u8] = if self.pending.is_empty() {
                 &chunk[start..end]
             } else {
@@ -134,7 +129,7 @@ impl Transcoder {
             };
             self.rows += 1;
             let row_start = out.len();
-            let converted = if self.csv.is_some() {
+            let converted = if self.csv {
                 convert_csv_row(self.encoding, row, &mut out)
             } else {
                 convert_row(self.encoding, row, &mut out)

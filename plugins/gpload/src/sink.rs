@@ -177,6 +177,31 @@ impl GploadSink {
     }
 }
 
+impl GploadSink {
+    /// gpload's `MODE`, `MATCH_COLUMNS` and `UPDATE_COLUMNS` for a table moving `columns`
+    /// (none for insert), every name checked against what gpload can merge on.
+    fn load_columns(
+        &self,
+        t: &gptransfer_core::config::TableSpec,
+        columns: &[String],
+    ) -> Result<(LoadMode, Vec<String>, Vec<String>), String> {
+        let c = &self.config;
+        let mode = c.mode.unwrap_or(if t.mode == Mode::Merge { LoadMode::Merge } else { LoadMode::Insert });
+        if mode == LoadMode::Insert {
+            return Ok((mode, Vec::new(), Vec::new()));
+        }
+        let m = c.match_columns.clone().unwrap_or_else(|| t.key.clone());
+        let u = c
+            .update_columns
+            .clone()
+            .unwrap_or_else(|| columns.iter().filter(|col| !m.contains(col)).cloned().collect());
+        for col in m.iter().chain(&u) {
+            check_merge_column(col, mode.as_str())?;
+        }
+        Ok((mode, m, u))
+    }
+}
+
 /// Registers `gpload` as a sink (run locally).
 pub struct GploadSinkFactory;
 
@@ -272,45 +297,19 @@ impl Sink for GploadSink {
     }
 
     fn check_table(&self, t: &gptransfer_core::config::TableSpec, columns: &[String]) -> Result<(), String> {
-        let c = &self.config;
-        let mode = c.mode.unwrap_or(if t.mode == Mode::Merge { LoadMode::Merge } else { LoadMode::Insert });
-        if mode == LoadMode::Insert {
-            return Ok(());
-        }
-        let m = c.match_columns.clone().unwrap_or_else(|| t.key.clone());
-        let u = c
-            .update_columns
-            .clone()
-            .unwrap_or_else(|| columns.iter().filter(|col| !m.contains(col)).cloned().collect());
-        for col in m.iter().chain(&u) {
-            check_merge_column(col, mode.as_str())?;
-        }
-        Ok(())
+        self.load_columns(t, columns).map(drop)
     }
 
     async fn begin(&self, ctx: &WindowCtx) -> Result<Box<dyn SinkWindow>, RoleError> {
         let c = &self.config;
         let t = &ctx.table;
-        let mode = c.mode.unwrap_or(if t.mode == Mode::Merge { LoadMode::Merge } else { LoadMode::Insert });
-        let (match_columns, update_columns) = if mode == LoadMode::Insert {
-            (Vec::new(), Vec::new())
-        } else {
-            let m = c.match_columns.clone().unwrap_or_else(|| t.key.clone());
-            if m.is_empty() {
-                return Err(fail(format!(
-                    "gpload {} mode needs match columns: set the table's key or the sink's match_columns",
-                    mode.as_str()
-                )));
-            }
-            let u = c
-                .update_columns
-                .clone()
-                .unwrap_or_else(|| ctx.columns.iter().filter(|col| !m.contains(col)).cloned().collect());
-            for col in m.iter().chain(&u) {
-                check_merge_column(col, mode.as_str()).map_err(fail)?;
-            }
-            (m, u)
-        };
+        let (mode, match_columns, update_columns) = self.load_columns(t, &ctx.columns).map_err(fail)?;
+        if mode != LoadMode::Insert && match_columns.is_empty() {
+            return Err(fail(format!(
+                "gpload {} mode needs match columns: set the table's key or the sink's match_columns",
+                mode.as_str()
+            )));
+        }
 
         let mut before = Vec::new();
         if c.mode.is_none() {

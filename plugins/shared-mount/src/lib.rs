@@ -45,7 +45,7 @@ use tokio::sync::mpsc;
 
 use gptransfer_core::registry::{parse_options, Factory};
 use gptransfer_core::roles::{ByteStream, CopyFormat, Delivered, SinkWindow, StagedFiles, Transport, WindowCtx};
-use gptransfer_core::rowcount::{CsvRows, RowCounter};
+use gptransfer_core::rowcount::RowCounter;
 use gptransfer_core::RoleError;
 
 use perms::Ids;
@@ -278,8 +278,8 @@ struct PartWriter {
     current: Option<OpenPart>,
     /// The last byte written ended a row (text, CSV), so the file may end here.
     at_row_end: bool,
-    /// Quote state across chunks, to find CSV row ends.
-    csv: CsvRows,
+    /// Finds row ends across chunks (CSV: the quote state).
+    rows: RowCounter,
 }
 
 impl PartWriter {
@@ -314,15 +314,7 @@ impl PartWriter {
     fn write(&mut self, chunk: &[u8]) -> Result<(), RoleError> {
         let binary = self.format == CopyFormat::Binary;
         // Where rows end in this chunk; only needed to split files at row ends.
-        let ends: Vec<usize> = match (self.split, self.format) {
-            (None, _) | (_, CopyFormat::Binary) => Vec::new(),
-            (Some(_), CopyFormat::Text) => memchr::memchr_iter(b'\n', chunk).collect(),
-            (Some(_), CopyFormat::Csv) => {
-                let mut v = Vec::new();
-                self.csv.row_ends(chunk, |i| v.push(i));
-                v
-            }
-        };
+        let ends = if self.split.is_some() { self.rows.row_ends(chunk) } else { Vec::new() };
         // Just past the first row end at or after `from` (or the chunk's end).
         let row_end_from = |from: usize| ends.get(ends.partition_point(|&e| e < from)).map_or(chunk.len(), |e| e + 1);
         let mut pos = 0;
@@ -478,7 +470,7 @@ impl SharedMountTransport {
             files: Vec::new(),
             current: None,
             at_row_end: true,
-            csv: CsvRows::default(),
+            rows: RowCounter::new(ctx.format),
         };
         let thread = tokio::task::spawn_blocking(move || -> Result<Vec<FileEntry>, RoleError> {
             writer.open()?;
@@ -712,7 +704,7 @@ mod tests {
             files: Vec::new(),
             current: None,
             at_row_end: true,
-            csv: CsvRows::default(),
+            rows: RowCounter::new(format),
         };
         w.open().unwrap();
         for d in data {

@@ -1,0 +1,68 @@
+//! A source's `COPY … TO STDOUT` as a byte stream that owns its session, fails a stalled read
+//! after `read_timeout`, and ends after its first error.
+
+use futures_util::{FutureExt, StreamExt};
+
+use super::Session;
+use crate::error::RoleError;
+use crate::roles::ByteStream;
+
+impl Session {
+    /// Starts `statement` (a `COPY … TO STDOUT`) on source cluster `cluster` and streams its
+    /// bytes. The session moves into the stream: the connection lives exactly as long as the read.
+    pub async fn copy_out_stream(self, statement: &str, cluster: &str) -> Result<ByteStream, RoleError> {
+        let stream = self.timed(self.client.copy_out(statement)).await.map_err(|e| RoleError {
+            message: format!("reading from source cluster {cluster:?}: {}", e.message),
+            ..e
+        })?;
+        let timeout = self.read_timeout;
+        let rows = futures_util::stream::unfold(
+            (Box::pin(stream), self, cluster.to_string()),
+            move |(mut stream, session, cluster)| async move {
+                // Most rows are already buffered: only arm a timer when we would wait.
+                let next = match stream.next().now_or_never() {
+                    Some(item) => Ok(item),
+                    None => tokio::time::timeout(timeout, stream.next()).await,
+                };
+                match next {
+                    Ok(Some(Ok(bytes))) => Some((Ok(bytes), (stream, session, cluster))),
+                    Ok(Some(Err(e))) => Some((
+                        Err(RoleError::from_pg(&format!("reading from source cluster {cluster:?}"), &e)),
+                        (stream, session, cluster),
+                    )),
+                    Ok(None) => None,
+                    Err(_) => Some((
+                        Err(RoleError::retriable(format!(
+                            "source cluster {cluster:?} sent nothing for {}s (read_timeout): stalled stream",
+                            timeout.as_secs()
+                        ))),
+                        (stream, session, cluster),
+                    )),
+                }
+            },
+        );
+        Ok(end_after_error(Box::pin(rows)))
+    }
+
+    /// The value of a server setting (`SHOW`, which exists on every version).
+    pub async fn show(&self, setting: &str) -> Result<String, RoleError> {
+        let messages = self.timed(self.client.simple_query(&format!("SHOW {setting}"))).await?;
+        Ok(messages
+            .iter()
+            .find_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+                _ => None,
+            })
+            .unwrap_or_default())
+    }
+}
+
+/// Ends `rows` after its first error, so a consumer never polls a dead connection again.
+pub fn end_after_error(rows: ByteStream) -> ByteStream {
+    let mut failed = false;
+    Box::pin(rows.take_while(move |item| {
+        let go = !failed;
+        failed = item.is_err();
+        std::future::ready(go)
+    }))
+}
