@@ -13,38 +13,13 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use support::{CmdOutput, Pg, TestEnv};
 
-/// Both clusters, the state on the target. Jobs are appended by each test.
-const CLUSTERS: &str = r#"
-[clusters.src]
-url = "{SRC_URL}"
-password_env = "GPT_SRC_PASSWORD"
-
-[clusters.dst]
-url = "{DST_URL}"
-password_env = "GPT_DST_PASSWORD"
-
-[state]
-cluster = "dst"
-schema = "gptransfer"
-"#;
-
-fn write_config(env: &TestEnv, jobs: &str) {
-    env.write_config(&format!("{CLUSTERS}\n{jobs}"));
+/// [`support::table_digest`] of the whole table.
+fn digest(pg: &Pg, db: &str, table: &str, columns: &[&str], order: &str) -> String {
+    support::table_digest(pg, db, table, columns, order, "true")
 }
 
-/// `count md5` of the rows of `table`: every column of `columns` (in that order) cast to text
-/// and quoted (`NULL` unquoted), rows joined in `order`, under fixed session settings so that
-/// the text does not depend on the server's.
-fn digest(pg: &Pg, db: &str, table: &str, columns: &[&str], order: &str) -> String {
-    let row = columns.iter().map(|c| format!("quote_nullable({c}::text)")).collect::<Vec<_>>().join(", ");
-    pg.psql(
-        db,
-        &format!(
-            "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, MDY'; SET extra_float_digits = 3; SET bytea_output = 'hex';\n\
-             SELECT count(*) || ' ' || coalesce(md5(string_agg(concat_ws('|', {row}), E'\\n' ORDER BY {order})), '-') \
-             FROM {table}"
-        ),
-    )
+fn write_config(env: &TestEnv, jobs: &str) {
+    env.write_config(&format!("{{CLUSTERS}}\n{jobs}"));
 }
 
 /// The stored cursor of a table (`None` when there is none).

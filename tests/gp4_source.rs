@@ -6,20 +6,8 @@
 
 mod support;
 
+use support::table_digest as digest;
 use support::{Pg, TestEnv};
-
-/// `count md5` of the rows of `table`: every column cast to text and quoted, rows in `order`.
-fn digest(pg: &Pg, db: &str, table: &str, columns: &[&str], order: &str, filter: &str) -> String {
-    let row = columns.iter().map(|c| format!("quote_nullable({c}::text)")).collect::<Vec<_>>().join(", ");
-    pg.psql(
-        db,
-        &format!(
-            "SET TimeZone = 'UTC';\n\
-             SELECT count(*) || ' ' || coalesce(md5(string_agg(concat_ws('|', {row}), E'\\n' ORDER BY {order})), '-') \
-             FROM {table} WHERE {filter}"
-        ),
-    )
-}
 
 fn cursor(env: &TestEnv, table: &str) -> Option<String> {
     let out = env.dst_psql(&format!("SELECT cursor_end FROM gptransfer.cursors WHERE table_name = '{table}'"));

@@ -46,20 +46,6 @@ fn library(package: &str) -> PathBuf {
     target_profile_dir().join(format!("lib{}.so", package.replace('-', "_")))
 }
 
-const CLUSTERS: &str = r#"
-[clusters.src]
-url = "{SRC_URL}"
-password_env = "GPT_SRC_PASSWORD"
-
-[clusters.dst]
-url = "{DST_URL}"
-password_env = "GPT_DST_PASSWORD"
-
-[state]
-cluster = "dst"
-schema = "gptransfer"
-"#;
-
 /// Source and target table `public.ev` with six rows in 2024-03-10 00:00..01:00 and two after.
 fn seed(env: &TestEnv) {
     let ddl = "CREATE TABLE public.ev (id int, ts timestamp, note text)";
@@ -75,7 +61,7 @@ fn seed(env: &TestEnv) {
 fn config(env: &TestEnv, paths: &[PathBuf], sink: &str) {
     let paths = paths.iter().map(|p| format!("{:?}", p.display().to_string())).collect::<Vec<_>>().join(", ");
     env.write_config(&format!(
-        r#"{CLUSTERS}
+        r#"{{CLUSTERS}}
 [plugins]
 paths = [{paths}]
 

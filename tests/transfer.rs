@@ -8,40 +8,11 @@ mod support;
 use std::time::{Duration, Instant};
 
 use chrono::{NaiveDateTime, Timelike};
-use support::{assert_no_secret, CmdOutput, Pg, TestEnv};
-
-/// Both clusters, the state on the target. Jobs are appended by each test.
-const CLUSTERS: &str = r#"
-[clusters.src]
-url = "{SRC_URL}"
-password_env = "GPT_SRC_PASSWORD"
-
-[clusters.dst]
-url = "{DST_URL}"
-password_env = "GPT_DST_PASSWORD"
-
-[state]
-cluster = "dst"
-schema = "gptransfer"
-"#;
+use support::table_digest as digest;
+use support::{assert_no_secret, CmdOutput, TestEnv};
 
 fn write_config(env: &TestEnv, jobs: &str) {
-    env.write_config(&format!("{CLUSTERS}\n{jobs}"));
-}
-
-/// `count md5` of the rows of `table` matching `filter`: every column of `columns` (in that
-/// order) cast to text and quoted (`NULL` unquoted, so NULL and 'NULL' differ), rows joined by
-/// newlines in `order`. Timestamptz text is made independent of the server's zone.
-fn digest(pg: &Pg, db: &str, table: &str, columns: &[&str], order: &str, filter: &str) -> String {
-    let row = columns.iter().map(|c| format!("quote_nullable({c}::text)")).collect::<Vec<_>>().join(", ");
-    pg.psql(
-        db,
-        &format!(
-            "SET TimeZone = 'UTC';\n\
-             SELECT count(*) || ' ' || coalesce(md5(string_agg(concat_ws('|', {row}), E'\\n' ORDER BY {order})), '-') \
-             FROM {table} WHERE {filter}"
-        ),
-    )
+    env.write_config(&format!("{{CLUSTERS}}\n{jobs}"));
 }
 
 /// The stored cursor of a table (`None` when there is none).

@@ -856,21 +856,24 @@ fn random_u64() -> u64 {
     hasher.finish()
 }
 
-/// `count md5` of `eda.defects` (the [`defects_source_sql`] table) in id order, every column
-/// as quoted text: equal on both sides when a transfer was byte-exact.
-pub fn defects_digest(pg: &Pg, db: &str) -> String {
-    let row = ["id", "evt_ts", "glass", "qty", "payload"]
-        .iter()
-        .map(|c| format!("quote_nullable({c}::text)"))
-        .collect::<Vec<_>>()
-        .join(", ");
+/// `count md5` of the rows of `table` matching `filter`, in `order`, every column cast to text
+/// and quoted, under fixed session settings: equal on both sides when a transfer was
+/// byte-exact.
+pub fn table_digest(pg: &Pg, db: &str, table: &str, columns: &[&str], order: &str, filter: &str) -> String {
+    let row = columns.iter().map(|c| format!("quote_nullable({c}::text)")).collect::<Vec<_>>().join(", ");
     pg.psql(
         db,
         &format!(
-            "SELECT count(*) || ' ' || coalesce(md5(string_agg(concat_ws('|', {row}), E'\\n' ORDER BY id)), '-') \
-             FROM eda.defects"
+            "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, MDY'; SET extra_float_digits = 3; SET bytea_output = 'hex';\n\
+             SELECT count(*) || ' ' || coalesce(md5(string_agg(concat_ws('|', {row}), E'\\n' ORDER BY {order})), '-') \
+             FROM {table} WHERE {filter}"
         ),
     )
+}
+
+/// [`table_digest`] of `eda.defects` (the [`defects_source_sql`] table).
+pub fn defects_digest(pg: &Pg, db: &str) -> String {
+    table_digest(pg, db, "eda.defects", &["id", "evt_ts", "glass", "qty", "payload"], "id", "true")
 }
 
 /// The `eda.defects` source table shared by the transport and sink tests: `rows` rows from
