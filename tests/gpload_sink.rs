@@ -36,6 +36,26 @@ fn etl_gpload(env: &TestEnv) -> PathBuf {
     wrapper
 }
 
+/// A gp4-flavoured source, the target, and job `j`: two 3-hour windows. Tables follow.
+const GP4_JOB: &str = r#"[clusters.src]
+url = "{SRC_URL}"
+password_env = "GPT_SRC_PASSWORD"
+flavor = "gp4"
+
+[clusters.dst]
+url = "{DST_URL}"
+password_env = "GPT_DST_PASSWORD"
+
+[state]
+cluster = "dst"
+
+[jobs.j]
+from = "src"
+to = "dst"
+start = "2024-03-10 00:00:00"
+end = "2024-03-10 06:00:00"
+duration = "3h""#;
+
 fn standin() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gpload-standin/gpload")
 }
@@ -418,24 +438,7 @@ fn the_gp4_legacy_preset_moves_a_v1_table_with_one_line() {
     fs::create_dir(env.dir().join("mount")).unwrap();
     env.write_config(&format!(
         r#"
-[clusters.src]
-url = "{{SRC_URL}}"
-password_env = "GPT_SRC_PASSWORD"
-flavor = "gp4"
-
-[clusters.dst]
-url = "{{DST_URL}}"
-password_env = "GPT_DST_PASSWORD"
-
-[state]
-cluster = "dst"
-
-[jobs.j]
-from = "src"
-to = "dst"
-start = "2024-03-10 00:00:00"
-end = "2024-03-10 06:00:00"
-duration = "3h"
+{GP4_JOB}
 
 [[jobs.j.tables]]
 table = "eda.defects"
@@ -481,24 +484,7 @@ fn gp4_to_shared_mount_to_gpload_over_ssh_is_byte_exact() {
     let wrapper = etl_gpload(&env);
     env.write_config(&format!(
         r#"
-[clusters.src]
-url = "{{SRC_URL}}"
-password_env = "GPT_SRC_PASSWORD"
-flavor = "gp4"
-
-[clusters.dst]
-url = "{{DST_URL}}"
-password_env = "GPT_DST_PASSWORD"
-
-[state]
-cluster = "dst"
-
-[jobs.j]
-from = "src"
-to = "dst"
-start = "2024-03-10 00:00:00"
-end = "2024-03-10 06:00:00"
-duration = "3h"
+{GP4_JOB}
 
 [[jobs.j.tables]]
 table = "eda.defects"
