@@ -32,6 +32,8 @@ set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 
 base_rows=${ROWS:-1000000}
 sizes=${SIZES:-"$base_rows $((base_rows * 4))"}
@@ -60,43 +62,8 @@ select_sql="SELECT $quoted_columns FROM \"eda\".\"wpp_fdefect_f_n\" WHERE \"evt_
 export GPT_SRC_PASSWORD=${GPT_SRC_PASSWORD:-src-bench-secret}
 export GPT_DST_PASSWORD=${GPT_DST_PASSWORD:-dst-bench-secret}
 
-die() {
-  printf 'bench.sh: %s\n' "$*" >&2
-  exit 1
-}
-
 section() { printf '\n==== %s ====\n' "$*"; }
 
-find_psql() {
-  if command -v psql >/dev/null 2>&1; then
-    command -v psql
-    return
-  fi
-  local found
-  found=$(find /usr/lib/postgresql -path '*/bin/psql' 2>/dev/null | sort -V | tail -n 1)
-  [ -n "$found" ] || die "psql not found; install PostgreSQL (scripts/setup.sh does it)"
-  echo "$found"
-}
-
-port_in_use() {
-  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
-
-free_port() {
-  local port=$1 taken=${2:-}
-  while [ "$port" = "$taken" ] || port_in_use "$port"; do
-    port=$((port + 1))
-  done
-  echo "$port"
-}
-
-# Superuser session over the cluster's Unix socket (trusted).
-su_psql() {
-  local dir=$1 port=$2
-  shift 2
-  PGOPTIONS='-c client_min_messages=warning' \
-    "$psql" -h "$dir" -p "$port" -U postgres -X -q -v ON_ERROR_STOP=1 "$@"
-}
 src_sql() { su_psql "$src_dir" "$src_port" -d "$db" "$@"; }
 dst_sql() { su_psql "$dst_dir" "$dst_port" -d "$db" "$@"; }
 
@@ -106,20 +73,6 @@ cleanup() {
   scripts/pg-cluster.sh stop "$src_dir" || true
   scripts/pg-cluster.sh stop "$dst_dir" || true
   exit "$rc"
-}
-
-# Seconds with two decimals between two `date +%s%N` readings.
-seconds_between() {
-  awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b - a) / 1e9 }'
-}
-
-# 1-minute load average: the machine may be shared, and 2 cores are quickly saturated.
-load_average() { cut -d ' ' -f 1 /proc/loadavg; }
-
-median() {
-  printf '%s\n' "$@" | sort -g | awk '
-    { v[NR] = $1 }
-    END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
 max_rss_kb() {
@@ -323,7 +276,6 @@ check() { # check LABEL VALUE OP LIMIT
   printf '  %-62s %6.3f   (target %s %s)  %s\n' "$1" "$2" "$3" "$4" "$ok"
   [ "$ok" = ok ] || verdict=1
 }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }'; }
 
 section "ratios"
 if [[ " $variants " == *" gptransfer "* ]]; then

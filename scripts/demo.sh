@@ -25,6 +25,8 @@ set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 
 rows=${ROWS:-240000}
 demo_dir=${DEMO_DIR:-/tmp/gptransfer-demo}
@@ -58,43 +60,6 @@ expect_exit() {
   "$@" || rc=$?
   [ "$rc" = "$want" ] || die "expected exit $want, got $rc from: $*"
   note "(exit $rc, as expected)"
-}
-
-die() {
-  printf 'demo.sh: %s\n' "$*" >&2
-  exit 1
-}
-
-find_psql() {
-  if command -v psql >/dev/null 2>&1; then
-    command -v psql
-    return
-  fi
-  local found
-  found=$(find /usr/lib/postgresql -path '*/bin/psql' 2>/dev/null | sort -V | tail -n 1)
-  [ -n "$found" ] || die "psql not found; install PostgreSQL (scripts/setup.sh does it)"
-  echo "$found"
-}
-
-port_in_use() {
-  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
-
-# First port >= $1 that nothing listens on and that is not in $2 (a port already chosen).
-free_port() {
-  local port=$1 taken=${2:-}
-  while [ "$port" = "$taken" ] || port_in_use "$port"; do
-    port=$((port + 1))
-  done
-  echo "$port"
-}
-
-# Superuser session over the cluster's Unix socket (trusted).
-su_psql() {
-  local dir=$1 port=$2
-  shift 2
-  PGOPTIONS='-c client_min_messages=warning' \
-    "$psql" -h "$dir" -p "$port" -U postgres -X -q -v ON_ERROR_STOP=1 "$@"
 }
 
 start_cluster() {
