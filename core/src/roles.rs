@@ -62,6 +62,28 @@ pub struct WindowCtx {
     pub format: CopyFormat,
 }
 
+impl WindowCtx {
+    /// `col >= start AND col < end` on the table's condition column: the rows of this window,
+    /// as a source reads them and a `replace` sink deletes them. `None` without a condition
+    /// column (a `full` table).
+    pub fn window_predicate(&self) -> Option<String> {
+        let col = self.table.condition_column.as_deref()?;
+        let ty = self.condition_type.as_deref().unwrap_or("timestamp");
+        Some(crate::dialect::sql::window_predicate(col, ty, self.window.start, self.window.end))
+    }
+
+    /// The statement that empties this window on the target before a `replace` load.
+    pub fn delete_window(&self) -> Result<String, RoleError> {
+        let p = self.window_predicate().ok_or_else(|| {
+            RoleError::new(format!(
+                "replace mode needs a condition column to delete the window of {}",
+                self.table.target_table
+            ))
+        })?;
+        Ok(crate::dialect::sql::delete_window(&self.table.target_table, &p))
+    }
+}
+
 /// COPY's wire format between source and sink.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]

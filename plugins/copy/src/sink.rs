@@ -112,16 +112,7 @@ impl Sink for CopySink {
         let t = &ctx.table;
         let mut statements = vec!["BEGIN".to_string()];
         match t.mode {
-            Mode::Replace => {
-                let col = t.condition_column.as_deref().unwrap_or_default();
-                let p = sql::window_predicate(
-                    col,
-                    ctx.condition_type.as_deref().unwrap_or("timestamp"),
-                    ctx.window.start,
-                    ctx.window.end,
-                );
-                statements.push(sql::delete_window(&t.target_table, &p));
-            }
+            Mode::Replace => statements.push(ctx.delete_window()?),
             Mode::Full => statements.push(sql::truncate(&t.target_table)),
             Mode::Merge => statements.push(sql::merge_staging(session.flavour, &t.target_table, STAGING, &ctx.columns)),
             Mode::Append => {}

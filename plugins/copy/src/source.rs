@@ -49,15 +49,7 @@ impl Factory<dyn Source> for CopySourceFactory {
 impl CopySource {
     /// The statement sent for a window.
     pub fn statement(&self, ctx: &WindowCtx) -> String {
-        let mut predicate = match (&ctx.table.condition_column, ctx.table.mode) {
-            (Some(col), m) if m != Mode::Full => Some(sql::window_predicate(
-                col,
-                ctx.condition_type.as_deref().unwrap_or("timestamp"),
-                ctx.window.start,
-                ctx.window.end,
-            )),
-            _ => None,
-        };
+        let mut predicate = if ctx.table.mode == Mode::Full { None } else { ctx.window_predicate() };
         if let Some(f) = &self.config.filter {
             predicate = Some(match predicate {
                 Some(p) => format!("{p} AND ({f})"),

@@ -314,17 +314,8 @@ impl Sink for GploadSink {
         let mut before = Vec::new();
         if c.mode.is_none() {
             match t.mode {
-                Mode::Replace => {
-                    // In BEFORE, the delete shares gpload's transaction: a failed load keeps the old rows.
-                    let col = t.condition_column.as_deref().unwrap_or_default();
-                    let p = sql::window_predicate(
-                        col,
-                        ctx.condition_type.as_deref().unwrap_or("timestamp"),
-                        ctx.window.start,
-                        ctx.window.end,
-                    );
-                    before.push(sql::delete_window(&t.target_table, &p));
-                }
+                // In BEFORE, the delete shares gpload's transaction: a failed load keeps the old rows.
+                Mode::Replace => before.push(ctx.delete_window()?),
                 Mode::Full => before.push(sql::truncate(&t.target_table)),
                 Mode::Merge | Mode::Append => {}
             }
