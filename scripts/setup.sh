@@ -72,6 +72,12 @@ if ! python3 -c 'import yaml' >/dev/null 2>&1; then
   python3 -m pip install --quiet pyyaml || die "cannot install PyYAML (python3 -m pip install pyyaml)"
 fi
 
+# --- Real Greenplum 6 and PostgreSQL 8.2 for the tests ----------------------------------------
+# GP6_HOME / PG82_HOME from the environment (a user's own install) come first; otherwise the
+# prebuilt archives of the shared Greenplum directory are unpacked (seconds, once).
+homes=$("$(dirname "$0")/gp-server.sh" homes) || die "no Greenplum 6 / PostgreSQL 8.2 for the tests (see scripts/gp-server.sh)"
+say "greenplum: $(echo "$homes" | tr '\n' ' ')"
+
 # --- Rust ------------------------------------------------------------------------------------
 if ! command -v cargo >/dev/null 2>&1 && [ -f "$HOME/.cargo/env" ]; then
   # shellcheck disable=SC1091

@@ -128,3 +128,45 @@ fn a_hung_run_is_killed_at_the_timeout() {
     sleep.arg("30");
     env.spawn_command(sleep).wait_timeout(std::time::Duration::from_millis(500));
 }
+
+/// The real Greenplum 6 cluster has a master and two primary segments, spreads a distributed
+/// table over both, and makes role `gpt` log in with its password (a wrong one is refused).
+#[test]
+fn greenplum_6_cluster_has_two_segments_and_checks_passwords() {
+    let gp6 = support::gp6();
+    assert!(gp6.psql("postgres", "SELECT version()").contains("Greenplum Database 6."));
+    assert_eq!(
+        gp6.psql("postgres", "SELECT count(*) FROM gp_segment_configuration WHERE role = 'p' AND content >= 0"),
+        "2"
+    );
+    let env = TestEnv::on("gp6_harness", support::Server::Gp6, support::Server::Gp6);
+    env.src_psql("CREATE TABLE t (a int) DISTRIBUTED BY (a); INSERT INTO t SELECT generate_series(1, 100);");
+    assert_eq!(env.src_psql("SELECT count(DISTINCT gp_segment_id) FROM t"), "2");
+    assert_ne!(env.db, env.dst_db, "GP6 → GP6 uses two databases");
+    assert_password_checked(gp6);
+}
+
+/// The real PostgreSQL 8.2 server answers as 8.2 and checks role `gpt`'s password.
+#[test]
+fn postgresql_8_2_server_is_real_and_checks_passwords() {
+    let pg82 = support::pg82();
+    assert!(pg82.psql("postgres", "SELECT version()").starts_with("PostgreSQL 8.2."));
+    assert_password_checked(pg82);
+}
+
+fn assert_password_checked(pg: &support::Pg) {
+    let psql = |password: &str| {
+        std::process::Command::new("psql")
+            .args(["-X", "-Atc", "SELECT 1", &format!("postgres://gpt@127.0.0.1:{}/postgres", pg.port)])
+            .env("PGPASSWORD", password)
+            .output()
+            .unwrap()
+    };
+    assert!(psql(&pg.password).status.success(), "gpt with its password is let in on {}", pg.name);
+    let wrong = psql("wrong");
+    assert!(
+        String::from_utf8_lossy(&wrong.stderr).contains("password authentication failed"),
+        "a wrong password is refused on {}",
+        pg.name
+    );
+}

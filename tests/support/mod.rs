@@ -45,7 +45,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{LazyLock, Mutex};
+use std::sync::{LazyLock, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -75,15 +75,28 @@ pub const GENERIC_FILTERS: &[(&str, &str)] = &[
 // Clusters
 // ---------------------------------------------------------------------------------------------
 
+/// Which server a [`Pg`] is: the PostgreSQL 15 pair, a real Greenplum 6 cluster (master + 2
+/// segments) or a real PostgreSQL 8.2 server (GP4's SQL kernel).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Pg15,
+    Gp6,
+    Pg82,
+}
+
 /// One running PostgreSQL cluster.
 #[derive(Debug, Clone)]
 pub struct Pg {
-    /// `source` or `target`.
+    /// `source`, `target`, `gp6` or `pg82`.
     pub name: String,
-    /// TCP port on 127.0.0.1.
+    pub kind: Kind,
+    /// TCP port on 127.0.0.1 (a GP6 cluster's master; its segments listen on the next ports).
     pub port: u16,
-    /// Unix socket directory (also the cluster directory); superuser `postgres` is trusted here.
+    /// Unix socket directory, where the superuser is trusted (the cluster directory for the
+    /// PostgreSQL 15 pair, `/tmp` for GP6 and 8.2).
     pub socket_dir: PathBuf,
+    /// The cluster's data directory (the socket directory for the PostgreSQL 15 pair).
+    pub data_dir: PathBuf,
     /// Password of role `gpt` (superuser, password login over TCP only).
     pub password: String,
 }
@@ -120,7 +133,7 @@ impl Pg {
         let (client, connection) = tokio_postgres::Config::new()
             .host_path(&self.socket_dir)
             .port(self.port)
-            .user("postgres")
+            .user(self.admin_user())
             .dbname(db)
             .application_name("gptransfer-tests")
             .connect_timeout(Duration::from_secs(10))
@@ -150,7 +163,7 @@ impl Pg {
             "-p",
             &self.port.to_string(),
             "-U",
-            "postgres",
+            self.admin_user(),
             "-d",
             db,
         ]);
@@ -177,13 +190,43 @@ impl Pg {
     }
 
     pub fn drop_db(&self, name: &str) {
-        self.psql("postgres", &drop_db_sql(name));
+        self.try_drop_db(name).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// Drops a database, first ending the sessions a test may have left in it (a killed run, a
+    /// spawned admin client).
+    pub fn try_drop_db(&self, name: &str) -> Result<String, String> {
+        match self.kind {
+            Kind::Pg15 => {
+                self.try_psql("postgres", &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(name)))
+            }
+            // No WITH (FORCE) before PostgreSQL 13; 9.4 names the column pid.
+            Kind::Gp6 => self.try_psql(
+                "postgres",
+                &format!(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = {lit};\n\
+                     DROP DATABASE IF EXISTS {ident}",
+                    lit = quote_literal(name),
+                    ident = quote_ident(name)
+                ),
+            ),
+            // 8.2 has no pg_terminate_backend: a session left behind keeps its database.
+            Kind::Pg82 => self.try_psql("postgres", &format!("DROP DATABASE IF EXISTS {}", quote_ident(name))),
+        }
+    }
+
+    /// The superuser trusted on the socket.
+    pub fn admin_user(&self) -> &'static str {
+        match self.kind {
+            Kind::Gp6 => "gpadmin",
+            Kind::Pg15 | Kind::Pg82 => "postgres",
+        }
     }
 }
 
-fn drop_db_sql(name: &str) -> String {
-    // FORCE: a test may leave a connection behind (a killed run, a spawned admin client).
-    format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(name))
+/// Quotes an SQL string literal (standard_conforming_strings off on 8.2 makes `\` special: E'').
+pub fn quote_literal(value: &str) -> String {
+    format!("E'{}'", value.replace('\\', "\\\\").replace('\'', "''"))
 }
 
 /// Quotes an SQL identifier.
@@ -283,8 +326,10 @@ fn start_one(name: &str, dir: &Path, first_port: u16, password: &str) -> Result<
         if output.status.success() {
             return Ok(Pg {
                 name: name.to_string(),
+                kind: Kind::Pg15,
                 port,
                 socket_dir: dir.to_path_buf(),
+                data_dir: dir.to_path_buf(),
                 password: password.to_string(),
             });
         }
@@ -363,9 +408,14 @@ fn clusters_from_text(text: &str, base: &Path) -> Result<Clusters, String> {
         let port = fields.next().and_then(|p| p.parse().ok());
         let password = fields.next();
         match (port, password) {
-            (Some(port), Some(password)) => {
-                Ok(Pg { name: name.to_string(), port, socket_dir: base.join(name), password: password.to_string() })
-            }
+            (Some(port), Some(password)) => Ok(Pg {
+                name: name.to_string(),
+                kind: Kind::Pg15,
+                port,
+                socket_dir: base.join(name),
+                data_dir: base.join(name),
+                password: password.to_string(),
+            }),
             _ => Err(format!("bad line in {}/ready: {line}", base.display())),
         }
     };
@@ -383,6 +433,213 @@ fn free_ports(n: usize) -> Result<Vec<u16>, String> {
         .map(|l| l.local_addr().map(|a| a.port()))
         .collect::<Result<_, _>>()
         .map_err(|e| format!("cannot find a free port: {e}"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Real Greenplum 6 and PostgreSQL 8.2
+// ---------------------------------------------------------------------------------------------
+
+const GP_SERVER_SH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/gp-server.sh");
+/// A GP6 cluster's init (initdb of a master and two segments) takes ~25 s alone; on a loaded
+/// 2-core machine with the whole suite running, several times that.
+const GP_START_TIMEOUT: Duration = Duration::from_secs(600);
+
+static GP6: OnceLock<Result<Pg, String>> = OnceLock::new();
+static PG82: OnceLock<Result<Pg, String>> = OnceLock::new();
+
+/// The real Greenplum 6 cluster (a master and 2 segments) of this test run, started on first
+/// use and shared by every test of the run (each test in its own databases). Panics, never
+/// skips, when it cannot start.
+pub fn gp6() -> &'static Pg {
+    match GP6.get_or_init(|| start_gp_server(Kind::Gp6)) {
+        Ok(pg) => pg,
+        Err(message) => panic!("real Greenplum 6 cluster unavailable: {message}"),
+    }
+}
+
+/// The real PostgreSQL 8.2 server (GP4's SQL kernel) of this test run; see [`gp6`].
+pub fn pg82() -> &'static Pg {
+    match PG82.get_or_init(|| start_gp_server(Kind::Pg82)) {
+        Ok(pg) => pg,
+        Err(message) => panic!("real PostgreSQL 8.2 server unavailable: {message}"),
+    }
+}
+
+/// The `gpload` of the GP6 install the harness uses (`GP6_HOME`, else the shared archives').
+pub fn gp6_home() -> PathBuf {
+    static HOME: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let home = HOME.get_or_init(|| {
+        let output = Command::new("bash")
+            .arg(GP_SERVER_SH)
+            .arg("homes")
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run {GP_SERVER_SH}: {e}"))?;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        if !output.status.success() {
+            return Err(format!("{GP_SERVER_SH} homes failed: {}", String::from_utf8_lossy(&output.stderr)));
+        }
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("GP6_HOME="))
+            .map(PathBuf::from)
+            .ok_or_else(|| format!("{GP_SERVER_SH} homes printed no GP6_HOME"))
+    });
+    match home {
+        Ok(home) => home.clone(),
+        Err(message) => panic!("no Greenplum 6 install: {message}"),
+    }
+}
+
+fn kind_arg(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Gp6 => "gp6",
+        Kind::Pg82 => "pg82",
+        Kind::Pg15 => unreachable!("the PostgreSQL 15 pair is started by start_clusters"),
+    }
+}
+
+/// Starts the server, or joins the one another process of the same nextest run started (the
+/// first process to create its directory starts it; the others wait for its `ready` file).
+fn start_gp_server(kind: Kind) -> Result<Pg, String> {
+    let name = kind_arg(kind);
+    let (root, owner_pid) = match std::env::var("NEXTEST_RUN_ID") {
+        Ok(run_id) if !run_id.is_empty() => {
+            (PathBuf::from(format!("/tmp/gptransfer-gp-{run_id}")), std::os::unix::process::parent_id())
+        }
+        _ => (PathBuf::from(format!("/tmp/gptransfer-gp-{}", std::process::id())), std::process::id()),
+    };
+    fs::create_dir_all(&root).map_err(|e| format!("cannot create {}: {e}", root.display()))?;
+    // gpadmin and postgres must traverse it.
+    fs::set_permissions(&root, fs::Permissions::from_mode(0o755))
+        .map_err(|e| format!("chmod {}: {e}", root.display()))?;
+    let claim = root.join(format!("{name}.claim"));
+    let dir = root.join(name);
+    match fs::create_dir(&claim) {
+        Ok(()) => {
+            let result = try_start_gp_server(kind, &root, &dir, owner_pid);
+            match &result {
+                Ok(pg) => {
+                    write_atomically(&root.join(format!("{name}.ready")), &format!("{} {}\n", pg.port, pg.password))?
+                }
+                Err(message) => {
+                    let _ = write_atomically(&root.join(format!("{name}.failed")), message);
+                }
+            }
+            result
+        }
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+            let deadline = Instant::now() + GP_START_TIMEOUT;
+            loop {
+                if let Ok(text) = fs::read_to_string(root.join(format!("{name}.ready"))) {
+                    let mut fields = text.split_whitespace();
+                    let port = fields.next().and_then(|p| p.parse().ok());
+                    let password = fields.next();
+                    return match (port, password) {
+                        (Some(port), Some(password)) => Ok(gp_server(kind, port, &dir, password)),
+                        _ => Err(format!("bad {}/{name}.ready: {text}", root.display())),
+                    };
+                }
+                if let Ok(message) = fs::read_to_string(root.join(format!("{name}.failed"))) {
+                    return Err(message);
+                }
+                if Instant::now() > deadline {
+                    return Err(format!("another test process did not start {name} within {GP_START_TIMEOUT:?}"));
+                }
+                thread::sleep(Duration::from_millis(100));
+            }
+        }
+        Err(e) => Err(format!("cannot create {}: {e}", claim.display())),
+    }
+}
+
+fn gp_server(kind: Kind, port: u16, dir: &Path, password: &str) -> Pg {
+    let data_dir = match kind {
+        Kind::Gp6 => dir.join("master/gpseg-1"),
+        _ => dir.join("data"),
+    };
+    Pg {
+        name: kind_arg(kind).to_string(),
+        kind,
+        port,
+        socket_dir: PathBuf::from("/tmp"),
+        data_dir,
+        password: password.to_string(),
+    }
+}
+
+fn try_start_gp_server(kind: Kind, root: &Path, dir: &Path, owner_pid: u32) -> Result<Pg, String> {
+    let name = kind_arg(kind);
+    spawn_gp_watchdog(owner_pid, name, dir, root)?;
+    let password = format!("gpt-{name}-{:016x}", random_u64());
+    // A GP6 cluster needs its master's port and the two after it (segments).
+    let span = if kind == Kind::Gp6 { 3 } else { 1 };
+    let mut last_error = String::new();
+    for _ in 0..5 {
+        let port = free_port_range(span)?;
+        let output = Command::new("bash")
+            .arg(GP_SERVER_SH)
+            .args(["start", name])
+            .arg(dir)
+            .args([&port.to_string(), &password])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run {GP_SERVER_SH}: {e}"))?;
+        if output.status.success() {
+            let pg = gp_server(kind, port, dir, &password);
+            eprintln!("test {name}: 127.0.0.1:{port} in {}", dir.display());
+            return Ok(pg);
+        }
+        last_error = format!(
+            "gp-server.sh start {name} {} {port} failed ({}):\n{}",
+            dir.display(),
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim_end()
+        );
+        if !last_error.contains("already in use") && !last_error.contains("could not bind") {
+            break;
+        }
+    }
+    Err(last_error)
+}
+
+/// `span` consecutive free ports, the first returned.
+fn free_port_range(span: u16) -> Result<u16, String> {
+    for _ in 0..100 {
+        let first = free_ports(1)?[0];
+        if first.checked_add(span).is_none() {
+            continue;
+        }
+        let all_free = (0..span).all(|i| TcpListener::bind(("127.0.0.1", first + i)).is_ok());
+        if all_free {
+            return Ok(first);
+        }
+    }
+    Err(format!("no {span} consecutive free ports found"))
+}
+
+/// Stops the server once `owner_pid` exits, then removes its files (see [`spawn_watchdog`]).
+fn spawn_gp_watchdog(owner_pid: u32, kind: &str, dir: &Path, root: &Path) -> Result<(), String> {
+    let script = r#"
+        owner=$1 script=$2 kind=$3 dir=$4 root=$5
+        while kill -0 "$owner" 2>/dev/null; do sleep 1; done
+        bash "$script" stop "$kind" "$dir"
+        rm -rf "$dir" "$dir.log" "$root/$kind.claim" "$root/$kind.ready" "$root/$kind.failed"
+        rmdir "$root" 2>/dev/null || true
+    "#;
+    Command::new("setsid")
+        .args(["bash", "-c", script, "gptransfer-test-gp-watchdog"])
+        .arg(owner_pid.to_string())
+        .arg(GP_SERVER_SH)
+        .arg(kind)
+        .arg(dir)
+        .arg(root)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map(drop)
+        .map_err(|e| format!("cannot spawn the {kind} watchdog (setsid bash): {e}"))
 }
 
 /// Finds a PostgreSQL program the way scripts/pg-cluster.sh does: PATH first, then the newest
@@ -428,8 +685,12 @@ fn pg_binary(name: &str) -> Result<PathBuf, String> {
 /// One test's world: a fresh database of the same name on both clusters, a temporary directory
 /// for config files, and the binary run against them.
 pub struct TestEnv {
-    /// Name of the database created on both the source and the target cluster.
+    /// Name of the test's database on the source cluster (and on the target, unless both are
+    /// one server: see `dst_db`).
     pub db: String,
+    /// Name of the test's database on the target cluster: `db`, or `<db>_d` when source and
+    /// target are one server (GP6 → GP6).
+    pub dst_db: String,
     pub src: &'static Pg,
     pub dst: &'static Pg,
     dir: tempfile::TempDir,
@@ -451,35 +712,54 @@ password_env = "GPT_DST_PASSWORD"
 [state]
 cluster = "dst""#;
 
+/// Which server a test's source or target is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Server {
+    /// The PostgreSQL 15 pair: `source` as source, `target` as target.
+    Pg,
+    /// The run's real Greenplum 6 cluster ([`gp6`]).
+    Gp6,
+    /// The run's real PostgreSQL 8.2 server ([`pg82`]).
+    Pg82,
+}
+
 impl TestEnv {
     /// `name` is usually the test function's name; it only makes the database easy to recognise.
+    /// Source and target on the PostgreSQL 15 pair.
     pub fn new(name: &str) -> TestEnv {
+        TestEnv::on(name, Server::Pg, Server::Pg)
+    }
+
+    /// Like [`TestEnv::new`] with the source and target on the given servers (both may be the
+    /// GP6 cluster: the target database is then `<db>_d`).
+    pub fn on(name: &str, src: Server, dst: Server) -> TestEnv {
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
         let clusters = clusters();
+        let pick = |server: Server, pair: &'static Pg| -> &'static Pg {
+            match server {
+                Server::Pg => pair,
+                Server::Gp6 => gp6(),
+                Server::Pg82 => pg82(),
+            }
+        };
+        let (src, dst) = (pick(src, &clusters.source), pick(dst, &clusters.target));
         // The pid keeps names unique across the processes sharing the clusters under nextest,
         // the counter within one process; 63 bytes is PostgreSQL's identifier limit.
         let mut slug: String =
             name.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect();
         slug.truncate(30);
         let db = format!("t_{slug}_{}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
-        clusters.source.create_db(&db);
-        clusters.target.create_db(&db);
+        let dst_db = if std::ptr::eq(src, dst) { format!("{db}_d") } else { db.clone() };
+        src.create_db(&db);
+        dst.create_db(&dst_db);
         // Inside the clusters' directory, so that the watchdog removes it even when the test
         // process is killed before TempDir's Drop runs.
         let dir = tempfile::Builder::new()
             .prefix("env-")
             .tempdir_in(&clusters.base_dir)
             .unwrap_or_else(|e| panic!("cannot create a temporary directory: {e}"));
-        let filters = env_filters(&db, dir.path(), clusters);
-        TestEnv {
-            db,
-            src: &clusters.source,
-            dst: &clusters.target,
-            dir,
-            config: Mutex::new(None),
-            runs: AtomicUsize::new(0),
-            filters,
-        }
+        let filters = env_filters(&db, dir.path(), clusters, src, dst);
+        TestEnv { db, dst_db, src, dst, dir, config: Mutex::new(None), runs: AtomicUsize::new(0), filters }
     }
 
     /// The test's temporary directory (also the working directory and HOME of every run).
@@ -487,12 +767,14 @@ impl TestEnv {
         self.dir.path()
     }
 
-    /// Replaces `{SRC_URL}`, `{DST_URL}`, `{DB}`, `{SRC_PORT}`, `{DST_PORT}` and `{TEMP_DIR}`.
+    /// Replaces `{SRC_URL}`, `{DST_URL}`, `{DB}`, `{DST_DB}`, `{SRC_PORT}`, `{DST_PORT}` and
+    /// `{TEMP_DIR}`.
     pub fn expand(&self, text: &str) -> String {
         // `{CLUSTERS}` first: it expands to text holding the other placeholders.
         text.replace("{CLUSTERS}", CLUSTERS_TOML)
             .replace("{SRC_URL}", &self.src.url(&self.db))
-            .replace("{DST_URL}", &self.dst.url(&self.db))
+            .replace("{DST_URL}", &self.dst.url(&self.dst_db))
+            .replace("{DST_DB}", &self.dst_db)
             .replace("{DB}", &self.db)
             .replace("{SRC_PORT}", &self.src.port.to_string())
             .replace("{DST_PORT}", &self.dst.port.to_string())
@@ -594,7 +876,7 @@ impl TestEnv {
 
     /// psql as superuser on the target database of this test.
     pub fn dst_psql(&self, sql: &str) -> String {
-        self.dst.psql(&self.db, sql)
+        self.dst.psql(&self.dst_db, sql)
     }
 
     /// Filters specific to this environment, applied before [`GENERIC_FILTERS`].
@@ -613,8 +895,8 @@ impl Drop for TestEnv {
         // Dropped databases keep a long run's clusters small. After a failure, leave them:
         // a second panic here would abort, and the clusters go away at the end anyway.
         if !thread::panicking() {
-            for pg in [self.src, self.dst] {
-                if let Err(e) = pg.try_psql("postgres", &drop_db_sql(&self.db)) {
+            for (pg, db) in [(self.src, &self.db), (self.dst, &self.dst_db)] {
+                if let Err(e) = pg.try_drop_db(db) {
                     eprintln!("warning: {e}");
                 }
             }
@@ -622,7 +904,7 @@ impl Drop for TestEnv {
     }
 }
 
-fn env_filters(db: &str, dir: &Path, clusters: &Clusters) -> Vec<(String, String)> {
+fn env_filters(db: &str, dir: &Path, clusters: &Clusters, src: &Pg, dst: &Pg) -> Vec<(String, String)> {
     let mut filters = Vec::new();
     let mut path = |p: &Path, replacement: &str| {
         filters.push((regex_escape(&p.display().to_string()), replacement.to_string()));
@@ -640,8 +922,11 @@ fn env_filters(db: &str, dir: &Path, clusters: &Clusters) -> Vec<(String, String
     path(&clusters.base_dir, "[CLUSTERS_DIR]");
     // Before the ports: the name contains digits (though never at a word boundary).
     filters.push((regex_escape(db), "[DB]".to_string()));
-    filters.push((format!(r"\b{}\b", clusters.source.port), "[SRC_PORT]".to_string()));
-    filters.push((format!(r"\b{}\b", clusters.target.port), "[DST_PORT]".to_string()));
+    if std::ptr::eq(src, dst) {
+        filters.push((format!(r"\b{}\b", src.port), "[PORT]".to_string()));
+    }
+    filters.push((format!(r"\b{}\b", src.port), "[SRC_PORT]".to_string()));
+    filters.push((format!(r"\b{}\b", dst.port), "[DST_PORT]".to_string()));
     // The machine's name differs between machines; 127.0.0.1, used by the configs, does not.
     let host = fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     let host = host.trim();
@@ -773,7 +1058,8 @@ impl CmdOutput {
 /// Panics when a cluster password appears in the output (the secret itself is not printed).
 pub fn assert_no_secret(out: &CmdOutput) {
     let clusters = clusters();
-    for pg in [&clusters.source, &clusters.target] {
+    let started = [GP6.get(), PG82.get()].into_iter().flatten().filter_map(|r| r.as_ref().ok());
+    for pg in [&clusters.source, &clusters.target].into_iter().chain(started) {
         for (stream, text) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
             if text.contains(&pg.password) {
                 panic!(
@@ -858,17 +1144,31 @@ fn random_u64() -> u64 {
 
 /// `count md5` of the rows of `table` matching `filter`, in `order`, every column cast to text
 /// and quoted, under fixed session settings: equal on both sides when a transfer was
-/// byte-exact.
+/// byte-exact. On 8.2 (no string_agg, concat_ws, quote_nullable; extra_float_digits at most 2,
+/// no bytea_output) the same digest is built from what 8.2 has; where 8.2 prints a type
+/// differently (float4, float timestamps, escaped bytea) cast the column in `columns`.
 pub fn table_digest(pg: &Pg, db: &str, table: &str, columns: &[&str], order: &str, filter: &str) -> String {
-    let row = columns.iter().map(|c| format!("quote_nullable({c}::text)")).collect::<Vec<_>>().join(", ");
-    pg.psql(
-        db,
-        &format!(
-            "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, MDY'; SET extra_float_digits = 3; SET bytea_output = 'hex';\n\
+    let sql = if pg.kind == Kind::Pg82 {
+        let row = columns
+            .iter()
+            .map(|c| format!("coalesce(quote_literal(({c})::text), 'NULL')"))
+            .collect::<Vec<_>>()
+            .join(" || '|' || ");
+        format!(
+            "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, MDY'; SET extra_float_digits = 2;\n\
+             SELECT count(*) || ' ' || CASE WHEN count(*) = 0 THEN '-' ELSE md5(array_to_string(ARRAY(\
+             SELECT {row} FROM {table} WHERE {filter} ORDER BY {order}), E'\\n')) END FROM {table} WHERE {filter}"
+        )
+    } else {
+        let row = columns.iter().map(|c| format!("quote_nullable(({c})::text)")).collect::<Vec<_>>().join(", ");
+        let float_digits = if pg.kind == Kind::Gp6 { 2 } else { 3 };
+        format!(
+            "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, MDY'; SET extra_float_digits = {float_digits}; SET bytea_output = 'hex';\n\
              SELECT count(*) || ' ' || coalesce(md5(string_agg(concat_ws('|', {row}), E'\\n' ORDER BY {order})), '-') \
              FROM {table} WHERE {filter}"
-        ),
-    )
+        )
+    };
+    pg.psql(db, &sql)
 }
 
 /// [`table_digest`] of `eda.defects` (the [`defects_source_sql`] table).
