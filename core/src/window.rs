@@ -37,7 +37,9 @@ pub struct Plan {
     pub limit: NaiveDateTime,
 }
 
-/// Plans from the stored cursor (or the start). No partial last window.
+/// Plans from the stored cursor (or the start). No partial last window — except at the table's
+/// fixed end (`end` / `final_end`), where the last window is cut short so the rows between the
+/// last whole window and that end are loaded too.
 /// In `full` mode only the newest due window is kept: one reload covers them all.
 pub fn plan(
     table: &TableSpec,
@@ -49,21 +51,36 @@ pub fn plan(
     for bound in [table.end, table.final_end, until].into_iter().flatten() {
         limit = limit.min(bound);
     }
-    let step = table.duration.as_chrono();
-    let mut start = cursor.unwrap_or(table.start);
-    let mut windows = Vec::new();
-    while let Some(end) = start.checked_add_signed(step) {
-        if end > limit || end <= start {
-            break;
-        }
-        windows.push(Window { start, end });
-        start = end;
-    }
+    let mut windows = tile(table, cursor.unwrap_or(table.start), limit);
     if table.mode == Mode::Full && windows.len() > 1 {
         let last = windows[windows.len() - 1];
         windows = vec![Window { start: windows[0].start, end: last.end }];
     }
     Plan { windows, limit }
+}
+
+/// The windows of `table` that tile `[from, to)`: whole windows of its duration, then — only
+/// when `to` reaches the table's fixed end (`end` / `final_end`) — the short window up to that
+/// end. A bound that moves (now − lag, `--until`) never cuts a window: its rest is loaded whole
+/// by a later run. Used by the planner and by `compare`, so both see the same windows.
+pub fn tile(table: &TableSpec, from: NaiveDateTime, to: NaiveDateTime) -> Vec<Window> {
+    let step = table.duration.as_chrono();
+    let mut windows = Vec::new();
+    let mut start = from;
+    while let Some(end) = start.checked_add_signed(step) {
+        if end > to || end <= start {
+            break;
+        }
+        windows.push(Window { start, end });
+        start = end;
+    }
+    let fixed_end = [table.end, table.final_end].into_iter().flatten().min();
+    if let Some(fixed_end) = fixed_end {
+        if start < fixed_end && fixed_end <= to {
+            windows.push(Window { start, end: fixed_end });
+        }
+    }
+    windows
 }
 
 #[cfg(test)]
@@ -116,6 +133,46 @@ condition_column = "ts"
         assert_eq!(p.windows.len(), 30 * 48);
         let p = plan(&t, Some(ts("2020-05-01 00:00:00")), ts("2026-01-01 00:00:00"), None);
         assert!(p.windows.is_empty());
+    }
+
+    #[test]
+    fn final_end_off_the_grid_ends_with_a_short_window() {
+        // 7-day windows, final_end 9 days on: one whole window, then 2 days up to final_end.
+        let t = table("final_end = \"2020-04-10 00:00:00\"\nduration = \"7d\"");
+        let p = plan(&t, None, ts("2026-01-01 00:00:00"), None);
+        assert_eq!(
+            p.windows,
+            vec![
+                Window { start: ts("2020-04-01 00:00:00"), end: ts("2020-04-08 00:00:00") },
+                Window { start: ts("2020-04-08 00:00:00"), end: ts("2020-04-10 00:00:00") },
+            ]
+        );
+        // Not before final_end has passed (now - lag): the short window is not due yet.
+        let p = plan(&t, None, ts("2020-04-09 12:00:00"), None);
+        assert_eq!(p.windows.len(), 1);
+        // --until before final_end does not cut a window either.
+        let p = plan(&t, None, ts("2026-01-01 00:00:00"), Some(ts("2020-04-09 00:00:00")));
+        assert_eq!(p.windows.len(), 1);
+        // After it, nothing is left.
+        let p = plan(&t, Some(ts("2020-04-10 00:00:00")), ts("2026-01-01 00:00:00"), None);
+        assert!(p.windows.is_empty());
+        // The job's `end` is a fixed end too.
+        let text = r#"
+[clusters.a]
+url = "postgres://u@h/db"
+[jobs.j]
+from = "a"
+to = "a"
+start = "2020-04-01 00:00:00"
+end = "2020-04-01 02:30:00"
+duration = "1h"
+[[jobs.j.tables]]
+table = "t"
+condition_column = "ts"
+"#;
+        let t = Config::from_text(Path::new("t.toml"), text.to_string()).unwrap().jobs[0].tables[0].clone();
+        let p = plan(&t, None, ts("2026-01-01 00:00:00"), None);
+        assert_eq!(p.windows.last().map(|w| w.id()), Some("20200401020000^20200401023000".to_string()));
     }
 
     #[test]

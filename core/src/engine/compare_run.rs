@@ -31,19 +31,10 @@ pub struct CompareOptions {
     pub record_alarms: bool,
 }
 
-/// The windows to compare for a table: `[from, to)` cut by the table's duration.
+/// The windows to compare for a table: `[from, to)` cut as the planner cuts it (a short last
+/// window at the table's fixed end included).
 fn windows_between(t: &TableSpec, from: NaiveDateTime, to: NaiveDateTime) -> Vec<Window> {
-    let step = t.duration.as_chrono();
-    let mut out = Vec::new();
-    let mut start = from;
-    while let Some(end) = start.checked_add_signed(step) {
-        if end > to || end <= start {
-            break;
-        }
-        out.push(Window { start, end });
-        start = end;
-    }
-    out
+    crate::window::tile(t, from, to)
 }
 
 /// Compares the selected tables; returns one comparison per window.
