@@ -78,3 +78,55 @@ fn final_end_off_the_window_grid_loads_the_short_last_window_on_postgresql() {
 fn final_end_off_the_window_grid_loads_the_short_last_window_on_gp6() {
     final_end_off_the_window_grid_loads_the_short_last_window(Server::Gp6);
 }
+
+/// Item 11: configurations that used to run and lose or duplicate rows are refused before
+/// anything moves, saying what to write instead: `15M` (humantime's months: 15 × 30.44 days),
+/// sub-second windows (ids, history and compare are to the second, so `250ms` windows
+/// collided), a fractional window bound, and replace mode whose `columns` leave out the
+/// condition column (the target's window delete matched nothing: every re-run duplicated).
+#[test]
+fn configurations_that_lost_or_duplicated_rows_are_refused() {
+    let env = TestEnv::new("refused_configurations");
+    env.src_psql(NINE_DAYS_SQL);
+    env.dst_psql("CREATE TABLE public.events (id int NOT NULL, ts timestamp, v text);");
+    let config = |job_extra: &str, table_extra: &str| {
+        env.write_config(&format!(
+            r#"{{CLUSTERS}}
+
+[jobs.j]
+from = "src"
+to = "dst"
+start = "2024-03-01 00:00:00"
+{job_extra}
+
+[[jobs.j.tables]]
+table = "public.events"
+condition_column = "ts"
+{table_extra}
+"#
+        ));
+    };
+    let cases = [
+        ("duration = \"15M\"", "", "\"M\" would mean months"),
+        ("duration = \"1 month\"", "", "no fixed length"),
+        ("duration = \"250ms\"", "", "not a whole number of seconds"),
+        ("duration = \"1h\"", "duration = \"1s500ms\"", "not a whole number of seconds"),
+        ("duration = \"1h\"\nend = \"2024-03-02 00:00:00.5\"", "", "fraction of a second"),
+        ("duration = \"1h\"", "columns = [\"id\", \"v\"]", "condition_column \"ts\" is not in columns"),
+    ];
+    for (job_extra, table_extra, says) in cases {
+        config(job_extra, table_extra);
+        for command in [&["config", "check"][..], &["run"][..]] {
+            let out = env.run(command);
+            out.assert_code(2);
+            assert!(out.stderr.contains(says), "{job_extra} / {table_extra}: {}", out.render());
+        }
+        assert_eq!(env.dst_psql("SELECT count(*) FROM public.events"), "0", "nothing moved");
+        if job_extra.contains("15M") {
+            cli_snapshot!("duration_in_months_is_refused", env.run(&["config", "check"]));
+        }
+    }
+    // Append and merge need no condition column on the target: a column list without it passes.
+    config("duration = \"1d\"\nmode = \"append\"", "columns = [\"id\", \"v\"]");
+    env.run(&["config", "check"]).assert_success();
+}

@@ -24,15 +24,56 @@ impl ConfigDuration {
             .replace("microsecond", "us")
             .replace("milliseconds", "ms")
             .replace("millisecond", "ms");
+        if let Some(unit) = refused_unit(&normalized) {
+            return Err(format!("invalid duration {text:?}: {unit}"));
+        }
         humantime::parse_duration(&normalized).map(ConfigDuration).map_err(|_| {
             format!("invalid duration {text:?}: use a number and a unit among us, ms, s, m, h, d, w, e.g. \"1h30m\"")
         })
+    }
+
+    /// Why this span cannot be a window's length, if it cannot: window ids, history, files and
+    /// compare name a window by its bounds to the second, so shorter or fractional windows
+    /// would collide.
+    pub fn window_problem(&self) -> Option<String> {
+        if self.0.is_zero() {
+            Some("duration must be greater than zero".into())
+        } else if self.0.subsec_nanos() != 0 {
+            Some(format!(
+                "duration {self} is not a whole number of seconds: windows are named to the second \
+                 (history, files, compare), so write e.g. \"1s\", \"90s\" or \"15m\""
+            ))
+        } else {
+            None
+        }
     }
 
     /// The span as chrono's type, for window arithmetic.
     pub fn as_chrono(&self) -> chrono::Duration {
         chrono::Duration::from_std(self.0).unwrap_or(chrono::Duration::MAX)
     }
+}
+
+/// Units humantime accepts that a window length must not use: months and years have no fixed
+/// length (humantime counts a month as 30.44 days, so "15M" would silently be 15 months, not
+/// 15 minutes), and nanoseconds are finer than any timestamp column.
+fn refused_unit(text: &str) -> Option<&'static str> {
+    let units = text.split(|c: char| !c.is_ascii_alphabetic()).filter(|u| !u.is_empty());
+    for unit in units {
+        match unit {
+            "M" => return Some("\"M\" would mean months: write \"m\" for minutes, or the span in days (\"30d\")"),
+            "month" | "months" | "mon" | "y" | "year" | "years" => {
+                return Some(
+                    "months and years have no fixed length: write the span in days or weeks (\"30d\", \"52w\")",
+                )
+            }
+            "ns" | "nsec" | "nanos" | "nanosecond" | "nanoseconds" => {
+                return Some("timestamps have microsecond resolution: use us, ms, s, m, h, d or w")
+            }
+            _ => {}
+        }
+    }
+    None
 }
 
 impl fmt::Display for ConfigDuration {
@@ -87,6 +128,33 @@ mod tests {
         for (text, want) in cases {
             assert_eq!(ConfigDuration::parse(text), Ok(ConfigDuration(want)), "{text}");
         }
+    }
+
+    #[test]
+    fn months_years_and_nanoseconds_are_refused() {
+        for (bad, says) in [
+            ("15M", "would mean months"),
+            ("1month", "no fixed length"),
+            ("2 months", "no fixed length"),
+            ("1y", "no fixed length"),
+            ("1h 2M", "would mean months"),
+            ("10ns", "microsecond"),
+        ] {
+            let err = ConfigDuration::parse(bad).unwrap_err();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
+        assert_eq!(ConfigDuration::parse("15m"), Ok(ConfigDuration(Duration::from_secs(900))));
+    }
+
+    #[test]
+    fn windows_are_whole_seconds() {
+        assert_eq!(ConfigDuration::parse("1s").unwrap().window_problem(), None);
+        assert_eq!(ConfigDuration::parse("1h30m").unwrap().window_problem(), None);
+        for bad in ["250ms", "1s500ms", "500us"] {
+            let problem = ConfigDuration::parse(bad).unwrap().window_problem().unwrap();
+            assert!(problem.contains("whole number of seconds"), "{bad}: {problem}");
+        }
+        assert!(ConfigDuration(Duration::ZERO).window_problem().unwrap().contains("greater than zero"));
     }
 
     #[test]

@@ -329,8 +329,14 @@ fn resolve(path: &Path, text: String, file: ConfigFile) -> Result<Config, Config
                 ),
             ));
         }
-        if job.duration.is_some_and(|d| d.0.is_zero()) {
-            return Err(err(job_span, format!("job {job_name:?}: duration must be greater than zero")));
+        if let Some(problem) = job.duration.and_then(|d| d.window_problem()) {
+            return Err(err(job_span, format!("job {job_name:?}: {problem}")));
+        }
+        // Windows are named to the second (ids, history, files, compare): their bounds must be.
+        for (key, bound) in [("start", job.start), ("end", job.end)] {
+            if let Some(problem) = bound.and_then(|b| fractional_second(key, b.0)) {
+                return Err(err(job_span, format!("job {job_name:?}: {problem}")));
+            }
         }
         let job_preset = match &job.preset {
             Some(p) => Some(p.get_ref().expand(p.span()).map_err(|m| err(p.span(), format!("job {job_name:?}: {m}")))?),
@@ -358,8 +364,13 @@ fn resolve(path: &Path, text: String, file: ConfigFile) -> Result<Config, Config
             let mode = t.mode.or(preset.as_ref().map(|p| p.mode)).or(job_mode).unwrap_or(Mode::Replace);
             // Zero only under a reader, which fills it from the job row (or refuses the table).
             let duration = t.duration.or(job.duration).unwrap_or(ConfigDuration(std::time::Duration::ZERO));
-            if duration.0.is_zero() && !has_reader {
-                return Err(here("duration must be greater than zero".into()));
+            if !(duration.0.is_zero() && has_reader) {
+                if let Some(problem) = duration.window_problem() {
+                    return Err(here(problem));
+                }
+            }
+            if let Some(problem) = t.final_end.and_then(|b| fractional_second("final_end", b.0)) {
+                return Err(here(problem));
             }
             if mode != Mode::Full && t.condition_column.is_none() {
                 return Err(here(format!(
@@ -378,6 +389,17 @@ fn resolve(path: &Path, text: String, file: ConfigFile) -> Result<Config, Config
             if let Some(cols) = &t.columns {
                 if let Some(k) = t.key.iter().find(|k| !cols.contains(k)) {
                     return Err(here(format!("key column {k:?} is not in columns")));
+                }
+                // Replace finds the window's rows on the target by the condition column: left
+                // out of the copied columns, it is NULL there, the delete matches nothing and
+                // every re-run duplicates the window.
+                if let (Mode::Replace, Some(c)) = (mode, &t.condition_column) {
+                    if !cols.contains(c) {
+                        return Err(here(format!(
+                            "condition_column {c:?} is not in columns: replace mode finds the window's rows on the \
+                             target by it, so without it every re-run would duplicate the window; add it to columns"
+                        )));
+                    }
                 }
             }
             if let (Some(fe), Some(start)) = (t.final_end, job.start) {
@@ -513,6 +535,14 @@ fn resolve(path: &Path, text: String, file: ConfigFile) -> Result<Config, Config
 
 fn default_state_cluster(jobs: &[JobSpec]) -> Option<String> {
     jobs.first().map(|j| j.to.clone())
+}
+
+/// A window bound with a fraction of a second: windows are named to the second.
+fn fractional_second(key: &str, bound: NaiveDateTime) -> Option<String> {
+    use chrono::Timelike;
+    (bound.nanosecond() != 0).then(|| {
+        format!("{key} {bound} has a fraction of a second: window bounds are whole seconds (windows are named to the second)")
+    })
 }
 
 #[cfg(test)]

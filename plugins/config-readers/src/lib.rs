@@ -263,12 +263,15 @@ fn describe_join(columns: &[String], values: &[Option<String>]) -> String {
 fn parse_duration(text: &str, unit: options::DurationUnit) -> Result<ConfigDuration, String> {
     let t = text.trim();
     let d = match t.parse::<f64>() {
-        Ok(n) if n.is_finite() && n > 0.0 => ConfigDuration(std::time::Duration::from_secs_f64(n * unit.seconds())),
+        // try_: a huge cell (1e300 minutes) must be refused, not panic.
+        Ok(n) if n.is_finite() && n > 0.0 => std::time::Duration::try_from_secs_f64(n * unit.seconds())
+            .map(ConfigDuration)
+            .map_err(|_| format!("duration {t:?} is too large"))?,
         Ok(_) => return Err(format!("duration {t:?} is not positive")),
         Err(_) => ConfigDuration::parse(t)?,
     };
-    if d.0.is_zero() {
-        return Err(format!("duration {t:?} is zero"));
+    if let Some(problem) = d.window_problem() {
+        return Err(format!("duration {t:?}: {problem}"));
     }
     Ok(d)
 }
@@ -302,4 +305,20 @@ pub fn unknown_option_message(plugin: &str, nested: Option<&str>) -> Option<Stri
         _ => None,
     };
     err.map(|e| e.message().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duration_cells_too_large_or_sub_second_are_refused_not_panics() {
+        let err = parse_duration("1e300", options::DurationUnit::Minutes).unwrap_err();
+        assert!(err.contains("too large"), "{err}");
+        let err = parse_duration("0.5", options::DurationUnit::Seconds).unwrap_err();
+        assert!(err.contains("whole number of seconds"), "{err}");
+        let err = parse_duration("15M", options::DurationUnit::Minutes).unwrap_err();
+        assert!(err.contains("months"), "{err}");
+        assert_eq!(parse_duration("60", options::DurationUnit::Minutes).unwrap().0.as_secs(), 3600);
+    }
 }
