@@ -130,3 +130,116 @@ condition_column = "ts"
     config("duration = \"1d\"\nmode = \"append\"", "columns = [\"id\", \"v\"]");
     env.run(&["config", "check"]).assert_success();
 }
+
+/// A day of one row a minute in a `timestamptz` column, from 2024-03-10 00:00 UTC.
+const DAY_TZ_SQL: &str = r#"
+CREATE TABLE public.readings (id int NOT NULL, at timestamptz NOT NULL, v text);
+INSERT INTO public.readings
+SELECT i, timestamptz '2024-03-10 00:00:00+00' + (i - 1) * interval '1 minute', 'r' || i
+FROM generate_series(1, 1440) AS i;
+"#;
+
+/// Item 3: source in UTC, target in Asia/Shanghai, no job `timezone`. Window bounds used to be
+/// read in each server's own zone, so the target deleted other instants than the source read:
+/// 480 of 1,440 rows after one run. Now both sides read them in one zone (the source's).
+fn timestamptz_windows_mean_the_same_instants_on_both_sides(dst: Server) {
+    let env = TestEnv::on("tz_differs", Server::Pg, dst);
+    env.src.psql("postgres", &format!("ALTER DATABASE {} SET TimeZone = 'UTC'", support::quote_ident(&env.db)));
+    env.dst.psql(
+        "postgres",
+        &format!("ALTER DATABASE {} SET TimeZone = 'Asia/Shanghai'", support::quote_ident(&env.dst_db)),
+    );
+    env.src_psql(DAY_TZ_SQL);
+    let distributed = if dst == Server::Gp6 { " DISTRIBUTED BY (id)" } else { "" };
+    env.dst_psql(&format!(
+        "CREATE TABLE public.readings (id int NOT NULL, at timestamptz NOT NULL, v text){distributed};"
+    ));
+    env.write_config(
+        r#"{CLUSTERS}
+
+[jobs.j]
+from = "src"
+to = "dst"
+start = "2024-03-10 00:00:00"
+end = "2024-03-11 00:00:00"
+duration = "1h"
+
+[[jobs.j.tables]]
+table = "public.readings"
+condition_column = "at"
+key = ["id"]
+"#,
+    );
+    let digest = |pg: &support::Pg, db: &str| {
+        support::table_digest(
+            pg,
+            db,
+            "public.readings",
+            &["id", "to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')", "v"],
+            "id",
+            "true",
+        )
+    };
+    env.run(&["run"]).assert_success();
+    assert_eq!(digest(env.dst, &env.dst_db), digest(env.src, &env.db));
+    assert!(digest(env.dst, &env.dst_db).starts_with("1440 "));
+    // compare reads the windows in the same zone on both sides too.
+    let compare = env.run(&["compare"]);
+    compare.assert_success();
+    assert!(compare.stdout.contains("24 window(s) compared, 0 differ"), "{}", compare.render());
+}
+
+#[test]
+fn timestamptz_windows_mean_the_same_instants_on_both_sides_on_postgresql() {
+    timestamptz_windows_mean_the_same_instants_on_both_sides(Server::Pg);
+}
+
+#[test]
+fn timestamptz_windows_mean_the_same_instants_on_both_sides_on_gp6() {
+    timestamptz_windows_mean_the_same_instants_on_both_sides(Server::Gp6);
+}
+
+/// Item 3, the clock: the planner used the ETL host's clock (UTC here), 7–8 hours ahead of a
+/// source in America/Los_Angeles: windows of the data's future were loaded empty and passed,
+/// and their rows never came. Windows now end by the table's zone's now, with or without a
+/// job `timezone`.
+#[test]
+fn windows_are_due_by_the_clock_of_the_tables_zone() {
+    let env = TestEnv::new("zone_clock");
+    env.src.psql(
+        "postgres",
+        &format!("ALTER DATABASE {} SET TimeZone = 'America/Los_Angeles'", support::quote_ident(&env.db)),
+    );
+    env.src_psql("CREATE TABLE public.events (id int NOT NULL, ts timestamp NOT NULL, v text);");
+    env.dst_psql("CREATE TABLE public.events (id int NOT NULL, ts timestamp NOT NULL, v text);");
+    let la_now = || env.src_psql("SELECT to_char(LOCALTIMESTAMP, 'YYYY-MM-DD HH24:MI:SS')");
+    let start =
+        env.src_psql("SELECT to_char(date_trunc('hour', LOCALTIMESTAMP) - interval '1 day', 'YYYY-MM-DD HH24:MI:SS')");
+    for timezone in ["", "timezone = \"America/Los_Angeles\""] {
+        env.write_config(&format!(
+            r#"{{CLUSTERS}}
+
+[jobs.j]
+from = "src"
+to = "dst"
+start = "{start}"
+duration = "1h"
+{timezone}
+
+[[jobs.j.tables]]
+table = "public.events"
+condition_column = "ts"
+"#
+        ));
+        let before = la_now();
+        let out = env.run(&["plan", "--output", "json"]);
+        out.assert_success();
+        let after = la_now();
+        let plan: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+        let last = plan[0]["windows"].as_array().unwrap().last().unwrap().as_str().unwrap().to_string();
+        let end = chrono::NaiveDateTime::parse_from_str(last.split('^').nth(1).unwrap(), "%Y%m%d%H%M%S").unwrap();
+        let parse = |t: &str| chrono::NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S").unwrap();
+        assert!(end <= parse(&after), "{timezone}: window {last} ends after now in Los Angeles ({after})");
+        assert!(end > parse(&before) - chrono::Duration::hours(1), "{timezone}: {last} vs {before}");
+    }
+}

@@ -105,7 +105,8 @@ pub fn parse_ts(option: &str, text: Option<&str>) -> anyhow::Result<Option<chron
     }
 }
 
-/// The clock of a run: local wall time, as the condition columns of the seed's tables hold it.
+/// The ETL host's wall time. Windows are planned by each table's own clock (its zone's now, read
+/// from the source: core's engine::clock); this one stamps what only the host knows.
 pub fn now() -> chrono::NaiveDateTime {
     chrono::Local::now().naive_local()
 }

@@ -3,7 +3,7 @@
 use gptransfer_core::engine::{plan_tables, select_tables};
 use gptransfer_core::registry::Registry;
 
-use super::{load_config_with_readers, now, parse_until};
+use super::{load_config_with_readers, parse_until};
 use crate::cli::{OutputFormat, PlanArgs};
 use crate::output;
 
@@ -12,7 +12,7 @@ pub async fn plan(config: Option<&std::path::Path>, registry: &Registry, args: P
     let tables =
         select_tables(&config, &args.selection.jobs, &args.selection.tables).map_err(gptransfer_core::Error::Config)?;
     let until = parse_until(args.until.as_deref())?;
-    let planned = plan_tables(&config, &tables, now(), until).await?;
+    let planned = plan_tables(&config, &tables, until).await?;
     match args.output {
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&planned)?),
         OutputFormat::Human => {

@@ -59,22 +59,33 @@ pub async fn compare_tables(
     };
     let state = State::open(handle(&config.state.cluster)?, &config.state.schema, &application).await?;
 
-    let mut sessions: BTreeMap<String, Session> = BTreeMap::new();
+    // Per cluster and zone, as in `run`: a table's windows are read in its zone on both sides.
+    let mut sessions: BTreeMap<(String, Option<String>), Session> = BTreeMap::new();
     let mut out = Vec::new();
     for t in tables {
+        let mut t = t.clone();
+        let t = &mut t;
         let comparator = registry.comparator(t.compare.get_ref()).map_err(|e| Error::Check {
             job: t.job.clone(),
             table: t.display_name(),
             message: format!("compare: {e}"),
             hint: None,
         })?;
-        for name in [&t.from, &t.to] {
-            if !sessions.contains_key(name) {
-                let s = handle(name)?.connect(&application, t.timezone.as_deref()).await?;
-                sessions.insert(name.clone(), s);
-            }
+        let src_key = (t.from.clone(), t.timezone.clone());
+        if !sessions.contains_key(&src_key) {
+            let s = handle(&t.from)?.connect(&application, t.timezone.as_deref()).await?;
+            sessions.insert(src_key.clone(), s);
         }
-        let (Some(src), Some(dst)) = (sessions.get(&t.from), sessions.get(&t.to)) else { continue };
+        if let Some(src) = sessions.get(&src_key) {
+            t.timezone = Some(super::clock::read(src, t).await?.zone);
+        }
+        let dst_key = (t.to.clone(), t.timezone.clone());
+        if !sessions.contains_key(&dst_key) {
+            let s = handle(&t.to)?.connect(&application, t.timezone.as_deref()).await?;
+            sessions.insert(dst_key.clone(), s);
+        }
+        let t: &TableSpec = t;
+        let (Some(src), Some(dst)) = (sessions.get(&src_key), sessions.get(&dst_key)) else { continue };
         let (src_text, dst_text) = stored_text(registry, t, src, dst).await?;
         let check = check_table(t, src, &t.from, dst, &t.to).await?;
         let src_cols = columns(src, &t.from, &t.source_table, t).await?;

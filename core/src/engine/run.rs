@@ -247,25 +247,40 @@ pub(super) fn application_name() -> String {
     format!("gptransfer pid {} host {}", std::process::id(), crate::host_name())
 }
 
-/// The due windows of each table, from the stored cursors; moves nothing, connects only
-/// to the state cluster (and not even there if the state schema does not exist yet).
+/// The due windows of each table, from the stored cursors; moves nothing. Connects to the
+/// state cluster (not even there if the state schema does not exist yet) and to each source,
+/// for the clock of the table's zone (see [`super::clock`]).
 pub async fn plan_tables(
     config: &Config,
     tables: &[TableSpec],
-    now: NaiveDateTime,
     until: Option<NaiveDateTime>,
 ) -> Result<Vec<PlannedTable>, Error> {
-    let hs = handles(config, [config.state.cluster.clone()])?;
-    let state_cluster = hs.get(&config.state.cluster).cloned().ok_or_else(|| {
-        Error::Config(crate::config::ConfigError::file(&config.path, "the state cluster is not defined"))
-    })?;
+    let mut names = vec![config.state.cluster.clone()];
+    names.extend(tables.iter().map(|t| t.from.clone()));
+    let hs = handles(config, names)?;
+    let handle = |name: &str| {
+        hs.get(name).cloned().ok_or_else(|| {
+            Error::Config(crate::config::ConfigError::file(&config.path, format!("cluster {name:?} is not defined")))
+        })
+    };
     readers_missing(config, tables)?;
-    let state = State::open_existing(state_cluster, &config.state.schema, &application_name()).await?;
+    let application = application_name();
+    let state = State::open_existing(handle(&config.state.cluster)?, &config.state.schema, &application).await?;
+    let mut sources: BTreeMap<(String, Option<String>), Session> = BTreeMap::new();
     let mut out = Vec::new();
     for t in tables {
         let cursor = match &state {
             Some(s) => planning_cursor(s, t).await?,
             None => None,
+        };
+        let key = (t.from.clone(), t.timezone.clone());
+        if !sources.contains_key(&key) {
+            let s = handle(&t.from)?.connect(&application, t.timezone.as_deref()).await?;
+            sources.insert(key.clone(), s);
+        }
+        let now = match sources.get(&key) {
+            Some(src) => super::clock::read(src, t).await?.now,
+            None => return Err(Error::State { cluster: t.from.clone(), message: "session lost".into() }),
         };
         let p = plan(t, cursor, now, until);
         // A config reader's row is the cursor of its tables.
@@ -335,17 +350,31 @@ pub async fn run(
         locks.push(state.lock_job(job).await?);
     }
 
-    // Every table is checked on both sides before the first byte moves.
-    let mut sessions: BTreeMap<String, Session> = BTreeMap::new();
+    // Every table is checked on both sides before the first byte moves. Sessions are per
+    // cluster and zone: two jobs in different zones must not share one.
+    let mut sessions: BTreeMap<(String, Option<String>), Session> = BTreeMap::new();
     let mut checks = Vec::new();
+    let mut clocks = Vec::new();
     for (t, chain) in tables.iter_mut().zip(plugins.iter_mut()) {
-        for name in [&t.from, &t.to] {
-            if !sessions.contains_key(name) {
-                let s = cluster(name)?.connect(&application, t.timezone.as_deref()).await?;
-                sessions.insert(name.clone(), s);
-            }
+        // The table's zone first (its job's, else the source's): the target's sessions, and
+        // every plugin's, are opened in it, so a window means the same instants on both sides.
+        let src_key = (t.from.clone(), t.timezone.clone());
+        if !sessions.contains_key(&src_key) {
+            let s = cluster(&t.from)?.connect(&application, t.timezone.as_deref()).await?;
+            sessions.insert(src_key.clone(), s);
         }
-        let (Some(src), Some(dst)) = (sessions.get(&t.from), sessions.get(&t.to)) else {
+        let clock = match sessions.get(&src_key) {
+            Some(src) => super::clock::read(src, t).await?,
+            None => return Err(Error::State { cluster: t.from.clone(), message: "session lost".into() }),
+        };
+        t.timezone = Some(clock.zone.clone());
+        clocks.push(clock.now);
+        let dst_key = (t.to.clone(), t.timezone.clone());
+        if !sessions.contains_key(&dst_key) {
+            let s = cluster(&t.to)?.connect(&application, t.timezone.as_deref()).await?;
+            sessions.insert(dst_key.clone(), s);
+        }
+        let (Some(src), Some(dst)) = (sessions.get(&src_key), sessions.get(&dst_key)) else {
             return Err(Error::State { cluster: t.from.clone(), message: "session lost".into() });
         };
         if t.source_is_default() && src.flavour == crate::dialect::Flavour::Gp4 && t.source.get_ref().plugin == "copy" {
@@ -376,12 +405,14 @@ pub async fn run(
     drop(sessions);
 
     let mut work = Vec::new();
-    for ((t, check), plugins) in tables.into_iter().zip(checks).zip(plugins) {
+    for (((t, check), plugins), now) in tables.into_iter().zip(checks).zip(plugins).zip(clocks) {
         let cursor = planning_cursor(&state, &t).await?;
         let windows = match &options.windows {
             // Explicit windows (repair): exactly these, whatever the cursor says.
             Some(map) => map.get(&table_key(&t)).cloned().unwrap_or_default(),
-            None => plan(&t, cursor, options.now, options.until).windows,
+            // Now in the table's zone, not the ETL host's: a host ahead of the data's zone
+            // would load windows of the future empty and pass them.
+            None => plan(&t, cursor, now, options.until).windows,
         };
         observer.planned(&t, &windows);
         work.push((Arc::new(t), check, plugins, windows));
