@@ -299,6 +299,31 @@ pub async fn plan_tables(
     Ok(out)
 }
 
+/// The windows a repair loads. Those the cursor has passed are re-loaded as asked. Those
+/// beyond it were never loaded: loading only them would move the cursor over the windows
+/// between (empty when compared, their late rows then never loaded) and past `now - lag`. So
+/// the table catches up to them as a run would — every window from the cursor, as far as
+/// they reach and only as far as is due; the rest is left for a later run.
+fn repair_windows(t: &TableSpec, cursor: Option<NaiveDateTime>, now: NaiveDateTime, asked: Vec<Window>) -> Vec<Window> {
+    let loaded_to = cursor.unwrap_or(t.start);
+    let (mut windows, beyond): (Vec<Window>, Vec<Window>) =
+        asked.into_iter().partition(|w| t.mode == crate::config::Mode::Full || w.end <= loaded_to);
+    let Some(reach) = beyond.iter().map(|w| w.end).max() else { return windows };
+    let catch_up = plan(t, cursor, now, Some(reach));
+    for w in beyond.iter().filter(|w| w.end > catch_up.limit) {
+        tracing::warn!(
+            job = %t.job,
+            table = %t.display_name(),
+            "window {w} is not due yet (windows end by {}): not repaired; a later run loads it",
+            catch_up.limit
+        );
+    }
+    windows.extend(catch_up.windows);
+    windows.sort();
+    windows.dedup();
+    windows
+}
+
 /// Runs the selected tables.
 pub async fn run(
     config: &Config,
@@ -408,8 +433,8 @@ pub async fn run(
     for (((t, check), plugins), now) in tables.into_iter().zip(checks).zip(plugins).zip(clocks) {
         let cursor = planning_cursor(&state, &t).await?;
         let windows = match &options.windows {
-            // Explicit windows (repair): exactly these, whatever the cursor says.
-            Some(map) => map.get(&table_key(&t)).cloned().unwrap_or_default(),
+            // Explicit windows (repair).
+            Some(map) => repair_windows(&t, cursor, now, map.get(&table_key(&t)).cloned().unwrap_or_default()),
             // Now in the table's zone, not the ETL host's: a host ahead of the data's zone
             // would load windows of the future empty and pass them.
             None => plan(&t, cursor, now, options.until).windows,
