@@ -7,7 +7,7 @@
 mod support;
 
 use support::table_digest as digest;
-use support::{Pg, TestEnv};
+use support::{Pg, Server, TestEnv};
 
 fn cursor(env: &TestEnv, table: &str) -> Option<String> {
     let out = env.dst_psql(&format!("SELECT cursor_end FROM gptransfer.cursors WHERE table_name = '{table}'"));
@@ -480,4 +480,249 @@ fn compare_hashes_an_euc_cn_source_as_its_utf8_copy() {
     out.assert_code(3);
     assert!(out.stdout.contains("changed  id=2 "), "{}", out.render());
     assert!(out.stdout.contains("1 differing key(s)"), "{}", out.render());
+}
+
+// ---------------------------------------------------------------------------------------------
+// 8.2 → GP6: every float and timestamp by its bits
+// ---------------------------------------------------------------------------------------------
+
+/// A superuser session on `pg` over its socket, without `application_name` (8.2 refuses that
+/// startup parameter, so the harness's `Pg::admin` cannot be used there).
+async fn superuser_session(pg: &Pg, db: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::Config::new()
+        .host_path(&pg.socket_dir)
+        .port(pg.port)
+        .user(pg.admin_user())
+        .dbname(db)
+        .connect(tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("superuser connection to {} db {db}: {e}", pg.name));
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    client
+}
+
+/// Loads `(id, real bits, double bits)` rows into `table (id, r, d)` with a binary COPY: the
+/// only way to put every bit pattern into 8.2, whose text input refuses subnormals.
+fn binary_copy_floats(pg: &Pg, db: &str, table: &str, rows: &[(i32, u32, u64)]) {
+    use futures_util::SinkExt;
+    let mut data = b"PGCOPY\n\xff\r\n\0".to_vec();
+    data.extend_from_slice(&0i32.to_be_bytes());
+    data.extend_from_slice(&0i32.to_be_bytes());
+    for (id, r, d) in rows {
+        data.extend_from_slice(&3i16.to_be_bytes());
+        data.extend_from_slice(&4i32.to_be_bytes());
+        data.extend_from_slice(&id.to_be_bytes());
+        data.extend_from_slice(&4i32.to_be_bytes());
+        data.extend_from_slice(&r.to_be_bytes());
+        data.extend_from_slice(&8i32.to_be_bytes());
+        data.extend_from_slice(&d.to_be_bytes());
+    }
+    data.extend_from_slice(&(-1i16).to_be_bytes());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let client = superuser_session(pg, db).await;
+        let sink = client
+            .copy_in::<_, bytes::Bytes>(&format!("COPY {table} (id, r, d) FROM STDIN WITH BINARY"))
+            .await
+            .unwrap();
+        futures_util::pin_mut!(sink);
+        sink.send(bytes::Bytes::from(data)).await.unwrap();
+        sink.finish().await.unwrap();
+    });
+}
+
+/// Float bit patterns: the special values, the extremes, subnormals, values such as
+/// 100.333336 whose last bit 8 digits lose, and pseudo-random patterns over the whole range
+/// (NaNs as the canonical NaN: every NaN prints as `NaN` and comes back as that one).
+fn float_rows(n: i32) -> Vec<(i32, u32, u64)> {
+    let specials: &[(u32, u64)] = &[
+        (0.0f32.to_bits(), 0.0f64.to_bits()),
+        ((-0.0f32).to_bits(), (-0.0f64).to_bits()),
+        (f32::INFINITY.to_bits(), f64::INFINITY.to_bits()),
+        (f32::NEG_INFINITY.to_bits(), f64::NEG_INFINITY.to_bits()),
+        (f32::NAN.to_bits(), f64::NAN.to_bits()),
+        (f32::MAX.to_bits(), f64::MAX.to_bits()),
+        (f32::MIN.to_bits(), f64::MIN.to_bits()),
+        (f32::MIN_POSITIVE.to_bits(), f64::MIN_POSITIVE.to_bits()),
+        (1, 1),
+        (0x8000_0001, 0x8000_0000_0000_0001),
+        (0x007f_ffff, 0x000f_ffff_ffff_ffff),
+        (100.333_336f32.to_bits(), 100.333_336f64.to_bits()),
+        (0.1f32.to_bits(), 0.1f64.to_bits()),
+        ((1.0f32 / 3.0).to_bits(), (1.0f64 / 3.0).to_bits()),
+        (16_777_217.0f32.to_bits(), 9_007_199_254_740_993.0f64.to_bits()),
+        (3.402_823_5e38f32.to_bits(), 1.797_693_134_862_315_7e308f64.to_bits()),
+    ];
+    let mut rows: Vec<(i32, u32, u64)> =
+        specials.iter().enumerate().map(|(i, (r, d))| (i as i32 + 1, *r, *d)).collect();
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for id in rows.len() as i32 + 1..=n {
+        let mut r = next() as u32;
+        let mut d = next();
+        if f32::from_bits(r).is_nan() {
+            r = f32::NAN.to_bits();
+        }
+        if f64::from_bits(d).is_nan() {
+            d = f64::NAN.to_bits();
+        }
+        // Every fourth value near 1..1000, where real data lives.
+        if id % 4 == 0 {
+            r = (f32::from_bits(r & 0x007f_ffff | 0x3f80_0000) * (id % 1000) as f32).to_bits();
+            d = (f64::from_bits(d & 0x000f_ffff_ffff_ffff | 0x3ff0_0000_0000_0000) * f64::from(id % 1000)).to_bits();
+        }
+        rows.push((id, r, d));
+    }
+    rows
+}
+
+/// `id|…` lines of canonical values, ordered by id: floats as their bits, timestamps to the
+/// microsecond (infinities as text), on 8.2 and GP6 alike.
+fn canonical_lines(pg: &Pg, db: &str, table: &str, columns: &[(&str, &str)]) -> Vec<String> {
+    let exprs = columns
+        .iter()
+        .map(|(c, ty)| {
+            let e = match *ty {
+                "float4" => format!("encode(float4send({c}), 'hex')"),
+                "float8" => format!("encode(float8send({c}), 'hex')"),
+                "timestamp" => {
+                    format!("CASE WHEN isfinite({c}) THEN to_char({c}, 'YYYY-MM-DD HH24:MI:SS.US') ELSE {c}::text END")
+                }
+                "timestamptz" => format!(
+                    "CASE WHEN isfinite({c}) THEN to_char({c} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') ELSE {c}::text END"
+                ),
+                _ => format!("{c}::text"),
+            };
+            format!("coalesce({e}, 'NULL')")
+        })
+        .collect::<Vec<_>>()
+        .join(" || '|' || ");
+    let out = pg.psql(db, &format!("SELECT id || '|' || {exprs} FROM {table} ORDER BY id"));
+    out.lines().map(str::to_string).collect()
+}
+
+/// The first lines where two listings differ, for a readable failure.
+fn assert_same_lines(what: &str, source: &[String], target: &[String]) {
+    let differing: Vec<String> = source
+        .iter()
+        .zip(target)
+        .filter(|(a, b)| a != b)
+        .take(10)
+        .map(|(a, b)| format!("  source {a}\n  target {b}"))
+        .collect();
+    assert!(
+        differing.is_empty() && source.len() == target.len(),
+        "{what}: {} source rows, {} target rows; first differences:\n{}",
+        source.len(),
+        target.len(),
+        differing.join("\n")
+    );
+}
+
+const FLOATS_DDL: &str = "CREATE TABLE fl (id int PRIMARY KEY, ts timestamp, r real, d double precision)";
+const TIMES_DDL: &str = "CREATE TABLE tsx (id int PRIMARY KEY, ts timestamp NOT NULL, t timestamp, tz timestamptz)";
+
+/// Timestamps with every kind of fraction (`.20`, `.999999`, `.000001`), over decades, and
+/// ±infinity; 8.2 stores them as float seconds and prints `43.20`.
+fn timestamp_rows(n: i32) -> String {
+    format!(
+        "INSERT INTO tsx SELECT i, timestamp '2024-03-10 00:00:00' + i * interval '1 second', \
+           CASE i % 9 WHEN 0 THEN NULL WHEN 1 THEN 'infinity'::timestamp WHEN 2 THEN '-infinity'::timestamp \
+             WHEN 3 THEN timestamp '2024-03-10 00:00:43.2' WHEN 4 THEN timestamp '1999-12-31 23:59:59.999999' \
+             WHEN 5 THEN timestamp '2000-01-01 00:00:00.000001' \
+             ELSE timestamp '1970-01-01' + (i * 7919 % 2000000000) * interval '1 second' + (i * 104729 % 1000000) * interval '1 microsecond' END, \
+           CASE i % 7 WHEN 0 THEN NULL WHEN 1 THEN 'infinity'::timestamptz WHEN 2 THEN '-infinity'::timestamptz \
+             ELSE timestamptz '1990-06-01 00:00:00+08' + (i::bigint * 15485863 % 1500000000) * interval '1 second' + (i * 7 % 1000000) * interval '1 microsecond' END \
+         FROM generate_series(1, {n}) AS i"
+    )
+}
+
+/// 8.2 → GP6: `real`, `double precision` (every bit pattern 8.2 can hold, subnormals, ±0,
+/// ±Infinity, NaN, the extremes) and float timestamps (µs fractions, ±infinity) arrive with
+/// the same bits, through the `copy` source (a plain 8.2) and the `gp4` source.
+#[test]
+fn pg82_to_gp6_floats_and_timestamps_arrive_bit_exact() {
+    let env = TestEnv::on("pg82_floats_bit_exact", Server::Pg82, Server::Gp6);
+    assert_eq!(env.src_psql("SHOW integer_datetimes"), "off", "8.2 is built with float timestamps");
+    env.src_psql(FLOATS_DDL);
+    env.src_psql(TIMES_DDL);
+    let rows = float_rows(3000);
+    binary_copy_floats(env.src, &env.db, "fl", &rows);
+    env.src_psql("UPDATE fl SET ts = timestamp '2024-03-10 00:00:00' + id * interval '1 second'");
+    env.src_psql(&timestamp_rows(3000));
+    env.dst_psql(&format!("{FLOATS_DDL} DISTRIBUTED BY (id)"));
+    env.dst_psql("CREATE TABLE fl_gp4 (LIKE fl) DISTRIBUTED BY (id)");
+    env.dst_psql(&format!("{TIMES_DDL} DISTRIBUTED BY (id)"));
+    env.dst_psql("CREATE TABLE tsx_gp4 (LIKE tsx) DISTRIBUTED BY (id)");
+    env.write_config(
+        r#"
+{CLUSTERS}
+
+[jobs.plain]
+from = "src"
+to = "dst"
+start = "2024-03-10 00:00:00"
+end = "2024-03-10 02:00:00"
+duration = "1h"
+
+[[jobs.plain.tables]]
+table = "fl"
+condition_column = "ts"
+
+[[jobs.plain.tables]]
+table = "tsx"
+condition_column = "ts"
+
+[jobs.legacy]
+from = "src"
+to = "dst"
+start = "2024-03-10 00:00:00"
+end = "2024-03-10 02:00:00"
+duration = "1h"
+source = { plugin = "gp4" }
+
+[[jobs.legacy.tables]]
+table = "fl"
+target_table = "fl_gp4"
+condition_column = "ts"
+
+[[jobs.legacy.tables]]
+table = "tsx"
+target_table = "tsx_gp4"
+condition_column = "ts"
+"#,
+    );
+    let run = env.run(&["run"]);
+    run.assert_success();
+    assert_eq!(
+        env.dst_psql("SELECT count(*), sum(rows_written), bool_and(status = 'succeeded') FROM gptransfer.history"),
+        "8|12000|t",
+        "{}",
+        run.render()
+    );
+    assert_eq!(
+        env.dst_psql("SELECT DISTINCT split_part(chain, ' ', 1) FROM gptransfer.history ORDER BY 1"),
+        "copy\ngp4"
+    );
+    let float_cols = [("r", "float4"), ("d", "float8")];
+    let source = canonical_lines(env.src, &env.db, "fl", &float_cols);
+    assert_eq!(source.len(), 3000);
+    assert!(source.iter().any(|l| l.ends_with("|00000001|0000000000000001")), "subnormals are in the source");
+    for target in ["fl", "fl_gp4"] {
+        assert_same_lines(target, &source, &canonical_lines(env.dst, &env.dst_db, target, &float_cols));
+    }
+    let time_cols = [("ts", "timestamp"), ("t", "timestamp"), ("tz", "timestamptz")];
+    let source = canonical_lines(env.src, &env.db, "tsx", &time_cols);
+    assert!(source.iter().any(|l| l.contains("|2024-03-10 00:00:43.200000|")), "{:?}", &source[..9]);
+    assert!(source.iter().any(|l| l.contains("|-infinity|")) && source.iter().any(|l| l.ends_with("|infinity")));
+    for target in ["tsx", "tsx_gp4"] {
+        assert_same_lines(target, &source, &canonical_lines(env.dst, &env.dst_db, target, &time_cols));
+    }
 }
