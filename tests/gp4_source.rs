@@ -745,3 +745,94 @@ condition_column = "ts"
         assert_same_lines(target, &source, &canonical_lines(env.dst, &env.dst_db, target, &time_cols));
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// State on 8.2: schema, history, the job lock
+// ---------------------------------------------------------------------------------------------
+
+/// The state schema lives on the 8.2 source (`[state] cluster = "src"`): a run creates it and
+/// records history and cursors there, `history` reads it, and while a run holds the job's
+/// advisory lock on 8.2 a second run exits 75 at once, naming the holder; the first run then
+/// finishes.
+#[test]
+fn state_on_pg82_keeps_history_and_the_job_lock() {
+    let env = TestEnv::on("state_on_pg82", Server::Pg82, Server::Gp6);
+    env.src_psql(GBK_DDL);
+    env.src_psql(
+        "INSERT INTO gbk_t SELECT i, timestamp '2024-03-10 00:00:00' + i * interval '1 minute', 'n' || i, NULL \
+         FROM generate_series(0, 239) AS i",
+    );
+    env.dst_psql(GBK_DDL);
+    env.write_config(
+        r#"
+[clusters.src]
+url = "{SRC_URL}"
+password_env = "GPT_SRC_PASSWORD"
+
+[clusters.dst]
+url = "{DST_URL}"
+password_env = "GPT_DST_PASSWORD"
+
+[state]
+cluster = "src"
+
+[jobs.j]
+from = "src"
+to = "dst"
+start = "2024-03-10 00:00:00"
+end = "2024-03-10 04:00:00"
+duration = "1h"
+
+[[jobs.j.tables]]
+table = "gbk_t"
+condition_column = "ts"
+"#,
+    );
+    let run = env.run(&["run", "--until", "2024-03-10 02:00:00"]);
+    run.assert_success();
+    assert_eq!(
+        env.src_psql(
+            "SELECT window_id || ' ' || status || ' ' || rows_read || ' ' || rows_written FROM gptransfer.history ORDER BY id"
+        ),
+        "20240310000000^20240310010000 succeeded 60 60\n20240310010000^20240310020000 succeeded 60 60"
+    );
+    assert_eq!(env.src_psql("SELECT cursor_end FROM gptransfer.cursors"), "2024-03-10 02:00:00");
+    assert_eq!(env.dst_psql("SELECT count(*) FROM pg_namespace WHERE nspname = 'gptransfer'"), "0");
+    let history = env.run(&["history"]);
+    history.assert_success();
+    assert_eq!(history.stdout.matches("succeeded").count(), 2, "{}", history.render());
+    // Timestamps cross to 8.2 as text: binary ones would be read as float seconds (2000-01-01).
+    let json = env.run(&["history", "--output", "json"]);
+    json.assert_success();
+    assert!(json.stdout.contains("\"window_start\": \"2024-03-10T01:00:00\""), "{}", json.render());
+    assert!(!json.stdout.contains("2000-01-01"), "{}", json.render());
+
+    // A session on GP6 holds the target table: the next run takes the job lock on 8.2, then
+    // waits inside its first window.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let blocker = runtime.block_on(async {
+        let c = env.dst.admin(&env.dst_db).await;
+        c.batch_execute("BEGIN; LOCK TABLE gbk_t IN ACCESS EXCLUSIVE MODE").await.unwrap();
+        c
+    });
+    let first = env.spawn(&["run"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while env.src_psql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted") != "1" {
+        assert!(std::time::Instant::now() < deadline, "the first run never took the job lock on 8.2");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let started = std::time::Instant::now();
+    let second = env.run(&["run"]);
+    assert_eq!(second.code, 75, "{}", second.render());
+    assert!(started.elapsed() < std::time::Duration::from_secs(30), "the second run waited for the lock");
+    assert!(second.stderr.contains("server pid"), "the holder is named: {}", second.stderr);
+    runtime.block_on(async { blocker.batch_execute("COMMIT").await.unwrap() });
+    let out = first.wait();
+    out.assert_success();
+    assert_eq!(
+        env.src_psql("SELECT count(*), sum(rows_written), bool_and(status = 'succeeded') FROM gptransfer.history"),
+        "4|240|t"
+    );
+    assert_eq!(env.src_psql("SELECT cursor_end FROM gptransfer.cursors"), "2024-03-10 04:00:00");
+    assert_eq!(env.dst_psql("SELECT count(*) FROM gbk_t"), "240");
+}
