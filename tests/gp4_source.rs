@@ -1,13 +1,13 @@
-//! The `gp4` source (issue 4, item 5): 8.2-dialect SQL run against PostgreSQL with the source
-//! flavour forced to gp4 moves data byte-exact; GBK bytes stored in a SQL_ASCII database land
-//! as UTF-8; bad bytes fail the window naming the row, or go to the reject file within
-//! `error_limit`.
+//! The `gp4` source on a real PostgreSQL 8.2 server (GP4's SQL kernel: float timestamps,
+//! `extra_float_digits` at most 2, `standard_conforming_strings` off) into a real Greenplum 6
+//! cluster: a day of varied data arrives byte-exact, floats and timestamps by their bits; GBK
+//! and GB18030 bytes stored in a SQL_ASCII database land as UTF-8; bad bytes fail the window
+//! naming the row, or go to the reject file within `error_limit`; compare 8.2 ↔ GP6.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 
-use support::table_digest as digest;
-use support::{Pg, TestEnv};
+use support::{Pg, Server, TestEnv};
 
 fn cursor(env: &TestEnv, table: &str) -> Option<String> {
     let out = env.dst_psql(&format!("SELECT cursor_end FROM gptransfer.cursors WHERE table_name = '{table}'"));
@@ -15,27 +15,15 @@ fn cursor(env: &TestEnv, table: &str) -> Option<String> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// 1. Flavour forced to gp4: a day of varied data, byte-exact
+// 1. A day of varied data from 8.2, byte-exact
 // ---------------------------------------------------------------------------------------------
 
 const FACT: &str = "eda.wpp_fdefect_f_n";
-const FACT_COLUMNS: &[&str] = &[
-    "id",
-    "evt_timestamp",
-    "glass_id",
-    "defect_code",
-    "defect_qty",
-    "ratio",
-    "ratio4",
-    "evt_tz",
-    "evt_date",
-    "is_ok",
-    "payload",
-    "note",
-];
 const DAY: &str = "evt_timestamp >= '2024-03-10' AND evt_timestamp < '2024-03-11'";
 
-/// tests/transfer.rs's value patterns, 30000 rows over one day (one every 2.88 s).
+/// tests/transfer.rs's value patterns in 8.2's SQL, 30000 rows over one day (one every 2.88 s).
+/// (8.2's text input refuses subnormal floats: those are covered by
+/// `pg82_to_gp6_floats_and_timestamps_arrive_bit_exact`, which loads them in binary.)
 const FACT_SOURCE_SQL: &str = r#"
 CREATE SCHEMA eda;
 CREATE TABLE eda.wpp_fdefect_f_n (
@@ -74,7 +62,7 @@ SELECT i,
            WHEN 6 THEN 'Infinity'::float8
            WHEN 7 THEN 1.7976931348623157e308::float8
            WHEN 8 THEN -i * 0.000001::float8
-           WHEN 9 THEN 5e-324::float8
+           WHEN 9 THEN 2.2250738585072014e-308::float8
            ELSE i::float8 / 7
        END,
        CASE i % 23 WHEN 0 THEN NULL WHEN 1 THEN '-0'::float4 WHEN 2 THEN 0.1::float4 ELSE (i * 0.1)::float4 END,
@@ -86,7 +74,7 @@ SELECT i,
        CASE i % 37
            WHEN 0 THEN NULL
            WHEN 1 THEN ''::bytea
-           ELSE decode(md5(i::text), 'hex') || '\x00ff5c0a09'::bytea
+           ELSE decode(md5(i::text), 'hex') || decode('00ff5c0a09', 'hex')
        END,
        CASE WHEN i % 41 = 0 THEN NULL
             WHEN i % 10007 = 5 THEN repeat('长', 5000)
@@ -103,12 +91,29 @@ CREATE TABLE eda.wpp_fdefect_f_n (
     note text, payload bytea, is_ok boolean, evt_date date, evt_tz timestamptz, ratio4 float4,
     ratio float8, defect_qty numeric(14,4), defect_code int, glass_id text,
     evt_timestamp timestamp NOT NULL, id bigint PRIMARY KEY
-);
+) DISTRIBUTED BY (id);
 "#;
 
+/// The fact table's columns with their types, for [`canonical_lines`].
+const FACT_TYPED: &[(&str, &str)] = &[
+    ("evt_timestamp", "timestamp"),
+    ("glass_id", "text"),
+    ("defect_code", "int4"),
+    ("defect_qty", "numeric"),
+    ("ratio", "float8"),
+    ("ratio4", "float4"),
+    ("evt_tz", "timestamptz"),
+    ("evt_date", "date"),
+    ("is_ok", "bool"),
+    ("payload", "bytea"),
+    ("note", "text"),
+];
+
+/// A real 8.2 server named `gp4` by the config (its own `version()` says plain PostgreSQL
+/// 8.2): the `gp4` source is the default, and a day moves into GP6 byte-exact.
 #[test]
 fn gp4_flavour_moves_a_day_byte_exact() {
-    let env = TestEnv::new("gp4_flavour_byte_exact");
+    let env = TestEnv::on("gp4_flavour_byte_exact", Server::Pg82, Server::Gp6);
     env.src_psql(FACT_SOURCE_SQL);
     env.dst_psql(FACT_TARGET_SQL);
     env.write_config(
@@ -137,8 +142,8 @@ table = "eda.wpp_fdefect_f_n"
 condition_column = "evt_timestamp"
 "#,
     );
-    let source_digest = digest(env.src, &env.db, FACT, FACT_COLUMNS, "id", DAY);
-    assert!(source_digest.starts_with("30000 "), "{source_digest}");
+    let source = canonical_lines(env.src, &env.db, &format!("{FACT} WHERE {DAY}"), FACT_TYPED);
+    assert_eq!(source.len(), 30000);
     // No source written: the gp4 flavour's own source is the default (SPEC §6).
     let plan = env.run(&["plan"]);
     plan.assert_success();
@@ -154,10 +159,12 @@ condition_column = "evt_timestamp"
         ),
         "4|t|30000|t"
     );
-    assert_eq!(digest(env.dst, &env.db, FACT, FACT_COLUMNS, "id", "true"), source_digest);
+    assert_same_lines(FACT, &source, &canonical_lines(env.dst, &env.dst_db, FACT, FACT_TYPED));
     assert_eq!(
-        env.dst_psql(&format!("SELECT ratio::text FROM {FACT} WHERE id IN (1, 2, 3, 6, 7, 9, 22) ORDER BY id")),
-        "1e-300\n0.3333333333333333\n-0\nInfinity\n1.7976931348623157e+308\n5e-324\n0.1"
+        env.dst_psql(&format!(
+            "SELECT encode(float8send(ratio), 'hex') FROM {FACT} WHERE id IN (1, 2, 3, 6, 7, 9, 22) ORDER BY id"
+        )),
+        "01a56e1fc2f8f359\n3fd5555555555555\n8000000000000000\n7ff0000000000000\n7fefffffffffffff\n0010000000000000\n3fb999999999999a"
     );
     assert_eq!(cursor(&env, FACT).as_deref(), Some("2024-03-11 00:00:00"));
 }
@@ -180,10 +187,8 @@ impl<'a> AsciiDb<'a> {
     /// A source database with this server encoding.
     fn with_encoding(env: &'a TestEnv, encoding: &str) -> Self {
         let name = format!("{}_{}", env.db, encoding.to_ascii_lowercase());
-        env.src.psql(
-            "postgres",
-            &format!("CREATE DATABASE \"{name}\" ENCODING '{encoding}' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"),
-        );
+        // 8.2 has no per-database LC_COLLATE; template0 takes any encoding.
+        env.src.psql("postgres", &format!("CREATE DATABASE \"{name}\" ENCODING '{encoding}' TEMPLATE template0"));
         AsciiDb { pg: env.src, name }
     }
 
@@ -195,7 +200,7 @@ impl<'a> AsciiDb<'a> {
 impl Drop for AsciiDb<'_> {
     fn drop(&mut self) {
         if !std::thread::panicking() {
-            let _ = self.pg.try_psql("postgres", &format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name));
+            let _ = self.pg.try_drop_db(&self.name);
         }
     }
 }
@@ -222,8 +227,9 @@ fn insert_gbk(db: &AsciiDb<'_>, rows: &[(i32, Option<&str>)], hour: u32) {
         .iter()
         .map(|(id, hex)| {
             let v = match hex {
-                // convert_from(…, 'SQL_ASCII') in a SQL_ASCII database stores the bytes as they are.
-                Some(h) => format!("convert_from(decode('{h}', 'hex'), 'SQL_ASCII')"),
+                // 8.2 has no convert_from and no cast from bytea to text: an escape string of
+                // `\xNN` bytes, which a SQL_ASCII database stores as they are.
+                Some(h) => raw_bytes_literal(h),
                 None => "NULL".into(),
             };
             format!("({id}, timestamp '2024-03-10 {hour:02}:00:00' + {id} * interval '1 second', {v}, 'n' || {id})")
@@ -231,6 +237,13 @@ fn insert_gbk(db: &AsciiDb<'_>, rows: &[(i32, Option<&str>)], hour: u32) {
         .collect::<Vec<_>>()
         .join(",\n");
     db.psql(&format!("INSERT INTO gbk_t (id, ts, name, note) VALUES {values}"));
+}
+
+/// `E'\xd6\xd0…'`: the bytes of `hex` as a string literal (valid on 8.2, whatever
+/// `standard_conforming_strings` says).
+fn raw_bytes_literal(hex: &str) -> String {
+    let escaped: String = hex.as_bytes().chunks(2).map(|b| format!("\\x{}", String::from_utf8_lossy(b))).collect();
+    format!("E'{escaped}'")
 }
 
 fn gbk_config(env: &TestEnv, db: &AsciiDb<'_>, source_options: &str) {
@@ -276,7 +289,7 @@ const CSV_MOUNT: &str = r#"transport = { plugin = "shared-mount", root = "{TEMP_
 /// decodes; quoted commas, newlines, CR and quotes survive, and NULL stays apart from ''.
 #[test]
 fn gbk_in_sql_ascii_lands_as_utf8_through_csv_files() {
-    let env = TestEnv::new("gbk_csv_files");
+    let env = TestEnv::on("gbk_csv_files", Server::Pg82, Server::Gp6);
     let db = AsciiDb::new(&env);
     db.psql(GBK_DDL);
     env.dst_psql(GBK_DDL);
@@ -321,7 +334,7 @@ fn invalid_gbk_in_csv_fails_the_window_naming_the_row() {
 /// Row 3 of the first window holds a cut GBK character (lead byte d6, then a space): the run
 /// fails naming the row, its column and first bytes (`row_head`), and nothing lands.
 fn bad_gbk_fails_naming_the_row(name: &str, table_lines: &str, row_head: &str) -> support::CmdOutput {
-    let env = TestEnv::new(name);
+    let env = TestEnv::on(name, Server::Pg82, Server::Gp6);
     let db = AsciiDb::new(&env);
     db.psql(GBK_DDL);
     env.dst_psql(GBK_DDL);
@@ -344,7 +357,7 @@ fn bad_gbk_fails_naming_the_row(name: &str, table_lines: &str, row_head: &str) -
 
 #[test]
 fn gbk_in_sql_ascii_lands_as_utf8() {
-    let env = TestEnv::new("gbk_in_sql_ascii");
+    let env = TestEnv::on("gbk_in_sql_ascii", Server::Pg82, Server::Gp6);
     let db = AsciiDb::new(&env);
     db.psql(GBK_DDL);
     env.dst_psql(GBK_DDL);
@@ -353,7 +366,7 @@ fn gbk_in_sql_ascii_lands_as_utf8() {
     assert_eq!(db.psql("SHOW server_encoding"), "SQL_ASCII");
     // What the server sends for a GBK character ending in 0x5C: the backslash escaped like any
     // other (`e7 5c 5c`), which is why the source unescapes before decoding.
-    assert_eq!(db.psql("SELECT encode(convert_to(name, 'SQL_ASCII'), 'hex') FROM gbk_t WHERE id = 3"), "e75c");
+    assert_eq!(db.psql("SELECT encode(textsend(name), 'hex') FROM gbk_t WHERE id = 3"), "e75c");
     // (psql's output is read lossily: e7 shows as U+FFFD.)
     let copied = db.psql("COPY (SELECT name FROM gbk_t WHERE id = 3) TO STDOUT");
     assert_eq!(copied, "\u{fffd}\\\\");
@@ -399,7 +412,7 @@ fn invalid_gbk_fails_the_window_naming_the_row() {
 
 #[test]
 fn error_limit_sends_bad_rows_to_the_reject_file() {
-    let env = TestEnv::new("gbk_reject_file");
+    let env = TestEnv::on("gbk_reject_file", Server::Pg82, Server::Gp6);
     let db = AsciiDb::new(&env);
     db.psql(GBK_DDL);
     env.dst_psql(GBK_DDL);
@@ -437,7 +450,7 @@ fn error_limit_sends_bad_rows_to_the_reject_file() {
 /// target is named by its key.
 #[test]
 fn compare_converts_gbk_in_sql_ascii_like_the_transfer() {
-    let env = TestEnv::new("gbk_compare");
+    let env = TestEnv::on("gbk_compare", Server::Pg82, Server::Gp6);
     let db = AsciiDb::new(&env);
     db.psql(GBK_DDL);
     env.dst_psql(GBK_DDL);
@@ -460,7 +473,7 @@ fn compare_converts_gbk_in_sql_ascii_like_the_transfer() {
 /// and a changed Chinese value is named by its key.
 #[test]
 fn compare_hashes_an_euc_cn_source_as_its_utf8_copy() {
-    let env = TestEnv::new("euc_cn_compare");
+    let env = TestEnv::on("euc_cn_compare", Server::Pg82, Server::Gp6);
     let db = AsciiDb::with_encoding(&env, "EUC_CN");
     db.psql(GBK_DDL);
     env.dst_psql(GBK_DDL);
@@ -480,4 +493,346 @@ fn compare_hashes_an_euc_cn_source_as_its_utf8_copy() {
     out.assert_code(3);
     assert!(out.stdout.contains("changed  id=2 "), "{}", out.render());
     assert!(out.stdout.contains("1 differing key(s)"), "{}", out.render());
+}
+
+// ---------------------------------------------------------------------------------------------
+// 8.2 → GP6: every float and timestamp by its bits
+// ---------------------------------------------------------------------------------------------
+
+/// A superuser session on `pg` over its socket, without `application_name` (8.2 refuses that
+/// startup parameter, so the harness's `Pg::admin` cannot be used there).
+async fn superuser_session(pg: &Pg, db: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::Config::new()
+        .host_path(&pg.socket_dir)
+        .port(pg.port)
+        .user(pg.admin_user())
+        .dbname(db)
+        .connect(tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("superuser connection to {} db {db}: {e}", pg.name));
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    client
+}
+
+/// Loads `(id, real bits, double bits)` rows into `table (id, r, d)` with a binary COPY: the
+/// only way to put every bit pattern into 8.2, whose text input refuses subnormals.
+fn binary_copy_floats(pg: &Pg, db: &str, table: &str, rows: &[(i32, u32, u64)]) {
+    use futures_util::SinkExt;
+    let mut data = b"PGCOPY\n\xff\r\n\0".to_vec();
+    data.extend_from_slice(&0i32.to_be_bytes());
+    data.extend_from_slice(&0i32.to_be_bytes());
+    for (id, r, d) in rows {
+        data.extend_from_slice(&3i16.to_be_bytes());
+        data.extend_from_slice(&4i32.to_be_bytes());
+        data.extend_from_slice(&id.to_be_bytes());
+        data.extend_from_slice(&4i32.to_be_bytes());
+        data.extend_from_slice(&r.to_be_bytes());
+        data.extend_from_slice(&8i32.to_be_bytes());
+        data.extend_from_slice(&d.to_be_bytes());
+    }
+    data.extend_from_slice(&(-1i16).to_be_bytes());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let client = superuser_session(pg, db).await;
+        let sink = client
+            .copy_in::<_, bytes::Bytes>(&format!("COPY {table} (id, r, d) FROM STDIN WITH BINARY"))
+            .await
+            .unwrap();
+        futures_util::pin_mut!(sink);
+        sink.send(bytes::Bytes::from(data)).await.unwrap();
+        sink.finish().await.unwrap();
+    });
+}
+
+/// Float bit patterns: the special values, the extremes, subnormals, values such as
+/// 100.333336 whose last bit 8 digits lose, and pseudo-random patterns over the whole range
+/// (NaNs as the canonical NaN: every NaN prints as `NaN` and comes back as that one).
+fn float_rows(n: i32) -> Vec<(i32, u32, u64)> {
+    let specials: &[(u32, u64)] = &[
+        (0.0f32.to_bits(), 0.0f64.to_bits()),
+        ((-0.0f32).to_bits(), (-0.0f64).to_bits()),
+        (f32::INFINITY.to_bits(), f64::INFINITY.to_bits()),
+        (f32::NEG_INFINITY.to_bits(), f64::NEG_INFINITY.to_bits()),
+        (f32::NAN.to_bits(), f64::NAN.to_bits()),
+        (f32::MAX.to_bits(), f64::MAX.to_bits()),
+        (f32::MIN.to_bits(), f64::MIN.to_bits()),
+        (f32::MIN_POSITIVE.to_bits(), f64::MIN_POSITIVE.to_bits()),
+        (1, 1),
+        (0x8000_0001, 0x8000_0000_0000_0001),
+        (0x007f_ffff, 0x000f_ffff_ffff_ffff),
+        (100.333_336f32.to_bits(), 100.333_336f64.to_bits()),
+        (0.1f32.to_bits(), 0.1f64.to_bits()),
+        ((1.0f32 / 3.0).to_bits(), (1.0f64 / 3.0).to_bits()),
+        (16_777_217.0f32.to_bits(), 9_007_199_254_740_993.0f64.to_bits()),
+        (3.402_823_5e38f32.to_bits(), 1.797_693_134_862_315_7e308f64.to_bits()),
+    ];
+    let mut rows: Vec<(i32, u32, u64)> =
+        specials.iter().enumerate().map(|(i, (r, d))| (i as i32 + 1, *r, *d)).collect();
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for id in rows.len() as i32 + 1..=n {
+        let mut r = next() as u32;
+        let mut d = next();
+        if f32::from_bits(r).is_nan() {
+            r = f32::NAN.to_bits();
+        }
+        if f64::from_bits(d).is_nan() {
+            d = f64::NAN.to_bits();
+        }
+        // Every fourth value near 1..1000, where real data lives.
+        if id % 4 == 0 {
+            r = (f32::from_bits(r & 0x007f_ffff | 0x3f80_0000) * (id % 1000) as f32).to_bits();
+            d = (f64::from_bits(d & 0x000f_ffff_ffff_ffff | 0x3ff0_0000_0000_0000) * f64::from(id % 1000)).to_bits();
+        }
+        rows.push((id, r, d));
+    }
+    rows
+}
+
+/// `id|…` lines of canonical values, ordered by id: floats as their bits, timestamps to the
+/// microsecond (infinities as text), on 8.2 and GP6 alike.
+fn canonical_lines(pg: &Pg, db: &str, table: &str, columns: &[(&str, &str)]) -> Vec<String> {
+    let exprs = columns
+        .iter()
+        .map(|(c, ty)| {
+            let e = match *ty {
+                "float4" => format!("encode(float4send({c}), 'hex')"),
+                // md5 of the stored bytes (8.2 and 9.4 quote literals differently).
+                "text" => format!("md5({c})"),
+                "bytea" => format!("encode({c}, 'hex')"),
+                // 8.2 has no cast from boolean to text.
+                "bool" => format!("CASE WHEN {c} THEN 't' WHEN NOT {c} THEN 'f' END"),
+                "float8" => format!("encode(float8send({c}), 'hex')"),
+                "timestamp" => {
+                    format!("CASE WHEN isfinite({c}) THEN to_char({c}, 'YYYY-MM-DD HH24:MI:SS.US') ELSE {c}::text END")
+                }
+                "timestamptz" => format!(
+                    "CASE WHEN isfinite({c}) THEN to_char({c} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') ELSE {c}::text END"
+                ),
+                _ => format!("{c}::text"),
+            };
+            format!("coalesce({e}, 'NULL')")
+        })
+        .collect::<Vec<_>>()
+        .join(" || '|' || ");
+    let out = pg.psql(db, &format!("SELECT id || '|' || {exprs} FROM {table} ORDER BY id"));
+    // (`table` may carry a WHERE clause.)
+    out.lines().map(str::to_string).collect()
+}
+
+/// The first lines where two listings differ, for a readable failure.
+fn assert_same_lines(what: &str, source: &[String], target: &[String]) {
+    let differing: Vec<String> = source
+        .iter()
+        .zip(target)
+        .filter(|(a, b)| a != b)
+        .take(10)
+        .map(|(a, b)| format!("  source {a}\n  target {b}"))
+        .collect();
+    assert!(
+        differing.is_empty() && source.len() == target.len(),
+        "{what}: {} source rows, {} target rows; first differences:\n{}",
+        source.len(),
+        target.len(),
+        differing.join("\n")
+    );
+}
+
+const FLOATS_DDL: &str = "CREATE TABLE fl (id int PRIMARY KEY, ts timestamp, r real, d double precision)";
+const TIMES_DDL: &str = "CREATE TABLE tsx (id int PRIMARY KEY, ts timestamp NOT NULL, t timestamp, tz timestamptz)";
+
+/// Timestamps with every kind of fraction (`.20`, `.999999`, `.000001`), over decades, and
+/// ±infinity; 8.2 stores them as float seconds and prints `43.20`.
+fn timestamp_rows(n: i32) -> String {
+    format!(
+        "INSERT INTO tsx SELECT i, timestamp '2024-03-10 00:00:00' + i * interval '1 second', \
+           CASE i % 9 WHEN 0 THEN NULL WHEN 1 THEN 'infinity'::timestamp WHEN 2 THEN '-infinity'::timestamp \
+             WHEN 3 THEN timestamp '2024-03-10 00:00:43.2' WHEN 4 THEN timestamp '1999-12-31 23:59:59.999999' \
+             WHEN 5 THEN timestamp '2000-01-01 00:00:00.000001' \
+             ELSE timestamp '1970-01-01' + (i * 7919 % 2000000000) * interval '1 second' + (i * 104729 % 1000000) * interval '1 microsecond' END, \
+           CASE i % 7 WHEN 0 THEN NULL WHEN 1 THEN 'infinity'::timestamptz WHEN 2 THEN '-infinity'::timestamptz \
+             ELSE timestamptz '1990-06-01 00:00:00+08' + (i::bigint * 15485863 % 1500000000) * interval '1 second' + (i * 7 % 1000000) * interval '1 microsecond' END \
+         FROM generate_series(1, {n}) AS i"
+    )
+}
+
+/// 8.2 → GP6: `real`, `double precision` (every bit pattern 8.2 can hold, subnormals, ±0,
+/// ±Infinity, NaN, the extremes) and float timestamps (µs fractions, ±infinity) arrive with
+/// the same bits, through the `copy` source (a plain 8.2) and the `gp4` source.
+#[test]
+fn pg82_to_gp6_floats_and_timestamps_arrive_bit_exact() {
+    let env = TestEnv::on("pg82_floats_bit_exact", Server::Pg82, Server::Gp6);
+    assert_eq!(env.src_psql("SHOW integer_datetimes"), "off", "8.2 is built with float timestamps");
+    env.src_psql(FLOATS_DDL);
+    env.src_psql(TIMES_DDL);
+    let rows = float_rows(3000);
+    binary_copy_floats(env.src, &env.db, "fl", &rows);
+    env.src_psql("UPDATE fl SET ts = timestamp '2024-03-10 00:00:00' + id * interval '1 second'");
+    env.src_psql(&timestamp_rows(3000));
+    env.dst_psql(&format!("{FLOATS_DDL} DISTRIBUTED BY (id)"));
+    env.dst_psql("CREATE TABLE fl_gp4 (LIKE fl) DISTRIBUTED BY (id)");
+    env.dst_psql(&format!("{TIMES_DDL} DISTRIBUTED BY (id)"));
+    env.dst_psql("CREATE TABLE tsx_gp4 (LIKE tsx) DISTRIBUTED BY (id)");
+    env.write_config(
+        r#"
+{CLUSTERS}
+
+[jobs.plain]
+from = "src"
+to = "dst"
+start = "2024-03-10 00:00:00"
+end = "2024-03-10 02:00:00"
+duration = "1h"
+
+[[jobs.plain.tables]]
+table = "fl"
+condition_column = "ts"
+
+[[jobs.plain.tables]]
+table = "tsx"
+condition_column = "ts"
+
+[jobs.legacy]
+from = "src"
+to = "dst"
+start = "2024-03-10 00:00:00"
+end = "2024-03-10 02:00:00"
+duration = "1h"
+source = { plugin = "gp4" }
+
+[[jobs.legacy.tables]]
+table = "fl"
+target_table = "fl_gp4"
+condition_column = "ts"
+
+[[jobs.legacy.tables]]
+table = "tsx"
+target_table = "tsx_gp4"
+condition_column = "ts"
+"#,
+    );
+    let run = env.run(&["run"]);
+    run.assert_success();
+    assert_eq!(
+        env.dst_psql("SELECT count(*), sum(rows_written), bool_and(status = 'succeeded') FROM gptransfer.history"),
+        "8|12000|t",
+        "{}",
+        run.render()
+    );
+    assert_eq!(
+        env.dst_psql("SELECT DISTINCT split_part(chain, ' ', 1) FROM gptransfer.history ORDER BY 1"),
+        "copy\ngp4"
+    );
+    let float_cols = [("r", "float4"), ("d", "float8")];
+    let source = canonical_lines(env.src, &env.db, "fl", &float_cols);
+    assert_eq!(source.len(), 3000);
+    assert!(source.iter().any(|l| l.ends_with("|00000001|0000000000000001")), "subnormals are in the source");
+    for target in ["fl", "fl_gp4"] {
+        assert_same_lines(target, &source, &canonical_lines(env.dst, &env.dst_db, target, &float_cols));
+    }
+    let time_cols = [("ts", "timestamp"), ("t", "timestamp"), ("tz", "timestamptz")];
+    let source = canonical_lines(env.src, &env.db, "tsx", &time_cols);
+    assert!(source.iter().any(|l| l.contains("|2024-03-10 00:00:43.200000|")), "{:?}", &source[..9]);
+    assert!(source.iter().any(|l| l.contains("|-infinity|")) && source.iter().any(|l| l.ends_with("|infinity")));
+    for target in ["tsx", "tsx_gp4"] {
+        assert_same_lines(target, &source, &canonical_lines(env.dst, &env.dst_db, target, &time_cols));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// State on 8.2: schema, history, the job lock
+// ---------------------------------------------------------------------------------------------
+
+/// The state schema lives on the 8.2 source (`[state] cluster = "src"`): a run creates it and
+/// records history and cursors there, `history` reads it, and while a run holds the job's
+/// advisory lock on 8.2 a second run exits 75 at once, naming the holder; the first run then
+/// finishes.
+#[test]
+fn state_on_pg82_keeps_history_and_the_job_lock() {
+    let env = TestEnv::on("state_on_pg82", Server::Pg82, Server::Gp6);
+    env.src_psql(GBK_DDL);
+    env.src_psql(
+        "INSERT INTO gbk_t SELECT i, timestamp '2024-03-10 00:00:00' + i * interval '1 minute', 'n' || i, NULL \
+         FROM generate_series(0, 239) AS i",
+    );
+    env.dst_psql(GBK_DDL);
+    env.write_config(
+        r#"
+[clusters.src]
+url = "{SRC_URL}"
+password_env = "GPT_SRC_PASSWORD"
+
+[clusters.dst]
+url = "{DST_URL}"
+password_env = "GPT_DST_PASSWORD"
+
+[state]
+cluster = "src"
+
+[jobs.j]
+from = "src"
+to = "dst"
+start = "2024-03-10 00:00:00"
+end = "2024-03-10 04:00:00"
+duration = "1h"
+
+[[jobs.j.tables]]
+table = "gbk_t"
+condition_column = "ts"
+"#,
+    );
+    let run = env.run(&["run", "--until", "2024-03-10 02:00:00"]);
+    run.assert_success();
+    assert_eq!(
+        env.src_psql(
+            "SELECT window_id || ' ' || status || ' ' || rows_read || ' ' || rows_written FROM gptransfer.history ORDER BY id"
+        ),
+        "20240310000000^20240310010000 succeeded 60 60\n20240310010000^20240310020000 succeeded 60 60"
+    );
+    assert_eq!(env.src_psql("SELECT cursor_end FROM gptransfer.cursors"), "2024-03-10 02:00:00");
+    assert_eq!(env.dst_psql("SELECT count(*) FROM pg_namespace WHERE nspname = 'gptransfer'"), "0");
+    let history = env.run(&["history"]);
+    history.assert_success();
+    assert_eq!(history.stdout.matches("succeeded").count(), 2, "{}", history.render());
+    // Timestamps cross to 8.2 as text: binary ones would be read as float seconds (2000-01-01).
+    let json = env.run(&["history", "--output", "json"]);
+    json.assert_success();
+    assert!(json.stdout.contains("\"window_start\": \"2024-03-10T01:00:00\""), "{}", json.render());
+    assert!(!json.stdout.contains("2000-01-01"), "{}", json.render());
+
+    // A session on GP6 holds the target table: the next run takes the job lock on 8.2, then
+    // waits inside its first window.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let blocker = runtime.block_on(async {
+        let c = env.dst.admin(&env.dst_db).await;
+        c.batch_execute("BEGIN; LOCK TABLE gbk_t IN ACCESS EXCLUSIVE MODE").await.unwrap();
+        c
+    });
+    let first = env.spawn(&["run"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while env.src_psql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted") != "1" {
+        assert!(std::time::Instant::now() < deadline, "the first run never took the job lock on 8.2");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let started = std::time::Instant::now();
+    let second = env.run(&["run"]);
+    assert_eq!(second.code, 75, "{}", second.render());
+    assert!(started.elapsed() < std::time::Duration::from_secs(30), "the second run waited for the lock");
+    assert!(second.stderr.contains("server pid"), "the holder is named: {}", second.stderr);
+    runtime.block_on(async { blocker.batch_execute("COMMIT").await.unwrap() });
+    let out = first.wait();
+    out.assert_success();
+    assert_eq!(
+        env.src_psql("SELECT count(*), sum(rows_written), bool_and(status = 'succeeded') FROM gptransfer.history"),
+        "4|240|t"
+    );
+    assert_eq!(env.src_psql("SELECT cursor_end FROM gptransfer.cursors"), "2024-03-10 04:00:00");
+    assert_eq!(env.dst_psql("SELECT count(*) FROM gbk_t"), "240");
 }

@@ -48,6 +48,8 @@ pub struct WindowCtx {
     pub window: Window,
     /// Columns to move, matched by name between source and target, in source order.
     pub columns: Arc<Vec<String>>,
+    /// The `typname` of each of `columns` on the source, same order.
+    pub column_types: Arc<Vec<String>>,
     /// `typname` of the condition column on the source (`timestamp`, `timestamptz`, `date`).
     pub condition_type: Option<String>,
     /// Source cluster.
@@ -70,6 +72,12 @@ impl WindowCtx {
         let col = self.table.condition_column.as_deref()?;
         let ty = self.condition_type.as_deref().unwrap_or("timestamp");
         Some(crate::dialect::sql::window_predicate(col, ty, self.window.start, self.window.end))
+    }
+
+    /// The SELECT list a source reads the columns with from a `flavour` server
+    /// ([`crate::dialect::sql::select_list`]: exact floats from every kernel).
+    pub fn select_list(&self, flavour: crate::dialect::Flavour) -> String {
+        crate::dialect::sql::select_list(flavour, &self.columns, &self.column_types)
     }
 
     /// The statement that empties this window on the target before a `replace` load.

@@ -67,11 +67,35 @@ pub fn column_list(columns: &[String]) -> String {
     columns.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ")
 }
 
+/// The SELECT list of a window read from a `flavour` server: the columns, `types` their
+/// `typname`s on that server (same order; missing ones are taken as not `real`).
+///
+/// A `real` (float4) column is read as `float8` where the server cannot print a float4
+/// exactly: before 9.0 `extra_float_digits` is at most 2, which gives a float4 8 significant
+/// digits where it needs 9 (100.333336 printed as 100.33334 comes back as the next float).
+/// float4 → float8 is exact, 17 digits print the float8 exactly, and the target's float4
+/// input rounds that text back to the very same float4 (it is one).
+pub fn select_list(flavour: Flavour, columns: &[String], types: &[String]) -> String {
+    let widen_float4 = flavour.kernel() < 90;
+    columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let col = quote_ident(c);
+            match types.get(i).map(String::as_str) {
+                Some("float4") if widen_float4 => format!("{col}::float8 AS {col}"),
+                _ => col,
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// `COPY (SELECT …) TO STDOUT [WITH BINARY | WITH CSV]`. These are the pre-9.0 spellings,
 /// the only ones 8.2 (GP4) accepts and still accepted by every later version; never an
-/// option list in parentheses.
-pub fn copy_out(table: &QualifiedName, columns: &[String], predicate: Option<&str>, format: CopyFormat) -> String {
-    let mut select = format!("SELECT {} FROM {}", column_list(columns), table.quoted());
+/// option list in parentheses. `select` is the SELECT list ([`select_list`]).
+pub fn copy_out(table: &QualifiedName, select: &str, predicate: Option<&str>, format: CopyFormat) -> String {
+    let mut select = format!("SELECT {select} FROM {}", table.quoted());
     if let Some(p) = predicate {
         select.push_str(" WHERE ");
         select.push_str(p);
@@ -181,12 +205,28 @@ mod tests {
     fn copy_out_has_no_option_list() {
         let t = QualifiedName::parse("eda.f").unwrap();
         let p = window_predicate("evt", "timestamp", ts("2020-04-01 00:00:00"), ts("2020-04-01 01:00:00"));
-        let sql = copy_out(&t, &["a".into(), "B".into()], Some(&p), CopyFormat::Text);
+        let sql = copy_out(&t, &column_list(&["a".into(), "B".into()]), Some(&p), CopyFormat::Text);
         assert_eq!(
             sql,
             "COPY (SELECT \"a\", \"B\" FROM \"eda\".\"f\" WHERE \"evt\" >= '2020-04-01 00:00:00'::timestamp AND \"evt\" < '2020-04-01 01:00:00'::timestamp) TO STDOUT"
         );
         assert!(!sql.contains("WITH ("));
+    }
+
+    #[test]
+    fn float4_is_read_as_float8_where_8_digits_are_all_the_server_prints() {
+        let cols: Vec<String> = vec!["id".into(), "R".into(), "d".into()];
+        let types: Vec<String> = vec!["int4".into(), "float4".into(), "float8".into()];
+        assert_eq!(select_list(Flavour::Gp4, &cols, &types), "\"id\", \"R\"::float8 AS \"R\", \"d\"");
+        assert_eq!(
+            select_list(Flavour::Postgres { major: 82 }, &cols, &types),
+            "\"id\", \"R\"::float8 AS \"R\", \"d\""
+        );
+        assert_eq!(select_list(Flavour::Gp5, &cols, &types), "\"id\", \"R\"::float8 AS \"R\", \"d\"");
+        // 9.0+ print a float4 exactly with extra_float_digits 3, and binary COPY must keep the type.
+        assert_eq!(select_list(Flavour::Gp6, &cols, &types), "\"id\", \"R\", \"d\"");
+        assert_eq!(select_list(Flavour::Postgres { major: 15 }, &cols, &types), "\"id\", \"R\", \"d\"");
+        assert_eq!(select_list(Flavour::Gp4, &cols, &[]), "\"id\", \"R\", \"d\"");
     }
 
     #[test]

@@ -26,6 +26,8 @@ pub struct Column {
 pub struct TableCheck {
     /// Columns to move, source order.
     pub columns: Vec<String>,
+    /// Their `typname`s on the source, same order.
+    pub column_types: Vec<String>,
     /// Source `typname` of the condition column.
     pub condition_type: Option<String>,
     /// Binary COPY is safe between these two tables (same built-in types, encodings and
@@ -164,7 +166,12 @@ pub async fn check_table(
         (None, _) => None,
     };
     let binary = binary_compatible(table, &selected, &dst, source, target).await;
-    Ok(TableCheck { columns: selected.into_iter().map(|c| c.name).collect(), condition_type, binary })
+    Ok(TableCheck {
+        column_types: selected.iter().map(|c| c.type_name.clone()).collect(),
+        columns: selected.into_iter().map(|c| c.name).collect(),
+        condition_type,
+        binary,
+    })
 }
 
 /// Built-in types whose binary form is the same on every server version we talk to.

@@ -87,6 +87,7 @@ pub(super) async fn run_window(
         table: table.clone(),
         window,
         columns: Arc::new(check.columns.clone()),
+        column_types: Arc::new(check.column_types.clone()),
         condition_type: check.condition_type.clone(),
         source: source.clone(),
         target: target.clone(),

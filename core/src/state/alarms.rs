@@ -84,9 +84,10 @@ impl State {
     pub async fn alarm_reset(&self, table: Option<&str>, before: Option<chrono::NaiveDateTime>) -> Result<u64, Error> {
         let sql = format!(
             "UPDATE {} SET diff = 0, reset_at = now() WHERE diff > 0 AND ($1::text IS NULL OR table_name = $1) \
-             AND ($2::timestamp IS NULL OR detected_at < $2::timestamp)",
+             AND ($2::text IS NULL OR detected_at < $2::text::timestamp)",
             self.table("alarms")
         );
+        let before = before.map(super::ts_text);
         self.client().execute(&sql, &[&table, &before]).await.map_err(|e| self.error("resetting alarms", &e))
     }
 }

@@ -109,7 +109,8 @@ impl State {
         let sql = format!(
             "INSERT INTO {t} (job, table_name, target_table, window_id, window_start, window_end, mode, chain, \
              started_at, status, attempt, host, pid) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now(), 'running', $9, $10, $11) RETURNING id"
+             VALUES ($1, $2, $3, $4, $5::text::timestamp, $6::text::timestamp, $7, $8, now(), 'running', $9, $10, $11) \
+             RETURNING id"
         );
         let row = self
             .client()
@@ -120,8 +121,8 @@ impl State {
                     &name,
                     &table.target_table.to_string(),
                     &window_id,
-                    &window.start,
-                    &window.end,
+                    &super::ts_text(window.start),
+                    &super::ts_text(window.end),
                     &table.mode.as_str(),
                     &chain,
                     &attempt,
@@ -179,8 +180,9 @@ impl State {
     /// History rows, newest first.
     pub async fn history(&self, filter: &HistoryFilter) -> Result<Vec<HistoryRow>, Error> {
         let sql = format!(
-            "SELECT id, job, table_name, target_table, window_id, window_start, window_end, mode, chain, \
-             rows_read, rows_written, bytes, started_at, finished_at, elapsed_seconds::text, status, error, \
+            "SELECT id, job, table_name, target_table, window_id, window_start::text, window_end::text, mode, chain, \
+             rows_read, rows_written, bytes, to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US'), \
+             to_char(finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US'), elapsed_seconds::text, status, error, \
              attempt, host, pid, rows_inserted, rows_updated, format_errors FROM {} \
              WHERE ($1::text IS NULL OR job = $1) AND ($2::text IS NULL OR table_name = $2) \
              AND (NOT $3 OR status = 'failed') ORDER BY id DESC LIMIT $4",
@@ -191,33 +193,38 @@ impl State {
             .query(&sql, &[&filter.job, &filter.table, &filter.failed_only, &filter.limit])
             .await
             .map_err(|e| self.error("reading history", &e))?;
-        Ok(rows
-            .iter()
-            .map(|r| HistoryRow {
-                id: r.get(0),
-                job: r.get(1),
-                table: r.get(2),
-                target_table: r.get(3),
-                window_id: r.get(4),
-                window_start: r.get(5),
-                window_end: r.get(6),
-                mode: r.get(7),
-                chain: r.get(8),
-                rows_read: r.get(9),
-                rows_written: r.get(10),
-                rows_inserted: r.get(20),
-                rows_updated: r.get(21),
-                format_errors: r.get(22),
-                bytes: r.get(11),
-                started_at: r.get(12),
-                finished_at: r.get(13),
-                elapsed_seconds: r.get(14),
-                status: r.get(15),
-                error: r.get(16),
-                attempt: r.get(17),
-                host: r.get(18),
-                pid: r.get(19),
+        // Timestamps as text (see `ts_text`); the instants in UTC.
+        let utc = |text: Option<String>, what: &str| -> Result<Option<DateTime<Utc>>, Error> {
+            text.map(|t| self.timestamp(t, what).map(|t| t.and_utc())).transpose()
+        };
+        rows.iter()
+            .map(|r| -> Result<HistoryRow, Error> {
+                Ok(HistoryRow {
+                    id: r.get(0),
+                    job: r.get(1),
+                    table: r.get(2),
+                    target_table: r.get(3),
+                    window_id: r.get(4),
+                    window_start: self.timestamp(r.get(5), "history's window_start")?,
+                    window_end: self.timestamp(r.get(6), "history's window_end")?,
+                    mode: r.get(7),
+                    chain: r.get(8),
+                    rows_read: r.get(9),
+                    rows_written: r.get(10),
+                    rows_inserted: r.get(20),
+                    rows_updated: r.get(21),
+                    format_errors: r.get(22),
+                    bytes: r.get(11),
+                    started_at: utc(r.get(12), "history's started_at")?.unwrap_or_default(),
+                    finished_at: utc(r.get(13), "history's finished_at")?,
+                    elapsed_seconds: r.get(14),
+                    status: r.get(15),
+                    error: r.get(16),
+                    attempt: r.get(17),
+                    host: r.get(18),
+                    pid: r.get(19),
+                })
             })
-            .collect())
+            .collect()
     }
 }

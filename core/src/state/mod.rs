@@ -80,10 +80,18 @@ impl State {
 
     /// The cursor of a table: the end of its last loaded window.
     pub async fn cursor(&self, job: &str, table: &str) -> Result<Option<NaiveDateTime>, Error> {
-        let sql = format!("SELECT cursor_end FROM {} WHERE job = $1 AND table_name = $2", self.table("cursors"));
+        let sql = format!("SELECT cursor_end::text FROM {} WHERE job = $1 AND table_name = $2", self.table("cursors"));
         let row =
             self.client().query_opt(&sql, &[&job, &table]).await.map_err(|e| self.error("reading the cursor", &e))?;
-        Ok(row.map(|r| r.get(0)))
+        row.map(|r| self.timestamp(r.get(0), "the cursor")).transpose()
+    }
+
+    /// A timestamp read as text ([`ts_text`]).
+    pub(crate) fn timestamp(&self, text: String, what: &str) -> Result<NaiveDateTime, Error> {
+        NaiveDateTime::parse_from_str(&text, "%Y-%m-%d %H:%M:%S%.f").map_err(|e| Error::State {
+            cluster: self.cluster.name.clone(),
+            message: format!("{what} reads {text:?}, not a timestamp: {e}"),
+        })
     }
 
     /// Moves a table's cursor, on `client`, which may be the sink's open transaction so the
@@ -97,16 +105,26 @@ impl State {
     ) -> Result<(), tokio_postgres::Error> {
         // No upsert: GP6 and 8.2 have no ON CONFLICT; the job lock makes this race-free.
         let update = format!(
-            "UPDATE {} SET cursor_end = greatest(cursor_end, $3), updated_at = now() WHERE job = $1 AND table_name = $2",
+            "UPDATE {} SET cursor_end = greatest(cursor_end, $3::text::timestamp), updated_at = now() \
+             WHERE job = $1 AND table_name = $2",
             self.table("cursors")
         );
+        let end = ts_text(end);
         if client.execute(&update, &[&job, &table, &end]).await? == 0 {
             let insert = format!(
-                "INSERT INTO {} (job, table_name, cursor_end, updated_at) VALUES ($1, $2, $3, now())",
+                "INSERT INTO {} (job, table_name, cursor_end, updated_at) VALUES ($1, $2, $3::text::timestamp, now())",
                 self.table("cursors")
             );
             client.execute(&insert, &[&job, &table, &end]).await?;
         }
         Ok(())
     }
+}
+
+/// A timestamp as it crosses the state session: as text, bound as `$n::text::timestamp` and
+/// read as `col::text`. tokio-postgres's binary timestamps are integer microseconds, which an
+/// 8.2 server built with float datetimes (GP4's kernel) takes for a float8: a cursor written
+/// that way reads back as 2000-01-01 00:00:00.
+pub(crate) fn ts_text(t: NaiveDateTime) -> String {
+    t.format("%Y-%m-%d %H:%M:%S%.6f").to_string()
 }

@@ -20,8 +20,10 @@ pub(super) async fn exists(state: &State) -> Result<bool, Error> {
 
 pub(super) async fn migrate(state: &State) -> Result<(), Error> {
     let client = state.client();
+    // `IS NULL`: pg_advisory_lock returns void, and 8.2 has no binary output for void, which
+    // the extended protocol asks for ("no binary output function available for type void").
     client
-        .execute("SELECT pg_advisory_lock($1, $2)", &[&MIGRATION_LOCK.0, &MIGRATION_LOCK.1])
+        .execute("SELECT pg_advisory_lock($1, $2) IS NULL", &[&MIGRATION_LOCK.0, &MIGRATION_LOCK.1])
         .await
         .map_err(|e| state.error("locking for migration", &e))?;
     let result = migrate_locked(state).await;

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use gptransfer_core::config::Mode;
-use gptransfer_core::dialect::sql;
+use gptransfer_core::dialect::{sql, Flavour};
 use gptransfer_core::registry::{parse_options, Factory};
 use gptransfer_core::roles::{ByteStream, CopyFormat, Source, WindowCtx};
 use gptransfer_core::RoleError;
@@ -47,8 +47,8 @@ impl Factory<dyn Source> for CopySourceFactory {
 }
 
 impl CopySource {
-    /// The statement sent for a window.
-    pub fn statement(&self, ctx: &WindowCtx) -> String {
+    /// The statement sent for a window to a `flavour` server.
+    pub fn statement(&self, ctx: &WindowCtx, flavour: Flavour) -> String {
         let mut predicate = if ctx.table.mode == Mode::Full { None } else { ctx.window_predicate() };
         if let Some(f) = &self.config.filter {
             predicate = Some(match predicate {
@@ -56,7 +56,7 @@ impl CopySource {
                 None => format!("({f})"),
             });
         }
-        sql::copy_out(&ctx.table.source_table, &ctx.columns, predicate.as_deref(), ctx.format)
+        sql::copy_out(&ctx.table.source_table, &ctx.select_list(flavour), predicate.as_deref(), ctx.format)
     }
 }
 
@@ -72,7 +72,7 @@ impl Source for CopySource {
             .connect(&ctx.application, ctx.table.timezone.as_deref())
             .await
             .map_err(|e| RoleError::retriable(e.to_string()))?;
-        let statement = self.statement(ctx);
+        let statement = self.statement(ctx, session.flavour);
         tracing::debug!(cluster = %ctx.source.name, "{statement}");
         session.copy_out_stream(&statement, &ctx.source.name).await
     }

@@ -26,7 +26,7 @@ use serde::Deserialize;
 
 use gptransfer_core::cluster::end_after_error;
 use gptransfer_core::config::Mode;
-use gptransfer_core::dialect::{sql, QualifiedName};
+use gptransfer_core::dialect::{sql, Flavour, QualifiedName};
 use gptransfer_core::registry::{parse_options, Factory};
 use gptransfer_core::roles::{ByteStream, CopyFormat, Source, WindowCtx};
 use gptransfer_core::window::Window;
@@ -108,10 +108,11 @@ impl Gp4Source {
     }
 
     /// The statement that reads a window, in text or CSV format; never an option list.
+    /// `select` is the SELECT list ([`sql::select_list`]).
     pub fn statement(
         &self,
         table: &QualifiedName,
-        columns: &[String],
+        select: &str,
         mode: Mode,
         condition: Option<(&str, &str)>,
         window: Window,
@@ -129,7 +130,7 @@ impl Gp4Source {
         }
         // Binary COPY differs between 8.2 and later kernels: text or CSV only.
         let format = if format == CopyFormat::Binary { CopyFormat::Text } else { format };
-        sql::copy_out(table, columns, predicate.as_deref(), format)
+        sql::copy_out(table, select, predicate.as_deref(), format)
     }
 
     /// Settings sent after the flavour's session setup, given the server's encoding.
@@ -143,10 +144,11 @@ impl Gp4Source {
         }
     }
 
-    fn window_statement(&self, ctx: &WindowCtx) -> String {
+    fn window_statement(&self, ctx: &WindowCtx, flavour: Flavour) -> String {
         let condition =
             ctx.table.condition_column.as_deref().map(|c| (c, ctx.condition_type.as_deref().unwrap_or("timestamp")));
-        self.statement(&ctx.table.source_table, &ctx.columns, ctx.table.mode, condition, ctx.window, ctx.format)
+        let select = ctx.select_list(flavour);
+        self.statement(&ctx.table.source_table, &select, ctx.table.mode, condition, ctx.window, ctx.format)
     }
 }
 
@@ -192,7 +194,7 @@ impl Source for Gp4Source {
             }
             None => None,
         };
-        let statement = self.window_statement(ctx);
+        let statement = self.window_statement(ctx, session.flavour);
         tracing::debug!(cluster = %cluster, server_encoding = %server_encoding, "{statement}");
         let raw = session.copy_out_stream(&statement, &cluster).await?;
         let rows: ByteStream = match transcode {
@@ -339,7 +341,6 @@ impl RowCheck {
 mod tests {
     use super::*;
     use chrono::NaiveDateTime;
-    use gptransfer_core::dialect::Flavour;
 
     fn ts(s: &str) -> NaiveDateTime {
         NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").unwrap_or_default()
@@ -367,6 +368,9 @@ mod tests {
     fn no_statement_sent_to_a_gp4_source_has_a_parenthesised_copy_option_list() {
         let table = QualifiedName::parse("eda.\"Fact Table\"").unwrap_or_else(|e| panic!("{e}"));
         let columns: Vec<String> = vec!["id".into(), "Evt".into(), "select".into()];
+        let types: Vec<String> = vec!["int4".into(), "timestamp".into(), "float4".into()];
+        let select = sql::select_list(Flavour::Gp4, &columns, &types);
+        assert!(select.contains("\"select\"::float8"), "{select}");
         let window = Window { start: ts("2024-03-10 00:00:00"), end: ts("2024-03-10 01:00:00") };
         let mut sent = Vec::new();
         for tz in [None, Some("Asia/Shanghai")] {
@@ -389,9 +393,9 @@ mod tests {
                         for format in [CopyFormat::Text, CopyFormat::Csv, CopyFormat::Binary] {
                             for typ in ["timestamp", "timestamptz", "date"] {
                                 let condition = Some(("evt_timestamp", typ));
-                                sent.push(source.statement(&table, &columns, mode, condition, window, format));
+                                sent.push(source.statement(&table, &select, mode, condition, window, format));
                             }
-                            sent.push(source.statement(&table, &columns, mode, None, window, format));
+                            sent.push(source.statement(&table, &select, mode, None, window, format));
                         }
                     }
                 }
