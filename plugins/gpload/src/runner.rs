@@ -60,14 +60,15 @@ impl LocalRunner {
                 ),
                 _ => format!("gpload program {program:?} cannot be started: {e}"),
             })?;
+        // gpload prints its version on stderr.
         let stdout = String::from_utf8_lossy(&output.stdout);
-        if output.status.success() && stdout.contains("gpload version") {
-            tracing::debug!("{program}: {}", stdout.trim());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let said = format!("{} {}", stdout.trim(), stderr.trim()).trim().to_string();
+        if output.status.success() && said.contains("gpload version") {
+            tracing::debug!("{program}: {said}");
             return Ok(LocalRunner { env });
         }
         let code = exit_code(output.status);
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let said = format!("{} {}", stdout.trim(), stderr.trim()).trim().to_string();
         let install = match &home {
             Some(h) => format!("with GPHOME={}", h.display()),
             None => "without GPHOME: no greenplum_path.sh beside the directory it is in".to_string(),

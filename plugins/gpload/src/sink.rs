@@ -302,8 +302,9 @@ pub fn preflight(config: &SshConfig, program: &str, prefix: &str) -> Result<Ssh,
     let ssh = connect(config).map_err(|e| e.0)?;
     let line = format!("{prefix}exec {} --version", shell_quote(program));
     let out = ssh.run_line(&line).map_err(|e| e.0)?;
-    if out.code == 0 && out.stdout.contains("gpload version") {
-        tracing::debug!("ssh {}: {}", ssh.target, out.stdout.trim());
+    // gpload prints its version on stderr.
+    if out.code == 0 && format!("{}{}", out.stdout, out.stderr).contains("gpload version") {
+        tracing::debug!("ssh {}: {}", ssh.target, out.stderr.trim());
         return Ok(ssh);
     }
     let words = match out.code {
