@@ -330,12 +330,25 @@ fn authenticate(session: &Session, config: &SshConfig, target: &str) -> Result<(
             "ssh {target}: cannot use {how}: {} (is it a private key, and is the passphrase in passphrase_env right?)",
             e.message()
         ))),
-        Err(e) => Err(SshError(refused(target, &config.user, &how, e.message()))),
+        // The server said no to the user and key.
+        Err(e)
+            if matches!(
+                e.code(),
+                ssh2::ErrorCode::Session(LIBSSH2_ERROR_AUTHENTICATION_FAILED | LIBSSH2_ERROR_PUBLICKEY_UNVERIFIED)
+            ) =>
+        {
+            Err(SshError(refused(target, &config.user, &how, e.message())))
+        }
+        // Anything else happened before the server judged a key (an empty agent, …).
+        Err(e) => Err(SshError(format!("ssh {target}: authentication failed with {how}: {}", e.message()))),
     }
 }
 
 /// libssh2's code for a key file it cannot read or decrypt.
 const LIBSSH2_ERROR_FILE: i32 = -16;
+/// libssh2's codes for a login the server refused.
+const LIBSSH2_ERROR_AUTHENTICATION_FAILED: i32 = -18;
+const LIBSSH2_ERROR_PUBLICKEY_UNVERIFIED: i32 = -19;
 
 /// The server refused the login. sshd sends the client no reason, and refuses a user it does
 /// not let in at all (a locked or expired account, a shell it does not allow, AllowUsers)
