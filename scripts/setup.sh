@@ -34,7 +34,6 @@ packages=(
   openssh-server
   openssh-client
   time
-  python3-pip
 )
 
 installed() {
@@ -63,13 +62,6 @@ fi
 id postgres >/dev/null 2>&1 || die "OS user 'postgres' missing (it comes with the postgresql package)"
 if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   die "initdb not found in PATH or /usr/lib/postgresql/*/bin"
-fi
-
-# The gpload stand-in of the tests (tests/fixtures/gpload-standin) reads its control file with
-# PyYAML, as real gpload does; install it for the python3 on PATH when it is missing.
-if ! python3 -c 'import yaml' >/dev/null 2>&1; then
-  say "installing PyYAML for $(command -v python3)"
-  python3 -m pip install --quiet pyyaml || die "cannot install PyYAML (python3 -m pip install pyyaml)"
 fi
 
 # --- Real Greenplum 6 and PostgreSQL 8.2 for the tests ----------------------------------------

@@ -1,10 +1,13 @@
-//! The `gpload` sink (issue 4, item 4), run locally against the gpload stand-in in
-//! `tests/fixtures/gpload-standin/gpload` (real gpload cannot be installed here; the stand-in
-//! plays its documented control keys, merge/update/insert semantics and summary on PostgreSQL).
-//! Windows land byte-exact in merge mode and a re-run updates instead of duplicating; replace
-//! mode's window delete shares gpload's transaction; a gpload failure fails the window in
-//! gpload's words with the target unchanged; column names gpload cannot merge are refused at
-//! `config check`.
+//! The `gpload` sink and the V1 chain with the REAL gpload of Greenplum 6 (`support::gp6_home()`,
+//! its gpfdist and Python 2.7) into the run's real GP6 cluster (a master and two segments),
+//! locally and on an "ETL host" over SSH (a real sshd on 127.0.0.1, `support::sshd`); gpload's
+//! gpfdist listens on 127.0.0.1, which the segments reach.
+//!
+//! The V1 chain — `gp4` source on a real PostgreSQL 8.2 → gzip CSV on the shared mount → gpload
+//! merge into GP6 — lands byte-exact with INS/UPD/ERR in history; a key twice in one batch keeps
+//! its last row, as the `copy` sink does, counted truly (rows read = written + folded); a 40 KB
+//! row loads; a too-narrow target column fails the window and leaves the target unchanged.
+//! Every run here has no GPHOME in its environment: the sink finds the install from the program.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -12,38 +15,93 @@ mod support;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
+use std::process::Command;
 
-use support::TestEnv;
+use support::sshd::Sshd;
+use support::{CmdOutput, Pg, Server, TestEnv};
 
-/// `glass` is varchar on the target: the engine moves COPY text, which gpload reads.
-const TARGET_SQL: &str = r#"
-CREATE SCHEMA eda;
-CREATE TABLE eda.defects (id bigint PRIMARY KEY, evt_ts timestamp NOT NULL, glass varchar(200), qty numeric(12,3), payload bytea);
-"#;
-
-/// The stand-in as the "ETL host" runs it over SSH: a wrapper that restores this PATH, since
-/// the remote login shell starts with its own.
-fn etl_gpload(env: &TestEnv) -> PathBuf {
-    let wrapper = env.write_file(
-        "etl/gpload",
-        &format!(
-            "#!/bin/sh\nPATH='{path}'; export PATH\nexec {standin} \"$@\"\n",
-            path = std::env::var("PATH").unwrap(),
-            standin = standin().display()
-        ),
-    );
-    fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).unwrap();
-    wrapper
+/// Greenplum 6's own gpload.
+fn gpload() -> PathBuf {
+    support::gp6_home().join("bin/gpload")
 }
 
-/// A gp4-flavoured source, the target, and job `j`: two 3-hour windows. Tables follow.
-const GP4_JOB: &str = r#"[clusters.src]
-url = "{SRC_URL}"
+/// Runs the binary with no Greenplum variables in its environment: the sink must find them.
+fn run(env: &TestEnv, args: &[&str]) -> CmdOutput {
+    let mut cmd = env.command(args);
+    for var in ["GPHOME", "PYTHONHOME", "PYTHONPATH", "LD_LIBRARY_PATH"] {
+        cmd.env_remove(var);
+    }
+    env.spawn_command(cmd).wait()
+}
+
+/// Filters for what differs between runs in gpload's and Greenplum's messages.
+fn gp_filters(out: CmdOutput) -> CmdOutput {
+    out.with_filter(r"\(seg\d+ slice\d+ [^)]*\)", "(seg[N] [SEGMENT])")
+        .with_filter(r"ext_gpload_[0-9a-f_]+", "ext_gpload_[ID]")
+        .with_filter(r"gpt_gpload_[0-9a-f]{16}", "gpt_gpload_[HASH]")
+        .with_filter(&support::regex_escape(&support::gp6_home().display().to_string()), "[GP6_HOME]")
+}
+
+/// A digest of `eda.defects`-shaped rows that reads the same on 8.2 and GP6 (text by its md5,
+/// timestamps to the µs, bytea as hex).
+fn digest(pg: &Pg, db: &str, table: &str, columns: &str) -> String {
+    pg.psql(
+        db,
+        &format!(
+            "SELECT count(*) || ' ' || md5(array_to_string(ARRAY(SELECT {columns} FROM {table} ORDER BY id), E'\\n')) \
+             FROM {table}"
+        ),
+    )
+}
+
+const DEFECTS: &str = "id::text || '|' || to_char(evt_ts, 'YYYY-MM-DD HH24:MI:SS.US') || '|' || \
+                       coalesce(md5(glass), '-') || '|' || coalesce(qty::text, '-') || '|' || \
+                       coalesce(encode(payload, 'hex'), '-')";
+const SIMPLE: &str = "id::text || '|' || to_char(evt_ts, 'YYYY-MM-DD HH24:MI:SS.US') || '|' || coalesce(md5(v), '-')";
+
+fn defects_digest(pg: &Pg, db: &str) -> String {
+    digest(pg, db, "eda.defects", DEFECTS)
+}
+
+/// The V1 tables on the 8.2 source: `eda.defects` (600 rows, 2 windows of 3 h), `eda.dups`
+/// (21 rows, key 7 twice: `first`, then later in the batch `last`), `eda.wide` (a 40 KB row)
+/// and `eda.narrow` (a value too long for the target's column, in the first window).
+const V1_SOURCE: &str = r#"
+CREATE TABLE eda.dups (id bigint NOT NULL, evt_ts timestamp NOT NULL, v text);
+INSERT INTO eda.dups SELECT i, timestamp '2024-03-10 00:00:00' + i * interval '1 minute', CASE WHEN i = 7 THEN 'first' ELSE 'r' || i END FROM generate_series(1, 20) AS i;
+INSERT INTO eda.dups VALUES (7, '2024-03-10 01:00:00', 'last');
+CREATE TABLE eda.wide (id bigint NOT NULL, evt_ts timestamp NOT NULL, v text);
+INSERT INTO eda.wide VALUES (1, '2024-03-10 00:10:00', 'small');
+INSERT INTO eda.wide VALUES (2, '2024-03-10 00:20:00', repeat('wide-', 8000));
+INSERT INTO eda.wide VALUES (3, '2024-03-10 04:00:00', 'small too');
+CREATE TABLE eda.narrow (id bigint NOT NULL, evt_ts timestamp NOT NULL, v text);
+INSERT INTO eda.narrow VALUES (1, '2024-03-10 00:10:00', 'ok');
+INSERT INTO eda.narrow VALUES (2, '2024-03-10 00:20:00', 'much too long for it');
+"#;
+
+const V1_TARGET: &str = r#"
+CREATE SCHEMA eda;
+CREATE TABLE eda.defects (id bigint PRIMARY KEY, evt_ts timestamp NOT NULL, glass varchar(200), qty numeric(12,3), payload bytea) DISTRIBUTED BY (id);
+CREATE TABLE eda.dups (id bigint PRIMARY KEY, evt_ts timestamp NOT NULL, v text) DISTRIBUTED BY (id);
+CREATE TABLE eda.dups_copy (id bigint PRIMARY KEY, evt_ts timestamp NOT NULL, v text) DISTRIBUTED BY (id);
+CREATE TABLE eda.wide (id bigint PRIMARY KEY, evt_ts timestamp NOT NULL, v text) DISTRIBUTED BY (id);
+CREATE TABLE eda.narrow (id bigint, evt_ts timestamp NOT NULL, v varchar(5)) DISTRIBUTED RANDOMLY;
+INSERT INTO eda.narrow VALUES (99, '2024-03-10 00:30:00', 'old');
+"#;
+
+/// The V1 chain's job: gp4 source → shared mount → gpload merge, with `sink_extra` options;
+/// `eda.dups` a second time through the `copy` sink into `eda.dups_copy`, and `eda.narrow` in
+/// replace mode.
+fn v1_config(env: &TestEnv, sink_extra: &str) {
+    env.write_config(&format!(
+        r#"
+[clusters.src]
+url = "{{SRC_URL}}"
 password_env = "GPT_SRC_PASSWORD"
 flavor = "gp4"
 
 [clusters.dst]
-url = "{DST_URL}"
+url = "{{DST_URL}}"
 password_env = "GPT_DST_PASSWORD"
 
 [state]
@@ -54,520 +112,422 @@ from = "src"
 to = "dst"
 start = "2024-03-10 00:00:00"
 end = "2024-03-10 06:00:00"
-duration = "3h""#;
-
-fn standin() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gpload-standin/gpload")
-}
-
-/// Two 3-hour windows of `eda.defects` through `stream` into the `gpload` sink.
-fn write_config(env: &TestEnv, mode: &str, sink_options: &str, program: &str) {
-    env.write_config(&format!(
-        r#"
-{{CLUSTERS}}
-
-[jobs.j]
-from = "src"
-to = "dst"
-start = "2024-03-10 00:00:00"
-end = "2024-03-10 06:00:00"
 duration = "3h"
-mode = "{mode}"
-transport = {{ plugin = "stream" }}
-sink = {{ plugin = "gpload", gpload = "{program}", work_dir = "{{TEMP_DIR}}/gpload"{sink_options} }}
+mode = "merge"
+source = {{ plugin = "gp4" }}
+transport = {{ plugin = "shared-mount", root = "{{TEMP_DIR}}/mount" }}
+sink = {{ plugin = "gpload", work_dir = "{{TEMP_DIR}}/gpload", local_hostname = ["127.0.0.1"]{sink_extra} }}
 
 [[jobs.j.tables]]
 table = "eda.defects"
 condition_column = "evt_ts"
 key = ["id"]
+
+[[jobs.j.tables]]
+table = "eda.dups"
+condition_column = "evt_ts"
+key = ["id"]
+
+[[jobs.j.tables]]
+table = "eda.dups"
+target_table = "eda.dups_copy"
+condition_column = "evt_ts"
+key = ["id"]
+transport = "stream"
+sink = "copy"
+
+[[jobs.j.tables]]
+table = "eda.wide"
+condition_column = "evt_ts"
+key = ["id"]
+
+[[jobs.j.tables]]
+table = "eda.narrow"
+condition_column = "evt_ts"
+mode = "replace"
 "#
     ));
 }
 
-fn setup(env: &TestEnv) {
-    env.src_psql(&support::defects_source_sql(600, "36 seconds"));
-    env.dst_psql(TARGET_SQL);
-}
+/// Runs the V1 chain and checks everything the issue asks of it; returns the failed run.
+fn v1_chain(env: &TestEnv) -> CmdOutput {
+    let check = run(env, &["config", "check"]);
+    check.assert_success();
+    let out = run(env, &["run"]);
+    // eda.narrow fails; every other table lands.
+    out.assert_code(1);
+    let (src, dst) = (env.src, env.dst);
 
-fn duplicate_keys(env: &TestEnv) -> String {
-    env.dst_psql("SELECT count(*) FROM (SELECT id FROM eda.defects GROUP BY id HAVING count(*) > 1) d")
-}
+    // Byte-exact, INS/UPD/ERR in history.
+    assert_eq!(defects_digest(dst, &env.dst_db), defects_digest(src, &env.db), "{}", out.render());
+    let history = |table: &str, target: &str| {
+        env.dst_psql(&format!(
+            "SELECT count(*), sum(rows_read), sum(rows_written), sum(rows_inserted), sum(rows_updated), \
+             sum(format_errors), sum(duplicates_folded) FROM gptransfer.history \
+             WHERE status = 'succeeded' AND table_name = '{table}' AND target_table = '{target}'"
+        ))
+    };
+    assert_eq!(history("eda.defects", "eda.defects"), "2|600|600|600|0|0|0");
 
-#[test]
-fn merge_lands_byte_exact_and_a_rerun_updates_changed_rows() {
-    let env = TestEnv::new("gpload_merge");
-    setup(&env);
-    // A wrapper notes how gpload was called: its arguments, whether PGPASSWORD is set, and the
-    // TLS settings it got.
-    let wrapper = env.write_file(
-        "gpload-recording",
-        &format!(
-            "#!/bin/sh\n\
-             printf '%s\\n' \"$@\" >> \"{{TEMP_DIR}}/argv.txt\"\n\
-             [ -n \"$PGPASSWORD\" ] && echo set >> \"{{TEMP_DIR}}/pgpassword.txt\"\n\
-             echo \"$PGSSLMODE $PGSSLROOTCERT\" >> \"{{TEMP_DIR}}/tls.txt\"\n\
-             exec {} \"$@\"\n",
-            standin().display()
-        ),
-    );
-    fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).unwrap();
-    let ca = env.dst.socket_dir.join("root.crt");
-    write_config(
-        &env,
-        "merge",
-        &format!(", keep_files = true, sslrootcert = \"{}\"", ca.display()),
-        wrapper.to_str().unwrap(),
-    );
-    let source = support::defects_digest(env.src, &env.db);
-    assert!(source.starts_with("600 "), "{source}");
-
-    env.run(&["run"]).assert_success();
-    assert_eq!(support::defects_digest(env.dst, &env.db), source);
-    assert_eq!(
-        env.dst_psql("SELECT count(*), sum(rows_written) FROM gptransfer.history WHERE status = 'succeeded'"),
-        "2|600"
-    );
-    // The control file says what gpload was told, and never the password.
-    let control = env.dir().join(format!("gpload/{}^eda^defects^20240310000000^20240310030000.yml", env.db));
-    let yaml = fs::read_to_string(&control).unwrap();
-    for words in ["VERSION: 1.0.0.1", "- MODE: merge", "- MATCH_COLUMNS:\n           - \"id\"", "- FORMAT: csv"] {
-        assert!(yaml.contains(words), "missing {words:?} in\n{yaml}");
+    // Key 7 twice in one batch: the last row wins in both sinks, counted truly.
+    for target in ["eda.dups", "eda.dups_copy"] {
+        assert_eq!(env.dst_psql(&format!("SELECT count(*), count(DISTINCT id) FROM {target}")), "20|20");
+        assert_eq!(env.dst_psql(&format!("SELECT v FROM {target} WHERE id = 7")), "last", "{target}");
     }
-    assert!(!yaml.contains(&env.dst.password), "the password is in the control file");
-    // gpload's summary lines are in history, beside the row count.
+    assert_eq!(history("eda.dups", "eda.dups"), "2|21|20|20|0|0|1");
+    assert_eq!(history("eda.dups", "eda.dups_copy"), "2|21|20||||1");
+
+    // The 40 KB row loads.
+    assert_eq!(env.dst_psql("SELECT id, length(v) FROM eda.wide ORDER BY id"), "1|5\n2|40000\n3|9");
+    assert_eq!(digest(dst, &env.dst_db, "eda.wide", SIMPLE), digest(src, &env.db, "eda.wide", SIMPLE));
+
+    // The too-narrow column: the window failed, the target is as it was (the replace's delete
+    // rolled back with it), the cursor did not move.
+    assert_eq!(env.dst_psql("SELECT id, v FROM eda.narrow"), "99|old");
     assert_eq!(
         env.dst_psql(
-            "SELECT sum(rows_inserted), sum(rows_updated), sum(format_errors) FROM gptransfer.history \
-             WHERE status = 'succeeded'"
+            "SELECT count(*) FILTER (WHERE status = 'failed'), count(*) FILTER (WHERE status = 'succeeded') \
+             FROM gptransfer.history WHERE table_name = 'eda.narrow'"
         ),
-        "600|0|0"
+        "1|0"
     );
-    // `gpload -f <control>` per window; the password only in its environment.
-    let argv = fs::read_to_string(env.dir().join("argv.txt")).unwrap();
-    let lines: Vec<&str> = argv.lines().collect();
-    assert_eq!(lines.len(), 4, "{argv}");
-    assert_eq!(lines[0], "-f");
-    assert_eq!(lines[1], control.to_str().unwrap());
-    assert!(!argv.contains(&env.dst.password), "the password is in gpload's arguments");
-    assert_eq!(fs::read_to_string(env.dir().join("pgpassword.txt")).unwrap(), "set\nset\n");
-    // gpload secures its session as ours are (sslmode prefer by default), with the sink's CA.
-    assert_eq!(
-        fs::read_to_string(env.dir().join("tls.txt")).unwrap(),
-        format!("prefer {0}\nprefer {0}\n", ca.display())
-    );
-
-    // Changed source rows are updated, not duplicated.
-    env.src_psql("UPDATE eda.defects SET glass = 'changed ' || id, qty = qty + 1 WHERE id % 5 = 0");
-    let changed = support::defects_digest(env.src, &env.db);
-    assert_ne!(changed, source);
-    env.dst_psql("DELETE FROM gptransfer.cursors");
-    env.run(&["run"]).assert_success();
-    assert_eq!(support::defects_digest(env.dst, &env.db), changed);
-    assert_eq!(duplicate_keys(&env), "0");
-    assert_eq!(
-        env.dst_psql("SELECT count(*), sum(rows_written) FROM gptransfer.history WHERE status = 'succeeded'"),
-        "4|1200"
-    );
-    // The second run updated every row it delivered and inserted none.
-    assert_eq!(
-        env.dst_psql(
-            "SELECT sum(rows_inserted), sum(rows_updated) FROM (SELECT * FROM gptransfer.history \
-             WHERE status = 'succeeded' ORDER BY id DESC LIMIT 2) h"
-        ),
-        "0|600"
-    );
-    let history = env.run(&["history"]);
-    history.assert_success();
-    assert!(history.stdout.contains("INS/UPD/ERR") && history.stdout.contains("0/300/0"), "{}", history.render());
-}
-
-#[test]
-fn replace_window_delete_shares_the_gpload_transaction() {
-    let env = TestEnv::new("gpload_replace");
-    setup(&env);
-    let program = standin();
-    write_config(&env, "replace", "", program.to_str().unwrap());
-    let before = support::defects_digest(env.src, &env.db);
-    env.run(&["run"]).assert_success();
-    assert_eq!(support::defects_digest(env.dst, &env.db), before);
-
-    // The source changes, and this time gpload fails after its BEFORE delete and the insert.
-    env.src_psql("UPDATE eda.defects SET glass = 'changed' WHERE id <= 10");
-    env.dst_psql("DELETE FROM gptransfer.cursors");
-    let mut cmd = env.command(&["run"]);
-    cmd.env("GPLOAD_STANDIN_EXIT", "2");
-    let out = env.spawn_command(cmd).wait();
-    out.assert_code(1);
-    assert!(out.stderr.contains("gpload failed (exit 2): error when connecting to gpfdist"), "{}", out.render());
-    // The window's old rows are all still there: the delete was rolled back with the load.
-    assert_eq!(support::defects_digest(env.dst, &env.db), before);
-
-    // Without the failure, the re-run replaces the windows.
-    env.run(&["run"]).assert_success();
-    assert_eq!(support::defects_digest(env.dst, &env.db), support::defects_digest(env.src, &env.db));
-    assert_eq!(duplicate_keys(&env), "0");
-}
-
-#[test]
-fn a_format_error_fails_the_window_in_gploads_words_target_unchanged() {
-    let env = TestEnv::new("gpload_format_error");
-    setup(&env);
-    // gpload sees one row it cannot parse: the wrapper appends it to the data file.
-    let wrapper = env.write_file(
-        "gpload-corrupting",
-        &format!(
-            "#!/bin/sh\n\
-             data=$(sed -n 's/^ *- \"\\(.*\\.csv\\)\"$/\\1/p' \"$2\")\n\
-             printf 'a row without commas\\n' >> \"$data\"\n\
-             exec {} \"$@\"\n",
-            standin().display()
-        ),
-    );
-    fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).unwrap();
-    write_config(&env, "merge", "", wrapper.to_str().unwrap());
-    let out = env.run(&["run"]);
-    out.assert_code(1);
-    assert!(out.stderr.contains("gpload failed (exit 2): extra data after last expected column"), "{}", out.render());
-    assert_eq!(env.dst_psql("SELECT count(*) FROM eda.defects"), "0", "rows were loaded");
-    assert_eq!(env.dst_psql("SELECT count(*) FROM gptransfer.history WHERE status = 'succeeded'"), "0");
-    cli_snapshot!(out);
-}
-
-#[test]
-fn capitals_and_reserved_words_in_merge_columns_are_refused_at_config_check() {
-    let env = TestEnv::new("gpload_bad_names");
-    setup(&env);
-    let program = standin();
-    write_config(&env, "merge", ", match_columns = [\"GlassId\"]", program.to_str().unwrap());
-    let out = env.run(&["config", "check"]);
-    out.assert_code(2);
-    assert!(out.stderr.contains("column \"GlassId\" has capital letters"), "{}", out.render());
-    cli_snapshot!(out.with_filter(&support::regex_escape(program.to_str().unwrap()), "[GPLOAD]"));
-
-    write_config(&env, "merge", ", update_columns = [\"order\"]", program.to_str().unwrap());
-    let out = env.run(&["config", "check"]);
-    out.assert_code(2);
-    assert!(out.stderr.contains("column \"order\" is a reserved word"), "{}", out.render());
-}
-
-/// A key that only the table names (no `match_columns`): the sink cannot see it at `config
-/// check`, so it refuses before gpload runs, and nothing is loaded.
-#[test]
-fn a_key_gpload_cannot_merge_on_is_refused_before_any_data_moves() {
-    let env = TestEnv::new("gpload_bad_key");
-    let ddl = r#"CREATE TABLE public.flags ("GlassId" bigint PRIMARY KEY, evt_ts timestamp NOT NULL, v text);"#;
-    env.src_psql(ddl);
-    env.src_psql("INSERT INTO public.flags VALUES (1, '2024-03-10 01:00:00', 'a')");
-    env.dst_psql(ddl);
-    let program = standin();
-    write_config(&env, "merge", "", program.to_str().unwrap());
-    let text = fs::read_to_string(env.dir().join("gptransfer.toml"))
-        .unwrap()
-        .replace("table = \"eda.defects\"", "table = \"public.flags\"")
-        .replace("key = [\"id\"]", "key = [\"GlassId\"]");
-    env.write_config(&text);
-    // A key taken from the table (not the sink's options) is checked with the matched columns:
-    // `config check` and `run` refuse it before anything moves.
-    let check = env.run(&["config", "check"]);
-    check.assert_code(2);
-    assert!(check.stderr.contains("column \"GlassId\" has capital letters"), "{}", check.render());
-    let out = env.run(&["run"]);
-    out.assert_code(2);
-    assert!(out.stderr.contains("column \"GlassId\" has capital letters"), "{}", out.render());
-    assert_eq!(env.dst_psql("SELECT count(*) FROM gptransfer.cursors"), "0");
-    assert_eq!(env.dst_psql("SELECT count(*) FROM public.flags"), "0");
-    assert!(!env.dir().join("gpload").exists(), "files were written for a refused window");
-}
-
-/// Under `error_limit` gpload skips a bad row, commits the others and exits 1 with
-/// `data formatting errors = 1`: the window still fails, in gpload's words.
-#[test]
-fn a_format_error_under_error_limit_still_fails_the_window() {
-    let env = TestEnv::new("gpload_error_limit");
-    setup(&env);
-    let wrapper = env.write_file(
-        "gpload-corrupting",
-        &format!(
-            "#!/bin/sh\n\
-             data=$(sed -n 's/^ *- \"\\(.*\\.csv\\)\"$/\\1/p' \"$2\")\n\
-             printf 'a row without commas\\n' >> \"$data\"\n\
-             exec {} \"$@\"\n",
-            standin().display()
-        ),
-    );
-    fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).unwrap();
-    write_config(&env, "merge", ", error_limit = 5, log_errors = true", wrapper.to_str().unwrap());
-    let out = env.run(&["run"]);
-    out.assert_code(1);
+    assert_eq!(env.dst_psql("SELECT count(*) FROM gptransfer.cursors WHERE table_name = 'eda.narrow'"), "0");
     assert!(
-        out.stderr.contains("gpload reported 1 data formatting error(s): 1 bad row; Please use following query"),
+        out.stderr.contains("value too long for type character varying(5)")
+            && out.stderr.contains("target is unchanged"),
         "{}",
         out.render()
     );
-    assert_eq!(env.dst_psql("SELECT count(*) FROM gptransfer.history WHERE status = 'succeeded'"), "0");
+    // No staging table is left behind.
+    assert_eq!(env.dst_psql("SELECT count(*) FROM pg_catalog.pg_class WHERE relname LIKE 'gpt_gpload_%'"), "0");
+
+    // A re-run with changed rows updates them: no duplicate keys, the updates counted.
+    env.src_psql("UPDATE eda.defects SET glass = 'changed ' || id, qty = qty + 1 WHERE id % 5 = 0");
+    env.dst_psql("DELETE FROM gptransfer.cursors WHERE table_name = 'eda.defects'");
+    run(env, &["run", "--table", "eda.defects"]).assert_success();
+    assert_eq!(defects_digest(dst, &env.dst_db), defects_digest(src, &env.db));
+    assert_eq!(env.dst_psql("SELECT count(*), count(DISTINCT id) FROM eda.defects"), "600|600");
+    assert_eq!(
+        env.dst_psql(
+            "SELECT sum(rows_inserted), sum(rows_updated) FROM (SELECT * FROM gptransfer.history \
+             WHERE status = 'succeeded' AND table_name = 'eda.defects' ORDER BY id DESC LIMIT 2) h"
+        ),
+        "0|600"
+    );
+    let shown = run(env, &["history", "--table", "eda.defects"]);
+    shown.assert_success();
+    assert!(shown.stdout.contains("INS/UPD/ERR") && shown.stdout.contains("0/300/0"), "{}", shown.render());
+    let folded = run(env, &["history", "--table", "eda.dups", "--output", "json"]);
+    assert!(folded.stdout.contains("\"duplicates_folded\": 1"), "{}", folded.render());
+    out
+}
+
+fn v1_env(name: &str) -> TestEnv {
+    let env = TestEnv::on(name, Server::Pg82, Server::Gp6);
+    env.src_psql(&support::defects_source_sql(600, "36 seconds"));
+    env.src_psql(V1_SOURCE);
+    env.dst_psql(V1_TARGET);
+    fs::create_dir(env.dir().join("mount")).unwrap();
+    env
+}
+
+#[test]
+fn the_v1_chain_with_real_gpload_locally() {
+    let env = v1_env("gpload_v1_local");
+    v1_config(&env, &format!(", gpload = \"{}\"", gpload().display()));
+    let out = v1_chain(&env);
+    let failed = run(&env, &["history", "--failed", "--errors"]);
+    cli_snapshot!("narrow_column_history", gp_filters(failed));
+    drop(out);
+}
+
+#[test]
+fn the_v1_chain_with_real_gpload_over_ssh() {
+    let env = v1_env("gpload_v1_ssh");
+    let sshd = Sshd::start();
+    sshd.write_known_hosts(&env.dir().join("known_hosts"));
+    // The ETL host mounts the share elsewhere: gpload's FILE uses its path.
+    std::os::unix::fs::symlink(env.dir().join("mount"), env.dir().join("etl-mount")).unwrap();
+    let login = format!(
+        ", host = \"127.0.0.1\", ssh_port = {port}, user = \"{user}\", key_file = \"{key}\", \
+         known_hosts = \"{{TEMP_DIR}}/known_hosts\", mount_path = \"{{TEMP_DIR}}/etl-mount\"",
+        port = sshd.port,
+        user = sshd.user,
+        key = sshd.client_key.display()
+    );
+    v1_config(&env, &format!(", gpload = \"{}\"{login}", gpload().display()));
+    let out = v1_chain(&env);
+    assert!(!out.stderr.contains(&env.dst.password));
+
+    // A gpload missing on the ETL host is refused before anything runs, in exit 127's words.
+    v1_config(&env, &format!(", gpload = \"/nonexistent/bin/gpload\"{login}"));
+    let check = run(&env, &["config", "check"]);
+    check.assert_code(2);
+    assert!(
+        check.stderr.contains("\"/nonexistent/bin/gpload\" does not run on the ETL host: exit 127"),
+        "{}",
+        check.render()
+    );
+}
+
+/// The password reaches gpload only in its environment (never argv, never the control file),
+/// with the TLS settings of our sessions; `gphome` names the install of a gpload wrapper.
+#[test]
+fn gpload_gets_the_password_only_in_its_environment() {
+    let env = TestEnv::on("gpload_password", Server::Pg, Server::Gp6);
+    env.src_psql(&support::defects_source_sql(600, "36 seconds"));
+    env.dst_psql(V1_TARGET);
+    let wrapper = env.write_file(
+        "bin/gpload-recording",
+        &format!(
+            "#!/bin/sh\n\
+             [ \"$1\" = --version ] && exec {gpload} \"$@\"\n\
+             printf '%s\\n' \"$@\" >> \"{{TEMP_DIR}}/argv.txt\"\n\
+             [ -n \"$PGPASSWORD\" ] && echo set >> \"{{TEMP_DIR}}/pgpassword.txt\"\n\
+             echo \"$PGSSLMODE $GPHOME\" >> \"{{TEMP_DIR}}/env.txt\"\n\
+             exec {gpload} \"$@\"\n",
+            gpload = gpload().display()
+        ),
+    );
+    fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).unwrap();
+    env.write_config(&format!(
+        r#"
+{{CLUSTERS}}
+
+[jobs.j]
+from = "src"
+to = "dst"
+start = "2024-03-10 00:00:00"
+end = "2024-03-10 06:00:00"
+duration = "3h"
+mode = "merge"
+sink = {{ plugin = "gpload", gpload = "{wrapper}", gphome = "{home}", work_dir = "{{TEMP_DIR}}/gpload", keep_files = true, local_hostname = ["127.0.0.1"] }}
+
+[[jobs.j.tables]]
+table = "eda.defects"
+condition_column = "evt_ts"
+key = ["id"]
+"#,
+        wrapper = wrapper.display(),
+        home = support::gp6_home().display()
+    ));
+    run(&env, &["run"]).assert_success();
+    assert_eq!(
+        support::defects_digest(env.dst, &env.dst_db),
+        support::defects_digest(env.src, &env.db),
+        "PostgreSQL 15 → GP6 through gpload"
+    );
+    let control = env.dir().join(format!("gpload/{}^eda^defects^20240310000000^20240310030000.yml", env.dst_db));
+    let yaml = fs::read_to_string(&control).unwrap();
+    for words in [
+        "VERSION: 1.0.0.1",
+        "- MODE: insert",
+        "- FORMAT: csv",
+        "- \"gpt_batch_seq\": \"bigint\"",
+        "- TABLE: \"eda.gpt_gpload_",
+    ] {
+        assert!(yaml.contains(words), "missing {words:?} in\n{yaml}");
+    }
+    assert!(!yaml.contains("MAX_LINE_LENGTH"), "short rows need no MAX_LINE_LENGTH\n{yaml}");
+    assert!(!yaml.contains(&env.dst.password), "the password is in the control file");
+    let argv = fs::read_to_string(env.dir().join("argv.txt")).unwrap();
+    assert_eq!(
+        argv.lines().collect::<Vec<_>>(),
+        [
+            "-f",
+            control.to_str().unwrap(),
+            "-f",
+            &control.to_str().unwrap().replace("20240310000000^20240310030000", "20240310030000^20240310060000")
+        ]
+    );
+    assert_eq!(fs::read_to_string(env.dir().join("pgpassword.txt")).unwrap(), "set\nset\n");
+    let home = support::gp6_home().display().to_string();
+    assert_eq!(fs::read_to_string(env.dir().join("env.txt")).unwrap(), format!("prefer {home}\nprefer {home}\n"));
+}
+
+/// A gpload that cannot run here — Greenplum's wrapper copied away from its install, so no
+/// GPHOME can be found — fails `config check` (and `run`) with exit 2 before anything moves,
+/// saying what to set.
+#[test]
+fn a_gpload_that_cannot_run_here_is_refused_by_config_check() {
+    let env = TestEnv::on("gpload_no_gphome", Server::Pg, Server::Gp6);
+    env.src_psql(&support::defects_source_sql(10, "36 seconds"));
+    env.dst_psql(V1_TARGET);
+    fs::create_dir_all(env.dir().join("bin")).unwrap();
+    let copy = env.dir().join("bin/gpload");
+    fs::copy(gpload(), &copy).unwrap();
+    env.write_config(&format!(
+        r#"
+{{CLUSTERS}}
+
+[jobs.j]
+from = "src"
+to = "dst"
+start = "2024-03-10 00:00:00"
+end = "2024-03-10 06:00:00"
+duration = "3h"
+sink = {{ plugin = "gpload", gpload = "{}" }}
+
+[[jobs.j.tables]]
+table = "eda.defects"
+condition_column = "evt_ts"
+"#,
+        copy.display()
+    ));
+    let out = run(&env, &["config", "check"]);
+    out.assert_code(2);
+    assert!(out.stderr.contains("does not run on this machine without GPHOME"), "{}", out.render());
+    cli_snapshot!(gp_filters(out));
+    let out = run(&env, &["run"]);
+    out.assert_code(2);
+    assert_eq!(env.dst_psql("SELECT count(*) FROM eda.defects"), "0");
+}
+
+/// Under `error_limit` gpload skips a bad row and exits 1 with `data formatting errors = 1`:
+/// the window fails in gpload's words, and — gpload having loaded only the staging table —
+/// nothing of it reaches the target.
+#[test]
+fn a_format_error_fails_the_window_and_nothing_reaches_the_target() {
+    let env = TestEnv::on("gpload_format_error", Server::Pg, Server::Gp6);
+    env.src_psql(&support::defects_source_sql(600, "36 seconds"));
+    env.dst_psql(V1_TARGET);
+    // gpload sees one row it cannot parse: the wrapper appends it to the data file.
+    let wrapper = env.write_file(
+        "bin/gpload-corrupting",
+        &format!(
+            "#!/bin/sh\n\
+             if [ \"$1\" = -f ]; then\n\
+             data=$(sed -n 's/^ *- \"\\(.*\\.csv\\)\"$/\\1/p' \"$2\")\n\
+             printf 'a row without commas\\n' >> \"$data\"\n\
+             fi\n\
+             exec {} \"$@\"\n",
+            gpload().display()
+        ),
+    );
+    fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).unwrap();
+    let config = |extra: &str| {
+        env.write_config(&format!(
+            r#"
+{{CLUSTERS}}
+
+[jobs.j]
+from = "src"
+to = "dst"
+start = "2024-03-10 00:00:00"
+end = "2024-03-10 06:00:00"
+duration = "3h"
+mode = "merge"
+sink = {{ plugin = "gpload", gpload = "{wrapper}", gphome = "{home}", work_dir = "{{TEMP_DIR}}/gpload", local_hostname = ["127.0.0.1"]{extra} }}
+
+[[jobs.j.tables]]
+table = "eda.defects"
+condition_column = "evt_ts"
+key = ["id"]
+"#,
+            wrapper = wrapper.display(),
+            home = support::gp6_home().display()
+        ))
+    };
+    config(", error_limit = 5, log_errors = true");
+    let out = run(&env, &["run"]);
+    out.assert_code(1);
+    assert!(out.stderr.contains("gpload reported 1 data formatting error(s): 1 bad row"), "{}", out.render());
+    assert_eq!(env.dst_psql("SELECT count(*) FROM eda.defects"), "0", "rows reached the target");
     assert_eq!(env.dst_psql("SELECT count(*) FROM gptransfer.cursors"), "0", "the cursor moved");
-    // The failed attempt records what gpload said: the rows it committed and the bad one.
     assert_eq!(
         env.dst_psql(
             "SELECT rows_inserted, rows_updated, format_errors FROM gptransfer.history WHERE status = 'failed'"
         ),
-        "300|0|1"
+        "||1"
     );
-}
 
-/// gpload on the "ETL host" over SSH (a real sshd on 127.0.0.1 from `support::sshd`): the data
-/// and control files go over SFTP, `gpload -f` runs through the remote shell, the password
-/// reaches it on the channel's stdin (never in argv, never in a file), and merge lands
-/// byte-exact. Then a gpload that the remote host cannot find: the window fails with the words
-/// for exit 127 and nothing is loaded; and `config check` refuses a missing program (exit 2).
-#[test]
-fn gpload_runs_over_ssh_on_the_etl_host() {
-    let env = TestEnv::new("gpload_ssh");
-    setup(&env);
-    let sshd = support::sshd::Sshd::start();
-    sshd.write_known_hosts(&env.dir().join("known_hosts"));
-    // The remote "gpload": the stand-in, under sshd's clean environment given our PATH; it
-    // notes its arguments and whether PGPASSWORD is set.
-    let wrapper = env.write_file(
-        "etl/gpload",
-        &format!(
-            "#!/bin/sh\n\
-             PATH='{path}'; export PATH\n\
-             printf '%s\\n' \"$@\" >> \"{{TEMP_DIR}}/argv.txt\"\n\
-             [ -n \"$PGPASSWORD\" ] && echo set >> \"{{TEMP_DIR}}/pgpassword.txt\"\n\
-             exec {standin} \"$@\"\n",
-            path = std::env::var("PATH").unwrap(),
-            standin = standin().display()
-        ),
-    );
-    fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).unwrap();
-    let ssh_options = |program: &str| {
-        format!(
-            ", host = \"127.0.0.1\", ssh_port = {port}, user = \"{user}\", key_file = \"{key}\", \
-             known_hosts = \"{{TEMP_DIR}}/known_hosts\", gpload = \"{program}\"",
-            port = sshd.port,
-            user = sshd.user,
-            key = sshd.client_key.display()
-        )
-    };
-    // `gpload` appears twice in the sink table otherwise: write_config's one is replaced.
-    let config_with = |program: &str| {
-        write_config(&env, "merge", &ssh_options(program), "PLACEHOLDER");
-        let text =
-            fs::read_to_string(env.dir().join("gptransfer.toml")).unwrap().replace("gpload = \"PLACEHOLDER\", ", "");
-        env.write_config(&text);
-    };
-    config_with(wrapper.to_str().unwrap());
-    let source = support::defects_digest(env.src, &env.db);
-
-    let out = env.run(&["config", "check"]);
-    out.assert_success();
-    env.run(&["run"]).assert_success();
-    assert_eq!(support::defects_digest(env.dst, &env.db), source);
-    assert_eq!(duplicate_keys(&env), "0");
-    assert_eq!(
-        env.dst_psql("SELECT count(*), sum(rows_written) FROM gptransfer.history WHERE status = 'succeeded'"),
-        "2|600"
-    );
-    let argv = fs::read_to_string(env.dir().join("argv.txt")).unwrap();
-    let control = env.dir().join(format!("gpload/{}^eda^defects^20240310000000^20240310030000.yml", env.db));
-    assert_eq!(argv.lines().take(2).collect::<Vec<_>>(), ["-f", control.to_str().unwrap()], "{argv}");
-    assert_eq!(fs::read_to_string(env.dir().join("pgpassword.txt")).unwrap(), "set\nset\n");
-    assert!(!argv.contains(&env.dst.password), "password in gpload's arguments: {argv}");
-    // Files removed after the load (keep_files = false), and no file anywhere holds the password.
-    let left: Vec<_> = fs::read_dir(env.dir().join("gpload")).unwrap().collect();
-    assert!(left.is_empty(), "{left:?}");
-    fn files(dir: &std::path::Path, out: &mut Vec<PathBuf>) {
-        for e in fs::read_dir(dir).unwrap().flatten() {
-            if e.path().is_dir() {
-                files(&e.path(), out);
-            } else {
-                out.push(e.path());
-            }
-        }
-    }
-    let mut all = Vec::new();
-    files(env.dir(), &mut all);
-    for f in all {
-        let bytes = fs::read(&f).unwrap_or_default();
-        assert!(!String::from_utf8_lossy(&bytes).contains(&env.dst.password), "password in {}", f.display());
-    }
-
-    // Changed rows merge; no duplicates.
-    env.src_psql("UPDATE eda.defects SET glass = 'changed ' || id WHERE id % 5 = 0");
-    env.dst_psql("DELETE FROM gptransfer.cursors");
-    env.run(&["run"]).assert_success();
-    assert_eq!(support::defects_digest(env.dst, &env.db), support::defects_digest(env.src, &env.db));
-    assert_eq!(duplicate_keys(&env), "0");
-
-    // The program exists but what it runs does not: the remote shell exits 127.
-    env.dst_psql("TRUNCATE eda.defects; DELETE FROM gptransfer.cursors; DELETE FROM gptransfer.history");
-    let broken = env.write_file("etl/gpload-broken", "#!/bin/sh\nexec /nonexistent/bin/gpload \"$@\"\n");
-    fs::set_permissions(&broken, fs::Permissions::from_mode(0o755)).unwrap();
-    config_with(broken.to_str().unwrap());
-    let out = env.run(&["run"]);
+    // Without error_limit the bad row fails gpload itself.
+    config("");
+    let out = run(&env, &["run"]);
     out.assert_code(1);
-    assert!(out.stderr.contains("exit 127: command not found on the remote host"), "{}", out.render());
-    assert_eq!(env.dst_psql("SELECT count(*) FROM eda.defects"), "0");
-
-    // A program missing on the ETL host is refused before anything runs.
-    config_with("/nonexistent/bin/gpload");
-    let out = env.run(&["config", "check"]);
-    out.assert_code(2);
-    assert!(out.stderr.contains("\"/nonexistent/bin/gpload\": exit 127: command not found"), "{}", out.render());
-
-    // An ETL host whose key is not in known_hosts is refused at `config check` and by `run`,
-    // saying how to trust it; nothing is loaded.
-    config_with(wrapper.to_str().unwrap());
-    fs::write(env.dir().join("known_hosts"), "").unwrap();
-    for args in [&["config", "check"][..], &["run"]] {
-        let out = env.run(args);
-        out.assert_code(2);
-        assert!(out.stderr.contains("host key refused"), "{}", out.render());
-        assert!(out.stderr.contains("ssh-keyscan -p"), "{}", out.render());
-    }
-    assert_eq!(env.dst_psql("SELECT count(*) FROM eda.defects"), "0");
+    assert!(out.stderr.contains("gpload failed (exit 2)"), "{}", out.render());
+    assert_eq!(env.dst_psql("SELECT count(*) FROM eda.defects"), "0", "rows reached the target");
+    cli_snapshot!(gp_filters(out));
 }
 
-/// The `gp4-legacy` preset: one line of TOML gives a V1 table gp4 source → gzip files on the
-/// shared mount → gpload merge, and it moves byte-exact (gpload here runs locally, the stand-in).
-#[test]
-fn the_gp4_legacy_preset_moves_a_v1_table_with_one_line() {
-    let env = TestEnv::new("gpload_gp4_legacy");
-    setup(&env);
-    fs::create_dir(env.dir().join("mount")).unwrap();
-    env.write_config(&format!(
-        r#"
-{GP4_JOB}
-
-[[jobs.j.tables]]
-table = "eda.defects"
-condition_column = "evt_ts"
-key = ["id"]
-preset = {{ name = "gp4-legacy", root = "{{TEMP_DIR}}/mount", gpload = "{}" }}
-"#,
-        standin().display()
-    ));
-    let plan = env.run(&["plan"]);
-    plan.assert_success();
-    assert!(plan.stdout.contains("gp4 > shared-mount > gpload"), "{}", plan.render());
-    env.run(&["config", "check"]).assert_success();
-    env.run(&["run"]).assert_success();
-    assert_eq!(support::defects_digest(env.dst, &env.db), support::defects_digest(env.src, &env.db));
-    assert_eq!(
-        env.dst_psql(
-            "SELECT count(*), sum(rows_written), bool_and(chain = 'gp4 > shared-mount > gpload (csv)') \
-             FROM gptransfer.history WHERE status = 'succeeded'"
-        ),
-        "2|600|t"
-    );
-    // A re-run with changed rows merges them: no duplicate keys.
-    env.src_psql("UPDATE eda.defects SET glass = 'changed ' || id WHERE id % 3 = 0");
-    env.dst_psql("DELETE FROM gptransfer.cursors");
-    env.run(&["run"]).assert_success();
-    assert_eq!(support::defects_digest(env.dst, &env.db), support::defects_digest(env.src, &env.db));
-    assert_eq!(duplicate_keys(&env), "0");
-}
-
-/// Issue 4's whole production chain: gp4 source → gzip files on the shared mount (kept, so the
-/// names can be checked) → gpload merge run over SSH on the "ETL host" (sshd on 127.0.0.1, the
-/// stand-in as gpload) → target, byte-exact; a re-run with changed rows merges them.
-#[test]
-fn gp4_to_shared_mount_to_gpload_over_ssh_is_byte_exact() {
-    let env = TestEnv::new("gpload_full_chain");
-    setup(&env);
-    fs::create_dir(env.dir().join("mount")).unwrap();
-    // The ETL host mounts the share elsewhere: gpload's FILE must use its path.
-    std::os::unix::fs::symlink(env.dir().join("mount"), env.dir().join("etl-mount")).unwrap();
-    let sshd = support::sshd::Sshd::start();
-    sshd.write_known_hosts(&env.dir().join("known_hosts"));
-    let wrapper = etl_gpload(&env);
-    env.write_config(&format!(
-        r#"
-{GP4_JOB}
-
-[[jobs.j.tables]]
-table = "eda.defects"
-condition_column = "evt_ts"
-key = ["id"]
-mode = "merge"
-source = {{ plugin = "gp4" }}
-transport = {{ plugin = "shared-mount", root = "{{TEMP_DIR}}/mount", keep_files = true }}
-sink = {{ plugin = "gpload", gpload = "{program}", work_dir = "{{TEMP_DIR}}/gpload", keep_files = true, mount_path = "{{TEMP_DIR}}/etl-mount", host = "127.0.0.1", ssh_port = {port}, user = "{user}", key_file = "{key}", known_hosts = "{{TEMP_DIR}}/known_hosts" }}
-"#,
-        program = wrapper.display(),
-        port = sshd.port,
-        user = sshd.user,
-        key = sshd.client_key.display()
-    ));
-    env.run(&["config", "check"]).assert_success();
-    let out = env.run(&["run"]);
-    out.assert_success();
-    assert_eq!(
-        support::defects_digest(env.dst, &env.db),
-        support::defects_digest(env.src, &env.db),
-        "{}",
-        out.render()
-    );
-    assert_eq!(
-        env.dst_psql(
-            "SELECT count(*), sum(rows_written), bool_and(chain = 'gp4 > shared-mount > gpload (csv)') \
-             FROM gptransfer.history WHERE status = 'succeeded'"
-        ),
-        "2|600|t"
-    );
-    // V1's layout with the slash fixed: <root>/<db>^<schema>^<table>^<window id>/, gzip parts
-    // and the manifest.
-    for window in ["20240310000000^20240310030000", "20240310030000^20240310060000"] {
-        let dir = env.dir().join("mount").join(format!("{}^eda^defects^{window}", env.db));
-        assert!(dir.join("manifest.json").is_file(), "{}", dir.display());
-        assert!(dir.join("part-00001.csv.gz").is_file(), "{}", dir.display());
-        let manifest = fs::read_to_string(dir.join("manifest.json")).unwrap();
-        assert!(manifest.contains("\"rows\": 300") || manifest.contains("\"rows\":300"), "{manifest}");
-        assert!(manifest.contains("\"format\": \"csv\""), "{manifest}");
-        // gpload read the gzip CSV parts in place, through the ETL host's mount path: no
-        // second copy of the window was written for it.
-        let base = format!("{}^eda^defects^{window}", env.db);
-        let yaml = fs::read_to_string(env.dir().join("gpload").join(format!("{base}.yml"))).unwrap();
-        let part = env.dir().join("etl-mount").join(&base).join("part-00001.csv.gz");
-        assert!(yaml.contains(&format!("- \"{}\"", part.display())), "{yaml}");
-        assert!(yaml.contains("- FORMAT: csv"), "{yaml}");
-        assert!(!env.dir().join("gpload").join(format!("{base}.csv")).exists(), "a data file was written");
-    }
-    assert_eq!(
-        env.dst_psql(
-            "SELECT sum(rows_inserted), sum(rows_updated), sum(format_errors) FROM gptransfer.history \
-             WHERE status = 'succeeded'"
-        ),
-        "600|0|0"
-    );
-    // Changed source rows are merged on a re-run: updated, no duplicate keys.
-    env.src_psql("UPDATE eda.defects SET glass = 'changed ' || id WHERE id % 4 = 0");
-    env.dst_psql("DELETE FROM gptransfer.cursors");
-    env.run(&["run"]).assert_success();
-    assert_eq!(support::defects_digest(env.dst, &env.db), support::defects_digest(env.src, &env.db));
-    assert_eq!(duplicate_keys(&env), "0");
-}
-
-/// Hosts without a shared mount: the `ssh` transport writes the window's parts on the ETL host
-/// over SFTP, and gpload, run on that same host over SSH, loads them in place — its `FILE`
-/// lists the remote parts, nothing comes back over SFTP and no second data file is written.
-#[test]
-fn ssh_transport_files_are_loaded_in_place_by_gpload_on_that_host() {
-    let env = TestEnv::new("gpload_ssh_in_place");
-    setup(&env);
-    fs::create_dir(env.dir().join("remote")).unwrap();
-    let sshd = support::sshd::Sshd::start();
-    sshd.write_known_hosts(&env.dir().join("known_hosts"));
-    let wrapper = etl_gpload(&env);
-    let login = format!(
-        "host = \"127.0.0.1\", user = \"{user}\", key_file = \"{key}\", known_hosts = \"{{TEMP_DIR}}/known_hosts\"",
-        user = sshd.user,
-        key = sshd.client_key.display()
-    );
+fn merge_config(env: &TestEnv, table: &str, key: &str, sink_extra: &str) {
     env.write_config(&format!(
         r#"
 {{CLUSTERS}}
+
+[jobs.j]
+from = "src"
+to = "dst"
+start = "2024-03-10 00:00:00"
+end = "2024-03-10 06:00:00"
+duration = "3h"
+mode = "merge"
+sink = {{ plugin = "gpload", gpload = "{gpload}"{sink_extra} }}
+
+[[jobs.j.tables]]
+table = "{table}"
+condition_column = "evt_ts"
+key = [{key}]
+"#,
+        gpload = gpload().display()
+    ));
+}
+
+#[test]
+fn capitals_and_reserved_words_in_merge_columns_are_refused_at_config_check() {
+    let env = TestEnv::on("gpload_bad_names", Server::Pg, Server::Gp6);
+    env.src_psql(&support::defects_source_sql(10, "36 seconds"));
+    env.dst_psql(V1_TARGET);
+    merge_config(&env, "eda.defects", "\"id\"", ", match_columns = [\"GlassId\"]");
+    let out = run(&env, &["config", "check"]);
+    out.assert_code(2);
+    assert!(out.stderr.contains("column \"GlassId\" has capital letters"), "{}", out.render());
+    cli_snapshot!(gp_filters(out));
+
+    merge_config(&env, "eda.defects", "\"id\"", ", update_columns = [\"order\"]");
+    let out = run(&env, &["config", "check"]);
+    out.assert_code(2);
+    assert!(out.stderr.contains("column \"order\" is a reserved word"), "{}", out.render());
+}
+
+/// A key that only the table names (no `match_columns`) is checked with the matched columns:
+/// `config check` and `run` refuse it before anything moves.
+#[test]
+fn a_key_gpload_cannot_merge_on_is_refused_before_any_data_moves() {
+    let env = TestEnv::on("gpload_bad_key", Server::Pg, Server::Gp6);
+    env.src_psql(r#"CREATE TABLE public.flags ("GlassId" bigint PRIMARY KEY, evt_ts timestamp NOT NULL, v text);"#);
+    env.src_psql("INSERT INTO public.flags VALUES (1, '2024-03-10 01:00:00', 'a')");
+    env.dst_psql(r#"CREATE TABLE public.flags ("GlassId" bigint PRIMARY KEY, evt_ts timestamp NOT NULL, v text) DISTRIBUTED BY ("GlassId");"#);
+    merge_config(&env, "public.flags", "\"GlassId\"", "");
+    let check = run(&env, &["config", "check"]);
+    check.assert_code(2);
+    assert!(check.stderr.contains("column \"GlassId\" has capital letters"), "{}", check.render());
+    let out = run(&env, &["run"]);
+    out.assert_code(2);
+    assert!(out.stderr.contains("column \"GlassId\" has capital letters"), "{}", out.render());
+    assert_eq!(env.dst_psql("SELECT count(*) FROM gptransfer.cursors"), "0");
+    assert_eq!(env.dst_psql("SELECT count(*) FROM public.flags"), "0");
+}
+
+/// The `gp4-legacy` preset: one line of TOML gives a V1 table — gp4 source on 8.2 → gzip files on
+/// the shared mount → real gpload merge into GP6 — byte-exact; a duplicate key in the files
+/// (loaded in place, where rows carry no position) still keeps the last row.
+#[test]
+fn the_gp4_legacy_preset_with_real_gpload() {
+    let env = v1_env("gpload_gp4_legacy");
+    env.write_config(&format!(
+        r#"
+[clusters.src]
+url = "{{SRC_URL}}"
+password_env = "GPT_SRC_PASSWORD"
+flavor = "gp4"
+
+[clusters.dst]
+url = "{{DST_URL}}"
+password_env = "GPT_DST_PASSWORD"
+
+[state]
+cluster = "dst"
 
 [jobs.j]
 from = "src"
@@ -580,27 +540,73 @@ duration = "3h"
 table = "eda.defects"
 condition_column = "evt_ts"
 key = ["id"]
-mode = "merge"
-transport = {{ plugin = "ssh", {login}, port = {port}, root = "{{TEMP_DIR}}/remote", keep_files = true }}
-sink = {{ plugin = "gpload", gpload = "{program}", work_dir = "{{TEMP_DIR}}/gpload", keep_files = true, {login}, ssh_port = {port} }}
+preset = {{ name = "gp4-legacy", root = "{{TEMP_DIR}}/mount", gpload = "{gpload}" }}
+
+[[jobs.j.tables]]
+table = "eda.dups"
+condition_column = "evt_ts"
+key = ["id"]
+preset = {{ name = "gp4-legacy", root = "{{TEMP_DIR}}/mount", gpload = "{gpload}" }}
 "#,
-        program = wrapper.display(),
-        port = sshd.port,
+        gpload = gpload().display()
     ));
-    let out = env.run(&["run"]);
-    assert_eq!(out.code, 0, "{}\nsshd log:\n{}", out.render(), sshd.log());
-    assert_eq!(support::defects_digest(env.dst, &env.db), support::defects_digest(env.src, &env.db));
+    let plan = run(&env, &["plan"]);
+    plan.assert_success();
+    assert!(plan.stdout.contains("gp4 > shared-mount > gpload"), "{}", plan.render());
+    run(&env, &["config", "check"]).assert_success();
+    let out = run(&env, &["run"]);
+    out.assert_success();
+    assert_eq!(defects_digest(env.dst, &env.dst_db), defects_digest(env.src, &env.db), "{}", out.render());
     assert_eq!(
         env.dst_psql(
-            "SELECT count(*), sum(rows_written), sum(rows_inserted) FROM gptransfer.history WHERE status = 'succeeded'"
+            "SELECT count(*), sum(rows_written), bool_and(chain = 'gp4 > shared-mount > gpload (csv)') \
+             FROM gptransfer.history WHERE status = 'succeeded' AND table_name = 'eda.defects'"
         ),
-        "2|600|600"
+        "2|600|t"
     );
-    for window in ["20240310000000^20240310030000", "20240310030000^20240310060000"] {
-        let base = format!("{}^eda^defects^{window}", env.db);
-        let yaml = fs::read_to_string(env.dir().join("gpload").join(format!("{base}.yml"))).unwrap();
-        let part = env.dir().join("remote").join(&base).join("part-00001.csv.gz");
-        assert!(yaml.contains(&format!("- \"{}\"", part.display())), "{yaml}");
-        assert!(!env.dir().join("gpload").join(format!("{base}.csv")).exists(), "a data file was written");
+    assert_eq!(env.dst_psql("SELECT v FROM eda.dups WHERE id = 7"), "last");
+    assert_eq!(
+        env.dst_psql(
+            "SELECT sum(rows_read), sum(rows_written), sum(duplicates_folded) FROM gptransfer.history \
+             WHERE status = 'succeeded' AND table_name = 'eda.dups'"
+        ),
+        "21|20|1"
+    );
+}
+
+/// A locked OS account (created without a password; sshd runs with `UsePAM no`) is refused by
+/// sshd, which tells the client nothing: the message names both possible causes and where the
+/// server's reason is.
+#[test]
+fn a_locked_account_is_reported_with_both_possible_causes() {
+    const USER: &str = "gptlocked";
+    let exists = Command::new("id").arg(USER).output().unwrap().status.success();
+    if !exists {
+        let out = Command::new("useradd").args(["--no-create-home", "--shell", "/bin/sh", USER]).output().unwrap();
+        let race = String::from_utf8_lossy(&out.stderr).contains("already exists");
+        assert!(out.status.success() || race, "useradd: {}", String::from_utf8_lossy(&out.stderr));
     }
+    let env = TestEnv::on("gpload_locked", Server::Pg, Server::Gp6);
+    env.src_psql(&support::defects_source_sql(10, "36 seconds"));
+    env.dst_psql(V1_TARGET);
+    let sshd = Sshd::start();
+    sshd.write_known_hosts(&env.dir().join("known_hosts"));
+    merge_config(
+        &env,
+        "eda.defects",
+        "\"id\"",
+        &format!(
+            ", host = \"127.0.0.1\", ssh_port = {}, user = \"{USER}\", key_file = \"{}\", known_hosts = \"{{TEMP_DIR}}/known_hosts\"",
+            sshd.port,
+            sshd.client_key.display()
+        ),
+    );
+    let out = run(&env, &["config", "check"]);
+    out.assert_code(2);
+    assert!(sshd.log().contains("account is locked"), "sshd log:\n{}", sshd.log());
+    assert!(out.stderr.contains("the server refused user \"gptlocked\""), "{}", out.render());
+    assert!(out.stderr.contains("locked account") && out.stderr.contains("authorized_keys"), "{}", out.render());
+    cli_snapshot!(gp_filters(out)
+        .with_filter(&format!(r"\b{}\b", sshd.port), "[SSH_PORT]")
+        .with_filter(&support::regex_escape(&sshd.dir().display().to_string()), "[SSHD_DIR]"));
 }

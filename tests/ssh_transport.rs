@@ -77,6 +77,7 @@ fn ssh_filters(out: CmdOutput, sshd: &Sshd) -> CmdOutput {
         .with_filter(&support::regex_escape(&sshd.dir().display().to_string()), "[SSHD_DIR]")
         .with_filter(&format!(r"\b{}@", support::regex_escape(&sshd.user)), "[USER]@")
         .with_filter(&format!(r#"user = "{}""#, support::regex_escape(&sshd.user)), r#"user = "[USER]""#)
+        .with_filter(&format!(r#""{}""#, support::regex_escape(&sshd.user)), r#""[USER]""#)
 }
 
 #[test]
@@ -214,8 +215,12 @@ fn a_wrong_client_key_is_refused() {
     write_config(&env, &sshd, &stranger, "");
     let out = env.run(&["run"]);
     out.assert_code(2);
-    assert!(out.stderr.contains(&format!("authentication failed with key {}", stranger.display())), "{}", out.render());
-    assert!(out.stderr.contains("authorized_keys"), "{}", out.render());
+    assert!(
+        out.stderr.contains(&format!("the server refused user \"{}\" with key {}", sshd.user, stranger.display())),
+        "{}",
+        out.render()
+    );
+    assert!(out.stderr.contains("authorized_keys") && out.stderr.contains("locked account"), "{}", out.render());
     assert_nothing_moved(&env, &remote);
     cli_snapshot!(ssh_filters(out, &sshd));
 }

@@ -223,6 +223,9 @@ pub struct LoadDetail {
     pub updated: Option<u64>,
     /// Rows the loader rejected as badly formatted.
     pub format_errors: Option<u64>,
+    /// Rows of a merge batch replaced by a later row with the same key (the last row of the
+    /// batch wins); they count as read but not as written.
+    pub duplicates: Option<u64>,
 }
 
 /// A window's complete files staged by a transport where the sink may reach them itself (a

@@ -44,6 +44,9 @@ pub async fn history(config: Option<&std::path::Path>, args: HistoryArgs) -> any
             // Only loaders that report more than a count (gpload) fill these; a column for them
             // appears when some row has them.
             let loader_counts = rows.iter().any(|r| r.rows_inserted.is_some() || r.format_errors.is_some());
+            // Duplicate keys folded by a merge (the last row of a batch wins): a column when any
+            // row folded some.
+            let folded = rows.iter().any(|r| r.duplicates_folded.unwrap_or(0) > 0);
             let opt = |v: Option<i64>| v.map_or("-".to_string(), |v| v.to_string());
             let body = rows
                 .iter()
@@ -61,6 +64,9 @@ pub async fn history(config: Option<&std::path::Path>, args: HistoryArgs) -> any
                     if loader_counts {
                         row.push(format!("{}/{}/{}", opt(r.rows_inserted), opt(r.rows_updated), opt(r.format_errors)));
                     }
+                    if folded {
+                        row.push(opt(r.duplicates_folded));
+                    }
                     row.extend([
                         r.bytes.map_or(String::new(), |b| output::bytes(b.max(0) as u64)),
                         r.elapsed_seconds.clone().map(|s| format!("{s}s")).unwrap_or_default(),
@@ -74,6 +80,9 @@ pub async fn history(config: Option<&std::path::Path>, args: HistoryArgs) -> any
                 vec!["STARTED", "JOB", "TABLE", "WINDOW", "MODE", "STATUS", "READ", "WRITTEN", "BYTES", "ELAPSED"];
             if loader_counts {
                 head.insert(8, "INS/UPD/ERR");
+            }
+            if folded {
+                head.insert(if loader_counts { 9 } else { 8 }, "FOLDED");
             }
             head.extend(["TRY", "ERROR"]);
             println!("{}", output::table(&head, body));

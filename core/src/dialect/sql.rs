@@ -148,12 +148,12 @@ pub fn merge_staging(flavour: Flavour, target: &QualifiedName, staging: &str, co
 
 /// Delete the target rows whose key is in the batch, then insert the last row of each key.
 /// No `ON CONFLICT` (GP6 and 9.4 lack it; GP7 refuses it on distribution keys).
-pub fn merge_apply(target: &QualifiedName, staging: &str, columns: &[String], key: &[String]) -> Vec<String> {
+pub fn merge_apply(target: &QualifiedName, staging: &str, columns: &[String], key: &[String]) -> [String; 2] {
     let stg = quote_ident(staging);
     let key_match = key.iter().map(|k| format!("t.{0} = s.{0}", quote_ident(k))).collect::<Vec<_>>().join(" AND ");
     let keys = column_list(key);
     let cols = column_list(columns);
-    vec![
+    [
         format!(
             "DELETE FROM {} t USING (SELECT DISTINCT {keys} FROM {stg}) s WHERE {key_match}",
             target.quoted()

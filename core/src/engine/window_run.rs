@@ -106,9 +106,13 @@ pub(super) async fn run_window(
             let rows = plugins.source.open(&ctx).await?;
             let mut delivered = plugins.transport.deliver(&ctx, rows, sink.as_mut()).await?;
             delivered.detail = sink.detail();
-            if delivered.rows_read != delivered.rows_written {
+            // A merge folds a batch's duplicate keys into their last row: those rows were read
+            // but, truly, not written.
+            let folded = delivered.detail.duplicates.unwrap_or(0);
+            if delivered.rows_read != delivered.rows_written + folded {
+                let folded = if folded > 0 { format!(" (+ {folded} duplicate keys folded)") } else { String::new() };
                 return Err(RoleError::new(format!(
-                    "{} rows read from the source but {} written to the target; the window was rolled back",
+                    "{} rows read from the source but {} written to the target{folded}; the window was rolled back",
                     delivered.rows_read, delivered.rows_written
                 )));
             }

@@ -50,6 +50,9 @@ pub struct HistoryRow {
     pub rows_updated: Option<i64>,
     /// Rows the loader rejected as badly formatted, when the sink says (gpload).
     pub format_errors: Option<i64>,
+    /// Rows of a merge batch that a later row with the same key replaced (the last row of the
+    /// batch wins): rows read = rows written + duplicates folded.
+    pub duplicates_folded: Option<i64>,
     /// Bytes carried.
     pub bytes: Option<i64>,
     /// Start of the attempt.
@@ -153,7 +156,7 @@ impl State {
         let sql = format!(
             "UPDATE {} SET rows_read = $2, rows_written = $3, bytes = $4, finished_at = now(), \
              elapsed_seconds = round($5::float8::numeric, 2), status = $6, error = $7, \
-             rows_inserted = $8, rows_updated = $9, format_errors = $10 WHERE id = $1",
+             rows_inserted = $8, rows_updated = $9, format_errors = $10, duplicates_folded = $11 WHERE id = $1",
             self.table("history")
         );
         let as_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
@@ -171,6 +174,7 @@ impl State {
                     &delivered.detail.inserted.map(as_i64),
                     &delivered.detail.updated.map(as_i64),
                     &delivered.detail.format_errors.map(as_i64),
+                    &delivered.detail.duplicates.map(as_i64),
                 ],
             )
             .await
@@ -183,7 +187,7 @@ impl State {
             "SELECT id, job, table_name, target_table, window_id, window_start::text, window_end::text, mode, chain, \
              rows_read, rows_written, bytes, to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US'), \
              to_char(finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US'), elapsed_seconds::text, status, error, \
-             attempt, host, pid, rows_inserted, rows_updated, format_errors FROM {} \
+             attempt, host, pid, rows_inserted, rows_updated, format_errors, duplicates_folded FROM {} \
              WHERE ($1::text IS NULL OR job = $1) AND ($2::text IS NULL OR table_name = $2) \
              AND (NOT $3 OR status = 'failed') ORDER BY id DESC LIMIT $4",
             self.table("history")
@@ -214,6 +218,7 @@ impl State {
                     rows_inserted: r.get(20),
                     rows_updated: r.get(21),
                     format_errors: r.get(22),
+                    duplicates_folded: r.get(23),
                     bytes: r.get(11),
                     started_at: utc(r.get(12), "history's started_at")?.unwrap_or_default(),
                     finished_at: utc(r.get(13), "history's finished_at")?,

@@ -6,7 +6,7 @@ use crate::dialect::sql;
 use crate::error::Error;
 
 /// Bumped when the DDL below changes; each step migrates from the one before.
-const VERSION: i32 = 3;
+const VERSION: i32 = 4;
 const MIGRATION_LOCK: (i32, i32) = (0x6770_7472, 0);
 
 pub(super) async fn exists(state: &State) -> Result<bool, Error> {
@@ -158,6 +158,22 @@ COMMIT;",
         if let Err(e) = client.batch_execute(&ddl).await {
             let _ = client.batch_execute("ROLLBACK").await;
             return Err(state.error("adding the loader counts to history", &e));
+        }
+    }
+    if current < 4 {
+        // Version 4: rows of a merge batch folded into a later row with the same key (the
+        // last row of the batch wins), so rows read = rows written + duplicates folded.
+        let ddl = format!(
+            "BEGIN;
+ALTER TABLE {history} ADD COLUMN duplicates_folded bigint;
+INSERT INTO {version} VALUES (4, now());
+COMMIT;",
+            history = state.table("history"),
+            version = state.table("schema_version"),
+        );
+        if let Err(e) = client.batch_execute(&ddl).await {
+            let _ = client.batch_execute("ROLLBACK").await;
+            return Err(state.error("adding the folded duplicates to history", &e));
         }
     }
     Ok(())

@@ -11,8 +11,8 @@ use gptransfer_core::cluster::Session;
 use gptransfer_core::config::Mode;
 use gptransfer_core::dialect::{quote_ident, sql};
 use gptransfer_core::registry::{parse_options, Factory};
-use gptransfer_core::roles::{ByteStream, CopyFormat, Sink, SinkWindow, WindowCtx};
-use gptransfer_core::rowcount::RowCounter;
+use gptransfer_core::roles::{ByteStream, CopyFormat, LoadDetail, Sink, SinkWindow, WindowCtx};
+use gptransfer_core::rowcount::BatchNumbering;
 use gptransfer_core::RoleError;
 
 /// Options of the `copy` sink.
@@ -48,43 +48,11 @@ impl Factory<dyn Sink> for CopySinkFactory {
 
 const STAGING: &str = "gptransfer_merge_staging";
 
-/// Appends each row's position in the batch as a last column, right before the newline that
-/// ends the row: in COPY text every raw newline, in CSV a newline outside quotes.
-struct BatchNumbering {
-    next: u64,
-    /// `\t` in COPY text, `,` in CSV.
-    separator: u8,
-    /// Finds row ends across chunks (CSV: the quote state).
-    rows: RowCounter,
-}
-
-impl BatchNumbering {
-    fn for_format(format: CopyFormat) -> Self {
-        let separator = if format == CopyFormat::Csv { b',' } else { b'\t' };
-        BatchNumbering { next: 0, separator, rows: RowCounter::new(format) }
-    }
-
-    fn number(&mut self, chunk: &[u8]) -> bytes::Bytes {
-        let (separator, ends) = (self.separator, self.rows.row_ends(chunk));
-        let mut out = Vec::with_capacity(chunk.len() + chunk.len() / 8);
-        let mut start = 0;
-        for end in ends {
-            out.extend_from_slice(&chunk[start..end]);
-            self.next += 1;
-            out.push(separator);
-            out.extend_from_slice(self.next.to_string().as_bytes());
-            out.push(b'\n');
-            start = end + 1;
-        }
-        // A row may continue in the next chunk: its newline, and so its number, comes there.
-        out.extend_from_slice(&chunk[start..]);
-        bytes::Bytes::from(out)
-    }
-}
-
 struct CopyWindow {
     session: Session,
     ctx: WindowCtx,
+    /// Merge: rows of the batch replaced by a later row with the same key.
+    duplicates: Option<u64>,
 }
 
 fn target_err(ctx: &WindowCtx, what: &str) -> impl Fn(RoleError) -> RoleError {
@@ -121,7 +89,7 @@ impl Sink for CopySink {
             tracing::debug!(cluster = %ctx.target.name, "{s}");
             session.timed(session.client.batch_execute(s)).await.map_err(target_err(ctx, "preparing the window"))?;
         }
-        Ok(Box::new(CopyWindow { session, ctx: ctx.clone() }))
+        Ok(Box::new(CopyWindow { session, ctx: ctx.clone(), duplicates: None }))
     }
 }
 
@@ -151,14 +119,25 @@ impl SinkWindow for CopyWindow {
             let chunk = if merge { numbering.number(&chunk) } else { chunk };
             session.timed(sink.feed(chunk)).await.map_err(target_err(ctx, "writing rows"))?;
         }
-        let written = session.timed(sink.as_mut().finish()).await.map_err(target_err(ctx, "finishing COPY"))?;
-        if t.mode == Mode::Merge {
-            for s in sql::merge_apply(&t.target_table, STAGING, &ctx.columns, &t.key) {
-                tracing::debug!(cluster = %ctx.target.name, "{s}");
-                session.timed(session.client.batch_execute(&s)).await.map_err(target_err(ctx, "merging"))?;
-            }
+        let copied = session.timed(sink.as_mut().finish()).await.map_err(target_err(ctx, "finishing COPY"))?;
+        if !merge {
+            return Ok(copied);
         }
+        // The last row of each key lands: rows written are the rows inserted, and the batch's
+        // earlier rows of a key are counted as folded, not as written.
+        let [delete, insert] = sql::merge_apply(&t.target_table, STAGING, &ctx.columns, &t.key);
+        for s in [&delete, &insert] {
+            tracing::debug!(cluster = %ctx.target.name, "{s}");
+        }
+        session.timed(session.client.execute(delete.as_str(), &[])).await.map_err(target_err(ctx, "merging"))?;
+        let written =
+            session.timed(session.client.execute(insert.as_str(), &[])).await.map_err(target_err(ctx, "merging"))?;
+        self.duplicates = Some(copied.saturating_sub(written));
         Ok(written)
+    }
+
+    fn detail(&self) -> LoadDetail {
+        LoadDetail { duplicates: self.duplicates, ..LoadDetail::default() }
     }
 
     fn transaction(&self) -> Option<&tokio_postgres::Client> {
@@ -174,28 +153,5 @@ impl SinkWindow for CopyWindow {
         // Closing the connection rolls back on the server, whatever state the protocol is in
         // (a ROLLBACK sent in the middle of COPY IN would not be).
         drop(self.session);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::BatchNumbering;
-
-    #[test]
-    fn numbers_rows_across_chunks() {
-        let mut n = BatchNumbering::for_format(gptransfer_core::roles::CopyFormat::Text);
-        let a = n.number(b"a\t1\nb\t2\nc\t");
-        let b = n.number(b"3\n");
-        assert_eq!(&a[..], b"a\t1\t1\nb\t2\t2\nc\t");
-        assert_eq!(&b[..], b"3\t3\n");
-    }
-
-    #[test]
-    fn numbers_csv_rows_not_quoted_newlines() {
-        let mut n = BatchNumbering::for_format(gptransfer_core::roles::CopyFormat::Csv);
-        let a = n.number(b"a,\"x\ny\"\nb,\"");
-        let b = n.number(b"\"\"\n\"\n");
-        assert_eq!(&a[..], b"a,\"x\ny\",1\nb,\"");
-        assert_eq!(&b[..], b"\"\"\n\",2\n");
     }
 }

@@ -54,6 +54,8 @@ pub struct Control {
     pub error_limit: Option<u32>,
     /// `LOG_ERRORS`.
     pub log_errors: bool,
+    /// `MAX_LINE_LENGTH`: gpfdist refuses a row longer than 32 KB without it.
+    pub max_line_length: Option<u64>,
     /// `OUTPUT: TABLE`.
     pub table: String,
     /// `OUTPUT: MODE`.
@@ -145,6 +147,9 @@ impl Control {
         line(4, format!("- QUOTE: {}", q("\"")));
         line(4, format!("- NULL_AS: {}", q("")));
         line(4, format!("- ENCODING: {}", q(&self.encoding)));
+        if let Some(n) = self.max_line_length {
+            line(4, format!("- MAX_LINE_LENGTH: {n}"));
+        }
         if let Some(n) = self.error_limit {
             line(4, format!("- ERROR_LIMIT: {n}"));
             if self.log_errors {
@@ -213,6 +218,7 @@ mod tests {
             encoding: "UTF8".into(),
             error_limit: Some(10),
             log_errors: true,
+            max_line_length: None,
             table: "eda.defects".into(),
             mode: LoadMode::Merge,
             match_columns: vec!["id".into()],

@@ -1,7 +1,7 @@
 //! Where gpload runs. Files are put and commands run through this trait, so the same sink runs
-//! gpload locally ([`LocalRunner`]) or on an ETL host over SSH (a runner added later).
+//! gpload locally ([`LocalRunner`]) or on an ETL host over SSH ([`crate::SshRunner`]).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use tokio::io::AsyncWriteExt;
@@ -34,9 +34,63 @@ pub trait Runner: Send + Sync {
     async fn run(&self, args: &[String], env: &[(String, String)]) -> Result<RunOutput, String>;
 }
 
-/// Runs gpload on this machine.
+/// Runs gpload on this machine, with the environment of its Greenplum install.
 #[derive(Debug, Clone, Default)]
-pub struct LocalRunner;
+pub struct LocalRunner {
+    /// What `greenplum_path.sh` would export (empty when the install is unknown).
+    env: Vec<(String, String)>,
+}
+
+impl LocalRunner {
+    /// A runner for `program` whose install is `gphome` (or the one it sits in), checked by
+    /// running `program --version` with the environment it will get: a gpload that cannot run
+    /// here fails `config check` and `run` before any data moves, saying why.
+    pub fn for_program(program: &str, gphome: Option<&Path>) -> Result<LocalRunner, String> {
+        let home: Option<PathBuf> = crate::gphome::local_gphome(program, gphome);
+        let env = home.as_deref().map(crate::gphome::local_env).unwrap_or_default();
+        let output = std::process::Command::new(program)
+            .arg("--version")
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => format!(
+                    "gpload program {program:?} was not found on this machine: set the sink's gpload option to the \
+                     full path of Greenplum's bin/gpload"
+                ),
+                _ => format!("gpload program {program:?} cannot be started: {e}"),
+            })?;
+        // gpload prints its version on stderr.
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let said = format!("{} {}", stdout.trim(), stderr.trim()).trim().to_string();
+        if output.status.success() && said.contains("gpload version") {
+            tracing::debug!("{program}: {said}");
+            return Ok(LocalRunner { env });
+        }
+        let code = exit_code(output.status);
+        let install = match &home {
+            Some(h) => format!("with GPHOME={}", h.display()),
+            None => "without GPHOME: no greenplum_path.sh beside the directory it is in".to_string(),
+        };
+        Err(format!(
+            "gpload program {program:?} does not run on this machine {install} (`{program} --version` exited \
+             {code}: {said}); set the sink's gphome option to the Greenplum install that holds bin/gpload.py and \
+             greenplum_path.sh"
+        ))
+    }
+}
+
+/// Exit status as a shell reports it: 128 + n when killed by signal n.
+fn exit_code(status: std::process::ExitStatus) -> i32 {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        status.code().or_else(|| status.signal().map(|s| 128 + s)).unwrap_or(-1)
+    }
+    #[cfg(not(unix))]
+    status.code().unwrap_or(-1)
+}
 
 #[async_trait]
 impl Runner for LocalRunner {
@@ -71,7 +125,7 @@ impl Runner for LocalRunner {
         };
         let output = tokio::process::Command::new(program)
             .args(rest)
-            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .envs(self.env.iter().chain(env).map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(std::process::Stdio::null())
             .kill_on_drop(true)
             .output()
@@ -81,15 +135,8 @@ impl Runner for LocalRunner {
                 std::io::ErrorKind::PermissionDenied => format!("{program}: not executable ({e})"),
                 _ => format!("cannot start {program}: {e}"),
             })?;
-        #[cfg(unix)]
-        let code = {
-            use std::os::unix::process::ExitStatusExt;
-            output.status.code().or_else(|| output.status.signal().map(|s| 128 + s)).unwrap_or(-1)
-        };
-        #[cfg(not(unix))]
-        let code = output.status.code().unwrap_or(-1);
         Ok(RunOutput {
-            code,
+            code: exit_code(output.status),
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
         })

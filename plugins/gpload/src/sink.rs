@@ -9,14 +9,17 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 use tokio_postgres::config::Host;
 
+use gptransfer_core::cluster::Session;
 use gptransfer_core::config::Mode;
-use gptransfer_core::dialect::{quote_ident, sql};
+use gptransfer_core::dialect::{quote_ident, sql, QualifiedName};
 use gptransfer_core::registry::{parse_options, Factory};
 use gptransfer_core::roles::{ByteStream, CopyFormat, LoadDetail, Sink, SinkWindow, StagedFiles, WindowCtx};
-use gptransfer_core::rowcount::RowCounter;
+use gptransfer_core::rowcount::BatchNumbering;
 use gptransfer_core::RoleError;
 
+use crate::apply::{self, staging_name};
 use crate::control::{Control, LoadMode};
+use crate::gphome::remote_prefix;
 use crate::names::check_merge_column;
 use crate::runner::{LocalRunner, Runner};
 use crate::ssh_runner::SshRunner;
@@ -30,6 +33,11 @@ pub struct GploadConfig {
     /// The gpload program (on the host the runner runs it on).
     #[serde(default = "default_program")]
     pub gpload: String,
+    /// The Greenplum install gpload belongs to (`GPHOME`); by default the parent of the
+    /// program's `bin` directory when it holds `greenplum_path.sh`.
+    pub gphome: Option<PathBuf>,
+    /// `MAX_LINE_LENGTH` for every window; by default each window's longest row decides.
+    pub max_line_length: Option<u64>,
     /// Where the data file and control YAML go (default: the system's temporary directory).
     pub work_dir: Option<PathBuf>,
     /// `LOCAL_HOSTNAME`: names of the gpload host as the segments reach it.
@@ -91,6 +99,36 @@ pub struct GploadConfig {
     pub accept_new_host_keys: bool,
 }
 
+/// gpfdist's default and smallest `-m`: 32 KB.
+const MIN_LINE: u64 = 32_768;
+/// gpfdist's largest `-m`: 256 MB.
+const MAX_LINE: u64 = 268_435_456;
+
+/// The `MAX_LINE_LENGTH` a window needs: the option, else room for its longest row (none when
+/// gpfdist's default fits it).
+fn line_limit(longest_row: u64, option: Option<u64>) -> Result<Option<u64>, String> {
+    if let Some(n) = option {
+        if longest_row > n {
+            return Err(format!(
+                "a row of {longest_row} bytes is longer than the sink's max_line_length ({n}): raise it, or leave \
+                 it out to follow the data"
+            ));
+        }
+        return Ok(Some(n));
+    }
+    if longest_row <= MIN_LINE {
+        return Ok(None);
+    }
+    if longest_row > MAX_LINE {
+        return Err(format!(
+            "a row of {longest_row} bytes is longer than gpfdist can read ({MAX_LINE} bytes): load this table \
+             with the copy sink"
+        ));
+    }
+    // A power of two: a little room above the row, never past gpfdist's maximum.
+    Ok(Some(longest_row.next_power_of_two().min(MAX_LINE)))
+}
+
 fn default_ssh_port() -> u16 {
     22
 }
@@ -142,6 +180,13 @@ impl GploadConfig {
                 )
             }
             _ => {}
+        }
+        if let Some(n) = self.max_line_length {
+            if !(MIN_LINE..=MAX_LINE).contains(&n) {
+                return Err(format!(
+                    "max_line_length = {n}: gpfdist takes {MIN_LINE} to {MAX_LINE} bytes (32 KB to 256 MB)"
+                ));
+            }
         }
         if self.encoding.trim().is_empty() {
             return Err("encoding must not be empty".into());
@@ -221,10 +266,14 @@ impl Factory<dyn Sink> for GploadSinkFactory {
     fn build(&self, options: &toml::Table) -> Result<Arc<dyn Sink>, String> {
         let config = parse_options::<GploadConfig>(options)?;
         config.check()?;
+        // Before the run touches any server, where gpload will run: (host key, login and)
+        // `gpload --version` with the environment it will get.
         let runner: Arc<dyn Runner> = match config.ssh() {
-            // Before the run touches any server: host key, login and the gpload program.
-            Some(ssh) => Arc::new(SshRunner::new(preflight(&ssh, &config.gpload)?)),
-            None => Arc::new(LocalRunner),
+            Some(ssh) => {
+                let prefix = remote_prefix(&config.gpload, config.gphome.as_deref());
+                Arc::new(SshRunner::new(preflight(&ssh, &config.gpload, &prefix)?, prefix))
+            }
+            None => Arc::new(LocalRunner::for_program(&config.gpload, config.gphome.as_deref())?),
         };
         Ok(Arc::new(GploadSink::new(config, runner)?))
     }
@@ -247,26 +296,68 @@ impl GploadConfig {
     }
 }
 
-/// Connects to the ETL host (host key, login) and checks that `program` is there (blocking).
-pub fn preflight(config: &SshConfig, program: &str) -> Result<Ssh, String> {
+/// Connects to the ETL host (host key, login) and runs `gpload --version` there behind
+/// `prefix` (the GPHOME it will run with), blocking.
+pub fn preflight(config: &SshConfig, program: &str, prefix: &str) -> Result<Ssh, String> {
     let ssh = connect(config).map_err(|e| e.0)?;
-    let line = format!("command -v {}", shell_quote(program));
+    let line = format!("{prefix}exec {} --version", shell_quote(program));
     let out = ssh.run_line(&line).map_err(|e| e.0)?;
-    match out.code {
-        0 => Ok(ssh),
-        // `command -v` prints nothing and exits 1 for a missing command: that is exit 127's case.
-        1 => Err(format!(
-            "ssh {}: gpload program {program:?}: {} (set the sink's gpload option to its full path)",
-            ssh.target,
-            explain_exit(127, &out.stderr)
-        )),
-        code => Err(format!("ssh {}: `{line}`: {}", ssh.target, explain_exit(code, &out.stderr))),
+    // gpload prints its version on stderr.
+    if out.code == 0 && format!("{}{}", out.stdout, out.stderr).contains("gpload version") {
+        tracing::debug!("ssh {}: {}", ssh.target, out.stderr.trim());
+        return Ok(ssh);
+    }
+    let words = match out.code {
+        0 => format!("it printed no gpload version: {}", one_line(&format!("{}{}", out.stdout, out.stderr))),
+        code => explain_exit(code, &out.stderr),
+    };
+    Err(format!(
+        "ssh {}: gpload program {program:?} does not run on the ETL host: {words} (set the sink's gpload option \
+         to the full path of Greenplum's bin/gpload there, and gphome when its install is not the parent of that \
+         bin directory)",
+        ssh.target
+    ))
+}
+
+/// At most one line of 300 characters of a program's output.
+fn one_line(text: &str) -> String {
+    let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match line.char_indices().nth(300) {
+        Some((i, _)) => format!("{}…", &line[..i]),
+        None => line,
     }
 }
 
-/// A window prepared for gpload: the control file's contents but its files.
+/// How the staged window reaches the target, in our transaction.
+struct ApplyPlan {
+    mode: LoadMode,
+    /// The window's delete (replace) or TRUNCATE (full, `preload_truncate`), first.
+    prelude: Vec<String>,
+    /// Target columns filled from the staging table.
+    columns: Vec<String>,
+    /// Match columns (merge, update).
+    key: Vec<String>,
+    update_columns: Vec<String>,
+    condition: Option<String>,
+}
+
+/// One window: gpload fills the staging table, then [`GploadWindow::apply`] moves it into the
+/// target in a transaction that the engine commits with the history row and the cursor.
 struct GploadWindow {
+    session: Session,
+    /// Our transaction is open (after a successful apply).
+    in_tx: bool,
+    /// The staging table holds rows of an earlier attempt in this window (a fallback).
+    staging_used: bool,
+    target_table: QualifiedName,
+    staging: QualifiedName,
+    plan: ApplyPlan,
+    /// The control file's contents but its files and columns.
     control: Control,
+    /// `COLUMNS` of the data: the moved columns and their target types.
+    data_columns: Vec<(String, String)>,
+    mapping: Vec<(String, String)>,
+    max_line_length: Option<u64>,
     data_path: PathBuf,
     control_path: PathBuf,
     program: String,
@@ -278,8 +369,9 @@ struct GploadWindow {
     /// `host:port` of the ETL host's sshd when gpload runs there.
     ssh_host: Option<String>,
     runner: Arc<dyn Runner>,
+    /// The target cluster's name.
     target: String,
-    /// gpload's counters of the last run, for history.
+    /// What the load did, for history.
     detail: LoadDetail,
     /// `PGSSLMODE` (and locally `PGSSLROOTCERT`): gpload secures its session as ours are.
     tls_env: Vec<(String, String)>,
@@ -303,30 +395,34 @@ impl Sink for GploadSink {
     async fn begin(&self, ctx: &WindowCtx) -> Result<Box<dyn SinkWindow>, RoleError> {
         let c = &self.config;
         let t = &ctx.table;
-        let (mode, match_columns, update_columns) = self.load_columns(t, &ctx.columns).map_err(fail)?;
+        // With MAPPING gpload fills the mapped target columns; else the moved ones.
+        let apply_columns: Vec<String> =
+            if c.mapping.is_empty() { ctx.columns.to_vec() } else { c.mapping.keys().cloned().collect() };
+        let (mode, match_columns, update_columns) = self.load_columns(t, &apply_columns).map_err(fail)?;
         if mode != LoadMode::Insert && match_columns.is_empty() {
             return Err(fail(format!(
                 "gpload {} mode needs match columns: set the table's key or the sink's match_columns",
                 mode.as_str()
             )));
         }
-
-        let mut before = Vec::new();
+        let mut prelude = Vec::new();
         if c.mode.is_none() {
             match t.mode {
-                // In BEFORE, the delete shares gpload's transaction: a failed load keeps the old rows.
-                Mode::Replace => before.push(ctx.delete_window()?),
-                Mode::Full => before.push(sql::truncate(&t.target_table)),
+                Mode::Replace => prelude.push(ctx.delete_window()?),
+                Mode::Full => prelude.push(sql::truncate(&t.target_table)),
                 Mode::Merge | Mode::Append => {}
             }
         }
+        if c.preload_truncate && t.mode != Mode::Full {
+            prelude.push(sql::truncate(&t.target_table));
+        }
 
-        // Column types from the target: gpload's COLUMNS describe the data file.
         let session = ctx
             .target
             .connect(&ctx.application, t.timezone.as_deref())
             .await
             .map_err(|e| RoleError::retriable(e.to_string()))?;
+        // Column types from the target: gpload's COLUMNS describe the data file.
         let rows = session
             .timed(session.client.query(
                 "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) FROM pg_catalog.pg_attribute a \
@@ -335,16 +431,24 @@ impl Sink for GploadSink {
             ))
             .await
             .map_err(|e| fail(format!("reading the columns of {} on the target: {}", t.target_table, e.message)))?;
-        drop(session);
         let types: BTreeMap<String, String> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-        let mut columns = Vec::with_capacity(ctx.columns.len());
+        let mut data_columns = Vec::with_capacity(ctx.columns.len());
         for col in ctx.columns.iter() {
             let ty = types
                 .get(col)
                 .ok_or_else(|| fail(format!("column {col:?} is not in {} on the target", t.target_table)))?;
-            let name = if check_merge_column(col, "").is_ok() { col.clone() } else { quote_ident(col) };
-            columns.push((name, ty.clone()));
+            data_columns.push((gpload_name(col), ty.clone()));
         }
+        let staging = staging_name(&t.job, &t.target_table, &ctx.window.id());
+        let create = apply::create_staging(session.flavour, &t.target_table, &staging);
+        tracing::debug!(cluster = %ctx.target.name, "{create}");
+        session.timed(session.client.batch_execute(&create)).await.map_err(|e| {
+            fail(format!(
+                "creating the staging table {staging} for gpload on target cluster {:?}: {} (the sink needs CREATE \
+                 on schema {:?})",
+                ctx.target.name, e.message, t.target_table.schema
+            ))
+        })?;
 
         let pg = ctx.target.pg_config();
         let host = match pg.get_hosts().first() {
@@ -373,25 +477,42 @@ impl Sink for GploadSink {
             local_hostname: c.local_hostname.clone(),
             gpfdist_port: c.port,
             gpfdist_port_range: c.port_range,
-            files: vec![data_path.display().to_string()],
-            columns,
+            files: Vec::new(),
+            columns: Vec::new(),
             encoding: c.encoding.clone(),
             error_limit: c.error_limit,
             log_errors: c.log_errors,
-            // Plain parts unquoted, as gpload's reference writes `schema.table_name`.
-            table: t.target_table.to_string(),
-            mode,
-            match_columns,
-            update_columns,
-            update_condition: c.update_condition.clone(),
-            mapping: c.mapping.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-            truncate: c.preload_truncate,
+            max_line_length: None,
+            // gpload only fills the staging table; the window's mode is applied by us.
+            table: staging.to_string(),
+            mode: LoadMode::Insert,
+            match_columns: Vec::new(),
+            update_columns: Vec::new(),
+            update_condition: None,
+            mapping: Vec::new(),
+            truncate: false,
             reuse_tables: c.reuse_tables,
-            before,
+            before: Vec::new(),
             after: Vec::new(),
         };
         Ok(Box::new(GploadWindow {
+            session,
+            in_tx: false,
+            staging_used: false,
+            target_table: t.target_table.clone(),
+            staging,
+            plan: ApplyPlan {
+                mode,
+                prelude,
+                columns: apply_columns,
+                key: match_columns,
+                update_columns,
+                condition: c.update_condition.clone(),
+            },
             control,
+            data_columns,
+            mapping: c.mapping.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            max_line_length: c.max_line_length,
             data_path,
             control_path,
             program: c.gpload.clone(),
@@ -416,24 +537,27 @@ impl Sink for GploadSink {
     }
 }
 
+/// A column as gpload's `COLUMNS` takes it: plain names as they are, others quoted for SQL.
+fn gpload_name(col: &str) -> String {
+    if check_merge_column(col, "").is_ok() {
+        col.to_string()
+    } else {
+        quote_ident(col)
+    }
+}
+
 /// A file name part without `/` or NUL.
 fn file_component(s: &str) -> String {
     s.chars().map(|c| if c == '/' || c == '\0' { '_' } else { c }).collect()
 }
 
-/// gpload's counters, for history.
-fn detail_of(output: &str) -> LoadDetail {
-    let s = Summary::parse(output);
-    LoadDetail { inserted: s.inserted, updated: s.updated, format_errors: s.format_errors }
-}
-
-/// Decides a run: the rows gpload wrote, or why the window fails.
+/// Decides a gpload run into the staging table: the rows it loaded, or why the window fails.
 pub(crate) fn judge(code: i32, output: &str, delivered: u64) -> Result<u64, String> {
     let s = Summary::parse(output);
     let words = |s: &Summary| {
         if s.errors.is_empty() {
             let tail: Vec<&str> = output.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect();
-            tail.join(" / ")
+            one_line(&tail.join(" / "))
         } else {
             s.errors.join("; ")
         }
@@ -457,27 +581,53 @@ pub(crate) fn judge(code: i32, output: &str, delivered: u64) -> Result<u64, Stri
             why.push_str(": ");
             why.push_str(&s.warnings.join("; "));
         }
-        if s.succeeded == Some(true) {
-            // Under ERROR_LIMIT gpload skips the bad rows and commits the others.
-            why.push_str(" — gpload committed the other rows; the window stays failed and runs again");
-        }
         return Err(why);
     }
-    let (Some(inserted), Some(updated), Some(true)) = (s.inserted, s.updated, s.succeeded) else {
+    let (Some(inserted), Some(true)) = (s.inserted, s.succeeded) else {
         return Err(format!("gpload (exit {code}) printed no complete summary: {}", words(&s)));
     };
-    if inserted + updated != delivered {
-        return Err(format!(
-            "gpload wrote {inserted} inserted + {updated} updated rows, but {delivered} rows were delivered"
-        ));
+    if inserted != delivered {
+        return Err(format!("gpload loaded {inserted} rows, but {delivered} rows were delivered"));
     }
-    Ok(inserted + updated)
+    Ok(inserted)
 }
 
+/// gpfdist's words when a row is longer than its `-m`.
+const LINE_TOO_LONG: &str = "line too long";
+
 impl GploadWindow {
-    /// Writes the control file listing `files`, runs gpload and judges its summary.
-    async fn run_gpload(&mut self, files: Vec<String>, delivered: u64) -> Result<u64, RoleError> {
+    /// Runs `f` on our session, naming the target when it fails.
+    fn target_err(&self, what: &str) -> impl Fn(RoleError) -> RoleError {
+        let prefix = format!("{what} of {} on target cluster {:?}", self.target_table, self.target);
+        move |e| RoleError { message: format!("{prefix}: {}", e.message), ..e }
+    }
+
+    /// Empties the staging table after an attempt that is not used (a fallback).
+    async fn reset_staging(&mut self) -> Result<(), RoleError> {
+        if self.staging_used {
+            let sql = format!("TRUNCATE TABLE {}", self.staging.quoted());
+            let s = &self.session;
+            s.timed(s.client.batch_execute(&sql)).await.map_err(self.target_err("emptying the staging table"))?;
+            self.staging_used = false;
+        }
+        Ok(())
+    }
+
+    /// Writes the control file for `files` with `columns`, runs gpload into the staging
+    /// table and judges its summary.
+    async fn run_gpload(
+        &mut self,
+        files: Vec<String>,
+        columns: Vec<(String, String)>,
+        mapping: Vec<(String, String)>,
+        max_line_length: Option<u64>,
+        delivered: u64,
+    ) -> Result<u64, RoleError> {
+        self.reset_staging().await?;
         self.control.files = files;
+        self.control.columns = columns;
+        self.control.mapping = mapping;
+        self.control.max_line_length = max_line_length;
         self.runner.put_file(&self.control_path, self.control.render().as_bytes()).await.map_err(fail)?;
         let args = vec![self.program.clone(), "-f".to_string(), self.control_path.display().to_string()];
         // The password reaches gpload in its environment only (gpload reads PGPASSWORD).
@@ -485,35 +635,105 @@ impl GploadWindow {
             self.password.iter().map(|p| ("PGPASSWORD".to_string(), p.clone())).collect();
         env.extend(self.tls_env.iter().cloned());
         tracing::debug!(cluster = %self.target, "running {}", args.join(" "));
+        self.staging_used = true;
         let out = self.runner.run(&args, &env).await.map_err(fail)?;
         let output = format!("{}\n{}", out.stdout, out.stderr);
-        self.detail = detail_of(&output);
-        let written = judge(out.code, &output, delivered).map_err(|m| {
+        // Nothing reached the target: only gpload's format errors are worth recording.
+        self.detail = LoadDetail { format_errors: Summary::parse(&output).format_errors, ..LoadDetail::default() };
+        let loaded = judge(out.code, &output, delivered).map_err(|m| {
             fail(format!(
-                "loading into target cluster {:?}: {m} (control file kept: {})",
+                "loading into target cluster {:?}: {m} (the target is unchanged; control file kept: {})",
                 self.target,
                 self.control_path.display()
             ))
         })?;
-        tracing::debug!(cluster = %self.target, "gpload wrote {written} rows");
-        Ok(written)
+        tracing::debug!(cluster = %self.target, "gpload staged {loaded} rows in {}", self.staging);
+        Ok(loaded)
+    }
+
+    /// Keys of the staging table held by more than one row: (keys, rows holding them).
+    async fn duplicates(&self) -> Result<(u64, u64), RoleError> {
+        let s = &self.session;
+        let row = s
+            .timed(s.client.query_one(apply::duplicate_keys(&self.staging, &self.plan.key).as_str(), &[]))
+            .await
+            .map_err(self.target_err("counting duplicate keys"))?;
+        let (keys, rows): (i64, i64) = (row.get(0), row.get(1));
+        Ok((u64::try_from(keys).unwrap_or(0), u64::try_from(rows).unwrap_or(0)))
+    }
+
+    /// Opens our transaction and moves the staged rows into the target in the plan's mode;
+    /// returns the rows written. Nothing is visible until the engine commits.
+    async fn apply(&mut self) -> Result<u64, RoleError> {
+        let err = self.target_err("applying the window");
+        let s = &self.session;
+        let p = &self.plan;
+        let (t, stg) = (&self.target_table, &self.staging);
+        s.timed(s.client.batch_execute("BEGIN")).await.map_err(&err)?;
+        self.in_tx = true;
+        for sql in &p.prelude {
+            tracing::debug!(cluster = %self.target, "{sql}");
+            s.timed(s.client.batch_execute(sql)).await.map_err(&err)?;
+        }
+        let run = |sql: String| {
+            tracing::debug!(cluster = %self.target, "{sql}");
+            async move { s.timed(s.client.execute(sql.as_str(), &[])).await }
+        };
+        let (inserted, updated, duplicates) = match p.mode {
+            LoadMode::Insert => (run(apply::insert_all(t, stg, &p.columns)).await.map_err(&err)?, 0, None),
+            LoadMode::Update | LoadMode::Merge => {
+                let (keys, rows) = self.duplicates().await?;
+                let folded = rows - keys;
+                let updated = run(apply::update(t, stg, &p.columns, &p.key, &p.update_columns, p.condition.as_deref()))
+                    .await
+                    .map_err(&err)?;
+                let inserted = if p.mode == LoadMode::Merge {
+                    run(apply::insert_new(t, stg, &p.columns, &p.key)).await.map_err(&err)?
+                } else {
+                    0
+                };
+                if folded > 0 {
+                    tracing::info!(
+                        cluster = %self.target,
+                        "{keys} key(s) of {t} came {rows} times in the window: the last row of each was kept"
+                    );
+                }
+                (inserted, updated, Some(folded))
+            }
+        };
+        self.detail = LoadDetail {
+            inserted: Some(inserted),
+            updated: Some(updated),
+            format_errors: self.detail.format_errors,
+            duplicates,
+        };
+        Ok(inserted + updated)
     }
 }
 
 #[async_trait]
 impl SinkWindow for GploadWindow {
     async fn load(&mut self, mut rows: ByteStream) -> Result<u64, RoleError> {
-        let mut delivered = 0u64;
-        let mut counter = RowCounter::new(CopyFormat::Csv);
+        // Each row gets its position in the batch, so a merge keeps the last row of a key.
+        let mut numbering = BatchNumbering::for_format(CopyFormat::Csv);
         self.runner.put_file(&self.data_path, b"").await.map_err(fail)?;
         self.wrote_data = true;
         while let Some(chunk) = rows.next().await {
-            let chunk = chunk?;
-            delivered += counter.count(&chunk);
+            let chunk = numbering.number(&chunk?);
             self.runner.append_file(&self.data_path, &chunk).await.map_err(fail)?;
         }
+        let delivered = numbering.rows();
+        let max_line = line_limit(numbering.longest_row(), self.max_line_length)
+            .map_err(|m| fail(format!("loading {} with gpload: {m}; the target is unchanged", self.target_table)))?;
+        let mut columns = self.data_columns.clone();
+        columns.push((apply::SEQ.to_string(), "bigint".to_string()));
+        let mut mapping = self.mapping.clone();
+        if !mapping.is_empty() {
+            mapping.push((apply::SEQ.to_string(), apply::SEQ.to_string()));
+        }
         let file = self.data_path.display().to_string();
-        self.run_gpload(vec![file], delivered).await
+        self.run_gpload(vec![file], columns, mapping, max_line, delivered).await?;
+        self.apply().await
     }
 
     async fn load_staged(&mut self, staged: &StagedFiles) -> Option<Result<u64, RoleError>> {
@@ -529,7 +749,34 @@ impl SinkWindow for GploadWindow {
             Some(_) => return None,
         };
         let files = staged.files.iter().map(|f| root.join(f).display().to_string()).collect();
-        Some(self.run_gpload(files, staged.rows).await)
+        let (columns, mapping, limit) = (self.data_columns.clone(), self.mapping.clone(), self.max_line_length);
+        match self.run_gpload(files, columns, mapping, limit, staged.rows).await {
+            Ok(_) => {}
+            // The files do not say how long their rows are: a row past gpfdist's 32 KB
+            // default makes the window stream through `load`, which measures them.
+            Err(e) if limit.is_none() && e.message.contains(LINE_TOO_LONG) => {
+                tracing::info!(cluster = %self.target, "rows longer than 32 KB: loading {} from a measured copy", self.target_table);
+                return self.reset_staging().await.err().map(Err);
+            }
+            Err(e) => return Some(Err(e)),
+        }
+        if self.plan.mode != LoadMode::Insert {
+            // Files loaded in place carry no row positions: with a key twice in the window,
+            // which row is the last one is known only from a numbered copy.
+            match self.duplicates().await {
+                Ok((0, _)) => {}
+                Ok((keys, _)) => {
+                    tracing::info!(
+                        cluster = %self.target,
+                        "{keys} duplicate key(s) in the window of {}: loading a numbered copy so the last row wins",
+                        self.target_table
+                    );
+                    return self.reset_staging().await.err().map(Err);
+                }
+                Err(e) => return Some(Err(e)),
+            }
+        }
+        Some(self.apply().await)
     }
 
     fn detail(&self) -> LoadDetail {
@@ -537,12 +784,19 @@ impl SinkWindow for GploadWindow {
     }
 
     fn transaction(&self) -> Option<&tokio_postgres::Client> {
-        // gpload committed its own transaction: history and cursor follow in the engine's.
-        None
+        self.in_tx.then_some(&self.session.client)
     }
 
     async fn commit(self: Box<Self>) -> Result<(), RoleError> {
-        // Already committed by gpload; only the files remain.
+        let s = &self.session;
+        s.timed(s.client.batch_execute("COMMIT")).await.map_err(self.target_err("committing the window"))?;
+        if let Err(e) = s.timed(s.client.batch_execute(&apply::drop_staging(&self.staging))).await {
+            tracing::warn!(
+                "the window is loaded, but the staging table {} was not dropped: {}",
+                self.staging,
+                e.message
+            );
+        }
         if !self.keep_files {
             let data = self.wrote_data.then_some(&self.data_path);
             for p in data.into_iter().chain([&self.control_path]) {
@@ -555,11 +809,15 @@ impl SinkWindow for GploadWindow {
     }
 
     async fn abort(self: Box<Self>) {
-        // The engine aborts only before commit: either gpload did not run or it failed (and
-        // rolled back), or it succeeded and a later step failed — then the rows stay loaded,
-        // and a re-run of the window (merge, replace) puts the same rows again. The files stay
-        // for inspection.
-        tracing::debug!(cluster = %self.target, "gpload window aborted; files kept: {}", self.data_path.display());
+        // Nothing reached the target outside our transaction: rolling it back leaves the target
+        // as it was. The files stay for inspection; the staging table goes (a killed run's is
+        // replaced by the next attempt at this window).
+        let s = &self.session;
+        if self.in_tx {
+            let _ = s.timed(s.client.batch_execute("ROLLBACK")).await;
+        }
+        let _ = s.timed(s.client.batch_execute(&apply::drop_staging(&self.staging))).await;
+        tracing::debug!(cluster = %self.target, "gpload window aborted; files kept: {}", self.control_path.display());
     }
 }
 
@@ -589,8 +847,8 @@ known_hosts = "/etc/ssh/ssh_known_hosts""#),
         );
     }
 
-    const OK: &str = "2026-11-24 00:18:04|INFO|rows Inserted          = 2\n\
-                      2026-11-24 00:18:04|INFO|rows Updated           = 1\n\
+    const OK: &str = "2026-11-24 00:18:04|INFO|rows Inserted          = 3\n\
+                      2026-11-24 00:18:04|INFO|rows Updated           = 0\n\
                       2026-11-24 00:18:04|INFO|data formatting errors = 0\n\
                       2026-11-24 00:18:04|INFO|gpload succeeded\n";
 
@@ -600,7 +858,7 @@ known_hosts = "/etc/ssh/ssh_known_hosts""#),
         assert!(judge(0, OK, 4).unwrap_err().contains("but 4 rows were delivered"));
         let bad = OK.replace("errors = 0", "errors = 1").replace("succeeded", "succeeded with warnings");
         let bad = format!("2026-11-24 00:18:09|WARN|1 bad row\n{bad}");
-        assert!(judge(1, &bad, 3).unwrap_err().starts_with("gpload reported 1 data formatting error(s): 1 bad row — "));
+        assert_eq!(judge(1, &bad, 3).unwrap_err(), "gpload reported 1 data formatting error(s): 1 bad row");
         let failed = "2026-11-24 00:18:04|ERROR|table public.nope does not exist in database postgres\n\
                       2026-11-24 00:18:04|INFO|gpload failed\n";
         assert_eq!(
@@ -608,5 +866,17 @@ known_hosts = "/etc/ssh/ssh_known_hosts""#),
             "gpload failed (exit 2): table public.nope does not exist in database postgres"
         );
         assert!(judge(127, "sh: gpload: not found", 3).unwrap_err().starts_with("gpload was not found (exit 127)"));
+    }
+
+    #[test]
+    fn the_line_limit_follows_the_longest_row() {
+        use super::line_limit;
+        assert_eq!(line_limit(100, None), Ok(None));
+        assert_eq!(line_limit(32_768, None), Ok(None));
+        assert_eq!(line_limit(40_001, None), Ok(Some(65_536)));
+        assert_eq!(line_limit(268_435_456, None), Ok(Some(268_435_456)));
+        assert!(line_limit(268_435_457, None).unwrap_err().contains("longer than gpfdist can read"));
+        assert_eq!(line_limit(100, Some(1_048_576)), Ok(Some(1_048_576)));
+        assert!(line_limit(2_000_000, Some(1_048_576)).unwrap_err().contains("max_line_length"));
     }
 }

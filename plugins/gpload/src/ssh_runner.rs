@@ -31,6 +31,8 @@ struct Staged {
 struct Inner {
     ssh: Ssh,
     staged: HashMap<PathBuf, Staged>,
+    /// Shell text run before gpload: its GPHOME (see `gphome::remote_prefix`).
+    prefix: String,
 }
 
 /// Runs gpload on a remote host through an open [`Ssh`] session.
@@ -46,9 +48,9 @@ impl std::fmt::Debug for SshRunner {
 }
 
 impl SshRunner {
-    /// A runner on `ssh` (connected and authenticated).
-    pub fn new(ssh: Ssh) -> SshRunner {
-        SshRunner { inner: Arc::new(Mutex::new(Inner { ssh, staged: HashMap::new() })) }
+    /// A runner on `ssh` (connected and authenticated); `prefix` runs before each command.
+    pub fn new(ssh: Ssh, prefix: String) -> SshRunner {
+        SshRunner { inner: Arc::new(Mutex::new(Inner { ssh, staged: HashMap::new(), prefix })) }
     }
 
     /// Runs `f` with the session on a blocking thread (libssh2 blocks), one call at a time.
@@ -140,7 +142,7 @@ impl Runner for SshRunner {
             let argv: Vec<&str> = args.iter().map(String::as_str).collect();
             let program = argv.first().copied().unwrap_or_default().to_string();
             // Secrets come on stdin, one line each, read by the shell's builtin `read`.
-            let mut line = String::new();
+            let mut line = inner.prefix.clone();
             let mut input = String::new();
             for (k, v) in &env {
                 if !k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') || k.is_empty() {

@@ -325,12 +325,42 @@ fn authenticate(session: &Session, config: &SshConfig, target: &str) -> Result<(
     match result {
         Ok(()) if session.authenticated() => Ok(()),
         Ok(()) => Err(SshError(format!("ssh {target}: authentication failed with {how}"))),
-        Err(e) => Err(SshError(format!(
-            "ssh {target}: authentication failed with {how}: {} (is the public key in the remote user's \
-             authorized_keys, and the passphrase right?)",
+        // The key could not be read or decrypted here: nothing reached the server.
+        Err(e) if e.code() == ssh2::ErrorCode::Session(LIBSSH2_ERROR_FILE) => Err(SshError(format!(
+            "ssh {target}: cannot use {how}: {} (is it a private key, and is the passphrase in passphrase_env right?)",
             e.message()
         ))),
+        // The server said no to the user and key.
+        Err(e)
+            if matches!(
+                e.code(),
+                ssh2::ErrorCode::Session(LIBSSH2_ERROR_AUTHENTICATION_FAILED | LIBSSH2_ERROR_PUBLICKEY_UNVERIFIED)
+            ) =>
+        {
+            Err(SshError(refused(target, &config.user, &how, e.message())))
+        }
+        // Anything else happened before the server judged a key (an empty agent, …).
+        Err(e) => Err(SshError(format!("ssh {target}: authentication failed with {how}: {}", e.message()))),
     }
+}
+
+/// libssh2's code for a key file it cannot read or decrypt.
+const LIBSSH2_ERROR_FILE: i32 = -16;
+/// libssh2's codes for a login the server refused.
+const LIBSSH2_ERROR_AUTHENTICATION_FAILED: i32 = -18;
+const LIBSSH2_ERROR_PUBLICKEY_UNVERIFIED: i32 = -19;
+
+/// The server refused the login. sshd sends the client no reason, and refuses a user it does
+/// not let in at all (a locked or expired account, a shell it does not allow, AllowUsers)
+/// exactly as it refuses a key it does not know: both causes are named, and where the answer is.
+fn refused(target: &str, user: &str, how: &str, message: &str) -> String {
+    format!(
+        "ssh {target}: the server refused user {user:?} with {how}: {message}. sshd does not tell the client why: \
+         either this public key is not in {user:?}'s authorized_keys on the host, or sshd does not let {user:?} \
+         log in at all (a locked account — e.g. one created without a password while sshd runs with UsePAM no —, \
+         an expired account, a shell or AllowUsers/DenyUsers rule that refuses it); the host's sshd log says which \
+         (journalctl -u ssh, or /var/log/auth.log)"
+    )
 }
 
 impl Ssh {
