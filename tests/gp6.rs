@@ -390,3 +390,67 @@ fn pg15_to_gp6_append_day_is_byte_exact() {
 fn pg15_to_gp6_full_reload_is_byte_exact() {
     day_into_gp6("pg15_gp6_full", "full", &[BY_KEY, BY_GRP, RANDOMLY, PARTED, AOCO]);
 }
+
+// ---------------------------------------------------------------------------------------------
+// 5. Merge into a table with many partitions
+// ---------------------------------------------------------------------------------------------
+
+/// A merge that deletes the batch's keys from a partitioned GP6 table must not plan a motion
+/// (and so a gang of processes on every segment) per partition: with the 120 daily partitions
+/// below that needed hundreds of segment connections and failed with "connection limit
+/// exceeded" as soon as the keys had to be found in the table (the second load), although a
+/// real fact table has far more partitions than this one.
+#[test]
+fn merge_into_many_partitions_uses_few_segment_connections() {
+    let env = TestEnv::on("gp6_merge_many_partitions", Server::Pg, Server::Gp6);
+    let ddl = "CREATE TABLE part_src (id bigint PRIMARY KEY, ts timestamp NOT NULL, v text);";
+    env.src_psql(ddl);
+    env.src_psql(
+        "INSERT INTO part_src SELECT i, timestamp '2024-01-01' + i * interval '1 hour', 'v' || i \
+         FROM generate_series(0, 120 * 24 - 1) AS i",
+    );
+    // Distributed by the merge key, by another column and randomly: the keys of a batch are
+    // found in every partition of each.
+    let mut target_ddl = String::from("SET ROLE gpt;\n");
+    for (table, distributed) in [("part_by_key", "BY (id)"), ("part_by_v", "BY (v)"), ("part_randomly", "RANDOMLY")] {
+        target_ddl.push_str(&format!(
+            "CREATE TABLE {table} (id bigint NOT NULL, ts timestamp NOT NULL, v text) DISTRIBUTED {distributed}
+             PARTITION BY RANGE (ts) (START (timestamp '2024-01-01') END (timestamp '2024-04-30') EVERY (interval '1 day'));\n"
+        ));
+    }
+    env.dst_psql(&target_ddl);
+    let mut config = String::from("{CLUSTERS}\n");
+    for table in ["part_by_key", "part_by_v", "part_randomly"] {
+        config.push_str(&format!(
+            r#"
+[jobs.{table}]
+from = "src"
+to = "dst"
+start = "2024-01-01 00:00:00"
+end = "2024-04-30 00:00:00"
+duration = "60d"
+mode = "merge"
+
+[[jobs.{table}.tables]]
+table = "part_src"
+target_table = "{table}"
+condition_column = "ts"
+key = ["id"]
+"#
+        ));
+    }
+    env.write_config(&config);
+    let columns = &["id", "to_char(ts, 'YYYY-MM-DD HH24:MI:SS.US')", "v"];
+    let source = table_digest(env.src, &env.db, "part_src", columns, "id", "true");
+    for attempt in 1..=2 {
+        // The second time every key of the batch is already in the table.
+        if attempt > 1 {
+            env.dst_psql("DELETE FROM gptransfer.cursors");
+        }
+        let out = env.run(&["run", "--parallel", "1"]);
+        out.assert_success();
+        for table in ["part_by_key", "part_by_v", "part_randomly"] {
+            assert_eq!(table_digest(env.dst, &env.dst_db, table, columns, "id", "true"), source, "{table} {attempt}");
+        }
+    }
+}

@@ -153,7 +153,7 @@ impl SinkWindow for CopyWindow {
         }
         let written = session.timed(sink.as_mut().finish()).await.map_err(target_err(ctx, "finishing COPY"))?;
         if t.mode == Mode::Merge {
-            for s in sql::merge_apply(&t.target_table, STAGING, &ctx.columns, &t.key) {
+            for s in sql::merge_apply(session.flavour, &t.target_table, STAGING, &ctx.columns, &t.key) {
                 tracing::debug!(cluster = %ctx.target.name, "{s}");
                 session.timed(session.client.batch_execute(&s)).await.map_err(target_err(ctx, "merging"))?;
             }
