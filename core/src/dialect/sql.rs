@@ -148,21 +148,39 @@ pub fn merge_staging(flavour: Flavour, target: &QualifiedName, staging: &str, co
 
 /// Delete the target rows whose key is in the batch, then insert the last row of each key.
 /// No `ON CONFLICT` (GP6 and 9.4 lack it; GP7 refuses it on distribution keys).
-pub fn merge_apply(target: &QualifiedName, staging: &str, columns: &[String], key: &[String]) -> [String; 2] {
+///
+/// On GP6 and later the batch's keys are first copied to every segment (`DISTRIBUTED
+/// REPLICATED`), so that the delete joins each segment's rows locally: joined with the
+/// staging table directly, a partitioned target gets a motion, and so a gang of processes on
+/// every segment, per partition, and a table with a few dozen partitions runs out of segment
+/// connections.
+pub fn merge_apply(
+    flavour: Flavour,
+    target: &QualifiedName,
+    staging: &str,
+    columns: &[String],
+    key: &[String],
+) -> Vec<String> {
     let stg = quote_ident(staging);
     let key_match = key.iter().map(|k| format!("t.{0} = s.{0}", quote_ident(k))).collect::<Vec<_>>().join(" AND ");
     let keys = column_list(key);
     let cols = column_list(columns);
-    [
-        format!(
-            "DELETE FROM {} t USING (SELECT DISTINCT {keys} FROM {stg}) s WHERE {key_match}",
-            target.quoted()
-        ),
-        format!(
-            "INSERT INTO {} ({cols}) SELECT {cols} FROM (SELECT DISTINCT ON ({keys}) {cols} FROM {stg} ORDER BY {keys}, gpt_batch_seq DESC) last_rows",
-            target.quoted()
-        ),
-    ]
+    let mut statements = Vec::new();
+    let batch_keys = if flavour.is_greenplum() && flavour.kernel() >= 94 {
+        let keys_table = quote_ident(&format!("{staging}_keys"));
+        statements.push(format!(
+            "CREATE TEMPORARY TABLE {keys_table} ON COMMIT DROP AS SELECT DISTINCT {keys} FROM {stg} DISTRIBUTED REPLICATED"
+        ));
+        keys_table
+    } else {
+        format!("(SELECT DISTINCT {keys} FROM {stg})")
+    };
+    statements.push(format!("DELETE FROM {} t USING {batch_keys} s WHERE {key_match}", target.quoted()));
+    statements.push(format!(
+        "INSERT INTO {} ({cols}) SELECT {cols} FROM (SELECT DISTINCT ON ({keys}) {cols} FROM {stg} ORDER BY {keys}, gpt_batch_seq DESC) last_rows",
+        target.quoted()
+    ));
+    statements
 }
 
 /// `CREATE SCHEMA` that does not fail when it exists (`IF NOT EXISTS` is 9.3+).
@@ -238,5 +256,21 @@ mod tests {
         let s = session_setup(Flavour::Gp6, Some("Asia/Shanghai"));
         assert!(s.contains("extra_float_digits = 3") && s.contains("bytea_output") && s.contains("'Asia/Shanghai'"));
         assert_eq!(create_schema(Flavour::Gp4, "s"), "CREATE SCHEMA \"s\"");
+    }
+
+    #[test]
+    fn merge_deletes_through_replicated_keys_on_gp6_and_later() {
+        let t = QualifiedName::parse("eda.f").unwrap();
+        let (cols, key) = (vec!["id".to_string(), "v".to_string()], vec!["id".to_string()]);
+        let gp6 = merge_apply(Flavour::Gp6, &t, "stg", &cols, &key);
+        assert_eq!(gp6.len(), 3);
+        assert!(gp6[0].ends_with("AS SELECT DISTINCT \"id\" FROM \"stg\" DISTRIBUTED REPLICATED"), "{}", gp6[0]);
+        assert_eq!(gp6[1], "DELETE FROM \"eda\".\"f\" t USING \"stg_keys\" s WHERE t.\"id\" = s.\"id\"");
+        // GP4/GP5 have no replicated tables; PostgreSQL has no segments.
+        for flavour in [Flavour::Gp4, Flavour::Gp5, Flavour::Postgres { major: 15 }] {
+            let statements = merge_apply(flavour, &t, "stg", &cols, &key);
+            assert_eq!(statements.len(), 2);
+            assert!(statements[0].contains("USING (SELECT DISTINCT \"id\" FROM \"stg\") s"), "{}", statements[0]);
+        }
     }
 }

@@ -125,11 +125,14 @@ impl SinkWindow for CopyWindow {
         }
         // The last row of each key lands: rows written are the rows inserted, and the batch's
         // earlier rows of a key are counted as folded, not as written.
-        let [delete, insert] = sql::merge_apply(&t.target_table, STAGING, &ctx.columns, &t.key);
-        for s in [&delete, &insert] {
+        let mut statements = sql::merge_apply(session.flavour, &t.target_table, STAGING, &ctx.columns, &t.key);
+        // The last statement inserts the last row of each key: its count is the rows written.
+        let insert = statements.pop().unwrap_or_default();
+        for s in &statements {
             tracing::debug!(cluster = %ctx.target.name, "{s}");
+            session.timed(session.client.batch_execute(s)).await.map_err(target_err(ctx, "merging"))?;
         }
-        session.timed(session.client.execute(delete.as_str(), &[])).await.map_err(target_err(ctx, "merging"))?;
+        tracing::debug!(cluster = %ctx.target.name, "{insert}");
         let written =
             session.timed(session.client.execute(insert.as_str(), &[])).await.map_err(target_err(ctx, "merging"))?;
         self.duplicates = Some(copied.saturating_sub(written));
