@@ -293,3 +293,54 @@ key = ["id"]
         "0"
     );
 }
+
+/// Item 4: merge on a key column holding NULLs. `DELETE … WHERE t.k = s.k` never matches a NULL
+/// and `DISTINCT ON` folded distinct NULL-key rows into one: 550 of 599 rows landed, exit 0.
+/// Now such a window fails naming the key and the count, and nothing of it lands.
+fn merge_refuses_a_batch_with_null_keys(dst: Server) {
+    let env = TestEnv::on("merge_null_keys", Server::Pg, dst);
+    env.src_psql(
+        "CREATE TABLE public.events (id int, ts timestamp NOT NULL, v text);
+         INSERT INTO public.events
+         SELECT CASE WHEN i % 12 = 0 THEN NULL ELSE i END, timestamp '2024-03-01 00:00:00' + i * interval '1 minute', 'v' || i
+         FROM generate_series(1, 599) AS i;",
+    );
+    let distributed = if dst == Server::Gp6 { " DISTRIBUTED BY (id)" } else { "" };
+    env.dst_psql(&format!("CREATE TABLE public.events (id int, ts timestamp NOT NULL, v text){distributed};"));
+    env.write_config(
+        r#"{CLUSTERS}
+
+[jobs.j]
+from = "src"
+to = "dst"
+start = "2024-03-01 00:00:00"
+end = "2024-03-01 12:00:00"
+duration = "12h"
+mode = "merge"
+
+[[jobs.j.tables]]
+table = "public.events"
+condition_column = "ts"
+key = ["id"]
+"#,
+    );
+    let run = env.run(&["run"]);
+    run.assert_code(1);
+    assert!(run.stdout.contains("merge key (id) is NULL in 49 row(s)"), "{}", run.render());
+    assert_eq!(env.dst_psql("SELECT count(*) FROM public.events"), "0", "nothing of the window landed");
+    assert_eq!(env.dst_psql("SELECT status FROM gptransfer.history"), "failed");
+    // With the NULL keys gone at the source, the window merges every row.
+    env.src_psql("DELETE FROM public.events WHERE id IS NULL");
+    env.run(&["run"]).assert_success();
+    assert_eq!(env.dst_psql("SELECT count(*) FROM public.events"), "550");
+}
+
+#[test]
+fn merge_refuses_a_batch_with_null_keys_on_postgresql() {
+    merge_refuses_a_batch_with_null_keys(Server::Pg);
+}
+
+#[test]
+fn merge_refuses_a_batch_with_null_keys_on_gp6() {
+    merge_refuses_a_batch_with_null_keys(Server::Gp6);
+}

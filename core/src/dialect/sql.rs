@@ -146,6 +146,24 @@ pub fn merge_staging(flavour: Flavour, target: &QualifiedName, staging: &str, co
     create
 }
 
+/// Rows of a merge batch with a NULL in a key column. A NULL key matches no target row (`=`
+/// is never true for NULL), so a re-load would duplicate such rows, and `DISTINCT ON` would
+/// fold distinct NULL-key rows into one: a batch holding any is refused, never merged.
+pub fn null_key_rows(staging: &str, key: &[String]) -> String {
+    let any_null = key.iter().map(|k| format!("{} IS NULL", quote_ident(k))).collect::<Vec<_>>().join(" OR ");
+    format!("SELECT count(*) FROM {} WHERE {any_null}", staging)
+}
+
+/// The message for a merge batch holding `rows` rows with a NULL key.
+pub fn null_key_message(rows: i64, key: &[String]) -> String {
+    format!(
+        "merge key ({}) is NULL in {rows} row(s) of this window: a NULL key matches no row, so those rows could \
+         neither replace their earlier versions nor be told apart; nothing was loaded. Make the key NOT NULL at \
+         the source, choose key columns that hold no NULLs, or load this table in replace mode",
+        key.join(", ")
+    )
+}
+
 /// Delete the target rows whose key is in the batch, then insert the last row of each key.
 /// No `ON CONFLICT` (GP6 and 9.4 lack it; GP7 refuses it on distribution keys).
 ///

@@ -123,6 +123,14 @@ impl SinkWindow for CopyWindow {
         if !merge {
             return Ok(copied);
         }
+        let nulls: i64 = session
+            .timed(session.client.query_one(sql::null_key_rows(&quote_ident(STAGING), &t.key).as_str(), &[]))
+            .await
+            .map_err(target_err(ctx, "checking the merge key"))?
+            .get(0);
+        if nulls > 0 {
+            return Err(RoleError::new(sql::null_key_message(nulls, &t.key)));
+        }
         // The last row of each key lands: rows written are the rows inserted, and the batch's
         // earlier rows of a key are counted as folded, not as written.
         let mut statements = sql::merge_apply(session.flavour, &t.target_table, STAGING, &ctx.columns, &t.key);
