@@ -344,3 +344,52 @@ fn merge_refuses_a_batch_with_null_keys_on_postgresql() {
 fn merge_refuses_a_batch_with_null_keys_on_gp6() {
     merge_refuses_a_batch_with_null_keys(Server::Gp6);
 }
+
+/// Item 12: history's `finished_at` and the cursor's `updated_at` were `now()`, the start of
+/// the sink's transaction: a window of 8.78 s showed 0.279 s. Now they are the time of the
+/// statement. The source is a view that sleeps 1.5 s in the window's read.
+fn history_times_span_the_whole_window(dst: Server) {
+    let env = TestEnv::on("history_times", Server::Pg, dst);
+    env.src_psql(
+        "CREATE TABLE public.events_base (id int NOT NULL, ts timestamp NOT NULL, v text);
+         INSERT INTO public.events_base SELECT i, timestamp '2024-03-01 00:00:00' + i * interval '1 minute', 'v' || i
+         FROM generate_series(1, 50) AS i;
+         CREATE VIEW public.events AS SELECT e.* FROM public.events_base e, (SELECT pg_sleep(1.5)) s;",
+    );
+    let distributed = if dst == Server::Gp6 { " DISTRIBUTED BY (id)" } else { "" };
+    env.dst_psql(&format!("CREATE TABLE public.events (id int NOT NULL, ts timestamp NOT NULL, v text){distributed};"));
+    env.write_config(
+        r#"{CLUSTERS}
+
+[jobs.j]
+from = "src"
+to = "dst"
+start = "2024-03-01 00:00:00"
+end = "2024-03-01 02:00:00"
+duration = "2h"
+
+[[jobs.j.tables]]
+table = "public.events"
+condition_column = "ts"
+"#,
+    );
+    env.run(&["run"]).assert_success();
+    let spans = env.dst_psql(
+        "SELECT elapsed_seconds >= 1.5, extract(epoch FROM finished_at - started_at) >= 1.5 FROM gptransfer.history",
+    );
+    assert_eq!(spans, "t|t", "elapsed and finished_at - started_at both cover the 1.5 s read");
+    assert_eq!(
+        env.dst_psql("SELECT c.updated_at >= h.finished_at - interval '1 second' FROM gptransfer.cursors c, gptransfer.history h"),
+        "t"
+    );
+}
+
+#[test]
+fn history_times_span_the_whole_window_on_postgresql() {
+    history_times_span_the_whole_window(Server::Pg);
+}
+
+#[test]
+fn history_times_span_the_whole_window_on_gp6() {
+    history_times_span_the_whole_window(Server::Gp6);
+}

@@ -163,7 +163,7 @@ impl State {
             Outcome::Failed => "failed",
         };
         let sql = format!(
-            "UPDATE {} SET rows_read = $2, rows_written = $3, bytes = $4, finished_at = now(), \
+            "UPDATE {} SET rows_read = $2, rows_written = $3, bytes = $4, finished_at = clock_timestamp(), \
              elapsed_seconds = round($5::float8::numeric, 2), status = $6, error = $7, \
              rows_inserted = $8, rows_updated = $9, format_errors = $10, duplicates_folded = $11 WHERE id = $1",
             self.table("history")

@@ -105,14 +105,14 @@ impl State {
     ) -> Result<(), tokio_postgres::Error> {
         // No upsert: GP6 and 8.2 have no ON CONFLICT; the job lock makes this race-free.
         let update = format!(
-            "UPDATE {} SET cursor_end = greatest(cursor_end, $3::text::timestamp), updated_at = now() \
+            "UPDATE {} SET cursor_end = greatest(cursor_end, $3::text::timestamp), updated_at = clock_timestamp() \
              WHERE job = $1 AND table_name = $2",
             self.table("cursors")
         );
         let end = ts_text(end);
         if client.execute(&update, &[&job, &table, &end]).await? == 0 {
             let insert = format!(
-                "INSERT INTO {} (job, table_name, cursor_end, updated_at) VALUES ($1, $2, $3::text::timestamp, now())",
+                "INSERT INTO {} (job, table_name, cursor_end, updated_at) VALUES ($1, $2, $3::text::timestamp, clock_timestamp())",
                 self.table("cursors")
             );
             client.execute(&insert, &[&job, &table, &end]).await?;
