@@ -859,3 +859,65 @@ fn compare_pg15_to_gp6_names_damaged_keys_and_repairs() {
     env.src_psql(&fact_source_sql(false));
     compare_finds_and_repairs(&env, PARTED);
 }
+
+// ---------------------------------------------------------------------------------------------
+// 6. One source table feeding two targets in one job
+// ---------------------------------------------------------------------------------------------
+
+/// Each target of one source table has its own cursor and attempts: when one target fails a
+/// window and the other goes on to the end of the day, the next run still loads the failed
+/// target's remaining windows (a cursor shared by the two said the day was done: 21 windows
+/// silently missing, exit 0).
+#[test]
+fn two_targets_of_one_source_keep_their_own_cursors() {
+    let env = TestEnv::on("gp6_two_targets", Server::Pg, Server::Gp6);
+    env.src_psql(&fact_source_sql(false));
+    create_gp6_targets(&env, &[BY_KEY, RANDOMLY]);
+    // Row 500 (window 02:00-03:00) cannot go into eda.randomly yet.
+    env.dst_psql("ALTER TABLE eda.randomly ADD CONSTRAINT not_500 CHECK (id <> 500)");
+    let mut config = day_job("replace", &[BY_KEY], false);
+    config.push_str(&format!(
+        "\n[[jobs.eda_by_key.tables]]\ntable = \"{FACT}\"\ntarget_table = \"{RANDOMLY}\"\ncondition_column = \"evt_ts\"\n"
+    ));
+    env.write_config(&config);
+    let source = digest(env.src, &env.db, FACT, DAY);
+
+    let first = env.run(&["run", "--parallel", "2"]);
+    first.assert_code(1);
+    assert!(first.stdout.contains("26 window(s) loaded, 1 failed"), "{}", first.render());
+    assert_eq!(digest(env.dst, &env.dst_db, BY_KEY, "true"), source);
+    assert_eq!(env.dst_psql("SELECT count(*) FROM eda.randomly"), "400");
+    assert_eq!(
+        cursors(&env),
+        "eda.fact -> eda.by_key 2024-03-11 00:00:00\neda.fact -> eda.randomly 2024-03-10 02:00:00"
+    );
+
+    env.dst_psql("ALTER TABLE eda.randomly DROP CONSTRAINT not_500");
+    let second = run_ok(&env, &["run"]);
+    assert!(second.stdout.contains("22 window(s) loaded, 0 failed"), "{}", second.render());
+    assert_targets_equal_source(&env, &[BY_KEY, RANDOMLY], &source, "after the second run");
+    // Attempts are counted per target: only the failed window of eda.randomly was tried twice.
+    assert_eq!(
+        env.dst_psql(
+            "SELECT target_table || ' ' || window_id || ' ' || attempt || ' ' || status FROM gptransfer.history \
+             WHERE attempt > 1 OR status <> 'succeeded' ORDER BY id"
+        ),
+        "eda.randomly 20240310020000^20240310030000 1 failed\neda.randomly 20240310020000^20240310030000 2 succeeded"
+    );
+
+    // A state written before cursors were kept per target holds one row under the source
+    // table's name: both targets go on from it, nothing is loaded again.
+    env.dst_psql(
+        "DELETE FROM gptransfer.cursors;
+         INSERT INTO gptransfer.cursors VALUES ('eda_by_key', 'eda.fact', '2024-03-10 22:00:00', now());",
+    );
+    let plan = run_ok(&env, &["plan", "--output", "json"]);
+    let plan: Value = serde_json::from_str(&plan.stdout).unwrap_or_else(|e| panic!("plan JSON: {e}\n{}", plan.stdout));
+    let first_windows: Vec<&str> = plan
+        .as_array()
+        .unwrap_or_else(|| panic!("plan is not an array: {plan}"))
+        .iter()
+        .map(|t| t["windows"][0].as_str().unwrap_or_else(|| panic!("no windows in {t}")))
+        .collect();
+    assert_eq!(first_windows, ["20240310220000^20240310230000", "20240310220000^20240310230000"], "{plan:#}");
+}

@@ -14,6 +14,7 @@ use chrono::NaiveDateTime;
 use tokio_postgres::Client;
 
 use crate::cluster::{ClusterHandle, Session};
+use crate::config::TableSpec;
 use crate::dialect::quote_ident;
 use crate::error::{pg_message, Error};
 
@@ -84,6 +85,18 @@ impl State {
         let row =
             self.client().query_opt(&sql, &[&job, &table]).await.map_err(|e| self.error("reading the cursor", &e))?;
         Ok(row.map(|r| r.get(0)))
+    }
+
+    /// The cursor of a table entry (see [`TableSpec::cursor_key`]). An entry whose target
+    /// differs from its source and has no cursor of its own yet takes the one kept under the
+    /// source table's name before cursors were kept per target, so an upgrade re-loads nothing.
+    pub async fn table_cursor(&self, t: &TableSpec) -> Result<Option<NaiveDateTime>, Error> {
+        let key = t.cursor_key();
+        let source = t.source_table.to_string();
+        match self.cursor(&t.job, &key).await? {
+            None if key != source => self.cursor(&t.job, &source).await,
+            found => Ok(found),
+        }
     }
 
     /// Moves a table's cursor, on `client`, which may be the sink's open transaction so the
