@@ -3,7 +3,8 @@
 //! tables distributed by the key, by another column and randomly, partitioned and
 //! append-optimized column-oriented, in every mode; a re-run changes nothing; a killed run
 //! leaves target and cursor as they were; compare and `--repair` between GP6 databases and
-//! from PostgreSQL 15.
+//! from PostgreSQL 15. Also what GP6 showed: a merge into a partitioned table must not need a
+//! segment gang per partition, and each target of one source table keeps its own cursor.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -210,9 +211,8 @@ fn history_count(env: &TestEnv, filter: &str) -> usize {
     env.dst_psql(&format!("SELECT count(*) FROM gptransfer.history WHERE {filter}")).parse().unwrap()
 }
 
-/// `eda.fact` into each of `targets` in hourly windows over the day, one job per target (a
-/// job's cursor is kept per source table, so one source feeding two targets of one job would
-/// share it).
+/// `eda.fact` into each of `targets` in hourly windows over the day, one job (`eda_<table>`)
+/// per target.
 fn day_job(mode: &str, targets: &[&str], key: bool) -> String {
     let mut config = String::from("{CLUSTERS}\n");
     for t in targets {
@@ -287,9 +287,7 @@ fn day_into_gp6(name: &str, mode: &str, targets: &[&str]) -> TestEnv {
     let source = digest(env.src, &env.db, FACT, DAY);
     assert!(source.starts_with(&format!("{DAY_ROWS} ")), "generated data: {source}");
 
-    let started = std::time::Instant::now();
     let out = run_ok(&env, &["run", "--parallel", "3"]);
-    eprintln!("{name}: first run {:?}", started.elapsed());
     let windows = if mode == "full" { 1 } else { 24 };
     let loaded = if mode == "full" { DAY_ROWS + 3 } else { DAY_ROWS };
     assert!(
@@ -396,7 +394,7 @@ fn pg15_to_gp6_full_reload_is_byte_exact() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// 5. Merge into a table with many partitions
+// 2. Merge into a table with many partitions
 // ---------------------------------------------------------------------------------------------
 
 /// A merge that deletes the batch's keys from a partitioned GP6 table must not plan a motion
@@ -460,7 +458,7 @@ key = ["id"]
 }
 
 // ---------------------------------------------------------------------------------------------
-// 2. GP6 → GP6 (two databases of the one cluster), every mode
+// 3. GP6 → GP6 (two databases of the one cluster), every mode
 // ---------------------------------------------------------------------------------------------
 
 /// `(mode, target)`: each mode into another table layout.
@@ -538,7 +536,7 @@ key = ["id"]
 }
 
 // ---------------------------------------------------------------------------------------------
-// 3. GP6 as target and state cluster: SIGKILL mid-window, one runner per job, history
+// 4. GP6 as target and state cluster: SIGKILL mid-window, one runner per job, history
 // ---------------------------------------------------------------------------------------------
 
 /// Advisory lock key the source view waits for at row [`HOLD_AT`].
@@ -751,7 +749,7 @@ async fn gp6_state_second_concurrent_run_exits_75() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// 4. compare GP6 ↔ GP6 and PostgreSQL 15 ↔ GP6: equal after the load, damaged keys named
+// 5. compare GP6 ↔ GP6 and PostgreSQL 15 ↔ GP6: equal after the load, damaged keys named
 //    exactly, --repair heals them
 // ---------------------------------------------------------------------------------------------
 
