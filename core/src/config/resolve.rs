@@ -205,6 +205,14 @@ impl TableSpec {
         }
     }
 
+    /// The name of its cursor in the state's `cursors` table: the source table, and ` -> target`
+    /// when the target differs ([`TableSpec::display_name`]), so that every target of one
+    /// source table has its own cursor (a shared one let a target that failed a window skip
+    /// the rest once another target of the same source had gone on).
+    pub fn cursor_key(&self) -> String {
+        self.display_name()
+    }
+
     /// The plugin chain as history records it: `source > transport > sink`.
     pub fn chain(&self) -> String {
         format!(

@@ -113,7 +113,7 @@ pub async fn compare_tables(
             let list = match &options.windows {
                 Some(map) => map.get(&super::run::table_key(t)).cloned().unwrap_or_default(),
                 None => {
-                    let cursor = state.cursor(&t.job, &t.source_table.to_string()).await?;
+                    let cursor = state.table_cursor(t).await?;
                     let to = options.to.or(cursor);
                     match to {
                         Some(to) => windows_between(t, options.from.unwrap_or(t.start), to),

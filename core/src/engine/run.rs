@@ -122,7 +122,7 @@ async fn planning_cursor(state: &State, t: &TableSpec) -> Result<Option<NaiveDat
     if t.cursor_external {
         return Ok(None);
     }
-    state.cursor(&t.job, &t.source_table.to_string()).await
+    state.table_cursor(t).await
 }
 
 fn readers_missing(config: &Config, tables: &[TableSpec]) -> Result<(), Error> {
@@ -162,7 +162,7 @@ async fn advance_external_cursors(
         let mut error = None;
         for t in spec.tables.iter().filter(|t| t.enabled) {
             let name = t.source_table.to_string();
-            let cursor = match state.cursor(&t.job, &name).await {
+            let cursor = match state.table_cursor(t).await {
                 Ok(c) => c,
                 Err(e) => {
                     error = Some(format!("cannot read the state cursor of {name}: {e}"));

@@ -194,7 +194,7 @@ async fn finish(
     state_on_target: bool,
 ) -> Result<(), RoleError> {
     let elapsed = started.elapsed().as_secs_f64();
-    let name = table.source_table.to_string();
+    let name = table.cursor_key();
     let state_err = |e: tokio_postgres::Error| RoleError::from_pg("recording the window in state", &e);
     match sink.transaction() {
         Some(tx) if state_on_target => {

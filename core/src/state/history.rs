@@ -101,8 +101,10 @@ impl State {
         let attempt: i64 = self
             .client()
             .query_one(
-                &format!("SELECT count(*) FROM {t} WHERE job = $1 AND table_name = $2 AND window_id = $3"),
-                &[&table.job, &name, &window_id],
+                &format!(
+                    "SELECT count(*) FROM {t} WHERE job = $1 AND table_name = $2 AND target_table = $3 AND window_id = $4"
+                ),
+                &[&table.job, &name, &table.target_table.to_string(), &window_id],
             )
             .await
             .map_err(|e| self.error("reading history", &e))?

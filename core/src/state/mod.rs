@@ -14,6 +14,7 @@ use chrono::NaiveDateTime;
 use tokio_postgres::Client;
 
 use crate::cluster::{ClusterHandle, Session};
+use crate::config::TableSpec;
 use crate::dialect::quote_ident;
 use crate::error::{pg_message, Error};
 
@@ -92,6 +93,18 @@ impl State {
             cluster: self.cluster.name.clone(),
             message: format!("{what} reads {text:?}, not a timestamp: {e}"),
         })
+    }
+
+    /// The cursor of a table entry (see [`TableSpec::cursor_key`]). An entry whose target
+    /// differs from its source and has no cursor of its own yet takes the one kept under the
+    /// source table's name before cursors were kept per target, so an upgrade re-loads nothing.
+    pub async fn table_cursor(&self, t: &TableSpec) -> Result<Option<NaiveDateTime>, Error> {
+        let key = t.cursor_key();
+        let source = t.source_table.to_string();
+        match self.cursor(&t.job, &key).await? {
+            None if key != source => self.cursor(&t.job, &source).await,
+            found => Ok(found),
+        }
     }
 
     /// Moves a table's cursor, on `client`, which may be the sink's open transaction so the
