@@ -72,6 +72,12 @@ case "$kind:$cmd" in
     GP6_DATA=$dir GP6_PORT=$port GP6_SEGMENTS=$segments "$(cluster_script gp6-cluster.sh)" init >"$dir.log" 2>&1 \
       || { cat "$dir.log" >&2; die "gp6 cluster on port $port did not start"; }
     master=$dir/master/gpseg-1
+    # Each query gets a gang of processes on every segment (several per partitioned or joined
+    # table): with a whole test suite on one cluster, the script's 60 per segment run out.
+    GP6_DATA=$dir GP6_PORT=$port "$(cluster_script gp6-cluster.sh)" stop >/dev/null 2>&1
+    for conf in "$dir"/primary/gpseg*/postgresql.conf; do echo "max_connections=300" >>"$conf"; done
+    GP6_DATA=$dir GP6_PORT=$port "$(cluster_script gp6-cluster.sh)" start >>"$dir.log" 2>&1 \
+      || { cat "$dir.log" >&2; die "gp6 cluster on port $port did not restart"; }
     # Password (md5) for every role but the superuser gpadmin, which the segments and the
     # harness use; first match wins in pg_hba.conf.
     printf 'local all all trust\nhost all gpadmin 127.0.0.1/32 trust\nhost all all 127.0.0.1/32 md5\n' \
