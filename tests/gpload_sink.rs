@@ -38,6 +38,7 @@ fn run(env: &TestEnv, args: &[&str]) -> CmdOutput {
 fn gp_filters(out: CmdOutput) -> CmdOutput {
     out.with_filter(r"\(seg\d+ slice\d+ [^)]*\)", "(seg[N] [SEGMENT])")
         .with_filter(r"ext_gpload_[0-9a-f_]+", "ext_gpload_[ID]")
+        .with_filter(r"(gpfdist://[^:/ ]+):\d+", "$1:[GPFDIST_PORT]")
         .with_filter(r"gpt_gpload_[0-9a-f]{16}", "gpt_gpload_[HASH]")
         .with_filter(&support::regex_escape(&support::gp6_home().display().to_string()), "[GP6_HOME]")
 }
@@ -219,6 +220,8 @@ fn v1_chain(env: &TestEnv) -> CmdOutput {
     assert!(shown.stdout.contains("INS/UPD/ERR") && shown.stdout.contains("0/300/0"), "{}", shown.render());
     let folded = run(env, &["history", "--table", "eda.dups", "--output", "json"]);
     assert!(folded.stdout.contains("\"duplicates_folded\": 1"), "{}", folded.render());
+    let folded = run(env, &["history", "--table", "eda.dups"]);
+    assert!(folded.stdout.contains("FOLDED"), "{}", folded.render());
     out
 }
 
