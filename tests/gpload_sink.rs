@@ -117,7 +117,7 @@ duration = "3h"
 mode = "merge"
 source = {{ plugin = "gp4" }}
 transport = {{ plugin = "shared-mount", root = "{{TEMP_DIR}}/mount" }}
-sink = {{ plugin = "gpload", work_dir = "{{TEMP_DIR}}/gpload", local_hostname = ["127.0.0.1"]{sink_extra} }}
+sink = {{ plugin = "gpload", work_dir = "{{TEMP_DIR}}/gpload", keep_files = true, local_hostname = ["127.0.0.1"]{sink_extra} }}
 
 [[jobs.j.tables]]
 table = "eda.defects"
@@ -178,8 +178,12 @@ fn v1_chain(env: &TestEnv) -> CmdOutput {
     assert_eq!(history("eda.dups", "eda.dups"), "2|21|20|20|0|0|1");
     assert_eq!(history("eda.dups", "eda.dups_copy"), "2|21|20||||1");
 
-    // The 40 KB row loads.
+    // The 40 KB row loads: the shared mount measured it, gpfdist was told, and gpload read the
+    // part in place.
     assert_eq!(env.dst_psql("SELECT id, length(v) FROM eda.wide ORDER BY id"), "1|5\n2|40000\n3|9");
+    let base = format!("{}^eda^wide^20240310000000^20240310030000", env.dst_db);
+    let yaml = fs::read_to_string(env.dir().join("gpload").join(format!("{base}.yml"))).unwrap();
+    assert!(yaml.contains("- MAX_LINE_LENGTH: 65536") && yaml.contains("part-00001.csv.gz"), "{yaml}");
     assert_eq!(digest(dst, &env.dst_db, "eda.wide", SIMPLE), digest(src, &env.db, "eda.wide", SIMPLE));
 
     // The too-narrow column: the window failed, the target is as it was (the replace's delete

@@ -749,12 +749,26 @@ impl SinkWindow for GploadWindow {
             Some(_) => return None,
         };
         let files = staged.files.iter().map(|f| root.join(f).display().to_string()).collect();
-        let (columns, mapping, limit) = (self.data_columns.clone(), self.mapping.clone(), self.max_line_length);
+        let (columns, mapping) = (self.data_columns.clone(), self.mapping.clone());
+        // The manifest measured the rows; older ones did not.
+        let limit = match staged.longest_row {
+            Some(longest) => match line_limit(longest, self.max_line_length) {
+                Ok(limit) => limit,
+                Err(m) => {
+                    return Some(Err(fail(format!(
+                        "loading {} with gpload: {m}; the target is unchanged",
+                        self.target_table
+                    ))))
+                }
+            },
+            None => self.max_line_length,
+        };
+        let measured = staged.longest_row.is_some() || self.max_line_length.is_some();
         match self.run_gpload(files, columns, mapping, limit, staged.rows).await {
             Ok(_) => {}
-            // The files do not say how long their rows are: a row past gpfdist's 32 KB
-            // default makes the window stream through `load`, which measures them.
-            Err(e) if limit.is_none() && e.message.contains(LINE_TOO_LONG) => {
+            // Files whose rows were not measured: a row past gpfdist's 32 KB default makes the
+            // window stream through `load`, which measures them.
+            Err(e) if !measured && e.message.contains(LINE_TOO_LONG) => {
                 tracing::info!(cluster = %self.target, "rows longer than 32 KB: loading {} from a measured copy", self.target_table);
                 return self.reset_staging().await.err().map(Err);
             }
