@@ -157,6 +157,12 @@ fn v1_chain(env: &TestEnv) -> CmdOutput {
     let out = run(env, &["run"]);
     // eda.narrow fails; every other table lands.
     out.assert_code(1);
+    assert!(
+        out.stderr.contains("1 key(s) of eda.dups came 2 times in the window (id=7): the last row of each was kept")
+            && out.stderr.contains("1 row(s) of eda.dups_copy had a key that came again later in the window"),
+        "{}",
+        out.render()
+    );
     let (src, dst) = (env.src, env.dst);
 
     // Byte-exact, INS/UPD/ERR in history.

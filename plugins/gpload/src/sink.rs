@@ -693,9 +693,18 @@ impl GploadWindow {
                     0
                 };
                 if folded > 0 {
-                    tracing::info!(
+                    let sql = apply::duplicate_examples(stg, &p.key);
+                    let examples = match s.timed(s.client.query(sql.as_str(), &[])).await {
+                        Ok(found) => found.iter().map(|r| r.get::<_, String>(0)).collect::<Vec<_>>().join("; "),
+                        Err(e) => e.message,
+                    };
+                    // Not an error (merge keeps the last row, as the copy sink does), but the source
+                    // sent a key twice in one window: worth an operator's look.
+                    tracing::warn!(
                         cluster = %self.target,
-                        "{keys} key(s) of {t} came {rows} times in the window: the last row of each was kept"
+                        "{keys} key(s) of {t} came {rows} times in the window ({examples}{more}): the last row of each \
+                         was kept",
+                        more = if keys > 5 { "; …" } else { "" }
                     );
                 }
                 (inserted, updated, Some(folded))
