@@ -658,8 +658,12 @@ impl GploadWindow {
             .timed(s.client.query_one(apply::duplicate_keys(&self.staging, &self.plan.key).as_str(), &[]))
             .await
             .map_err(self.target_err("counting duplicate keys"))?;
-        let (keys, rows): (i64, i64) = (row.get(0), row.get(1));
-        Ok((u64::try_from(keys).unwrap_or(0), u64::try_from(rows).unwrap_or(0)))
+        let count = |i: usize| -> Result<u64, RoleError> {
+            let n: i64 =
+                row.try_get(i).map_err(|e| fail(format!("counting duplicate keys in {}: {e}", self.staging)))?;
+            Ok(u64::try_from(n).unwrap_or(0))
+        };
+        Ok((count(0)?, count(1)?))
     }
 
     /// Opens our transaction and moves the staged rows into the target in the plan's mode;
@@ -695,7 +699,9 @@ impl GploadWindow {
                 if folded > 0 {
                     let sql = apply::duplicate_examples(stg, &p.key);
                     let examples = match s.timed(s.client.query(sql.as_str(), &[])).await {
-                        Ok(found) => found.iter().map(|r| r.get::<_, String>(0)).collect::<Vec<_>>().join("; "),
+                        Ok(found) => {
+                            found.iter().filter_map(|r| r.try_get::<_, String>(0).ok()).collect::<Vec<_>>().join("; ")
+                        }
                         Err(e) => e.message,
                     };
                     // Not an error (merge keeps the last row, as the copy sink does), but the source
