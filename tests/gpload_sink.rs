@@ -38,6 +38,7 @@ fn run(env: &TestEnv, args: &[&str]) -> CmdOutput {
 fn gp_filters(out: CmdOutput) -> CmdOutput {
     out.with_filter(r"\(seg\d+ slice\d+ [^)]*\)", "(seg[N] [SEGMENT])")
         .with_filter(r"ext_gpload_[0-9a-f_]+", "ext_gpload_[ID]")
+        .with_filter(r"(gpfdist://[^:/ ]+):\d+", "$1:[GPFDIST_PORT]")
         .with_filter(r"gpt_gpload_[0-9a-f]{16}", "gpt_gpload_[HASH]")
         .with_filter(&support::regex_escape(&support::gp6_home().display().to_string()), "[GP6_HOME]")
 }
@@ -116,7 +117,7 @@ duration = "3h"
 mode = "merge"
 source = {{ plugin = "gp4" }}
 transport = {{ plugin = "shared-mount", root = "{{TEMP_DIR}}/mount" }}
-sink = {{ plugin = "gpload", work_dir = "{{TEMP_DIR}}/gpload", local_hostname = ["127.0.0.1"]{sink_extra} }}
+sink = {{ plugin = "gpload", work_dir = "{{TEMP_DIR}}/gpload", keep_files = true, local_hostname = ["127.0.0.1"]{sink_extra} }}
 
 [[jobs.j.tables]]
 table = "eda.defects"
@@ -156,6 +157,12 @@ fn v1_chain(env: &TestEnv) -> CmdOutput {
     let out = run(env, &["run"]);
     // eda.narrow fails; every other table lands.
     out.assert_code(1);
+    assert!(
+        out.stderr.contains("1 key(s) of eda.dups came 2 times in the window (id=7): the last row of each was kept")
+            && out.stderr.contains("1 row(s) of eda.dups_copy had a key that came again later in the window"),
+        "{}",
+        out.render()
+    );
     let (src, dst) = (env.src, env.dst);
 
     // Byte-exact, INS/UPD/ERR in history.
@@ -177,8 +184,12 @@ fn v1_chain(env: &TestEnv) -> CmdOutput {
     assert_eq!(history("eda.dups", "eda.dups"), "2|21|20|20|0|0|1");
     assert_eq!(history("eda.dups", "eda.dups_copy"), "2|21|20||||1");
 
-    // The 40 KB row loads.
+    // The 40 KB row loads: the shared mount measured it, gpfdist was told, and gpload read the
+    // part in place.
     assert_eq!(env.dst_psql("SELECT id, length(v) FROM eda.wide ORDER BY id"), "1|5\n2|40000\n3|9");
+    let base = format!("{}^eda^wide^20240310000000^20240310030000", env.dst_db);
+    let yaml = fs::read_to_string(env.dir().join("gpload").join(format!("{base}.yml"))).unwrap();
+    assert!(yaml.contains("- MAX_LINE_LENGTH: 65536") && yaml.contains("part-00001.csv.gz"), "{yaml}");
     assert_eq!(digest(dst, &env.dst_db, "eda.wide", SIMPLE), digest(src, &env.db, "eda.wide", SIMPLE));
 
     // The too-narrow column: the window failed, the target is as it was (the replace's delete
@@ -219,6 +230,8 @@ fn v1_chain(env: &TestEnv) -> CmdOutput {
     assert!(shown.stdout.contains("INS/UPD/ERR") && shown.stdout.contains("0/300/0"), "{}", shown.render());
     let folded = run(env, &["history", "--table", "eda.dups", "--output", "json"]);
     assert!(folded.stdout.contains("\"duplicates_folded\": 1"), "{}", folded.render());
+    let folded = run(env, &["history", "--table", "eda.dups"]);
+    assert!(folded.stdout.contains("FOLDED"), "{}", folded.render());
     out
 }
 
@@ -609,4 +622,157 @@ fn a_locked_account_is_reported_with_both_possible_causes() {
     cli_snapshot!(gp_filters(out)
         .with_filter(&format!(r"\b{}\b", sshd.port), "[SSH_PORT]")
         .with_filter(&support::regex_escape(&sshd.dir().display().to_string()), "[SSHD_DIR]"));
+}
+
+/// gpload on the "ETL host" over SSH, with its own scripts around it: the data and control
+/// files go over SFTP, the password reaches gpload on the channel's stdin (never argv, never a
+/// file), the files go after the load. Then a gpload that fails to start there fails the window
+/// in exit 127's words with nothing loaded, and an ETL host whose key is not in known_hosts is
+/// refused before anything moves, saying how to trust it.
+#[test]
+fn gpload_over_ssh_gets_the_password_on_stdin_and_checks_the_host_key() {
+    let env = TestEnv::on("gpload_ssh_password", Server::Pg, Server::Gp6);
+    env.src_psql(&support::defects_source_sql(600, "36 seconds"));
+    env.dst_psql(V1_TARGET);
+    let sshd = Sshd::start();
+    sshd.write_known_hosts(&env.dir().join("known_hosts"));
+    let wrapper = env.write_file(
+        "etl/gpload-recording",
+        &format!(
+            "#!/bin/sh\n\
+             [ \"$1\" = --version ] && exec {gpload} \"$@\"\n\
+             printf '%s\\n' \"$@\" >> \"{{TEMP_DIR}}/argv.txt\"\n\
+             [ -n \"$PGPASSWORD\" ] && echo set >> \"{{TEMP_DIR}}/pgpassword.txt\"\n\
+             exec {gpload} \"$@\"\n",
+            gpload = gpload().display()
+        ),
+    );
+    fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).unwrap();
+    let config = |program: &str| {
+        merge_config(
+            &env,
+            "eda.defects",
+            "\"id\"",
+            &format!(
+                ", gphome = \"{home}\", work_dir = \"{{TEMP_DIR}}/gpload\", local_hostname = [\"127.0.0.1\"], \
+                 host = \"127.0.0.1\", ssh_port = {port}, user = \"{user}\", key_file = \"{key}\", \
+                 known_hosts = \"{{TEMP_DIR}}/known_hosts\"",
+                home = support::gp6_home().display(),
+                port = sshd.port,
+                user = sshd.user,
+                key = sshd.client_key.display()
+            ),
+        );
+        let text = fs::read_to_string(env.dir().join("gptransfer.toml")).unwrap();
+        env.write_config(&text.replace(&gpload().display().to_string(), program));
+    };
+    config(wrapper.to_str().unwrap());
+    let out = run(&env, &["run"]);
+    assert_eq!(out.code, 0, "{}\nsshd log:\n{}", out.render(), sshd.log());
+    assert_eq!(support::defects_digest(env.dst, &env.dst_db), support::defects_digest(env.src, &env.db));
+    let argv = fs::read_to_string(env.dir().join("argv.txt")).unwrap();
+    let control = env.dir().join(format!("gpload/{}^eda^defects^20240310000000^20240310030000.yml", env.dst_db));
+    assert_eq!(argv.lines().take(2).collect::<Vec<_>>(), ["-f", control.to_str().unwrap()], "{argv}");
+    assert_eq!(fs::read_to_string(env.dir().join("pgpassword.txt")).unwrap(), "set\nset\n");
+    assert!(!argv.contains(&env.dst.password), "password in gpload's arguments: {argv}");
+    // Files removed after the load (keep_files = false), and no file anywhere holds the password.
+    let left: Vec<_> = fs::read_dir(env.dir().join("gpload")).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+    fn files(dir: &std::path::Path, out: &mut Vec<PathBuf>) {
+        for e in fs::read_dir(dir).unwrap().flatten() {
+            if e.path().is_dir() {
+                files(&e.path(), out);
+            } else {
+                out.push(e.path());
+            }
+        }
+    }
+    let mut all = Vec::new();
+    files(env.dir(), &mut all);
+    for f in all {
+        let bytes = fs::read(&f).unwrap_or_default();
+        assert!(!String::from_utf8_lossy(&bytes).contains(&env.dst.password), "password in {}", f.display());
+    }
+
+    // The program starts, but what it runs is not there: the remote shell exits 127.
+    env.dst_psql("TRUNCATE eda.defects; DELETE FROM gptransfer.cursors");
+    let broken = env.write_file(
+        "etl/gpload-broken",
+        &format!(
+            "#!/bin/sh\n[ \"$1\" = --version ] && exec {} \"$@\"\nexec /nonexistent/bin/gpload \"$@\"\n",
+            gpload().display()
+        ),
+    );
+    fs::set_permissions(&broken, fs::Permissions::from_mode(0o755)).unwrap();
+    config(broken.to_str().unwrap());
+    let out = run(&env, &["run"]);
+    out.assert_code(1);
+    assert!(out.stderr.contains("exit 127: command not found on the remote host"), "{}", out.render());
+    assert_eq!(env.dst_psql("SELECT count(*) FROM eda.defects"), "0");
+
+    // An ETL host whose key is not in known_hosts is refused at `config check` and by `run`.
+    config(wrapper.to_str().unwrap());
+    fs::write(env.dir().join("known_hosts"), "").unwrap();
+    for args in [&["config", "check"][..], &["run"]] {
+        let out = run(&env, args);
+        out.assert_code(2);
+        assert!(out.stderr.contains("host key refused") && out.stderr.contains("ssh-keyscan -p"), "{}", out.render());
+    }
+    assert_eq!(env.dst_psql("SELECT count(*) FROM eda.defects"), "0");
+}
+
+/// Hosts without a shared mount: the `ssh` transport writes the window's parts on the ETL host
+/// over SFTP, and gpload, run on that same host over SSH, loads them in place — its `FILE`
+/// lists the remote parts and no second data file is written.
+#[test]
+fn ssh_transport_files_are_loaded_in_place_by_gpload_on_that_host() {
+    let env = TestEnv::on("gpload_ssh_in_place", Server::Pg, Server::Gp6);
+    env.src_psql(&support::defects_source_sql(600, "36 seconds"));
+    env.dst_psql(V1_TARGET);
+    fs::create_dir(env.dir().join("remote")).unwrap();
+    let sshd = Sshd::start();
+    sshd.write_known_hosts(&env.dir().join("known_hosts"));
+    let login = format!(
+        "host = \"127.0.0.1\", user = \"{user}\", key_file = \"{key}\", known_hosts = \"{{TEMP_DIR}}/known_hosts\"",
+        user = sshd.user,
+        key = sshd.client_key.display()
+    );
+    env.write_config(&format!(
+        r#"
+{{CLUSTERS}}
+
+[jobs.j]
+from = "src"
+to = "dst"
+start = "2024-03-10 00:00:00"
+end = "2024-03-10 06:00:00"
+duration = "3h"
+
+[[jobs.j.tables]]
+table = "eda.defects"
+condition_column = "evt_ts"
+key = ["id"]
+mode = "merge"
+transport = {{ plugin = "ssh", {login}, port = {port}, root = "{{TEMP_DIR}}/remote", keep_files = true }}
+sink = {{ plugin = "gpload", gpload = "{gpload}", work_dir = "{{TEMP_DIR}}/gpload", keep_files = true, local_hostname = ["127.0.0.1"], {login}, ssh_port = {port} }}
+"#,
+        gpload = gpload().display(),
+        port = sshd.port,
+    ));
+    let out = run(&env, &["run"]);
+    assert_eq!(out.code, 0, "{}\nsshd log:\n{}", out.render(), sshd.log());
+    assert_eq!(support::defects_digest(env.dst, &env.dst_db), support::defects_digest(env.src, &env.db));
+    assert_eq!(
+        env.dst_psql(
+            "SELECT count(*), sum(rows_written), sum(rows_inserted) FROM gptransfer.history WHERE status = 'succeeded'"
+        ),
+        "2|600|600"
+    );
+    for window in ["20240310000000^20240310030000", "20240310030000^20240310060000"] {
+        let base = format!("{}^eda^defects^{window}", env.dst_db);
+        let yaml = fs::read_to_string(env.dir().join("gpload").join(format!("{base}.yml"))).unwrap();
+        let part = env.dir().join("remote").join(&base).join("part-00001.csv.gz");
+        assert!(yaml.contains(&format!("- \"{}\"", part.display())), "{yaml}");
+        assert!(!env.dir().join("gpload").join(format!("{base}.csv")).exists(), "a data file was written");
+    }
 }

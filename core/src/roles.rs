@@ -241,6 +241,9 @@ pub struct StagedFiles {
     pub format: CopyFormat,
     /// Rows in all files, from the manifest.
     pub rows: u64,
+    /// The longest row in bytes (newline included), when the manifest says: a loader with a
+    /// line limit (gpfdist's 32 KB) sizes it from this.
+    pub longest_row: Option<u64>,
     /// `host:port` (its sshd) of the host holding the files, when they are not on a file
     /// system this machine shares (the `ssh` transport): a sink loads them in place only when
     /// it runs there itself.

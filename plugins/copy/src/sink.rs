@@ -143,7 +143,15 @@ impl SinkWindow for CopyWindow {
         tracing::debug!(cluster = %ctx.target.name, "{insert}");
         let written =
             session.timed(session.client.execute(insert.as_str(), &[])).await.map_err(target_err(ctx, "merging"))?;
-        self.duplicates = Some(copied.saturating_sub(written));
+        let folded = copied.saturating_sub(written);
+        if folded > 0 {
+            tracing::warn!(
+                cluster = %ctx.target.name,
+                "{folded} row(s) of {} had a key that came again later in the window: the last row of each key was kept",
+                t.target_table
+            );
+        }
+        self.duplicates = Some(folded);
         Ok(written)
     }
 

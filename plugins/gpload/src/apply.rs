@@ -9,7 +9,7 @@
 
 use std::hash::{Hash, Hasher};
 
-use gptransfer_core::dialect::{quote_ident, sql::column_list, Flavour, QualifiedName};
+use gptransfer_core::dialect::{quote_ident, quote_literal, sql::column_list, Flavour, QualifiedName};
 
 /// The batch position column, as in the `copy` sink's staging table.
 pub const SEQ: &str = "gpt_batch_seq";
@@ -48,6 +48,20 @@ pub fn duplicate_keys(staging: &QualifiedName, key: &[String]) -> String {
     format!(
         "SELECT count(*)::bigint, coalesce(sum(n), 0)::bigint FROM (SELECT count(*) AS n FROM {} GROUP BY {keys} HAVING count(*) > 1) d",
         staging.quoted()
+    )
+}
+
+/// Up to five keys held by more than one staged row, as `col=value, …` (for the log).
+pub fn duplicate_examples(staging: &QualifiedName, key: &[String]) -> String {
+    let shown = key
+        .iter()
+        .map(|k| format!("{} || coalesce({}::text, 'NULL')", quote_literal(&format!("{k}="), true), quote_ident(k)))
+        .collect::<Vec<_>>()
+        .join(" || ', ' || ");
+    format!(
+        "SELECT {shown} FROM {} GROUP BY {keys} HAVING count(*) > 1 ORDER BY 1 LIMIT 5",
+        staging.quoted(),
+        keys = column_list(key)
     )
 }
 

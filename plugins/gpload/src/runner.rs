@@ -2,6 +2,7 @@
 //! gpload locally ([`LocalRunner`]) or on an ETL host over SSH ([`crate::SshRunner`]).
 
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use async_trait::async_trait;
 use tokio::io::AsyncWriteExt;
@@ -46,6 +47,19 @@ impl LocalRunner {
     /// running `program --version` with the environment it will get: a gpload that cannot run
     /// here fails `config check` and `run` before any data moves, saying why.
     pub fn for_program(program: &str, gphome: Option<&Path>) -> Result<LocalRunner, String> {
+        // Every table of a config builds its own sink: check each program once per process.
+        static CHECKED: Mutex<Vec<(String, Option<PathBuf>, LocalRunner)>> = Mutex::new(Vec::new());
+        let key = (program.to_string(), gphome.map(Path::to_path_buf));
+        let mut checked = CHECKED.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, _, runner)) = checked.iter().find(|(p, h, _)| (p, h) == (&key.0, &key.1)) {
+            return Ok(runner.clone());
+        }
+        let runner = LocalRunner::check(program, gphome)?;
+        checked.push((key.0, key.1, runner.clone()));
+        Ok(runner)
+    }
+
+    fn check(program: &str, gphome: Option<&Path>) -> Result<LocalRunner, String> {
         let home: Option<PathBuf> = crate::gphome::local_gphome(program, gphome);
         let env = home.as_deref().map(crate::gphome::local_env).unwrap_or_default();
         let output = std::process::Command::new(program)

@@ -658,8 +658,12 @@ impl GploadWindow {
             .timed(s.client.query_one(apply::duplicate_keys(&self.staging, &self.plan.key).as_str(), &[]))
             .await
             .map_err(self.target_err("counting duplicate keys"))?;
-        let (keys, rows): (i64, i64) = (row.get(0), row.get(1));
-        Ok((u64::try_from(keys).unwrap_or(0), u64::try_from(rows).unwrap_or(0)))
+        let count = |i: usize| -> Result<u64, RoleError> {
+            let n: i64 =
+                row.try_get(i).map_err(|e| fail(format!("counting duplicate keys in {}: {e}", self.staging)))?;
+            Ok(u64::try_from(n).unwrap_or(0))
+        };
+        Ok((count(0)?, count(1)?))
     }
 
     /// Opens our transaction and moves the staged rows into the target in the plan's mode;
@@ -693,9 +697,20 @@ impl GploadWindow {
                     0
                 };
                 if folded > 0 {
-                    tracing::info!(
+                    let sql = apply::duplicate_examples(stg, &p.key);
+                    let examples = match s.timed(s.client.query(sql.as_str(), &[])).await {
+                        Ok(found) => {
+                            found.iter().filter_map(|r| r.try_get::<_, String>(0).ok()).collect::<Vec<_>>().join("; ")
+                        }
+                        Err(e) => e.message,
+                    };
+                    // Not an error (merge keeps the last row, as the copy sink does), but the source
+                    // sent a key twice in one window: worth an operator's look.
+                    tracing::warn!(
                         cluster = %self.target,
-                        "{keys} key(s) of {t} came {rows} times in the window: the last row of each was kept"
+                        "{keys} key(s) of {t} came {rows} times in the window ({examples}{more}): the last row of each \
+                         was kept",
+                        more = if keys > 5 { "; …" } else { "" }
                     );
                 }
                 (inserted, updated, Some(folded))
@@ -749,12 +764,26 @@ impl SinkWindow for GploadWindow {
             Some(_) => return None,
         };
         let files = staged.files.iter().map(|f| root.join(f).display().to_string()).collect();
-        let (columns, mapping, limit) = (self.data_columns.clone(), self.mapping.clone(), self.max_line_length);
+        let (columns, mapping) = (self.data_columns.clone(), self.mapping.clone());
+        // The manifest measured the rows; older ones did not.
+        let limit = match staged.longest_row {
+            Some(longest) => match line_limit(longest, self.max_line_length) {
+                Ok(limit) => limit,
+                Err(m) => {
+                    return Some(Err(fail(format!(
+                        "loading {} with gpload: {m}; the target is unchanged",
+                        self.target_table
+                    ))))
+                }
+            },
+            None => self.max_line_length,
+        };
+        let measured = staged.longest_row.is_some() || self.max_line_length.is_some();
         match self.run_gpload(files, columns, mapping, limit, staged.rows).await {
             Ok(_) => {}
-            // The files do not say how long their rows are: a row past gpfdist's 32 KB
-            // default makes the window stream through `load`, which measures them.
-            Err(e) if limit.is_none() && e.message.contains(LINE_TOO_LONG) => {
+            // Files whose rows were not measured: a row past gpfdist's 32 KB default makes the
+            // window stream through `load`, which measures them.
+            Err(e) if !measured && e.message.contains(LINE_TOO_LONG) => {
                 tracing::info!(cluster = %self.target, "rows longer than 32 KB: loading {} from a measured copy", self.target_table);
                 return self.reset_staging().await.err().map(Err);
             }

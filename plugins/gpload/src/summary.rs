@@ -23,14 +23,30 @@ impl Summary {
     /// Parses every line of gpload's output that has the `time|LEVEL|message` form.
     pub fn parse(output: &str) -> Summary {
         let mut s = Summary::default();
+        // An ERROR message goes on over the next lines (the server's CONTEXT: which external
+        // table line and column), until the next `time|LEVEL|` line.
+        let mut in_error = false;
         for line in output.lines() {
             let mut parts = line.splitn(3, '|');
             let (Some(_time), Some(level), Some(message)) = (parts.next(), parts.next(), parts.next()) else {
+                let context = line.trim().strip_prefix("CONTEXT:").map(str::trim);
+                if let (true, Some(context), Some(last)) = (in_error, context, s.errors.last_mut()) {
+                    // gpload then repeats the whole statement it ran: not worth a reader's time.
+                    let context = context.split(" encountered while running").next().unwrap_or(context);
+                    last.push_str(" (");
+                    last.push_str(&cut(context));
+                    last.push(')');
+                }
                 continue;
             };
             let message = message.trim();
+            in_error = false;
             match level.trim() {
-                "ERROR" | "CRITICAL" => s.errors.push(message.to_string()),
+                "ERROR" | "CRITICAL" => {
+                    let message = message.split(" encountered while running").next().unwrap_or(message);
+                    s.errors.push(cut(message));
+                    in_error = true;
+                }
                 "WARN" | "WARNING" => s.warnings.push(message.to_string()),
                 _ => {}
             }
@@ -47,6 +63,14 @@ impl Summary {
             }
         }
         s
+    }
+}
+
+/// At most 400 characters: a server error may quote a whole value (a 40 KB row).
+fn cut(text: &str) -> String {
+    match text.char_indices().nth(400) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text.to_string(),
     }
 }
 
@@ -97,6 +121,24 @@ mod tests {
         assert_eq!(s.succeeded, Some(false));
         assert_eq!(s.errors, vec!["table public.nope does not exist in database postgres".to_string()]);
         assert_eq!((s.inserted, s.updated, s.format_errors), (Some(0), Some(0), Some(0)));
+    }
+
+    #[test]
+    fn an_error_keeps_its_context_but_not_the_statement_nor_a_whole_value() {
+        let long = "1".repeat(5000);
+        let s = Summary::parse(&format!(
+            "2026-11-28 06:35:47|ERROR|ERROR:  value too long for type character varying(5)  (seg1 slice1 127.0.0.1:51893 pid=28900)\n\
+             CONTEXT:  External table ext_gpload_f1, line 1 of gpfdist://vm:8000//tmp/d.csv, column v\n \
+             encountered while running INSERT INTO \"public\".\"stg\" (\"id\") SELECT \"id\" FROM ext_gpload_f1\n\
+             2026-11-28 06:35:47|ERROR|ERROR:  value \"{long}\" is out of range for type bigint\n\
+             2026-11-28 06:35:47|INFO|gpload failed\n"
+        ));
+        assert_eq!(
+            s.errors[0],
+            "ERROR:  value too long for type character varying(5)  (seg1 slice1 127.0.0.1:51893 pid=28900) \
+             (External table ext_gpload_f1, line 1 of gpfdist://vm:8000//tmp/d.csv, column v)"
+        );
+        assert!(s.errors[1].ends_with('…') && s.errors[1].chars().count() == 401, "{}", s.errors[1]);
     }
 
     #[test]

@@ -45,7 +45,7 @@ use tokio::sync::mpsc;
 
 use gptransfer_core::registry::{parse_options, Factory};
 use gptransfer_core::roles::{ByteStream, CopyFormat, Delivered, SinkWindow, StagedFiles, Transport, WindowCtx};
-use gptransfer_core::rowcount::RowCounter;
+use gptransfer_core::rowcount::{RowCounter, RowLengths};
 use gptransfer_core::RoleError;
 
 use perms::Ids;
@@ -190,6 +190,9 @@ pub struct Manifest {
     pub compressed_bytes: u64,
     /// The files, in load order.
     pub files: Vec<FileEntry>,
+    /// The longest row in bytes, newline included (text and CSV; absent in older manifests).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub longest_row: Option<u64>,
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -480,7 +483,7 @@ impl SharedMountTransport {
             writer.close()?;
             Ok(writer.files)
         });
-        let mut counter = RowCounter::new(ctx.format);
+        let mut counter = RowLengths::new(ctx.format);
         let (mut total_rows, mut total_bytes) = (0u64, 0u64);
         let mut source_error = None;
         while let Some(item) = rows.next().await {
@@ -520,6 +523,7 @@ impl SharedMountTransport {
             bytes: files.iter().map(|f| f.bytes).sum(),
             compressed_bytes: files.iter().map(|f| f.compressed_bytes).sum(),
             files,
+            longest_row: (ctx.format != CopyFormat::Binary).then(|| counter.longest()),
         };
         if manifest.bytes != total_bytes {
             return Err(RoleError::new(format!(
@@ -645,6 +649,7 @@ impl Transport for SharedMountTransport {
                     .collect(),
                 format: ctx.format,
                 rows: manifest.rows,
+                longest_row: manifest.longest_row,
                 host: None,
             };
             let rows_written = match sink.load_staged(&staged).await {
@@ -770,6 +775,7 @@ mod tests {
             bytes: 4,
             compressed_bytes: files[0].compressed_bytes,
             files: files.clone(),
+            longest_row: Some(2),
         };
         write_manifest(dir.path(), &manifest).unwrap();
         assert_eq!(verify(dir.path()).unwrap(), manifest);

@@ -291,6 +291,7 @@ impl Transport for SshTransport {
             files: manifest.files.iter().map(|f| PathBuf::from(&name).join(&f.name)).collect(),
             format: ctx.format,
             rows: manifest.rows,
+            longest_row: manifest.longest_row,
             host: Some(self.config.host_port()),
         };
         let kept =
