@@ -776,3 +776,40 @@ sink = {{ plugin = "gpload", gpload = "{gpload}", work_dir = "{{TEMP_DIR}}/gploa
         assert!(!env.dir().join("gpload").join(format!("{base}.csv")).exists(), "a data file was written");
     }
 }
+
+/// Two traps of a first load through gpload into GP6. Its INSERT into the (new, empty) staging
+/// table set off GP6's automatic ANALYZE, which fails with `value out of range: overflow` on a
+/// float8 column holding the largest double beside another value (GREENPLUM.md). And a merge
+/// batch with a NULL key (issue 10 item 4) must fail its window, as in the copy sink, instead
+/// of duplicating those rows on every re-load.
+#[test]
+fn gpload_loads_the_largest_double_and_refuses_null_merge_keys() {
+    let env = TestEnv::on("gpload_float_max", Server::Pg, Server::Gp6);
+    let table = "CREATE TABLE public.floats (id bigint, evt_ts timestamp NOT NULL, f float8)";
+    env.src_psql(&format!(
+        "{table};
+         INSERT INTO public.floats SELECT i, timestamp '2024-03-10 00:00:00' + i * interval '1 minute',
+                CASE i % 4 WHEN 0 THEN 1.7976931348623157e308 WHEN 1 THEN 1.5 WHEN 2 THEN -1e300 ELSE NULL END
+         FROM generate_series(1, 200) AS i;"
+    ));
+    env.dst_psql(&format!("{table} DISTRIBUTED BY (id);"));
+    merge_config(&env, "public.floats", "\"id\"", "");
+    let out = run(&env, &["run"]);
+    out.assert_success();
+    let bits = |pg: &Pg, db: &str| {
+        pg.psql(
+            db,
+            "SELECT count(*) || ' ' || md5(array_to_string(ARRAY(SELECT id || ':' || coalesce(encode(float8send(f), 'hex'), '-') \
+             FROM public.floats ORDER BY id), ','))  FROM public.floats",
+        )
+    };
+    assert_eq!(bits(env.dst, &env.dst_db), bits(env.src, &env.db), "{}", out.render());
+
+    env.src_psql("UPDATE public.floats SET id = NULL WHERE id % 10 = 0");
+    env.dst_psql("TRUNCATE public.floats");
+    env.dst_psql("TRUNCATE gptransfer.cursors");
+    let out = run(&env, &["run"]);
+    out.assert_code(1);
+    assert!(out.stdout.contains("merge key (id) is NULL in 17 row(s)"), "{}", out.render());
+    assert_eq!(env.dst_psql("SELECT count(*) FROM public.floats"), "0", "nothing of the window landed");
+}

@@ -686,6 +686,14 @@ impl GploadWindow {
         let (inserted, updated, duplicates) = match p.mode {
             LoadMode::Insert => (run(apply::insert_all(t, stg, &p.columns)).await.map_err(&err)?, 0, None),
             LoadMode::Update | LoadMode::Merge => {
+                let nulls: i64 = s
+                    .timed(s.client.query_one(sql::null_key_rows(&stg.quoted(), &p.key).as_str(), &[]))
+                    .await
+                    .map_err(&err)?
+                    .get(0);
+                if nulls > 0 {
+                    return Err(err(RoleError::new(sql::null_key_message(nulls, &p.key))));
+                }
                 let (keys, rows) = self.duplicates().await?;
                 let folded = rows - keys;
                 let updated = run(apply::update(t, stg, &p.columns, &p.key, &p.update_columns, p.condition.as_deref()))
