@@ -836,3 +836,75 @@ condition_column = "ts"
     assert_eq!(env.src_psql("SELECT cursor_end FROM gptransfer.cursors"), "2024-03-10 04:00:00");
     assert_eq!(env.dst_psql("SELECT count(*) FROM gbk_t"), "240");
 }
+
+// ---------------------------------------------------------------------------------------------
+// GB18030 with 4-byte characters: load and compare 8.2 ↔ GP6
+// ---------------------------------------------------------------------------------------------
+
+/// `(id, GB18030 bytes as hex, the text)`: 2-byte characters, 4-byte ones in the BMP
+/// (`81308130` is U+0080) and above it (U+10000, U+20000 𠀀, U+1F600, U+10FFFF), a
+/// backslash as a second byte, control characters.
+const GB18030_ROWS: &[(i32, &str, &str)] = &[
+    (1, "d6d0cec4", "中文"),
+    (2, "95328236", "𠀀"),
+    (3, "d6d09532823661e75c", "中𠀀a鏫"),
+    (4, "9439fc3609313090308130", "😀\t10\u{10000}"),
+    (5, "e3329a35a2e381308130", "\u{10ffff}€\u{80}"),
+    (6, "5c4e0a", "\\N\n"),
+    (7, "", ""),
+    (8, "9532823695328236", "𠀀𠀀"),
+];
+
+/// GB18030 in a SQL_ASCII 8.2 database, characters above U+FFFF included, lands in GP6 as
+/// UTF-8; `compare` finds both sides equal (8.2's own conversion has no mapping above
+/// U+FFFF), then names exactly the keys damaged on the target.
+#[test]
+fn gb18030_above_the_bmp_lands_as_utf8_and_compares_8_2_with_gp6() {
+    let env = TestEnv::on("gb18030_non_bmp", Server::Pg82, Server::Gp6);
+    let db = AsciiDb::new(&env);
+    db.psql(GBK_DDL);
+    env.dst_psql(GBK_DDL);
+    let rows: Vec<(i32, Option<&str>)> = GB18030_ROWS.iter().map(|(id, hex, _)| (*id, Some(*hex))).collect();
+    insert_gbk(&db, &rows, 0);
+    insert_gbk(&db, &[(11, Some("95328236")), (12, Some("d6d0")), (13, None)], 1);
+    // What 8.2 itself cannot do.
+    let refused = db.pg.try_psql(&db.name, "SELECT convert(name, 'GB18030', 'UTF8') FROM gbk_t WHERE id = 2");
+    assert!(refused.as_ref().is_err_and(|e| e.contains("has no equivalent")), "{refused:?}");
+    gbk_config_with(&env, &db, r#"source_encoding = "gb18030""#, r#"key = ["id"]"#);
+
+    env.run(&["run"]).assert_success();
+    for (id, _, text) in GB18030_ROWS {
+        let hex: String = text.bytes().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(
+            env.dst_psql(&format!("SELECT encode(convert_to(name, 'UTF8'), 'hex') FROM gbk_t WHERE id = {id}")),
+            hex,
+            "row {id}"
+        );
+    }
+    assert_eq!(env.dst_psql("SELECT count(*) FROM gbk_t"), "11");
+
+    let out = env.run(&["compare"]);
+    assert_eq!(out.code, 0, "{}", out.render());
+    assert!(out.stdout.contains("2 window(s) compared, 0 differ"), "{}", out.render());
+
+    // Damage: a changed 4-byte character, a changed BMP value, a lost row, an extra row.
+    env.dst_psql(
+        "UPDATE gbk_t SET name = '𠀁' WHERE id = 2; UPDATE gbk_t SET name = '中文!' WHERE id = 12; \
+         DELETE FROM gbk_t WHERE id = 8; \
+         INSERT INTO gbk_t VALUES (99, '2024-03-10 00:30:00', '😀', 'extra')",
+    );
+    let out = env.run(&["compare"]);
+    out.assert_code(3);
+    let mut named: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter_map(|l| {
+            let l = l.trim_start();
+            ["changed ", "missing ", "extra "].iter().any(|k| l.starts_with(k)).then_some(l)
+        })
+        .collect();
+    named.sort();
+    let keys: Vec<String> = named.iter().map(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join(" ")).collect();
+    assert_eq!(keys, ["changed id=12", "changed id=2", "extra id=99", "missing id=8"], "{}", out.render());
+    assert!(out.stdout.contains("2 window(s) compared, 2 differ"), "{}", out.render());
+}

@@ -73,12 +73,85 @@ impl StoredText {
     fn value(self, text: &str) -> String {
         match self {
             StoredText::AsIs | StoredText::Recode { .. } => text.to_string(),
-            StoredText::Convert { from, kernel_8_2: true } => format!("convert({text}, '{from}', 'UTF8')"),
-            StoredText::Convert { from, kernel_8_2: false } => {
-                format!("convert_from(convert(convert_to({text}, 'SQL_ASCII'), '{from}', 'UTF8'), 'SQL_ASCII')")
+            StoredText::Convert { from, kernel_8_2 } => {
+                let whole = convert_whole(text, from, kernel_8_2);
+                if from == "GB18030" {
+                    supplementary_aware(text, &whole, kernel_8_2)
+                } else {
+                    whole
+                }
             }
         }
     }
+}
+
+/// `text` (bytes in encoding `from`) converted to UTF-8 by the server in one call.
+fn convert_whole(text: &str, from: &str, kernel_8_2: bool) -> String {
+    if kernel_8_2 {
+        format!("convert({text}, '{from}', 'UTF8')")
+    } else {
+        format!("convert_from(convert(convert_to({text}, 'SQL_ASCII'), '{from}', 'UTF8'), 'SQL_ASCII')")
+    }
+}
+
+/// A GB18030 lead byte (0x81–0xFE), as two hex digits.
+const HEX_LEAD: &str = "(?:8[1-9a-f]|9[0-9a-f]|[a-e][0-9a-f]|f[0-9a-e])";
+/// The lead byte of a 4-byte GB18030 sequence above U+FFFF (0x90–0xE3).
+const HEX_SUPPLEMENTARY_LEAD: &str = "(?:9[0-9a-f]|[a-d][0-9a-f]|e[0-3])";
+/// The second byte of a 2-byte GB18030 character (0x40–0x7E, 0x80–0xFE).
+const HEX_TRAIL: &str = "(?:[4-6][0-9a-f]|7[0-9a-e]|[89a-e][0-9a-f]|f[0-9a-e])";
+
+/// GB18030 `text` in UTF-8, characters above U+FFFF included, which neither 8.2's nor 9.4's
+/// (GP6's) conversion maps (`character 0x95328236 of encoding "GB18030" has no equivalent in
+/// "UTF8"`), although the transfer decodes them. Their 4-byte codes are algorithmic
+/// (U+10000 + a linear index over the bytes 0x90308130…0xE3329A35), so a value holding one is
+/// converted piece by piece: its bytes as hex, cut into characters by a regular expression
+/// (a character above U+FFFF in group 1, any other in group 2, an invalid byte alone), each
+/// piece converted by the server or computed here, and the UTF-8 hex made text again. Values
+/// without such a character (nearly all) take the one-call conversion (`whole`). Only
+/// functions 8.2 has; no function is created on the source.
+fn supplementary_aware(text: &str, whole: &str, kernel_8_2: bool) -> String {
+    let (lead, supp, trail) = (HEX_LEAD, HEX_SUPPLEMENTARY_LEAD, HEX_TRAIL);
+    let digit = "3[0-9]";
+    let pattern = format!("({supp}{digit}{lead}{digit})|({lead}{digit}{lead}{digit}|{lead}{trail}|[0-9a-f][0-9a-f])");
+    let byte = |n: usize| format!("bit_in(textout('x' || substr(a[i], {}, 2)), 0, 8)::int", 2 * n - 1);
+    let code_point = format!(
+        "65536 + ((({} - 144) * 10 + {} - 48) * 126 + {} - 129) * 10 + {} - 48",
+        byte(1),
+        byte(2),
+        byte(3),
+        byte(4)
+    );
+    // A piece other than a character above U+FFFF, as UTF-8 hex: ASCII as it is, the rest
+    // converted by the server (an invalid byte fails as it would in one call).
+    let other = "substr(a[i], 2)";
+    let other_utf8 = if kernel_8_2 {
+        // 8.2: convert(text) only; bytea becomes text through escape encoding, which doubles
+        // backslashes (and would write NUL as \000, which text cannot hold anyway).
+        format!(
+            r"encode(textsend(convert(replace(encode(decode({other}, 'hex'), 'escape'), '\\', '\'), 'GB18030', 'UTF8')), 'hex')"
+        )
+    } else {
+        format!("encode(convert(decode({other}, 'hex'), 'GB18030', 'UTF8'), 'hex')")
+    };
+    let utf8_hex = format!(
+        "array_to_string(ARRAY(SELECT CASE \
+           WHEN substr(a[i], 1, 1) <> ';' THEN \
+             to_hex(240 + cp / 262144) || to_hex(128 + cp / 4096 % 64) || to_hex(128 + cp / 64 % 64) || to_hex(128 + cp % 64) \
+           WHEN {other} < '80' THEN {other} \
+           ELSE {other_utf8} END \
+         FROM (SELECT i, {code_point} AS cp FROM generate_series(2, array_upper(a, 1)) AS i) AS piece ORDER BY i), '')"
+    );
+    let as_text = if kernel_8_2 {
+        format!(r"replace(encode(decode({utf8_hex}, 'hex'), 'escape'), '\\', '\')")
+    } else {
+        format!("convert_from(decode({utf8_hex}, 'hex'), 'SQL_ASCII')")
+    };
+    format!(
+        "CASE WHEN {text} ~ '[\\x90-\\xe3][\\x30-\\x39][\\x81-\\xfe][\\x30-\\x39]' THEN \
+           (SELECT {as_text} FROM (SELECT string_to_array(regexp_replace(encode(textsend({text}), 'hex'), '{pattern}', ',\\1;\\2', 'g'), ',') AS a) AS pieces) \
+         ELSE {whole} END"
+    )
 }
 
 /// What the comparator runs before its queries (cheap, and idempotent). The ISO output of
@@ -258,6 +331,22 @@ mod tests {
             .contains(r#"convert_from(convert(convert_to("v", 'SQL_ASCII'), 'GBK', 'UTF8'), 'SQL_ASCII')"#));
         // Numbers and dates are ASCII: never converted.
         assert_eq!(field("n", "int8", gp4), field("n", "int8", StoredText::AsIs));
+    }
+
+    #[test]
+    fn gb18030_above_the_bmp_is_computed_where_the_server_cannot_convert_it() {
+        for kernel_8_2 in [true, false] {
+            let v = text_expr("v", "text", StoredText::Convert { from: "GB18030", kernel_8_2 });
+            // Only values holding a 4-byte code above U+FFFF take the piecewise path.
+            assert!(v.starts_with(r#"CASE WHEN "v" ~ '[\x90-\xe3][\x30-\x39][\x81-\xfe][\x30-\x39]' THEN"#), "{v}");
+            assert!(v.contains("65536 + "), "{v}");
+            for banned in ["convert_from", "convert_to"] {
+                assert_eq!(v.contains(banned), !kernel_8_2, "{banned} on 8.2: {v}");
+            }
+        }
+        // GBK has no 4-byte codes: one call.
+        let gbk = text_expr("v", "text", StoredText::Convert { from: "GBK", kernel_8_2: true });
+        assert_eq!(gbk, r#"convert("v", 'GBK', 'UTF8')"#);
     }
 
     #[test]
