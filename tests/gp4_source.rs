@@ -908,3 +908,46 @@ fn gb18030_above_the_bmp_lands_as_utf8_and_compares_8_2_with_gp6() {
     assert_eq!(keys, ["changed id=12", "changed id=2", "extra id=99", "missing id=8"], "{}", out.render());
     assert!(out.stdout.contains("2 window(s) compared, 2 differ"), "{}", out.render());
 }
+
+/// A window whose compare fails (here: a byte that is not GB18030, set aside at load by
+/// `error_limit`, which the source cannot convert for hashing) is reported as an error, never
+/// as a difference: its own block says so and which side failed, the summary counts it apart,
+/// the exit code is 1, and `--repair` does not reload it; the other window compares equal.
+#[test]
+fn a_window_compare_cannot_read_is_an_error_not_a_difference() {
+    let env = TestEnv::on("compare_error_window", Server::Pg82, Server::Gp6);
+    let db = AsciiDb::new(&env);
+    db.psql(GBK_DDL);
+    env.dst_psql(GBK_DDL);
+    insert_gbk(&db, &[(1, Some("d6d0")), (2, Some("ff")), (3, Some("95328236"))], 0);
+    insert_gbk(&db, &[(11, Some("d6d0cec4"))], 1);
+    gbk_config_with(
+        &env,
+        &db,
+        r#"source_encoding = "gb18030", error_limit = 1, reject_file = "{TEMP_DIR}/rejects-{window}.txt""#,
+        r#"key = ["id"]"#,
+    );
+    env.run(&["run"]).assert_success();
+    assert_eq!(env.dst_psql("SELECT count(*) FROM gbk_t"), "3");
+
+    for args in [&["compare"][..], &["compare", "--repair"][..]] {
+        let out = env.run(args);
+        out.assert_code(1);
+        assert!(
+            out.stdout.contains("ERROR gbk / public.gbk_t window 20240310000000^20240310010000: could not be compared"),
+            "{}",
+            out.render()
+        );
+        assert!(out.stdout.contains("error: on the source: "), "{}", out.render());
+        assert!(out.stdout.contains("GB18030"), "{}", out.render());
+        assert!(!out.stdout.contains("DIFFERENT"), "{}", out.render());
+        assert!(
+            out.stdout.contains("2 window(s) compared, 0 differ, 1 could not be compared (errors above)"),
+            "{}",
+            out.render()
+        );
+        assert!(!out.stdout.contains("after repair"), "nothing to repair: {}", out.render());
+    }
+    // The repair did not run a load.
+    assert_eq!(env.dst_psql("SELECT count(*) FROM gptransfer.history"), "2");
+}
