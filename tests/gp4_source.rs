@@ -167,6 +167,10 @@ condition_column = "evt_timestamp"
         "01a56e1fc2f8f359\n3fd5555555555555\n8000000000000000\n7ff0000000000000\n7fefffffffffffff\n0010000000000000\n3fb999999999999a"
     );
     assert_eq!(cursor(&env, FACT).as_deref(), Some("2024-03-11 00:00:00"));
+    // compare 8.2 ↔ GP6 (no key: rows as a multiset) finds the day equal.
+    let out = env.run(&["compare"]);
+    assert_eq!(out.code, 0, "{}", out.render());
+    assert!(out.stdout.contains("4 window(s) compared, 0 differ"), "{}", out.render());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -694,10 +698,12 @@ duration = "1h"
 [[jobs.plain.tables]]
 table = "fl"
 condition_column = "ts"
+key = ["id"]
 
 [[jobs.plain.tables]]
 table = "tsx"
 condition_column = "ts"
+key = ["id"]
 
 [jobs.legacy]
 from = "src"
@@ -711,11 +717,13 @@ source = { plugin = "gp4" }
 table = "fl"
 target_table = "fl_gp4"
 condition_column = "ts"
+key = ["id"]
 
 [[jobs.legacy.tables]]
 table = "tsx"
 target_table = "tsx_gp4"
 condition_column = "ts"
+key = ["id"]
 "#,
     );
     let run = env.run(&["run"]);
@@ -744,6 +752,25 @@ condition_column = "ts"
     for target in ["tsx", "tsx_gp4"] {
         assert_same_lines(target, &source, &canonical_lines(env.dst, &env.dst_db, target, &time_cols));
     }
+
+    // compare 8.2 ↔ GP6 agrees, then finds exactly a float's last bit, a microsecond and a
+    // lost row.
+    let out = env.run(&["compare"]);
+    assert_eq!(out.code, 0, "{}", out.render());
+    assert!(out.stdout.contains("8 window(s) compared, 0 differ"), "{}", out.render());
+    env.dst_psql(
+        "UPDATE fl SET r = 100.33334 WHERE id = 12; \
+         UPDATE tsx_gp4 SET t = t + interval '1 microsecond' WHERE id = 6; \
+         DELETE FROM tsx WHERE id = 2999",
+    );
+    assert_eq!(env.dst_psql("SELECT encode(float4send(r), 'hex') FROM fl WHERE id = 12"), "42c8aaac");
+    let out = env.run(&["compare"]);
+    out.assert_code(3);
+    for line in ["changed  id=12 ", "changed  id=6 ", "missing  id=2999 "] {
+        assert!(out.stdout.contains(line), "{line}: {}", out.render());
+    }
+    assert_eq!(out.stdout.matches("1 differing key(s)").count(), 3, "{}", out.render());
+    assert!(out.stdout.contains("8 window(s) compared, 3 differ"), "{}", out.render());
 }
 
 // ---------------------------------------------------------------------------------------------
