@@ -94,6 +94,12 @@ fn convert_whole(text: &str, from: &str, kernel_8_2: bool) -> String {
     }
 }
 
+/// 8.2: the bytes of a text as bytea (8.2 has neither `convert_to` nor a cast): `decode(…,
+/// 'escape')` reads backslashes as escapes, so they are doubled first (standard strings).
+fn text_bytes_8_2(text: &str) -> String {
+    format!(r"decode(replace({text}, '\', '\\'), 'escape')")
+}
+
 /// A GB18030 lead byte (0x81–0xFE), as two hex digits.
 const HEX_LEAD: &str = "(?:8[1-9a-f]|9[0-9a-f]|[a-e][0-9a-f]|f[0-9a-e])";
 /// The lead byte of a 4-byte GB18030 sequence above U+FFFF (0x90–0xE3).
@@ -129,7 +135,10 @@ fn supplementary_aware(text: &str, whole: &str, kernel_8_2: bool) -> String {
         // 8.2: convert(text) only; bytea becomes text through escape encoding, which doubles
         // backslashes (and would write NUL as \000, which text cannot hold anyway).
         format!(
-            r"encode(textsend(convert(replace(encode(decode({other}, 'hex'), 'escape'), '\\', '\'), 'GB18030', 'UTF8')), 'hex')"
+            r"encode({}, 'hex')",
+            text_bytes_8_2(&format!(
+                r"convert(replace(encode(decode({other}, 'hex'), 'escape'), '\\', '\'), 'GB18030', 'UTF8')"
+            ))
         )
     } else {
         format!("encode(convert(decode({other}, 'hex'), 'GB18030', 'UTF8'), 'hex')")
@@ -142,6 +151,9 @@ fn supplementary_aware(text: &str, whole: &str, kernel_8_2: bool) -> String {
            ELSE {other_utf8} END \
          FROM (SELECT i, {code_point} AS cp FROM generate_series(2, array_upper(a, 1)) AS i) AS piece ORDER BY i), '')"
     );
+    // The stored bytes as bytea: never through textsend, which converts to the client
+    // encoding (UTF8), and 9.x+ check the bytes on the way ("invalid byte sequence").
+    let bytes = if kernel_8_2 { text_bytes_8_2(text) } else { format!("convert_to({text}, 'SQL_ASCII')") };
     let as_text = if kernel_8_2 {
         format!(r"replace(encode(decode({utf8_hex}, 'hex'), 'escape'), '\\', '\')")
     } else {
@@ -149,7 +161,7 @@ fn supplementary_aware(text: &str, whole: &str, kernel_8_2: bool) -> String {
     };
     format!(
         "CASE WHEN {text} ~ '[\\x90-\\xe3][\\x30-\\x39][\\x81-\\xfe][\\x30-\\x39]' THEN \
-           (SELECT {as_text} FROM (SELECT string_to_array(regexp_replace(encode(textsend({text}), 'hex'), '{pattern}', ',\\1;\\2', 'g'), ',') AS a) AS pieces) \
+           (SELECT {as_text} FROM (SELECT string_to_array(regexp_replace(encode({bytes}, 'hex'), '{pattern}', ',\\1;\\2', 'g'), ',') AS a) AS pieces) \
          ELSE {whole} END"
     )
 }
