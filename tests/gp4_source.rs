@@ -540,6 +540,11 @@ fn binary_copy_floats(pg: &Pg, db: &str, table: &str, rows: &[(i32, u32, u64)]) 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let client = superuser_session(pg, db).await;
+        if pg.kind == support::Kind::Gp6 {
+            // GP6 analyzes a table loaded while empty (gp_autostats_mode on_no_stats) through
+            // the values' text, which with the default 15 digits overflows on 1.797…e308.
+            client.batch_execute("SET extra_float_digits = 3").await.unwrap();
+        }
         let sink = client
             .copy_in::<_, bytes::Bytes>(&format!("COPY {table} (id, r, d) FROM STDIN WITH BINARY"))
             .await
@@ -991,4 +996,62 @@ fn a_window_compare_cannot_read_is_an_error_not_a_difference() {
     }
     // The repair did not run a load.
     assert_eq!(env.dst_psql("SELECT count(*) FROM gptransfer.history"), "2");
+}
+
+// ---------------------------------------------------------------------------------------------
+// GP6 (9.4) as a source: floats in binary, text and CSV
+// ---------------------------------------------------------------------------------------------
+
+/// From GP6 (kernel 9.4, `extra_float_digits` 3: 9 digits for a float4, 18 for a float8)
+/// every float bit pattern arrives exact, in binary COPY (stream) and in CSV (files on a
+/// shared mount), so no cast is needed there.
+#[test]
+fn gp6_to_gp6_floats_arrive_bit_exact_in_binary_and_csv() {
+    let env = TestEnv::on("gp6_floats_bit_exact", Server::Gp6, Server::Gp6);
+    env.src_psql(&format!("{FLOATS_DDL} DISTRIBUTED BY (id)"));
+    binary_copy_floats(env.src, &env.db, "fl", &float_rows(3000));
+    env.src_psql("UPDATE fl SET ts = timestamp '2024-03-10 00:00:00' + id * interval '1 second'");
+    env.dst_psql(&format!("{FLOATS_DDL} DISTRIBUTED BY (id)"));
+    env.dst_psql("CREATE TABLE fl_csv (LIKE fl) DISTRIBUTED BY (id)");
+    std::fs::create_dir(env.dir().join("mount")).unwrap();
+    env.write_config(
+        r#"
+{CLUSTERS}
+
+[jobs.stream]
+from = "src"
+to = "dst"
+start = "2024-03-10 00:00:00"
+end = "2024-03-10 01:00:00"
+duration = "1h"
+
+[[jobs.stream.tables]]
+table = "fl"
+condition_column = "ts"
+
+[jobs.files]
+from = "src"
+to = "dst"
+start = "2024-03-10 00:00:00"
+end = "2024-03-10 01:00:00"
+duration = "1h"
+transport = { plugin = "shared-mount", root = "{TEMP_DIR}/mount" }
+
+[[jobs.files.tables]]
+table = "fl"
+target_table = "fl_csv"
+condition_column = "ts"
+"#,
+    );
+    env.run(&["run"]).assert_success();
+    assert_eq!(
+        env.dst_psql("SELECT chain || ' ' || rows_written FROM gptransfer.history ORDER BY chain"),
+        "copy > shared-mount > copy (csv) 3000\ncopy > stream > copy (binary) 3000"
+    );
+    let cols = [("r", "float4"), ("d", "float8")];
+    let source = canonical_lines(env.src, &env.db, "fl", &cols);
+    assert!(source.iter().any(|l| l.ends_with("|00000001|0000000000000001")), "subnormals are in the source");
+    for target in ["fl", "fl_csv"] {
+        assert_same_lines(target, &source, &canonical_lines(env.dst, &env.dst_db, target, &cols));
+    }
 }
