@@ -996,6 +996,10 @@ fn a_window_compare_cannot_read_is_an_error_not_a_difference() {
     }
     // The repair did not run a load.
     assert_eq!(env.dst_psql("SELECT count(*) FROM gptransfer.history"), "2");
+    // The monitor hears of it, as a window that could not be compared, not as differences.
+    let check = env.run(&["alarm", "check"]);
+    check.assert_code(3);
+    assert_eq!(check.stdout.trim(), "ABNORMAL 1 window(s) could not be compared in public.gbk_t", "{}", check.render());
 }
 
 // ---------------------------------------------------------------------------------------------
