@@ -144,6 +144,8 @@ condition_column = "evt_timestamp"
     );
     let source = canonical_lines(env.src, &env.db, &format!("{FACT} WHERE {DAY}"), FACT_TYPED);
     assert_eq!(source.len(), 30000);
+    let check = env.run(&["config", "check"]);
+    check.assert_success();
     // No source written: the gp4 flavour's own source is the default (SPEC §6).
     let plan = env.run(&["plan"]);
     plan.assert_success();
@@ -820,6 +822,9 @@ table = "gbk_t"
 condition_column = "ts"
 "#,
     );
+    let check = env.run(&["config", "check"]);
+    check.assert_success();
+    assert!(check.stdout.contains("postgres 8.2"), "the flavour is named: {}", check.render());
     let run = env.run(&["run", "--until", "2024-03-10 02:00:00"]);
     run.assert_success();
     assert_eq!(
