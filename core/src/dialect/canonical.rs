@@ -240,6 +240,19 @@ pub fn text_expr(column: &str, type_name: &str, stored: StoredText) -> String {
         // an encoding the server does not know).
         "text" | "varchar" => stored.value(&c),
         "bpchar" => stored.value(&format!("{c}::text")),
+        // Float arrays: their dimensions, then each element's bits (text output of their
+        // elements differs between versions like a float's). First dimension only.
+        "_float4" | "_float8" => {
+            let send = if type_name == "_float4" { "float4send" } else { "float8send" };
+            format!(
+                "CASE WHEN {c} IS NOT NULL THEN coalesce(array_dims({c}), '') || ':' || coalesce(array_to_string(ARRAY(\
+                 SELECT coalesce(encode({send}({c}[i]), 'hex'), 'N') \
+                 FROM generate_series(array_lower({c}, 1), array_upper({c}, 1)) AS i ORDER BY i), ','), '') END"
+            )
+        }
+        // 8.2 has no cast from an array to text (I/O casts came with 8.3); the output function
+        // is the same text everywhere.
+        t if t.starts_with('_') => format!("textin(array_out({c}))"),
         _ => format!("{c}::text"),
     }
 }
@@ -325,6 +338,13 @@ mod tests {
         }
         // No text-to-bit cast: 8.2 has none.
         assert!(!md5_bits(&t, StoredText::AsIs).contains(")::bit("));
+    }
+
+    #[test]
+    fn arrays_hash_without_casts_8_2_lacks() {
+        let f = text_expr("a", "_float4", StoredText::AsIs);
+        assert!(f.contains("float4send(\"a\"[i])") && f.contains("array_dims"), "{f}");
+        assert_eq!(text_expr("a", "_int4", StoredText::AsIs), "textin(array_out(\"a\"))");
     }
 
     #[test]
