@@ -144,6 +144,8 @@ condition_column = "evt_timestamp"
     );
     let source = canonical_lines(env.src, &env.db, &format!("{FACT} WHERE {DAY}"), FACT_TYPED);
     assert_eq!(source.len(), 30000);
+    let check = env.run(&["config", "check"]);
+    check.assert_success();
     // No source written: the gp4 flavour's own source is the default (SPEC §6).
     let plan = env.run(&["plan"]);
     plan.assert_success();
@@ -167,6 +169,10 @@ condition_column = "evt_timestamp"
         "01a56e1fc2f8f359\n3fd5555555555555\n8000000000000000\n7ff0000000000000\n7fefffffffffffff\n0010000000000000\n3fb999999999999a"
     );
     assert_eq!(cursor(&env, FACT).as_deref(), Some("2024-03-11 00:00:00"));
+    // compare 8.2 ↔ GP6 (no key: rows as a multiset) finds the day equal.
+    let out = env.run(&["compare"]);
+    assert_eq!(out.code, 0, "{}", out.render());
+    assert!(out.stdout.contains("4 window(s) compared, 0 differ"), "{}", out.render());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -536,6 +542,11 @@ fn binary_copy_floats(pg: &Pg, db: &str, table: &str, rows: &[(i32, u32, u64)]) 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let client = superuser_session(pg, db).await;
+        if pg.kind == support::Kind::Gp6 {
+            // GP6 analyzes a table loaded while empty (gp_autostats_mode on_no_stats) through
+            // the values' text, which with the default 15 digits overflows on 1.797…e308.
+            client.batch_execute("SET extra_float_digits = 3").await.unwrap();
+        }
         let sink = client
             .copy_in::<_, bytes::Bytes>(&format!("COPY {table} (id, r, d) FROM STDIN WITH BINARY"))
             .await
@@ -674,9 +685,12 @@ fn pg82_to_gp6_floats_and_timestamps_arrive_bit_exact() {
     env.src_psql(TIMES_DDL);
     let rows = float_rows(3000);
     binary_copy_floats(env.src, &env.db, "fl", &rows);
-    env.src_psql("UPDATE fl SET ts = timestamp '2024-03-10 00:00:00' + id * interval '1 second'");
+    // And an array of real, whose elements print like a real (-NaN would come back as NaN,
+    // like any NaN: text has one NaN).
+    env.src_psql("ALTER TABLE fl ADD COLUMN ra real[]");
+    env.src_psql("UPDATE fl SET ts = timestamp '2024-03-10 00:00:00' + id * interval '1 second', ra = ARRAY[r, CASE WHEN r = 'NaN' THEN r ELSE -r END]");
     env.src_psql(&timestamp_rows(3000));
-    env.dst_psql(&format!("{FLOATS_DDL} DISTRIBUTED BY (id)"));
+    env.dst_psql(&format!("{FLOATS_DDL} DISTRIBUTED BY (id); ALTER TABLE fl ADD COLUMN ra real[]"));
     env.dst_psql("CREATE TABLE fl_gp4 (LIKE fl) DISTRIBUTED BY (id)");
     env.dst_psql(&format!("{TIMES_DDL} DISTRIBUTED BY (id)"));
     env.dst_psql("CREATE TABLE tsx_gp4 (LIKE tsx) DISTRIBUTED BY (id)");
@@ -694,10 +708,12 @@ duration = "1h"
 [[jobs.plain.tables]]
 table = "fl"
 condition_column = "ts"
+key = ["id"]
 
 [[jobs.plain.tables]]
 table = "tsx"
 condition_column = "ts"
+key = ["id"]
 
 [jobs.legacy]
 from = "src"
@@ -711,11 +727,13 @@ source = { plugin = "gp4" }
 table = "fl"
 target_table = "fl_gp4"
 condition_column = "ts"
+key = ["id"]
 
 [[jobs.legacy.tables]]
 table = "tsx"
 target_table = "tsx_gp4"
 condition_column = "ts"
+key = ["id"]
 "#,
     );
     let run = env.run(&["run"]);
@@ -730,10 +748,10 @@ condition_column = "ts"
         env.dst_psql("SELECT DISTINCT split_part(chain, ' ', 1) FROM gptransfer.history ORDER BY 1"),
         "copy\ngp4"
     );
-    let float_cols = [("r", "float4"), ("d", "float8")];
+    let float_cols = [("r", "float4"), ("d", "float8"), ("ra[1]", "float4"), ("ra[2]", "float4")];
     let source = canonical_lines(env.src, &env.db, "fl", &float_cols);
     assert_eq!(source.len(), 3000);
-    assert!(source.iter().any(|l| l.ends_with("|00000001|0000000000000001")), "subnormals are in the source");
+    assert!(source.iter().any(|l| l.contains("|00000001|0000000000000001|")), "subnormals are in the source");
     for target in ["fl", "fl_gp4"] {
         assert_same_lines(target, &source, &canonical_lines(env.dst, &env.dst_db, target, &float_cols));
     }
@@ -744,6 +762,25 @@ condition_column = "ts"
     for target in ["tsx", "tsx_gp4"] {
         assert_same_lines(target, &source, &canonical_lines(env.dst, &env.dst_db, target, &time_cols));
     }
+
+    // compare 8.2 ↔ GP6 agrees, then finds exactly a float's last bit, a microsecond and a
+    // lost row.
+    let out = env.run(&["compare"]);
+    assert_eq!(out.code, 0, "{}", out.render());
+    assert!(out.stdout.contains("8 window(s) compared, 0 differ"), "{}", out.render());
+    env.dst_psql(
+        "UPDATE fl SET r = 100.33334 WHERE id = 12; \
+         UPDATE tsx_gp4 SET t = t + interval '1 microsecond' WHERE id = 6; \
+         DELETE FROM tsx WHERE id = 2999",
+    );
+    assert_eq!(env.dst_psql("SELECT encode(float4send(r), 'hex') FROM fl WHERE id = 12"), "42c8aaac");
+    let out = env.run(&["compare"]);
+    out.assert_code(3);
+    for line in ["changed  id=12 ", "changed  id=6 ", "missing  id=2999 "] {
+        assert!(out.stdout.contains(line), "{line}: {}", out.render());
+    }
+    assert_eq!(out.stdout.matches("1 differing key(s)").count(), 3, "{}", out.render());
+    assert!(out.stdout.contains("8 window(s) compared, 3 differ"), "{}", out.render());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -788,6 +825,9 @@ table = "gbk_t"
 condition_column = "ts"
 "#,
     );
+    let check = env.run(&["config", "check"]);
+    check.assert_success();
+    assert!(check.stdout.contains("postgres 8.2"), "the flavour is named: {}", check.render());
     let run = env.run(&["run", "--until", "2024-03-10 02:00:00"]);
     run.assert_success();
     assert_eq!(
@@ -825,7 +865,10 @@ condition_column = "ts"
     let second = env.run(&["run"]);
     assert_eq!(second.code, 75, "{}", second.render());
     assert!(started.elapsed() < std::time::Duration::from_secs(30), "the second run waited for the lock");
-    assert!(second.stderr.contains("server pid"), "the holder is named: {}", second.stderr);
+    // 8.2 has no application_name: the holder is named by its window in flight.
+    let holder = format!("the lock is held by gptransfer pid {} host ", first.pid());
+    assert!(second.stderr.contains(&holder), "the holder is named: {}", second.stderr);
+    assert!(second.stderr.contains("server pid"), "{}", second.stderr);
     runtime.block_on(async { blocker.batch_execute("COMMIT").await.unwrap() });
     let out = first.wait();
     out.assert_success();
@@ -835,4 +878,195 @@ condition_column = "ts"
     );
     assert_eq!(env.src_psql("SELECT cursor_end FROM gptransfer.cursors"), "2024-03-10 04:00:00");
     assert_eq!(env.dst_psql("SELECT count(*) FROM gbk_t"), "240");
+}
+
+// ---------------------------------------------------------------------------------------------
+// GB18030 with 4-byte characters: load and compare 8.2 ↔ GP6
+// ---------------------------------------------------------------------------------------------
+
+/// `(id, GB18030 bytes as hex, the text)`: 2-byte characters, 4-byte ones in the BMP
+/// (`81308130` is U+0080) and above it (U+10000, U+20000 𠀀, U+1F600, U+10FFFF), a
+/// backslash as a second byte, control characters.
+const GB18030_ROWS: &[(i32, &str, &str)] = &[
+    (1, "d6d0cec4", "中文"),
+    (2, "95328236", "𠀀"),
+    (3, "d6d09532823661e75c", "中𠀀a鏫"),
+    (4, "9439fc3609313090308130", "😀\t10\u{10000}"),
+    (5, "e3329a35a2e381308130", "\u{10ffff}€\u{80}"),
+    (6, "5c4e0a", "\\N\n"),
+    (7, "", ""),
+    (8, "9532823695328236", "𠀀𠀀"),
+];
+
+/// GB18030 in a SQL_ASCII 8.2 database, characters above U+FFFF included, lands in GP6 as
+/// UTF-8; `compare` finds both sides equal (8.2's own conversion has no mapping above
+/// U+FFFF), then names exactly the keys damaged on the target.
+#[test]
+fn gb18030_above_the_bmp_lands_as_utf8_and_compares_8_2_with_gp6() {
+    gb18030_above_the_bmp_round(Server::Pg82);
+}
+
+/// The same from a SQL_ASCII database on PostgreSQL 15: compare's SQL for kernels from 8.3 on
+/// (`convert(bytea, …)`, not 8.2's `convert(text, …)`; GP5 is one, and GP6, which has no
+/// SQL_ASCII databases, would be). 9.4 has no mapping above U+FFFF either.
+#[test]
+fn gb18030_above_the_bmp_compares_from_a_sql_ascii_pg15_database() {
+    gb18030_above_the_bmp_round(Server::Pg);
+}
+
+fn gb18030_above_the_bmp_round(source: Server) {
+    let env = TestEnv::on("gb18030_non_bmp", source, Server::Gp6);
+    let db = AsciiDb::new(&env);
+    db.psql(GBK_DDL);
+    env.dst_psql(GBK_DDL);
+    let rows: Vec<(i32, Option<&str>)> = GB18030_ROWS.iter().map(|(id, hex, _)| (*id, Some(*hex))).collect();
+    insert_gbk(&db, &rows, 0);
+    insert_gbk(&db, &[(11, Some("95328236")), (12, Some("d6d0")), (13, None)], 1);
+    if source == Server::Pg82 {
+        // What 8.2 itself cannot do.
+        let refused = db.pg.try_psql(&db.name, "SELECT convert(name, 'GB18030', 'UTF8') FROM gbk_t WHERE id = 2");
+        assert!(refused.as_ref().is_err_and(|e| e.contains("has no equivalent")), "{refused:?}");
+    }
+    gbk_config_with(&env, &db, r#"source_encoding = "gb18030""#, r#"key = ["id"]"#);
+
+    env.run(&["run"]).assert_success();
+    for (id, _, text) in GB18030_ROWS {
+        let hex: String = text.bytes().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(
+            env.dst_psql(&format!("SELECT encode(convert_to(name, 'UTF8'), 'hex') FROM gbk_t WHERE id = {id}")),
+            hex,
+            "row {id}"
+        );
+    }
+    assert_eq!(env.dst_psql("SELECT count(*) FROM gbk_t"), "11");
+
+    let out = env.run(&["compare"]);
+    assert_eq!(out.code, 0, "{}", out.render());
+    assert!(out.stdout.contains("2 window(s) compared, 0 differ"), "{}", out.render());
+
+    // Damage: a changed 4-byte character, a changed BMP value, a lost row, an extra row.
+    env.dst_psql(
+        "UPDATE gbk_t SET name = '𠀁' WHERE id = 2; UPDATE gbk_t SET name = '中文!' WHERE id = 12; \
+         DELETE FROM gbk_t WHERE id = 8; \
+         INSERT INTO gbk_t VALUES (99, '2024-03-10 00:30:00', '😀', 'extra')",
+    );
+    let out = env.run(&["compare"]);
+    out.assert_code(3);
+    let mut named: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter_map(|l| {
+            let l = l.trim_start();
+            ["changed ", "missing ", "extra "].iter().any(|k| l.starts_with(k)).then_some(l)
+        })
+        .collect();
+    named.sort();
+    let keys: Vec<String> = named.iter().map(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join(" ")).collect();
+    assert_eq!(keys, ["changed id=12", "changed id=2", "extra id=99", "missing id=8"], "{}", out.render());
+    assert!(out.stdout.contains("2 window(s) compared, 2 differ"), "{}", out.render());
+}
+
+/// A window whose compare fails (here: a byte that is not GB18030, set aside at load by
+/// `error_limit`, which the source cannot convert for hashing) is reported as an error, never
+/// as a difference: its own block says so and which side failed, the summary counts it apart,
+/// the exit code is 1, and `--repair` does not reload it; the other window compares equal.
+#[test]
+fn a_window_compare_cannot_read_is_an_error_not_a_difference() {
+    let env = TestEnv::on("compare_error_window", Server::Pg82, Server::Gp6);
+    let db = AsciiDb::new(&env);
+    db.psql(GBK_DDL);
+    env.dst_psql(GBK_DDL);
+    insert_gbk(&db, &[(1, Some("d6d0")), (2, Some("ff")), (3, Some("95328236"))], 0);
+    insert_gbk(&db, &[(11, Some("d6d0cec4"))], 1);
+    gbk_config_with(
+        &env,
+        &db,
+        r#"source_encoding = "gb18030", error_limit = 1, reject_file = "{TEMP_DIR}/rejects-{window}.txt""#,
+        r#"key = ["id"]"#,
+    );
+    env.run(&["run"]).assert_success();
+    assert_eq!(env.dst_psql("SELECT count(*) FROM gbk_t"), "3");
+
+    for args in [&["compare"][..], &["compare", "--repair"][..]] {
+        let out = env.run(args);
+        out.assert_code(1);
+        assert!(
+            out.stdout.contains("ERROR gbk / public.gbk_t window 20240310000000^20240310010000: could not be compared"),
+            "{}",
+            out.render()
+        );
+        assert!(out.stdout.contains("error: on the source: "), "{}", out.render());
+        assert!(out.stdout.contains("GB18030"), "{}", out.render());
+        assert!(!out.stdout.contains("DIFFERENT"), "{}", out.render());
+        assert!(
+            out.stdout.contains("2 window(s) compared, 0 differ, 1 could not be compared (errors above)"),
+            "{}",
+            out.render()
+        );
+        assert!(!out.stdout.contains("after repair"), "nothing to repair: {}", out.render());
+    }
+    // The repair did not run a load.
+    assert_eq!(env.dst_psql("SELECT count(*) FROM gptransfer.history"), "2");
+    // The monitor hears of it, as a window that could not be compared, not as differences.
+    let check = env.run(&["alarm", "check"]);
+    check.assert_code(3);
+    assert_eq!(check.stdout.trim(), "ABNORMAL 1 window(s) could not be compared in public.gbk_t", "{}", check.render());
+}
+
+// ---------------------------------------------------------------------------------------------
+// GP6 (9.4) as a source: floats in binary, text and CSV
+// ---------------------------------------------------------------------------------------------
+
+/// From GP6 (kernel 9.4, `extra_float_digits` 3: 9 digits for a float4, 18 for a float8)
+/// every float bit pattern arrives exact, in binary COPY (stream) and in CSV (files on a
+/// shared mount), so no cast is needed there.
+#[test]
+fn gp6_to_gp6_floats_arrive_bit_exact_in_binary_and_csv() {
+    let env = TestEnv::on("gp6_floats_bit_exact", Server::Gp6, Server::Gp6);
+    env.src_psql(&format!("{FLOATS_DDL} DISTRIBUTED BY (id)"));
+    binary_copy_floats(env.src, &env.db, "fl", &float_rows(3000));
+    env.src_psql("UPDATE fl SET ts = timestamp '2024-03-10 00:00:00' + id * interval '1 second'");
+    env.dst_psql(&format!("{FLOATS_DDL} DISTRIBUTED BY (id)"));
+    env.dst_psql("CREATE TABLE fl_csv (LIKE fl) DISTRIBUTED BY (id)");
+    std::fs::create_dir(env.dir().join("mount")).unwrap();
+    env.write_config(
+        r#"
+{CLUSTERS}
+
+[jobs.stream]
+from = "src"
+to = "dst"
+start = "2024-03-10 00:00:00"
+end = "2024-03-10 01:00:00"
+duration = "1h"
+
+[[jobs.stream.tables]]
+table = "fl"
+condition_column = "ts"
+
+[jobs.files]
+from = "src"
+to = "dst"
+start = "2024-03-10 00:00:00"
+end = "2024-03-10 01:00:00"
+duration = "1h"
+transport = { plugin = "shared-mount", root = "{TEMP_DIR}/mount" }
+
+[[jobs.files.tables]]
+table = "fl"
+target_table = "fl_csv"
+condition_column = "ts"
+"#,
+    );
+    env.run(&["run"]).assert_success();
+    assert_eq!(
+        env.dst_psql("SELECT chain || ' ' || rows_written FROM gptransfer.history ORDER BY chain"),
+        "copy > shared-mount > copy (csv) 3000\ncopy > stream > copy (binary) 3000"
+    );
+    let cols = [("r", "float4"), ("d", "float8")];
+    let source = canonical_lines(env.src, &env.db, "fl", &cols);
+    assert!(source.iter().any(|l| l.ends_with("|00000001|0000000000000001")), "subnormals are in the source");
+    for target in ["fl", "fl_csv"] {
+        assert_same_lines(target, &source, &canonical_lines(env.dst, &env.dst_db, target, &cols));
+    }
 }

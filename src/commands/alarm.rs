@@ -20,16 +20,23 @@ pub async fn alarm(config: Option<&std::path::Path>, command: AlarmCommand) -> a
     match command {
         AlarmCommand::Check { hours } => {
             let status = state.alarm_status(hours).await?;
-            if status.differences == 0 {
+            if status.differences == 0 && status.errors == 0 {
                 println!("{}", config.alarm.normal_message);
                 Ok(exit::OK)
             } else {
-                println!(
-                    "{} {} differences in {}",
-                    config.alarm.abnormal_message,
-                    status.differences,
-                    status.tables.join(", ")
-                );
+                // Windows that could not be compared are named apart: they are not known to differ.
+                let mut parts = Vec::new();
+                if status.differences > 0 {
+                    parts.push(format!("{} differences in {}", status.differences, status.tables.join(", ")));
+                }
+                if status.errors > 0 {
+                    parts.push(format!(
+                        "{} window(s) could not be compared in {}",
+                        status.errors,
+                        status.error_tables.join(", ")
+                    ));
+                }
+                println!("{} {}", config.alarm.abnormal_message, parts.join("; "));
                 Ok(exit::DIFFERENCES)
             }
         }

@@ -63,7 +63,7 @@ pub async fn compare(config: Option<&std::path::Path>, registry: &Registry, args
 pub fn outcome(found: &[WindowComparison]) -> i32 {
     if found.iter().any(|c| c.error.is_some()) {
         exit::FAILED
-    } else if found.iter().any(|c| !c.equal) {
+    } else if found.iter().any(WindowComparison::differs) {
         exit::DIFFERENCES
     } else {
         exit::OK
@@ -84,7 +84,8 @@ async fn repair(
         let name = t.source_table.to_string();
         let bad: Vec<Window> = found
             .iter()
-            .filter(|c| c.job == t.job && c.table == name && !c.equal)
+            // Only windows found to differ: one that could not be compared is not known to.
+            .filter(|c| c.job == t.job && c.table == name && c.differs())
             .filter_map(|c| parse_window(&c.window).or(if c.window == "full" { Some(full_window()) } else { None }))
             .collect();
         if bad.is_empty() {
@@ -143,15 +144,21 @@ pub fn render(found: &[WindowComparison], show: usize) -> String {
             e.1 += c.source_count;
             continue;
         }
-        let status = if c.error.is_some() { "ERROR" } else { "DIFFERENT" };
+        if let Some(e) = &c.error {
+            // Not a difference: the counts were never read, so none are shown.
+            let _ = writeln!(out, "ERROR {} / {} window {}: could not be compared", c.job, c.table, c.window);
+            let _ = writeln!(out, "  error: {e}");
+            let _ = writeln!(
+                out,
+                "  fix the cause and compare again (--from/--to this window); nothing is known about its rows"
+            );
+            continue;
+        }
         let _ = writeln!(
             out,
-            "{status} {} / {} window {}: source {} rows, target {} rows",
+            "DIFFERENT {} / {} window {}: source {} rows, target {} rows",
             c.job, c.table, c.window, c.source_count, c.target_count
         );
-        if let Some(e) = &c.error {
-            let _ = writeln!(out, "  error: {e}");
-        }
         if c.total_differences > 0 {
             let _ = writeln!(
                 out,
@@ -176,7 +183,16 @@ pub fn render(found: &[WindowComparison], show: usize) -> String {
     for ((job, table), (windows, rows)) in &equal_per_table {
         let _ = writeln!(out, "equal     {job} / {table}: {windows} window(s), {rows} rows");
     }
-    let differing = found.iter().filter(|c| !c.equal).count();
-    let _ = writeln!(out, "{} window(s) compared, {differing} differ", found.len());
+    let differing = found.iter().filter(|c| c.differs()).count();
+    let errors = found.iter().filter(|c| c.error.is_some()).count();
+    if errors > 0 {
+        let _ = writeln!(
+            out,
+            "{} window(s) compared, {differing} differ, {errors} could not be compared (errors above)",
+            found.len()
+        );
+    } else {
+        let _ = writeln!(out, "{} window(s) compared, {differing} differ", found.len());
+    }
     out
 }

@@ -119,9 +119,18 @@ async fn one_table(
     let options = CompareOptions { from: None, to: None, max_keys: 20, windows: Some(windows), record_alarms: true };
     match compare_tables(config, registry, std::slice::from_ref(&table), &options).await {
         Ok(found) => {
-            let differing = found.iter().filter(|c| !c.equal).count();
+            let differing = found.iter().filter(|c| c.differs()).count();
+            for c in found.iter().filter(|c| c.error.is_some()) {
+                tracing::error!(
+                    "{name}: window {} could not be compared: {}",
+                    c.window,
+                    c.error.as_deref().unwrap_or("")
+                );
+            }
             if differing > 0 {
                 tracing::warn!("{name}: {differing} window(s) differ after loading; alarms raised");
+            } else if found.iter().any(|c| c.error.is_some()) {
+                tracing::warn!("{name}: the loaded windows that could be compared are equal");
             } else {
                 tracing::info!("{name}: {} window(s) loaded and equal", found.len());
             }

@@ -71,3 +71,11 @@ pub struct WindowComparison {
     /// An error that stopped this window's compare.
     pub error: Option<String>,
 }
+
+impl WindowComparison {
+    /// Both sides were read and they differ. A window that could not be compared (`error`)
+    /// is not "different": nothing is known about it, and it is reported as an error.
+    pub fn differs(&self) -> bool {
+        !self.equal && self.error.is_none()
+    }
+}

@@ -73,12 +73,97 @@ impl StoredText {
     fn value(self, text: &str) -> String {
         match self {
             StoredText::AsIs | StoredText::Recode { .. } => text.to_string(),
-            StoredText::Convert { from, kernel_8_2: true } => format!("convert({text}, '{from}', 'UTF8')"),
-            StoredText::Convert { from, kernel_8_2: false } => {
-                format!("convert_from(convert(convert_to({text}, 'SQL_ASCII'), '{from}', 'UTF8'), 'SQL_ASCII')")
+            StoredText::Convert { from, kernel_8_2 } => {
+                let whole = convert_whole(text, from, kernel_8_2);
+                if from == "GB18030" {
+                    supplementary_aware(text, &whole, kernel_8_2)
+                } else {
+                    whole
+                }
             }
         }
     }
+}
+
+/// `text` (bytes in encoding `from`) converted to UTF-8 by the server in one call.
+fn convert_whole(text: &str, from: &str, kernel_8_2: bool) -> String {
+    if kernel_8_2 {
+        format!("convert({text}, '{from}', 'UTF8')")
+    } else {
+        format!("convert_from(convert(convert_to({text}, 'SQL_ASCII'), '{from}', 'UTF8'), 'SQL_ASCII')")
+    }
+}
+
+/// 8.2: the bytes of a text as bytea (8.2 has neither `convert_to` nor a cast): `decode(…,
+/// 'escape')` reads backslashes as escapes, so they are doubled first (standard strings).
+fn text_bytes_8_2(text: &str) -> String {
+    format!(r"decode(replace({text}, '\', '\\'), 'escape')")
+}
+
+/// A GB18030 lead byte (0x81–0xFE), as two hex digits.
+const HEX_LEAD: &str = "(?:8[1-9a-f]|9[0-9a-f]|[a-e][0-9a-f]|f[0-9a-e])";
+/// The lead byte of a 4-byte GB18030 sequence above U+FFFF (0x90–0xE3).
+const HEX_SUPPLEMENTARY_LEAD: &str = "(?:9[0-9a-f]|[a-d][0-9a-f]|e[0-3])";
+/// The second byte of a 2-byte GB18030 character (0x40–0x7E, 0x80–0xFE).
+const HEX_TRAIL: &str = "(?:[4-6][0-9a-f]|7[0-9a-e]|[89a-e][0-9a-f]|f[0-9a-e])";
+
+/// GB18030 `text` in UTF-8, characters above U+FFFF included, which neither 8.2's nor 9.4's
+/// (GP6's) conversion maps (`character 0x95328236 of encoding "GB18030" has no equivalent in
+/// "UTF8"`), although the transfer decodes them. Their 4-byte codes are algorithmic
+/// (U+10000 + a linear index over the bytes 0x90308130…0xE3329A35), so a value holding one is
+/// converted piece by piece: its bytes as hex, cut into characters by a regular expression
+/// (a character above U+FFFF in group 1, any other in group 2, an invalid byte alone), each
+/// piece converted by the server or computed here, and the UTF-8 hex made text again. Values
+/// without such a character (nearly all) take the one-call conversion (`whole`). Only
+/// functions 8.2 has; no function is created on the source.
+fn supplementary_aware(text: &str, whole: &str, kernel_8_2: bool) -> String {
+    let (lead, supp, trail) = (HEX_LEAD, HEX_SUPPLEMENTARY_LEAD, HEX_TRAIL);
+    let digit = "3[0-9]";
+    let pattern = format!("({supp}{digit}{lead}{digit})|({lead}{digit}{lead}{digit}|{lead}{trail}|[0-9a-f][0-9a-f])");
+    let byte = |n: usize| format!("bit_in(textout('x' || substr(a[i], {}, 2)), 0, 8)::int", 2 * n - 1);
+    let code_point = format!(
+        "65536 + ((({} - 144) * 10 + {} - 48) * 126 + {} - 129) * 10 + {} - 48",
+        byte(1),
+        byte(2),
+        byte(3),
+        byte(4)
+    );
+    // A piece other than a character above U+FFFF, as UTF-8 hex: ASCII as it is, the rest
+    // converted by the server (an invalid byte fails as it would in one call).
+    let other = "substr(a[i], 2)";
+    let other_utf8 = if kernel_8_2 {
+        // 8.2: convert(text) only; bytea becomes text through escape encoding, which doubles
+        // backslashes (and would write NUL as \000, which text cannot hold anyway).
+        format!(
+            r"encode({}, 'hex')",
+            text_bytes_8_2(&format!(
+                r"convert(replace(encode(decode({other}, 'hex'), 'escape'), '\\', '\'), 'GB18030', 'UTF8')"
+            ))
+        )
+    } else {
+        format!("encode(convert(decode({other}, 'hex'), 'GB18030', 'UTF8'), 'hex')")
+    };
+    let utf8_hex = format!(
+        "array_to_string(ARRAY(SELECT CASE \
+           WHEN substr(a[i], 1, 1) <> ';' THEN \
+             to_hex(240 + cp / 262144) || to_hex(128 + cp / 4096 % 64) || to_hex(128 + cp / 64 % 64) || to_hex(128 + cp % 64) \
+           WHEN {other} < '80' THEN {other} \
+           ELSE {other_utf8} END \
+         FROM (SELECT i, {code_point} AS cp FROM generate_series(2, array_upper(a, 1)) AS i) AS piece ORDER BY i), '')"
+    );
+    // The stored bytes as bytea: never through textsend, which converts to the client
+    // encoding (UTF8), and 9.x+ check the bytes on the way ("invalid byte sequence").
+    let bytes = if kernel_8_2 { text_bytes_8_2(text) } else { format!("convert_to({text}, 'SQL_ASCII')") };
+    let as_text = if kernel_8_2 {
+        format!(r"replace(encode(decode({utf8_hex}, 'hex'), 'escape'), '\\', '\')")
+    } else {
+        format!("convert_from(decode({utf8_hex}, 'hex'), 'SQL_ASCII')")
+    };
+    format!(
+        "CASE WHEN {text} ~ '[\\x90-\\xe3][\\x30-\\x39][\\x81-\\xfe][\\x30-\\x39]' THEN \
+           (SELECT {as_text} FROM (SELECT string_to_array(regexp_replace(encode({bytes}, 'hex'), '{pattern}', ',\\1;\\2', 'g'), ',') AS a) AS pieces) \
+         ELSE {whole} END"
+    )
 }
 
 /// What the comparator runs before its queries (cheap, and idempotent). The ISO output of
@@ -155,6 +240,19 @@ pub fn text_expr(column: &str, type_name: &str, stored: StoredText) -> String {
         // an encoding the server does not know).
         "text" | "varchar" => stored.value(&c),
         "bpchar" => stored.value(&format!("{c}::text")),
+        // Float arrays: their dimensions, then each element's bits (text output of their
+        // elements differs between versions like a float's). First dimension only.
+        "_float4" | "_float8" => {
+            let send = if type_name == "_float4" { "float4send" } else { "float8send" };
+            format!(
+                "CASE WHEN {c} IS NOT NULL THEN coalesce(array_dims({c}), '') || ':' || coalesce(array_to_string(ARRAY(\
+                 SELECT coalesce(encode({send}({c}[i]), 'hex'), 'N') \
+                 FROM generate_series(array_lower({c}, 1), array_upper({c}, 1)) AS i ORDER BY i), ','), '') END"
+            )
+        }
+        // 8.2 has no cast from an array to text (I/O casts came with 8.3); the output function
+        // is the same text everywhere.
+        t if t.starts_with('_') => format!("textin(array_out({c}))"),
         _ => format!("{c}::text"),
     }
 }
@@ -243,6 +341,13 @@ mod tests {
     }
 
     #[test]
+    fn arrays_hash_without_casts_8_2_lacks() {
+        let f = text_expr("a", "_float4", StoredText::AsIs);
+        assert!(f.contains("float4send(\"a\"[i])") && f.contains("array_dims"), "{f}");
+        assert_eq!(text_expr("a", "_int4", StoredText::AsIs), "textin(array_out(\"a\"))");
+    }
+
+    #[test]
     fn only_free_form_fields_are_length_prefixed() {
         assert_eq!(field("n", "int8", StoredText::AsIs), r#"coalesce("n"::text, 'N')"#);
         assert_eq!(field("v", "varchar", StoredText::AsIs), r#"coalesce(octet_length("v")::text || ':' || "v", 'N')"#);
@@ -258,6 +363,22 @@ mod tests {
             .contains(r#"convert_from(convert(convert_to("v", 'SQL_ASCII'), 'GBK', 'UTF8'), 'SQL_ASCII')"#));
         // Numbers and dates are ASCII: never converted.
         assert_eq!(field("n", "int8", gp4), field("n", "int8", StoredText::AsIs));
+    }
+
+    #[test]
+    fn gb18030_above_the_bmp_is_computed_where_the_server_cannot_convert_it() {
+        for kernel_8_2 in [true, false] {
+            let v = text_expr("v", "text", StoredText::Convert { from: "GB18030", kernel_8_2 });
+            // Only values holding a 4-byte code above U+FFFF take the piecewise path.
+            assert!(v.starts_with(r#"CASE WHEN "v" ~ '[\x90-\xe3][\x30-\x39][\x81-\xfe][\x30-\x39]' THEN"#), "{v}");
+            assert!(v.contains("65536 + "), "{v}");
+            for banned in ["convert_from", "convert_to"] {
+                assert_eq!(v.contains(banned), !kernel_8_2, "{banned} on 8.2: {v}");
+            }
+        }
+        // GBK has no 4-byte codes: one call.
+        let gbk = text_expr("v", "text", StoredText::Convert { from: "GBK", kernel_8_2: true });
+        assert_eq!(gbk, r#"convert("v", 'GBK', 'UTF8')"#);
     }
 
     #[test]

@@ -84,6 +84,8 @@ pub fn select_list(flavour: Flavour, columns: &[String], types: &[String]) -> St
             let col = quote_ident(c);
             match types.get(i).map(String::as_str) {
                 Some("float4") if widen_float4 => format!("{col}::float8 AS {col}"),
+                // Arrays of real print their elements the same way.
+                Some("_float4") if widen_float4 => format!("{col}::float8[] AS {col}"),
                 _ => col,
             }
         })
@@ -263,6 +265,8 @@ mod tests {
         assert_eq!(select_list(Flavour::Gp6, &cols, &types), "\"id\", \"R\", \"d\"");
         assert_eq!(select_list(Flavour::Postgres { major: 15 }, &cols, &types), "\"id\", \"R\", \"d\"");
         assert_eq!(select_list(Flavour::Gp4, &cols, &[]), "\"id\", \"R\", \"d\"");
+        let arrays = vec!["int4".to_string(), "_float4".into(), "_float8".into()];
+        assert_eq!(select_list(Flavour::Gp4, &cols, &arrays), "\"id\", \"R\"::float8[] AS \"R\", \"d\"");
     }
 
     #[test]

@@ -187,10 +187,13 @@ async fn mirror_alarms(
         table.quoted()
     );
     for c in differing {
-        let message = format!(
-            "{} {} window {}: {} differences (source {} rows, target {} rows)",
-            c.job, c.table, c.window, c.total_differences, c.source_count, c.target_count
-        );
+        let message = match &c.error {
+            Some(e) => format!("{} {} window {}: could not be compared: {e}", c.job, c.table, c.window),
+            None => format!(
+                "{} {} window {}: {} differences (source {} rows, target {} rows)",
+                c.job, c.table, c.window, c.total_differences, c.source_count, c.target_count
+            ),
+        };
         session.timed(session.client.execute(sql.as_str(), &[&message])).await.map_err(|e| Error::State {
             cluster: cluster.clone(),
             message: format!("writing the alarm mirror {table}: {}", e.message),

@@ -12,6 +12,10 @@ pub struct AlarmStatus {
     pub differences: i64,
     /// Tables with active differences.
     pub tables: Vec<String>,
+    /// Active windows that could not be compared (an error is not a difference).
+    pub errors: i64,
+    /// Tables with such windows.
+    pub error_tables: Vec<String>,
 }
 
 impl State {
@@ -68,15 +72,20 @@ impl State {
 
     /// Active alarms detected in the last `hours`.
     pub async fn alarm_status(&self, hours: f64) -> Result<AlarmStatus, Error> {
+        // No FILTER clause: 8.2 has none.
         let sql = format!(
-            "SELECT table_name, count(*)::bigint FROM {} WHERE data_name = 'GPTRANSFER' AND diff > 0 \
+            "SELECT table_name, sum(CASE WHEN kind = 'error' THEN 0 ELSE 1 END)::bigint, \
+             sum(CASE WHEN kind = 'error' THEN 1 ELSE 0 END)::bigint FROM {} WHERE data_name = 'GPTRANSFER' AND diff > 0 \
              AND detected_at >= now() - ($1::float8 * interval '1 hour') GROUP BY table_name ORDER BY table_name",
             self.table("alarms")
         );
         let rows = self.client().query(&sql, &[&hours]).await.map_err(|e| self.error("reading alarms", &e))?;
+        let tables = |col: usize| rows.iter().filter(|r| r.get::<_, i64>(col) > 0).map(|r| r.get(0)).collect();
         Ok(AlarmStatus {
             differences: rows.iter().map(|r| r.get::<_, i64>(1)).sum(),
-            tables: rows.iter().map(|r| r.get(0)).collect(),
+            tables: tables(1),
+            errors: rows.iter().map(|r| r.get::<_, i64>(2)).sum(),
+            error_tables: tables(2),
         })
     }
 

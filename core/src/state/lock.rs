@@ -53,11 +53,33 @@ impl State {
                 let app: String = r.get(2);
                 let addr: String = r.get(3);
                 let since: String = r.get(4);
-                format!("{app:?} (server pid {pid}, user {user}, from {addr}, connected since {since})")
+                let who = if app.is_empty() { self.running_process(job).await } else { format!("{app:?}") };
+                format!("{who} (server pid {pid}, user {user}, from {addr}, connected since {since})")
             }
             _ => "another session (it could not be identified)".to_string(),
         };
         Err(Error::Locked { job: job.to_string(), holder })
+    }
+
+    /// Names the lock holder where the server shows no application name (8.x has none): the
+    /// process of the job's window in flight, as history records it.
+    async fn running_process(&self, job: &str) -> String {
+        let sql = format!(
+            "SELECT host, pid FROM {} WHERE job = $1 AND status = 'running' ORDER BY id DESC LIMIT 1",
+            self.table("history")
+        );
+        match self.client().query_opt(&sql, &[&job]).await {
+            Ok(Some(r)) => {
+                let host: Option<String> = r.get(0);
+                let pid: Option<i32> = r.get(1);
+                format!(
+                    "gptransfer pid {} host {} (its window in flight in history)",
+                    pid.map_or("?".to_string(), |p| p.to_string()),
+                    host.unwrap_or_default()
+                )
+            }
+            _ => "a session without an application name".to_string(),
+        }
     }
 
     /// Marks `running` rows of this job as failed: we hold the job's lock, so the process that
