@@ -160,6 +160,12 @@ pub trait Source: Send + Sync {
         None
     }
 
+    /// The condition it ANDs to every window's predicate (a `filter` option), in the source's
+    /// SQL: only rows matching it are moved, so compare reads the source with it too.
+    fn row_filter(&self) -> Option<String> {
+        None
+    }
+
     /// Opens the window's rows as COPY bytes in `ctx.format`.
     async fn open(&self, ctx: &WindowCtx) -> Result<ByteStream, RoleError>;
 }

@@ -35,6 +35,8 @@ pub struct Scope {
     /// How this cluster's text columns are read (converted when a SQL_ASCII database holds
     /// GBK/GB18030 bytes).
     pub text: crate::dialect::canonical::StoredText,
+    /// The source plugin's `filter` (source side only): only rows matching it were moved.
+    pub filter: Option<String>,
 }
 
 /// How a scope is split into buckets, all in one pass over the rows.

@@ -124,22 +124,36 @@ pub async fn compare_tables(
             list.into_iter().map(Some).collect()
         };
         let settings = DrillSettings { key: t.key.clone(), max_keys: options.max_keys };
+        // Only the rows the source's filter lets through were moved: compare those.
+        let source_filter = registry
+            .source(t.source.get_ref())
+            .map_err(|e| Error::Check {
+                job: t.job.clone(),
+                table: t.display_name(),
+                message: format!("source: {e}"),
+                hint: None,
+            })?
+            .row_filter();
         for w in windows {
-            let scope = |table: &crate::dialect::QualifiedName, cols: &[super::check::Column], text| Scope {
+            let scope = |table: &crate::dialect::QualifiedName,
+                         cols: &[super::check::Column],
+                         text,
+                         filter: &Option<String>| Scope {
                 table: table.clone(),
                 columns: typed(cols),
                 condition: if windowed { condition(cols) } else { None },
                 range: w.map(|w| (w.start, w.end)),
                 group: None,
                 text,
+                filter: filter.clone(),
             };
             let window_id = w.map_or("full".to_string(), |w| w.id());
             let c = compare_window(
                 comparator.as_ref(),
                 src,
                 dst,
-                scope(&t.source_table, &src_cols, src_text),
-                scope(&t.target_table, &dst_cols, dst_text),
+                scope(&t.source_table, &src_cols, src_text, &source_filter),
+                scope(&t.target_table, &dst_cols, dst_text, &None),
                 &settings,
                 &t.job,
                 &t.source_table.to_string(),

@@ -12,6 +12,9 @@ fn from_where(scope: &Scope) -> (String, Vec<String>) {
     if let (Some((col, ty)), Some((start, end))) = (&scope.condition, scope.range) {
         conditions.push(dsql::window_predicate(col, ty, start, end));
     }
+    if let Some(filter) = &scope.filter {
+        conditions.push(format!("({filter})"));
+    }
     if let Some((g, value)) = &scope.group {
         match value {
             Some(v) => {

@@ -66,6 +66,10 @@ impl Source for CopySource {
         CopyFormat::ALL.to_vec()
     }
 
+    fn row_filter(&self) -> Option<String> {
+        self.config.filter.clone()
+    }
+
     async fn open(&self, ctx: &WindowCtx) -> Result<ByteStream, RoleError> {
         let session = ctx
             .source

@@ -158,6 +158,10 @@ impl Source for Gp4Source {
         vec![CopyFormat::Text, CopyFormat::Csv]
     }
 
+    fn row_filter(&self) -> Option<String> {
+        self.config.filter.clone()
+    }
+
     fn stored_text_encoding(&self) -> Option<&'static str> {
         match self.config.source_encoding {
             SourceEncoding::Utf8 => None,
