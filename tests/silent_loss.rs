@@ -429,3 +429,62 @@ source = { plugin = "copy", filter = "id % 3 <> 0" }
     compare.assert_code(3);
     assert!(compare.stdout.contains("1 differ"), "{}", compare.render());
 }
+
+/// Item 2: two entries into one target table (per-site tables consolidated) in replace mode
+/// deleted each other's windows: 599 of 1,200 rows kept. Such a configuration is now refused
+/// before anything moves, naming both entries; in append mode both sites land.
+#[test]
+fn two_entries_replacing_windows_of_one_target_are_refused() {
+    let env = TestEnv::new("shared_target");
+    for site in ["a", "b"] {
+        env.src_psql(&format!(
+            "CREATE TABLE public.site_{site} (id int NOT NULL, ts timestamp NOT NULL, site text);
+             INSERT INTO public.site_{site} SELECT i, timestamp '2024-03-01 00:00:00' + i * interval '2 minutes', '{site}'
+             FROM generate_series(1, 600) AS i;"
+        ));
+    }
+    env.dst_psql("CREATE TABLE public.all_sites (id int NOT NULL, ts timestamp NOT NULL, site text);");
+    let config = |mode: &str| {
+        env.write_config(&format!(
+            r#"{{CLUSTERS}}
+
+[jobs.j]
+from = "src"
+to = "dst"
+start = "2024-03-01 00:00:00"
+end = "2024-03-02 00:00:00"
+duration = "1h"
+mode = "{mode}"
+
+[[jobs.j.tables]]
+table = "public.site_a"
+target_table = "public.all_sites"
+condition_column = "ts"
+
+[[jobs.j.tables]]
+table = "public.site_b"
+target_table = "public.all_sites"
+condition_column = "ts"
+"#
+        ));
+    };
+    for mode in ["replace", "full"] {
+        config(mode);
+        for command in [&["config", "check"][..], &["run"][..]] {
+            let out = env.run(command);
+            out.assert_code(2);
+            assert!(
+                out.stderr.contains(
+                    "job \"j\", table public.site_a and job \"j\", table public.site_b both load public.all_sites"
+                ),
+                "{}",
+                out.render()
+            );
+        }
+    }
+    cli_snapshot!("shared_target_refused", env.run(&["config", "check"]));
+    assert_eq!(env.dst_psql("SELECT count(*) FROM public.all_sites"), "0");
+    config("append");
+    env.run(&["run"]).assert_success();
+    assert_eq!(env.dst_psql("SELECT site, count(*) FROM public.all_sites GROUP BY site ORDER BY site"), "a|600\nb|600");
+}

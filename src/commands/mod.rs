@@ -52,6 +52,7 @@ pub fn load_config(path: Option<&std::path::Path>, registry: &Registry) -> anyho
     let path = find_config_path(path);
     let config = Config::load(&path).map_err(gptransfer_core::Error::Config)?;
     registry.validate(&config).map_err(gptransfer_core::Error::Config)?;
+    config.check_shared_targets().map_err(gptransfer_core::Error::Config)?;
     Ok(config)
 }
 
@@ -85,6 +86,7 @@ pub async fn load_config_with_readers(path: Option<&std::path::Path>, registry: 
     if config.needs_readers() {
         gptransfer_config_readers::load(&mut config).await?;
         registry.validate(&config).map_err(gptransfer_core::Error::Config)?;
+        config.check_shared_targets().map_err(gptransfer_core::Error::Config)?;
     }
     Ok(config)
 }

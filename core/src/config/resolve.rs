@@ -277,6 +277,41 @@ impl Config {
     pub fn tables(&self) -> impl Iterator<Item = &TableSpec> {
         self.jobs.iter().flat_map(|j| j.tables.iter())
     }
+
+    /// Refuses two enabled entries loading one target table when either replaces windows or
+    /// reloads the table: each window's delete (or the truncate) removes the other entry's rows
+    /// too — per-site tables consolidated into one kept half their rows. Run after config
+    /// readers have added their tables.
+    pub fn check_shared_targets(&self) -> Result<(), ConfigError> {
+        let enabled: Vec<&TableSpec> = self.tables().filter(|t| t.enabled).collect();
+        for (i, a) in enabled.iter().enumerate() {
+            for b in &enabled[i + 1..] {
+                let same_target = a.to == b.to && a.target_table == b.target_table;
+                let destructive = |t: &TableSpec| matches!(t.mode, Mode::Replace | Mode::Full);
+                if same_target && (destructive(a) || destructive(b)) {
+                    let mode = if destructive(b) { b.mode } else { a.mode };
+                    return Err(ConfigError {
+                        path: self.path.clone(),
+                        location: Some(b.location),
+                        message: format!(
+                            "job {:?}, table {} and job {:?}, table {} both load {} on cluster {:?}, in {} mode: {} \
+                             removes the other entry's rows too. Load both in merge mode with key columns \
+                             that tell their rows apart, or in append mode, or move them as one entry",
+                            a.job,
+                            a.source_table,
+                            b.job,
+                            b.source_table,
+                            b.target_table,
+                            b.to,
+                            mode.as_str(),
+                            if mode == Mode::Full { "each reload's truncate" } else { "each window's delete" }
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 fn resolve(path: &Path, text: String, file: ConfigFile) -> Result<Config, ConfigError> {
