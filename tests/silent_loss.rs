@@ -488,3 +488,56 @@ condition_column = "ts"
     env.run(&["run"]).assert_success();
     assert_eq!(env.dst_psql("SELECT site, count(*) FROM public.all_sites GROUP BY site ORDER BY site"), "a|600\nb|600");
 }
+
+/// Item 7: append mode where the window's rows commit apart from history and cursor (state on
+/// another cluster than the target — the default state cluster is the first job's target — or
+/// a sink committing on its own): a run dying between the two commits loaded the window again.
+/// Such a table is refused before anything moves; with the state on the target it runs.
+#[test]
+fn append_apart_from_the_state_is_refused() {
+    let env = TestEnv::new("append_state_apart");
+    env.src_psql(NINE_DAYS_SQL);
+    env.dst_psql("CREATE TABLE public.events (id int NOT NULL, ts timestamp NOT NULL, v text);");
+    let config = |state: &str| {
+        env.write_config(&format!(
+            r#"[clusters.src]
+url = "{{SRC_URL}}"
+password_env = "GPT_SRC_PASSWORD"
+
+[clusters.dst]
+url = "{{DST_URL}}"
+password_env = "GPT_DST_PASSWORD"
+
+[state]
+cluster = "{state}"
+
+[jobs.j]
+from = "src"
+to = "dst"
+start = "2024-03-01 00:00:00"
+end = "2024-03-02 00:00:00"
+duration = "6h"
+mode = "append"
+
+[[jobs.j.tables]]
+table = "public.events"
+condition_column = "ts"
+"#
+        ));
+    };
+    config("src");
+    for command in [&["config", "check"][..], &["run"][..]] {
+        let out = env.run(command);
+        out.assert_code(2);
+        assert!(out.stderr.contains("append mode would insert a window's rows twice"), "{}", out.render());
+        assert!(
+            out.stderr.contains("the state is on cluster \"src\", not on the target cluster \"dst\""),
+            "{}",
+            out.render()
+        );
+    }
+    assert_eq!(env.dst_psql("SELECT count(*) FROM public.events"), "0");
+    config("dst");
+    env.run(&["run"]).assert_success();
+    assert_eq!(env.dst_psql("SELECT count(*) FROM public.events"), "144");
+}

@@ -215,6 +215,15 @@ pub trait Sink: Send + Sync {
         Ok(())
     }
 
+    /// Whether every window's rows commit in the transaction its window's
+    /// [`SinkWindow::transaction`] hands the engine, so history and cursor can commit with them
+    /// (when the state is on the target cluster). A sink that commits on its own cannot take
+    /// `append` windows safely: a run that dies between its commit and the history's would
+    /// load the window again.
+    fn commits_with_state(&self) -> bool {
+        false
+    }
+
     /// Starts the window's transaction (and whatever the mode does first, e.g. the delete).
     async fn begin(&self, ctx: &WindowCtx) -> Result<Box<dyn SinkWindow>, RoleError>;
 }

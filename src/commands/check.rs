@@ -41,6 +41,7 @@ pub async fn check(config: Option<&std::path::Path>, registry: &Registry) -> any
         let sink = registry.sink(t.sink.get_ref()).map_err(|e| chain_error("sink", e))?;
         let c = check_table(t, src, &t.from, dst, &t.to).await?;
         sink.check_table(t, &c.columns).map_err(|e| chain_error("sink", e))?;
+        gptransfer_core::engine::check_append_atomic(t, &config.state.cluster, sink.as_ref())?;
         let format = negotiate_format(&source.formats(), &transport.formats(), &sink.formats(t.mode), c.binary)
             .map_err(|e| chain_error("chain", e))?;
         println!(

@@ -69,6 +69,36 @@ pub async fn columns(
         .collect())
 }
 
+/// Refuses `append` where a window could be loaded twice: its rows must commit in one
+/// transaction with history and cursor, so the state must be on the target cluster and the
+/// sink must commit in the transaction it hands the engine. (Replace and merge re-load a
+/// window harmlessly.)
+pub fn check_append_atomic(t: &TableSpec, state_cluster: &str, sink: &dyn crate::roles::Sink) -> Result<(), Error> {
+    if t.mode != Mode::Append {
+        return Ok(());
+    }
+    let why = if state_cluster != t.to {
+        format!("the state is on cluster {state_cluster:?}, not on the target cluster {:?}", t.to)
+    } else if !sink.commits_with_state() {
+        format!("the sink {:?} commits on its own, apart from history and cursor", t.sink.get_ref().plugin)
+    } else {
+        return Ok(());
+    };
+    Err(Error::Check {
+        job: t.job.clone(),
+        table: t.display_name(),
+        message: format!(
+            "append mode would insert a window's rows twice if a run died between the target's commit and the \
+             state's: {why}"
+        ),
+        hint: Some(format!(
+            "put the state on the target cluster ([state] cluster = {:?}) with the copy or gpload sink, or load in \
+             merge mode with a key (a re-load then replaces the window's rows)",
+            t.to
+        )),
+    })
+}
+
 /// Checks one table on both sides.
 pub async fn check_table(
     table: &TableSpec,

@@ -8,7 +8,7 @@ mod run;
 mod select;
 mod window_run;
 
-pub use check::{check_table, Column, TableCheck};
+pub use check::{check_append_atomic, check_table, Column, TableCheck};
 pub use compare_run::{compare_tables, CompareOptions};
 pub use interrupt::Interrupt;
 pub use run::{

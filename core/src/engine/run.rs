@@ -413,6 +413,7 @@ pub async fn run(
             })?;
         }
         let check = check_table(t, src, &t.from, dst, &t.to).await?;
+        super::check::check_append_atomic(t, &config.state.cluster, chain.sink.as_ref())?;
         chain.sink.check_table(t, &check.columns).map_err(|e| Error::Check {
             job: t.job.clone(),
             table: t.display_name(),

@@ -87,7 +87,7 @@ impl State {
     async fn close_abandoned(&self, job: &str) -> Result<(), Error> {
         let sql = format!(
             "UPDATE {} SET status = 'failed', finished_at = now(), \
-             error = 'abandoned: the process running this window ended without finishing it (killed?); nothing of it was committed' \
+             error = 'abandoned: the process running this window ended without finishing it (killed?); its rows were rolled back unless they had committed before this row (state on another cluster than the target): the next run loads the window again' \
              WHERE job = $1 AND status = 'running'",
             self.table("history")
         );

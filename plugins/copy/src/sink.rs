@@ -71,6 +71,10 @@ impl Sink for CopySink {
         }
     }
 
+    fn commits_with_state(&self) -> bool {
+        true
+    }
+
     async fn begin(&self, ctx: &WindowCtx) -> Result<Box<dyn SinkWindow>, RoleError> {
         let session = ctx
             .target

@@ -392,6 +392,10 @@ impl Sink for GploadSink {
         self.load_columns(t, columns).map(drop)
     }
 
+    fn commits_with_state(&self) -> bool {
+        true
+    }
+
     async fn begin(&self, ctx: &WindowCtx) -> Result<Box<dyn SinkWindow>, RoleError> {
         let c = &self.config;
         let t = &ctx.table;
