@@ -13,7 +13,7 @@
 mod support;
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -812,4 +812,71 @@ fn gpload_loads_the_largest_double_and_refuses_null_merge_keys() {
     out.assert_code(1);
     assert!(out.stdout.contains("merge key (id) is NULL in 17 row(s)"), "{}", out.render());
     assert_eq!(env.dst_psql("SELECT count(*) FROM public.floats"), "0", "nothing of the window landed");
+}
+
+/// Issue 10 item 13: gpload's work files held the window's rows world-readable, under
+/// predictable names in the shared temp directory, where another local user could plant the
+/// control file (whose `SQL: BEFORE` runs with the target's credentials). By default they now
+/// live in a private directory (`$TMPDIR/gptransfer-<uid>`, 0700), each file created fresh with
+/// mode 0600; a directory of that name planted by someone else is refused.
+#[test]
+fn gpload_work_files_are_private() {
+    let env = TestEnv::on("gpload_private_files", Server::Pg, Server::Gp6);
+    env.src_psql(&support::defects_source_sql(100, "36 seconds"));
+    env.dst_psql(V1_TARGET);
+    let log = env.dir().join("modes.log");
+    let wrapper = env.write_file(
+        "bin/gpload-stat",
+        &format!(
+            "#!/bin/sh\n\
+             if [ \"$1\" = -f ]; then\n\
+             control=$2\n\
+             stat -c '%a %u' \"$(dirname \"$control\")\" \"$control\" \"${{control%.yml}}.csv\" >> '{log}'\n\
+             fi\n\
+             exec {gpload} \"$@\"\n",
+            log = log.display(),
+            gpload = gpload().display()
+        ),
+    );
+    fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).unwrap();
+    let tmp = env.dir().join("tmp");
+    fs::create_dir_all(&tmp).unwrap();
+    env.write_config(&format!(
+        r#"
+{{CLUSTERS}}
+
+[jobs.j]
+from = "src"
+to = "dst"
+start = "2024-03-10 00:00:00"
+end = "2024-03-10 03:00:00"
+duration = "3h"
+mode = "merge"
+sink = {{ plugin = "gpload", gpload = "{wrapper}", gphome = "{home}", local_hostname = ["127.0.0.1"] }}
+
+[[jobs.j.tables]]
+table = "eda.defects"
+condition_column = "evt_ts"
+key = ["id"]
+"#,
+        wrapper = wrapper.display(),
+        home = support::gp6_home().display()
+    ));
+    let mut cmd = env.command(&["run"]);
+    cmd.env("TMPDIR", &tmp);
+    let out = env.spawn_command(cmd).wait();
+    out.assert_success();
+    let uid = fs::metadata(env.dir()).unwrap().uid().to_string();
+    let modes = fs::read_to_string(&log).unwrap();
+    assert_eq!(modes, format!("700 {uid}\n600 {uid}\n600 {uid}\n"), "directory, control file, data file");
+    assert!(tmp.join(format!("gptransfer-{uid}")).is_dir());
+
+    // A directory of that name that others may write to (planted, or made by hand) is refused.
+    let private = tmp.join(format!("gptransfer-{uid}"));
+    fs::set_permissions(&private, fs::Permissions::from_mode(0o777)).unwrap();
+    let mut cmd = env.command(&["config", "check"]);
+    cmd.env("TMPDIR", &tmp);
+    let out = env.spawn_command(cmd).wait();
+    out.assert_code(2);
+    assert!(out.stderr.contains("is not a directory of this user"), "{}", out.render());
 }

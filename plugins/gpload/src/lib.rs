@@ -16,6 +16,7 @@ mod runner;
 mod sink;
 mod ssh_runner;
 mod summary;
+mod workdir;
 
 pub use control::{yaml_quote, Control, LoadMode};
 pub use gphome::{local_env, local_gphome, remote_prefix};

@@ -112,7 +112,7 @@ impl Runner for LocalRunner {
         if let Some(dir) = path.parent() {
             tokio::fs::create_dir_all(dir).await.map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         }
-        tokio::fs::write(path, bytes).await.map_err(|e| format!("cannot write {}: {e}", path.display()))
+        crate::workdir::write_private(path, bytes).await
     }
 
     async fn append_file(&self, path: &Path, bytes: &[u8]) -> Result<(), String> {

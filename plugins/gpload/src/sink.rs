@@ -264,8 +264,11 @@ impl Factory<dyn Sink> for GploadSinkFactory {
         parse_options::<GploadConfig>(options)?.check()
     }
     fn build(&self, options: &toml::Table) -> Result<Arc<dyn Sink>, String> {
-        let config = parse_options::<GploadConfig>(options)?;
+        let mut config = parse_options::<GploadConfig>(options)?;
         config.check()?;
+        if config.ssh().is_none() && config.work_dir.is_none() {
+            config.work_dir = Some(crate::workdir::private_default()?);
+        }
         // Before the run touches any server, where gpload will run: (host key, login and)
         // `gpload --version` with the environment it will get.
         let runner: Arc<dyn Runner> = match config.ssh() {

@@ -1,0 +1,59 @@
+//! gpload's work files hold a window's rows and a control file whose `SQL` runs with the
+//! target's credentials: only this user may read them, and no other user may plant them.
+
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use tokio::io::AsyncWriteExt;
+
+/// The default work directory: `gptransfer-<uid>` in the system temp directory, mode 0700,
+/// created when missing; refused when another user owns it or others may write to it (a
+/// planted directory in a shared `/tmp`).
+pub fn private_default() -> Result<PathBuf, String> {
+    let uid = rustix::process::geteuid().as_raw();
+    let dir = std::env::temp_dir().join(format!("gptransfer-{uid}"));
+    match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+        Ok(()) => return Ok(dir),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(format!("cannot create the gpload work directory {}: {e}", dir.display())),
+    }
+    let meta = std::fs::symlink_metadata(&dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+    if !meta.is_dir() || meta.uid() != uid || meta.permissions().mode() & 0o077 != 0 {
+        return Err(format!(
+            "the gpload work directory {} is not a directory of this user (uid {uid}) closed to others (it is uid {}, \
+             mode {:o}): remove it, or set the sink's work_dir to a private directory",
+            dir.display(),
+            meta.uid(),
+            meta.permissions().mode() & 0o7777
+        ));
+    }
+    Ok(dir)
+}
+
+/// Writes a fresh file readable by this user only. A file left by an earlier attempt is
+/// replaced; one another user planted in a shared directory can be neither removed nor
+/// reused, and fails the window.
+pub async fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    match tokio::fs::remove_file(path).await {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(refused(path, &e)),
+    }
+    let mut file = tokio::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .await
+        .map_err(|e| refused(path, &e))?;
+    file.write_all(bytes).await.map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    file.flush().await.map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+fn refused(path: &Path, e: &std::io::Error) -> String {
+    format!(
+        "cannot create {} as a new private file ({e}): another user's file may be in the way; set the sink's \
+         work_dir to a directory only this user can write",
+        path.display()
+    )
+}
