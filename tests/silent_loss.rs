@@ -541,3 +541,35 @@ condition_column = "ts"
     env.run(&["run"]).assert_success();
     assert_eq!(env.dst_psql("SELECT count(*) FROM public.events"), "144");
 }
+
+/// Item 11, the planner's memory: `1s` windows from years back were all built in memory before
+/// the first one loaded (exhausting it). A run now plans at most 10,000 windows of a table and
+/// says more are due; the next run goes on from the cursor.
+#[test]
+fn one_second_windows_from_years_back_are_planned_a_run_at_a_time() {
+    let env = TestEnv::new("plan_capped");
+    env.src_psql("CREATE TABLE public.events (id int NOT NULL, ts timestamp NOT NULL, v text);");
+    env.dst_psql("CREATE TABLE public.events (id int NOT NULL, ts timestamp NOT NULL, v text);");
+    env.write_config(
+        r#"{CLUSTERS}
+
+[jobs.j]
+from = "src"
+to = "dst"
+start = "2020-01-01 00:00:00"
+duration = "1s"
+
+[[jobs.j.tables]]
+table = "public.events"
+condition_column = "ts"
+"#,
+    );
+    let out = env.run_with_timeout(&["plan"], std::time::Duration::from_secs(30));
+    out.assert_success();
+    assert!(out.stdout.contains("10000 due window(s): 20200101000000^20200101000001"), "{}", out.render());
+    assert!(out.stdout.contains("more windows are due after these"), "{}", out.render());
+    let json = env.run(&["plan", "--output", "json"]);
+    let value: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(value[0]["more"], serde_json::Value::Bool(true));
+    assert_eq!(value[0]["windows"].as_array().unwrap().len(), 10_000);
+}

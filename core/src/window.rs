@@ -28,6 +28,10 @@ impl fmt::Display for Window {
     }
 }
 
+/// At most this many windows of a table are planned for one run: 1s windows from years back
+/// would otherwise fill memory before the first one loads. The next run goes on from the cursor.
+pub const MAX_WINDOWS_PER_RUN: usize = 10_000;
+
 /// The windows a run should load for a table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
@@ -35,6 +39,8 @@ pub struct Plan {
     pub windows: Vec<Window>,
     /// The bound windows stop at: `min(now - lag, end, final_end, until)`.
     pub limit: NaiveDateTime,
+    /// More windows are due after these ([`MAX_WINDOWS_PER_RUN`]).
+    pub more: bool,
 }
 
 /// Plans from the stored cursor (or the start). No partial last window — except at the table's
@@ -51,12 +57,33 @@ pub fn plan(
     for bound in [table.end, table.final_end, until].into_iter().flatten() {
         limit = limit.min(bound);
     }
-    let mut windows = tile(table, cursor.unwrap_or(table.start), limit);
-    if table.mode == Mode::Full && windows.len() > 1 {
-        let last = windows[windows.len() - 1];
-        windows = vec![Window { start: windows[0].start, end: last.end }];
+    let from = cursor.unwrap_or(table.start);
+    if table.mode == Mode::Full {
+        // One reload up to the newest due window's end, counted rather than walked (windows
+        // and their bounds are whole seconds).
+        let step = table.duration.as_chrono().num_seconds().max(1);
+        let whole = (limit - from).num_seconds().max(0) / step;
+        let mut end = from.checked_add_signed(chrono::Duration::seconds(whole.saturating_mul(step))).unwrap_or(from);
+        let fixed_end = [table.end, table.final_end].into_iter().flatten().min();
+        if let Some(fixed_end) = fixed_end {
+            if end < fixed_end && fixed_end <= limit {
+                end = fixed_end;
+            }
+        }
+        let windows = (end > from).then_some(Window { start: from, end }).into_iter().collect();
+        return Plan { windows, limit, more: false };
     }
-    Plan { windows, limit }
+    let mut windows = Vec::new();
+    let mut more = false;
+    walk(table, from, limit, |w| {
+        if windows.len() == MAX_WINDOWS_PER_RUN {
+            more = true;
+            return false;
+        }
+        windows.push(w);
+        true
+    });
+    Plan { windows, limit, more }
 }
 
 /// The windows of `table` that tile `[from, to)`: whole windows of its duration, then — only
@@ -64,23 +91,33 @@ pub fn plan(
 /// end. A bound that moves (now − lag, `--until`) never cuts a window: its rest is loaded whole
 /// by a later run. Used by the planner and by `compare`, so both see the same windows.
 pub fn tile(table: &TableSpec, from: NaiveDateTime, to: NaiveDateTime) -> Vec<Window> {
-    let step = table.duration.as_chrono();
     let mut windows = Vec::new();
+    walk(table, from, to, |w| {
+        windows.push(w);
+        true
+    });
+    windows
+}
+
+/// Hands each window of [`tile`] to `visit`, oldest first, until it returns false.
+fn walk(table: &TableSpec, from: NaiveDateTime, to: NaiveDateTime, mut visit: impl FnMut(Window) -> bool) {
+    let step = table.duration.as_chrono();
     let mut start = from;
     while let Some(end) = start.checked_add_signed(step) {
         if end > to || end <= start {
             break;
         }
-        windows.push(Window { start, end });
+        if !visit(Window { start, end }) {
+            return;
+        }
         start = end;
     }
     let fixed_end = [table.end, table.final_end].into_iter().flatten().min();
     if let Some(fixed_end) = fixed_end {
         if start < fixed_end && fixed_end <= to {
-            windows.push(Window { start, end: fixed_end });
+            visit(Window { start, end: fixed_end });
         }
     }
-    windows
 }
 
 #[cfg(test)]
@@ -173,6 +210,21 @@ condition_column = "ts"
         let t = Config::from_text(Path::new("t.toml"), text.to_string()).unwrap().jobs[0].tables[0].clone();
         let p = plan(&t, None, ts("2026-01-01 00:00:00"), None);
         assert_eq!(p.windows.last().map(|w| w.id()), Some("20200401020000^20200401023000".to_string()));
+    }
+
+    #[test]
+    fn one_second_windows_from_years_back_are_planned_a_run_at_a_time() {
+        let t = table("duration = \"1s\"");
+        let p = plan(&t, None, ts("2026-01-01 00:00:00"), None);
+        assert_eq!(p.windows.len(), MAX_WINDOWS_PER_RUN);
+        assert!(p.more);
+        let next = plan(&t, Some(p.windows[MAX_WINDOWS_PER_RUN - 1].end), ts("2026-01-01 00:00:00"), None);
+        assert_eq!(next.windows[0].start, ts("2020-04-01 02:46:40"));
+        // Full mode keeps one window reaching the newest due end, whatever the count.
+        let t = table("duration = \"1s\"\nmode = \"full\"");
+        let p = plan(&t, None, ts("2026-01-01 00:00:00"), None);
+        assert_eq!(p.windows, vec![Window { start: ts("2020-04-01 00:00:00"), end: ts("2026-01-01 00:00:00") }]);
+        assert!(!p.more);
     }
 
     #[test]

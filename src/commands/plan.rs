@@ -30,6 +30,13 @@ pub async fn plan(config: Option<&std::path::Path>, registry: &Registry, args: P
                     n => {
                         let shown = output::abbreviate(&p.windows, 10);
                         println!("  {n} due window(s): {shown}");
+                        if p.more {
+                            println!(
+                                "  more windows are due after these: a run loads at most {} windows of a table, \
+                                 the next run goes on",
+                                gptransfer_core::window::MAX_WINDOWS_PER_RUN
+                            );
+                        }
                     }
                 }
             }

@@ -222,6 +222,10 @@ pub struct PlannedTable {
     pub limit: NaiveDateTime,
     /// Due windows.
     pub windows: Vec<String>,
+    /// More windows are due after these (a run takes at most
+    /// [`crate::window::MAX_WINDOWS_PER_RUN`] of a table).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub more: bool,
 }
 
 pub(super) fn handles(
@@ -294,6 +298,7 @@ pub async fn plan_tables(
             cursor,
             limit: p.limit,
             windows: p.windows.iter().map(Window::id).collect(),
+            more: p.more,
         });
     }
     Ok(out)
@@ -438,7 +443,18 @@ pub async fn run(
             Some(map) => repair_windows(&t, cursor, now, map.get(&table_key(&t)).cloned().unwrap_or_default()),
             // Now in the table's zone, not the ETL host's: a host ahead of the data's zone
             // would load windows of the future empty and pass them.
-            None => plan(&t, cursor, now, options.until).windows,
+            None => {
+                let p = plan(&t, cursor, now, options.until);
+                if p.more {
+                    tracing::info!(
+                        job = %t.job,
+                        table = %t.display_name(),
+                        "{} windows planned; more are due after them: the next run goes on",
+                        p.windows.len()
+                    );
+                }
+                p.windows
+            }
         };
         observer.planned(&t, &windows);
         work.push((Arc::new(t), check, plugins, windows));
