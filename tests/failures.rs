@@ -13,13 +13,13 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::{CmdOutput, Running, TestEnv};
+use support::runs::{wait_for_row, wait_until_gone, Guard};
+use support::TestEnv;
 use tokio_postgres::Client;
 
 /// Advisory lock key the target trigger waits for.
 const HOLD_KEY: i64 = 4242;
 /// How long the test waits for any expected state of the servers.
-const PATIENCE: Duration = Duration::from_secs(60);
 /// The job lock's first key (`gptr`), as `pg_locks.classid` shows it.
 const JOB_LOCK_CLASSID: i64 = 0x6770_7472;
 
@@ -80,43 +80,6 @@ fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_string()
 }
 
-/// Kills the run if the test fails before it ends, so no process outlives the test.
-struct Guard(Option<Running>);
-
-impl Guard {
-    fn pid(&self) -> u32 {
-        self.0.as_ref().unwrap().pid()
-    }
-    fn signal(&self, signal: &str) {
-        self.0.as_ref().unwrap().signal(signal);
-    }
-    fn wait(mut self) -> CmdOutput {
-        self.0.take().unwrap().wait()
-    }
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if let Some(mut running) = self.0.take() {
-            let _ = running.child.kill();
-            let _ = running.child.wait();
-        }
-    }
-}
-
-/// Polls `sql` (one row, one int column) until it returns a row; returns its value.
-async fn wait_for_row(client: &Client, what: &str, sql: &str) -> i64 {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let row = client.query_opt(sql, &[]).await.unwrap_or_else(|e| panic!("{what}: {sql}: {e}"));
-        if let Some(row) = row {
-            return row.get::<_, i64>(0);
-        }
-        assert!(Instant::now() < deadline, "gave up waiting for {what} after {PATIENCE:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// Waits until the run has its target COPY blocked at row 1000. Sessions are found by database
 /// (each test has its own) and application name (`gptransfer pid <pid> host <host>`).
 async fn wait_until_mid_copy(dst: &Client) -> i64 {
@@ -128,17 +91,6 @@ async fn wait_until_mid_copy(dst: &Client) -> i64 {
              AND wait_event_type = 'Lock' AND wait_event = 'advisory'",
     )
     .await
-}
-
-/// Waits until no gptransfer session is left in this test's database on the cluster of `client`.
-async fn wait_until_gone(client: &Client) {
-    wait_for_row(
-        client,
-        "the run's sessions to end",
-        "SELECT 0::bigint WHERE NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = current_database() \
-             AND application_name LIKE 'gptransfer %')",
-    )
-    .await;
 }
 
 async fn count(client: &Client, sql: &str) -> i64 {

@@ -12,6 +12,7 @@ mod support;
 use std::collections::BTreeSet;
 
 use serde_json::Value;
+use support::runs::{wait_for_row, wait_until_gone, Guard};
 use support::{table_digest, CmdOutput, Pg, Server, TestEnv};
 
 // ---------------------------------------------------------------------------------------------
@@ -543,7 +544,6 @@ key = ["id"]
 const HOLD_KEY: i64 = 4243;
 const HOLD_AT: i32 = 100_000;
 const BIG_ROWS: i32 = 200_000;
-const PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// PG15 source `big`: a view over 200 000 rows of the first hour of 2024 that stops at row
 /// [`HOLD_AT`] while the test holds [`HOLD_KEY`] on the source. A trigger on the GP6 target
@@ -583,43 +583,6 @@ final_end = "2024-01-01 01:00:00"
     );
 }
 
-/// Kills the run if the test fails before it ends, so no process outlives the test.
-struct Guard(Option<support::Running>);
-
-impl Guard {
-    fn pid(&self) -> u32 {
-        self.0.as_ref().unwrap().pid()
-    }
-    fn signal(&self, signal: &str) {
-        self.0.as_ref().unwrap().signal(signal);
-    }
-    fn wait(mut self) -> CmdOutput {
-        self.0.take().unwrap().wait()
-    }
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if let Some(mut running) = self.0.take() {
-            let _ = running.child.kill();
-            let _ = running.child.wait();
-        }
-    }
-}
-
-/// Polls `sql` (one row, one bigint column) until it returns a row; returns its value.
-async fn wait_for_row(client: &tokio_postgres::Client, what: &str, sql: &str) -> i64 {
-    let deadline = std::time::Instant::now() + PATIENCE;
-    loop {
-        let row = client.query_opt(sql, &[]).await.unwrap_or_else(|e| panic!("{what}: {sql}: {e}"));
-        if let Some(row) = row {
-            return row.get::<_, i64>(0);
-        }
-        assert!(std::time::Instant::now() < deadline, "gave up waiting for {what} after {PATIENCE:?}");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-}
-
 /// Waits until the run is mid-window: its source COPY waits for [`HOLD_KEY`] at row
 /// [`HOLD_AT`] (PG15) and its COPY into the target is running on the GP6 master.
 async fn wait_until_mid_copy(src: &tokio_postgres::Client, dst: &tokio_postgres::Client) {
@@ -636,17 +599,6 @@ async fn wait_until_mid_copy(src: &tokio_postgres::Client, dst: &tokio_postgres:
         "the target COPY to run on the GP6 master",
         "SELECT pid::bigint FROM pg_stat_activity WHERE datname = current_database() \
          AND application_name LIKE 'gptransfer %' AND query LIKE 'COPY%' AND state = 'active'",
-    )
-    .await;
-}
-
-/// Waits until no gptransfer session is left in this test's database on `client`'s cluster.
-async fn wait_until_gone(client: &tokio_postgres::Client) {
-    wait_for_row(
-        client,
-        "the run's sessions to end",
-        "SELECT 0::bigint WHERE NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = current_database() \
-         AND application_name LIKE 'gptransfer %')",
     )
     .await;
 }

@@ -18,6 +18,15 @@ fn events_digest(pg: &support::Pg, db: &str) -> String {
     support::table_digest(pg, db, "public.events", &["id", "ts", "v"], "id", "true")
 }
 
+/// `{CLUSTERS}` and job `j` (from `src` to `dst`) with `job_lines`, moving `public.events`
+/// windowed on `ts`, with `table_lines`.
+fn events_job(job_lines: &str, table_lines: &str) -> String {
+    format!(
+        "{{CLUSTERS}}\n\n[jobs.j]\nfrom = \"src\"\nto = \"dst\"\n{job_lines}\n\n[[jobs.j.tables]]\n\
+         table = \"public.events\"\ncondition_column = \"ts\"\n{table_lines}\n"
+    )
+}
+
 /// Item 5: 7-day windows with `final_end` 9 days on. The last 2 days used to be never planned
 /// (1,008 of 1,296 rows, exit 0) and never compared. Now the last window is cut short at
 /// `final_end`: every row lands, compare covers it, and nothing is due afterwards.
@@ -26,22 +35,12 @@ fn final_end_off_the_window_grid_loads_the_short_last_window(dst: Server) {
     env.src_psql(NINE_DAYS_SQL);
     let distributed = if dst == Server::Gp6 { " DISTRIBUTED BY (id)" } else { "" };
     env.dst_psql(&format!("CREATE TABLE public.events (id int NOT NULL, ts timestamp NOT NULL, v text){distributed};"));
-    env.write_config(
-        r#"{CLUSTERS}
-
-[jobs.j]
-from = "src"
-to = "dst"
-start = "2024-03-01 00:00:00"
-duration = "7d"
-
-[[jobs.j.tables]]
-table = "public.events"
-condition_column = "ts"
-final_end = "2024-03-10 00:00:00"
-key = ["id"]
-"#,
-    );
+    env.write_config(&events_job(
+        r#"start = "2024-03-01 00:00:00"
+duration = "7d""#,
+        r#"final_end = "2024-03-10 00:00:00"
+key = ["id"]"#,
+    ));
     let run = env.run(&["run"]);
     run.assert_success();
     assert!(run.stdout.contains("2 window(s) loaded, 0 failed; 1296 rows"), "{}", run.render());
@@ -90,21 +89,7 @@ fn configurations_that_lost_or_duplicated_rows_are_refused() {
     env.src_psql(NINE_DAYS_SQL);
     env.dst_psql("CREATE TABLE public.events (id int NOT NULL, ts timestamp, v text);");
     let config = |job_extra: &str, table_extra: &str| {
-        env.write_config(&format!(
-            r#"{{CLUSTERS}}
-
-[jobs.j]
-from = "src"
-to = "dst"
-start = "2024-03-01 00:00:00"
-{job_extra}
-
-[[jobs.j.tables]]
-table = "public.events"
-condition_column = "ts"
-{table_extra}
-"#
-        ));
+        env.write_config(&events_job(&format!("start = \"2024-03-01 00:00:00\"\n{job_extra}"), table_extra));
     };
     let cases = [
         ("duration = \"15M\"", "", "\"M\" would mean months"),
@@ -216,21 +201,7 @@ fn windows_are_due_by_the_clock_of_the_tables_zone() {
     let start =
         env.src_psql("SELECT to_char(date_trunc('hour', LOCALTIMESTAMP) - interval '1 day', 'YYYY-MM-DD HH24:MI:SS')");
     for timezone in ["", "timezone = \"America/Los_Angeles\""] {
-        env.write_config(&format!(
-            r#"{{CLUSTERS}}
-
-[jobs.j]
-from = "src"
-to = "dst"
-start = "{start}"
-duration = "1h"
-{timezone}
-
-[[jobs.j.tables]]
-table = "public.events"
-condition_column = "ts"
-"#
-        ));
+        env.write_config(&events_job(&format!("start = \"{start}\"\nduration = \"1h\"\n{timezone}"), ""));
         let before = la_now();
         let out = env.run(&["plan", "--output", "json"]);
         out.assert_success();
@@ -259,22 +230,7 @@ fn repair_beyond_the_cursor_never_moves_it_past_what_is_due() {
          FROM generate_series(1, 48) AS i;"
     ));
     env.dst_psql("CREATE TABLE public.events (id int NOT NULL, ts timestamp NOT NULL, v text);");
-    env.write_config(&format!(
-        r#"{{CLUSTERS}}
-
-[jobs.j]
-from = "src"
-to = "dst"
-start = "{start}"
-duration = "1h"
-lag = "2h"
-
-[[jobs.j.tables]]
-table = "public.events"
-condition_column = "ts"
-key = ["id"]
-"#
-    ));
+    env.write_config(&events_job(&format!("start = \"{start}\"\nduration = \"1h\"\nlag = \"2h\""), "key = [\"id\"]"));
     env.run(&["run"]).assert_success();
     let cursor = || env.dst_psql("SELECT cursor_end FROM gptransfer.cursors");
     let after_run = cursor();
@@ -307,23 +263,13 @@ fn merge_refuses_a_batch_with_null_keys(dst: Server) {
     );
     let distributed = if dst == Server::Gp6 { " DISTRIBUTED BY (id)" } else { "" };
     env.dst_psql(&format!("CREATE TABLE public.events (id int, ts timestamp NOT NULL, v text){distributed};"));
-    env.write_config(
-        r#"{CLUSTERS}
-
-[jobs.j]
-from = "src"
-to = "dst"
-start = "2024-03-01 00:00:00"
+    env.write_config(&events_job(
+        r#"start = "2024-03-01 00:00:00"
 end = "2024-03-01 12:00:00"
 duration = "12h"
-mode = "merge"
-
-[[jobs.j.tables]]
-table = "public.events"
-condition_column = "ts"
-key = ["id"]
-"#,
-    );
+mode = "merge""#,
+        r#"key = ["id"]"#,
+    ));
     let run = env.run(&["run"]);
     run.assert_code(1);
     assert!(run.stdout.contains("merge key (id) is NULL in 49 row(s)"), "{}", run.render());
@@ -358,21 +304,12 @@ fn history_times_span_the_whole_window(dst: Server) {
     );
     let distributed = if dst == Server::Gp6 { " DISTRIBUTED BY (id)" } else { "" };
     env.dst_psql(&format!("CREATE TABLE public.events (id int NOT NULL, ts timestamp NOT NULL, v text){distributed};"));
-    env.write_config(
-        r#"{CLUSTERS}
-
-[jobs.j]
-from = "src"
-to = "dst"
-start = "2024-03-01 00:00:00"
+    env.write_config(&events_job(
+        r#"start = "2024-03-01 00:00:00"
 end = "2024-03-01 02:00:00"
-duration = "2h"
-
-[[jobs.j.tables]]
-table = "public.events"
-condition_column = "ts"
-"#,
-    );
+duration = "2h""#,
+        "",
+    ));
     env.run(&["run"]).assert_success();
     let spans = env.dst_psql(
         "SELECT elapsed_seconds >= 1.5, extract(epoch FROM finished_at - started_at) >= 1.5 FROM gptransfer.history",
@@ -402,23 +339,13 @@ fn compare_reads_the_source_with_its_filter() {
     let env = TestEnv::new("compare_filter");
     env.src_psql(NINE_DAYS_SQL);
     env.dst_psql("CREATE TABLE public.events (id int NOT NULL, ts timestamp NOT NULL, v text);");
-    env.write_config(
-        r#"{CLUSTERS}
-
-[jobs.j]
-from = "src"
-to = "dst"
-start = "2024-03-01 00:00:00"
+    env.write_config(&events_job(
+        r#"start = "2024-03-01 00:00:00"
 end = "2024-03-02 00:00:00"
-duration = "6h"
-
-[[jobs.j.tables]]
-table = "public.events"
-condition_column = "ts"
-key = ["id"]
-source = { plugin = "copy", filter = "id % 3 <> 0" }
-"#,
-    );
+duration = "6h""#,
+        r#"key = ["id"]
+source = { plugin = "copy", filter = "id % 3 <> 0" }"#,
+    ));
     env.run(&["run"]).assert_success();
     assert_eq!(env.dst_psql("SELECT count(*) FROM public.events"), "96");
     let compare = env.run(&["compare"]);
@@ -550,20 +477,11 @@ fn one_second_windows_from_years_back_are_planned_a_run_at_a_time() {
     let env = TestEnv::new("plan_capped");
     env.src_psql("CREATE TABLE public.events (id int NOT NULL, ts timestamp NOT NULL, v text);");
     env.dst_psql("CREATE TABLE public.events (id int NOT NULL, ts timestamp NOT NULL, v text);");
-    env.write_config(
-        r#"{CLUSTERS}
-
-[jobs.j]
-from = "src"
-to = "dst"
-start = "2020-01-01 00:00:00"
-duration = "1s"
-
-[[jobs.j.tables]]
-table = "public.events"
-condition_column = "ts"
-"#,
-    );
+    env.write_config(&events_job(
+        r#"start = "2020-01-01 00:00:00"
+duration = "1s""#,
+        "",
+    ));
     let out = env.run_with_timeout(&["plan"], std::time::Duration::from_secs(30));
     out.assert_success();
     assert!(out.stdout.contains("10000 due window(s): 20200101000000^20200101000001"), "{}", out.render());

@@ -4,9 +4,11 @@
 //! host's. The zone is the job's `timezone`, else the source server's own; now is read from the
 //! source in that zone (the clock the rows were written by).
 
+use std::collections::BTreeMap;
+
 use chrono::NaiveDateTime;
 
-use crate::cluster::Session;
+use crate::cluster::{ClusterHandle, Session};
 use crate::config::TableSpec;
 use crate::error::Error;
 
@@ -48,4 +50,50 @@ pub async fn read(src: &Session, t: &TableSpec) -> Result<TableClock, Error> {
     let now = NaiveDateTime::parse_from_str(now, "%Y-%m-%d %H:%M:%S%.f")
         .map_err(|e| fail(format!("unexpected LOCALTIMESTAMP {now:?}: {e}")))?;
     Ok(TableClock { zone: zone.to_string(), now })
+}
+
+/// A session's key: cluster name and the zone it was opened in (None: the server's own).
+pub type SessionKey = (String, Option<String>);
+
+/// Sessions per cluster and zone, opened on first use: two jobs in different zones must not
+/// share one, or a window would mean other instants on one side.
+#[derive(Default)]
+pub struct ZonedSessions(BTreeMap<SessionKey, Session>);
+
+impl ZonedSessions {
+    /// The session on `cluster` in `zone`, opened when there is none yet.
+    pub async fn open(
+        &mut self,
+        cluster: &ClusterHandle,
+        zone: Option<&str>,
+        application: &str,
+    ) -> Result<SessionKey, Error> {
+        let key = (cluster.name.clone(), zone.map(str::to_string));
+        if !self.0.contains_key(&key) {
+            let session = cluster.connect(application, zone).await?;
+            self.0.insert(key.clone(), session);
+        }
+        Ok(key)
+    }
+
+    pub fn get(&self, key: &SessionKey) -> Option<&Session> {
+        self.0.get(key)
+    }
+
+    /// The table's zone and clock, read on its source (`source`) in the job's zone; sets the
+    /// table's `timezone` to that zone, so the target's sessions and every plugin's are opened
+    /// in it. Returns the source session's key too.
+    pub async fn clock(
+        &mut self,
+        t: &mut TableSpec,
+        source: &ClusterHandle,
+        application: &str,
+    ) -> Result<(SessionKey, TableClock), Error> {
+        let key = self.open(source, t.timezone.as_deref(), application).await?;
+        let session =
+            self.get(&key).ok_or_else(|| Error::State { cluster: t.from.clone(), message: "session lost".into() })?;
+        let clock = read(session, t).await?;
+        t.timezone = Some(clock.zone.clone());
+        Ok((key, clock))
+    }
 }

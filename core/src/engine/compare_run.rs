@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use chrono::NaiveDateTime;
 
 use super::check::{check_table, columns};
+use super::clock::ZonedSessions;
 use super::run::{application_name, handles};
 use crate::cluster::Session;
 use crate::compare::{compare_window, DrillSettings, Scope, WindowComparison};
@@ -59,8 +60,8 @@ pub async fn compare_tables(
     };
     let state = State::open(handle(&config.state.cluster)?, &config.state.schema, &application).await?;
 
-    // Per cluster and zone, as in `run`: a table's windows are read in its zone on both sides.
-    let mut sessions: BTreeMap<(String, Option<String>), Session> = BTreeMap::new();
+    // A table's windows are read in its zone on both sides, as in `run`.
+    let mut sessions = ZonedSessions::default();
     let mut out = Vec::new();
     for t in tables {
         let mut t = t.clone();
@@ -71,19 +72,8 @@ pub async fn compare_tables(
             message: format!("compare: {e}"),
             hint: None,
         })?;
-        let src_key = (t.from.clone(), t.timezone.clone());
-        if !sessions.contains_key(&src_key) {
-            let s = handle(&t.from)?.connect(&application, t.timezone.as_deref()).await?;
-            sessions.insert(src_key.clone(), s);
-        }
-        if let Some(src) = sessions.get(&src_key) {
-            t.timezone = Some(super::clock::read(src, t).await?.zone);
-        }
-        let dst_key = (t.to.clone(), t.timezone.clone());
-        if !sessions.contains_key(&dst_key) {
-            let s = handle(&t.to)?.connect(&application, t.timezone.as_deref()).await?;
-            sessions.insert(dst_key.clone(), s);
-        }
+        let (src_key, _) = sessions.clock(t, &handle(&t.from)?, &application).await?;
+        let dst_key = sessions.open(&handle(&t.to)?, t.timezone.as_deref(), &application).await?;
         let t: &TableSpec = t;
         let (Some(src), Some(dst)) = (sessions.get(&src_key), sessions.get(&dst_key)) else { continue };
         let (src_text, dst_text) = stored_text(registry, t, src, dst).await?;

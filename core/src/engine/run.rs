@@ -8,9 +8,10 @@ use chrono::NaiveDateTime;
 use futures_util::stream::{self, StreamExt};
 
 use super::check::check_table;
+use super::clock::ZonedSessions;
 use super::interrupt::Interrupt;
 use super::window_run::{run_window, WindowPlugins};
-use crate::cluster::{ClusterHandle, Session};
+use crate::cluster::ClusterHandle;
 use crate::config::{Config, TableProgress, TableSpec};
 use crate::error::Error;
 use crate::registry::Registry;
@@ -270,22 +271,15 @@ pub async fn plan_tables(
     readers_missing(config, tables)?;
     let application = application_name();
     let state = State::open_existing(handle(&config.state.cluster)?, &config.state.schema, &application).await?;
-    let mut sources: BTreeMap<(String, Option<String>), Session> = BTreeMap::new();
+    let mut sources = ZonedSessions::default();
     let mut out = Vec::new();
     for t in tables {
         let cursor = match &state {
             Some(s) => planning_cursor(s, t).await?,
             None => None,
         };
-        let key = (t.from.clone(), t.timezone.clone());
-        if !sources.contains_key(&key) {
-            let s = handle(&t.from)?.connect(&application, t.timezone.as_deref()).await?;
-            sources.insert(key.clone(), s);
-        }
-        let now = match sources.get(&key) {
-            Some(src) => super::clock::read(src, t).await?.now,
-            None => return Err(Error::State { cluster: t.from.clone(), message: "session lost".into() }),
-        };
+        let (_, clock) = sources.clock(&mut t.clone(), &handle(&t.from)?, &application).await?;
+        let now = clock.now;
         let p = plan(t, cursor, now, until);
         // A config reader's row is the cursor of its tables.
         let cursor = if t.cursor_external { Some(t.start) } else { cursor };
@@ -380,30 +374,14 @@ pub async fn run(
         locks.push(state.lock_job(job).await?);
     }
 
-    // Every table is checked on both sides before the first byte moves. Sessions are per
-    // cluster and zone: two jobs in different zones must not share one.
-    let mut sessions: BTreeMap<(String, Option<String>), Session> = BTreeMap::new();
+    // Every table is checked on both sides before the first byte moves, each in its zone.
+    let mut sessions = ZonedSessions::default();
     let mut checks = Vec::new();
     let mut clocks = Vec::new();
     for (t, chain) in tables.iter_mut().zip(plugins.iter_mut()) {
-        // The table's zone first (its job's, else the source's): the target's sessions, and
-        // every plugin's, are opened in it, so a window means the same instants on both sides.
-        let src_key = (t.from.clone(), t.timezone.clone());
-        if !sessions.contains_key(&src_key) {
-            let s = cluster(&t.from)?.connect(&application, t.timezone.as_deref()).await?;
-            sessions.insert(src_key.clone(), s);
-        }
-        let clock = match sessions.get(&src_key) {
-            Some(src) => super::clock::read(src, t).await?,
-            None => return Err(Error::State { cluster: t.from.clone(), message: "session lost".into() }),
-        };
-        t.timezone = Some(clock.zone.clone());
+        let (src_key, clock) = sessions.clock(t, &cluster(&t.from)?, &application).await?;
         clocks.push(clock.now);
-        let dst_key = (t.to.clone(), t.timezone.clone());
-        if !sessions.contains_key(&dst_key) {
-            let s = cluster(&t.to)?.connect(&application, t.timezone.as_deref()).await?;
-            sessions.insert(dst_key.clone(), s);
-        }
+        let dst_key = sessions.open(&cluster(&t.to)?, t.timezone.as_deref(), &application).await?;
         let (Some(src), Some(dst)) = (sessions.get(&src_key), sessions.get(&dst_key)) else {
             return Err(Error::State { cluster: t.from.clone(), message: "session lost".into() });
         };
