@@ -880,3 +880,138 @@ key = ["id"]
     out.assert_code(2);
     assert!(out.stderr.contains("is not a directory of this user"), "{}", out.render());
 }
+
+/// A gpload wrapper that records its pid (= its process group: the runners start it as a group
+/// leader) in `{TEMP_DIR}/NAME.pid`, stays silent for `seconds` — as gpload does while it loads
+/// — with a child process (as gpload's gpfdist), then runs the real gpload.
+fn silent_gpload(env: &TestEnv, name: &str, seconds: u32) -> PathBuf {
+    let wrapper = env.write_file(
+        &format!("bin/{name}"),
+        &format!(
+            "#!/bin/sh\n\
+             [ \"$1\" = --version ] && exec {gpload} \"$@\"\n\
+             echo $$ > \"{{TEMP_DIR}}/{name}.pid\"\n\
+             sleep {seconds}\n\
+             exec {gpload} \"$@\"\n",
+            gpload = gpload().display()
+        ),
+    );
+    fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).unwrap();
+    wrapper
+}
+
+/// The eda.defects merge job with the gpload sink running `program`, `sink_extra` appended.
+fn gpload_job(env: &TestEnv, program: &std::path::Path, sink_extra: &str) {
+    merge_config(
+        env,
+        "eda.defects",
+        "\"id\"",
+        &format!(", gphome = \"{}\", local_hostname = [\"127.0.0.1\"]{sink_extra}", support::gp6_home().display()),
+    );
+    let text = fs::read_to_string(env.dir().join("gptransfer.toml")).unwrap();
+    env.write_config(
+        &text.replace(&format!("gpload = \"{}\"", gpload().display()), &format!("gpload = \"{}\"", program.display())),
+    );
+}
+
+/// The sink options that run gpload on the ETL host `sshd`.
+fn over_ssh(sshd: &Sshd) -> String {
+    format!(
+        ", work_dir = \"{{TEMP_DIR}}/gpload\", host = \"127.0.0.1\", ssh_port = {port}, user = \"{user}\", \
+         key_file = \"{key}\", known_hosts = \"{{TEMP_DIR}}/known_hosts\"",
+        port = sshd.port,
+        user = sshd.user,
+        key = sshd.client_key.display()
+    )
+}
+
+/// The pid a [`silent_gpload`] wrote, once it has.
+fn wrapper_pid(env: &TestEnv, name: &str) -> u32 {
+    let path = env.dir().join(format!("{name}.pid"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        if let Some(pid) = fs::read_to_string(&path).ok().and_then(|s| s.trim().parse().ok()) {
+            return pid;
+        }
+        assert!(std::time::Instant::now() < deadline, "{} never appeared", path.display());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Whether any process of process group `pgid` still runs (a zombie waiting for its new
+/// parent to reap it runs nothing).
+fn group_alive(pgid: u32) -> bool {
+    let out = Command::new("ps").args(["-o", "stat=", "-g", &pgid.to_string()]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).lines().any(|stat| !stat.trim().starts_with('Z'))
+}
+
+/// Issue 10 item 8: over SSH a fixed 300 s limit on *output silence* failed every gpload run
+/// longer than 5 minutes (gpload prints nothing while it loads), and a run given up was not
+/// killed: it went on loading on the ETL host, and after Ctrl+C/SIGTERM the window was
+/// reported rolled back while gpload ran on; locally nothing bounded gpload at all. Now
+/// silence is fine (keepalives show the host is alive: here a 2 s `ssh_read_timeout` and a
+/// gpload silent for 5 s), the whole run is bounded by the sink's `timeout`, and a run stopped
+/// by the timeout or a signal has its process group — gpload and all it started — killed
+/// before the window is reported, locally and over SSH, with the target unchanged.
+#[test]
+fn gpload_runs_are_bounded_and_stopped_with_all_they_started() {
+    let env = TestEnv::on("gpload_bounded", Server::Pg, Server::Gp6);
+    env.src_psql(&support::defects_source_sql(600, "36 seconds"));
+    env.dst_psql(V1_TARGET);
+    let sshd = Sshd::start();
+    sshd.write_known_hosts(&env.dir().join("known_hosts"));
+    let ssh = over_ssh(&sshd);
+
+    // Silent longer than the SSH read timeout: loads.
+    let quiet = silent_gpload(&env, "quiet", 5);
+    gpload_job(&env, &quiet, &format!("{ssh}, ssh_read_timeout = \"30s\""));
+    let out = run(&env, &["run"]);
+    assert_eq!(out.code, 0, "{}\nsshd log:\n{}", out.render(), sshd.log());
+    assert_eq!(support::defects_digest(env.dst, &env.dst_db), support::defects_digest(env.src, &env.db));
+
+    let reset = || {
+        env.dst_psql("TRUNCATE eda.defects; DELETE FROM gptransfer.cursors");
+        for name in ["hung", "hung-local"] {
+            let _ = fs::remove_file(env.dir().join(format!("{name}.pid")));
+        }
+    };
+    // Past the sink's timeout: stopped, group and all, over SSH and locally.
+    let hung = silent_gpload(&env, "hung", 600);
+    for (name, extra) in [("hung", ssh.as_str()), ("hung-local", "")] {
+        reset();
+        let program = if name == "hung" { hung.clone() } else { silent_gpload(&env, name, 600) };
+        gpload_job(&env, &program, &format!("{extra}, timeout = \"3s\""));
+        let started = std::time::Instant::now();
+        let out = run(&env, &["run"]);
+        out.assert_code(1);
+        assert!(started.elapsed().as_secs() < 60, "took {:?}", started.elapsed());
+        assert!(out.stderr.contains("ran longer than its timeout of 3s"), "{}", out.render());
+        assert!(out.stderr.contains("process group"), "{}", out.render());
+        assert!(out.stderr.contains("the target is unchanged"), "{}", out.render());
+        let pid = wrapper_pid(&env, name);
+        assert!(!group_alive(pid), "{name}: process group {pid} outlived the window");
+        assert_eq!(env.dst_psql("SELECT count(*) FROM eda.defects"), "0");
+    }
+
+    // SIGTERM while gpload runs: exit 143 only once gpload is gone, history says rolled back.
+    for (name, extra) in [("hung", ssh.as_str()), ("hung-local", "")] {
+        reset();
+        let program = env.dir().join(format!("bin/{name}"));
+        gpload_job(&env, &program, extra);
+        let mut cmd = env.command(&["run"]);
+        for var in ["GPHOME", "PYTHONHOME", "PYTHONPATH", "LD_LIBRARY_PATH"] {
+            cmd.env_remove(var);
+        }
+        let running = env.spawn_command(cmd);
+        let pid = wrapper_pid(&env, name);
+        running.signal("TERM");
+        let out = running.wait();
+        out.assert_code(143);
+        assert!(!group_alive(pid), "{name}: process group {pid} outlived gptransfer");
+        assert_eq!(env.dst_psql("SELECT count(*) FROM eda.defects"), "0");
+        assert_eq!(
+            env.dst_psql("SELECT status || ': ' || error FROM gptransfer.history ORDER BY id DESC LIMIT 1"),
+            "failed: interrupted by SIGTERM; the window was rolled back"
+        );
+    }
+}

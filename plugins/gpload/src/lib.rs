@@ -11,6 +11,7 @@
 mod apply;
 mod control;
 mod gphome;
+mod group;
 mod names;
 mod runner;
 mod sink;

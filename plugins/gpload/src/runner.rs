@@ -3,9 +3,12 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+
+use crate::group::ProcessGroup;
 
 /// What a command left behind.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -31,18 +34,30 @@ pub trait Runner: Send + Sync {
     async fn remove_file(&self, path: &Path) -> Result<(), String>;
 
     /// Runs `args[0]` with `args[1..]` (no shell) and `env` added to its environment. Secrets
-    /// travel in `env`, never in `args`.
+    /// travel in `env`, never in `args`. A run past the runner's timeout, or one whose future is
+    /// dropped (Ctrl+C, SIGTERM), is killed with everything it started before it returns.
     async fn run(&self, args: &[String], env: &[(String, String)]) -> Result<RunOutput, String>;
 }
 
 /// Runs gpload on this machine, with the environment of its Greenplum install.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct LocalRunner {
     /// What `greenplum_path.sh` would export (empty when the install is unknown).
     env: Vec<(String, String)>,
+    /// The longest one run may take.
+    timeout: Duration,
 }
 
+/// How long a run may take unless the sink says otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2 * 3600);
+
 impl LocalRunner {
+    /// This runner with runs limited to `timeout`.
+    pub fn with_timeout(mut self, timeout: Duration) -> LocalRunner {
+        self.timeout = timeout;
+        self
+    }
+
     /// A runner for `program` whose install is `gphome` (or the one it sits in), checked by
     /// running `program --version` with the environment it will get: a gpload that cannot run
     /// here fails `config check` and `run` before any data moves, saying why.
@@ -80,7 +95,7 @@ impl LocalRunner {
         let said = format!("{} {}", stdout.trim(), stderr.trim()).trim().to_string();
         if output.status.success() && said.contains("gpload version") {
             tracing::debug!("{program}: {said}");
-            return Ok(LocalRunner { env });
+            return Ok(LocalRunner { env, timeout: DEFAULT_TIMEOUT });
         }
         let code = exit_code(output.status);
         let install = match &home {
@@ -137,22 +152,52 @@ impl Runner for LocalRunner {
         let Some((program, rest)) = args.split_first() else {
             return Err("no command to run".into());
         };
-        let output = tokio::process::Command::new(program)
+        let mut child = tokio::process::Command::new(program)
             .args(rest)
             .envs(self.env.iter().chain(env).map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .output()
-            .await
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            // gpload and the gpfdist it starts as one group: they are stopped together.
+            .process_group(0)
+            .spawn()
             .map_err(|e| match e.kind() {
                 std::io::ErrorKind::NotFound => format!("{program}: command not found (set the sink's gpload option)"),
                 std::io::ErrorKind::PermissionDenied => format!("{program}: not executable ({e})"),
                 _ => format!("cannot start {program}: {e}"),
             })?;
-        Ok(RunOutput {
-            code: exit_code(output.status),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        })
+        // Dropped with this future (an interrupted window), it kills the group.
+        let mut group = ProcessGroup::of(child.id())?;
+        let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+        let work = async { tokio::join!(child.wait(), read_all(stdout), read_all(stderr)) };
+        match tokio::time::timeout(self.timeout, work).await {
+            Ok((status, stdout, stderr)) => {
+                let status = status.map_err(|e| format!("waiting for {program}: {e}"))?;
+                // Whatever it left behind (a gpfdist it did not stop) goes with it.
+                group.kill_leftovers();
+                Ok(RunOutput {
+                    code: exit_code(status),
+                    stdout: String::from_utf8_lossy(&stdout).into_owned(),
+                    stderr: String::from_utf8_lossy(&stderr).into_owned(),
+                })
+            }
+            Err(_) => {
+                let stopped = group.stop(&mut child).await;
+                Err(format!(
+                    "{program} ran longer than its timeout of {}; {stopped}{}",
+                    humantime::format_duration(self.timeout),
+                    crate::ssh_runner::TIMEOUT_HINT
+                ))
+            }
+        }
     }
+}
+
+/// All of a pipe, or what arrived before it failed.
+async fn read_all(pipe: Option<impl AsyncRead + Unpin>) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    if let Some(mut pipe) = pipe {
+        let _ = pipe.read_to_end(&mut bytes).await;
+    }
+    bytes
 }

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::StreamExt;
@@ -10,7 +11,7 @@ use serde::Deserialize;
 use tokio_postgres::config::Host;
 
 use gptransfer_core::cluster::Session;
-use gptransfer_core::config::Mode;
+use gptransfer_core::config::{ConfigDuration, Mode};
 use gptransfer_core::dialect::{quote_ident, sql, QualifiedName};
 use gptransfer_core::registry::{parse_options, Factory};
 use gptransfer_core::roles::{ByteStream, CopyFormat, LoadDetail, Sink, SinkWindow, StagedFiles, WindowCtx};
@@ -97,6 +98,23 @@ pub struct GploadConfig {
     /// Trust (and record) a host key missing from known_hosts; a changed key is refused anyway.
     #[serde(default)]
     pub accept_new_host_keys: bool,
+    /// The longest one gpload run may take; past it gpload and its gpfdist are killed and the
+    /// window fails, the target unchanged.
+    #[serde(default = "default_timeout")]
+    pub timeout: ConfigDuration,
+    /// Over SSH: the limit for one SSH operation, and how long the ETL host may go without
+    /// answering a keepalive before the connection counts as dead. gpload itself may stay
+    /// silent far longer (it prints nothing while it loads): `timeout` bounds it.
+    #[serde(default = "default_ssh_read_timeout")]
+    pub ssh_read_timeout: ConfigDuration,
+}
+
+fn default_timeout() -> ConfigDuration {
+    ConfigDuration(Duration::from_secs(2 * 3600))
+}
+
+fn default_ssh_read_timeout() -> ConfigDuration {
+    ConfigDuration(Duration::from_secs(300))
 }
 
 /// gpfdist's default and smallest `-m`: 32 KB.
@@ -180,6 +198,9 @@ impl GploadConfig {
                 )
             }
             _ => {}
+        }
+        if self.timeout.0.is_zero() || self.ssh_read_timeout.0.is_zero() {
+            return Err("timeout and ssh_read_timeout must be more than zero".into());
         }
         if let Some(n) = self.max_line_length {
             if !(MIN_LINE..=MAX_LINE).contains(&n) {
@@ -274,9 +295,11 @@ impl Factory<dyn Sink> for GploadSinkFactory {
         let runner: Arc<dyn Runner> = match config.ssh() {
             Some(ssh) => {
                 let prefix = remote_prefix(&config.gpload, config.gphome.as_deref());
-                Arc::new(SshRunner::new(preflight(&ssh, &config.gpload, &prefix)?, prefix))
+                Arc::new(SshRunner::new(preflight(&ssh, &config.gpload, &prefix)?, prefix, config.timeout.0))
             }
-            None => Arc::new(LocalRunner::for_program(&config.gpload, config.gphome.as_deref())?),
+            None => Arc::new(
+                LocalRunner::for_program(&config.gpload, config.gphome.as_deref())?.with_timeout(config.timeout.0),
+            ),
         };
         Ok(Arc::new(GploadSink::new(config, runner)?))
     }
@@ -294,6 +317,7 @@ impl GploadConfig {
             passphrase_env: self.passphrase_env.clone(),
             known_hosts: self.known_hosts.clone().unwrap_or_else(default_known_hosts),
             accept_new_host_keys: self.accept_new_host_keys,
+            read_timeout: self.ssh_read_timeout.0,
             ..SshConfig::default()
         })
     }
@@ -643,7 +667,13 @@ impl GploadWindow {
         env.extend(self.tls_env.iter().cloned());
         tracing::debug!(cluster = %self.target, "running {}", args.join(" "));
         self.staging_used = true;
-        let out = self.runner.run(&args, &env).await.map_err(fail)?;
+        let out = self.runner.run(&args, &env).await.map_err(|e| {
+            fail(format!(
+                "loading {} into target cluster {:?}: {e}; the target is unchanged (gpload loads only the staging \
+                 table {})",
+                self.target_table, self.target, self.staging
+            ))
+        })?;
         let output = format!("{}\n{}", out.stdout, out.stderr);
         // Nothing reached the target: only gpload's format errors are worth recording.
         self.detail = LoadDetail { format_errors: Summary::parse(&output).format_errors, ..LoadDetail::default() };

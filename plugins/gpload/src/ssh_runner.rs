@@ -15,10 +15,12 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
-use gptransfer_plugin_ssh::{command_line, explain_exit, shell_quote, Ssh};
+use gptransfer_plugin_ssh::{command_line, explain_exit, shell_quote, Ssh, Watch};
 
 use crate::runner::{RunOutput, Runner};
 
@@ -33,6 +35,8 @@ struct Inner {
     staged: HashMap<PathBuf, Staged>,
     /// Shell text run before gpload: its GPHOME (see `gphome::remote_prefix`).
     prefix: String,
+    /// The longest one gpload run may take.
+    timeout: Duration,
 }
 
 /// Runs gpload on a remote host through an open [`Ssh`] session.
@@ -48,9 +52,10 @@ impl std::fmt::Debug for SshRunner {
 }
 
 impl SshRunner {
-    /// A runner on `ssh` (connected and authenticated); `prefix` runs before each command.
-    pub fn new(ssh: Ssh, prefix: String) -> SshRunner {
-        SshRunner { inner: Arc::new(Mutex::new(Inner { ssh, staged: HashMap::new(), prefix })) }
+    /// A runner on `ssh` (connected and authenticated); `prefix` runs before each command,
+    /// which may run for `timeout`.
+    pub fn new(ssh: Ssh, prefix: String, timeout: Duration) -> SshRunner {
+        SshRunner { inner: Arc::new(Mutex::new(Inner { ssh, staged: HashMap::new(), prefix, timeout })) }
     }
 
     /// Runs `f` with the session on a blocking thread (libssh2 blocks), one call at a time.
@@ -134,41 +139,96 @@ impl Runner for SshRunner {
 
     async fn run(&self, args: &[String], env: &[(String, String)]) -> Result<RunOutput, String> {
         let (args, env) = (args.to_vec(), env.to_vec());
-        self.with(move |inner| {
-            let dirty: Vec<PathBuf> = inner.staged.iter().filter(|(_, s)| s.dirty).map(|(p, _)| p.clone()).collect();
-            for p in dirty {
-                upload(inner, &p)?;
-            }
-            let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-            let program = argv.first().copied().unwrap_or_default().to_string();
-            // Secrets come on stdin, one line each, read by the shell's builtin `read`.
-            let mut line = inner.prefix.clone();
-            let mut input = String::new();
-            for (k, v) in &env {
-                if !k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') || k.is_empty() {
-                    return Err(format!("cannot pass {k:?} to the remote command: not an environment variable name"));
-                }
-                if v.contains('\n') {
-                    return Err(format!("cannot pass {k} to the remote command: its value contains a newline"));
-                }
-                line.push_str(&format!("IFS= read -r {k} && export {k} && "));
-                input.push_str(v);
-                input.push('\n');
-            }
-            line.push_str("exec ");
-            line.push_str(&command_line(&argv));
-            let out = inner.ssh.run_line_with_input(&line, input.as_bytes()).map_err(|e| e.0)?;
-            if matches!(out.code, 126 | 127 | 255) {
-                // Not gpload's own failure: the remote host could not run it.
-                return Err(format!(
-                    "ssh {}: {}: {}",
-                    inner.ssh.target,
-                    shell_quote(&program),
-                    explain_exit(out.code, &out.stderr)
-                ));
-            }
-            Ok(RunOutput { code: out.code, stdout: out.stdout, stderr: out.stderr })
-        })
-        .await
+        let stop = Arc::new(AtomicBool::new(false));
+        let (done, finished) = mpsc::channel::<()>();
+        let guard = StopOnDrop { stop: stop.clone(), finished: Some(finished) };
+        let result = self
+            .with(move |inner| {
+                // Dropped when this ends, which is what a dropped run waits for.
+                let _done = done;
+                run_remote(inner, &args, &env, &stop)
+            })
+            .await;
+        guard.disarm();
+        result
     }
+}
+
+/// What to do about a run stopped at its timeout.
+pub(crate) const TIMEOUT_HINT: &str = " (raise the gpload sink's `timeout` if loads this long are expected)";
+
+/// Set on a run whose future is dropped (an interrupted window): the remote gpload is killed
+/// before the drop returns, so nothing loads on after the window is reported rolled back.
+struct StopOnDrop {
+    stop: Arc<AtomicBool>,
+    finished: Option<mpsc::Receiver<()>>,
+}
+
+impl StopOnDrop {
+    fn disarm(mut self) {
+        self.finished = None;
+    }
+}
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        let Some(finished) = self.finished.take() else {
+            return;
+        };
+        self.stop.store(true, Ordering::SeqCst);
+        // The kill takes at most ~10 s on the host (SIGTERM, then SIGKILL); the sender is
+        // dropped when the remote run has ended.
+        let _ = finished.recv_timeout(Duration::from_secs(45));
+    }
+}
+
+/// Uploads what changed, then runs `args` on the host with `env` passed on stdin; stops it at
+/// the runner's timeout or when `stop` is set.
+fn run_remote(
+    inner: &mut Inner,
+    args: &[String],
+    env: &[(String, String)],
+    stop: &AtomicBool,
+) -> Result<RunOutput, String> {
+    if stop.load(Ordering::SeqCst) {
+        return Err("interrupted before gpload started".into());
+    }
+    let dirty: Vec<PathBuf> = inner.staged.iter().filter(|(_, s)| s.dirty).map(|(p, _)| p.clone()).collect();
+    for p in dirty {
+        upload(inner, &p)?;
+    }
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let program = argv.first().copied().unwrap_or_default().to_string();
+    // Secrets come on stdin, one line each, read by the shell's builtin `read`.
+    let mut line = inner.prefix.clone();
+    let mut input = String::new();
+    for (k, v) in env {
+        if !k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') || k.is_empty() {
+            return Err(format!("cannot pass {k:?} to the remote command: not an environment variable name"));
+        }
+        if v.contains('\n') {
+            return Err(format!("cannot pass {k} to the remote command: its value contains a newline"));
+        }
+        line.push_str(&format!("IFS= read -r {k} && export {k} && "));
+        input.push_str(v);
+        input.push('\n');
+    }
+    line.push_str("exec ");
+    line.push_str(&command_line(&argv));
+    let watch = Watch { timeout: Some(inner.timeout), stop: Some(stop) };
+    let started = std::time::Instant::now();
+    let out = inner.ssh.run_line_watched(&line, input.as_bytes(), watch).map_err(|e| {
+        let hint = if started.elapsed() >= inner.timeout { TIMEOUT_HINT } else { "" };
+        format!("{} on the ETL host: {}{hint}", shell_quote(&program), e.0)
+    })?;
+    if matches!(out.code, 126 | 127 | 255) {
+        // Not gpload's own failure: the remote host could not run it.
+        return Err(format!(
+            "ssh {}: {}: {}",
+            inner.ssh.target,
+            shell_quote(&program),
+            explain_exit(out.code, &out.stderr)
+        ));
+    }
+    Ok(RunOutput { code: out.code, stdout: out.stdout, stderr: out.stderr })
 }

@@ -19,7 +19,8 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use ssh2::{CheckResult, HashType, KnownHostFileKind, KnownHostKeyFormat, Session};
 
@@ -43,7 +44,9 @@ pub struct SshConfig {
     pub accept_new_host_keys: bool,
     /// Limit for the TCP connect.
     pub connect_timeout: Duration,
-    /// Limit for any one blocking libssh2 call (handshake, auth, reads, writes); zero: none.
+    /// Limit for any one blocking libssh2 call (handshake, auth, SFTP), and how long data sent
+    /// may stay unacknowledged before the connection counts as dead (`TCP_USER_TIMEOUT`); zero:
+    /// none. A remote command may stay silent for longer: keepalives show the host is there.
     pub read_timeout: Duration,
 }
 
@@ -176,7 +179,6 @@ pub fn command_line(args: &[&str]) -> String {
 #[derive(Clone)]
 pub struct Ssh {
     session: Session,
-    read_timeout: Duration,
     /// `user@host:port`, for messages.
     pub target: String,
 }
@@ -236,11 +238,26 @@ pub fn connect(config: &SshConfig) -> Result<Ssh, SshError> {
     let mut session = Session::new().map_err(|e| fail("cannot start a session", &e))?;
     let ms = u32::try_from(config.read_timeout.as_millis()).unwrap_or(u32::MAX);
     session.set_timeout(ms);
+    if !config.read_timeout.is_zero() {
+        // A host that vanished mid-command never answers; the kernel gives up on it once the
+        // keepalives below stay unacknowledged this long, and the read fails.
+        if let Err(e) = rustix::net::sockopt::set_tcp_user_timeout(&tcp, ms) {
+            tracing::debug!("ssh {target}: TCP_USER_TIMEOUT not set: {e}");
+        }
+    }
     session.set_tcp_stream(tcp);
     session.handshake().map_err(|e| fail("handshake failed", &e))?;
+    if !config.read_timeout.is_zero() {
+        session.set_keepalive(true, keepalive_interval(config.read_timeout));
+    }
     check_host_key(&session, config, &target)?;
     authenticate(&session, config, &target)?;
-    Ok(Ssh { session, target, read_timeout: config.read_timeout })
+    Ok(Ssh { session, target })
+}
+
+/// Seconds between keepalives: often enough that a dead host is noticed within `read_timeout`.
+fn keepalive_interval(read_timeout: Duration) -> u32 {
+    u32::try_from((read_timeout.as_secs() / 4).clamp(1, 15)).unwrap_or(15)
 }
 
 fn check_host_key(session: &Session, config: &SshConfig, target: &str) -> Result<(), SshError> {
@@ -388,10 +405,20 @@ impl Ssh {
     /// [`Ssh::run_line`] with `input` written to the command's standard input (then closed):
     /// the way to hand a secret to a remote command without its argv or a file showing it.
     pub fn run_line_with_input(&self, line: &str, input: &[u8]) -> Result<Output, SshError> {
+        self.run_line_watched(line, input, Watch::default())
+    }
+
+    /// [`Ssh::run_line_with_input`] that ends the command when it runs past `watch.timeout` or
+    /// when `watch.stop` is set: its whole process group (the command and whatever it started,
+    /// such as gpload's gpfdist) is killed on the host before this returns the error. A command
+    /// left running would go on loading after the window was reported failed.
+    pub fn run_line_watched(&self, line: &str, input: &[u8], watch: Watch<'_>) -> Result<Output, SshError> {
         let t = &self.target;
         let fail = |what: &str, e: &dyn fmt::Display| SshError(format!("ssh {t}: {what}: {e}"));
         let mut channel = self.session.channel_session().map_err(|e| fail("cannot open a channel", &e))?;
-        channel.exec(line).map_err(|e| fail("cannot start the command", &e))?;
+        // sshd starts a command without a terminal in a new session (setsid): the shell leads a
+        // process group, and `exec` keeps its pid, so that pid names the group to kill.
+        channel.exec(&format!("echo {PID_MARK}$$; {line}")).map_err(|e| fail("cannot start the command", &e))?;
         if !input.is_empty() {
             channel.write_all(input).map_err(|e| fail("cannot write the command's input", &e))?;
         }
@@ -399,20 +426,70 @@ impl Ssh {
         // Drain both streams as data comes: reading one to its end first would stall a command
         // that fills the other's channel window (megabytes of stderr before any stdout).
         self.session.set_blocking(false);
-        let drained = drain(&mut channel, self.read_timeout);
+        let deadline = watch.timeout.map(|d| Instant::now() + d);
+        let drained = drain(&mut channel, &self.session, deadline, watch.stop);
         self.session.set_blocking(true);
-        let (stdout, stderr) = drained.map_err(|e| fail("cannot read the command's output", &e))?;
+        let (stdout, stderr) = match drained.map_err(|e| fail("cannot read the command's output", &e))? {
+            Drained::Ended(stdout, stderr) => (stdout, stderr),
+            Drained::Stopped(stdout) => {
+                let why = match watch.timeout {
+                    Some(limit) if deadline.is_some_and(|d| Instant::now() >= d) => {
+                        format!("it ran longer than its timeout of {}", humantime::format_duration(limit))
+                    }
+                    _ => "it was interrupted".to_string(),
+                };
+                let pid = split_pid(&stdout).0;
+                let killed = match pid {
+                    Some(pid) => self.kill_group(pid),
+                    None => Err("the remote shell never said its process id".to_string()),
+                };
+                // What is left of the channel ends with the group; do not wait for it long.
+                self.session.set_blocking(false);
+                let _ = drain(&mut channel, &self.session, Some(Instant::now() + Duration::from_secs(5)), None);
+                self.session.set_blocking(true);
+                let _ = channel.close();
+                return Err(SshError(match (killed, pid) {
+                    (Ok(()), Some(pid)) => format!(
+                        "ssh {t}: {why}; it was stopped (process group {pid} on the host — the command and all it \
+                         started — killed)"
+                    ),
+                    (Err(e), _) => format!(
+                        "ssh {t}: {why}, and it could not be stopped ({e}): it may still be running on the host"
+                    ),
+                    (Ok(()), None) => format!("ssh {t}: {why}"),
+                }));
+            }
+        };
         channel.wait_close().map_err(|e| fail("cannot close the channel", &e))?;
         let signal = channel.exit_signal().map_err(|e| fail("cannot read the exit signal", &e))?;
         let code = match signal.exit_signal.as_deref() {
             Some(name) => 128 + signal_number(name).unwrap_or(0),
             None => channel.exit_status().map_err(|e| fail("cannot read the exit status", &e))?,
         };
+        let stdout = split_pid(&stdout).1;
         Ok(Output {
             code,
-            stdout: String::from_utf8_lossy(&stdout).into_owned(),
+            stdout: String::from_utf8_lossy(stdout).into_owned(),
             stderr: String::from_utf8_lossy(&stderr).into_owned(),
         })
+    }
+
+    /// Kills process group `pid` on the host: SIGTERM, then SIGKILL after 5 s; fails when it is
+    /// still there 10 s on. A pid that leads no group (a shell that is not sshd's child) is
+    /// killed alone.
+    fn kill_group(&self, pid: u32) -> Result<(), String> {
+        let line = format!(
+            "p={pid}; kill -TERM -$p 2>/dev/null || kill -TERM $p 2>/dev/null; n=0; \
+             while kill -0 -$p 2>/dev/null || kill -0 $p 2>/dev/null; do \
+             n=$((n+1)); [ $n -eq 50 ] && {{ kill -KILL -$p 2>/dev/null || kill -KILL $p 2>/dev/null; }}; \
+             [ $n -ge 100 ] && exit 1; sleep 0.1; done; exit 0"
+        );
+        let watch = Watch { timeout: Some(Duration::from_secs(30)), stop: None };
+        match self.run_line_watched(&line, &[], watch) {
+            Ok(out) if out.code == 0 => Ok(()),
+            Ok(out) => Err(format!("process group {pid} was still there 10 s after SIGKILL ({})", out.explain())),
+            Err(e) => Err(e.0),
+        }
     }
 
     /// Opens an SFTP channel.
@@ -434,13 +511,51 @@ impl Ssh {
     }
 }
 
-/// Reads stdout and stderr of a non-blocking channel until both end; fails after `limit`
-/// without any byte (zero: no limit).
-fn drain(channel: &mut ssh2::Channel, limit: Duration) -> io::Result<(Vec<u8>, Vec<u8>)> {
+/// What may end a remote command before it ends by itself.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Watch<'a> {
+    /// The longest it may run.
+    pub timeout: Option<Duration>,
+    /// Set (from any thread) to stop it: Ctrl+C, or a window given up.
+    pub stop: Option<&'a AtomicBool>,
+}
+
+/// The first line of every command's stdout: the remote shell's pid (see `run_line_watched`).
+const PID_MARK: &str = "gptransfer-remote-pid:";
+
+/// The pid line split off a command's stdout: (pid, the command's own stdout).
+fn split_pid(stdout: &[u8]) -> (Option<u32>, &[u8]) {
+    let Some(rest) = stdout.strip_prefix(PID_MARK.as_bytes()) else {
+        return (None, stdout);
+    };
+    let Some(end) = rest.iter().position(|&b| b == b'\n') else {
+        return (None, stdout);
+    };
+    let pid = std::str::from_utf8(&rest[..end]).ok().and_then(|p| p.trim().parse().ok());
+    (pid, &rest[end + 1..])
+}
+
+/// How a drained command ended.
+enum Drained {
+    /// Both streams ended: (stdout, stderr).
+    Ended(Vec<u8>, Vec<u8>),
+    /// The deadline passed or `stop` was set first: stdout so far.
+    Stopped(Vec<u8>),
+}
+
+/// Reads stdout and stderr of a non-blocking channel until both end, the deadline passes or
+/// `stop` is set. A command may stay silent for hours (gpload prints nothing while it loads):
+/// keepalives, not output, show the connection is alive; a dead one fails the read.
+fn drain(
+    channel: &mut ssh2::Channel,
+    session: &Session,
+    deadline: Option<Instant>,
+    stop: Option<&AtomicBool>,
+) -> io::Result<Drained> {
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let (mut out_done, mut err_done) = (false, false);
     let mut buf = vec![0u8; 32 * 1024];
-    let mut last = std::time::Instant::now();
+    let mut last = Instant::now();
     while !(out_done && err_done) {
         let mut progressed = false;
         for (done, into, stream) in [(&mut out_done, &mut out, 0), (&mut err_done, &mut err, 1)] {
@@ -459,15 +574,22 @@ fn drain(channel: &mut ssh2::Channel, limit: Duration) -> io::Result<(Vec<u8>, V
             }
         }
         if progressed {
-            last = std::time::Instant::now();
-        } else if !(out_done && err_done) {
-            if !limit.is_zero() && last.elapsed() > limit {
-                return Err(io::Error::new(io::ErrorKind::TimedOut, format!("no output for {limit:?}")));
-            }
-            std::thread::sleep(Duration::from_millis(2));
+            last = Instant::now();
+            continue;
         }
+        if out_done && err_done {
+            break;
+        }
+        if stop.is_some_and(|s| s.load(Ordering::SeqCst)) || deadline.is_some_and(|d| Instant::now() >= d) {
+            return Ok(Drained::Stopped(out));
+        }
+        // Would-block is libssh2's answer while a keepalive cannot be sent yet: not a failure.
+        let _ = session.keepalive_send();
+        // Quick while output flows, gentle on a command that has been quiet for a while.
+        let nap = if last.elapsed() < Duration::from_millis(200) { 2 } else { 25 };
+        std::thread::sleep(Duration::from_millis(nap));
     }
-    Ok((out, err))
+    Ok(Drained::Ended(out, err))
 }
 
 /// [`Ssh::put`] on an open SFTP channel.
@@ -555,6 +677,13 @@ mod tests {
         assert!(explain_exit(137, "").contains("killed by signal 9 (SIGKILL)"));
         assert!(explain_exit(255, "").contains("SSH failure"));
         assert_eq!(explain_exit(1, "bad input\n"), "exit 1: failed: bad input");
+    }
+
+    #[test]
+    fn the_pid_line_is_split_off_stdout() {
+        assert_eq!(split_pid(b"gptransfer-remote-pid:4242\nhello\n"), (Some(4242), &b"hello\n"[..]));
+        assert_eq!(split_pid(b"hello\n"), (None, &b"hello\n"[..]));
+        assert_eq!(split_pid(b"gptransfer-remote-pid:42"), (None, &b"gptransfer-remote-pid:42"[..]));
     }
 
     #[test]
