@@ -391,3 +391,140 @@ condition_column = "evt_timestamp"
     assert_eq!(maria.sql("SELECT count(*) FROM etl_conf_d"), "1");
     cli_snapshot!("refused_column_name", refused);
 }
+
+/// Issue 10 item 9: an operator rewinds the job row (V1's way to re-run a span) and runs one
+/// table with `--table`. The row used to move on as far as that table got, judged for the
+/// other tables by their state cursors — still ahead from before the rewind — so the rewound
+/// span was never re-loaded for them (here: fact_m kept the rows the operator wanted
+/// replaced). Now a table that did not load the row's span in this run holds the row.
+#[test]
+fn a_rewound_job_row_moves_only_once_every_table_reloaded_its_span() {
+    let env = TestEnv::new("config_readers_rewind");
+    let maria = Maria::new(&env.db);
+    maria.sql(&format!(
+        "{ETL_CONF_D};
+         INSERT INTO etl_conf_d (JOB_NAME, RUN_START_TIMESTAMP, RUN_END_TIMESTAMP, VALID_FLG, job_group)
+         VALUES ('datatransfer', '2020-04-01 00:00:00', '2020-04-01 02:00:00', 'Y', 'g1')"
+    ));
+    fact_table(&env, "eda.fact_a");
+    fact_table(&env, "eda.fact_m");
+    env.write_config(&clusters_config(
+        &maria,
+        r#"
+[jobs.datatransfer]
+from = "src"
+to = "dst"
+duration = "1h"
+reader = { plugin = "mysql", url = "{MYSQL_URL}", password_env = "GPT_MYSQL_PASSWORD", table = "etl_conf_d" }
+
+[[jobs.datatransfer.tables]]
+table = "eda.fact_a"
+condition_column = "evt_timestamp"
+
+[[jobs.datatransfer.tables]]
+table = "eda.fact_m"
+condition_column = "evt_timestamp"
+mode = "merge"
+key = ["id"]
+"#,
+    ));
+    let until = ["--until", "2020-04-01 06:00:00"];
+    run(&env, &maria, &[&["run"][..], &until].concat(), None).assert_success();
+    assert_eq!(maria.windows("TRUE"), "2020-04-01 02:00:00 | 2020-04-01 04:00:00");
+
+    // Upstream fixed rows of the first span; the operator rewinds the row to re-run it.
+    env.src_psql("UPDATE eda.fact_a SET v = 'fixed' WHERE id <= 12; UPDATE eda.fact_m SET v = 'fixed' WHERE id <= 12");
+    maria.sql(
+        "UPDATE etl_conf_d SET RUN_START_TIMESTAMP = '2020-04-01 00:00:00', RUN_END_TIMESTAMP = '2020-04-01 02:00:00'",
+    );
+    let one = run(&env, &maria, &[&["run", "--table", "eda.fact_a"][..], &until].concat(), None);
+    one.assert_success();
+    assert_eq!(env.dst_psql("SELECT count(*) FROM eda.fact_a WHERE v = 'fixed'"), "12", "{}", one.render());
+    assert_eq!(maria.windows("TRUE"), "2020-04-01 00:00:00 | 2020-04-01 02:00:00", "{}", one.render());
+    assert!(one.stdout.contains("not moved, eda.fact_m is still at 2020-04-01 00:00:00"), "{}", one.render());
+
+    // The whole job re-loads the span, then the row moves on.
+    let all = run(&env, &maria, &[&["run"][..], &until].concat(), None);
+    all.assert_success();
+    for t in ["eda.fact_a", "eda.fact_m"] {
+        assert_eq!(env.dst_psql(&format!("SELECT count(*) FROM {t} WHERE v = 'fixed'")), "12", "{t}\n{}", all.render());
+        assert_eq!(env.dst_psql(&format!("SELECT count(*), count(DISTINCT id) FROM {t}")), "12|12", "{t}");
+    }
+    assert_eq!(maria.windows("TRUE"), "2020-04-01 02:00:00 | 2020-04-01 04:00:00", "{}", all.render());
+}
+
+/// Issue 10 item 14: the table-list query had no time limit. A transaction that edits the list
+/// and is left open (here: an ACCESS EXCLUSIVE lock held by another session) blocked
+/// `config check`, `run` and the daemon forever. Now the read is given up after the list
+/// cluster's `read_timeout`: exit 2, naming the list, the lock and what to look at.
+#[test]
+fn a_locked_table_list_fails_the_read_instead_of_hanging() {
+    let env = TestEnv::new("config_readers_locked_list");
+    env.src_psql(
+        "CREATE SCHEMA sor;
+         CREATE TABLE sor.tables (schemaname text, tablename text, valid_flag text);
+         INSERT INTO sor.tables VALUES ('eda', 'fact_a', 'Y');",
+    );
+    fact_table(&env, "eda.fact_a");
+    env.write_config(
+        r#"
+[clusters.src]
+url = "{SRC_URL}"
+password_env = "GPT_SRC_PASSWORD"
+read_timeout = "3s"
+
+[clusters.dst]
+url = "{DST_URL}"
+password_env = "GPT_DST_PASSWORD"
+
+[jobs.j]
+from = "src"
+to = "dst"
+start = "2020-04-01 00:00:00"
+duration = "1h"
+tables_from = { plugin = "table-list", cluster = "src", table = "sor.tables", condition_column = "evt_timestamp" }
+"#,
+    );
+    env.run(&["config", "check"]).assert_success();
+
+    // Someone edits the list and leaves the transaction open.
+    let mut holder = Command::new("psql")
+        .args(["-X", "-q", "-h"])
+        .arg(&env.src.socket_dir)
+        .args(["-p", &env.src.port.to_string(), "-U", env.src.admin_user(), "-d", &env.db, "-c"])
+        .arg("BEGIN; LOCK TABLE sor.tables IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(60); COMMIT;")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let held = "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
+                WHERE c.relname = 'tables' AND l.granted AND l.mode = 'AccessExclusiveLock'";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while env.src.psql(&env.db, held) != "1" {
+        assert!(std::time::Instant::now() < deadline, "the lock was never taken");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    for args in [&["config", "check"][..], &["run", "--until", "2020-04-01 02:00:00"]] {
+        let started = std::time::Instant::now();
+        let out = env.run_with_timeout(args, std::time::Duration::from_secs(40));
+        out.assert_code(2);
+        assert!(started.elapsed() < std::time::Duration::from_secs(30), "took {:?}", started.elapsed());
+        assert!(out.stderr.contains("cannot read the table list sor.tables"), "{}", out.render());
+        assert!(out.stderr.contains("no answer from the server within 3s"), "{}", out.render());
+        assert!(out.stderr.contains("is the list locked"), "{}", out.render());
+    }
+    // The holder's backend sleeps on without its client: end it, then the lock is gone.
+    let _ = holder.kill();
+    let _ = holder.wait();
+    env.src.psql(
+        &env.db,
+        "SELECT pg_terminate_backend(l.pid) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
+         WHERE c.relname = 'tables' AND l.mode = 'AccessExclusiveLock'",
+    );
+    while env.src.psql(&env.db, held) != "0" {
+        assert!(std::time::Instant::now() < deadline + std::time::Duration::from_secs(60), "the lock stayed");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // Once the lock is gone, the job runs.
+    env.run(&["run", "--until", "2020-04-01 02:00:00"]).assert_success();
+    assert_eq!(count(&env, "eda.fact_a"), 12);
+}

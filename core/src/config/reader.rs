@@ -14,7 +14,8 @@ use chrono::NaiveDateTime;
 pub struct TableProgress {
     /// Source table as people see it (`schema.table`).
     pub table: String,
-    /// The state cursor after the run (end of the newest committed window), if any.
+    /// End of the newest window this run committed, if any (the windows of a table with an
+    /// external cursor start at its row's start, so this is how far the row's span got).
     pub cursor: Option<NaiveDateTime>,
     /// Start of the first window that failed (or was interrupted) in this run, if any.
     pub failed_at: Option<NaiveDateTime>,

@@ -139,15 +139,16 @@ fn readers_missing(config: &Config, tables: &[TableSpec]) -> Result<(), Error> {
     }
 }
 
-/// Start of a window id `YYYYMMDDHHMMSS^YYYYMMDDHHMMSS`.
-fn window_start(id: &str) -> Option<NaiveDateTime> {
-    NaiveDateTime::parse_from_str(id.split('^').next()?, "%Y%m%d%H%M%S").ok()
+/// Start and end of a window id `YYYYMMDDHHMMSS^YYYYMMDDHHMMSS`.
+fn window_bounds(id: &str) -> Option<(NaiveDateTime, NaiveDateTime)> {
+    let (start, end) = id.split_once('^')?;
+    let parse = |t: &str| NaiveDateTime::parse_from_str(t, "%Y%m%d%H%M%S").ok();
+    Some((parse(start)?, parse(end)?))
 }
 
 /// After the windows committed: move each job's external cursors as far as its tables got.
 async fn advance_external_cursors(
     config: &Config,
-    state: &State,
     jobs: &[String],
     windows: &[WindowReport],
     now: NaiveDateTime,
@@ -159,31 +160,32 @@ async fn advance_external_cursors(
         if cursors.is_empty() {
             continue;
         }
-        let mut progress = Vec::new();
-        let mut error = None;
-        for t in spec.tables.iter().filter(|t| t.enabled) {
-            let name = t.source_table.to_string();
-            let cursor = match state.table_cursor(t).await {
-                Ok(c) => c,
-                Err(e) => {
-                    error = Some(format!("cannot read the state cursor of {name}: {e}"));
-                    break;
-                }
-            };
-            let failed_at = windows
-                .iter()
-                .filter(|w| &w.job == job && w.table == name && w.status == WindowStatus::Failed)
-                .filter_map(|w| window_start(&w.window))
-                .min();
-            progress.push(TableProgress { table: name, cursor, failed_at });
-        }
+        // How far each table got in *this* run, from the job row's start: the row is the
+        // authority, so a state cursor ahead of it (a row an operator rewound to re-run the
+        // job) says nothing about the row's span. A table this run did not load (left out by
+        // `--table`) holds the row where it is.
+        let progress: Vec<TableProgress> = spec
+            .tables
+            .iter()
+            .filter(|t| t.enabled)
+            .map(|t| {
+                let name = t.source_table.to_string();
+                let this_table = || windows.iter().filter(|w| &w.job == job && w.table == name);
+                let cursor = this_table()
+                    .filter(|w| w.status == WindowStatus::Succeeded)
+                    .filter_map(|w| window_bounds(&w.window).map(|(_, end)| end))
+                    .max();
+                let failed_at = this_table()
+                    .filter(|w| w.status == WindowStatus::Failed)
+                    .filter_map(|w| window_bounds(&w.window).map(|(start, _)| start))
+                    .min();
+                TableProgress { table: name, cursor, failed_at }
+            })
+            .collect();
         for c in cursors {
-            let (message, error) = match &error {
-                Some(e) => (None, Some(e.clone())),
-                None => match c.advance(&progress, now).await {
-                    Ok(m) => (Some(m), None),
-                    Err(e) => (None, Some(e)),
-                },
+            let (message, error) = match c.advance(&progress, now).await {
+                Ok(m) => (Some(m), None),
+                Err(e) => (None, Some(e)),
             };
             if let Some(e) = &error {
                 tracing::error!(job = %job, "{}: not advanced: {e}", c.describe());
@@ -513,8 +515,7 @@ pub async fn run(
     // which replace and merge make harmless. Still under the job locks.
     if report.interrupted_by.is_none() && options.windows.is_none() {
         crate::config::failpoint("after-commit-before-external-cursor");
-        report.external_cursors =
-            advance_external_cursors(config, state, &job_names, &report.windows, options.now).await;
+        report.external_cursors = advance_external_cursors(config, &job_names, &report.windows, options.now).await;
     }
     for lock in locks {
         state.release(lock).await;

@@ -3,7 +3,6 @@
 use gptransfer_core::cluster::ClusterHandle;
 use gptransfer_core::config::ClusterConfig;
 use gptransfer_core::dialect::{quote_ident, QualifiedName};
-use gptransfer_core::error::pg_message;
 use gptransfer_core::Error;
 
 use crate::options::{NameStyle, TableListOptions};
@@ -41,17 +40,29 @@ pub async fn read(
     select.extend(options.join.iter().map(|j| text(j)));
     let sql =
         format!("SELECT {} FROM {} WHERE {} = $1 ORDER BY 1, 2", select.join(", "), list.quoted(), text(&c.valid_flag));
-    let rows = session.client.query(&sql, &[&options.valid_value]).await.map_err(|e| Error::Cluster {
-        cluster: cluster_name.to_string(),
-        address: handle.address.clone(),
-        message: format!("job {job:?}: cannot read the table list {list}: {}", pg_message(&e)),
-        hint: Some(format!(
-            "tables_from.columns names the list's columns (now schema = {:?}, table = {:?}, valid_flag = {:?}{})",
-            c.schema,
-            c.table,
-            c.valid_flag,
-            options.join.iter().map(|j| format!(", join {j:?}")).collect::<String>()
-        )),
+    // Under the cluster's read_timeout: a lock on the list (someone editing it in an open
+    // transaction) must fail this job's read, not block every command and the daemon.
+    let rows = session.timed(session.client.query(&sql, &[&options.valid_value])).await.map_err(|e| {
+        let hint = if e.retriable {
+            format!(
+                "is the list locked (a transaction editing {list} left open: see pg_locks on cluster \
+                 {cluster_name:?}) or the cluster unreachable? The read is given up after the cluster's read_timeout"
+            )
+        } else {
+            format!(
+                "tables_from.columns names the list's columns (now schema = {:?}, table = {:?}, valid_flag = {:?}{})",
+                c.schema,
+                c.table,
+                c.valid_flag,
+                options.join.iter().map(|j| format!(", join {j:?}")).collect::<String>()
+            )
+        };
+        Error::Cluster {
+            cluster: cluster_name.to_string(),
+            address: handle.address.clone(),
+            message: format!("job {job:?}: cannot read the table list {list}: {}", e.message),
+            hint: Some(hint),
+        }
     })?;
     let mut out = Vec::new();
     for row in rows {
