@@ -23,7 +23,8 @@ fi
 # postgresql: server + client for the test clusters (scripts/pg-cluster.sh); mariadb-server: the
 # MySQL config reader (etl_conf_d); openssh-*: the ssh transport and the gpload sink; time: the
 # benchmarks; build-essential, pkg-config, libssl-dev: native build dependencies; openssl: the
-# test clusters' throw-away CA and server certificates (sslmode tests).
+# test clusters' throw-away CA and server certificates (sslmode tests); python3-fusepy, fuse3:
+# a FUSE directory that hangs like a dead NFS mount (tests/support/stallfs.py).
 packages=(
   postgresql
   openssl
@@ -34,6 +35,8 @@ packages=(
   openssh-server
   openssh-client
   time
+  python3-fusepy
+  fuse3
 )
 
 installed() {

@@ -301,3 +301,78 @@ fn mount_the_sink_uid_cannot_read_is_refused() {
     check.assert_code(2);
     assert!(check.stderr.contains("not readable (rx) by uid 4242 (gid 4242)"), "{}", check.render());
 }
+
+/// Issue 10 item 14: shared-mount file I/O had no stall limit. A hard NFS mount whose server is
+/// gone (here a FUSE directory that hangs every operation, `support::stallfs`) blocked the
+/// window's writer thread for ever, and with it the run, every table after it and the daemon;
+/// `config check` hung on the mount check. Now one operation longer than `stall_timeout` fails
+/// the window (or the check), saying the mount may be hung, and the other tables go on.
+#[test]
+fn a_hung_mount_fails_its_window_and_the_other_tables_go_on() {
+    let env = TestEnv::new("shared_mount_hung");
+    setup(&env);
+    env.src_psql("CREATE TABLE eda.plain AS SELECT * FROM eda.defects");
+    env.dst_psql("CREATE TABLE eda.plain (LIKE eda.defects)");
+    let stallfs = support::stallfs::StallFs::mount(env.dir());
+    let config = |mount_options: &str| {
+        env.write_config(&format!(
+            r#"
+{{CLUSTERS}}
+
+[jobs.j]
+from = "src"
+to = "dst"
+start = "2024-03-10 00:00:00"
+end = "2024-03-10 06:00:00"
+duration = "3h"
+
+[[jobs.j.tables]]
+table = "eda.defects"
+condition_column = "evt_ts"
+transport = {{ plugin = "shared-mount", root = "{mnt}"{mount_options} }}
+
+[[jobs.j.tables]]
+table = "eda.plain"
+condition_column = "evt_ts"
+"#,
+            mnt = stallfs.mountpoint.display()
+        ))
+    };
+    config(", stall_timeout = \"3s\"");
+    env.run(&["config", "check"]).assert_success();
+
+    // The window directories hang; the mount's root still answers (so the chain builds).
+    stallfs.hang("^eda^defects^");
+    let running = env.spawn(&["run"]);
+    // The run reports at once; its process can only end once the blocked thread returns.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let failed = "SELECT count(*) FROM gptransfer.history WHERE table_name = 'eda.defects' AND status = 'failed'";
+    while env.dst.try_psql(&env.dst_db, failed).unwrap_or_default() != "1" {
+        assert!(std::time::Instant::now() < deadline, "the window never failed");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    // The other table was not held up.
+    while env.dst_psql("SELECT count(*) FROM eda.plain") != "6000" {
+        assert!(std::time::Instant::now() < deadline, "eda.plain was held up by the hung mount");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    stallfs.release();
+    let out = running.wait();
+    out.assert_code(1);
+    assert!(out.stderr.contains("no answer from") && out.stderr.contains("for 3s while"), "{}", out.render());
+    assert!(out.stderr.contains("is the mount hung"), "{}", out.render());
+    assert_eq!(env.dst_psql("SELECT count(*) FROM eda.defects"), "0");
+
+    // A mount whose root hangs fails `config check` (exit 2) instead of hanging it.
+    stallfs.hang("");
+    let running = env.spawn(&["config", "check"]);
+    std::thread::sleep(std::time::Duration::from_secs(6));
+    stallfs.release();
+    let out = running.wait();
+    out.assert_code(2);
+    assert!(out.stderr.contains("while checking it (stall_timeout)"), "{}", out.render());
+
+    // Mount back: the window loads byte-exact.
+    env.run(&["run"]).assert_success();
+    assert_eq!(support::defects_digest(env.dst, &env.dst_db), support::defects_digest(env.src, &env.db));
+}

@@ -34,6 +34,7 @@
 pub mod files;
 pub mod runs;
 pub mod sshd;
+pub mod stallfs;
 
 use std::collections::hash_map::RandomState;
 use std::fmt::Write as _;

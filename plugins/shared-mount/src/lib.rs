@@ -26,6 +26,7 @@
 //! about `CHUNK_BYTES × QUEUE_CHUNKS` per direction whatever the window's size.
 
 pub mod perms;
+mod stall;
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
@@ -43,12 +44,14 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
+use gptransfer_core::config::ConfigDuration;
 use gptransfer_core::registry::{parse_options, Factory};
 use gptransfer_core::roles::{ByteStream, CopyFormat, Delivered, SinkWindow, StagedFiles, Transport, WindowCtx};
 use gptransfer_core::rowcount::{RowCounter, RowLengths};
 use gptransfer_core::RoleError;
 
 use perms::Ids;
+use stall::Busy;
 
 /// Name of the manifest in a window directory.
 pub const MANIFEST: &str = "manifest.json";
@@ -82,6 +85,14 @@ pub struct SharedMountConfig {
     /// The gid the loading side runs as (default: ours).
     #[serde(default)]
     pub sink_gid: Option<u32>,
+    /// The longest one file operation on the mount may take before the window fails (a hung
+    /// NFS mount blocks it for ever).
+    #[serde(default = "default_stall_timeout")]
+    pub stall_timeout: ConfigDuration,
+}
+
+fn default_stall_timeout() -> ConfigDuration {
+    ConfigDuration(std::time::Duration::from_secs(120))
 }
 
 fn default_compression() -> u32 {
@@ -98,6 +109,9 @@ impl SharedMountConfig {
         }
         if self.split_bytes == Some(0) {
             return Err("split_bytes must be at least 1 (leave it out for one file per window)".into());
+        }
+        if self.stall_timeout.0.is_zero() {
+            return Err("stall_timeout must be more than zero".into());
         }
         Ok(())
     }
@@ -148,8 +162,10 @@ impl Factory<dyn Transport> for SharedMountFactory {
     fn build(&self, options: &toml::Table) -> Result<Arc<dyn Transport>, String> {
         let config: SharedMountConfig = parse_options(options)?;
         config.check_values()?;
-        // Before the run touches any server: a mount either side cannot use fails the table now.
-        config.check_mount()?;
+        // Before the run touches any server: a mount either side cannot use fails the table now,
+        // and so does one that does not answer.
+        let (check, limit, root) = (config.clone(), config.stall_timeout.0, config.root.clone());
+        stall::bounded(limit, || stall::stalled(&root, "checking it", limit).message, move || check.check_mount())?;
         Ok(Arc::new(SharedMountTransport { config }))
     }
 }
@@ -435,6 +451,14 @@ impl SharedMountTransport {
         SharedMountTransport { config }
     }
 
+    fn limit(&self) -> std::time::Duration {
+        self.config.stall_timeout.0
+    }
+
+    fn stalled(&self, what: &str) -> RoleError {
+        stall::stalled(&self.config.root, what, self.limit())
+    }
+
     /// `<root>/<db>^<schema>^<table>^<window id>` of a window.
     pub fn window_dir(&self, ctx: &WindowCtx) -> PathBuf {
         let db = database_of(&ctx.source.address);
@@ -475,43 +499,47 @@ impl SharedMountTransport {
             at_row_end: true,
             rows: RowCounter::new(ctx.format),
         };
+        let busy = Busy::new();
+        let marked = busy.clone();
         let thread = tokio::task::spawn_blocking(move || -> Result<Vec<FileEntry>, RoleError> {
-            writer.open()?;
+            marked.io(|| writer.open())?;
             while let Some(chunk) = rx.blocking_recv() {
-                writer.write(&chunk)?;
+                marked.io(|| writer.write(&chunk))?;
             }
-            writer.close()?;
+            marked.io(|| writer.close())?;
             Ok(writer.files)
         });
-        let mut counter = RowLengths::new(ctx.format);
-        let (mut total_rows, mut total_bytes) = (0u64, 0u64);
-        let mut source_error = None;
-        while let Some(item) = rows.next().await {
-            match item {
-                Ok(b) => {
-                    let n = counter.count(&b);
-                    total_rows += n;
-                    total_bytes += b.len() as u64;
-                    ctx.counters.add(n, b.len() as u64);
-                    if tx.send(b).await.is_err() {
-                        // The writer stopped; its error is the one to report.
+        let feed = async {
+            let mut counter = RowLengths::new(ctx.format);
+            let (mut total_rows, mut total_bytes) = (0u64, 0u64);
+            let mut source_error = None;
+            while let Some(item) = rows.next().await {
+                match item {
+                    Ok(b) => {
+                        let n = counter.count(&b);
+                        total_rows += n;
+                        total_bytes += b.len() as u64;
+                        ctx.counters.add(n, b.len() as u64);
+                        if tx.send(b).await.is_err() {
+                            // The writer stopped; its error is the one to report.
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        source_error = Some(e);
                         break;
                     }
                 }
-                Err(e) => {
-                    source_error = Some(e);
-                    break;
-                }
             }
-        }
-        drop(tx);
-        let written = thread
-            .await
-            .map_err(|e| RoleError::new(format!("shared-mount: the file writer stopped unexpectedly: {e}")))?;
-        if let Some(e) = source_error {
-            return Err(e);
-        }
-        let files = written?;
+            drop(tx);
+            let written = stall::joined("file writer", thread).await;
+            if let Some(e) = source_error {
+                return Err(e);
+            }
+            Ok((written?, counter, total_rows, total_bytes))
+        };
+        let on_stall = || self.stalled(&format!("writing {}", dir.display()));
+        let (files, counter, total_rows, total_bytes) = stall::watch(&busy, self.limit(), on_stall, feed).await?;
         let manifest = Manifest {
             manifest_version: 1,
             database: database_of(&ctx.source.address),
@@ -531,27 +559,42 @@ impl SharedMountTransport {
                 total_bytes, manifest.bytes
             )));
         }
-        let dir = dir.to_path_buf();
-        tokio::task::spawn_blocking(move || write_manifest(&dir, &manifest))
-            .await
-            .map_err(|e| RoleError::new(format!("shared-mount: the manifest writer stopped unexpectedly: {e}")))??;
+        let (manifest_dir, marked) = (dir.to_path_buf(), busy.clone());
+        let thread = tokio::task::spawn_blocking(move || marked.io(|| write_manifest(&manifest_dir, &manifest)));
+        let on_stall = || self.stalled(&format!("writing the manifest of {}", dir.display()));
+        stall::watch(&busy, self.limit(), on_stall, stall::joined("manifest writer", thread)).await?;
         Ok((total_rows, total_bytes))
     }
 
     /// Files → sink, after verifying the manifest. Returns rows written by the sink.
     pub async fn load_window(&self, ctx: &WindowCtx, dir: &Path, sink: &mut dyn SinkWindow) -> Result<u64, RoleError> {
-        let manifest = verified(dir).await?;
-        stream_files(ctx, dir, &manifest, sink).await
+        let manifest = self.verified(dir).await?;
+        self.stream_files(ctx, dir, &manifest, sink).await
     }
-}
 
-/// The window directory's manifest, checked against its files (blocking I/O on a thread).
-async fn verified(dir: &Path) -> Result<Manifest, RoleError> {
-    let verify_dir = dir.to_path_buf();
-    tokio::task::spawn_blocking(move || verify(&verify_dir))
-        .await
-        .map_err(|e| RoleError::new(format!("shared-mount: the manifest check stopped unexpectedly: {e}")))?
-        .map_err(|e| RoleError::new(format!("shared-mount: {e}")))
+    /// The window directory's manifest, checked against its files (blocking I/O on a thread).
+    async fn verified(&self, dir: &Path) -> Result<Manifest, RoleError> {
+        let (verify_dir, busy) = (dir.to_path_buf(), Busy::new());
+        let marked = busy.clone();
+        let thread = tokio::task::spawn_blocking(move || {
+            marked.io(|| verify(&verify_dir)).map_err(|e| RoleError::new(format!("shared-mount: {e}")))
+        });
+        let on_stall = || self.stalled(&format!("checking the files of {}", dir.display()));
+        stall::watch(&busy, self.limit(), on_stall, stall::joined("manifest check", thread)).await
+    }
+
+    /// [`stream_files`] under the stall limit.
+    async fn stream_files(
+        &self,
+        ctx: &WindowCtx,
+        dir: &Path,
+        manifest: &Manifest,
+        sink: &mut dyn SinkWindow,
+    ) -> Result<u64, RoleError> {
+        let busy = Busy::new();
+        let on_stall = || self.stalled(&format!("reading {}", dir.display()));
+        stall::watch(&busy, self.limit(), on_stall, stream_files(ctx, dir, manifest, sink, &busy)).await
+    }
 }
 
 /// Streams a verified window's files into the sink. Returns rows written by the sink.
@@ -560,7 +603,9 @@ async fn stream_files(
     dir: &Path,
     manifest: &Manifest,
     sink: &mut dyn SinkWindow,
+    busy: &Busy,
 ) -> Result<u64, RoleError> {
+    let marked = busy.clone();
     let format = ctx.format;
     let (tx, rx) = mpsc::channel::<Result<Bytes, RoleError>>(QUEUE_CHUNKS);
     let read_dir = dir.to_path_buf();
@@ -570,13 +615,13 @@ async fn stream_files(
         let (mut rows, mut bytes) = (0u64, 0u64);
         for name in names {
             let path = read_dir.join(&name);
-            let file = File::open(&path).map_err(|e| io_err("open", &path, e))?;
+            let file = marked.io(|| File::open(&path)).map_err(|e| io_err("open", &path, e))?;
             let mut gz = GzDecoder::new(io::BufReader::with_capacity(CHUNK_BYTES, file));
             loop {
                 let mut buf = vec![0u8; CHUNK_BYTES];
                 let mut filled = 0;
                 while filled < buf.len() {
-                    match gz.read(&mut buf[filled..]) {
+                    match marked.io(|| gz.read(&mut buf[filled..])) {
                         Ok(0) => break,
                         Ok(n) => filled += n,
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -603,9 +648,7 @@ async fn stream_files(
     });
     let incoming = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
     let loaded = sink.load(Box::pin(incoming)).await;
-    let read =
-        reader.await.map_err(|e| RoleError::new(format!("shared-mount: the file reader stopped unexpectedly: {e}")))?;
-    let (rows, bytes) = read?;
+    let (rows, bytes) = stall::joined("file reader", reader).await?;
     let written = loaded?;
     if rows != manifest.rows || bytes != manifest.bytes {
         return Err(RoleError::new(format!(
@@ -631,15 +674,15 @@ impl Transport for SharedMountTransport {
     ) -> Result<Delivered, RoleError> {
         let dir = self.window_dir(ctx);
         {
-            let this = self.clone();
-            let dir = dir.clone();
-            tokio::task::spawn_blocking(move || this.prepare(&dir))
-                .await
-                .map_err(|e| RoleError::new(format!("shared-mount: the mount check stopped unexpectedly: {e}")))??;
+            let (this, dir, busy) = (self.clone(), dir.clone(), Busy::new());
+            let marked = busy.clone();
+            let thread = tokio::task::spawn_blocking(move || marked.io(|| this.prepare(&dir)));
+            let on_stall = || self.stalled(&format!("preparing {}", self.window_dir(ctx).display()));
+            stall::watch(&busy, self.limit(), on_stall, stall::joined("mount check", thread)).await?;
         }
         let result = async {
             let (rows_read, bytes) = self.write_window(ctx, &dir, rows).await?;
-            let manifest = verified(&dir).await?;
+            let manifest = self.verified(&dir).await?;
             let staged = StagedFiles {
                 root: self.config.root.clone(),
                 files: manifest
@@ -654,7 +697,7 @@ impl Transport for SharedMountTransport {
             };
             let rows_written = match sink.load_staged(&staged).await {
                 Some(loaded) => loaded?,
-                None => stream_files(ctx, &dir, &manifest, sink).await?,
+                None => self.stream_files(ctx, &dir, &manifest, sink).await?,
             };
             Ok::<_, RoleError>(Delivered { rows_read, bytes, rows_written, ..Delivered::default() })
         }
@@ -662,12 +705,18 @@ impl Transport for SharedMountTransport {
         match result {
             Ok(d) => {
                 if !self.config.keep_files {
-                    let remove = dir.clone();
-                    let removed = tokio::task::spawn_blocking(move || fs::remove_dir_all(&remove)).await;
-                    if let Ok(Err(e)) = removed {
+                    let (remove, busy) = (dir.clone(), Busy::new());
+                    let marked = busy.clone();
+                    let thread = tokio::task::spawn_blocking(move || {
+                        marked.io(|| fs::remove_dir_all(&remove)).map_err(|e| RoleError::new(e.to_string()))
+                    });
+                    let on_stall = || self.stalled("removing the loaded window's files");
+                    let removed = stall::watch(&busy, self.limit(), on_stall, stall::joined("file remover", thread));
+                    if let Err(e) = removed.await {
                         tracing::warn!(
-                            "shared-mount: the window was loaded but {} could not be removed: {e}",
-                            dir.display()
+                            "shared-mount: the window was loaded but {} could not be removed: {}",
+                            dir.display(),
+                            e.message
                         );
                     }
                 }

@@ -247,6 +247,7 @@ impl Transport for SshTransport {
             keep_files: true,
             sink_uid: None,
             sink_gid: None,
+            stall_timeout: gptransfer_core::config::ConfigDuration(self.config.read_timeout),
         });
         let back = SharedMountTransport::staging(SharedMountConfig {
             root: staging.path().join("back"),
@@ -255,6 +256,7 @@ impl Transport for SshTransport {
             keep_files: true,
             sink_uid: None,
             sink_gid: None,
+            stall_timeout: gptransfer_core::config::ConfigDuration(self.config.read_timeout),
         });
         let local_out = out.window_dir(ctx);
         let local_back = back.window_dir(ctx);
