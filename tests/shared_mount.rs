@@ -376,3 +376,64 @@ condition_column = "evt_ts"
     env.run(&["run"]).assert_success();
     assert_eq!(support::defects_digest(env.dst, &env.dst_db), support::defects_digest(env.src, &env.db));
 }
+
+/// Issue 10 item 13: every window directory was 0755 and every file 0644, so all users of the
+/// mount could read the window's rows. Now a window is open to the sink and no one else: the
+/// same user → 0700/0600; a sink of another uid (`sink_uid`/`sink_gid`) → 0750/0640 with the
+/// sink's group, when gptransfer may give it (it is in that group, or root). A sink that
+/// shares no group with gptransfer is warned about at build: only then must files be readable
+/// by all.
+#[test]
+fn window_files_are_open_to_the_sink_only() {
+    let env = TestEnv::new("shared_mount_private_windows");
+    let mount = setup(&env);
+    let modes = |path: &Path| {
+        use std::os::unix::fs::MetadataExt;
+        let m = fs::metadata(path).unwrap();
+        (m.mode() & 0o7777, m.gid())
+    };
+    let check_window = |dir_mode: u32, file_mode: u32, gid: u32| {
+        for window in WINDOWS {
+            let dir = window_dir(&env, &mount, window);
+            assert_eq!(modes(&dir), (dir_mode, gid), "{}", dir.display());
+            for name in names_in(&dir) {
+                assert_eq!(modes(&dir.join(&name)), (file_mode, gid), "{name}");
+            }
+        }
+    };
+    let my_gid = {
+        use std::os::unix::fs::MetadataExt;
+        fs::metadata(env.dir().join("gptransfer.toml")).map(|m| m.gid()).unwrap_or(0)
+    };
+    write_config(&env, ", keep_files = true");
+    let out = env.run(&["run"]);
+    out.assert_success();
+    check_window(0o700, 0o600, my_gid);
+    if !is_root() {
+        return;
+    }
+    // A sink of another uid and group: as root, gptransfer gives the window that group.
+    env.dst_psql("TRUNCATE eda.defects; DELETE FROM gptransfer.cursors");
+    write_config(&env, ", keep_files = true, sink_uid = 65534, sink_gid = 65534");
+    let out = env.run(&["run"]);
+    out.assert_success();
+    check_window(0o750, 0o640, 65534);
+    assert!(!out.stderr.contains("readable by all users"), "{}", out.render());
+    // The sink's uid reads the files; a third user does not.
+    let part = window_dir(&env, &mount, WINDOWS[0]).join("part-00001.csv.gz");
+    fs::set_permissions(env.dir(), fs::Permissions::from_mode(0o755)).unwrap();
+    let read_as = |uid: u32, gid: u32| {
+        Command::new("setpriv")
+            .args([format!("--reuid={uid}"), format!("--regid={gid}"), "--clear-groups".into(), "--".into()])
+            .args(["head", "-c", "1"])
+            .arg(&part)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    };
+    assert!(read_as(65534, 65534), "the sink cannot read {}", part.display());
+    assert!(!read_as(4242, 4242), "another user can read {}", part.display());
+    assert_eq!(support::defects_digest(env.dst, &env.dst_db), support::defects_digest(env.src, &env.db));
+}

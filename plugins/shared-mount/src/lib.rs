@@ -30,7 +30,7 @@ mod stall;
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -50,7 +50,7 @@ use gptransfer_core::roles::{ByteStream, CopyFormat, Delivered, SinkWindow, Stag
 use gptransfer_core::rowcount::{RowCounter, RowLengths};
 use gptransfer_core::RoleError;
 
-use perms::Ids;
+use perms::{Ids, WindowModes};
 use stall::Busy;
 
 /// Name of the manifest in a window directory.
@@ -59,10 +59,6 @@ pub const MANIFEST: &str = "manifest.json";
 const CHUNK_BYTES: usize = 256 * 1024;
 /// Chunks that may wait in each channel.
 const QUEUE_CHUNKS: usize = 8;
-/// Mode of the window directory: the sink, often another uid, must list and read it.
-const DIR_MODE: u32 = 0o755;
-/// Mode of the files.
-const FILE_MODE: u32 = 0o644;
 
 /// Options of the `shared-mount` transport.
 #[derive(Debug, Clone, Deserialize)]
@@ -133,6 +129,15 @@ impl SharedMountConfig {
         let writer = Ids::current();
         let (sink, configured) = self.sink_ids(&writer);
         perms::check_dir(&self.root, &writer, &sink, configured)
+    }
+
+    /// Modes (and group) of a window's directory and files: readable by the sink, by no one
+    /// else the ids allow (I/O: stat of the root).
+    fn window_modes(&self) -> io::Result<WindowModes> {
+        let writer = Ids::current();
+        let (sink, _) = self.sink_ids(&writer);
+        let root = fs::metadata(&self.root)?;
+        Ok(perms::window_modes(&writer, &sink, root.gid(), root.mode()))
     }
 }
 
@@ -299,14 +304,15 @@ struct PartWriter {
     at_row_end: bool,
     /// Finds row ends across chunks (CSV: the quote state).
     rows: RowCounter,
+    /// Mode and group of each file.
+    modes: WindowModes,
 }
 
 impl PartWriter {
     fn open(&mut self) -> Result<(), RoleError> {
         let name = part_name(self.files.len() + 1, self.format);
         let tmp = self.dir.join(format!(".{name}.tmp"));
-        let file = File::create(&tmp).map_err(|e| io_err("create", &tmp, e))?;
-        file.set_permissions(fs::Permissions::from_mode(FILE_MODE)).map_err(|e| io_err("chmod", &tmp, e))?;
+        let file = create_fresh(&tmp, self.modes).map_err(|e| io_err("create", &tmp, e))?;
         let inner = Hashing { inner: BufWriter::with_capacity(CHUNK_BYTES, file), hash: Sha256::new(), bytes: 0 };
         self.current = Some(OpenPart { tmp, name, gz: GzEncoder::new(inner, self.level), bytes: 0 });
         self.at_row_end = true;
@@ -377,14 +383,25 @@ impl PartWriter {
 }
 
 /// Writes `value` as JSON to `dir/name` through a temporary name.
-fn write_manifest(dir: &Path, manifest: &Manifest) -> Result<(), RoleError> {
+/// A new file (never one already there) with the window's file mode and group, whatever the
+/// umask.
+fn create_fresh(path: &Path, modes: WindowModes) -> io::Result<File> {
+    let file = fs::OpenOptions::new().write(true).create_new(true).mode(modes.file).open(path)?;
+    if let Some(gid) = modes.group {
+        rustix::fs::fchown(&file, None, Some(rustix::fs::Gid::from_raw(gid)))?;
+    }
+    file.set_permissions(fs::Permissions::from_mode(modes.file))?;
+    Ok(file)
+}
+
+fn write_manifest(dir: &Path, manifest: &Manifest, modes: WindowModes) -> Result<(), RoleError> {
     let tmp = dir.join(format!(".{MANIFEST}.tmp"));
     let path = dir.join(MANIFEST);
     let text = serde_json::to_vec_pretty(manifest)
         .map_err(|e| RoleError::new(format!("shared-mount: cannot encode the manifest: {e}")))?;
     let write = || -> io::Result<()> {
-        let mut f = File::create(&tmp)?;
-        f.set_permissions(fs::Permissions::from_mode(FILE_MODE))?;
+        let _ = fs::remove_file(&tmp);
+        let mut f = create_fresh(&tmp, modes)?;
         f.write_all(&text)?;
         f.write_all(b"\n")?;
         f.sync_all()?;
@@ -476,8 +493,13 @@ impl SharedMountTransport {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(io_err("inspect", dir, e)),
         }
-        fs::create_dir(dir).map_err(|e| io_err("create", dir, e))?;
-        fs::set_permissions(dir, fs::Permissions::from_mode(DIR_MODE)).map_err(|e| io_err("chmod", dir, e))?;
+        let modes = self.config.window_modes().map_err(|e| io_err("inspect", &self.config.root, e))?;
+        fs::DirBuilder::new().mode(modes.dir).create(dir).map_err(|e| io_err("create", dir, e))?;
+        if let Some(gid) = modes.group {
+            rustix::fs::chown(dir, None, Some(rustix::fs::Gid::from_raw(gid)))
+                .map_err(|e| io_err("chgrp", dir, e.into()))?;
+        }
+        fs::set_permissions(dir, fs::Permissions::from_mode(modes.dir)).map_err(|e| io_err("chmod", dir, e))?;
         Ok(())
     }
 
@@ -498,16 +520,18 @@ impl SharedMountTransport {
             current: None,
             at_row_end: true,
             rows: RowCounter::new(ctx.format),
+            modes: WindowModes { dir: 0o700, file: 0o600, group: None },
         };
         let busy = Busy::new();
-        let marked = busy.clone();
-        let thread = tokio::task::spawn_blocking(move || -> Result<Vec<FileEntry>, RoleError> {
+        let (marked, config) = (busy.clone(), self.config.clone());
+        let thread = tokio::task::spawn_blocking(move || -> Result<(Vec<FileEntry>, WindowModes), RoleError> {
+            writer.modes = marked.io(|| config.window_modes()).map_err(|e| io_err("inspect", &config.root, e))?;
             marked.io(|| writer.open())?;
             while let Some(chunk) = rx.blocking_recv() {
                 marked.io(|| writer.write(&chunk))?;
             }
             marked.io(|| writer.close())?;
-            Ok(writer.files)
+            Ok((writer.files, writer.modes))
         });
         let feed = async {
             let mut counter = RowLengths::new(ctx.format);
@@ -539,7 +563,8 @@ impl SharedMountTransport {
             Ok((written?, counter, total_rows, total_bytes))
         };
         let on_stall = || self.stalled(&format!("writing {}", dir.display()));
-        let (files, counter, total_rows, total_bytes) = stall::watch(&busy, self.limit(), on_stall, feed).await?;
+        let ((files, modes), counter, total_rows, total_bytes) =
+            stall::watch(&busy, self.limit(), on_stall, feed).await?;
         let manifest = Manifest {
             manifest_version: 1,
             database: database_of(&ctx.source.address),
@@ -560,7 +585,7 @@ impl SharedMountTransport {
             )));
         }
         let (manifest_dir, marked) = (dir.to_path_buf(), busy.clone());
-        let thread = tokio::task::spawn_blocking(move || marked.io(|| write_manifest(&manifest_dir, &manifest)));
+        let thread = tokio::task::spawn_blocking(move || marked.io(|| write_manifest(&manifest_dir, &manifest, modes)));
         let on_stall = || self.stalled(&format!("writing the manifest of {}", dir.display()));
         stall::watch(&busy, self.limit(), on_stall, stall::joined("manifest writer", thread)).await?;
         Ok((total_rows, total_bytes))
@@ -826,7 +851,7 @@ mod tests {
             files: files.clone(),
             longest_row: Some(2),
         };
-        write_manifest(dir.path(), &manifest).unwrap();
+        write_manifest(dir.path(), &manifest, WindowModes { dir: 0o700, file: 0o600, group: None }).unwrap();
         assert_eq!(verify(dir.path()).unwrap(), manifest);
         let path = dir.path().join(&files[0].name);
         let mut bytes = fs::read(&path).unwrap();

@@ -160,6 +160,43 @@ pub fn check_dir(dir: &Path, writer: &Ids, sink: &Ids, sink_configured: bool) ->
     Ok(())
 }
 
+/// Modes of a window's directory and files: open to the sink, closed to everyone else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowModes {
+    /// The window directory's mode.
+    pub dir: u32,
+    /// Each file's mode.
+    pub file: u32,
+    /// The group to give the directory and files (the sink's), when not the one they get.
+    pub group: Option<u32>,
+}
+
+impl WindowModes {
+    /// Whether everyone on the mount may read the window (the sink shares no group with us).
+    pub fn world_readable(&self) -> bool {
+        self.file & 0o004 != 0
+    }
+}
+
+/// How to open a window to the sink and no one else. New entries under `root` get the root's
+/// group when it is setgid, else the writer's: a sink in that group reads through group bits;
+/// else the writer gives them the sink's group when it may (it is in that group, or root);
+/// only a sink that shares no group with the writer needs "other" bits.
+pub fn window_modes(writer: &Ids, sink: &Ids, root_gid: u32, root_mode: u32) -> WindowModes {
+    const PRIVATE: WindowModes = WindowModes { dir: 0o700, file: 0o600, group: None };
+    if sink.uid == writer.uid || sink.uid == 0 {
+        return PRIVATE;
+    }
+    let new_entries_gid = if root_mode & 0o2000 != 0 { root_gid } else { writer.gid };
+    if sink.in_group(new_entries_gid) {
+        return WindowModes { dir: 0o750, file: 0o640, group: None };
+    }
+    if writer.uid == 0 || writer.in_group(sink.gid) {
+        return WindowModes { dir: 0o750, file: 0o640, group: Some(sink.gid) };
+    }
+    WindowModes { dir: 0o755, file: 0o644, group: None }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,6 +224,23 @@ mod tests {
         // Root ignores bits, but needs one x to traverse.
         assert!(allowed(&ids(0, 0, &[]), 540, 2180, 0o100, WX));
         assert!(!allowed(&ids(0, 0, &[]), 540, 2180, 0o600, RX));
+    }
+
+    #[test]
+    fn windows_are_open_to_the_sink_only() {
+        let me = ids(530, 530, &[2180]);
+        // The same user: nobody else.
+        assert_eq!(window_modes(&me, &me, 530, 0o755), WindowModes { dir: 0o700, file: 0o600, group: None });
+        // Another user in the group new entries get (the writer's, or a setgid root's).
+        let sink = ids(540, 530, &[]);
+        assert_eq!(window_modes(&me, &sink, 99, 0o755).file, 0o640);
+        let sink = ids(540, 2180, &[]);
+        assert_eq!(window_modes(&me, &sink, 2180, 0o2775), WindowModes { dir: 0o750, file: 0o640, group: None });
+        // Another user whose group the writer is in: the files get that group.
+        assert_eq!(window_modes(&me, &sink, 99, 0o755), WindowModes { dir: 0o750, file: 0o640, group: Some(2180) });
+        // No group in common: only "other" bits reach the sink.
+        let stranger = ids(540, 777, &[]);
+        assert!(window_modes(&me, &stranger, 99, 0o755).world_readable());
     }
 
     #[test]
