@@ -50,7 +50,7 @@ use gptransfer_core::roles::{ByteStream, CopyFormat, Delivered, SinkWindow, Stag
 use gptransfer_core::rowcount::{RowCounter, RowLengths};
 use gptransfer_core::RoleError;
 
-use perms::{Ids, WindowModes};
+use perms::{Ids, WindowModes, PRIVATE};
 use stall::Busy;
 
 /// Name of the manifest in a window directory.
@@ -520,7 +520,7 @@ impl SharedMountTransport {
             current: None,
             at_row_end: true,
             rows: RowCounter::new(ctx.format),
-            modes: WindowModes { dir: 0o700, file: 0o600, group: None },
+            modes: PRIVATE,
         };
         let busy = Busy::new();
         let (marked, config) = (busy.clone(), self.config.clone());
@@ -784,6 +784,7 @@ mod tests {
             current: None,
             at_row_end: true,
             rows: RowCounter::new(format),
+            modes: PRIVATE,
         };
         w.open().unwrap();
         for d in data {
@@ -851,7 +852,7 @@ mod tests {
             files: files.clone(),
             longest_row: Some(2),
         };
-        write_manifest(dir.path(), &manifest, WindowModes { dir: 0o700, file: 0o600, group: None }).unwrap();
+        write_manifest(dir.path(), &manifest, PRIVATE).unwrap();
         assert_eq!(verify(dir.path()).unwrap(), manifest);
         let path = dir.path().join(&files[0].name);
         let mut bytes = fs::read(&path).unwrap();

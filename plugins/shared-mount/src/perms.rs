@@ -178,12 +178,14 @@ impl WindowModes {
     }
 }
 
+/// A window only its writer may read.
+pub const PRIVATE: WindowModes = WindowModes { dir: 0o700, file: 0o600, group: None };
+
 /// How to open a window to the sink and no one else. New entries under `root` get the root's
 /// group when it is setgid, else the writer's: a sink in that group reads through group bits;
 /// else the writer gives them the sink's group when it may (it is in that group, or root);
 /// only a sink that shares no group with the writer needs "other" bits.
 pub fn window_modes(writer: &Ids, sink: &Ids, root_gid: u32, root_mode: u32) -> WindowModes {
-    const PRIVATE: WindowModes = WindowModes { dir: 0o700, file: 0o600, group: None };
     if sink.uid == writer.uid || sink.uid == 0 {
         return PRIVATE;
     }
