@@ -1015,3 +1015,63 @@ fn gpload_runs_are_bounded_and_stopped_with_all_they_started() {
         );
     }
 }
+
+/// Issue 10 item 13 over SSH: without a work_dir, gpload's files went to this machine's temp
+/// path *on the ETL host* (a shared `/tmp`, predictable names), uploaded with mode 0644 over a
+/// file that could already be there. Now they go to `gptransfer-<uid>` in the remote user's
+/// `$TMPDIR`, made 0700 and refused when it is not the user's own closed directory, and each
+/// file is uploaded as a new 0600 file.
+#[test]
+fn gpload_work_files_on_the_etl_host_are_private() {
+    let env = TestEnv::on("gpload_private_remote", Server::Pg, Server::Gp6);
+    env.src_psql(&support::defects_source_sql(100, "36 seconds"));
+    env.dst_psql(V1_TARGET);
+    let sshd = Sshd::start();
+    sshd.write_known_hosts(&env.dir().join("known_hosts"));
+    let log = env.dir().join("modes.log");
+    let wrapper = env.write_file(
+        "bin/gpload-stat",
+        &format!(
+            "#!/bin/sh\n\
+             if [ \"$1\" = -f ]; then\n\
+             control=$2\n\
+             stat -c '%n %a %u' \"$(dirname \"$control\")\" \"$control\" \"${{control%.yml}}.csv\" >> '{log}'\n\
+             fi\n\
+             exec {gpload} \"$@\"\n",
+            log = log.display(),
+            gpload = gpload().display()
+        ),
+    );
+    fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).unwrap();
+    let login = format!(
+        ", host = \"127.0.0.1\", ssh_port = {port}, user = \"{user}\", key_file = \"{key}\", \
+         known_hosts = \"{{TEMP_DIR}}/known_hosts\", keep_files = true",
+        port = sshd.port,
+        user = sshd.user,
+        key = sshd.client_key.display()
+    );
+    gpload_job(&env, &wrapper, &login);
+    let out = run(&env, &["run"]);
+    assert_eq!(out.code, 0, "{}\nsshd log:\n{}", out.render(), sshd.log());
+    assert_eq!(support::defects_digest(env.dst, &env.dst_db), support::defects_digest(env.src, &env.db));
+    let uid = fs::metadata(env.dir()).unwrap().uid();
+    let private = sshd.dir().join("tmp").join(format!("gptransfer-{uid}"));
+    let base = private.join(format!("{}^eda^defects^20240310000000^20240310030000", env.dst_db));
+    let first_window: String = fs::read_to_string(&log).unwrap().lines().take(3).map(|l| format!("{l}\n")).collect();
+    assert_eq!(
+        first_window,
+        format!(
+            "{dir} 700 {uid}\n{yml} 600 {uid}\n{csv} 600 {uid}\n",
+            dir = private.display(),
+            yml = base.with_extension("yml").display(),
+            csv = base.with_extension("csv").display()
+        ),
+        "directory, control file, data file"
+    );
+
+    // A directory of that name others may write to (planted, or made by hand) is refused.
+    fs::set_permissions(&private, fs::Permissions::from_mode(0o777)).unwrap();
+    let out = run(&env, &["config", "check"]);
+    out.assert_code(2);
+    assert!(out.stderr.contains("is not a directory of the remote user"), "{}", out.render());
+}

@@ -78,6 +78,11 @@ impl Sshd {
         let user = current_user();
         let log = dir.path().join("sshd.log");
         let config = dir.path().join("sshd_config");
+        // The remote user's temporary directory: one per server, so what a test leaves or
+        // plants there stays its own.
+        let tmp = dir.path().join("tmp");
+        fs::create_dir(&tmp).unwrap();
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o1777)).unwrap();
         for _attempt in 0..5 {
             let port = free_port();
             fs::write(
@@ -86,10 +91,11 @@ impl Sshd {
                     "Port {port}\nListenAddress 127.0.0.1\nHostKey {host}\nAuthorizedKeysFile {auth}\nStrictModes no\n\
                      UsePAM no\nPidFile {pid}\nPermitRootLogin prohibit-password\nPubkeyAuthentication yes\n\
                      PasswordAuthentication no\nKbdInteractiveAuthentication no\nAllowAgentForwarding no\n\
-                     X11Forwarding no\nSubsystem sftp internal-sftp\nLogLevel VERBOSE\n",
+                     X11Forwarding no\nSubsystem sftp internal-sftp\nLogLevel VERBOSE\nSetEnv TMPDIR={tmp}\n",
                     host = host_key.display(),
                     auth = authorized.display(),
                     pid = dir.path().join("sshd.pid").display(),
+                    tmp = tmp.display(),
                 ),
             )
             .unwrap();

@@ -295,7 +295,11 @@ impl Factory<dyn Sink> for GploadSinkFactory {
         let runner: Arc<dyn Runner> = match config.ssh() {
             Some(ssh) => {
                 let prefix = remote_prefix(&config.gpload, config.gphome.as_deref());
-                Arc::new(SshRunner::new(preflight(&ssh, &config.gpload, &prefix)?, prefix, config.timeout.0))
+                let session = preflight(&ssh, &config.gpload, &prefix)?;
+                if config.work_dir.is_none() {
+                    config.work_dir = Some(crate::workdir::remote_private_default(&session)?);
+                }
+                Arc::new(SshRunner::new(session, prefix, config.timeout.0))
             }
             None => Arc::new(
                 LocalRunner::for_program(&config.gpload, config.gphome.as_deref())?.with_timeout(config.timeout.0),

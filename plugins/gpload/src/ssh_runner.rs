@@ -85,7 +85,7 @@ fn upload(inner: &mut Inner, path: &Path) -> Result<(), String> {
 
 fn mkdir_p(ssh: &Ssh, dir: &Path) -> Result<(), String> {
     let dir = dir.display().to_string();
-    let out = ssh.run(&["mkdir", "-p", &dir]).map_err(|e| e.0)?;
+    let out = ssh.run(&["mkdir", "-p", "-m", "700", &dir]).map_err(|e| e.0)?;
     if out.code != 0 {
         return Err(format!("ssh {}: cannot create {dir}: {}", ssh.target, out.explain()));
     }

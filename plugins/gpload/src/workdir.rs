@@ -30,6 +30,40 @@ pub fn private_default() -> Result<PathBuf, String> {
     Ok(dir)
 }
 
+/// The default work directory on the ETL host: `gptransfer-<uid>` in the remote user's
+/// `$TMPDIR` (else `/tmp`), mode 0700, created when missing; refused, as here, when it is not
+/// a directory of that user closed to others (checked without following a symlink).
+pub fn remote_private_default(ssh: &gptransfer_plugin_ssh::Ssh) -> Result<PathBuf, String> {
+    let out = ssh.run_line("printf '%s\\n' \"${TMPDIR:-/tmp}\" && id -u").map_err(|e| e.0)?;
+    let mut lines = out.stdout.lines();
+    let (Some(tmp), Some(uid)) = (lines.next(), lines.next().and_then(|u| u.trim().parse::<u32>().ok())) else {
+        return Err(format!(
+            "ssh {}: cannot find the remote user's temporary directory and uid ({}): set the gpload sink's work_dir",
+            ssh.target,
+            out.explain()
+        ));
+    };
+    let dir = Path::new(tmp).join(format!("gptransfer-{uid}"));
+    let sftp = ssh.sftp().map_err(|e| e.0)?;
+    // Already there is fine; what is there is judged below.
+    let _ = sftp.mkdir(&dir, 0o700);
+    let stat = sftp
+        .lstat(&dir)
+        .map_err(|e| format!("ssh {}: cannot create the gpload work directory {}: {e}", ssh.target, dir.display()))?;
+    let mode = stat.perm.unwrap_or(0);
+    if !stat.is_dir() || stat.uid != Some(uid) || mode & 0o077 != 0 {
+        return Err(format!(
+            "ssh {}: the gpload work directory {} is not a directory of the remote user (uid {uid}) closed to others \
+             (it is uid {}, mode {:o}): remove it on the ETL host, or set the sink's work_dir to a private directory",
+            ssh.target,
+            dir.display(),
+            stat.uid.map_or_else(|| "?".to_string(), |u| u.to_string()),
+            mode & 0o7777
+        ));
+    }
+    Ok(dir)
+}
+
 /// Writes a fresh file readable by this user only. A file left by an earlier attempt is
 /// replaced; one another user planted in a shared directory can be neither removed nor
 /// reused, and fails the window.

@@ -196,7 +196,7 @@ fn join_err(what: &str, e: tokio::task::JoinError) -> RoleError {
 fn upload(ssh: &Ssh, local: &Path, remote: &Path, manifest: &Manifest) -> Result<(), SshError> {
     let sftp = ssh.sftp()?;
     session::remove_dir_all(&sftp, &ssh.target, remote)?;
-    sftp.mkdir(remote, 0o755)
+    sftp.mkdir(remote, 0o700)
         .map_err(|e| SshError(format!("ssh {}: cannot create {}: {e}", ssh.target, remote.display())))?;
     for f in &manifest.files {
         session::put_with(&sftp, &ssh.target, &local.join(&f.name), &remote.join(&f.name))?;

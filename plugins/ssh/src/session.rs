@@ -497,8 +497,9 @@ impl Ssh {
         self.session.sftp().map_err(|e| SshError(format!("ssh {}: cannot start SFTP: {e}", self.target)))
     }
 
-    /// Copies a local file to `remote` over SFTP (mode 0644): written under `remote`'s name with
-    /// a `.tmp` suffix, then renamed, so a reader never sees half a file.
+    /// Copies a local file to `remote` over SFTP (mode 0600: window rows and control files are
+    /// for this user): written as a new file under `remote`'s name with a `.tmp` suffix, then
+    /// renamed, so a reader never sees half a file.
     pub fn put(&self, local: &Path, remote: &Path) -> Result<u64, SshError> {
         let sftp = self.sftp()?;
         put_with(&sftp, &self.target, local, remote)
@@ -603,14 +604,22 @@ pub fn put_with(sftp: &ssh2::Sftp, target: &str, local: &Path, remote: &Path) ->
     dot.push(tmp_name);
     let tmp = remote.with_file_name(dot);
     let mut from = File::open(local).map_err(|e| SshError(format!("cannot open {}: {e}", local.display())))?;
+    // A new file, never one found there: another user's (planted in a shared directory) could
+    // be read or changed by them before the reader comes. An earlier attempt's is ours to remove.
+    let _ = sftp.unlink(&tmp);
     let mut to = sftp
         .open_mode(
             &tmp,
-            ssh2::OpenFlags::WRITE | ssh2::OpenFlags::CREATE | ssh2::OpenFlags::TRUNCATE,
-            0o644,
+            ssh2::OpenFlags::WRITE | ssh2::OpenFlags::CREATE | ssh2::OpenFlags::EXCLUSIVE,
+            0o600,
             ssh2::OpenType::File,
         )
-        .map_err(|e| fail("create", &tmp, &e))?;
+        .map_err(|e| {
+            SshError(format!(
+                "ssh {target}: cannot create {} as a new private file: {e} (another user's file may be in the way)",
+                tmp.display()
+            ))
+        })?;
     let n = io::copy(&mut from, &mut to).map_err(|e| fail("write", &tmp, &e))?;
     to.fsync().ok();
     to.flush().map_err(|e| fail("write", &tmp, &e))?;
