@@ -136,7 +136,7 @@ pub struct Selection {
     /// Only this job (repeatable)
     #[arg(long = "job", value_name = "J")]
     pub jobs: Vec<String>,
-    /// Only this table, schema.table (repeatable)
+    /// Only this table, schema.table (every entry reading it), or one entry: "source -> target" (repeatable)
     #[arg(long = "table", value_name = "T")]
     pub tables: Vec<String>,
 }

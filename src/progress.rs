@@ -45,7 +45,7 @@ impl Reporter {
 impl Observer for Reporter {
     fn window_started(&self, table: &TableSpec, window: &Window, counters: Arc<Counters>) {
         let Some(bars) = &self.bars else { return };
-        let expected = self.last_rows.lock().ok().and_then(|m| m.get(&table.source_table.to_string()).copied());
+        let expected = self.last_rows.lock().ok().and_then(|m| m.get(&table.display_name()).copied());
         let bar = match expected {
             Some(rows) if rows > 0 => {
                 let bar = bars.add(ProgressBar::new(rows));
@@ -78,7 +78,7 @@ impl Observer for Reporter {
             }
         });
         if let Ok(mut active) = self.active.lock() {
-            active.push((Self::key(&table.source_table.to_string(), &window.id()), bar, task));
+            active.push((Self::key(&table.display_name(), &window.id()), bar, task));
         }
     }
 

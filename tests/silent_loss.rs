@@ -491,3 +491,48 @@ duration = "1s""#,
     assert_eq!(value[0]["more"], serde_json::Value::Bool(true));
     assert_eq!(value[0]["windows"].as_array().unwrap().len(), 10_000);
 }
+
+/// Item 1: one source table into several targets. Each entry has its own cursor (and
+/// attempts, see `gp6::two_targets_of_one_source_keep_their_own_cursors`); this covers the
+/// rest: a target added later was never loaded ("nothing due": it took the cursor kept under
+/// the source's name, which was its sibling's); `compare --repair` never repaired a target
+/// named apart from its source (its differing windows were looked up under the source's name);
+/// and run output, `--table` and alarms now name the entry, `source -> target`.
+#[test]
+fn every_target_of_one_source_is_loaded_compared_and_repaired_on_its_own() {
+    let env = TestEnv::new("one_source_many_targets");
+    env.src_psql(NINE_DAYS_SQL);
+    let ddl = "(id int NOT NULL, ts timestamp NOT NULL, v text)";
+    env.dst_psql(&format!("CREATE TABLE public.events {ddl}; CREATE TABLE public.events_b {ddl};"));
+    let job = "start = \"2024-03-01 00:00:00\"\nend = \"2024-03-10 00:00:00\"\nduration = \"1d\"";
+    env.write_config(&events_job(job, "key = [\"id\"]"));
+    env.run(&["run"]).assert_success();
+
+    // A second target of the same source, added later: all of its windows are due.
+    let second =
+        "\n[[jobs.j.tables]]\ntable = \"public.events\"\ntarget_table = \"public.events_b\"\ncondition_column = \"ts\"\nkey = [\"id\"]\n";
+    let text = std::fs::read_to_string(env.dir().join("gptransfer.toml")).unwrap();
+    env.write_config(&format!("{text}{second}"));
+    let plan = env.run(&["plan", "--table", "public.events -> public.events_b"]);
+    plan.assert_success();
+    assert!(plan.stdout.contains("9 due window(s) in 1 table(s)"), "{}", plan.render());
+    let out = env.run(&["run"]);
+    out.assert_success();
+    assert!(out.stdout.contains("9 window(s) loaded, 0 failed; 1296 rows"), "{}", out.render());
+    let digest = |table: &str| support::table_digest(env.dst, &env.dst_db, table, &["id", "ts", "v"], "id", "true");
+    assert_eq!(digest("public.events_b"), events_digest(env.src, &env.db));
+
+    // Damage in the second target only: compare, the alarm and the repair name that entry.
+    env.dst_psql("UPDATE public.events_b SET v = 'damaged' WHERE id = 700");
+    let compare = env.run(&["compare"]);
+    compare.assert_code(3);
+    assert!(compare.stdout.contains("public.events -> public.events_b"), "{}", compare.render());
+    let alarm = env.run(&["alarm", "check"]);
+    alarm.assert_code(3);
+    assert!(alarm.stdout.contains("public.events -> public.events_b"), "{}", alarm.render());
+    let repair = env.run(&["compare", "--repair"]);
+    repair.assert_success();
+    assert_eq!(digest("public.events_b"), events_digest(env.src, &env.db), "{}", repair.render());
+    env.run(&["alarm", "check"]).assert_success();
+    assert_eq!(digest("public.events"), events_digest(env.src, &env.db));
+}

@@ -81,7 +81,7 @@ async fn repair(
     let mut windows: BTreeMap<String, Vec<Window>> = BTreeMap::new();
     let mut repaired: Vec<TableSpec> = Vec::new();
     for t in tables {
-        let name = t.source_table.to_string();
+        let name = t.display_name();
         let bad: Vec<Window> = found
             .iter()
             // Only windows found to differ: one that could not be compared is not known to.

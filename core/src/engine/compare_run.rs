@@ -146,7 +146,8 @@ pub async fn compare_tables(
                 scope(&t.target_table, &dst_cols, dst_text, &None),
                 &settings,
                 &t.job,
-                &t.source_table.to_string(),
+                // The entry, so each target of one source has its own alarms.
+                &t.display_name(),
                 &window_id,
             )
             .await;

@@ -41,9 +41,10 @@ pub struct RunOptions {
     pub windows: Option<BTreeMap<String, Vec<Window>>>,
 }
 
-/// `job/schema.table`, the key of per-table maps.
+/// `job/name`, the key of per-entry maps: the source table, and its target when that differs
+/// ([`TableSpec::display_name`]), so two targets of one source never share an entry.
 pub fn table_key(t: &TableSpec) -> String {
-    format!("{}/{}", t.job, t.source_table)
+    format!("{}/{}", t.job, t.display_name())
 }
 
 /// How a window ended.
@@ -63,8 +64,10 @@ pub enum WindowStatus {
 pub struct WindowReport {
     /// Job.
     pub job: String,
-    /// Table (source name).
+    /// The table entry: its source table, and ` -> target` when the target differs.
     pub table: String,
+    /// The target table.
+    pub target_table: String,
     /// Window id.
     pub window: String,
     /// Outcome.
@@ -169,8 +172,8 @@ async fn advance_external_cursors(
             .iter()
             .filter(|t| t.enabled)
             .map(|t| {
-                let name = t.source_table.to_string();
-                let this_table = || windows.iter().filter(|w| &w.job == job && w.table == name);
+                let entry = t.display_name();
+                let this_table = || windows.iter().filter(|w| &w.job == job && w.table == entry);
                 let cursor = this_table()
                     .filter(|w| w.status == WindowStatus::Succeeded)
                     .filter_map(|w| window_bounds(&w.window).map(|(_, end)| end))
@@ -179,7 +182,7 @@ async fn advance_external_cursors(
                     .filter(|w| w.status == WindowStatus::Failed)
                     .filter_map(|w| window_bounds(&w.window).map(|(start, _)| start))
                     .min();
-                TableProgress { table: name, cursor, failed_at }
+                TableProgress { table: t.source_table.to_string(), cursor, failed_at }
             })
             .collect();
         for c in cursors {
@@ -446,7 +449,8 @@ pub async fn run(
             for w in windows {
                 report.windows.push(WindowReport {
                     job: t.job.clone(),
-                    table: t.source_table.to_string(),
+                    table: t.display_name(),
+                    target_table: t.target_table.to_string(),
                     window: w.id(),
                     status: WindowStatus::Planned,
                     rows_read: 0,

@@ -27,7 +27,7 @@ pub fn select_tables(config: &Config, jobs: &[String], tables: &[String]) -> Res
             let mut known: Vec<String> = config
                 .tables()
                 .filter(|t| t.enabled && (jobs.is_empty() || jobs.contains(&t.job)))
-                .map(|t| t.source_table.to_string())
+                .map(TableSpec::display_name)
                 .collect();
             known.sort();
             known.dedup();
@@ -47,7 +47,12 @@ pub fn select_tables(config: &Config, jobs: &[String], tables: &[String]) -> Res
     Ok(selected)
 }
 
+/// `--table` names a source table (every entry reading it) or one entry, `source -> target`.
 fn matches_table(t: &TableSpec, name: &str) -> bool {
+    if let Some((source, target)) = name.split_once("->") {
+        let parse = |s: &str| crate::dialect::QualifiedName::parse(s.trim()).ok();
+        return parse(source).as_ref() == Some(&t.source_table) && parse(target).as_ref() == Some(&t.target_table);
+    }
     let parsed = crate::dialect::QualifiedName::parse(name).ok();
     parsed.as_ref() == Some(&t.source_table) || t.source_table.name == name || t.source_table.to_string() == name
 }

@@ -61,7 +61,8 @@ pub(super) async fn run_window(
     let counters = Arc::new(Counters::default());
     let mut report = WindowReport {
         job: table.job.clone(),
-        table: table.source_table.to_string(),
+        table: table.display_name(),
+        target_table: table.target_table.to_string(),
         window: window.id(),
         status: WindowStatus::Failed,
         rows_read: 0,

@@ -97,14 +97,32 @@ impl State {
 
     /// The cursor of a table entry (see [`TableSpec::cursor_key`]). An entry whose target
     /// differs from its source and has no cursor of its own yet takes the one kept under the
-    /// source table's name before cursors were kept per target, so an upgrade re-loads nothing.
+    /// source table's name before cursors were kept per target — but only when that target was
+    /// loaded under it (history says so): a target added later starts from the start, where a
+    /// sibling's cursor would have said its whole past was done.
     pub async fn table_cursor(&self, t: &TableSpec) -> Result<Option<NaiveDateTime>, Error> {
         let key = t.cursor_key();
         let source = t.source_table.to_string();
         match self.cursor(&t.job, &key).await? {
-            None if key != source => self.cursor(&t.job, &source).await,
+            None if key != source && self.loaded_before(t).await? => self.cursor(&t.job, &source).await,
             found => Ok(found),
         }
+    }
+
+    /// Whether history holds a committed window of this entry's target.
+    async fn loaded_before(&self, t: &TableSpec) -> Result<bool, Error> {
+        let sql = format!(
+            "SELECT count(*) FROM {} WHERE job = $1 AND table_name = $2 AND target_table = $3 AND status = 'succeeded'",
+            self.table("history")
+        );
+        let source = t.source_table.to_string();
+        let n: i64 = self
+            .client()
+            .query_one(&sql, &[&t.job, &source, &t.target_table.to_string()])
+            .await
+            .map_err(|e| self.error("reading history", &e))?
+            .get(0);
+        Ok(n > 0)
     }
 
     /// Moves a table's cursor, on `client`, which may be the sink's open transaction so the

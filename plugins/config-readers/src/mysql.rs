@@ -321,15 +321,16 @@ impl MysqlCursor {
         let row = &self.rows[i];
         let mut lowest: Option<(NaiveDateTime, String)> = None;
         for name in &self.row_tables[i] {
-            // A table switched off does not hold the job back.
-            let Some(p) = progress.iter().find(|p| &p.table == name) else { continue };
-            let mut at = p.cursor.unwrap_or(row.start);
-            if let Some(f) = p.failed_at {
-                at = at.min(f);
-            }
-            let at = at.clamp(row.start, row.end);
-            if lowest.as_ref().is_none_or(|(l, _)| at < *l) {
-                lowest = Some((at, name.clone()));
+            // A table switched off does not hold the job back; each target of one source does.
+            for p in progress.iter().filter(|p| &p.table == name) {
+                let mut at = p.cursor.unwrap_or(row.start);
+                if let Some(f) = p.failed_at {
+                    at = at.min(f);
+                }
+                let at = at.clamp(row.start, row.end);
+                if lowest.as_ref().is_none_or(|(l, _)| at < *l) {
+                    lowest = Some((at, name.clone()));
+                }
             }
         }
         lowest
