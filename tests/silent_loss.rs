@@ -498,11 +498,11 @@ duration = "1s""#,
 /// the source's name, which was its sibling's); `compare --repair` never repaired a target
 /// named apart from its source (its differing windows were looked up under the source's name);
 /// and run output, `--table` and alarms now name the entry, `source -> target`.
-#[test]
-fn every_target_of_one_source_is_loaded_compared_and_repaired_on_its_own() {
-    let env = TestEnv::new("one_source_many_targets");
+fn every_target_of_one_source_is_loaded_compared_and_repaired_on_its_own(dst: Server) {
+    let env = TestEnv::on("one_source_many_targets", Server::Pg, dst);
     env.src_psql(NINE_DAYS_SQL);
-    let ddl = "(id int NOT NULL, ts timestamp NOT NULL, v text)";
+    let distributed = if dst == Server::Gp6 { " DISTRIBUTED BY (id)" } else { "" };
+    let ddl = format!("(id int NOT NULL, ts timestamp NOT NULL, v text){distributed}");
     env.dst_psql(&format!("CREATE TABLE public.events {ddl}; CREATE TABLE public.events_b {ddl};"));
     let job = "start = \"2024-03-01 00:00:00\"\nend = \"2024-03-10 00:00:00\"\nduration = \"1d\"";
     env.write_config(&events_job(job, "key = [\"id\"]"));
@@ -535,4 +535,14 @@ fn every_target_of_one_source_is_loaded_compared_and_repaired_on_its_own() {
     assert_eq!(digest("public.events_b"), events_digest(env.src, &env.db), "{}", repair.render());
     env.run(&["alarm", "check"]).assert_success();
     assert_eq!(digest("public.events"), events_digest(env.src, &env.db));
+}
+
+#[test]
+fn every_target_of_one_source_is_loaded_compared_and_repaired_on_its_own_on_postgresql() {
+    every_target_of_one_source_is_loaded_compared_and_repaired_on_its_own(Server::Pg);
+}
+
+#[test]
+fn every_target_of_one_source_is_loaded_compared_and_repaired_on_its_own_on_gp6() {
+    every_target_of_one_source_is_loaded_compared_and_repaired_on_its_own(Server::Gp6);
 }
