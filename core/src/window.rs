@@ -234,3 +234,227 @@ condition_column = "ts"
         assert_eq!(p.windows, vec![Window { start: ts("2020-04-01 00:00:00"), end: ts("2020-04-01 05:00:00") }]);
     }
 }
+
+/// Properties of the planner over any start, duration, lag, end, final_end, cursor, now and
+/// `--until`, checked against an independent model: the windows a table has are `from + i·step`
+/// up to the bound, then the short one up to its fixed end (DST is checked against a real server
+/// in `tests/planner_dst.rs`: the planner itself is naive local time).
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use crate::config::{Config, ConfigDuration};
+    use chrono::{Duration, NaiveDate};
+    use proptest::prelude::*;
+    use std::path::Path;
+
+    const DAY: i64 = 86_400;
+
+    fn base() -> NaiveDateTime {
+        NaiveDate::from_ymd_opt(2000, 1, 1).and_then(|d| d.and_hms_opt(0, 0, 0)).unwrap()
+    }
+
+    fn template() -> TableSpec {
+        let text = r#"
+[clusters.a]
+url = "postgres://u@h/db"
+[jobs.j]
+from = "a"
+to = "a"
+start = "2020-04-01 00:00:00"
+duration = "1h"
+[[jobs.j.tables]]
+table = "t"
+condition_column = "ts"
+"#;
+        Config::from_text(Path::new("t.toml"), text.to_string()).unwrap().jobs[0].tables[0].clone()
+    }
+
+    /// A point relative to `start`: on the window grid (`k` whole steps), or anywhere.
+    #[derive(Debug, Clone, Copy)]
+    enum Point {
+        Grid(i64),
+        Off(i64),
+    }
+
+    impl Point {
+        fn at(self, start: NaiveDateTime, step: i64) -> NaiveDateTime {
+            match self {
+                Point::Grid(k) => start + Duration::seconds(k * step),
+                Point::Off(s) => start + Duration::seconds(s),
+            }
+        }
+    }
+
+    fn point(max_steps: i64, max_secs: i64) -> impl Strategy<Value = Point> {
+        prop_oneof![(0..=max_steps).prop_map(Point::Grid), (0..=max_secs).prop_map(Point::Off)]
+    }
+
+    #[derive(Debug, Clone)]
+    struct Case {
+        start: NaiveDateTime,
+        step: i64,
+        lag: i64,
+        end: Option<Point>,
+        final_end: Option<Point>,
+        cursor: Option<Point>,
+        now: i64,
+        until: Option<Point>,
+        full: bool,
+    }
+
+    impl Case {
+        fn table(&self) -> TableSpec {
+            let mut t = template();
+            t.start = self.start;
+            t.duration = ConfigDuration(std::time::Duration::from_secs(self.step as u64));
+            t.lag = ConfigDuration(std::time::Duration::from_secs(self.lag as u64));
+            t.end = self.end.map(|p| p.at(self.start, self.step));
+            t.final_end = self.final_end.map(|p| p.at(self.start, self.step));
+            t.mode = if self.full { Mode::Full } else { t.mode };
+            t
+        }
+        fn now(&self) -> NaiveDateTime {
+            self.start + Duration::seconds(self.now)
+        }
+        fn cursor(&self) -> Option<NaiveDateTime> {
+            self.cursor.map(|p| p.at(self.start, self.step))
+        }
+        fn until(&self) -> Option<NaiveDateTime> {
+            self.until.map(|p| p.at(self.start, self.step))
+        }
+    }
+
+    /// Whole-second steps from 1 s to 40 days, weighted towards short ones (the cap matters
+    /// there) and long ones (ends off the grid matter there).
+    fn step() -> impl Strategy<Value = i64> {
+        prop_oneof![1i64..=120, 60i64..=3 * 3600, 3600i64..=40 * DAY]
+    }
+
+    fn case() -> impl Strategy<Value = Case> {
+        (0i64..=30 * 365 * DAY, step(), prop_oneof![Just(0i64), 0i64..=40 * DAY], any::<bool>())
+            .prop_flat_map(|(offset, step, lag, full)| {
+                // Points reach ~25,000 steps (beyond the per-run cap) and up to ~5 years.
+                let max_steps = 25_000i64.min(6 * 365 * DAY / step);
+                let p = move || point(max_steps, 6 * 365 * DAY);
+                (
+                    Just(base() + Duration::seconds(offset)),
+                    Just(step),
+                    Just(lag),
+                    proptest::option::of(p()),
+                    proptest::option::of(p()),
+                    proptest::option::of(p()),
+                    -DAY..=(max_steps * step).min(6 * 365 * DAY) + 2 * step + lag,
+                    proptest::option::of(p()),
+                    Just(full),
+                )
+            })
+            .prop_map(|(start, step, lag, end, final_end, cursor, now, until, full)| Case {
+                start,
+                step,
+                lag,
+                end,
+                final_end,
+                cursor,
+                now,
+                until,
+                full,
+            })
+    }
+
+    /// The model: the `i`-th window from `from`, or None past the last one due before `limit`.
+    fn model_window(
+        from: NaiveDateTime,
+        step: i64,
+        fixed_end: Option<NaiveDateTime>,
+        limit: NaiveDateTime,
+        i: i64,
+    ) -> Option<Window> {
+        let whole = ((limit - from).num_seconds().max(0)) / step;
+        if i < whole {
+            return Some(Window {
+                start: from + Duration::seconds(i * step),
+                end: from + Duration::seconds((i + 1) * step),
+            });
+        }
+        let last = from + Duration::seconds(whole * step);
+        match fixed_end {
+            Some(f) if i == whole && last < f && f <= limit => Some(Window { start: last, end: f }),
+            _ => None,
+        }
+    }
+
+    fn model_count(from: NaiveDateTime, step: i64, fixed_end: Option<NaiveDateTime>, limit: NaiveDateTime) -> i64 {
+        let whole = ((limit - from).num_seconds().max(0)) / step;
+        whole + i64::from(model_window(from, step, fixed_end, limit, whole).is_some())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+
+        #[test]
+        fn windows_tile_the_due_range(c in case()) {
+            let t = c.table();
+            let (now, cursor, until) = (c.now(), c.cursor(), c.until());
+            let p = plan(&t, cursor, now, until);
+            let step = c.step;
+            let from = cursor.unwrap_or(t.start);
+            let fixed_end = [t.end, t.final_end].into_iter().flatten().min();
+            let mut limit = now - Duration::seconds(c.lag);
+            for b in [t.end, t.final_end, until].into_iter().flatten() {
+                limit = limit.min(b);
+            }
+            prop_assert_eq!(p.limit, limit);
+            let expected = model_count(from, step, fixed_end, limit);
+
+            if c.full {
+                prop_assert!(!p.more);
+                prop_assert!(p.windows.len() <= 1);
+                // One window from the cursor to the end of the last window a tiling would load.
+                let last = (expected > 0).then(|| model_window(from, step, fixed_end, limit, expected - 1)).flatten();
+                let want = last.map(|w| Window { start: from, end: w.end });
+                prop_assert_eq!(p.windows.first().copied(), want);
+                return Ok(());
+            }
+
+            prop_assert!(p.windows.len() <= MAX_WINDOWS_PER_RUN);
+            prop_assert_eq!(p.more, expected > MAX_WINDOWS_PER_RUN as i64, "expected {} windows", expected);
+            prop_assert_eq!(p.windows.len() as i64, expected.min(MAX_WINDOWS_PER_RUN as i64));
+            if let Some(first) = p.windows.first() {
+                prop_assert_eq!(first.start, from);
+            }
+            for (i, w) in p.windows.iter().enumerate() {
+                prop_assert_eq!(Some(*w), model_window(from, step, fixed_end, limit, i as i64));
+                prop_assert!(w.start < w.end, "empty window {}", w);
+                let len = (w.end - w.start).num_seconds();
+                prop_assert!(len <= step, "window {} longer than {}s", w, step);
+                prop_assert!(w.end <= limit, "window {} past the limit {}", w, limit);
+                if len < step {
+                    // Short only as the last window, and only at the fixed end.
+                    prop_assert_eq!(i + 1, p.windows.len());
+                    prop_assert_eq!(Some(w.end), fixed_end);
+                }
+                if let Some(next) = p.windows.get(i + 1) {
+                    prop_assert_eq!(w.end, next.start, "gap or overlap after {}", w);
+                }
+            }
+
+            // Planning again from where this run ended goes on with the same tiling: two runs
+            // are one run, and nothing due is left once a run says there is no more.
+            let resume = p.windows.last().map_or(from, |w| w.end);
+            let again = plan(&t, Some(resume), now, until);
+            if !p.more {
+                prop_assert!(again.windows.is_empty(), "left behind: {:?}", again.windows.first());
+            } else {
+                let n = p.windows.len() as i64;
+                for (i, w) in again.windows.iter().enumerate() {
+                    prop_assert_eq!(Some(*w), model_window(from, step, fixed_end, limit, n + i as i64));
+                }
+                prop_assert_eq!(again.windows.len() as i64, (expected - n).min(MAX_WINDOWS_PER_RUN as i64));
+            }
+            // The same windows tile() gives for compare, over the range this run covered.
+            if p.windows.len() <= 2_000 {
+                prop_assert_eq!(tile(&t, from, resume), p.windows.clone());
+            }
+        }
+    }
+}
