@@ -64,7 +64,7 @@ pub fn plan(
         let step = table.duration.as_chrono().num_seconds().max(1);
         let whole = (limit - from).num_seconds().max(0) / step;
         let mut end = from.checked_add_signed(chrono::Duration::seconds(whole.saturating_mul(step))).unwrap_or(from);
-        let fixed_end = [table.end, table.final_end].into_iter().flatten().min();
+        let fixed_end = fixed_end(table);
         if let Some(fixed_end) = fixed_end {
             if end < fixed_end && fixed_end <= limit {
                 end = fixed_end;
@@ -112,12 +112,42 @@ fn walk(table: &TableSpec, from: NaiveDateTime, to: NaiveDateTime, mut visit: im
         }
         start = end;
     }
-    let fixed_end = [table.end, table.final_end].into_iter().flatten().min();
+    let fixed_end = fixed_end(table);
     if let Some(fixed_end) = fixed_end {
         if start < fixed_end && fixed_end <= to {
             visit(Window { start, end: fixed_end });
         }
     }
+}
+
+/// Joins each window that ends at a local time the table's zone skips (the clocks jumped over
+/// it in spring) to the next one. A server reads such a time as if the clocks had not jumped:
+/// `02:30` in New York on the spring-forward day is read as 03:30 daylight time, after `03:00`,
+/// so the windows around it went back in time and overlapped (rows loaded twice in append
+/// mode, windows passed before their end). Bounds that exist are read in order, so the joined
+/// windows tile the instants. A last window ending at a skipped time is left for the run that
+/// plans past it — unless that is the table's fixed end (`end` / `final_end`), which stays.
+pub fn join_skipped(
+    windows: Vec<Window>,
+    skipped: &std::collections::BTreeSet<NaiveDateTime>,
+    fixed_end: Option<NaiveDateTime>,
+) -> Vec<Window> {
+    let mut out = Vec::with_capacity(windows.len());
+    let mut open: Option<NaiveDateTime> = None;
+    for w in windows {
+        let start = open.take().unwrap_or(w.start);
+        if skipped.contains(&w.end) && Some(w.end) != fixed_end {
+            open = Some(start);
+        } else {
+            out.push(Window { start, end: w.end });
+        }
+    }
+    out
+}
+
+/// The table's fixed end: the earlier of `end` and `final_end`.
+pub fn fixed_end(table: &TableSpec) -> Option<NaiveDateTime> {
+    [table.end, table.final_end].into_iter().flatten().min()
 }
 
 #[cfg(test)]

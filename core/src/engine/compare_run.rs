@@ -106,7 +106,10 @@ pub async fn compare_tables(
                     let cursor = state.table_cursor(t).await?;
                     let to = options.to.or(cursor);
                     match to {
-                        Some(to) => windows_between(t, options.from.unwrap_or(t.start), to),
+                        Some(to) => {
+                            super::clock::join_in_zone(src, t, windows_between(t, options.from.unwrap_or(t.start), to))
+                                .await?
+                        }
                         None => Vec::new(),
                     }
                 }
