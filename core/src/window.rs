@@ -258,6 +258,26 @@ condition_column = "ts"
     }
 
     #[test]
+    fn windows_ending_at_a_skipped_time_join_the_next() {
+        // 15-minute windows over New York's spring-forward: 02:00–03:00 does not exist.
+        let t = table("duration = \"15m\"");
+        let windows = tile(&t, ts("2020-04-01 01:45:00"), ts("2020-04-01 03:30:00"));
+        let skipped = ["02:00:00", "02:15:00", "02:30:00", "02:45:00"].map(|h| ts(&format!("2020-04-01 {h}"))).into();
+        let joined = join_skipped(windows, &skipped, None);
+        let ids: Vec<String> = joined.iter().map(Window::id).collect();
+        assert_eq!(
+            ids,
+            ["20200401014500^20200401030000", "20200401030000^20200401031500", "20200401031500^20200401033000"]
+        );
+        // A plan stopping inside the gap leaves its last windows to the run that gets past it.
+        let windows = tile(&t, ts("2020-04-01 01:45:00"), ts("2020-04-01 02:30:00"));
+        assert!(join_skipped(windows.clone(), &skipped, None).is_empty());
+        // Unless that is the table's fixed end.
+        let kept = join_skipped(windows, &skipped, Some(ts("2020-04-01 02:30:00")));
+        assert_eq!(kept, vec![Window { start: ts("2020-04-01 01:45:00"), end: ts("2020-04-01 02:30:00") }]);
+    }
+
+    #[test]
     fn full_mode_loads_once() {
         let t = table("mode = \"full\"");
         let p = plan(&t, None, ts("2020-04-01 05:10:00"), None);
@@ -420,6 +440,42 @@ condition_column = "ts"
 
     proptest! {
         #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+
+        /// Joining windows over skipped ends keeps a tiling: same start, contiguous, every end
+        /// one of the planner's and none skipped (but the fixed end), nothing past the last end
+        /// that is not skipped, and a tail ending at a skipped time left for the next run.
+        #[test]
+        fn joining_over_skipped_ends_keeps_the_tiling(
+            c in case(),
+            picks in prop::collection::vec(any::<prop::sample::Index>(), 0..20),
+        ) {
+            let t = c.table();
+            let windows = plan(&t, c.cursor(), c.now(), c.until()).windows;
+            let fixed = fixed_end(&t);
+            let skipped: std::collections::BTreeSet<NaiveDateTime> = if windows.is_empty() {
+                Default::default()
+            } else {
+                picks.iter().map(|i| windows[i.index(windows.len())].end).collect()
+            };
+            let joined = join_skipped(windows.clone(), &skipped, fixed);
+            let kept_end = windows.iter().rev().map(|w| w.end).find(|e| !skipped.contains(e) || Some(*e) == fixed);
+            prop_assert_eq!(joined.last().map(|w| w.end), kept_end);
+            if let (Some(first), Some(joined_first)) = (windows.first(), joined.first()) {
+                prop_assert_eq!(joined_first.start, first.start);
+            }
+            for pair in joined.windows(2) {
+                prop_assert_eq!(pair[0].end, pair[1].start);
+            }
+            let ends: std::collections::BTreeSet<NaiveDateTime> = windows.iter().map(|w| w.end).collect();
+            for w in &joined {
+                prop_assert!(ends.contains(&w.end));
+                prop_assert!(!skipped.contains(&w.end) || Some(w.end) == fixed);
+            }
+            // Nothing is joined where no end is skipped.
+            if skipped.is_empty() {
+                prop_assert_eq!(joined, windows);
+            }
+        }
 
         #[test]
         fn windows_tile_the_due_range(c in case()) {
