@@ -304,9 +304,8 @@ fn zone_falling_back_at(change: i64) -> String {
 /// source reads the bounds of that hour as the second pass (standard time): a window ending in
 /// it means an instant up to an hour from now. The run must not load (and pass) such a window
 /// before its end has come: rows arriving later in it would never be loaded.
-#[test]
-fn a_window_is_not_passed_before_its_end_in_a_repeated_hour() {
-    let env = TestEnv::new("dst_repeated_hour");
+fn a_window_is_not_passed_before_its_end_in_a_repeated_hour(src: Server) {
+    let env = TestEnv::on("dst_repeated_hour", src, Server::Pg);
     let now: i64 = env.src_psql("SELECT extract(epoch FROM now())::bigint").parse().unwrap();
     let zone = zone_falling_back_at(now + 40 * 60);
     // The server sees the zone as meant: daylight time now, standard time from the change.
@@ -324,9 +323,10 @@ fn a_window_is_not_passed_before_its_end_in_a_repeated_hour() {
         "SET TimeZone = {};\nSELECT to_char(date_trunc('hour', LOCALTIMESTAMP) - interval '3 hours', 'YYYY-MM-DD HH24:MI:SS')",
         quote_literal(&zone)
     ));
-    let table = "CREATE TABLE public.readings (id int NOT NULL, at timestamptz NOT NULL);";
-    env.src_psql(table);
-    env.dst_psql(table);
+    let table = "CREATE TABLE public.readings (id int NOT NULL, at timestamptz NOT NULL)";
+    let distributed = if src == Server::Gp6 { " DISTRIBUTED BY (id)" } else { "" };
+    env.src_psql(&format!("{table}{distributed};"));
+    env.dst_psql(&format!("{table};"));
     // A row a minute up to now, from 4 hours back.
     env.src_psql(&format!(
         "INSERT INTO public.readings SELECT i, to_timestamp({now} - 60 * i) FROM generate_series(0, 240) AS i;"
@@ -363,4 +363,66 @@ fn a_window_is_not_passed_before_its_end_in_a_repeated_hour() {
          every source row before it must have landed:\n{}",
         again.render()
     );
+}
+
+#[test]
+fn a_window_is_not_passed_before_its_end_in_a_repeated_hour_on_postgresql() {
+    a_window_is_not_passed_before_its_end_in_a_repeated_hour(Server::Pg);
+}
+
+#[test]
+fn a_window_is_not_passed_before_its_end_in_a_repeated_hour_on_gp6() {
+    a_window_is_not_passed_before_its_end_in_a_repeated_hour(Server::Gp6);
+}
+
+/// Append mode over a spring-forward, end to end: a backfill of 15-minute windows across New
+/// York's skipped hour (02:00–03:00 on 2024-03-10), a row every minute. The source read the
+/// skipped bounds 02:15, 02:30, 02:45 after 03:00, so the windows from 03:00 loaded the rows of
+/// 07:00–07:45 UTC a second time: 45 duplicates. Each row lands once, and compare agrees.
+#[test]
+fn append_across_a_skipped_hour_loads_each_row_once() {
+    let env = TestEnv::new("dst_append_spring");
+    let table = "CREATE TABLE public.readings (id int NOT NULL, at timestamptz NOT NULL);";
+    env.src_psql(table);
+    env.dst_psql(table);
+    env.src_psql(
+        "INSERT INTO public.readings SELECT i, timestamptz '2024-03-10 04:00:00+00' + i * interval '1 minute' \
+         FROM generate_series(0, 359) AS i;",
+    );
+    env.write_config(
+        r#"{CLUSTERS}
+
+[jobs.j]
+from = "src"
+to = "dst"
+start = "2024-03-09 23:00:00"
+duration = "15m"
+timezone = "America/New_York"
+mode = "append"
+
+[[jobs.j.tables]]
+table = "public.readings"
+condition_column = "at"
+final_end = "2024-03-10 06:00:00"
+"#,
+    );
+    let run = env.run(&["run"]);
+    run.assert_success();
+    assert_eq!(
+        env.dst_psql("SELECT count(*), count(DISTINCT id) FROM public.readings"),
+        env.src_psql("SELECT count(*), count(DISTINCT id) FROM public.readings"),
+        "{}",
+        run.render()
+    );
+    // The skipped hour is one window from 01:45 to 03:00 (06:45–07:00 UTC).
+    assert_eq!(
+        env.dst_psql(
+            "SELECT window_id || ' ' || rows_written FROM gptransfer.history \
+             WHERE window_id LIKE '20240310014500%' OR window_id LIKE '20240310030000%' ORDER BY window_id"
+        ),
+        "20240310014500^20240310030000 15\n20240310030000^20240310031500 15"
+    );
+    let compare = env.run(&["compare"]);
+    compare.assert_success();
+    assert!(compare.stdout.contains("0 differ"), "{}", compare.render());
 }
