@@ -426,3 +426,41 @@ final_end = "2024-03-10 06:00:00"
     compare.assert_success();
     assert!(compare.stdout.contains("0 differ"), "{}", compare.render());
 }
+
+/// A start the zone skips (02:30 on New York's spring-forward day) is read by the server as
+/// 03:30 daylight time: with hourly windows the first one, [02:30, 03:30), was empty and the
+/// rows of 03:00–03:30 were in no window, lost with exit 0. Such a start (or cursor, or end) is
+/// refused, saying what to write instead; the first time after the jump works.
+#[test]
+fn a_start_the_zone_skips_is_refused() {
+    let env = TestEnv::new("dst_skipped_start");
+    let table = "CREATE TABLE public.readings (id int NOT NULL, at timestamptz NOT NULL);";
+    env.src_psql(table);
+    env.dst_psql(table);
+    // A row a minute from 03:00 daylight time (07:00 UTC) for two hours.
+    env.src_psql(
+        "INSERT INTO public.readings SELECT i, timestamptz '2024-03-10 07:00:00+00' + i * interval '1 minute' \
+         FROM generate_series(0, 119) AS i;",
+    );
+    let config = |start: &str| {
+        env.write_config(&format!(
+            "{{CLUSTERS}}\n\n[jobs.j]\nfrom = \"src\"\nto = \"dst\"\nstart = \"{start}\"\nduration = \"1h\"\n\
+             timezone = \"America/New_York\"\n\n[[jobs.j.tables]]\ntable = \"public.readings\"\n\
+             condition_column = \"at\"\nfinal_end = \"2024-03-10 05:00:00\"\nkey = [\"id\"]\n"
+        ))
+    };
+    config("2024-03-10 02:30:00");
+    let run = env.run(&["run"]);
+    let landed = env.dst_psql("SELECT count(*) FROM public.readings");
+    run.assert_code(2);
+    assert!(
+        run.stderr.contains("starts at 2024-03-10 02:30:00: it does not exist in time zone America/New_York"),
+        "{landed} rows landed: {}",
+        run.render()
+    );
+    assert!(run.stderr.contains("first time after the jump"), "{}", run.render());
+    assert_eq!(landed, "0");
+    config("2024-03-10 03:00:00");
+    env.run(&["run"]).assert_success();
+    assert_eq!(env.dst_psql("SELECT count(*) FROM public.readings"), "120");
+}

@@ -77,8 +77,8 @@ pub fn skipped_query(bounds: &[NaiveDateTime]) -> String {
     )
 }
 
-/// The window ends among `windows` that `src`'s zone skips (see [`join_skipped`]).
-pub async fn skipped(src: &Session, t: &TableSpec, windows: &[Window]) -> Result<BTreeSet<NaiveDateTime>, Error> {
+/// The times among `bounds` that `src`'s zone skips (see [`join_skipped`]).
+pub async fn skipped(src: &Session, t: &TableSpec, bounds: &[NaiveDateTime]) -> Result<BTreeSet<NaiveDateTime>, Error> {
     let fail = |message: String| Error::Check {
         job: t.job.clone(),
         table: t.display_name(),
@@ -86,8 +86,7 @@ pub async fn skipped(src: &Session, t: &TableSpec, windows: &[Window]) -> Result
         hint: Some("check that the source answers simple queries in the job's time zone".into()),
     };
     let mut out = BTreeSet::new();
-    let ends: Vec<NaiveDateTime> = windows.iter().map(|w| w.end).collect();
-    for chunk in ends.chunks(1000) {
+    for chunk in bounds.chunks(1000) {
         let messages =
             src.timed(src.client.simple_query(&skipped_query(chunk))).await.map_err(|e| fail(e.to_string()))?;
         for m in &messages {
@@ -117,12 +116,34 @@ pub async fn plan_in_zone(
 }
 
 /// `windows` (consecutive) with those ending at a time `src`'s zone skips joined to the next.
+/// Refused when the first starts, or the table's fixed end is, at a skipped time: the server
+/// reads it as a later instant (02:30 as 03:30 daylight time), so the rows just after the jump
+/// would be in no window, or rows past the end in the last one.
 pub async fn join_in_zone(src: &Session, t: &TableSpec, windows: Vec<Window>) -> Result<Vec<Window>, Error> {
-    if windows.is_empty() {
-        return Ok(windows);
+    let Some(first) = windows.first().map(|w| w.start) else { return Ok(windows) };
+    let mut probes: Vec<NaiveDateTime> = windows.iter().map(|w| w.end).collect();
+    probes.push(first);
+    let skipped = skipped(src, t, &probes).await?;
+    let fixed = fixed_end(t);
+    let zone = t.timezone.as_deref().unwrap_or("of the source");
+    let refuse = |message: String, hint: &str| {
+        Error::Check {
+        job: t.job.clone(),
+        table: t.display_name(),
+        message: format!("{message}: it does not exist in time zone {zone} (its clocks jump over it), and the server would read it as a later instant"),
+        hint: Some(format!("{hint} to the first time after the jump (e.g. the next whole hour)")),
     }
-    let skipped = skipped(src, t, &windows).await?;
-    Ok(join_skipped(windows, &skipped, fixed_end(t)))
+    };
+    if skipped.contains(&first) {
+        return Err(refuse(
+            format!("window {} starts at {first}", windows[0]),
+            "move the start, the cursor (gptransfer cursor set) or --from",
+        ));
+    }
+    if let Some(end) = fixed.filter(|e| skipped.contains(e)) {
+        return Err(refuse(format!("the table ends at {end}"), "move end or final_end"));
+    }
+    Ok(join_skipped(windows, &skipped, fixed))
 }
 
 /// A session's key: cluster name and the zone it was opened in (None: the server's own).
