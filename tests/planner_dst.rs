@@ -430,7 +430,8 @@ final_end = "2024-03-10 06:00:00"
 /// A start the zone skips (02:30 on New York's spring-forward day) is read by the server as
 /// 03:30 daylight time: with hourly windows the first one, [02:30, 03:30), was empty and the
 /// rows of 03:00–03:30 were in no window, lost with exit 0. Such a start (or cursor, or end) is
-/// refused, saying what to write instead; the first time after the jump works.
+/// refused, saying what to write instead; the first time after the jump works. On a naive
+/// `timestamp` column the same start is fine.
 #[test]
 fn a_start_the_zone_skips_is_refused() {
     let env = TestEnv::new("dst_skipped_start");
@@ -442,13 +443,24 @@ fn a_start_the_zone_skips_is_refused() {
         "INSERT INTO public.readings SELECT i, timestamptz '2024-03-10 07:00:00+00' + i * interval '1 minute' \
          FROM generate_series(0, 119) AS i;",
     );
-    let config = |start: &str| {
+    let config_for = |table: &str, start: &str| {
         env.write_config(&format!(
             "{{CLUSTERS}}\n\n[jobs.j]\nfrom = \"src\"\nto = \"dst\"\nstart = \"{start}\"\nduration = \"1h\"\n\
-             timezone = \"America/New_York\"\n\n[[jobs.j.tables]]\ntable = \"public.readings\"\n\
+             timezone = \"America/New_York\"\n\n[[jobs.j.tables]]\ntable = \"{table}\"\n\
              condition_column = \"at\"\nfinal_end = \"2024-03-10 05:00:00\"\nkey = [\"id\"]\n"
         ))
     };
+    let config = |start: &str| config_for("public.readings", start);
+    // A naive `timestamp` column compares naive bounds: no instant, nothing to refuse.
+    let naive = "CREATE TABLE public.local_readings (id int NOT NULL, at timestamp NOT NULL);";
+    env.src_psql(naive);
+    env.dst_psql(naive);
+    env.src_psql(
+        "INSERT INTO public.local_readings SELECT id, at AT TIME ZONE 'America/New_York' FROM public.readings;",
+    );
+    config_for("public.local_readings", "2024-03-10 02:30:00");
+    env.run(&["run"]).assert_success();
+    assert_eq!(env.dst_psql("SELECT count(*) FROM public.local_readings"), "120");
     config("2024-03-10 02:30:00");
     let run = env.run(&["run"]);
     let landed = env.dst_psql("SELECT count(*) FROM public.readings");

@@ -101,38 +101,51 @@ pub async fn skipped(src: &Session, t: &TableSpec, bounds: &[NaiveDateTime]) -> 
     Ok(out)
 }
 
-/// [`plan`] in the source's zone: windows ending at a local time the zone skips are joined to
-/// the next ([`join_skipped`]).
+/// [`plan`] in the source's zone: on a `timestamptz` condition column (`condition_type`, the
+/// source's `typname`), windows ending at a local time the zone skips are joined to the next
+/// ([`join_in_zone`]).
 pub async fn plan_in_zone(
     src: &Session,
     t: &TableSpec,
+    condition_type: Option<&str>,
     cursor: Option<NaiveDateTime>,
     now: NaiveDateTime,
     until: Option<NaiveDateTime>,
 ) -> Result<Plan, Error> {
     let mut p = plan(t, cursor, now, until);
-    p.windows = join_in_zone(src, t, p.windows).await?;
+    p.windows = join_in_zone(src, t, condition_type, p.windows).await?;
     Ok(p)
 }
 
-/// `windows` (consecutive) with those ending at a time `src`'s zone skips joined to the next.
-/// Refused when the first starts, or the table's fixed end is, at a skipped time: the server
-/// reads it as a later instant (02:30 as 03:30 daylight time), so the rows just after the jump
-/// would be in no window, or rows past the end in the last one.
-pub async fn join_in_zone(src: &Session, t: &TableSpec, windows: Vec<Window>) -> Result<Vec<Window>, Error> {
+/// `windows` (consecutive) with those ending at a time `src`'s zone skips joined to the next,
+/// on a `timestamptz` condition column (a naive column compares naive bounds: no instant is
+/// involved; full mode reloads the whole table). Refused when the first starts, or the table's
+/// fixed end is, at a skipped time: the server reads it as a later instant (02:30 as 03:30
+/// daylight time), so the rows just after the jump would be in no window, or rows past the end
+/// in the last one.
+pub async fn join_in_zone(
+    src: &Session,
+    t: &TableSpec,
+    condition_type: Option<&str>,
+    windows: Vec<Window>,
+) -> Result<Vec<Window>, Error> {
+    if condition_type != Some("timestamptz") || t.mode == crate::config::Mode::Full {
+        return Ok(windows);
+    }
     let Some(first) = windows.first().map(|w| w.start) else { return Ok(windows) };
     let mut probes: Vec<NaiveDateTime> = windows.iter().map(|w| w.end).collect();
     probes.push(first);
     let skipped = skipped(src, t, &probes).await?;
     let fixed = fixed_end(t);
     let zone = t.timezone.as_deref().unwrap_or("of the source");
-    let refuse = |message: String, hint: &str| {
-        Error::Check {
+    let refuse = |message: String, hint: &str| Error::Check {
         job: t.job.clone(),
         table: t.display_name(),
-        message: format!("{message}: it does not exist in time zone {zone} (its clocks jump over it), and the server would read it as a later instant"),
+        message: format!(
+            "{message}: it does not exist in time zone {zone} (its clocks jump over it), and the server \
+             would read it as a later instant"
+        ),
         hint: Some(format!("{hint} to the first time after the jump (e.g. the next whole hour)")),
-    }
     };
     if skipped.contains(&first) {
         return Err(refuse(

@@ -107,8 +107,8 @@ pub async fn compare_tables(
                     let to = options.to.or(cursor);
                     match to {
                         Some(to) => {
-                            super::clock::join_in_zone(src, t, windows_between(t, options.from.unwrap_or(t.start), to))
-                                .await?
+                            let windows = windows_between(t, options.from.unwrap_or(t.start), to);
+                            super::clock::join_in_zone(src, t, check.condition_type.as_deref(), windows).await?
                         }
                         None => Vec::new(),
                     }

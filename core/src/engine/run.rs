@@ -282,7 +282,16 @@ pub async fn plan_tables(
         let src = sources
             .get(&key)
             .ok_or_else(|| Error::State { cluster: t.from.clone(), message: "session lost".into() })?;
-        let p = super::clock::plan_in_zone(src, t, cursor, clock.now, until).await?;
+        // The condition column's type decides whether bounds mean instants; a table that cannot
+        // be read yet is planned as it stands (run checks it before anything moves).
+        let condition_type = match &t.condition_column {
+            Some(c) => super::check::columns(src, &t.from, &t.source_table, t)
+                .await
+                .ok()
+                .and_then(|cols| cols.into_iter().find(|x| &x.name == c).map(|x| x.type_name)),
+            None => None,
+        };
+        let p = super::clock::plan_in_zone(src, t, condition_type.as_deref(), cursor, clock.now, until).await?;
         // A config reader's row is the cursor of its tables.
         let cursor = if t.cursor_external { Some(t.start) } else { cursor };
         out.push(PlannedTable {
@@ -308,6 +317,7 @@ pub async fn plan_tables(
 async fn repair_windows(
     src: &Session,
     t: &TableSpec,
+    condition_type: Option<&str>,
     cursor: Option<NaiveDateTime>,
     now: NaiveDateTime,
     asked: Vec<Window>,
@@ -316,7 +326,7 @@ async fn repair_windows(
     let (mut windows, beyond): (Vec<Window>, Vec<Window>) =
         asked.into_iter().partition(|w| t.mode == crate::config::Mode::Full || w.end <= loaded_to);
     let Some(reach) = beyond.iter().map(|w| w.end).max() else { return Ok(windows) };
-    let catch_up = super::clock::plan_in_zone(src, t, cursor, now, Some(reach)).await?;
+    let catch_up = super::clock::plan_in_zone(src, t, condition_type, cursor, now, Some(reach)).await?;
     for w in beyond.iter().filter(|w| w.end > catch_up.limit) {
         tracing::warn!(
             job = %t.job,
@@ -428,12 +438,15 @@ pub async fn run(
         let windows = match &options.windows {
             // Explicit windows (repair).
             Some(map) => {
-                repair_windows(src, &t, cursor, now, map.get(&table_key(&t)).cloned().unwrap_or_default()).await?
+                let asked = map.get(&table_key(&t)).cloned().unwrap_or_default();
+                repair_windows(src, &t, check.condition_type.as_deref(), cursor, now, asked).await?
             }
             // Now in the table's zone, not the ETL host's: a host ahead of the data's zone
             // would load windows of the future empty and pass them.
             None => {
-                let p = super::clock::plan_in_zone(src, &t, cursor, now, options.until).await?;
+                let p =
+                    super::clock::plan_in_zone(src, &t, check.condition_type.as_deref(), cursor, now, options.until)
+                        .await?;
                 if p.more {
                     tracing::info!(
                         job = %t.job,
