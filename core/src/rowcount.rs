@@ -386,3 +386,201 @@ mod tests {
         assert_eq!(r.longest(), 12);
     }
 }
+
+/// Any COPY stream, cut anywhere: the counters, the numbering and the longest row measured
+/// chunk by chunk equal what one chunk gives, and what the rows are.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A value: NULL or bytes weighted towards what COPY escapes or quotes (newlines, tabs,
+    /// backslashes, quotes, commas, `\N` and `\.` spelled out), sometimes long.
+    fn value() -> impl Strategy<Value = Option<Vec<u8>>> {
+        let byte = prop_oneof![
+            4 => prop::sample::select(b"\n\r\t\\\",N.a ".to_vec()),
+            1 => any::<u8>(),
+        ];
+        prop_oneof![
+            1 => Just(None),
+            6 => prop::collection::vec(byte, 0..12).prop_map(Some),
+            1 => (1usize..5_000, any::<u8>()).prop_map(|(n, b)| Some(vec![b; n])),
+        ]
+    }
+
+    fn rows() -> impl Strategy<Value = Vec<Vec<Option<Vec<u8>>>>> {
+        (1usize..5).prop_flat_map(|width| prop::collection::vec(prop::collection::vec(value(), width), 0..30))
+    }
+
+    /// COPY text: `\N` for NULL, backslash escapes for `\`, newline, carriage return, tab.
+    fn text_line(row: &[Option<Vec<u8>>]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (i, v) in row.iter().enumerate() {
+            if i > 0 {
+                out.push(b'\t');
+            }
+            match v {
+                None => out.extend_from_slice(b"\\N"),
+                Some(v) => {
+                    for &b in v {
+                        match b {
+                            b'\\' => out.extend_from_slice(b"\\\\"),
+                            b'\n' => out.extend_from_slice(b"\\n"),
+                            b'\r' => out.extend_from_slice(b"\\r"),
+                            b'\t' => out.extend_from_slice(b"\\t"),
+                            b => out.push(b),
+                        }
+                    }
+                }
+            }
+        }
+        out.push(b'\n');
+        out
+    }
+
+    /// COPY CSV: NULL unquoted and empty, a value quoted when it must be (or when `quote_all`,
+    /// as FORCE_QUOTE does), quotes doubled; newlines inside quotes stay raw.
+    fn csv_line(row: &[Option<Vec<u8>>], quote_all: bool) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (i, v) in row.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            if let Some(v) = v {
+                let special = v.is_empty() || v.iter().any(|b| b"\n\r\",\\".contains(b)) || v == b"\\.";
+                if quote_all || special {
+                    out.push(b'"');
+                    for &b in v {
+                        if b == b'"' {
+                            out.push(b'"');
+                        }
+                        out.push(b);
+                    }
+                    out.push(b'"');
+                } else {
+                    out.extend_from_slice(v);
+                }
+            }
+        }
+        out.push(b'\n');
+        out
+    }
+
+    fn binary(rows: &[Vec<Option<Vec<u8>>>]) -> Vec<u8> {
+        let rows: Vec<Vec<Option<&[u8]>>> = rows.iter().map(|r| r.iter().map(|v| v.as_deref()).collect()).collect();
+        tests_binary_copy(&rows)
+    }
+
+    /// Same encoding as the unit tests' (signature, flags, a 4-byte extension, tuples, trailer).
+    fn tests_binary_copy(rows: &[Vec<Option<&[u8]>>]) -> Vec<u8> {
+        let mut out = b"PGCOPY\n\xff\r\n\0".to_vec();
+        out.extend_from_slice(&0u32.to_be_bytes());
+        out.extend_from_slice(&4u32.to_be_bytes());
+        out.extend_from_slice(b"ext!");
+        for r in rows {
+            out.extend_from_slice(&(r.len() as i16).to_be_bytes());
+            for f in r {
+                match f {
+                    None => out.extend_from_slice(&(-1i32).to_be_bytes()),
+                    Some(v) => {
+                        out.extend_from_slice(&(v.len() as i32).to_be_bytes());
+                        out.extend_from_slice(v);
+                    }
+                }
+            }
+        }
+        out.extend_from_slice(&(-1i16).to_be_bytes());
+        out
+    }
+
+    /// Cuts `data` at the given fractions (any number, any place, empty chunks too).
+    fn chunks(data: &[u8], cuts: &[prop::sample::Index]) -> Vec<Vec<u8>> {
+        let mut at: Vec<usize> = cuts.iter().map(|c| c.index(data.len() + 1)).collect();
+        at.sort_unstable();
+        let mut out = Vec::new();
+        let mut prev = 0;
+        for a in at.into_iter().chain([data.len()]) {
+            out.push(data[prev..a].to_vec());
+            prev = a;
+        }
+        out
+    }
+
+    /// What every counter must say of `lines` (each a row with its newline) cut into `parts`.
+    fn check_lines(format: CopyFormat, lines: &[Vec<u8>], parts: &[Vec<u8>]) -> Result<(), TestCaseError> {
+        let rows = lines.len() as u64;
+        let mut counter = RowCounter::new(format);
+        prop_assert_eq!(parts.iter().map(|p| counter.count(p)).sum::<u64>(), rows);
+
+        let mut ends = RowCounter::new(format);
+        let mut offset = 0;
+        let mut found = Vec::new();
+        for p in parts {
+            found.extend(ends.row_ends(p).into_iter().map(|i| offset + i));
+            offset += p.len();
+        }
+        let want: Vec<usize> = lines
+            .iter()
+            .scan(0, |at, l| {
+                *at += l.len();
+                Some(*at - 1)
+            })
+            .collect();
+        prop_assert_eq!(found, want);
+
+        let longest = lines.iter().map(|l| l.len() as u64).max().unwrap_or(0);
+        let mut lengths = RowLengths::new(format);
+        prop_assert_eq!(parts.iter().map(|p| lengths.count(p)).sum::<u64>(), rows);
+        prop_assert_eq!(lengths.longest(), longest);
+
+        let separator = if format == CopyFormat::Csv { b',' } else { b'\t' };
+        let mut numbering = BatchNumbering::for_format(format);
+        let numbered: Vec<u8> = parts.iter().flat_map(|p| numbering.number(p).to_vec()).collect();
+        let mut want = Vec::new();
+        for (i, l) in lines.iter().enumerate() {
+            want.extend_from_slice(&l[..l.len() - 1]);
+            want.push(separator);
+            want.extend_from_slice((i + 1).to_string().as_bytes());
+            want.push(b'\n');
+        }
+        prop_assert_eq!(numbering.rows(), rows);
+        let longest_numbered =
+            lines.iter().enumerate().map(|(i, l)| (l.len() + 1 + (i + 1).to_string().len()) as u64).max().unwrap_or(0);
+        prop_assert_eq!(numbering.longest_row(), longest_numbered);
+        prop_assert!(numbered == want, "numbered stream differs");
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+        #[test]
+        fn text_rows_whatever_the_chunks(rows in rows(), cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..40)) {
+            let lines: Vec<Vec<u8>> = rows.iter().map(|r| text_line(r)).collect();
+            let data = lines.concat();
+            check_lines(CopyFormat::Text, &lines, &chunks(&data, &cuts))?;
+        }
+
+        #[test]
+        fn csv_rows_whatever_the_chunks(
+            rows in rows(),
+            quote_all in any::<bool>(),
+            cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..40),
+        ) {
+            let lines: Vec<Vec<u8>> = rows.iter().map(|r| csv_line(r, quote_all)).collect();
+            let data = lines.concat();
+            check_lines(CopyFormat::Csv, &lines, &chunks(&data, &cuts))?;
+        }
+
+        #[test]
+        fn binary_rows_whatever_the_chunks(rows in rows(), cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..40)) {
+            let data = binary(&rows);
+            let mut counter = RowCounter::new(CopyFormat::Binary);
+            let total: u64 = chunks(&data, &cuts).iter().map(|p| counter.count(p)).sum();
+            prop_assert_eq!(total, rows.len() as u64);
+            let mut lengths = RowLengths::new(CopyFormat::Binary);
+            let total: u64 = chunks(&data, &cuts).iter().map(|p| lengths.count(p)).sum();
+            prop_assert_eq!(total, rows.len() as u64);
+        }
+    }
+}

@@ -106,7 +106,10 @@ pub async fn compare_tables(
                     let cursor = state.table_cursor(t).await?;
                     let to = options.to.or(cursor);
                     match to {
-                        Some(to) => windows_between(t, options.from.unwrap_or(t.start), to),
+                        Some(to) => {
+                            let windows = windows_between(t, options.from.unwrap_or(t.start), to);
+                            super::clock::join_in_zone(src, t, check.condition_type.as_deref(), windows).await?
+                        }
                         None => Vec::new(),
                     }
                 }

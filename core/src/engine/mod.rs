@@ -1,7 +1,7 @@
 //! The run engine: select tables, lock jobs, check, plan, and move each window atomically.
 
 mod check;
-mod clock;
+pub mod clock;
 mod compare_run;
 mod interrupt;
 mod run;

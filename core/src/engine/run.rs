@@ -11,14 +11,14 @@ use super::check::check_table;
 use super::clock::ZonedSessions;
 use super::interrupt::Interrupt;
 use super::window_run::{run_window, WindowPlugins};
-use crate::cluster::ClusterHandle;
+use crate::cluster::{ClusterHandle, Session};
 use crate::config::{Config, TableProgress, TableSpec};
 use crate::error::Error;
 use crate::registry::Registry;
 use crate::roles::CopyFormat;
 use crate::roles::Counters;
 use crate::state::State;
-use crate::window::{plan, Window};
+use crate::window::Window;
 
 /// What `run` is asked to do.
 #[derive(Debug, Clone)]
@@ -283,9 +283,20 @@ pub async fn plan_tables(
             Some(s) => planning_cursor(s, t).await?,
             None => None,
         };
-        let (_, clock) = sources.clock(&mut t.clone(), &handle(&t.from)?, &application).await?;
-        let now = clock.now;
-        let p = plan(t, cursor, now, until);
+        let (key, clock) = sources.clock(&mut t.clone(), &handle(&t.from)?, &application).await?;
+        let src = sources
+            .get(&key)
+            .ok_or_else(|| Error::State { cluster: t.from.clone(), message: "session lost".into() })?;
+        // The condition column's type decides whether bounds mean instants; a table that cannot
+        // be read yet is planned as it stands (run checks it before anything moves).
+        let condition_type = match &t.condition_column {
+            Some(c) => super::check::columns(src, &t.from, &t.source_table, t)
+                .await
+                .ok()
+                .and_then(|cols| cols.into_iter().find(|x| &x.name == c).map(|x| x.type_name)),
+            None => None,
+        };
+        let p = super::clock::plan_in_zone(src, t, condition_type.as_deref(), cursor, clock.now, until).await?;
         // A config reader's row is the cursor of its tables.
         let cursor = if t.cursor_external { Some(t.start) } else { cursor };
         out.push(PlannedTable {
@@ -308,12 +319,19 @@ pub async fn plan_tables(
 /// between (empty when compared, their late rows then never loaded) and past `now - lag`. So
 /// the table catches up to them as a run would — every window from the cursor, as far as
 /// they reach and only as far as is due; the rest is left for a later run.
-fn repair_windows(t: &TableSpec, cursor: Option<NaiveDateTime>, now: NaiveDateTime, asked: Vec<Window>) -> Vec<Window> {
+async fn repair_windows(
+    src: &Session,
+    t: &TableSpec,
+    condition_type: Option<&str>,
+    cursor: Option<NaiveDateTime>,
+    now: NaiveDateTime,
+    asked: Vec<Window>,
+) -> Result<Vec<Window>, Error> {
     let loaded_to = cursor.unwrap_or(t.start);
     let (mut windows, beyond): (Vec<Window>, Vec<Window>) =
         asked.into_iter().partition(|w| t.mode == crate::config::Mode::Full || w.end <= loaded_to);
-    let Some(reach) = beyond.iter().map(|w| w.end).max() else { return windows };
-    let catch_up = plan(t, cursor, now, Some(reach));
+    let Some(reach) = beyond.iter().map(|w| w.end).max() else { return Ok(windows) };
+    let catch_up = super::clock::plan_in_zone(src, t, condition_type, cursor, now, Some(reach)).await?;
     for w in beyond.iter().filter(|w| w.end > catch_up.limit) {
         tracing::warn!(
             job = %t.job,
@@ -325,7 +343,7 @@ fn repair_windows(t: &TableSpec, cursor: Option<NaiveDateTime>, now: NaiveDateTi
     windows.extend(catch_up.windows);
     windows.sort();
     windows.dedup();
-    windows
+    Ok(windows)
 }
 
 /// Runs the selected tables.
@@ -385,7 +403,7 @@ pub async fn run(
     let mut clocks = Vec::new();
     for (t, chain) in tables.iter_mut().zip(plugins.iter_mut()) {
         let (src_key, clock) = sessions.clock(t, &cluster(&t.from)?, &application).await?;
-        clocks.push(clock.now);
+        clocks.push((src_key.clone(), clock.now));
         let dst_key = sessions.open(&cluster(&t.to)?, t.timezone.as_deref(), &application).await?;
         let (Some(src), Some(dst)) = (sessions.get(&src_key), sessions.get(&dst_key)) else {
             return Err(Error::State { cluster: t.from.clone(), message: "session lost".into() });
@@ -416,18 +434,24 @@ pub async fn run(
         })?;
         checks.push(check);
     }
-    drop(sessions);
-
     let mut work = Vec::new();
-    for (((t, check), plugins), now) in tables.into_iter().zip(checks).zip(plugins).zip(clocks) {
+    for (((t, check), plugins), (src_key, now)) in tables.into_iter().zip(checks).zip(plugins).zip(clocks) {
         let cursor = planning_cursor(&state, &t).await?;
+        let src = sessions
+            .get(&src_key)
+            .ok_or_else(|| Error::State { cluster: t.from.clone(), message: "session lost".into() })?;
         let windows = match &options.windows {
             // Explicit windows (repair).
-            Some(map) => repair_windows(&t, cursor, now, map.get(&table_key(&t)).cloned().unwrap_or_default()),
+            Some(map) => {
+                let asked = map.get(&table_key(&t)).cloned().unwrap_or_default();
+                repair_windows(src, &t, check.condition_type.as_deref(), cursor, now, asked).await?
+            }
             // Now in the table's zone, not the ETL host's: a host ahead of the data's zone
             // would load windows of the future empty and pass them.
             None => {
-                let p = plan(&t, cursor, now, options.until);
+                let p =
+                    super::clock::plan_in_zone(src, &t, check.condition_type.as_deref(), cursor, now, options.until)
+                        .await?;
                 if p.more {
                     tracing::info!(
                         job = %t.job,
@@ -442,6 +466,7 @@ pub async fn run(
         observer.planned(&t, &windows);
         work.push((Arc::new(t), check, plugins, windows));
     }
+    drop(sessions);
 
     let mut report = RunReport::default();
     if options.dry_run {
