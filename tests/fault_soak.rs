@@ -196,6 +196,88 @@ async fn proxy_cuts_before_a_statement_or_its_reply() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Found by the soak
+// ---------------------------------------------------------------------------------------------
+
+/// 180 rows, one a minute over three hours from 2024-03-01.
+const THREE_HOURS_SQL: &str = r#"
+CREATE TABLE public.events (id int NOT NULL, ts timestamp NOT NULL, v text);
+INSERT INTO public.events
+SELECT i, timestamp '2024-03-01 00:00:00' + (i - 1) * interval '1 minute', 'v' || i
+FROM generate_series(1, 180) AS i;
+"#;
+
+/// The target through `proxy`; job `j` moves `public.events` in 1h windows up to `end`.
+fn proxied_events_job(env: &TestEnv, proxy: &Proxy, mode: &str, end: &str) -> String {
+    format!(
+        r#"[clusters.src]
+url = "{{SRC_URL}}"
+password_env = "GPT_SRC_PASSWORD"
+
+[clusters.dst]
+url = "postgres://gpt@127.0.0.1:{port}/{dst_db}"
+password_env = "GPT_DST_PASSWORD"
+sslmode = "disable"
+
+[state]
+cluster = "dst"
+
+[jobs.j]
+from = "src"
+to = "dst"
+start = "2024-03-01 00:00:00"
+end = "{end}"
+duration = "1h"
+
+[[jobs.j.tables]]
+table = "public.events"
+condition_column = "ts"
+mode = "{mode}"
+key = ["id"]
+"#,
+        port = proxy.port,
+        dst_db = env.dst_db,
+    )
+}
+
+/// The soak's first find (seed 1, round 3): the target committed a window — rows, history
+/// `succeeded` and cursor in one transaction — but the reply to COMMIT was lost. The run then
+/// recorded the attempt `failed` over the committed `succeeded` (0 rows written, "connection
+/// closed") and stopped the table: the rows and the cursor were there, history said the window
+/// never landed. Now the failure is recorded only over a row still `running`; a row the
+/// commit made `succeeded` proves the window landed, and the run says so and goes on.
+#[test]
+fn a_window_whose_commit_reply_is_lost_is_recorded_as_landed() {
+    let env = TestEnv::new("commit_reply_lost");
+    env.src_psql(THREE_HOURS_SQL);
+    env.dst_psql("CREATE TABLE public.events (id int NOT NULL, ts timestamp NOT NULL, v text);");
+    let proxy = Proxy::start("target", env.dst.port, Plan::Pass);
+    // A first run with nothing due creates the state schema, so the window's COMMIT is the
+    // first one the next run sends.
+    env.write_config(&proxied_events_job(&env, &proxy, "append", "2024-03-01 00:00:00"));
+    env.run(&["run"]).assert_success();
+    let lost = Fault { action: Action::Cut, trigger: Trigger::Statement { pattern: "COMMIT".into(), reply: true } };
+    proxy.set_plan(Plan::Once(vec![lost]));
+    env.write_config(&proxied_events_job(&env, &proxy, "append", "2024-03-01 03:00:00"));
+
+    let run = env.run(&["run"]);
+    let injected = proxy.injected();
+    assert_eq!(injected.len(), 1, "{injected:?}");
+    assert_eq!((injected[0].statement.as_deref(), injected[0].dir), (Some("COMMIT"), Dir::Down));
+    run.assert_success();
+    assert!(run.stdout.contains("3 window(s) loaded, 0 failed; 180 rows"), "{}", run.render());
+    assert!(run.stderr.contains("but the window is committed"), "{}", run.render());
+    assert_eq!(
+        env.dst_psql("SELECT string_agg(window_id || ' ' || status || ' ' || rows_written, E'\\n' ORDER BY id) FROM gptransfer.history"),
+        "20240301000000^20240301010000 succeeded 60\n\
+         20240301010000^20240301020000 succeeded 60\n\
+         20240301020000^20240301030000 succeeded 60"
+    );
+    let digest = |pg: &support::Pg, db: &str| support::table_digest(pg, db, "public.events", &["id", "ts", "v"], "id", "true");
+    assert_eq!(digest(env.dst, &env.dst_db), digest(env.src, &env.db));
+}
+
+// ---------------------------------------------------------------------------------------------
 // The soak
 // ---------------------------------------------------------------------------------------------
 
@@ -485,9 +567,9 @@ impl Soak<'_> {
     /// Per hour below `cursor`: count and md5 of the rows, in id order.
     fn hour_digests(&self, pg: &support::Pg, db: &str, t: T, cursor: i64) -> BTreeMap<i64, String> {
         let sql = format!(
-            "SELECT (extract(epoch FROM date_trunc('hour', ts) - timestamp '{START}') / 3600)::bigint || '|' || count(*) \
-             || ' ' || md5(string_agg(concat_ws('|', id, ts, quote_nullable(v)), E'\\n' ORDER BY id)) \
-             FROM {} WHERE ts < timestamp '{START}' + {cursor} * interval '1 hour' GROUP BY 1",
+            "SELECT h || '|' || count(*) || ' ' || md5(string_agg(concat_ws('|', id, ts, quote_nullable(v)), E'\\n' \
+             ORDER BY id)) FROM (SELECT *, (extract(epoch FROM date_trunc('hour', ts) - timestamp '{START}') / 3600)::bigint \
+             AS h FROM {} WHERE ts < timestamp '{START}' + {cursor} * interval '1 hour') r GROUP BY h",
             t.name()
         );
         pg.psql(db, &sql)
@@ -497,6 +579,15 @@ impl Soak<'_> {
                 (h.parse().unwrap(), d.to_string())
             })
             .collect()
+    }
+
+    /// A table's history, for a failure message.
+    fn history_dump(&self, t: T) -> String {
+        self.env.dst_psql(&format!(
+            "SELECT id || ' ' || window_id || ' ' || mode || ' ' || status || ' ' || coalesce(rows_written::text, '-') \
+             || ' pid ' || pid || ' ' || coalesce(error, '') FROM gptransfer.history WHERE table_name = '{}' ORDER BY id",
+            t.name()
+        ))
     }
 
     /// What must hold after any round, faults or not.
@@ -541,8 +632,9 @@ impl Soak<'_> {
             assert_eq!(
                 loaded,
                 expected,
-                "{ctx}: {}: the windows history says succeeded are not exactly those below the cursor (hour {cursor})",
-                t.name()
+                "{ctx}: {}: the windows history says succeeded are not exactly those below the cursor (hour {cursor})\n{}",
+                t.name(),
+                self.history_dump(t)
             );
             let src = self.hour_digests(env.src, &env.db, t, cursor);
             let dst = self.hour_digests(env.dst, &env.dst_db, t, cursor);

@@ -123,6 +123,9 @@ pub enum Plan {
     Pass,
     /// The n-th accepted connection gets the n-th list (then nothing).
     Script(VecDeque<Vec<Fault>>),
+    /// These faults on every connection, each firing once in all: on whichever connection
+    /// reaches it first (a statement, wherever the tool sends it).
+    Once(Vec<Fault>),
     Random(RandomFaults),
 }
 
@@ -152,6 +155,8 @@ struct Shared {
     plan: Mutex<Plan>,
     timing: Mutex<Timing>,
     log: Mutex<Vec<Injected>>,
+    /// [`Plan::Once`]: the indexes of the faults fired.
+    spent: Mutex<Vec<usize>>,
     connections: AtomicU64,
     stopped: AtomicBool,
 }
@@ -172,6 +177,7 @@ impl Proxy {
             plan: Mutex::new(plan),
             timing: Mutex::new(Timing::default()),
             log: Mutex::new(Vec::new()),
+            spent: Mutex::new(Vec::new()),
             connections: AtomicU64::new(0),
             stopped: AtomicBool::new(false),
         });
@@ -186,6 +192,7 @@ impl Proxy {
 
     /// Replaces the plan for the connections accepted from now on.
     pub fn set_plan(&self, plan: Plan) {
+        self.shared.spent.lock().unwrap().clear();
         *self.shared.plan.lock().unwrap() = plan;
     }
 
@@ -219,11 +226,13 @@ fn accept_loop(listener: TcpListener, upstream: SocketAddr, shared: Arc<Shared>)
         }
         let Ok(client) = client else { continue };
         let id = shared.connections.fetch_add(1, Ordering::Relaxed);
+        let once = matches!(*shared.plan.lock().unwrap(), Plan::Once(_));
         let (faults, rng, rules, statement_stall) = {
             let mut plan = shared.plan.lock().unwrap();
             match &mut *plan {
                 Plan::Pass => (Vec::new(), Rng::new(id), Vec::new(), 0.0),
                 Plan::Script(list) => (list.pop_front().unwrap_or_default(), Rng::new(id), Vec::new(), 0.0),
+                Plan::Once(faults) => (faults.clone(), Rng::new(id), Vec::new(), 0.0),
                 Plan::Random(r) => {
                     // Each connection's draws depend on the seed, the proxy and its number only.
                     let mut rng = Rng::new(r.seed ^ fnv(&shared.name) ^ id.wrapping_mul(0x9e37_79b9_7f4a_7c15));
@@ -257,7 +266,14 @@ fn accept_loop(listener: TcpListener, upstream: SocketAddr, shared: Arc<Shared>)
             client: client.try_clone().expect("proxy: clone socket"),
             server: server.try_clone().expect("proxy: clone socket"),
             cut: AtomicBool::new(false),
-            faults: Mutex::new(ConnFaults { planned: faults, reply: None, rng, rules, statement_stall }),
+            faults: Mutex::new(ConnFaults {
+                planned: faults.into_iter().enumerate().collect(),
+                once,
+                reply: None,
+                rng,
+                rules,
+                statement_stall,
+            }),
             timing,
         });
         let up = (conn.clone(), client.try_clone().expect("proxy: clone socket"), server.try_clone().expect("clone"));
@@ -271,7 +287,10 @@ fn accept_loop(listener: TcpListener, upstream: SocketAddr, shared: Arc<Shared>)
 }
 
 struct ConnFaults {
-    planned: Vec<Fault>,
+    /// The plan's faults for this connection, with their index in the plan.
+    planned: Vec<(usize, Fault)>,
+    /// [`Plan::Once`]: a fault fires only if no connection fired it yet.
+    once: bool,
     /// Armed by a statement fault with `reply`: fires at the next byte from the server.
     reply: Option<(Action, String)>,
     rng: Rng,
@@ -323,23 +342,31 @@ impl Conn {
                 return Some((0, action, Some(statement)));
             }
         }
-        let i = f.planned.iter().position(|p| match p.trigger {
-            Trigger::Byte { dir: d, offset: at } => d == dir && at < offset + len as u64,
-            Trigger::Statement { .. } => false,
-        })?;
-        let fault = f.planned.remove(i);
-        let Trigger::Byte { offset: at, .. } = fault.trigger else { unreachable!() };
-        Some((at.saturating_sub(offset) as usize, fault.action, None))
+        loop {
+            let i = f.planned.iter().position(|(_, p)| match p.trigger {
+                Trigger::Byte { dir: d, offset: at } => d == dir && at < offset + len as u64,
+                Trigger::Statement { .. } => false,
+            })?;
+            let (index, fault) = f.planned.remove(i);
+            if !self.take(f.once, index) {
+                continue;
+            }
+            let Trigger::Byte { offset: at, .. } = fault.trigger else { unreachable!() };
+            return Some((at.saturating_sub(offset) as usize, fault.action, None));
+        }
     }
 
     /// The statement fault for a client message with this SQL, if one fires: (action, reply).
     fn statement_fault(&self, sql: &str) -> Option<(Action, bool)> {
         let mut f = self.faults.lock().unwrap();
-        if let Some(i) = f.planned.iter().position(|p| match &p.trigger {
+        while let Some(i) = f.planned.iter().position(|(_, p)| match &p.trigger {
             Trigger::Statement { pattern, .. } => sql.contains(pattern.as_str()),
             Trigger::Byte { .. } => false,
         }) {
-            let fault = f.planned.remove(i);
+            let (index, fault) = f.planned.remove(i);
+            if !self.take(f.once, index) {
+                continue;
+            }
             let Trigger::Statement { reply, .. } = fault.trigger else { unreachable!() };
             return Some((fault.action, reply));
         }
@@ -350,6 +377,19 @@ impl Conn {
         }
         let action = if f.rng.chance(stall) { Action::Stall } else { Action::Cut };
         Some((action, f.rng.chance(0.5)))
+    }
+
+    /// Whether the plan's fault `index` may fire here (with `once`, only its first time).
+    fn take(&self, once: bool, index: usize) -> bool {
+        if !once {
+            return true;
+        }
+        let mut spent = self.shared.spent.lock().unwrap();
+        if spent.contains(&index) {
+            return false;
+        }
+        spent.push(index);
+        true
     }
 
     fn arm_reply(&self, action: Action, statement: String) {

@@ -150,7 +150,9 @@ impl State {
     }
 
     /// Finishes an attempt on `client` (the sink's transaction for a success when the state
-    /// lives on the target, else the state session).
+    /// lives on the target, else the state session). Only a `running` row is finished: a
+    /// failure recorded after a commit whose reply was lost must not overwrite the `succeeded`
+    /// that commit wrote. Returns the rows updated (0: the row was no longer running).
     pub async fn history_finish(
         &self,
         client: &Client,
@@ -159,7 +161,7 @@ impl State {
         delivered: Delivered,
         elapsed_seconds: f64,
         error: Option<&str>,
-    ) -> Result<(), tokio_postgres::Error> {
+    ) -> Result<u64, tokio_postgres::Error> {
         let status = match outcome {
             Outcome::Succeeded => "succeeded",
             Outcome::Failed => "failed",
@@ -167,7 +169,8 @@ impl State {
         let sql = format!(
             "UPDATE {} SET rows_read = $2, rows_written = $3, bytes = $4, finished_at = clock_timestamp(), \
              elapsed_seconds = round($5::float8::numeric, 2), status = $6, error = $7, \
-             rows_inserted = $8, rows_updated = $9, format_errors = $10, duplicates_folded = $11 WHERE id = $1",
+             rows_inserted = $8, rows_updated = $9, format_errors = $10, duplicates_folded = $11 \
+             WHERE id = $1 AND status = 'running'",
             self.table("history")
         );
         let as_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
@@ -189,7 +192,13 @@ impl State {
                 ],
             )
             .await
-            .map(|_| ())
+    }
+
+    /// The status of one attempt (`running`, `succeeded`, `failed`), None when there is no such row.
+    pub async fn history_status(&self, id: i64) -> Result<Option<String>, Error> {
+        let sql = format!("SELECT status FROM {} WHERE id = $1", self.table("history"));
+        let row = self.client().query_opt(&sql, &[&id]).await.map_err(|e| self.error("reading history", &e))?;
+        Ok(row.map(|r| r.get(0)))
     }
 
     /// History rows, newest first.
