@@ -277,6 +277,38 @@ fn a_window_whose_commit_reply_is_lost_is_recorded_as_landed() {
     assert_eq!(digest(env.dst, &env.dst_db), digest(env.src, &env.db));
 }
 
+/// The soak's second find (seed 2): a server that accepts the TCP connection but stalls in
+/// the startup handshake (authentication, parameter status) hung the run: `connect_timeout`
+/// only bounded the TCP connect, and keepalives never fire while the peer's TCP answers. The
+/// runs waited until the proxy gave up (6 s); a real stalled server or middlebox is waited for
+/// forever. Now connecting as a whole — TCP, TLS, startup, authentication — is bounded by
+/// `connect_timeout`, as libpq bounds it.
+#[test]
+fn a_server_stalling_in_the_startup_handshake_fails_within_connect_timeout() {
+    let env = TestEnv::new("startup_stall");
+    env.src_psql(THREE_HOURS_SQL);
+    env.dst_psql("CREATE TABLE public.events (id int NOT NULL, ts timestamp NOT NULL, v text);");
+    let proxy = Proxy::start("target", env.dst.port, Plan::Pass);
+    proxy.set_timing(Timing { stall_max: Duration::from_secs(60), ..Timing::default() });
+    let config = proxied_events_job(&env, &proxy, "replace", "2024-03-01 03:00:00")
+        .replace("sslmode = \"disable\"", "sslmode = \"disable\"\nconnect_timeout = \"2s\"");
+    env.write_config(&config);
+    // The server's first bytes (the authentication request), then the client's answer to it.
+    for (dir, offset) in [(Dir::Down, 0), (Dir::Up, 20)] {
+        let stall = Fault { action: Action::Stall, trigger: Trigger::Byte { dir, offset } };
+        proxy.set_plan(Plan::Script(VecDeque::from([vec![stall]])));
+        let began = Instant::now();
+        let run = env.run(&["run"]);
+        let took = began.elapsed();
+        run.assert_code(2);
+        assert!(took < Duration::from_secs(10), "{dir:?} stall at byte {offset}: the run took {took:?}\n{}", run.render());
+        assert!(run.stderr.contains("within 2s (connect_timeout)"), "{}", run.render());
+    }
+    assert_eq!(proxy.injected().len(), 2, "{:?}", proxy.injected());
+    env.run(&["run"]).assert_success();
+    assert_eq!(env.dst_psql("SELECT count(*) FROM public.events"), "180");
+}
+
 // ---------------------------------------------------------------------------------------------
 // The soak
 // ---------------------------------------------------------------------------------------------
@@ -518,7 +550,18 @@ impl Soak<'_> {
 
     /// Runs the binary; never a panic, a signal or a hang, whatever the faults.
     fn run(&mut self, args: &[&str], allowed: &[i32]) -> CmdOutput {
+        let began = Instant::now();
+        let faults_before = self.faults().len();
         let out = self.env.spawn(args).wait_timeout(RUN_LIMIT);
+        if std::env::var_os("GPT_SOAK_VERBOSE").is_some() {
+            eprintln!("round {} {args:?} exit {} in {:.2}s", self.round, out.code, began.elapsed().as_secs_f64());
+            for f in &self.faults()[faults_before..] {
+                eprintln!("    {f}");
+            }
+            if began.elapsed() > Duration::from_secs(4) {
+                eprintln!("{}", out.stderr);
+            }
+        }
         *self.exits.entry(format!("{} → {}", args[0], out.code)).or_default() += 1;
         let ctx = self.ctx();
         assert!(!out.stderr.contains("panicked"), "{ctx}: gptransfer {args:?} panicked\n{}", out.render());
@@ -800,3 +843,4 @@ fn fault_soak_every_table_equal_no_duplicate_no_hole() {
     let hung: Vec<String> = stalls.iter().filter(|i| i.stall_timed_out).map(|i| i.to_string()).collect();
     assert!(hung.is_empty(), "{}: stalls nobody gave up on within {STALL_MAX:?}:\n{}", soak.ctx(), hung.join("\n"));
 }
+

@@ -19,6 +19,9 @@ use crate::config::ClusterConfig;
 use crate::dialect::{sql, Flavour};
 use crate::error::{pg_message, Error, RoleError};
 
+/// Used when the parameters carry no connect timeout (the config always sets one).
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A configured cluster, password resolved, ready to open sessions.
 #[derive(Clone)]
 pub struct ClusterHandle {
@@ -194,6 +197,23 @@ impl ClusterHandle {
 
     /// Connects as `pg` says; `prefer` falls back to plain TCP when the TLS handshake fails
     /// (libpq does the same), e.g. an old server whose TLS this OpenSSL refuses.
+    async fn open_bounded(&self, pg: &tokio_postgres::Config) -> Result<Result<Client, tokio_postgres::Error>, Error> {
+        // tokio-postgres bounds only the TCP connect by connect_timeout; a server (or anything
+        // between) that accepts it and then stalls in TLS, startup or authentication would be
+        // waited for forever, its keepalives answered all along. libpq bounds the whole of it.
+        let limit = self.pg.get_connect_timeout().copied().unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+        tokio::time::timeout(limit, self.open_prefer(pg)).await.map_err(|_| {
+            self.error(
+                format!("cannot connect: no answer within {limit:?} (connect_timeout)"),
+                Some(
+                    "check that the server (and anything between: a proxy, a pooler) answers; raise connect_timeout \
+                     if it is only slow"
+                        .into(),
+                ),
+            )
+        })
+    }
+
     async fn open_prefer(&self, pg: &tokio_postgres::Config) -> Result<Client, tokio_postgres::Error> {
         match self.open(pg, false).await {
             // Only a failed handshake: an unreachable server would just be waited for twice.
@@ -216,11 +236,11 @@ impl ClusterHandle {
     pub async fn connect(&self, application: &str, timezone: Option<&str>) -> Result<Session, Error> {
         let mut pg = self.pg.clone();
         pg.application_name(application);
-        let client = match self.open_prefer(&pg).await {
+        let client = match self.open_bounded(&pg).await? {
             Ok(c) => c,
             // 8.x servers (GP4, GP5) refuse the application_name startup parameter.
             Err(e) if e.code().map(|c| c.code()) == Some("42704") => {
-                self.open_prefer(&self.pg).await.map_err(|e| self.connect_error(&e))?
+                self.open_bounded(&self.pg).await?.map_err(|e| self.connect_error(&e))?
             }
             Err(e) => return Err(self.connect_error(&e)),
         };
