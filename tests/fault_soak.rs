@@ -357,9 +357,49 @@ impl T {
     }
 }
 
+/// Admin sessions on both sides, kept open: a psql process per check would cost the soak
+/// more than its rounds.
+struct Admin {
+    rt: tokio::runtime::Runtime,
+    src: tokio_postgres::Client,
+    dst: tokio_postgres::Client,
+}
+
+impl Admin {
+    fn new(env: &TestEnv) -> Admin {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let (src, dst) = rt.block_on(async { (env.src.admin(&env.db).await, env.dst.admin(&env.dst_db).await) });
+        Admin { rt, src, dst }
+    }
+
+    /// Runs `sql` (any number of statements); the rows as `psql -At` prints them.
+    fn query(&self, client: &tokio_postgres::Client, sql: &str) -> String {
+        let messages = self.rt.block_on(client.simple_query(sql)).unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+        let rows: Vec<String> = messages
+            .iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => {
+                    Some((0..r.len()).map(|i| r.get(i).unwrap_or("")).collect::<Vec<_>>().join("|"))
+                }
+                _ => None,
+            })
+            .collect();
+        rows.join("\n")
+    }
+
+    fn src(&self, sql: &str) -> String {
+        self.query(&self.src, sql)
+    }
+
+    fn dst(&self, sql: &str) -> String {
+        self.query(&self.dst, sql)
+    }
+}
+
 /// What the test knows about the source and the rounds so far.
 struct Soak<'a> {
     env: &'a TestEnv,
+    db: Admin,
     seed: u64,
     rng: Rng,
     src_proxy: Proxy,
@@ -466,7 +506,7 @@ impl Soak<'_> {
     }
 
     fn target_clock(&self) -> f64 {
-        self.env.dst_psql("SELECT extract(epoch FROM clock_timestamp())").parse().unwrap()
+        self.db.dst("SELECT extract(epoch FROM clock_timestamp())").parse().unwrap()
     }
 
     /// New rows ahead of every cursor, late rows into loaded windows of replace and merge,
@@ -534,7 +574,7 @@ impl Soak<'_> {
              DELETE FROM soak.dim WHERE id IN (SELECT id FROM soak.dim ORDER BY md5(id::text || '{k}') LIMIT 1);\n",
             round = self.round
         ));
-        self.env.src_psql(&sql);
+        self.db.src(&sql);
         let now = self.target_clock();
         for (t, hour) in late {
             self.dirty.get_mut(&t).unwrap().insert(hour, now);
@@ -551,11 +591,12 @@ impl Soak<'_> {
     /// Runs the binary; never a panic, a signal or a hang, whatever the faults.
     fn run(&mut self, args: &[&str], allowed: &[i32]) -> CmdOutput {
         let began = Instant::now();
-        let faults_before = self.faults().len();
+        let faults_before = (self.src_proxy.injected().len(), self.dst_proxy.injected().len());
         let out = self.env.spawn(args).wait_timeout(RUN_LIMIT);
         if std::env::var_os("GPT_SOAK_VERBOSE").is_some() {
             eprintln!("round {} {args:?} exit {} in {:.2}s", self.round, out.code, began.elapsed().as_secs_f64());
-            for f in &self.faults()[faults_before..] {
+            let new = self.src_proxy.injected().split_off(faults_before.0);
+            for f in new.iter().chain(&self.dst_proxy.injected().split_off(faults_before.1)) {
                 eprintln!("    {f}");
             }
             if began.elapsed() > Duration::from_secs(4) {
@@ -588,11 +629,11 @@ impl Soak<'_> {
     }
 
     fn read_cursors(&mut self) {
-        let exists = self.env.dst_psql("SELECT to_regclass('gptransfer.cursors') IS NOT NULL");
+        let exists = self.db.dst("SELECT to_regclass('gptransfer.cursors') IS NOT NULL");
         if exists != "t" {
             return;
         }
-        let text = self.env.dst_psql(&format!(
+        let text = self.db.dst(&format!(
             "SELECT table_name || '|' || extract(epoch FROM cursor_end - timestamp '{START}')::bigint / 3600 \
              FROM gptransfer.cursors WHERE job = 'soak'"
         ));
@@ -608,15 +649,15 @@ impl Soak<'_> {
     }
 
     /// Per hour below `cursor`: count and md5 of the rows, in id order.
-    fn hour_digests(&self, pg: &support::Pg, db: &str, t: T, cursor: i64) -> BTreeMap<i64, String> {
+    fn hour_digests(&self, source: bool, t: T, cursor: i64) -> BTreeMap<i64, String> {
         let sql = format!(
             "SELECT h || '|' || count(*) || ' ' || md5(string_agg(concat_ws('|', id, ts, quote_nullable(v)), E'\\n' \
              ORDER BY id)) FROM (SELECT *, (extract(epoch FROM date_trunc('hour', ts) - timestamp '{START}') / 3600)::bigint \
              AS h FROM {} WHERE ts < timestamp '{START}' + {cursor} * interval '1 hour') r GROUP BY h",
             t.name()
         );
-        pg.psql(db, &sql)
-            .lines()
+        let text = if source { self.db.src(&sql) } else { self.db.dst(&sql) };
+        text.lines()
             .map(|l| {
                 let (h, d) = l.split_once('|').unwrap();
                 (h.parse().unwrap(), d.to_string())
@@ -626,7 +667,7 @@ impl Soak<'_> {
 
     /// A table's history, for a failure message.
     fn history_dump(&self, t: T) -> String {
-        self.env.dst_psql(&format!(
+        self.db.dst(&format!(
             "SELECT id || ' ' || window_id || ' ' || mode || ' ' || status || ' ' || coalesce(rows_written::text, '-') \
              || ' pid ' || pid || ' ' || coalesce(error, '') FROM gptransfer.history WHERE table_name = '{}' ORDER BY id",
             t.name()
@@ -638,9 +679,9 @@ impl Soak<'_> {
         self.read_cursors();
         let ctx = self.ctx();
         let env = self.env;
-        let history_exists = env.dst_psql("SELECT to_regclass('gptransfer.history') IS NOT NULL") == "t";
+        let history_exists = self.db.dst("SELECT to_regclass('gptransfer.history') IS NOT NULL") == "t";
         for t in T::ALL {
-            let dups = env.dst_psql(&format!("SELECT count(*) - count(DISTINCT id) FROM {}", t.name()));
+            let dups = self.db.dst(&format!("SELECT count(*) - count(DISTINCT id) FROM {}", t.name()));
             assert_eq!(dups, "0", "{ctx}: {} has duplicate keys on the target", t.name());
         }
         if !history_exists {
@@ -648,14 +689,15 @@ impl Soak<'_> {
         }
         for t in T::WINDOWED {
             let cursor = self.cursors[&t];
-            let beyond = env.dst_psql(&format!(
+            let beyond = self.db.dst(&format!(
                 "SELECT count(*) FROM {} WHERE ts >= timestamp '{START}' + {cursor} * interval '1 hour'",
                 t.name()
             ));
             assert_eq!(beyond, "0", "{ctx}: {} has rows past its cursor (hour {cursor})", t.name());
             // Per window: the succeeded attempts, the newest one's start and rows written.
-            let history: BTreeMap<i64, (usize, f64, i64)> = env
-                .dst_psql(&format!(
+            let history: BTreeMap<i64, (usize, f64, i64)> = self
+                .db
+                .dst(&format!(
                     "SELECT (extract(epoch FROM window_start - timestamp '{START}') / 3600)::bigint || '|' || \
                      extract(epoch FROM window_end - window_start)::bigint || '|' || count(*) OVER w || '|' || \
                      extract(epoch FROM started_at) || '|' || rows_written \
@@ -679,8 +721,8 @@ impl Soak<'_> {
                 t.name(),
                 self.history_dump(t)
             );
-            let src = self.hour_digests(env.src, &env.db, t, cursor);
-            let dst = self.hour_digests(env.dst, &env.dst_db, t, cursor);
+            let src = self.hour_digests(true, t, cursor);
+            let dst = self.hour_digests(false, t, cursor);
             let counts = |d: Option<&String>| d.map_or(0, |d| d.split(' ').next().unwrap().parse::<i64>().unwrap());
             for hour in 0..cursor {
                 let (successes, last_start, written) = history[&hour];
@@ -708,7 +750,7 @@ impl Soak<'_> {
             }
         }
         // The full table: equal to the source whenever its last load came after the last change.
-        let last = env.dst_psql(
+        let last = self.db.dst(
             "SELECT extract(epoch FROM started_at) || '|' || rows_written FROM gptransfer.history \
              WHERE job = 'soak' AND table_name = 'soak.dim' AND status = 'succeeded' ORDER BY id DESC LIMIT 1",
         );
@@ -755,6 +797,7 @@ fn fault_soak_every_table_equal_no_duplicate_no_hole() {
     dst_proxy.set_timing(timing);
     let mut soak = Soak {
         env: &env,
+        db: Admin::new(&env),
         seed,
         rng: Rng::new(seed),
         src_proxy,

@@ -167,7 +167,10 @@ pub(super) async fn run_window(
             // Recorded over a `running` row only: one the commit made `succeeded` is left as it
             // is, and proves the window landed.
             match state
-                .history_finish(state.client(), history_id, Outcome::Failed, partial, elapsed, Some(&message))
+                .within(
+                    "recording the failure",
+                    state.history_finish(state.client(), history_id, Outcome::Failed, partial, elapsed, Some(&message)),
+                )
                 .await
             {
                 Ok(0) => {
@@ -187,7 +190,7 @@ pub(super) async fn run_window(
                     }
                 }
                 Ok(_) => {}
-                Err(e) => tracing::warn!("could not record the failure in history: {}", crate::error::pg_message(&e)),
+                Err(e) => tracing::warn!("could not record the failure in history: {}", e.message),
             }
             tracing::error!(
                 job = %table.job, table = %table.source_table, window = %window.id(),
@@ -228,29 +231,28 @@ async fn finish(
 ) -> Result<(), RoleError> {
     let elapsed = started.elapsed().as_secs_f64();
     let name = table.cursor_key();
-    let state_err = |e: tokio_postgres::Error| RoleError::from_pg("recording the window in state", &e);
+    // Bounded like every statement: the state's read_timeout is the target's here.
+    let what = "recording the window in state";
     match sink.transaction() {
         Some(tx) if state_on_target => {
             let finished = state
-                .history_finish(tx, history_id, Outcome::Succeeded, delivered, elapsed, None)
-                .await
-                .map_err(state_err)?;
+                .within(what, state.history_finish(tx, history_id, Outcome::Succeeded, delivered, elapsed, None))
+                .await?;
             if finished == 0 {
                 return Err(RoleError::new(format!(
                     "history row {history_id} of this attempt is no longer running (closed by another process?); \
                      the window was rolled back"
                 )));
             }
-            state.advance_cursor(tx, &table.job, &name, window.end).await.map_err(state_err)?;
+            state.within(what, state.advance_cursor(tx, &table.job, &name, window.end)).await?;
             sink.commit().await
         }
         _ => {
             sink.commit().await?;
             state
-                .history_finish(state.client(), history_id, Outcome::Succeeded, delivered, elapsed, None)
-                .await
-                .map_err(state_err)?;
-            state.advance_cursor(state.client(), &table.job, &name, window.end).await.map_err(state_err)
+                .within(what, state.history_finish(state.client(), history_id, Outcome::Succeeded, delivered, elapsed, None))
+                .await?;
+            state.within(what, state.advance_cursor(state.client(), &table.job, &name, window.end)).await
         }
     }
 }

@@ -4,7 +4,7 @@
 use chrono::{DateTime, NaiveDateTime, Utc};
 use tokio_postgres::Client;
 
-use super::State;
+use super::{Bounded, State};
 use crate::config::TableSpec;
 use crate::error::Error;
 use crate::roles::Delivered;
@@ -106,8 +106,7 @@ impl State {
                 ),
                 &[&table.job, &name, &table.target_table.to_string(), &window_id],
             )
-            .await
-            .map_err(|e| self.error("reading history", &e))?
+            .bounded(self, "reading history").await?
             .get(0);
         let attempt = i32::try_from(attempt + 1).unwrap_or(i32::MAX);
         let pid = i32::try_from(std::process::id()).unwrap_or(0);
@@ -118,8 +117,7 @@ impl State {
         let id: i64 = self
             .client()
             .query_one("SELECT nextval(pg_get_serial_sequence($1, 'id'))", &[&t])
-            .await
-            .map_err(|e| self.error("drawing a history id", &e))?
+            .bounded(self, "drawing a history id").await?
             .get(0);
         let sql = format!(
             "INSERT INTO {t} (id, job, table_name, target_table, window_id, window_start, window_end, mode, chain, \
@@ -144,8 +142,7 @@ impl State {
                     &pid,
                 ],
             )
-            .await
-            .map_err(|e| self.error("writing history", &e))?;
+            .bounded(self, "writing history").await?;
         Ok(id)
     }
 
@@ -197,7 +194,7 @@ impl State {
     /// The status of one attempt (`running`, `succeeded`, `failed`), None when there is no such row.
     pub async fn history_status(&self, id: i64) -> Result<Option<String>, Error> {
         let sql = format!("SELECT status FROM {} WHERE id = $1", self.table("history"));
-        let row = self.client().query_opt(&sql, &[&id]).await.map_err(|e| self.error("reading history", &e))?;
+        let row = self.client().query_opt(&sql, &[&id]).bounded(self, "reading history").await?;
         Ok(row.map(|r| r.get(0)))
     }
 
@@ -215,8 +212,7 @@ impl State {
         let rows = self
             .client()
             .query(&sql, &[&filter.job, &filter.table, &filter.failed_only, &filter.limit])
-            .await
-            .map_err(|e| self.error("reading history", &e))?;
+            .bounded(self, "reading history").await?;
         // Timestamps as text (see `ts_text`); the instants in UTC.
         let utc = |text: Option<String>, what: &str| -> Result<Option<DateTime<Utc>>, Error> {
             text.map(|t| self.timestamp(t, what).map(|t| t.and_utc())).transpose()
