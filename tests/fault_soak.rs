@@ -309,6 +309,75 @@ fn a_server_stalling_in_the_startup_handshake_fails_within_connect_timeout() {
     assert_eq!(env.dst_psql("SELECT count(*) FROM public.events"), "180");
 }
 
+/// The soak's third find (seed 3): the state session's statements — the job lock, history,
+/// cursors — had no client-side limit (the server's statement_timeout never sees a stalled
+/// network), so a stall there hung the run until the proxy gave up, and forever behind a
+/// middlebox that keeps answering keepalives. Now each ends within read_timeout and the run
+/// fails the window instead; the next run loads it.
+#[test]
+fn a_state_session_stalling_fails_the_window_within_read_timeout() {
+    let env = TestEnv::new("state_stall");
+    env.src_psql(THREE_HOURS_SQL);
+    env.dst_psql("CREATE TABLE public.events (id int NOT NULL, ts timestamp NOT NULL, v text);");
+    let proxy = Proxy::start("target", env.dst.port, Plan::Pass);
+    proxy.set_timing(Timing { stall_max: Duration::from_secs(60), ..Timing::default() });
+    let config = proxied_events_job(&env, &proxy, "replace", "2024-03-01 03:00:00")
+        .replace("sslmode = \"disable\"", "sslmode = \"disable\"\nread_timeout = \"2s\"");
+    env.write_config(&config);
+    env.run(&["config", "check"]).assert_success();
+    let stall = Fault {
+        action: Action::Stall,
+        trigger: Trigger::Statement { pattern: "INSERT INTO \"gptransfer\".\"history\"".into(), reply: false },
+    };
+    proxy.set_plan(Plan::Once(vec![stall]));
+    let began = Instant::now();
+    let run = env.run(&["run"]);
+    let took = began.elapsed();
+    assert!(took < Duration::from_secs(15), "the run took {took:?}\n{}", run.render());
+    run.assert_code(1);
+    assert!(run.stdout.contains("no answer from the server within 2s (read_timeout)"), "{}", run.render());
+    let injected = proxy.injected();
+    assert_eq!(injected.len(), 1, "{injected:?}");
+    assert!(!injected[0].stall_timed_out && injected[0].held.is_some(), "{}", injected[0]);
+    env.run(&["run"]).assert_success();
+    let digest = |pg: &support::Pg, db: &str| support::table_digest(pg, db, "public.events", &["id", "ts", "v"], "id", "true");
+    assert_eq!(digest(env.dst, &env.dst_db), digest(env.src, &env.db));
+}
+
+/// Also seed 3: compare kept using a target session after one of its statements got no
+/// answer; every later window's statements queued behind it and waited out their own
+/// read_timeout (18 windows: 18 timeouts), and the stalled connection stayed open to the end.
+/// Now a session whose statement timed out is closed at once: the other windows fail fast
+/// ("could not be compared") and the server's session goes away.
+#[test]
+fn compare_gives_up_a_stalled_session_at_once() {
+    let env = TestEnv::new("compare_stall");
+    env.src_psql(THREE_HOURS_SQL);
+    env.dst_psql("CREATE TABLE public.events (id int NOT NULL, ts timestamp NOT NULL, v text);");
+    let proxy = Proxy::start("target", env.dst.port, Plan::Pass);
+    proxy.set_timing(Timing { stall_max: Duration::from_secs(60), ..Timing::default() });
+    let config = proxied_events_job(&env, &proxy, "replace", "2024-03-01 03:00:00")
+        .replace("duration = \"1h\"", "duration = \"10m\"")
+        .replace("sslmode = \"disable\"", "sslmode = \"disable\"\nread_timeout = \"1s\"");
+    env.write_config(&config);
+    env.run(&["run"]).assert_success();
+    let stall = Fault {
+        action: Action::Stall,
+        trigger: Trigger::Statement { pattern: "FROM \"public\".\"events\"".into(), reply: false },
+    };
+    proxy.set_plan(Plan::Once(vec![stall]));
+    let began = Instant::now();
+    let compare = env.run(&["compare"]);
+    let took = began.elapsed();
+    compare.assert_code(1);
+    assert!(compare.stdout.contains("could not be compared"), "{}", compare.render());
+    assert!(took < Duration::from_secs(8), "compare of 18 windows took {took:?}\n{}", compare.render());
+    let injected = proxy.injected();
+    assert_eq!(injected.len(), 1, "{injected:?}");
+    let held = injected[0].held.expect("the stall ended");
+    assert!(held < Duration::from_secs(4), "the stalled session stayed open {held:?}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // The soak
 // ---------------------------------------------------------------------------------------------
@@ -321,8 +390,8 @@ const FAULTY_BUDGET: Duration = Duration::from_secs(120);
 /// One run of the binary; a hang is a failure.
 const RUN_LIMIT: Duration = Duration::from_secs(45);
 /// The clusters' timeouts while faults are on: a stall must turn into a failure quickly.
-const READ_TIMEOUT: &str = "1s";
-/// A stall no side gave up on within this is a hang (read_timeout is 1s).
+const READ_TIMEOUT: &str = "700ms";
+/// A stall no side gave up on within this is a hang (read_timeout is 700ms).
 const STALL_MAX: Duration = Duration::from_secs(6);
 
 /// The four tables, one per mode.
@@ -427,7 +496,7 @@ fn random_plan(seed: u64) -> Plan {
     let rule = |pattern: &str, probability: f64| StatementRule { pattern: pattern.to_string(), probability };
     Plan::Random(RandomFaults {
         seed,
-        per_connection: 0.12,
+        per_connection: 0.18,
         max_offset: 256 * 1024,
         // cut, stall, slow
         weights: [60, 8, 32],
