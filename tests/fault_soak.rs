@@ -170,9 +170,12 @@ fn proxy_cuts_and_stalls_at_the_byte_asked() {
 async fn proxy_cuts_before_a_statement_or_its_reply() {
     let env = TestEnv::new("proxy_statement");
     env.dst_psql("CREATE TABLE t (x int)");
-    let commit_before = Fault { action: Action::Cut, trigger: Trigger::Statement { pattern: "COMMIT".into(), reply: false } };
-    let commit_reply = Fault { action: Action::Cut, trigger: Trigger::Statement { pattern: "COMMIT".into(), reply: true } };
-    let proxy = Proxy::start("target", env.dst.port, Plan::Script(VecDeque::from([vec![commit_before], vec![commit_reply]])));
+    let commit_before =
+        Fault { action: Action::Cut, trigger: Trigger::Statement { pattern: "COMMIT".into(), reply: false } };
+    let commit_reply =
+        Fault { action: Action::Cut, trigger: Trigger::Statement { pattern: "COMMIT".into(), reply: true } };
+    let proxy =
+        Proxy::start("target", env.dst.port, Plan::Script(VecDeque::from([vec![commit_before], vec![commit_reply]])));
     for x in [1, 2] {
         let (client, connection) = tokio_postgres::Config::new()
             .host("127.0.0.1")
@@ -273,7 +276,8 @@ fn a_window_whose_commit_reply_is_lost_is_recorded_as_landed() {
          20240301010000^20240301020000 succeeded 60\n\
          20240301020000^20240301030000 succeeded 60"
     );
-    let digest = |pg: &support::Pg, db: &str| support::table_digest(pg, db, "public.events", &["id", "ts", "v"], "id", "true");
+    let digest =
+        |pg: &support::Pg, db: &str| support::table_digest(pg, db, "public.events", &["id", "ts", "v"], "id", "true");
     assert_eq!(digest(env.dst, &env.dst_db), digest(env.src, &env.db));
 }
 
@@ -301,7 +305,11 @@ fn a_server_stalling_in_the_startup_handshake_fails_within_connect_timeout() {
         let run = env.run(&["run"]);
         let took = began.elapsed();
         run.assert_code(2);
-        assert!(took < Duration::from_secs(10), "{dir:?} stall at byte {offset}: the run took {took:?}\n{}", run.render());
+        assert!(
+            took < Duration::from_secs(10),
+            "{dir:?} stall at byte {offset}: the run took {took:?}\n{}",
+            run.render()
+        );
         assert!(run.stderr.contains("within 2s (connect_timeout)"), "{}", run.render());
     }
     assert_eq!(proxy.injected().len(), 2, "{:?}", proxy.injected());
@@ -340,7 +348,8 @@ fn a_state_session_stalling_fails_the_window_within_read_timeout() {
     assert_eq!(injected.len(), 1, "{injected:?}");
     assert!(!injected[0].stall_timed_out && injected[0].held.is_some(), "{}", injected[0]);
     env.run(&["run"]).assert_success();
-    let digest = |pg: &support::Pg, db: &str| support::table_digest(pg, db, "public.events", &["id", "ts", "v"], "id", "true");
+    let digest =
+        |pg: &support::Pg, db: &str| support::table_digest(pg, db, "public.events", &["id", "ts", "v"], "id", "true");
     assert_eq!(digest(env.dst, &env.dst_db), digest(env.src, &env.db));
 }
 
@@ -546,7 +555,11 @@ duration = "1h"
         end = hour_ts(end_hour),
     );
     for t in T::ALL {
-        toml.push_str(&format!("\n[[jobs.soak.tables]]\ntable = \"{}\"\nmode = \"{}\"\nkey = [\"id\"]\n", t.name(), t.mode()));
+        toml.push_str(&format!(
+            "\n[[jobs.soak.tables]]\ntable = \"{}\"\nmode = \"{}\"\nkey = [\"id\"]\n",
+            t.name(),
+            t.mode()
+        ));
         if t != T::Full {
             toml.push_str("condition_column = \"ts\"\n");
         }
@@ -861,7 +874,8 @@ fn fault_soak_every_table_equal_no_duplicate_no_hole() {
 
     let src_proxy = Proxy::start("source", env.src.port, Plan::Pass);
     let dst_proxy = Proxy::start("target", env.dst.port, Plan::Pass);
-    let timing = Timing { stall_max: STALL_MAX, slow_delay: Duration::from_millis(3), slow_budget: Duration::from_millis(150) };
+    let timing =
+        Timing { stall_max: STALL_MAX, slow_delay: Duration::from_millis(3), slow_budget: Duration::from_millis(150) };
     src_proxy.set_timing(timing);
     dst_proxy.set_timing(timing);
     let mut soak = Soak {
@@ -921,8 +935,15 @@ fn fault_soak_every_table_equal_no_duplicate_no_hole() {
     let compare = soak.run(&["compare"], &[0]);
     assert!(compare.stdout.contains("0 differ"), "{}", compare.render());
     for t in T::ALL {
-        let digest = |pg: &support::Pg, db: &str| support::table_digest(pg, db, t.name(), &["id", "ts", "v"], "id", "true");
-        assert_eq!(digest(env.dst, &env.dst_db), digest(env.src, &env.db), "{}: {} differs at the end", soak.ctx(), t.name());
+        let digest =
+            |pg: &support::Pg, db: &str| support::table_digest(pg, db, t.name(), &["id", "ts", "v"], "id", "true");
+        assert_eq!(
+            digest(env.dst, &env.dst_db),
+            digest(env.src, &env.db),
+            "{}: {} differs at the end",
+            soak.ctx(),
+            t.name()
+        );
     }
     assert_eq!(
         env.dst_psql("SELECT count(*) FROM gptransfer.history WHERE status = 'running'"),
@@ -955,4 +976,3 @@ fn fault_soak_every_table_equal_no_duplicate_no_hole() {
     let hung: Vec<String> = stalls.iter().filter(|i| i.stall_timed_out).map(|i| i.to_string()).collect();
     assert!(hung.is_empty(), "{}: stalls nobody gave up on within {STALL_MAX:?}:\n{}", soak.ctx(), hung.join("\n"));
 }
-

@@ -244,7 +244,10 @@ fn accept_loop(listener: TcpListener, upstream: SocketAddr, shared: Arc<Shared>)
                             _ => Action::Slow,
                         };
                         let dir = if rng.chance(0.5) { Dir::Up } else { Dir::Down };
-                        faults.push(Fault { action, trigger: Trigger::Byte { dir, offset: rng.log_uniform(r.max_offset) } });
+                        faults.push(Fault {
+                            action,
+                            trigger: Trigger::Byte { dir, offset: rng.log_uniform(r.max_offset) },
+                        });
                     }
                     (faults, rng, r.statements.clone(), r.statement_stall)
                 }
@@ -501,7 +504,14 @@ fn end_stall(conn: &Conn, log: usize, since: Instant, timed_out: bool) {
 }
 
 /// Writes `bytes`, applying byte faults. Ok(false): the rest of this read is held (stall).
-fn forward(conn: &Conn, dir: Dir, dst: &mut TcpStream, bytes: &[u8], offset: &mut u64, mode: &mut Mode) -> Result<bool, ()> {
+fn forward(
+    conn: &Conn,
+    dir: Dir,
+    dst: &mut TcpStream,
+    bytes: &[u8],
+    offset: &mut u64,
+    mode: &mut Mode,
+) -> Result<bool, ()> {
     let mut rest = bytes;
     while !rest.is_empty() {
         if let Some((at, action, statement)) = conn.byte_fault(dir, *offset, rest.len()) {

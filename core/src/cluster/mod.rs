@@ -235,7 +235,10 @@ impl ClusterHandle {
 
     /// Connects as `pg` says; `prefer` falls back to plain TCP when the TLS handshake fails
     /// (libpq does the same), e.g. an old server whose TLS this OpenSSL refuses.
-    async fn open_bounded(&self, pg: &tokio_postgres::Config) -> Result<Result<Connected, tokio_postgres::Error>, Error> {
+    async fn open_bounded(
+        &self,
+        pg: &tokio_postgres::Config,
+    ) -> Result<Result<Connected, tokio_postgres::Error>, Error> {
         // tokio-postgres bounds only the TCP connect by connect_timeout; a server (or anything
         // between) that accepts it and then stalls in TLS, startup or authentication would be
         // waited for forever, its keepalives answered all along. libpq bounds the whole of it.

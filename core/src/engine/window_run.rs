@@ -250,7 +250,10 @@ async fn finish(
         _ => {
             sink.commit().await?;
             state
-                .within(what, state.history_finish(state.client(), history_id, Outcome::Succeeded, delivered, elapsed, None))
+                .within(
+                    what,
+                    state.history_finish(state.client(), history_id, Outcome::Succeeded, delivered, elapsed, None),
+                )
                 .await?;
             state.within(what, state.advance_cursor(state.client(), &table.job, &name, window.end)).await
         }

@@ -28,9 +28,7 @@ impl State {
             "UPDATE {} SET diff = 0, reset_at = now() WHERE job = $1 AND table_name = $2 AND window_id = $3 AND diff > 0",
             self.table("alarms")
         );
-        self.client()
-            .execute(&close, &[&c.job, &c.table, &c.window])
-            .bounded(self, "closing earlier alarms").await?;
+        self.client().execute(&close, &[&c.job, &c.table, &c.window]).bounded(self, "closing earlier alarms").await?;
         if c.equal {
             return Ok(0);
         }
@@ -47,7 +45,8 @@ impl State {
                     &sql,
                     &[&c.job, &c.table, &c.window, &d.bucket, &c.source_count, &c.target_count, &d.kind.as_str(), &key],
                 )
-                .bounded(self, "writing alarms").await?;
+                .bounded(self, "writing alarms")
+                .await?;
             written += 1;
         }
         if c.differences.len() < c.total_differences || c.differences.is_empty() {
@@ -61,7 +60,8 @@ impl State {
                     &sql,
                     &[&c.job, &c.table, &c.window, &bucket_of_summary, &c.source_count, &c.target_count, &kind, &note],
                 )
-                .bounded(self, "writing alarms").await?;
+                .bounded(self, "writing alarms")
+                .await?;
             written += 1;
         }
         Ok(written)

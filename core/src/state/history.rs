@@ -117,7 +117,8 @@ impl State {
         let id: i64 = self
             .client()
             .query_one("SELECT nextval(pg_get_serial_sequence($1, 'id'))", &[&t])
-            .bounded(self, "drawing a history id").await?
+            .bounded(self, "drawing a history id")
+            .await?
             .get(0);
         let sql = format!(
             "INSERT INTO {t} (id, job, table_name, target_table, window_id, window_start, window_end, mode, chain, \
@@ -142,7 +143,8 @@ impl State {
                     &pid,
                 ],
             )
-            .bounded(self, "writing history").await?;
+            .bounded(self, "writing history")
+            .await?;
         Ok(id)
     }
 
@@ -212,7 +214,8 @@ impl State {
         let rows = self
             .client()
             .query(&sql, &[&filter.job, &filter.table, &filter.failed_only, &filter.limit])
-            .bounded(self, "reading history").await?;
+            .bounded(self, "reading history")
+            .await?;
         // Timestamps as text (see `ts_text`); the instants in UTC.
         let utc = |text: Option<String>, what: &str| -> Result<Option<DateTime<Utc>>, Error> {
             text.map(|t| self.timestamp(t, what).map(|t| t.and_utc())).transpose()

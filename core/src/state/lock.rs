@@ -33,7 +33,8 @@ impl State {
         let got: bool = self
             .client()
             .query_one("SELECT pg_try_advisory_lock($1, $2)", &[&NAMESPACE, &key])
-            .bounded(self, "taking the job lock").await?
+            .bounded(self, "taking the job lock")
+            .await?
             .get(0);
         if got {
             self.close_abandoned(job).await?;

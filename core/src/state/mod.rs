@@ -116,8 +116,7 @@ impl State {
     /// The cursor of a table: the end of its last loaded window.
     pub async fn cursor(&self, job: &str, table: &str) -> Result<Option<NaiveDateTime>, Error> {
         let sql = format!("SELECT cursor_end::text FROM {} WHERE job = $1 AND table_name = $2", self.table("cursors"));
-        let row =
-            self.client().query_opt(&sql, &[&job, &table]).bounded(self, "reading the cursor").await?;
+        let row = self.client().query_opt(&sql, &[&job, &table]).bounded(self, "reading the cursor").await?;
         row.map(|r| self.timestamp(r.get(0), "the cursor")).transpose()
     }
 
