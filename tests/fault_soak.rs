@@ -387,6 +387,88 @@ fn compare_gives_up_a_stalled_session_at_once() {
     assert!(held < Duration::from_secs(4), "the stalled session stayed open {held:?}");
 }
 
+/// A sibling of the lost COMMIT reply, found by reading the fix rather than by the soak: the
+/// job lock lives on the state session, so when that session dies mid-window (a network cut,
+/// a terminated backend) the lock goes with it while the window's own transaction goes on.
+/// A second run then took the lock, closed the first one's attempt as abandoned and loaded the
+/// same window; the first still committed its copy with the cursor: in append mode, every row
+/// of the window twice (240 of 180). Now a window commits only over its own `running` history
+/// row: one closed meanwhile by the run that took over rolls back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_lost_its_lock_with_its_state_session_does_not_commit_a_window_twice() {
+    use support::runs::{wait_for_row, Guard};
+    let env = TestEnv::new("lost_lock");
+    env.src_psql(THREE_HOURS_SQL);
+    env.dst_psql("CREATE TABLE public.events (id int NOT NULL, ts timestamp NOT NULL, v text);");
+    env.write_config(
+        r#"{CLUSTERS}
+
+[jobs.j]
+from = "src"
+to = "dst"
+start = "2024-03-01 00:00:00"
+end = "2024-03-01 03:00:00"
+duration = "1h"
+mode = "append"
+
+[[jobs.j.tables]]
+table = "public.events"
+condition_column = "ts"
+"#,
+    );
+    let dst = env.dst.admin(&env.dst_db).await;
+    // The first run's first window waits in its COPY behind this lock.
+    let locker = env.dst.admin(&env.dst_db).await;
+    locker.batch_execute("BEGIN; LOCK TABLE public.events IN ACCESS EXCLUSIVE MODE").await.unwrap();
+    let first = Guard(Some(env.spawn(&["run"])));
+    let in_copy = format!(
+        "SELECT pid::bigint FROM pg_stat_activity WHERE datname = current_database() \
+         AND application_name LIKE 'gptransfer pid {} %' AND query LIKE 'COPY%' AND wait_event_type = 'Lock'",
+        first.pid()
+    );
+    wait_for_row(&dst, "the first run's COPY to wait for the lock", &in_copy).await;
+    // Its state session (the one not copying) dies, and the job lock with it.
+    let state_backend = wait_for_row(
+        &dst,
+        "the first run's state session",
+        &format!(
+            "SELECT pid::bigint FROM pg_stat_activity WHERE datname = current_database() \
+             AND application_name LIKE 'gptransfer pid {} %' AND query NOT LIKE 'COPY%'",
+            first.pid()
+        ),
+    )
+    .await;
+    dst.execute("SELECT pg_terminate_backend(($1::bigint)::int)", &[&state_backend]).await.unwrap();
+    // A second run takes the job over and waits behind the same lock.
+    let second = Guard(Some(env.spawn(&["run"])));
+    wait_for_row(
+        &dst,
+        "the second run's COPY to wait for the lock",
+        &format!(
+            "SELECT pid::bigint FROM pg_stat_activity WHERE datname = current_database() \
+             AND application_name LIKE 'gptransfer pid {} %' AND query LIKE 'COPY%' AND wait_event_type = 'Lock'",
+            second.pid()
+        ),
+    )
+    .await;
+    locker.batch_execute("COMMIT").await.unwrap();
+    let (first, second) = (first.wait(), second.wait());
+    let digest = |pg: &support::Pg, db: &str| support::table_digest(pg, db, "public.events", &["id", "ts", "v"], "id", "true");
+    assert_eq!(digest(env.dst, &env.dst_db), digest(env.src, &env.db), "each row once\n{}", first.render());
+    second.assert_success();
+    assert_eq!(first.code, 1, "{}", first.render());
+    assert!(first.stdout.contains("no longer running"), "{}", first.render());
+    assert_eq!(
+        env.dst_psql(
+            "SELECT string_agg(window_id || ' ' || status, E'\\n' ORDER BY id) FROM gptransfer.history"
+        ),
+        "20240301000000^20240301010000 failed\n\
+         20240301000000^20240301010000 succeeded\n\
+         20240301010000^20240301020000 succeeded\n\
+         20240301020000^20240301030000 succeeded"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // The soak
 // ---------------------------------------------------------------------------------------------
