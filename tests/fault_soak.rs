@@ -754,35 +754,60 @@ impl Soak<'_> {
 
     /// Runs the binary; never a panic, a signal or a hang, whatever the faults.
     fn run(&mut self, args: &[&str], allowed: &[i32]) -> CmdOutput {
+        self.run_together(&[args], Duration::ZERO, allowed).pop().unwrap()
+    }
+
+    /// Runs each command line, the next one `stagger` after the one before, all at once;
+    /// never a panic, a signal or a hang, whatever the faults.
+    fn run_together(&mut self, commands: &[&[&str]], stagger: Duration, allowed: &[i32]) -> Vec<CmdOutput> {
         let began = Instant::now();
         let faults_before = (self.src_proxy.injected().len(), self.dst_proxy.injected().len());
-        let out = self.env.spawn(args).wait_timeout(RUN_LIMIT);
-        if std::env::var_os("GPT_SOAK_VERBOSE").is_some() {
-            eprintln!("round {} {args:?} exit {} in {:.2}s", self.round, out.code, began.elapsed().as_secs_f64());
+        let mut running = Vec::new();
+        for (i, args) in commands.iter().enumerate() {
+            if i > 0 {
+                thread::sleep(stagger);
+            }
+            running.push(self.env.spawn(args));
+        }
+        let outs: Vec<CmdOutput> = running.into_iter().map(|r| r.wait_timeout(RUN_LIMIT)).collect();
+        let verbose = std::env::var_os("GPT_SOAK_VERBOSE").is_some();
+        if verbose {
+            let codes: Vec<i32> = outs.iter().map(|o| o.code).collect();
+            eprintln!("round {} {commands:?} exit {codes:?} in {:.2}s", self.round, began.elapsed().as_secs_f64());
             let new = self.src_proxy.injected().split_off(faults_before.0);
             for f in new.iter().chain(&self.dst_proxy.injected().split_off(faults_before.1)) {
                 eprintln!("    {f}");
             }
-            if began.elapsed() > Duration::from_secs(4) {
+        }
+        let ctx = self.ctx();
+        for (args, out) in commands.iter().zip(&outs) {
+            if verbose && began.elapsed() > Duration::from_secs(4) {
                 eprintln!("{}", out.stderr);
             }
+            *self.exits.entry(format!("{} → {}", args[0], out.code)).or_default() += 1;
+            assert!(!out.stderr.contains("panicked"), "{ctx}: gptransfer {args:?} panicked\n{}", out.render());
+            assert!(allowed.contains(&out.code), "{ctx}: gptransfer {args:?} exit {}\n{}", out.code, out.render());
         }
-        *self.exits.entry(format!("{} → {}", args[0], out.code)).or_default() += 1;
-        let ctx = self.ctx();
-        assert!(!out.stderr.contains("panicked"), "{ctx}: gptransfer {args:?} panicked\n{}", out.render());
-        assert!(allowed.contains(&out.code), "{ctx}: gptransfer {args:?} exit {}\n{}", out.code, out.render());
-        out
+        outs
     }
 
-    /// One command line the daemon or a cron would run, chosen at random.
+    /// What the daemon or a cron would run, chosen at random; sometimes two at once (one job
+    /// lock: the second waits its turn by exiting 75, or takes over a run that lost its lock).
     fn one_round_of_work(&mut self) {
         let parallel = if self.rng.chance(0.5) { "2" } else { "1" };
+        let run: &[&str] = &["run", "--parallel", parallel];
+        let daemon: &[&str] = &["daemon", "--rounds", "2", "--interval", "200ms", "--parallel", parallel];
+        let allowed = [0, 1, 2, 75];
         match self.rng.below(100) {
-            0..=54 => {
-                self.run(&["run", "--parallel", parallel], &[0, 1, 2, 75]);
+            0..=44 => {
+                self.run(run, &allowed);
+            }
+            45..=79 => {
+                self.run(daemon, &allowed);
             }
             _ => {
-                self.run(&["daemon", "--rounds", "2", "--interval", "200ms", "--parallel", parallel], &[0, 1, 2, 75]);
+                let stagger = Duration::from_millis(self.rng.below(1500));
+                self.run_together(&[run, daemon], stagger, &allowed);
             }
         }
         if self.rng.chance(0.3) {
