@@ -453,15 +453,14 @@ condition_column = "ts"
     .await;
     locker.batch_execute("COMMIT").await.unwrap();
     let (first, second) = (first.wait(), second.wait());
-    let digest = |pg: &support::Pg, db: &str| support::table_digest(pg, db, "public.events", &["id", "ts", "v"], "id", "true");
+    let digest =
+        |pg: &support::Pg, db: &str| support::table_digest(pg, db, "public.events", &["id", "ts", "v"], "id", "true");
     assert_eq!(digest(env.dst, &env.dst_db), digest(env.src, &env.db), "each row once\n{}", first.render());
     second.assert_success();
     assert_eq!(first.code, 1, "{}", first.render());
     assert!(first.stdout.contains("no longer running"), "{}", first.render());
     assert_eq!(
-        env.dst_psql(
-            "SELECT string_agg(window_id || ' ' || status, E'\\n' ORDER BY id) FROM gptransfer.history"
-        ),
+        env.dst_psql("SELECT string_agg(window_id || ' ' || status, E'\\n' ORDER BY id) FROM gptransfer.history"),
         "20240301000000^20240301010000 failed\n\
          20240301000000^20240301010000 succeeded\n\
          20240301010000^20240301020000 succeeded\n\
@@ -583,23 +582,28 @@ fn faults_wanted() -> usize {
     std::env::var("GPT_SOAK_FAULTS").ok().and_then(|v| v.parse().ok()).unwrap_or(FAULTS)
 }
 
-fn random_plan(seed: u64) -> Plan {
-    let rule = |pattern: &str, probability: f64| StatementRule { pattern: pattern.to_string(), probability };
+/// The soak's faults; `scale` multiplies every chance (a loaded machine runs fewer rounds in
+/// the time, so it gets more faults a round).
+fn random_plan(seed: u64, scale: f64) -> Plan {
+    let rule = |pattern: &str, probability: f64| StatementRule {
+        pattern: pattern.to_string(),
+        probability: probability * scale,
+    };
     Plan::Random(RandomFaults {
         seed,
-        per_connection: 0.18,
+        per_connection: 0.25 * scale,
         max_offset: 256 * 1024,
         // cut, stall, slow
         weights: [60, 8, 32],
         statement_stall: 0.1,
         statements: vec![
             // The window's commit: before it (rolled back), or its reply lost (committed).
-            rule("COMMIT", 0.12),
-            rule("COPY", 0.06),
+            rule("COMMIT", 0.16),
+            rule("COPY", 0.08),
             rule("\"history\"", 0.03),
-            rule("\"cursors\"", 0.04),
-            rule("DELETE FROM", 0.05),
-            rule("TRUNCATE", 0.05),
+            rule("\"cursors\"", 0.05),
+            rule("DELETE FROM", 0.07),
+            rule("TRUNCATE", 0.07),
             rule("pg_try_advisory_lock", 0.05),
         ],
     })
@@ -674,7 +678,7 @@ impl Soak<'_> {
     }
 
     /// New rows ahead of every cursor, late rows into loaded windows of replace and merge,
-    /// changes to the full table; the end moves on by 1–3 windows.
+    /// changes to the full table; the end moves on by 1–2 windows.
     fn mutate(&mut self) {
         let mut sql = String::new();
         let ahead_from = self.data_hour;
@@ -745,7 +749,7 @@ impl Soak<'_> {
         }
         self.full_dirty = now;
         self.data_hour = ahead_to;
-        self.end_hour += 1 + self.rng.below(3) as i64;
+        self.end_hour += 1 + self.rng.below(2) as i64;
     }
 
     fn write_config(&self, timeouts: (&str, &str)) {
@@ -1001,12 +1005,15 @@ fn fault_soak_every_table_equal_no_duplicate_no_hole() {
         round: 0,
         exits: BTreeMap::new(),
     };
-    soak.src_proxy.set_plan(random_plan(seed));
-    soak.dst_proxy.set_plan(random_plan(seed.rotate_left(17)));
 
     let wanted = faults_wanted();
     let faulty = Instant::now();
     while soak.faults().len() < wanted && faulty.elapsed() < FAULTY_BUDGET {
+        // Behind the pace that reaches `wanted` in 70% of the budget: more faults a round.
+        let pace = wanted as f64 * faulty.elapsed().as_secs_f64() / (0.7 * FAULTY_BUDGET.as_secs_f64());
+        let scale = (pace / soak.faults().len().max(1) as f64).clamp(1.0, 2.5);
+        soak.src_proxy.set_plan(random_plan(seed, scale));
+        soak.dst_proxy.set_plan(random_plan(seed.rotate_left(17), scale));
         soak.round += 1;
         soak.mutate();
         soak.write_config(("1s", READ_TIMEOUT));
@@ -1015,6 +1022,8 @@ fn fault_soak_every_table_equal_no_duplicate_no_hole() {
     }
     let faults = soak.faults();
     let faulty_time = faulty.elapsed();
+    let progress =
+        format!("cursors at hours {:?} of {} under faults", soak.cursors.values().collect::<Vec<_>>(), soak.end_hour);
 
     // Faults off: everything is loaded and re-loaded, then all must be equal.
     soak.src_proxy.set_plan(Plan::Pass);
@@ -1063,7 +1072,7 @@ fn fault_soak_every_table_equal_no_duplicate_no_hole() {
     let stalls: Vec<&Injected> = faults.iter().filter(|i| i.action == Action::Stall).collect();
     eprintln!(
         "fault soak: seed {seed}, {} rounds, {} faults in {:.1}s ({} cut, {} stall, {} slow; {} at a statement; \
-         {} source, {} target), {} + {} connections; exits {:?}; {:.1}s in all",
+         {} source, {} target), {} + {} connections; {progress}; exits {:?}; {:.1}s in all",
         soak.round,
         faults.len(),
         faulty_time.as_secs_f64(),
