@@ -205,6 +205,10 @@ impl Proxy {
         self.shared.log.lock().unwrap().clone()
     }
 
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
     /// Connections accepted so far.
     pub fn connections(&self) -> u64 {
         self.shared.connections.load(Ordering::Relaxed)
