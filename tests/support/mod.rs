@@ -32,6 +32,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is how a test helper reports
 
 pub mod files;
+pub mod proxy;
 pub mod runs;
 pub mod sshd;
 pub mod stallfs;

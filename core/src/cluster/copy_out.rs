@@ -33,8 +33,7 @@ impl Session {
                     Ok(None) => None,
                     Err(_) => Some((
                         Err(RoleError::retriable(format!(
-                            "source cluster {cluster:?} sent nothing for {}s (read_timeout): stalled stream",
-                            timeout.as_secs()
+                            "source cluster {cluster:?} sent nothing for {timeout:?} (read_timeout): stalled stream"
                         ))),
                         (stream, session, cluster),
                     )),

@@ -19,6 +19,9 @@ use crate::config::ClusterConfig;
 use crate::dialect::{sql, Flavour};
 use crate::error::{pg_message, Error, RoleError};
 
+/// Used when the parameters carry no connect timeout (the config always sets one).
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A configured cluster, password resolved, ready to open sessions.
 #[derive(Clone)]
 pub struct ClusterHandle {
@@ -52,6 +55,29 @@ pub struct Session {
     pub backend_pid: i32,
     /// Timeout for each read on this session.
     pub read_timeout: Duration,
+    /// Closes the connection once the session is dropped (see [`ConnectionTask`]).
+    _connection: ConnectionTask,
+}
+
+/// How long a dropped session's connection may take to end by itself.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// The task driving a session's connection. Dropping the client ends it only once no
+/// statement is in flight: a session given up on after a read_timeout kept its socket until
+/// the server answered — never, through a stalled network — and the server kept the window's
+/// transaction and its locks (a full table's TRUNCATE blocked every later load of it). So a
+/// moment after the session is dropped, the socket is closed.
+struct ConnectionTask(Option<tokio::task::AbortHandle>);
+
+impl Drop for ConnectionTask {
+    fn drop(&mut self) {
+        if let (Some(task), Ok(runtime)) = (self.0.take(), tokio::runtime::Handle::try_current()) {
+            runtime.spawn(async move {
+                tokio::time::sleep(CLOSE_GRACE).await;
+                task.abort();
+            });
+        }
+    }
 }
 
 impl Session {
@@ -60,7 +86,22 @@ impl Session {
         &self,
         fut: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
     ) -> Result<T, RoleError> {
-        timed(self.read_timeout, fut).await
+        match tokio::time::timeout(self.read_timeout, fut).await {
+            Ok(result) => result.map_err(|e| role_error(&e)),
+            Err(_) => {
+                self.close();
+                Err(stalled(self.read_timeout))
+            }
+        }
+    }
+
+    /// Closes the connection now; the server rolls back what is open. After a statement got
+    /// no answer the session is of no more use: whatever is sent next waits behind it, each
+    /// for its own read_timeout (a compare of many windows took as many timeouts).
+    pub fn close(&self) {
+        if let Some(task) = &self._connection.0 {
+            task.abort();
+        }
     }
 }
 
@@ -185,7 +226,7 @@ impl ClusterHandle {
     }
 
     /// One connection attempt, with or without TLS; the connection task is spawned.
-    async fn open(&self, pg: &tokio_postgres::Config, plain: bool) -> Result<Client, tokio_postgres::Error> {
+    async fn open(&self, pg: &tokio_postgres::Config, plain: bool) -> Result<Connected, tokio_postgres::Error> {
         match (&self.tls, plain) {
             (Tls::On { connector, .. }, false) => spawn_connection(pg, connector.clone(), &self.name).await,
             _ => spawn_connection(pg, NoTls, &self.name).await,
@@ -194,7 +235,27 @@ impl ClusterHandle {
 
     /// Connects as `pg` says; `prefer` falls back to plain TCP when the TLS handshake fails
     /// (libpq does the same), e.g. an old server whose TLS this OpenSSL refuses.
-    async fn open_prefer(&self, pg: &tokio_postgres::Config) -> Result<Client, tokio_postgres::Error> {
+    async fn open_bounded(
+        &self,
+        pg: &tokio_postgres::Config,
+    ) -> Result<Result<Connected, tokio_postgres::Error>, Error> {
+        // tokio-postgres bounds only the TCP connect by connect_timeout; a server (or anything
+        // between) that accepts it and then stalls in TLS, startup or authentication would be
+        // waited for forever, its keepalives answered all along. libpq bounds the whole of it.
+        let limit = self.pg.get_connect_timeout().copied().unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+        tokio::time::timeout(limit, self.open_prefer(pg)).await.map_err(|_| {
+            self.error(
+                format!("cannot connect: no answer within {limit:?} (connect_timeout)"),
+                Some(
+                    "check that the server (and anything between: a proxy, a pooler) answers; raise connect_timeout \
+                     if it is only slow"
+                        .into(),
+                ),
+            )
+        })
+    }
+
+    async fn open_prefer(&self, pg: &tokio_postgres::Config) -> Result<Connected, tokio_postgres::Error> {
         match self.open(pg, false).await {
             // Only a failed handshake: an unreachable server would just be waited for twice.
             Err(e)
@@ -216,11 +277,11 @@ impl ClusterHandle {
     pub async fn connect(&self, application: &str, timezone: Option<&str>) -> Result<Session, Error> {
         let mut pg = self.pg.clone();
         pg.application_name(application);
-        let client = match self.open_prefer(&pg).await {
+        let (client, task) = match self.open_bounded(&pg).await? {
             Ok(c) => c,
             // 8.x servers (GP4, GP5) refuse the application_name startup parameter.
             Err(e) if e.code().map(|c| c.code()) == Some("42704") => {
-                self.open_prefer(&self.pg).await.map_err(|e| self.connect_error(&e))?
+                self.open_bounded(&self.pg).await?.map_err(|e| self.connect_error(&e))?
             }
             Err(e) => return Err(self.connect_error(&e)),
         };
@@ -233,7 +294,7 @@ impl ClusterHandle {
         timed(self.read_timeout, client.batch_execute(&sql::session_setup(flavour, timezone)))
             .await
             .map_err(|m| self.error(format!("cannot apply session settings: {m}"), None))?;
-        Ok(Session { client, flavour, backend_pid, read_timeout: self.read_timeout })
+        Ok(Session { client, flavour, backend_pid, read_timeout: self.read_timeout, _connection: task })
     }
 
     /// The connection parameters (host, port, user, database, password), for tools such as
@@ -279,21 +340,28 @@ pub async fn timed<T>(
     fut: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
 ) -> Result<T, RoleError> {
     match tokio::time::timeout(read_timeout, fut).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(RoleError { message: pg_message(&e), retriable: crate::error::is_connection_error(&e) }),
-        Err(_) => Err(RoleError::retriable(format!(
-            "no answer from the server within {}s (read_timeout)",
-            read_timeout.as_secs()
-        ))),
+        Ok(result) => result.map_err(|e| role_error(&e)),
+        Err(_) => Err(stalled(read_timeout)),
     }
 }
+
+fn role_error(e: &tokio_postgres::Error) -> RoleError {
+    RoleError { message: pg_message(e), retriable: crate::error::is_connection_error(e) }
+}
+
+fn stalled(read_timeout: Duration) -> RoleError {
+    RoleError::retriable(format!("no answer from the server within {read_timeout:?} (read_timeout)"))
+}
+
+/// A client and the task of its connection.
+type Connected = (Client, ConnectionTask);
 
 /// Connects and spawns the connection's task, so callers need not name its TLS stream type.
 async fn spawn_connection<T>(
     pg: &tokio_postgres::Config,
     tls: T,
     cluster: &str,
-) -> Result<Client, tokio_postgres::Error>
+) -> Result<Connected, tokio_postgres::Error>
 where
     T: MakeTlsConnect<Socket>,
     T::Stream: Send + 'static,
@@ -302,10 +370,10 @@ where
 {
     let (client, connection) = pg.connect(tls).await?;
     let cluster = cluster.to_string();
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!(cluster = %cluster, "connection ended: {}", pg_message(&e));
         }
     });
-    Ok(client)
+    Ok((client, ConnectionTask(Some(task.abort_handle()))))
 }

@@ -136,12 +136,13 @@ pub(super) async fn run_window(
             Err((Failure::Interrupted(interrupt.signal().unwrap_or(2)), LoadDetail::default()))
         }
     };
+    // A failure while committing leaves what was delivered: the commit may have gone through.
     let outcome = match loaded {
         Ok((sink, delivered)) => finish(state, table, history_id, window, delivered, started, sink, state_on_target)
             .await
             .map(|()| delivered)
-            .map_err(|e| (Failure::Role(e), delivered.detail)),
-        Err(f) => Err(f),
+            .map_err(|e| (Failure::Role(e), delivered.detail, Some(delivered))),
+        Err((f, detail)) => Err((f, detail, None)),
     };
     let elapsed = started.elapsed().as_secs_f64();
     report.elapsed_seconds = (elapsed * 100.0).round() / 100.0;
@@ -152,7 +153,7 @@ pub(super) async fn run_window(
             report.rows_written = d.rows_written;
             report.bytes = d.bytes;
         }
-        Err((f, detail)) => {
+        Err((f, detail, committing)) => {
             let (rows, bytes) = counters.get();
             report.rows_read = rows;
             report.bytes = bytes;
@@ -164,11 +165,33 @@ pub(super) async fn run_window(
                 ),
             };
             let partial = Delivered { rows_read: rows, bytes, rows_written: 0, detail };
-            if let Err(e) = state
-                .history_finish(state.client(), history_id, Outcome::Failed, partial, elapsed, Some(&message))
+            // Recorded over a `running` row only: one the commit made `succeeded` is left as it
+            // is, and proves the window landed.
+            match state
+                .within(
+                    "recording the failure",
+                    state.history_finish(state.client(), history_id, Outcome::Failed, partial, elapsed, Some(&message)),
+                )
                 .await
             {
-                tracing::warn!("could not record the failure in history: {}", crate::error::pg_message(&e));
+                Ok(0) => {
+                    if let Some(delivered) = committing {
+                        if landed(state, history_id).await {
+                            tracing::warn!(
+                                job = %table.job, table = %table.display_name(), window = %window.id(),
+                                "{message}; but the window is committed: its history row, written with its rows, \
+                                 says succeeded (the reply to COMMIT was lost)"
+                            );
+                            report.status = WindowStatus::Succeeded;
+                            report.rows_read = delivered.rows_read;
+                            report.rows_written = delivered.rows_written;
+                            report.bytes = delivered.bytes;
+                            return report;
+                        }
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!("could not record the failure in history: {}", e.message),
             }
             tracing::error!(
                 job = %table.job, table = %table.source_table, window = %window.id(),
@@ -178,6 +201,19 @@ pub(super) async fn run_window(
         }
     }
     report
+}
+
+/// Whether the attempt's history row says `succeeded`: it is written in the window's own
+/// transaction (state on the target) or after the window's commit (elsewhere), so it is there
+/// only when the rows are, whatever the client heard of the commit.
+async fn landed(state: &State, history_id: i64) -> bool {
+    match state.history_status(history_id).await {
+        Ok(status) => status.as_deref() == Some("succeeded"),
+        Err(e) => {
+            tracing::warn!("could not read back history row {history_id}: {e}");
+            false
+        }
+    }
 }
 
 /// History and cursor, then commit: inside the load's transaction when the state lives on
@@ -196,23 +232,31 @@ async fn finish(
 ) -> Result<(), RoleError> {
     let elapsed = started.elapsed().as_secs_f64();
     let name = table.cursor_key();
-    let state_err = |e: tokio_postgres::Error| RoleError::from_pg("recording the window in state", &e);
+    // Bounded like every statement: the state's read_timeout is the target's here.
+    let what = "recording the window in state";
     match sink.transaction() {
         Some(tx) if state_on_target => {
-            state
-                .history_finish(tx, history_id, Outcome::Succeeded, delivered, elapsed, None)
-                .await
-                .map_err(state_err)?;
-            state.advance_cursor(tx, &table.job, &name, window.end).await.map_err(state_err)?;
+            let finished = state
+                .within(what, state.history_finish(tx, history_id, Outcome::Succeeded, delivered, elapsed, None))
+                .await?;
+            if finished == 0 {
+                return Err(RoleError::new(format!(
+                    "history row {history_id} of this attempt is no longer running (closed by another process?); \
+                     the window was rolled back"
+                )));
+            }
+            state.within(what, state.advance_cursor(tx, &table.job, &name, window.end)).await?;
             sink.commit().await
         }
         _ => {
             sink.commit().await?;
             state
-                .history_finish(state.client(), history_id, Outcome::Succeeded, delivered, elapsed, None)
-                .await
-                .map_err(state_err)?;
-            state.advance_cursor(state.client(), &table.job, &name, window.end).await.map_err(state_err)
+                .within(
+                    what,
+                    state.history_finish(state.client(), history_id, Outcome::Succeeded, delivered, elapsed, None),
+                )
+                .await?;
+            state.within(what, state.advance_cursor(state.client(), &table.job, &name, window.end)).await
         }
     }
 }

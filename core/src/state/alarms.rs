@@ -1,7 +1,7 @@
 //! Alarms: one row per difference a compare found (`data_name = 'GPTRANSFER'`), polled by
 //! `alarm check`, acknowledged by `alarm reset` (diff set to 0, reset time kept).
 
-use super::State;
+use super::{Bounded, State};
 use crate::compare::WindowComparison;
 use crate::error::Error;
 
@@ -28,10 +28,7 @@ impl State {
             "UPDATE {} SET diff = 0, reset_at = now() WHERE job = $1 AND table_name = $2 AND window_id = $3 AND diff > 0",
             self.table("alarms")
         );
-        self.client()
-            .execute(&close, &[&c.job, &c.table, &c.window])
-            .await
-            .map_err(|e| self.error("closing earlier alarms", &e))?;
+        self.client().execute(&close, &[&c.job, &c.table, &c.window]).bounded(self, "closing earlier alarms").await?;
         if c.equal {
             return Ok(0);
         }
@@ -48,8 +45,8 @@ impl State {
                     &sql,
                     &[&c.job, &c.table, &c.window, &d.bucket, &c.source_count, &c.target_count, &d.kind.as_str(), &key],
                 )
-                .await
-                .map_err(|e| self.error("writing alarms", &e))?;
+                .bounded(self, "writing alarms")
+                .await?;
             written += 1;
         }
         if c.differences.len() < c.total_differences || c.differences.is_empty() {
@@ -63,8 +60,8 @@ impl State {
                     &sql,
                     &[&c.job, &c.table, &c.window, &bucket_of_summary, &c.source_count, &c.target_count, &kind, &note],
                 )
-                .await
-                .map_err(|e| self.error("writing alarms", &e))?;
+                .bounded(self, "writing alarms")
+                .await?;
             written += 1;
         }
         Ok(written)
@@ -79,7 +76,7 @@ impl State {
              AND detected_at >= now() - ($1::float8 * interval '1 hour') GROUP BY table_name ORDER BY table_name",
             self.table("alarms")
         );
-        let rows = self.client().query(&sql, &[&hours]).await.map_err(|e| self.error("reading alarms", &e))?;
+        let rows = self.client().query(&sql, &[&hours]).bounded(self, "reading alarms").await?;
         let tables = |col: usize| rows.iter().filter(|r| r.get::<_, i64>(col) > 0).map(|r| r.get(0)).collect();
         Ok(AlarmStatus {
             differences: rows.iter().map(|r| r.get::<_, i64>(1)).sum(),
@@ -97,6 +94,6 @@ impl State {
             self.table("alarms")
         );
         let before = before.map(super::ts_text);
-        self.client().execute(&sql, &[&table, &before]).await.map_err(|e| self.error("resetting alarms", &e))
+        self.client().execute(&sql, &[&table, &before]).bounded(self, "resetting alarms").await
     }
 }

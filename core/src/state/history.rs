@@ -4,7 +4,7 @@
 use chrono::{DateTime, NaiveDateTime, Utc};
 use tokio_postgres::Client;
 
-use super::State;
+use super::{Bounded, State};
 use crate::config::TableSpec;
 use crate::error::Error;
 use crate::roles::Delivered;
@@ -106,8 +106,7 @@ impl State {
                 ),
                 &[&table.job, &name, &table.target_table.to_string(), &window_id],
             )
-            .await
-            .map_err(|e| self.error("reading history", &e))?
+            .bounded(self, "reading history").await?
             .get(0);
         let attempt = i32::try_from(attempt + 1).unwrap_or(i32::MAX);
         let pid = i32::try_from(std::process::id()).unwrap_or(0);
@@ -118,8 +117,8 @@ impl State {
         let id: i64 = self
             .client()
             .query_one("SELECT nextval(pg_get_serial_sequence($1, 'id'))", &[&t])
-            .await
-            .map_err(|e| self.error("drawing a history id", &e))?
+            .bounded(self, "drawing a history id")
+            .await?
             .get(0);
         let sql = format!(
             "INSERT INTO {t} (id, job, table_name, target_table, window_id, window_start, window_end, mode, chain, \
@@ -144,13 +143,15 @@ impl State {
                     &pid,
                 ],
             )
-            .await
-            .map_err(|e| self.error("writing history", &e))?;
+            .bounded(self, "writing history")
+            .await?;
         Ok(id)
     }
 
     /// Finishes an attempt on `client` (the sink's transaction for a success when the state
-    /// lives on the target, else the state session).
+    /// lives on the target, else the state session). Only a `running` row is finished: a
+    /// failure recorded after a commit whose reply was lost must not overwrite the `succeeded`
+    /// that commit wrote. Returns the rows updated (0: the row was no longer running).
     pub async fn history_finish(
         &self,
         client: &Client,
@@ -159,7 +160,7 @@ impl State {
         delivered: Delivered,
         elapsed_seconds: f64,
         error: Option<&str>,
-    ) -> Result<(), tokio_postgres::Error> {
+    ) -> Result<u64, tokio_postgres::Error> {
         let status = match outcome {
             Outcome::Succeeded => "succeeded",
             Outcome::Failed => "failed",
@@ -167,7 +168,8 @@ impl State {
         let sql = format!(
             "UPDATE {} SET rows_read = $2, rows_written = $3, bytes = $4, finished_at = clock_timestamp(), \
              elapsed_seconds = round($5::float8::numeric, 2), status = $6, error = $7, \
-             rows_inserted = $8, rows_updated = $9, format_errors = $10, duplicates_folded = $11 WHERE id = $1",
+             rows_inserted = $8, rows_updated = $9, format_errors = $10, duplicates_folded = $11 \
+             WHERE id = $1 AND status = 'running'",
             self.table("history")
         );
         let as_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
@@ -189,7 +191,13 @@ impl State {
                 ],
             )
             .await
-            .map(|_| ())
+    }
+
+    /// The status of one attempt (`running`, `succeeded`, `failed`), None when there is no such row.
+    pub async fn history_status(&self, id: i64) -> Result<Option<String>, Error> {
+        let sql = format!("SELECT status FROM {} WHERE id = $1", self.table("history"));
+        let row = self.client().query_opt(&sql, &[&id]).bounded(self, "reading history").await?;
+        Ok(row.map(|r| r.get(0)))
     }
 
     /// History rows, newest first.
@@ -206,8 +214,8 @@ impl State {
         let rows = self
             .client()
             .query(&sql, &[&filter.job, &filter.table, &filter.failed_only, &filter.limit])
-            .await
-            .map_err(|e| self.error("reading history", &e))?;
+            .bounded(self, "reading history")
+            .await?;
         // Timestamps as text (see `ts_text`); the instants in UTC.
         let utc = |text: Option<String>, what: &str| -> Result<Option<DateTime<Utc>>, Error> {
             text.map(|t| self.timestamp(t, what).map(|t| t.and_utc())).transpose()

@@ -1,7 +1,7 @@
 //! One advisory lock per job on the state cluster, held by the state session for the whole
 //! run: released by the server when the process dies, so a crash never leaves it stale.
 
-use super::State;
+use super::{Bounded, State};
 use crate::dialect::sql;
 use crate::error::Error;
 
@@ -33,8 +33,8 @@ impl State {
         let got: bool = self
             .client()
             .query_one("SELECT pg_try_advisory_lock($1, $2)", &[&NAMESPACE, &key])
-            .await
-            .map_err(|e| self.error("taking the job lock", &e))?
+            .bounded(self, "taking the job lock")
+            .await?
             .get(0);
         if got {
             self.close_abandoned(job).await?;
@@ -45,6 +45,7 @@ impl State {
         let holder = match self
             .client()
             .query_opt(sql::advisory_lock_holder(self.session.flavour), &[&as_oid(NAMESPACE), &as_oid(key)])
+            .bounded(self, "naming the lock holder")
             .await
         {
             Ok(Some(r)) => {
@@ -68,7 +69,7 @@ impl State {
             "SELECT host, pid FROM {} WHERE job = $1 AND status = 'running' ORDER BY id DESC LIMIT 1",
             self.table("history")
         );
-        match self.client().query_opt(&sql, &[&job]).await {
+        match self.client().query_opt(&sql, &[&job]).bounded(self, "reading history").await {
             Ok(Some(r)) => {
                 let host: Option<String> = r.get(0);
                 let pid: Option<i32> = r.get(1);
@@ -91,13 +92,17 @@ impl State {
              WHERE job = $1 AND status = 'running'",
             self.table("history")
         );
-        self.client().execute(&sql, &[&job]).await.map_err(|e| self.error("closing abandoned history rows", &e))?;
+        self.client().execute(&sql, &[&job]).bounded(self, "closing abandoned history rows").await?;
         Ok(())
     }
 
     /// Releases a lock early (it is released anyway when the session ends).
     pub async fn release(&self, lock: JobLock) {
-        let _ = self.client().execute("SELECT pg_advisory_unlock($1, $2)", &[&NAMESPACE, &lock.key]).await;
+        let _ = self
+            .client()
+            .execute("SELECT pg_advisory_unlock($1, $2)", &[&NAMESPACE, &lock.key])
+            .bounded(self, "releasing the job lock")
+            .await;
         tracing::debug!(job = %lock.job, "job lock released");
     }
 }

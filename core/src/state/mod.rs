@@ -27,18 +27,33 @@ pub struct State {
     schema: String,
 }
 
-/// The state session: every statement on it ends within `read_timeout` (server-side), and
-/// keepalives detect a dead server, so bookkeeping can never hang a run.
+/// The state session: every statement on it ends within `read_timeout`, on the server
+/// (statement_timeout) and on the client ([`Bounded`]: a network that stops answering is not
+/// seen by the server's timeout, and keepalives are answered by anything in between), so
+/// bookkeeping can never hang a run.
 async fn connect(cluster: &ClusterHandle, application: &str) -> Result<Session, Error> {
     let session = cluster.connect(application, None).await?;
     let ms = session.read_timeout.as_millis().min(i32::MAX as u128);
-    session
-        .client
-        .batch_execute(&format!("SET statement_timeout = {ms}"))
+    crate::cluster::timed(session.read_timeout, session.client.batch_execute(&format!("SET statement_timeout = {ms}")))
         .await
-        .map_err(|e| cluster.error(format!("cannot set statement_timeout: {}", pg_message(&e)), None))?;
+        .map_err(|e| cluster.error(format!("cannot set statement_timeout: {}", e.message), None))?;
     Ok(session)
 }
+
+/// A statement on the state session, bounded by its `read_timeout` and its error in words.
+pub(crate) trait Bounded<T>: std::future::Future<Output = Result<T, tokio_postgres::Error>> + Sized {
+    async fn bounded(self, state: &State, what: &str) -> Result<T, Error> {
+        match tokio::time::timeout(state.session.read_timeout, self).await {
+            Ok(result) => result.map_err(|e| state.error(what, &e)),
+            Err(_) => {
+                state.session.close();
+                Err(Error::State { cluster: state.cluster.name.clone(), message: state.stalled(what) })
+            }
+        }
+    }
+}
+
+impl<T, F: std::future::Future<Output = Result<T, tokio_postgres::Error>>> Bounded<T> for F {}
 
 impl State {
     /// Connects and creates or migrates the schema.
@@ -75,6 +90,25 @@ impl State {
         &self.session.client
     }
 
+    /// What a statement that got no answer within `read_timeout` says.
+    pub(crate) fn stalled(&self, what: &str) -> String {
+        format!("{what}: no answer from the server within {:?} (read_timeout)", self.session.read_timeout)
+    }
+
+    /// Runs `fut` (a statement on the state session or on the window's own transaction)
+    /// within `read_timeout`: a timeout is reported as a connection error would be.
+    pub async fn within<T>(
+        &self,
+        what: &str,
+        fut: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+    ) -> Result<T, crate::error::RoleError> {
+        // Not the state session's own `timed`: `fut` may run on the window's transaction, whose
+        // failure closes that session; the state session stays for recording it.
+        crate::cluster::timed(self.session.read_timeout, fut)
+            .await
+            .map_err(|e| crate::error::RoleError { message: format!("{what}: {}", e.message), ..e })
+    }
+
     pub(crate) fn error(&self, what: &str, e: &tokio_postgres::Error) -> Error {
         Error::State { cluster: self.cluster.name.clone(), message: format!("{what}: {}", pg_message(e)) }
     }
@@ -82,8 +116,7 @@ impl State {
     /// The cursor of a table: the end of its last loaded window.
     pub async fn cursor(&self, job: &str, table: &str) -> Result<Option<NaiveDateTime>, Error> {
         let sql = format!("SELECT cursor_end::text FROM {} WHERE job = $1 AND table_name = $2", self.table("cursors"));
-        let row =
-            self.client().query_opt(&sql, &[&job, &table]).await.map_err(|e| self.error("reading the cursor", &e))?;
+        let row = self.client().query_opt(&sql, &[&job, &table]).bounded(self, "reading the cursor").await?;
         row.map(|r| self.timestamp(r.get(0), "the cursor")).transpose()
     }
 

@@ -1,7 +1,7 @@
 //! Creates and migrates the state schema. Runs under an advisory lock so two first runs
 //! cannot both create it.
 
-use super::State;
+use super::{Bounded, State};
 use crate::dialect::sql;
 use crate::error::Error;
 
@@ -13,8 +13,8 @@ pub(super) async fn exists(state: &State) -> Result<bool, Error> {
     let row = state
         .client()
         .query_opt(sql::TABLE_EXISTS, &[&state.schema, &"schema_version"])
-        .await
-        .map_err(|e| state.error("looking for the state schema", &e))?;
+        .bounded(state, "looking for the state schema")
+        .await?;
     Ok(row.is_some())
 }
 
@@ -24,10 +24,13 @@ pub(super) async fn migrate(state: &State) -> Result<(), Error> {
     // the extended protocol asks for ("no binary output function available for type void").
     client
         .execute("SELECT pg_advisory_lock($1, $2) IS NULL", &[&MIGRATION_LOCK.0, &MIGRATION_LOCK.1])
-        .await
-        .map_err(|e| state.error("locking for migration", &e))?;
+        .bounded(state, "locking for migration")
+        .await?;
     let result = migrate_locked(state).await;
-    let _ = client.execute("SELECT pg_advisory_unlock($1, $2)", &[&MIGRATION_LOCK.0, &MIGRATION_LOCK.1]).await;
+    let _ = client
+        .execute("SELECT pg_advisory_unlock($1, $2)", &[&MIGRATION_LOCK.0, &MIGRATION_LOCK.1])
+        .bounded(state, "releasing the migration lock")
+        .await;
     result
 }
 
@@ -36,20 +39,20 @@ async fn migrate_locked(state: &State) -> Result<(), Error> {
     let flavour = state.session.flavour;
     let schema_exists = client
         .query_opt("SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1", &[&state.schema])
-        .await
-        .map_err(|e| state.error("looking for the state schema", &e))?
+        .bounded(state, "looking for the state schema")
+        .await?
         .is_some();
     if !schema_exists {
         client
             .batch_execute(&sql::create_schema(flavour, &state.schema))
-            .await
-            .map_err(|e| state.error("creating the state schema", &e))?;
+            .bounded(state, "creating the state schema")
+            .await?;
     }
     let current: i32 = if exists(state).await? {
         client
             .query_one(&format!("SELECT max(version) FROM {}", state.table("schema_version")), &[])
-            .await
-            .map_err(|e| state.error("reading the state version", &e))?
+            .bounded(state, "reading the state version")
+            .await?
             .get::<_, Option<i32>>(0)
             .unwrap_or(0)
     } else {

@@ -195,13 +195,12 @@ fn join_err(what: &str, e: tokio::task::JoinError) -> RoleError {
 /// Uploads the local window directory's files to `remote` (a fresh directory), manifest last.
 fn upload(ssh: &Ssh, local: &Path, remote: &Path, manifest: &Manifest) -> Result<(), SshError> {
     let sftp = ssh.sftp()?;
-    session::remove_dir_all(&sftp, &ssh.target, remote)?;
-    sftp.mkdir(remote, 0o700)
-        .map_err(|e| SshError(format!("ssh {}: cannot create {}: {e}", ssh.target, remote.display())))?;
+    session::remove_dir_all(ssh, &sftp, remote)?;
+    sftp.mkdir(remote, 0o700).map_err(|e| ssh.sftp_failed("create", remote, &e))?;
     for f in &manifest.files {
-        session::put_with(&sftp, &ssh.target, &local.join(&f.name), &remote.join(&f.name))?;
+        session::put_with(ssh, &sftp, &local.join(&f.name), &remote.join(&f.name))?;
     }
-    session::put_with(&sftp, &ssh.target, &local.join(MANIFEST), &remote.join(MANIFEST))?;
+    session::put_with(ssh, &sftp, &local.join(MANIFEST), &remote.join(MANIFEST))?;
     Ok(())
 }
 
@@ -209,7 +208,7 @@ fn upload(ssh: &Ssh, local: &Path, remote: &Path, manifest: &Manifest) -> Result
 fn download(ssh: &Ssh, remote: &Path, local: &Path) -> Result<(), SshError> {
     let sftp = ssh.sftp()?;
     std::fs::create_dir_all(local).map_err(|e| SshError(format!("cannot create {}: {e}", local.display())))?;
-    session::get_with(&sftp, &ssh.target, &remote.join(MANIFEST), &local.join(MANIFEST))?;
+    session::get_with(ssh, &sftp, &remote.join(MANIFEST), &local.join(MANIFEST))?;
     let text = std::fs::read(local.join(MANIFEST)).map_err(|e| SshError(format!("cannot read the manifest: {e}")))?;
     let manifest: Manifest = serde_json::from_slice(&text).map_err(|e| {
         SshError(format!("ssh {}: {} is not a valid manifest: {e}", ssh.target, remote.join(MANIFEST).display()))
@@ -218,7 +217,7 @@ fn download(ssh: &Ssh, remote: &Path, local: &Path) -> Result<(), SshError> {
         if f.name.contains('/') || f.name.starts_with('.') {
             return Err(SshError(format!("the manifest lists a file outside the window directory: {:?}", f.name)));
         }
-        session::get_with(&sftp, &ssh.target, &remote.join(&f.name), &local.join(&f.name))?;
+        session::get_with(ssh, &sftp, &remote.join(&f.name), &local.join(&f.name))?;
     }
     Ok(())
 }
@@ -312,10 +311,10 @@ impl Transport for SshTransport {
         };
 
         if !self.config.keep_files {
-            let (target, dir) = (ssh.target.clone(), remote.clone());
+            let dir = remote.clone();
             let removed = tokio::task::spawn_blocking(move || {
                 let sftp = ssh.sftp()?;
-                session::remove_dir_all(&sftp, &target, &dir)
+                session::remove_dir_all(&ssh, &sftp, &dir)
             })
             .await;
             if let Ok(Err(e)) = removed {

@@ -17,9 +17,10 @@
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ssh2::{CheckResult, HashType, KnownHostFileKind, KnownHostKeyFormat, Session};
@@ -179,6 +180,8 @@ pub fn command_line(args: &[&str]) -> String {
 #[derive(Clone)]
 pub struct Ssh {
     session: Session,
+    /// The session's socket, to close it under libssh2 ([`Ssh::abandon`]).
+    socket: Arc<TcpStream>,
     /// `user@host:port`, for messages.
     pub target: String,
 }
@@ -245,6 +248,7 @@ pub fn connect(config: &SshConfig) -> Result<Ssh, SshError> {
             tracing::debug!("ssh {target}: TCP_USER_TIMEOUT not set: {e}");
         }
     }
+    let socket = Arc::new(tcp.try_clone().map_err(|e| fail("cannot keep the socket", &e))?);
     session.set_tcp_stream(tcp);
     session.handshake().map_err(|e| fail("handshake failed", &e))?;
     if !config.read_timeout.is_zero() {
@@ -252,7 +256,7 @@ pub fn connect(config: &SshConfig) -> Result<Ssh, SshError> {
     }
     check_host_key(&session, config, &target)?;
     authenticate(&session, config, &target)?;
-    Ok(Ssh { session, target })
+    Ok(Ssh { session, socket, target })
 }
 
 /// Seconds between keepalives: often enough that a dead host is noticed within `read_timeout`.
@@ -492,6 +496,23 @@ impl Ssh {
         }
     }
 
+    /// Closes the connection under libssh2. After a timeout the session is of no more use, and
+    /// every call still made on it — closing the remote file, the SFTP channel, the session
+    /// itself when dropped — would wait out a read_timeout of its own: a stall mid-upload cost
+    /// four read_timeouts (20 minutes at the default) instead of one.
+    pub fn abandon(&self) {
+        let _ = self.socket.shutdown(Shutdown::Both);
+    }
+
+    /// `e` from an SFTP call on this session, in words; a timeout abandons the session.
+    pub fn sftp_failed(&self, what: &str, p: &Path, e: &dyn fmt::Display) -> SshError {
+        let text = e.to_string();
+        if text.contains("Timed out") || text.contains("Timeout") || text.contains("timed out") {
+            self.abandon();
+        }
+        SshError(format!("ssh {}: cannot {what} {}: {text}", self.target, p.display()))
+    }
+
     /// Opens an SFTP channel.
     pub fn sftp(&self) -> Result<ssh2::Sftp, SshError> {
         self.session.sftp().map_err(|e| SshError(format!("ssh {}: cannot start SFTP: {e}", self.target)))
@@ -502,13 +523,13 @@ impl Ssh {
     /// renamed, so a reader never sees half a file.
     pub fn put(&self, local: &Path, remote: &Path) -> Result<u64, SshError> {
         let sftp = self.sftp()?;
-        put_with(&sftp, &self.target, local, remote)
+        put_with(self, &sftp, local, remote)
     }
 
     /// Copies `remote` to a local file over SFTP.
     pub fn get(&self, remote: &Path, local: &Path) -> Result<u64, SshError> {
         let sftp = self.sftp()?;
-        get_with(&sftp, &self.target, remote, local)
+        get_with(self, &sftp, remote, local)
     }
 }
 
@@ -594,10 +615,8 @@ fn drain(
 }
 
 /// [`Ssh::put`] on an open SFTP channel.
-pub fn put_with(sftp: &ssh2::Sftp, target: &str, local: &Path, remote: &Path) -> Result<u64, SshError> {
-    let fail = |what: &str, p: &Path, e: &dyn fmt::Display| {
-        SshError(format!("ssh {target}: cannot {what} {}: {e}", p.display()))
-    };
+pub fn put_with(ssh: &Ssh, sftp: &ssh2::Sftp, local: &Path, remote: &Path) -> Result<u64, SshError> {
+    let fail = |what: &str, p: &Path, e: &dyn fmt::Display| ssh.sftp_failed(what, p, e);
     let mut tmp_name = remote.file_name().map_or_else(Default::default, |n| n.to_os_string());
     tmp_name.push(".tmp");
     let mut dot = std::ffi::OsString::from(".");
@@ -615,10 +634,8 @@ pub fn put_with(sftp: &ssh2::Sftp, target: &str, local: &Path, remote: &Path) ->
             ssh2::OpenType::File,
         )
         .map_err(|e| {
-            SshError(format!(
-                "ssh {target}: cannot create {} as a new private file: {e} (another user's file may be in the way)",
-                tmp.display()
-            ))
+            let failed = fail("create", &tmp, &e);
+            SshError(format!("{} (as a new private file: another user's file may be in the way)", failed.0))
         })?;
     let n = io::copy(&mut from, &mut to).map_err(|e| fail("write", &tmp, &e))?;
     to.fsync().ok();
@@ -635,22 +652,18 @@ pub fn put_with(sftp: &ssh2::Sftp, target: &str, local: &Path, remote: &Path) ->
 }
 
 /// [`Ssh::get`] on an open SFTP channel.
-pub fn get_with(sftp: &ssh2::Sftp, target: &str, remote: &Path, local: &Path) -> Result<u64, SshError> {
-    let mut from =
-        sftp.open(remote).map_err(|e| SshError(format!("ssh {target}: cannot open {}: {e}", remote.display())))?;
+pub fn get_with(ssh: &Ssh, sftp: &ssh2::Sftp, remote: &Path, local: &Path) -> Result<u64, SshError> {
+    let mut from = sftp.open(remote).map_err(|e| ssh.sftp_failed("open", remote, &e))?;
     let mut to = File::create(local).map_err(|e| SshError(format!("cannot create {}: {e}", local.display())))?;
-    let n = io::copy(&mut from, &mut to).map_err(|e| {
-        SshError(format!("ssh {target}: cannot read {} into {}: {e}", remote.display(), local.display()))
-    })?;
+    let n = io::copy(&mut from, &mut to)
+        .map_err(|e| ssh.sftp_failed("read", remote, &format!("{e} (into {})", local.display())))?;
     to.sync_all().map_err(|e| SshError(format!("cannot write {}: {e}", local.display())))?;
     Ok(n)
 }
 
 /// Removes a remote directory and everything in it over SFTP; a missing directory is fine.
-pub fn remove_dir_all(sftp: &ssh2::Sftp, target: &str, dir: &Path) -> Result<(), SshError> {
-    let fail = |what: &str, p: &Path, e: &dyn fmt::Display| {
-        SshError(format!("ssh {target}: cannot {what} {}: {e}", p.display()))
-    };
+pub fn remove_dir_all(ssh: &Ssh, sftp: &ssh2::Sftp, dir: &Path) -> Result<(), SshError> {
+    let fail = |what: &str, p: &Path, e: &dyn fmt::Display| ssh.sftp_failed(what, p, e);
     match sftp.lstat(dir) {
         Ok(stat) if stat.is_dir() => {}
         Ok(_) => return sftp.unlink(dir).map_err(|e| fail("remove", dir, &e)),
@@ -658,7 +671,7 @@ pub fn remove_dir_all(sftp: &ssh2::Sftp, target: &str, dir: &Path) -> Result<(),
     }
     for (path, stat) in sftp.readdir(dir).map_err(|e| fail("list", dir, &e))? {
         if stat.is_dir() {
-            remove_dir_all(sftp, target, &path)?;
+            remove_dir_all(ssh, sftp, &path)?;
         } else {
             sftp.unlink(&path).map_err(|e| fail("remove", &path, &e))?;
         }
