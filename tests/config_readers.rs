@@ -159,6 +159,38 @@ fn succeeded_windows(env: &TestEnv, table: &str) -> Vec<String> {
     .collect()
 }
 
+/// One job row spanning 2020-04-01 00:00-02:00 whose two tables come from the file: fact_a
+/// (replace) and fact_m (merge on id), 1h windows.
+fn two_tables_of_one_job_row(env: &TestEnv, maria: &Maria) {
+    maria.sql(&format!(
+        "{ETL_CONF_D};
+         INSERT INTO etl_conf_d (JOB_NAME, RUN_START_TIMESTAMP, RUN_END_TIMESTAMP, VALID_FLG, job_group)
+         VALUES ('datatransfer', '2020-04-01 00:00:00', '2020-04-01 02:00:00', 'Y', 'g1')"
+    ));
+    fact_table(env, "eda.fact_a");
+    fact_table(env, "eda.fact_m");
+    env.write_config(&clusters_config(
+        maria,
+        r#"
+[jobs.datatransfer]
+from = "src"
+to = "dst"
+duration = "1h"
+reader = { plugin = "mysql", url = "{MYSQL_URL}", password_env = "GPT_MYSQL_PASSWORD", table = "etl_conf_d" }
+
+[[jobs.datatransfer.tables]]
+table = "eda.fact_a"
+condition_column = "evt_timestamp"
+
+[[jobs.datatransfer.tables]]
+table = "eda.fact_m"
+condition_column = "evt_timestamp"
+mode = "merge"
+key = ["id"]
+"#,
+    ));
+}
+
 // ---------------------------------------------------------------------------------------------
 
 #[test]
@@ -250,34 +282,8 @@ tables_from = { plugin = "table-list", cluster = "src", table = "sor.schemaName"
 fn crash_after_target_commit_before_mariadb_update_reloads_harmlessly_and_advances() {
     let env = TestEnv::new("config_readers_crash");
     let maria = Maria::new(&env.db);
-    maria.sql(&format!(
-        "{ETL_CONF_D};
-         INSERT INTO etl_conf_d (JOB_NAME, RUN_START_TIMESTAMP, RUN_END_TIMESTAMP, VALID_FLG, job_group)
-         VALUES ('datatransfer', '2020-04-01 00:00:00', '2020-04-01 02:00:00', 'Y', 'g1')"
-    ));
-    fact_table(&env, "eda.fact_a");
-    fact_table(&env, "eda.fact_m");
     // Tables from the file this time; replace and merge both re-load harmlessly.
-    env.write_config(&clusters_config(
-        &maria,
-        r#"
-[jobs.datatransfer]
-from = "src"
-to = "dst"
-duration = "1h"
-reader = { plugin = "mysql", url = "{MYSQL_URL}", password_env = "GPT_MYSQL_PASSWORD", table = "etl_conf_d" }
-
-[[jobs.datatransfer.tables]]
-table = "eda.fact_a"
-condition_column = "evt_timestamp"
-
-[[jobs.datatransfer.tables]]
-table = "eda.fact_m"
-condition_column = "evt_timestamp"
-mode = "merge"
-key = ["id"]
-"#,
-    ));
+    two_tables_of_one_job_row(&env, &maria);
 
     let crashed = run(&env, &maria, &["run", "--until", "2020-04-01 06:00:00"], Some(FAILPOINT));
     assert_eq!(crashed.code, 128 + 6, "expected SIGABRT from the failpoint\n{}", crashed.render());
@@ -401,33 +407,7 @@ condition_column = "evt_timestamp"
 fn a_rewound_job_row_moves_only_once_every_table_reloaded_its_span() {
     let env = TestEnv::new("config_readers_rewind");
     let maria = Maria::new(&env.db);
-    maria.sql(&format!(
-        "{ETL_CONF_D};
-         INSERT INTO etl_conf_d (JOB_NAME, RUN_START_TIMESTAMP, RUN_END_TIMESTAMP, VALID_FLG, job_group)
-         VALUES ('datatransfer', '2020-04-01 00:00:00', '2020-04-01 02:00:00', 'Y', 'g1')"
-    ));
-    fact_table(&env, "eda.fact_a");
-    fact_table(&env, "eda.fact_m");
-    env.write_config(&clusters_config(
-        &maria,
-        r#"
-[jobs.datatransfer]
-from = "src"
-to = "dst"
-duration = "1h"
-reader = { plugin = "mysql", url = "{MYSQL_URL}", password_env = "GPT_MYSQL_PASSWORD", table = "etl_conf_d" }
-
-[[jobs.datatransfer.tables]]
-table = "eda.fact_a"
-condition_column = "evt_timestamp"
-
-[[jobs.datatransfer.tables]]
-table = "eda.fact_m"
-condition_column = "evt_timestamp"
-mode = "merge"
-key = ["id"]
-"#,
-    ));
+    two_tables_of_one_job_row(&env, &maria);
     let until = ["--until", "2020-04-01 06:00:00"];
     run(&env, &maria, &[&["run"][..], &until].concat(), None).assert_success();
     assert_eq!(maria.windows("TRUE"), "2020-04-01 02:00:00 | 2020-04-01 04:00:00");

@@ -819,19 +819,16 @@ fn gpload_loads_the_largest_double_and_refuses_null_merge_keys() {
 /// control file (whose `SQL: BEFORE` runs with the target's credentials). By default they now
 /// live in a private directory (`$TMPDIR/gptransfer-<uid>`, 0700), each file created fresh with
 /// mode 0600; a directory of that name planted by someone else is refused.
-#[test]
-fn gpload_work_files_are_private() {
-    let env = TestEnv::on("gpload_private_files", Server::Pg, Server::Gp6);
-    env.src_psql(&support::defects_source_sql(100, "36 seconds"));
-    env.dst_psql(V1_TARGET);
-    let log = env.dir().join("modes.log");
+/// A gpload that first appends `stat -c FORMAT` of its work directory, control file and data
+/// file to `log`, then runs the real gpload.
+fn stat_wrapper(env: &TestEnv, log: &std::path::Path, format: &str) -> PathBuf {
     let wrapper = env.write_file(
         "bin/gpload-stat",
         &format!(
             "#!/bin/sh\n\
              if [ \"$1\" = -f ]; then\n\
              control=$2\n\
-             stat -c '%a %u' \"$(dirname \"$control\")\" \"$control\" \"${{control%.yml}}.csv\" >> '{log}'\n\
+             stat -c '{format}' \"$(dirname \"$control\")\" \"$control\" \"${{control%.yml}}.csv\" >> '{log}'\n\
              fi\n\
              exec {gpload} \"$@\"\n",
             log = log.display(),
@@ -839,6 +836,16 @@ fn gpload_work_files_are_private() {
         ),
     );
     fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).unwrap();
+    wrapper
+}
+
+#[test]
+fn gpload_work_files_are_private() {
+    let env = TestEnv::on("gpload_private_files", Server::Pg, Server::Gp6);
+    env.src_psql(&support::defects_source_sql(100, "36 seconds"));
+    env.dst_psql(V1_TARGET);
+    let log = env.dir().join("modes.log");
+    let wrapper = stat_wrapper(&env, &log, "%a %u");
     let tmp = env.dir().join("tmp");
     fs::create_dir_all(&tmp).unwrap();
     env.write_config(&format!(
@@ -1029,20 +1036,7 @@ fn gpload_work_files_on_the_etl_host_are_private() {
     let sshd = Sshd::start();
     sshd.write_known_hosts(&env.dir().join("known_hosts"));
     let log = env.dir().join("modes.log");
-    let wrapper = env.write_file(
-        "bin/gpload-stat",
-        &format!(
-            "#!/bin/sh\n\
-             if [ \"$1\" = -f ]; then\n\
-             control=$2\n\
-             stat -c '%n %a %u' \"$(dirname \"$control\")\" \"$control\" \"${{control%.yml}}.csv\" >> '{log}'\n\
-             fi\n\
-             exec {gpload} \"$@\"\n",
-            log = log.display(),
-            gpload = gpload().display()
-        ),
-    );
-    fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).unwrap();
+    let wrapper = stat_wrapper(&env, &log, "%n %a %u");
     let login = format!(
         ", host = \"127.0.0.1\", ssh_port = {port}, user = \"{user}\", key_file = \"{key}\", \
          known_hosts = \"{{TEMP_DIR}}/known_hosts\", keep_files = true",
