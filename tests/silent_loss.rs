@@ -546,3 +546,68 @@ fn every_target_of_one_source_is_loaded_compared_and_repaired_on_its_own_on_post
 fn every_target_of_one_source_is_loaded_compared_and_repaired_on_its_own_on_gp6() {
     every_target_of_one_source_is_loaded_compared_and_repaired_on_its_own(Server::Gp6);
 }
+
+/// Item 2, its second half: the shared mount's window directories are named after the source
+/// table only (`<db>^<schema>^<table>^<window>`, SPEC §7), so two entries reading one source
+/// table through one root — two targets of one job, or two jobs — wrote, replaced and loaded
+/// each other's files. Refused before anything moves (exit 2), naming both; a root of each's
+/// own passes.
+#[test]
+fn two_entries_staging_one_source_through_one_mount_are_refused() {
+    let env = TestEnv::new("one_mount_two_entries");
+    env.src_psql(NINE_DAYS_SQL);
+    let ddl = "(id int NOT NULL, ts timestamp NOT NULL, v text)";
+    env.dst_psql(&format!("CREATE TABLE public.events {ddl}; CREATE TABLE public.events_b {ddl};"));
+    for root in ["mount_a", "mount_b"] {
+        std::fs::create_dir(env.dir().join(root)).unwrap();
+    }
+    let config = |second_root: &str, second_job: &str| {
+        env.write_config(&format!(
+            r#"{{CLUSTERS}}
+
+[jobs.j]
+from = "src"
+to = "dst"
+start = "2024-03-01 00:00:00"
+duration = "1d"
+
+[[jobs.j.tables]]
+table = "public.events"
+condition_column = "ts"
+transport = {{ plugin = "shared-mount", root = "{{TEMP_DIR}}/mount_a" }}
+
+[jobs.{second_job}]
+from = "src"
+to = "dst"
+start = "2024-03-01 00:00:00"
+duration = "1d"
+
+[[jobs.{second_job}.tables]]
+table = "public.events"
+target_table = "public.events_b"
+condition_column = "ts"
+transport = {{ plugin = "shared-mount", root = "{{TEMP_DIR}}/{second_root}/" }}
+"#
+        ))
+    };
+    for job in ["k", "j"] {
+        // `j` twice would be one job: write the second entry into it instead.
+        if job == "j" {
+            let text = std::fs::read_to_string(env.dir().join("gptransfer.toml")).unwrap();
+            let one_job = text.replace("[jobs.k]\nfrom = \"src\"\nto = \"dst\"\nstart = \"2024-03-01 00:00:00\"\nduration = \"1d\"\n\n[[jobs.k.tables]]", "[[jobs.j.tables]]");
+            assert!(!one_job.contains("[jobs.k]"), "{one_job}");
+            env.write_config(&one_job);
+        } else {
+            config("mount_a", job);
+        }
+        for command in [&["config", "check"][..], &["run"][..]] {
+            let out = env.run(command);
+            out.assert_code(2);
+            assert!(out.stderr.contains("both stage public.events through the shared-mount root"), "{}", out.render());
+            assert!(out.stderr.contains("Give each entry a transport root of its own"), "{}", out.render());
+        }
+        assert_eq!(env.dst_psql("SELECT count(*) FROM public.events_b"), "0", "nothing moved");
+    }
+    config("mount_b", "k");
+    env.run(&["config", "check"]).assert_success();
+}

@@ -53,6 +53,7 @@ pub fn load_config(path: Option<&std::path::Path>, registry: &Registry) -> anyho
     let config = Config::load(&path).map_err(gptransfer_core::Error::Config)?;
     registry.validate(&config).map_err(gptransfer_core::Error::Config)?;
     config.check_shared_targets().map_err(gptransfer_core::Error::Config)?;
+    config.check_shared_mount_dirs().map_err(gptransfer_core::Error::Config)?;
     Ok(config)
 }
 
@@ -87,6 +88,7 @@ pub async fn load_config_with_readers(path: Option<&std::path::Path>, registry: 
         gptransfer_config_readers::load(&mut config).await?;
         registry.validate(&config).map_err(gptransfer_core::Error::Config)?;
         config.check_shared_targets().map_err(gptransfer_core::Error::Config)?;
+        config.check_shared_mount_dirs().map_err(gptransfer_core::Error::Config)?;
     }
     Ok(config)
 }

@@ -312,6 +312,76 @@ impl Config {
         }
         Ok(())
     }
+
+    /// Refuses two enabled entries whose window directories on a shared mount would be the
+    /// same: the layout `<root>/<db>^<schema>^<table>^<window>` (SPEC §7) names the source
+    /// only, so two entries reading one source table (two targets, or two jobs) through one
+    /// root write, replace and load each other's files. Give each a root of its own.
+    pub fn check_shared_mount_dirs(&self) -> Result<(), ConfigError> {
+        let staged: Vec<(&TableSpec, String)> = self
+            .tables()
+            .filter(|t| t.enabled)
+            .filter_map(|t| {
+                let spec = t.transport.get_ref();
+                let root = spec.options.get("root")?.as_str()?;
+                let host = match spec.plugin.as_str() {
+                    "shared-mount" => String::new(),
+                    "ssh" => spec.options.get("host")?.as_str()?.to_string(),
+                    _ => return None,
+                };
+                Some((t, format!("{host}:{}", root.trim_end_matches('/'))))
+            })
+            .collect();
+        for (i, (a, root_a)) in staged.iter().enumerate() {
+            for (b, root_b) in &staged[i + 1..] {
+                let same_source = a.source_table == b.source_table && self.same_database(&a.from, &b.from);
+                if root_a == root_b && same_source {
+                    return Err(ConfigError {
+                        path: self.path.clone(),
+                        location: Some(b.location),
+                        message: format!(
+                            "job {:?}, table {} and job {:?}, table {} both stage {} through the {} root {:?}: \
+                             their window directories ({}^…^<window>) are the same, so each would replace and load \
+                             the other's files. Give each entry a transport root of its own",
+                            a.job,
+                            a.display_name(),
+                            b.job,
+                            b.display_name(),
+                            b.source_table,
+                            b.transport.get_ref().plugin,
+                            root_b.trim_start_matches(':'),
+                            b.source_table.to_string().replace('.', "^")
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether two clusters may name the same database (the directory layout holds only its
+    /// name): the same cluster, or the same database name where both are written.
+    fn same_database(&self, a: &str, b: &str) -> bool {
+        if a == b {
+            return true;
+        }
+        let db = |name: &str| {
+            let c = self.clusters.get(name)?;
+            match (&c.url, &c.dbname) {
+                (Some(url), _) => {
+                    let path = url.split('?').next()?.rsplit_once('/')?.1;
+                    (!path.is_empty() && !path.contains('@')).then(|| path.to_string())
+                }
+                (None, Some(db)) => Some(db.clone()),
+                (None, None) => None,
+            }
+        };
+        match (db(a), db(b)) {
+            (Some(x), Some(y)) => x == y,
+            // Unknown here (from the environment): assume they may be.
+            _ => true,
+        }
+    }
 }
 
 fn resolve(path: &Path, text: String, file: ConfigFile) -> Result<Config, ConfigError> {
