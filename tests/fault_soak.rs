@@ -353,6 +353,40 @@ fn a_state_session_stalling_fails_the_window_within_read_timeout() {
     assert_eq!(digest(env.dst, &env.dst_db), digest(env.src, &env.db));
 }
 
+/// Seed 1795864179688962075 (CI): the state schema's migrations ran unbounded — a stall on
+/// `CREATE TABLE "gptransfer"."history"` of a first run held the run past any read_timeout.
+/// Now each migration step is bounded like every other state statement, and rolled back.
+#[test]
+fn a_stall_while_creating_the_state_schema_fails_within_read_timeout() {
+    let env = TestEnv::new("state_migration_stall");
+    env.src_psql(THREE_HOURS_SQL);
+    env.dst_psql("CREATE TABLE public.events (id int NOT NULL, ts timestamp NOT NULL, v text);");
+    let proxy = Proxy::start("target", env.dst.port, Plan::Pass);
+    proxy.set_timing(Timing { stall_max: Duration::from_secs(60), ..Timing::default() });
+    let config = proxied_events_job(&env, &proxy, "replace", "2024-03-01 03:00:00")
+        .replace("sslmode = \"disable\"", "sslmode = \"disable\"\nread_timeout = \"2s\"");
+    env.write_config(&config);
+    let stall = Fault {
+        action: Action::Stall,
+        trigger: Trigger::Statement { pattern: "CREATE TABLE \"gptransfer\".\"history\"".into(), reply: false },
+    };
+    proxy.set_plan(Plan::Once(vec![stall]));
+    let began = Instant::now();
+    let run = env.run(&["run"]);
+    let took = began.elapsed();
+    assert!(took < Duration::from_secs(15), "the run took {took:?}\n{}", run.render());
+    assert_ne!(run.code, 0, "{}", run.render());
+    assert!(run.stderr.contains("within 2s (read_timeout)"), "{}", run.render());
+    let injected = proxy.injected();
+    assert_eq!(injected.len(), 1, "{injected:?}");
+    assert!(!injected[0].stall_timed_out && injected[0].held.is_some(), "{}", injected[0]);
+    // Nothing of the half-made schema is left in the way: the next run creates it and loads.
+    env.run(&["run"]).assert_success();
+    let digest =
+        |pg: &support::Pg, db: &str| support::table_digest(pg, db, "public.events", &["id", "ts", "v"], "id", "true");
+    assert_eq!(digest(env.dst, &env.dst_db), digest(env.src, &env.db));
+}
+
 /// Also seed 3: compare kept using a target session after one of its statements got no
 /// answer; every later window's statements queued behind it and waited out their own
 /// read_timeout (18 windows: 18 timeouts), and the stalled connection stayed open to the end.

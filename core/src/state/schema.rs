@@ -108,10 +108,7 @@ COMMIT;",
             cursors = state.table("cursors"),
             version = state.table("schema_version"),
         );
-        if let Err(e) = client.batch_execute(&ddl).await {
-            let _ = client.batch_execute("ROLLBACK").await;
-            return Err(state.error("creating the state tables", &e));
-        }
+        migrate_step(state, &ddl, "creating the state tables").await?;
     }
     if current < 2 {
         // Version 2: alarms (compare). `diff` is 1 while an alarm is active and 0 once reset,
@@ -140,10 +137,7 @@ COMMIT;",
             alarms_idx = crate::dialect::quote_ident("alarms_detected_at"),
             version = state.table("schema_version"),
         );
-        if let Err(e) = client.batch_execute(&ddl).await {
-            let _ = client.batch_execute("ROLLBACK").await;
-            return Err(state.error("creating the alarm table", &e));
-        }
+        migrate_step(state, &ddl, "creating the alarm table").await?;
     }
     if current < 3 {
         // Version 3: what a loader reports beyond the row count (gpload's summary lines).
@@ -158,10 +152,7 @@ COMMIT;",
             history = state.table("history"),
             version = state.table("schema_version"),
         );
-        if let Err(e) = client.batch_execute(&ddl).await {
-            let _ = client.batch_execute("ROLLBACK").await;
-            return Err(state.error("adding the loader counts to history", &e));
-        }
+        migrate_step(state, &ddl, "adding the loader counts to history").await?;
     }
     if current < 4 {
         // Version 4: rows of a merge batch folded into a later row with the same key (the
@@ -174,10 +165,19 @@ COMMIT;",
             history = state.table("history"),
             version = state.table("schema_version"),
         );
-        if let Err(e) = client.batch_execute(&ddl).await {
-            let _ = client.batch_execute("ROLLBACK").await;
-            return Err(state.error("adding the folded duplicates to history", &e));
-        }
+        migrate_step(state, &ddl, "adding the folded duplicates to history").await?;
+    }
+    Ok(())
+}
+
+/// Runs one migration's DDL (its own BEGIN … COMMIT) under the state session's read timeout:
+/// a stalled network must fail the command, not hang it. On failure the transaction is rolled
+/// back (a timed-out session is closed, which rolls it back on the server).
+async fn migrate_step(state: &State, ddl: &str, what: &str) -> Result<(), Error> {
+    let client = state.client();
+    if let Err(e) = client.batch_execute(ddl).bounded(state, what).await {
+        let _ = client.batch_execute("ROLLBACK").bounded(state, "rolling back the migration").await;
+        return Err(e);
     }
     Ok(())
 }
