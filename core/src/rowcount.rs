@@ -301,7 +301,7 @@ impl BatchNumbering {
 mod tests {
     use super::*;
 
-    fn binary_copy(rows: &[Vec<Option<&[u8]>>]) -> Vec<u8> {
+    pub(super) fn binary_copy(rows: &[Vec<Option<&[u8]>>]) -> Vec<u8> {
         let mut out = b"PGCOPY\n\xff\r\n\0".to_vec();
         out.extend_from_slice(&0u32.to_be_bytes());
         out.extend_from_slice(&4u32.to_be_bytes());
@@ -468,29 +468,7 @@ mod properties {
 
     fn binary(rows: &[Vec<Option<Vec<u8>>>]) -> Vec<u8> {
         let rows: Vec<Vec<Option<&[u8]>>> = rows.iter().map(|r| r.iter().map(|v| v.as_deref()).collect()).collect();
-        tests_binary_copy(&rows)
-    }
-
-    /// Same encoding as the unit tests' (signature, flags, a 4-byte extension, tuples, trailer).
-    fn tests_binary_copy(rows: &[Vec<Option<&[u8]>>]) -> Vec<u8> {
-        let mut out = b"PGCOPY\n\xff\r\n\0".to_vec();
-        out.extend_from_slice(&0u32.to_be_bytes());
-        out.extend_from_slice(&4u32.to_be_bytes());
-        out.extend_from_slice(b"ext!");
-        for r in rows {
-            out.extend_from_slice(&(r.len() as i16).to_be_bytes());
-            for f in r {
-                match f {
-                    None => out.extend_from_slice(&(-1i32).to_be_bytes()),
-                    Some(v) => {
-                        out.extend_from_slice(&(v.len() as i32).to_be_bytes());
-                        out.extend_from_slice(v);
-                    }
-                }
-            }
-        }
-        out.extend_from_slice(&(-1i16).to_be_bytes());
-        out
+        super::tests::binary_copy(&rows)
     }
 
     /// Cuts `data` at the given fractions (any number, any place, empty chunks too).
