@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
-# Starts or stops a throw-away real Greenplum 6 cluster (a master + segments) or PostgreSQL 8.2
-# server (GP4's SQL kernel) for the tests and benchmarks.
+# Starts or stops a throw-away real Greenplum 4.3, 6 or 7 cluster (a master + segments) or
+# PostgreSQL 8.2 server (GP4's SQL kernel alone) for the tests and benchmarks.
 #
-#   scripts/gp-server.sh start gp6|pg82 DIR PORT PASSWORD [SEGMENTS]
-#   scripts/gp-server.sh stop gp6|pg82 DIR
-#   scripts/gp-server.sh homes                # prints GP6_HOME=… and PG82_HOME=…
+#   scripts/gp-server.sh start gp4|gp6|gp7|pg82 DIR PORT PASSWORD [SEGMENTS]
+#   scripts/gp-server.sh stop gp4|gp6|gp7|pg82 DIR
+#   scripts/gp-server.sh homes                # prints GP4_HOME=…, GP6_HOME=…, GP7_HOME=…, PG82_HOME=…
 #
-# The installs come from GP6_HOME / PG82_HOME when set (a user's own), else from the prebuilt
+# The installs come from GP4_HOME / GP6_HOME / GP7_HOME / PG82_HOME when set (a user's own), else from the prebuilt
 # archives in the shared Greenplum directory (GPT_GREENPLUM_DIST, else ../shared/greenplum
 # beside the repository), unpacked by its setup.sh. A gp6 cluster takes ports PORT (master) and
-# PORT+1… (segments). The superuser (gpadmin on gp6, postgres on 8.2) is trusted on
+# PORT+1… (segments); so do gp4 and gp7. The superuser (gpadmin on gp6, postgres on 8.2) is trusted on
 # 127.0.0.1 and on the socket in /tmp; role `gpt` (superuser) logs in with PASSWORD over md5,
 # so the tool is exercised with real password authentication.
 set -euo pipefail
@@ -22,21 +22,29 @@ greenplum_dist() {
   for d in "${GPT_GREENPLUM_DIST:-}" "$here/../../shared/greenplum" /work/shared/greenplum; do
     if [ -n "$d" ] && [ -x "$d/setup.sh" ]; then (cd "$d" && pwd); return; fi
   done
-  die "no Greenplum install: set GP6_HOME and PG82_HOME, or GPT_GREENPLUM_DIST to the directory holding greenplum/setup.sh"
+  die "no Greenplum install: set GP4_HOME, GP6_HOME, GP7_HOME and PG82_HOME, or GPT_GREENPLUM_DIST to the directory holding greenplum/setup.sh"
 }
 
-# Sets GP6_HOME and PG82_HOME: the environment's first, else the shared archives' (unpacked once).
+# Sets GP4_HOME, GP6_HOME, GP7_HOME and PG82_HOME: the environment's first, else the shared
+# archives' (unpacked once).
 resolve_homes() {
-  if [ -n "${GP6_HOME:-}" ] && [ -n "${PG82_HOME:-}" ]; then return; fi
-  local prefix=${GPT_TEST_PREFIX:-/opt/gptransfer-test}
-  if [ ! -x "$prefix/gp6/bin/postgres" ] || [ ! -x "$prefix/pg82/bin/postgres" ]; then
-    local dist
-    dist=$(greenplum_dist)
-    "$dist/setup.sh" "$prefix" >/dev/null || die "$dist/setup.sh failed"
+  if [ -n "${GP4_HOME:-}" ] && [ -n "${GP6_HOME:-}" ] && [ -n "${GP7_HOME:-}" ] && [ -n "${PG82_HOME:-}" ]; then
+    return
   fi
+  local prefix=${GPT_TEST_PREFIX:-/opt/gptransfer-test} v
+  for v in gp4 gp6 gp7 pg82; do
+    if [ ! -x "$prefix/$v/bin/postgres" ]; then
+      local dist
+      dist=$(greenplum_dist)
+      "$dist/setup.sh" "$prefix" >/dev/null || die "$dist/setup.sh failed"
+      break
+    fi
+  done
+  GP4_HOME=${GP4_HOME:-$prefix/gp4}
   GP6_HOME=${GP6_HOME:-$prefix/gp6}
+  GP7_HOME=${GP7_HOME:-$prefix/gp7}
   PG82_HOME=${PG82_HOME:-$prefix/pg82}
-  export GP6_HOME PG82_HOME
+  export GP4_HOME GP6_HOME GP7_HOME PG82_HOME
 }
 
 # The cluster scripts that ship with the archives; a user's own install has none, so fall back to
@@ -51,45 +59,58 @@ cmd=${1:-}
 case "$cmd" in
   homes)
     resolve_homes
+    echo "GP4_HOME=$GP4_HOME"
     echo "GP6_HOME=$GP6_HOME"
+    echo "GP7_HOME=$GP7_HOME"
     echo "PG82_HOME=$PG82_HOME"
     exit 0
     ;;
   start | stop) ;;
-  *) die "usage: gp-server.sh start gp6|pg82 DIR PORT PASSWORD [SEGMENTS] | stop gp6|pg82 DIR | homes" ;;
+  *) die "usage: gp-server.sh start gp4|gp6|gp7|pg82 DIR PORT PASSWORD [SEGMENTS] | stop gp4|gp6|gp7|pg82 DIR | homes" ;;
 esac
 
-kind=${2:?kind: gp6 or pg82}
+kind=${2:?kind: gp4, gp6, gp7 or pg82}
 dir=${3:?directory}
 resolve_homes
 
 case "$kind:$cmd" in
-  gp6:start)
+  gp4:start | gp6:start | gp7:start)
     port=${4:?port}
     password=${5:?password}
     segments=${6:-2}
+    # gp6-cluster.sh reads GP6_HOME/GP6_DATA/…, gp4-cluster.sh GP4_…, gp7-cluster.sh GP7_….
+    var=$(printf '%s' "$kind" | tr a-z A-Z)
+    script=$(cluster_script "$kind-cluster.sh")
+    cluster() { env "${var}_DATA=$dir" "${var}_PORT=$port" "${var}_SEGMENTS=$segments" "$script" "$@"; }
     mkdir -p "$dir"
-    GP6_DATA=$dir GP6_PORT=$port GP6_SEGMENTS=$segments "$(cluster_script gp6-cluster.sh)" init >"$dir.log" 2>&1 \
-      || { cat "$dir.log" >&2; die "gp6 cluster on port $port did not start"; }
+    cluster init >"$dir.log" 2>&1 || { cat "$dir.log" >&2; die "$kind cluster on port $port did not start"; }
     master=$dir/master/gpseg-1
     # Each query gets a gang of processes on every segment (several per partitioned or joined
-    # table): with a whole test suite on one cluster, the script's 60 per segment run out.
-    GP6_DATA=$dir GP6_PORT=$port "$(cluster_script gp6-cluster.sh)" stop >/dev/null 2>&1
+    # table): with a whole test suite on one cluster, the scripts' 50–150 run out.
+    cluster stop >/dev/null 2>&1
     for conf in "$dir"/primary/gpseg*/postgresql.conf; do echo "max_connections=300" >>"$conf"; done
-    GP6_DATA=$dir GP6_PORT=$port "$(cluster_script gp6-cluster.sh)" start >>"$dir.log" 2>&1 \
-      || { cat "$dir.log" >&2; die "gp6 cluster on port $port did not restart"; }
+    echo "max_connections=150" >>"$master/postgresql.conf"
+    cluster start >>"$dir.log" 2>&1 || { cat "$dir.log" >&2; die "$kind cluster on port $port did not restart"; }
     # Password (md5) for every role but the superuser gpadmin, which the segments and the
     # harness use; first match wins in pg_hba.conf.
     printf 'local all all trust\nhost all gpadmin 127.0.0.1/32 trust\nhost all all 127.0.0.1/32 md5\n' \
       >"$master/pg_hba.conf"
-    su - gpadmin -c "source $GP6_HOME/greenplum_path.sh; pg_ctl -D $master reload >/dev/null"
-    su - gpadmin -c "source $GP6_HOME/greenplum_path.sh; psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p $port -d postgres" >/dev/null <<SQL \
-      || die "cannot create role gpt on the gp6 cluster"
+    home_var=${var}_HOME
+    home=${!home_var}
+    if [ "$kind" = gp4 ]; then
+      gp_env="export GPHOME=$home PATH=$home/bin:\$PATH LD_LIBRARY_PATH=$home/lib; unset PYTHONHOME"
+    else
+      gp_env="source $home/greenplum_path.sh"
+    fi
+    su gpadmin -s /bin/bash -c "cd /tmp; $gp_env; pg_ctl -D $master reload >/dev/null"
+    su gpadmin -s /bin/bash -c "cd /tmp; $gp_env; psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p $port -d postgres" >/dev/null <<SQL \
+      || die "cannot create role gpt on the $kind cluster"
 CREATE ROLE gpt LOGIN SUPERUSER PASSWORD '$password';
 SQL
     ;;
-  gp6:stop)
-    GP6_DATA=$dir "$(cluster_script gp6-cluster.sh)" stop >/dev/null 2>&1 || true
+  gp4:stop | gp6:stop | gp7:stop)
+    var=$(printf '%s' "$kind" | tr a-z A-Z)
+    env "${var}_DATA=$dir" "$(cluster_script "$kind-cluster.sh")" stop >/dev/null 2>&1 || true
     ;;
   pg82:start)
     port=${4:?port}
@@ -113,5 +134,5 @@ SQL
   pg82:stop)
     PG82_DATA=$dir/data "$(cluster_script pg82-cluster.sh)" stop >/dev/null 2>&1 || true
     ;;
-  *) die "unknown server kind '$kind' (gp6 or pg82)" ;;
+  *) die "unknown server kind '$kind' (gp4, gp6, gp7 or pg82)" ;;
 esac

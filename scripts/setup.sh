@@ -67,10 +67,10 @@ if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb 
   die "initdb not found in PATH or /usr/lib/postgresql/*/bin"
 fi
 
-# --- Real Greenplum 6 and PostgreSQL 8.2 for the tests ----------------------------------------
-# GP6_HOME / PG82_HOME from the environment (a user's own install) come first; otherwise the
+# --- Real Greenplum 4.3, 6 and 7 and PostgreSQL 8.2 for the tests ---------------------------
+# GP4_HOME / GP6_HOME / GP7_HOME / PG82_HOME from the environment (a user's own install) come first; otherwise the
 # prebuilt archives of the shared Greenplum directory are unpacked (seconds, once).
-homes=$("$(dirname "$0")/gp-server.sh" homes) || die "no Greenplum 6 / PostgreSQL 8.2 for the tests (see scripts/gp-server.sh)"
+homes=$("$(dirname "$0")/gp-server.sh" homes) || die "no Greenplum 4.3 / 6 / 7 / PostgreSQL 8.2 for the tests (see scripts/gp-server.sh)"
 say "greenplum: $(echo "$homes" | tr '\n' ' ')"
 
 # --- Rust ------------------------------------------------------------------------------------

@@ -9,146 +9,20 @@
 
 mod support;
 
-use std::collections::BTreeSet;
-
 use serde_json::Value;
-use support::runs::{wait_for_row, wait_until_gone, Guard};
-use support::{table_digest, CmdOutput, Pg, Server, TestEnv};
+use support::fact::{
+    compare_finds_and_repairs, day_job, fact_source_sql, DAY, DAY_ROWS, FACT, FACT_COLUMNS, FACT_COLUMNS_DDL,
+};
+use support::held::{
+    big_content, big_history, big_tables, hold, release, sigkill_mid_window_leaves_target_and_cursor_untouched,
+    wait_until_mid_copy, BIG_ROWS,
+};
+use support::runs::Guard;
+use support::{table_digest, CmdOutput, Kind, Pg, Server, TestEnv};
 
 // ---------------------------------------------------------------------------------------------
-// The data: a day of rows with every hard value
+// The GP6 tables a day of `eda.fact` (support::fact) goes into
 // ---------------------------------------------------------------------------------------------
-
-const FACT: &str = "eda.fact";
-const DAY: &str = "evt_ts >= '2024-03-10' AND evt_ts < '2024-03-11'";
-/// Rows of the day: one every 18 s, 200 per hourly window.
-const DAY_ROWS: usize = 4800;
-
-/// The digest's columns in canonical forms that are byte-identical on PostgreSQL 15 and GP6
-/// whatever their text output: floats by their bits, timestamps to the microsecond in UTC,
-/// bytea in hex.
-const FACT_COLUMNS: &[&str] = &[
-    "id",
-    "to_char(evt_ts, 'YYYY-MM-DD HH24:MI:SS.US')",
-    "grp",
-    "glass_id",
-    "defect_qty",
-    "encode(float8send(ratio), 'hex')",
-    "encode(float4send(ratio4), 'hex')",
-    "CASE WHEN isfinite(evt_tz) THEN to_char(evt_tz AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') \
-     ELSE evt_tz::text END",
-    "evt_date",
-    "is_ok",
-    "encode(payload, 'hex')",
-    "note",
-];
-
-const FACT_COLUMNS_DDL: &str = "
-    id bigint NOT NULL,
-    evt_ts timestamp NOT NULL,
-    grp int,
-    glass_id text,
-    defect_qty numeric(14,4),
-    ratio float8,
-    ratio4 float4,
-    evt_tz timestamptz,
-    evt_date date,
-    is_ok boolean,
-    payload bytea,
-    note text";
-
-/// The source table and its rows; valid on PostgreSQL 15 and on GP6 (distributed by the key).
-/// The float8 column holds its maximum next to other values in every window: GP6's automatic
-/// ANALYZE after a load into a table without statistics fails on that (`value out of range:
-/// overflow`).
-fn fact_source_sql(gp: bool) -> String {
-    let distributed = if gp { " DISTRIBUTED BY (id)" } else { "" };
-    format!(
-        r#"
-CREATE SCHEMA eda;
-CREATE TABLE eda.fact ({FACT_COLUMNS_DDL}, PRIMARY KEY (id)){distributed};
-INSERT INTO eda.fact
-SELECT i,
-       timestamp '2024-03-10 00:00:00' + (i - 1) * interval '18 seconds'
-           + CASE WHEN i % 3 = 0 THEN (i % 1000) * interval '1 microsecond' ELSE interval '0' END,
-       i % 7,
-       CASE i % 13
-           WHEN 0 THEN NULL
-           WHEN 1 THEN 'GLS,' || i || ',A,B'
-           WHEN 2 THEN 'say "hi" ' || i || ' ""'
-           WHEN 3 THEN E'line1\nline2 ' || i || E'\n'
-           WHEN 4 THEN E'back\\slash\\' || i || E'\\'
-           WHEN 5 THEN E'tab\there\t' || i
-           WHEN 6 THEN '缺陷' || i || '号，玻璃'
-           WHEN 7 THEN ''
-           WHEN 8 THEN E'\\N'
-           WHEN 9 THEN E'cr\r\nlf ' || i
-           WHEN 10 THEN 'NULL'
-           WHEN 11 THEN E'mix,"q"\t\\\n缺陷 '' ' || i
-           ELSE 'G' || lpad(i::text, 8, '0')
-       END,
-       CASE WHEN i % 19 = 0 THEN NULL WHEN i % 97 = 0 THEN 'NaN'::numeric ELSE round(i * 1.23456 - 3000, 4) END,
-       CASE i % 13
-           WHEN 0 THEN 0.1::float8
-           WHEN 1 THEN 1e-300::float8
-           WHEN 2 THEN (1 / 3.0)::float8
-           WHEN 3 THEN '-0'::float8
-           WHEN 4 THEN NULL
-           WHEN 5 THEN 'Infinity'::float8
-           WHEN 6 THEN '-Infinity'::float8
-           WHEN 7 THEN 1.7976931348623157e308::float8
-           WHEN 8 THEN 'NaN'::float8
-           WHEN 9 THEN 5e-324::float8
-           WHEN 10 THEN 2.2250738585072014e-308::float8
-           WHEN 11 THEN -1.7976931348623157e308::float8
-           ELSE i::float8 / 7
-       END,
-       CASE i % 11
-           WHEN 0 THEN NULL
-           WHEN 1 THEN '-0'::float4
-           WHEN 2 THEN 0.1::float4
-           WHEN 3 THEN 'Infinity'::float4
-           WHEN 4 THEN 'NaN'::float4
-           WHEN 5 THEN '3.4028235e38'::float4
-           WHEN 6 THEN '1e-45'::float4
-           WHEN 7 THEN '-Infinity'::float4
-           WHEN 8 THEN '1.17549435e-38'::float4
-           ELSE (i * 0.1)::float4
-       END,
-       CASE WHEN i % 29 = 0 THEN NULL
-            WHEN i = 31 THEN 'infinity'::timestamptz
-            WHEN i = 62 THEN '-infinity'::timestamptz
-            ELSE timestamptz '2024-03-10 08:00:00+08' + i * interval '1.000001 seconds'
-       END,
-       CASE i % 31
-           WHEN 0 THEN NULL
-           WHEN 1 THEN date '0044-03-15 BC'
-           ELSE date '2024-03-10' - (i % 4000)
-       END,
-       CASE i % 3 WHEN 0 THEN NULL WHEN 1 THEN true ELSE false END,
-       CASE i % 37
-           WHEN 0 THEN NULL
-           WHEN 1 THEN ''::bytea
-           ELSE decode(md5(i::text), 'hex') || decode('00ff5c0a09', 'hex')
-       END,
-       CASE WHEN i % 41 = 0 THEN NULL
-            WHEN i % 1001 = 5 THEN repeat('长', 5000)
-            ELSE repeat('x', i % 50) || ' 中文 €'
-       END
-FROM generate_series(1, {DAY_ROWS}) AS i;
--- Some rows with NULL in every nullable column.
-UPDATE eda.fact
-SET grp = NULL, glass_id = NULL, defect_qty = NULL, ratio = NULL, ratio4 = NULL,
-    evt_tz = NULL, evt_date = NULL, is_ok = NULL, payload = NULL, note = NULL
-WHERE id % 997 = 0;
--- Outside the job's day: never moved.
-INSERT INTO eda.fact (id, evt_ts, glass_id)
-VALUES (1000001, '2024-03-09 23:59:59.999999', 'before'),
-       (1000002, '2024-03-11 00:00:00', 'at the end, excluded'),
-       (1000003, '2024-03-11 07:00:00', 'after');
-"#
-    )
-}
 
 /// GP6 target tables, one per way Greenplum can store a table; some with another column order.
 const BY_KEY: &str = "eda.by_key";
@@ -212,35 +86,6 @@ fn history_count(env: &TestEnv, filter: &str) -> usize {
     env.dst_psql(&format!("SELECT count(*) FROM gptransfer.history WHERE {filter}")).parse().unwrap()
 }
 
-/// `eda.fact` into each of `targets` in hourly windows over the day, one job (`eda_<table>`)
-/// per target.
-fn day_job(mode: &str, targets: &[&str], key: bool) -> String {
-    let mut config = String::from("{CLUSTERS}\n");
-    for t in targets {
-        let job = t.replace('.', "_");
-        config.push_str(&format!(
-            r#"
-[jobs.{job}]
-from = "src"
-to = "dst"
-start = "2024-03-10 00:00:00"
-end = "2024-03-11 00:00:00"
-duration = "1h"
-mode = "{mode}"
-
-[[jobs.{job}.tables]]
-table = "{FACT}"
-target_table = "{t}"
-condition_column = "evt_ts"
-"#
-        ));
-        if key {
-            config.push_str("key = [\"id\"]\n");
-        }
-    }
-    config
-}
-
 fn run_ok(env: &TestEnv, args: &[&str]) -> CmdOutput {
     let out = env.run(args);
     out.assert_success();
@@ -282,7 +127,7 @@ fn assert_history_counts(env: &TestEnv, targets: &[&str], attempt: u32) {
 /// again changes nothing either.
 fn day_into_gp6(name: &str, mode: &str, targets: &[&str]) -> TestEnv {
     let env = TestEnv::on(name, Server::Pg, Server::Gp6);
-    env.src_psql(&fact_source_sql(false));
+    env.src_psql(&fact_source_sql(Kind::Pg15));
     create_gp6_targets(&env, targets);
     env.write_config(&day_job(mode, targets, mode == "merge"));
     let source = digest(env.src, &env.db, FACT, DAY);
@@ -470,7 +315,7 @@ fn gp6_to_gp6_every_mode_is_byte_exact_and_binary_where_it_can() {
     let env = TestEnv::on("gp6_to_gp6", Server::Gp6, Server::Gp6);
     // Created as the superuser, who owns the table: with psql's default extra_float_digits,
     // GP6's automatic ANALYZE after the INSERT would fail on the float8 maximum.
-    env.src_psql(&format!("SET extra_float_digits = 3;\n{}", fact_source_sql(true)));
+    env.src_psql(&format!("SET extra_float_digits = 3;\n{}", fact_source_sql(Kind::Gp6)));
     create_gp6_targets(&env, &GP6_TO_GP6.iter().map(|(_, t)| *t).collect::<Vec<_>>());
     let mut config = String::from("{CLUSTERS}\n");
     for (mode, t) in GP6_TO_GP6 {
@@ -540,134 +385,10 @@ key = ["id"]
 // 4. GP6 as target and state cluster: SIGKILL mid-window, one runner per job, history
 // ---------------------------------------------------------------------------------------------
 
-/// Advisory lock key the source view waits for at row [`HOLD_AT`].
-const HOLD_KEY: i64 = 4243;
-const HOLD_AT: i32 = 100_000;
-const BIG_ROWS: i32 = 200_000;
-
-/// PG15 source `big`: a view over 200 000 rows of the first hour of 2024 that stops at row
-/// [`HOLD_AT`] while the test holds [`HOLD_KEY`] on the source. A trigger on the GP6 target
-/// would run on a segment, out of the test's reach; holding the source instead leaves the
-/// run provably mid-window, ~10 MB already sent into the target's open COPY. The GP6 target
-/// `big` is owned by gpt, and the state lives on GP6 too.
-fn big_tables(env: &TestEnv) {
-    env.src_psql(&format!(
-        "CREATE TABLE big_rows (id integer PRIMARY KEY, ts timestamp NOT NULL, payload text);
-         INSERT INTO big_rows SELECT g, timestamp '2024-01-01 00:00:00' + (g % 3600) * interval '1 second',
-                rpad(g::text, 100, 'x') FROM generate_series(1, {BIG_ROWS}) g;
-         CREATE FUNCTION hold(id integer) RETURNS boolean LANGUAGE plpgsql VOLATILE AS $$
-         BEGIN
-             IF id = {HOLD_AT} THEN PERFORM pg_advisory_xact_lock({HOLD_KEY}); END IF;
-             RETURN true;
-         END $$;
-         CREATE VIEW big AS SELECT id, ts, payload FROM big_rows WHERE hold(id);"
-    ));
-    env.dst_psql(
-        "SET ROLE gpt;
-         CREATE TABLE big (id integer PRIMARY KEY, ts timestamp NOT NULL, payload text) DISTRIBUTED BY (id);",
-    );
-    env.write_config(
-        r#"{CLUSTERS}
-
-[jobs.j]
-from = "src"
-to = "dst"
-start = "2024-01-01 00:00:00"
-duration = "1h"
-
-[[jobs.j.tables]]
-table = "public.big"
-condition_column = "ts"
-final_end = "2024-01-01 01:00:00"
-"#,
-    );
-}
-
-/// Waits until the run is mid-window: its source COPY waits for [`HOLD_KEY`] at row
-/// [`HOLD_AT`] (PG15) and its COPY into the target is running on the GP6 master.
-async fn wait_until_mid_copy(src: &tokio_postgres::Client, dst: &tokio_postgres::Client) {
-    wait_for_row(
-        src,
-        "the source COPY to wait at the held row",
-        "SELECT pid::bigint FROM pg_stat_activity WHERE datname = current_database() \
-         AND application_name LIKE 'gptransfer %' AND query LIKE 'COPY%' \
-         AND wait_event_type = 'Lock' AND wait_event = 'advisory'",
-    )
-    .await;
-    wait_for_row(
-        dst,
-        "the target COPY to run on the GP6 master",
-        "SELECT pid::bigint FROM pg_stat_activity WHERE datname = current_database() \
-         AND application_name LIKE 'gptransfer %' AND query LIKE 'COPY%' AND state = 'active'",
-    )
-    .await;
-}
-
-/// An admin session on the source holding [`HOLD_KEY`]: the view waits while it is held.
-async fn hold(env: &TestEnv) -> tokio_postgres::Client {
-    let locker = env.src.admin(&env.db).await;
-    locker.execute("SELECT pg_advisory_lock($1)", &[&HOLD_KEY]).await.unwrap();
-    locker
-}
-
-async fn release(locker: &tokio_postgres::Client) {
-    locker.execute("SELECT pg_advisory_unlock($1)", &[&HOLD_KEY]).await.unwrap();
-}
-
-/// `count(*)`, `count(DISTINCT id)` and the digest of `big` on GP6.
-fn big_content(env: &TestEnv) -> (String, String) {
-    let counts = env.dst_psql("SELECT count(*) || ' ' || count(DISTINCT id) FROM big");
-    (counts, table_digest(env.dst, &env.dst_db, "big", &["id", "ts", "payload"], "id", "true"))
-}
-
-fn big_history(env: &TestEnv) -> String {
-    env.dst_psql(
-        "SELECT attempt || ' ' || status || ' ' || coalesce(rows_written::text, '-') FROM gptransfer.history \
-         WHERE table_name = 'public.big' ORDER BY id",
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gp6_state_sigkill_mid_window_leaves_target_and_cursor_untouched() {
     let env = TestEnv::on("gp6_sigkill", Server::Pg, Server::Gp6);
-    big_tables(&env);
-    let src = env.src.admin(&env.db).await;
-    let dst = env.dst.admin(&env.dst_db).await;
-    let locker = hold(&env).await;
-
-    let run = Guard(Some(env.spawn(&["run"])));
-    wait_until_mid_copy(&src, &dst).await;
-    // The attempt is on record on GP6 before any data moved.
-    assert_eq!(big_history(&env), "1 running -");
-    run.signal("KILL");
-    let out = run.wait();
-    assert_eq!(out.code, 128 + 9, "{}", out.render());
-
-    // The GP6 master sees its client gone and rolls the window back.
-    wait_until_gone(&dst).await;
-    release(&locker).await;
-    wait_until_gone(&src).await;
-    assert_eq!(big_content(&env).0, "0 0", "rows of the killed window are visible on GP6");
-    assert_eq!(cursors(&env), "", "the cursor moved");
-    assert_eq!(big_history(&env), "1 running -");
-
-    // The next run completes the window, exactly once.
-    let out = run_ok(&env, &["run"]);
-    assert!(out.stdout.contains(&format!("1 window(s) loaded, 0 failed; {BIG_ROWS} rows")), "{}", out.render());
-    let source = table_digest(env.src, &env.db, "big_rows", &["id", "ts", "payload"], "id", "true");
-    assert_eq!(big_content(&env), (format!("{BIG_ROWS} {BIG_ROWS}"), source));
-    assert_eq!(cursors(&env), "public.big 2024-01-01 01:00:00");
-    // The killed attempt is marked abandoned by the next run; history reads back from GP6.
-    assert_eq!(big_history(&env), format!("1 failed -\n2 succeeded {BIG_ROWS}"));
-    let history = run_ok(&env, &["history", "--output", "json"]);
-    let rows: Value = serde_json::from_str(&history.stdout)
-        .unwrap_or_else(|e| panic!("history --output json is not JSON: {e}\n{}", history.render()));
-    let rows = rows.as_array().unwrap_or_else(|| panic!("not an array: {rows}"));
-    let statuses: BTreeSet<(i64, String)> =
-        rows.iter().map(|r| (r["attempt"].as_i64().unwrap(), r["status"].as_str().unwrap().to_string())).collect();
-    assert_eq!(statuses, BTreeSet::from([(1, "failed".to_string()), (2, "succeeded".to_string())]));
-    let failed = run_ok(&env, &["history", "--failed"]);
-    assert!(failed.stdout.contains("abandoned"), "{}", failed.render());
+    sigkill_mid_window_leaves_target_and_cursor_untouched(&env).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -705,108 +426,19 @@ async fn gp6_state_second_concurrent_run_exits_75() {
 //    exactly, --repair heals them
 // ---------------------------------------------------------------------------------------------
 
-/// `compare --output json` with extra arguments: the run and its parsed output.
-fn compare_json(env: &TestEnv, args: &[&str]) -> (CmdOutput, Value) {
-    let mut all = vec!["compare", "--output", "json"];
-    all.extend_from_slice(args);
-    let out = env.run(&all);
-    let value: Value = serde_json::from_str(&out.stdout)
-        .unwrap_or_else(|e| panic!("compare --output json is not JSON: {e}\n{}", out.render()));
-    (out, value)
-}
-
-fn compared_windows(value: &Value) -> &Vec<Value> {
-    value["windows"].as_array().unwrap_or_else(|| panic!("no windows array in {value}"))
-}
-
-/// Every `(kind, key)` of every window.
-fn differences(value: &Value) -> BTreeSet<(String, String)> {
-    compared_windows(value)
-        .iter()
-        .flat_map(|w| w["differences"].as_array().unwrap().iter())
-        .map(|d| (d["kind"].as_str().unwrap().to_string(), d["key"].as_str().unwrap().to_string()))
-        .collect()
-}
-
-/// Every window equal, without error; returns the rows compared.
-fn assert_all_equal(value: &Value) -> i64 {
-    let mut rows = 0;
-    for w in compared_windows(value) {
-        assert_eq!(w["equal"], true, "{w:#}");
-        assert!(w["error"].is_null(), "{w:#}");
-        assert_eq!(w["source_count"], w["target_count"], "{w:#}");
-        rows += w["source_count"].as_i64().unwrap();
-    }
-    rows
-}
-
-/// Loads the day of `eda.fact` into `target` (merge on `id`), compares equal, damages six rows
-/// on the target, finds exactly them, repairs them and compares equal again.
-fn compare_finds_and_repairs(env: &TestEnv, target: &str) {
-    create_gp6_targets(env, &[target]);
-    env.write_config(&day_job("merge", &[target], true).replace("duration = \"1h\"", "duration = \"6h\""));
-    run_ok(env, &["run"]);
-    let source = digest(env.src, &env.db, FACT, DAY);
-    assert_eq!(digest(env.dst, &env.dst_db, target, "true"), source);
-
-    let (out, value) = compare_json(env, &[]);
-    out.assert_success();
-    assert_eq!(compared_windows(&value).len(), 4, "{value:#}");
-    assert_eq!(assert_all_equal(&value), DAY_ROWS as i64);
-
-    // The row changed by one bit of its float8 held 0.1, the next one -0.
-    assert_eq!(
-        env.dst_psql(&format!("SELECT ratio = 0.1, ratio::text FROM {target} WHERE id IN (1300, 1303) ORDER BY id")),
-        "t|0.1\nf|-0"
-    );
-    // Six kinds of damage in three windows: two rows gone, a float8 one bit off, -0 become +0,
-    // a microsecond more, a Chinese character changed, and a row that is not on the source.
-    env.dst_psql(&format!(
-        "DELETE FROM {target} WHERE id IN (10, 4790);
-         UPDATE {target} SET ratio = '0.10000000000000002'::float8 WHERE id = 1300;
-         UPDATE {target} SET ratio = 0 WHERE id = 1303;
-         UPDATE {target} SET evt_ts = evt_ts + interval '1 microsecond' WHERE id = 2400;
-         UPDATE {target} SET glass_id = replace(glass_id, '号', '號') WHERE id = 2411;
-         INSERT INTO {target} (id, evt_ts, note) VALUES (9999, '2024-03-10 13:00:00.5', '新的');"
-    ));
-    let (out, value) = compare_json(env, &[]);
-    out.assert_code(3);
-    let expected: BTreeSet<(String, String)> = [
-        ("missing", "id=10"),
-        ("missing", "id=4790"),
-        ("changed", "id=1300"),
-        ("changed", "id=1303"),
-        ("changed", "id=2400"),
-        ("changed", "id=2411"),
-        ("extra", "id=9999"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    assert_eq!(differences(&value), expected, "{value:#}");
-    assert!(compared_windows(&value).iter().all(|w| w["error"].is_null()), "{value:#}");
-
-    let (out, value) = compare_json(env, &["--repair"]);
-    out.assert_success();
-    let after = value["after_repair"].as_array().unwrap_or_else(|| panic!("no after_repair in {value:#}"));
-    assert!(!after.is_empty() && after.iter().all(|w| w["equal"] == true), "{value:#}");
-    assert_eq!(digest(env.dst, &env.dst_db, target, "true"), source);
-    let (out, value) = compare_json(env, &[]);
-    out.assert_success();
-    assert_eq!(assert_all_equal(&value), DAY_ROWS as i64);
-}
-
 #[test]
 fn compare_gp6_to_gp6_names_damaged_keys_and_repairs() {
     let env = TestEnv::on("gp6_compare_gp6", Server::Gp6, Server::Gp6);
-    env.src_psql(&format!("SET extra_float_digits = 3;\n{}", fact_source_sql(true)));
+    env.src_psql(&format!("SET extra_float_digits = 3;\n{}", fact_source_sql(Kind::Gp6)));
+    create_gp6_targets(&env, &[BY_GRP]);
     compare_finds_and_repairs(&env, BY_GRP);
 }
 
 #[test]
 fn compare_pg15_to_gp6_names_damaged_keys_and_repairs() {
     let env = TestEnv::on("gp6_compare_pg15", Server::Pg, Server::Gp6);
-    env.src_psql(&fact_source_sql(false));
+    env.src_psql(&fact_source_sql(Kind::Pg15));
+    create_gp6_targets(&env, &[PARTED]);
     compare_finds_and_repairs(&env, PARTED);
 }
 
@@ -821,7 +453,7 @@ fn compare_pg15_to_gp6_names_damaged_keys_and_repairs() {
 #[test]
 fn two_targets_of_one_source_keep_their_own_cursors() {
     let env = TestEnv::on("gp6_two_targets", Server::Pg, Server::Gp6);
-    env.src_psql(&fact_source_sql(false));
+    env.src_psql(&fact_source_sql(Kind::Pg15));
     create_gp6_targets(&env, &[BY_KEY, RANDOMLY]);
     // Row 500 (window 02:00-03:00) cannot go into eda.randomly yet.
     env.dst_psql("ALTER TABLE eda.randomly ADD CONSTRAINT not_500 CHECK (id <> 500)");

@@ -31,7 +31,11 @@
 #![allow(dead_code)] // not every test file uses every helper
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is how a test helper reports
 
+pub mod canonical;
+pub mod compared;
+pub mod fact;
 pub mod files;
+pub mod held;
 pub mod proxy;
 pub mod runs;
 pub mod sshd;
@@ -78,25 +82,39 @@ pub const GENERIC_FILTERS: &[(&str, &str)] = &[
 // Clusters
 // ---------------------------------------------------------------------------------------------
 
-/// Which server a [`Pg`] is: the PostgreSQL 15 pair, a real Greenplum 6 cluster (master + 2
-/// segments) or a real PostgreSQL 8.2 server (GP4's SQL kernel).
+/// Which server a [`Pg`] is: the PostgreSQL 15 pair, a real Greenplum 4.3, 6 or 7 cluster
+/// (master + 2 segments) or a real PostgreSQL 8.2 server (GP4's SQL kernel alone).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Pg15,
+    Gp4,
     Gp6,
+    Gp7,
     Pg82,
+}
+
+impl Kind {
+    /// A Greenplum cluster (master and segments, superuser `gpadmin`).
+    pub fn is_greenplum(self) -> bool {
+        matches!(self, Kind::Gp4 | Kind::Gp6 | Kind::Gp7)
+    }
+
+    /// On the PostgreSQL 8.2 kernel (GP4 and plain 8.2): no string_agg, old settings.
+    pub fn is_82(self) -> bool {
+        matches!(self, Kind::Gp4 | Kind::Pg82)
+    }
 }
 
 /// One running PostgreSQL cluster.
 #[derive(Debug, Clone)]
 pub struct Pg {
-    /// `source`, `target`, `gp6` or `pg82`.
+    /// `source`, `target`, `gp4`, `gp6`, `gp7` or `pg82`.
     pub name: String,
     pub kind: Kind,
-    /// TCP port on 127.0.0.1 (a GP6 cluster's master; its segments listen on the next ports).
+    /// TCP port on 127.0.0.1 (a Greenplum cluster's master; its segments listen on the next ports).
     pub port: u16,
     /// Unix socket directory, where the superuser is trusted (the cluster directory for the
-    /// PostgreSQL 15 pair, `/tmp` for GP6 and 8.2).
+    /// PostgreSQL 15 pair, `/tmp` for Greenplum and 8.2).
     pub socket_dir: PathBuf,
     /// The cluster's data directory (the socket directory for the PostgreSQL 15 pair).
     pub data_dir: PathBuf,
@@ -204,7 +222,7 @@ impl Pg {
                 self.try_psql("postgres", &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(name)))
             }
             // No WITH (FORCE) before PostgreSQL 13; 9.4 names the column pid.
-            Kind::Gp6 => self.try_psql(
+            Kind::Gp6 | Kind::Gp7 => self.try_psql(
                 "postgres",
                 &format!(
                     "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = {lit};\n\
@@ -214,14 +232,16 @@ impl Pg {
                 ),
             ),
             // 8.2 has no pg_terminate_backend: a session left behind keeps its database.
-            Kind::Pg82 => self.try_psql("postgres", &format!("DROP DATABASE IF EXISTS {}", quote_ident(name))),
+            Kind::Gp4 | Kind::Pg82 => {
+                self.try_psql("postgres", &format!("DROP DATABASE IF EXISTS {}", quote_ident(name)))
+            }
         }
     }
 
     /// The superuser trusted on the socket.
     pub fn admin_user(&self) -> &'static str {
         match self.kind {
-            Kind::Gp6 => "gpadmin",
+            Kind::Gp4 | Kind::Gp6 | Kind::Gp7 => "gpadmin",
             Kind::Pg15 | Kind::Pg82 => "postgres",
         }
     }
@@ -447,7 +467,9 @@ const GP_SERVER_SH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/gp-serv
 /// 2-core machine with the whole suite running, several times that.
 const GP_START_TIMEOUT: Duration = Duration::from_secs(600);
 
+static GP4: OnceLock<Result<Pg, String>> = OnceLock::new();
 static GP6: OnceLock<Result<Pg, String>> = OnceLock::new();
+static GP7: OnceLock<Result<Pg, String>> = OnceLock::new();
 static PG82: OnceLock<Result<Pg, String>> = OnceLock::new();
 
 /// The real Greenplum 6 cluster (a master and 2 segments) of this test run, started on first
@@ -460,6 +482,22 @@ pub fn gp6() -> &'static Pg {
     }
 }
 
+/// The real Greenplum 7.0.0 cluster (a coordinator and 2 segments) of this test run; see [`gp6`].
+pub fn gp7() -> &'static Pg {
+    match GP7.get_or_init(|| start_gp_server(Kind::Gp7)) {
+        Ok(pg) => pg,
+        Err(message) => panic!("real Greenplum 7 cluster unavailable: {message}"),
+    }
+}
+
+/// The real Greenplum 4.3.99 cluster (a master and 2 segments) of this test run; see [`gp6`].
+pub fn gp4() -> &'static Pg {
+    match GP4.get_or_init(|| start_gp_server(Kind::Gp4)) {
+        Ok(pg) => pg,
+        Err(message) => panic!("real Greenplum 4.3 cluster unavailable: {message}"),
+    }
+}
+
 /// The real PostgreSQL 8.2 server (GP4's SQL kernel) of this test run; see [`gp6`].
 pub fn pg82() -> &'static Pg {
     match PG82.get_or_init(|| start_gp_server(Kind::Pg82)) {
@@ -468,10 +506,25 @@ pub fn pg82() -> &'static Pg {
     }
 }
 
-/// The `gpload` of the GP6 install the harness uses (`GP6_HOME`, else the shared archives').
+/// The GP6 install the harness uses (`GP6_HOME`, else the shared archives'): its gpload.
 pub fn gp6_home() -> PathBuf {
-    static HOME: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    let home = HOME.get_or_init(|| {
+    gp_home("GP6_HOME")
+}
+
+/// The GP7 install the harness uses (`GP7_HOME`, else the shared archives'): its gpload.
+pub fn gp7_home() -> PathBuf {
+    gp_home("GP7_HOME")
+}
+
+/// The GP4 install the harness uses (`GP4_HOME`, else the shared archives').
+pub fn gp4_home() -> PathBuf {
+    gp_home("GP4_HOME")
+}
+
+/// `var` (`GP6_HOME`, …) as `gp-server.sh homes` resolves it.
+fn gp_home(var: &str) -> PathBuf {
+    static HOMES: OnceLock<Result<String, String>> = OnceLock::new();
+    let homes = HOMES.get_or_init(|| {
         let output = Command::new("bash")
             .arg(GP_SERVER_SH)
             .arg("homes")
@@ -482,21 +535,23 @@ pub fn gp6_home() -> PathBuf {
         if !output.status.success() {
             return Err(format!("{GP_SERVER_SH} homes failed: {}", String::from_utf8_lossy(&output.stderr)));
         }
-        stdout
-            .lines()
-            .find_map(|l| l.strip_prefix("GP6_HOME="))
-            .map(PathBuf::from)
-            .ok_or_else(|| format!("{GP_SERVER_SH} homes printed no GP6_HOME"))
+        Ok(stdout.into_owned())
     });
-    match home {
-        Ok(home) => home.clone(),
-        Err(message) => panic!("no Greenplum 6 install: {message}"),
-    }
+    let found = homes.as_ref().map_err(Clone::clone).and_then(|homes| {
+        homes
+            .lines()
+            .find_map(|l| l.strip_prefix(var).and_then(|rest| rest.strip_prefix('=')))
+            .map(PathBuf::from)
+            .ok_or_else(|| format!("{GP_SERVER_SH} homes printed no {var}"))
+    });
+    found.unwrap_or_else(|message| panic!("no Greenplum install for {var}: {message}"))
 }
 
 fn kind_arg(kind: Kind) -> &'static str {
     match kind {
+        Kind::Gp4 => "gp4",
         Kind::Gp6 => "gp6",
+        Kind::Gp7 => "gp7",
         Kind::Pg82 => "pg82",
         Kind::Pg15 => unreachable!("the PostgreSQL 15 pair is started by start_clusters"),
     }
@@ -558,7 +613,7 @@ fn start_gp_server(kind: Kind) -> Result<Pg, String> {
 
 fn gp_server(kind: Kind, port: u16, dir: &Path, password: &str) -> Pg {
     let data_dir = match kind {
-        Kind::Gp6 => dir.join("master/gpseg-1"),
+        Kind::Gp4 | Kind::Gp6 | Kind::Gp7 => dir.join("master/gpseg-1"),
         _ => dir.join("data"),
     };
     Pg {
@@ -575,8 +630,8 @@ fn try_start_gp_server(kind: Kind, root: &Path, dir: &Path, owner_pid: u32) -> R
     let name = kind_arg(kind);
     spawn_gp_watchdog(owner_pid, name, dir, root)?;
     let password = format!("gpt-{name}-{:016x}", random_u64());
-    // A GP6 cluster needs its master's port and the two after it (segments).
-    let span = if kind == Kind::Gp6 { 3 } else { 1 };
+    // A Greenplum cluster needs its master's port and the two after it (segments).
+    let span = if kind.is_greenplum() { 3 } else { 1 };
     let mut last_error = String::new();
     for _ in 0..5 {
         let port = free_port_range(span)?;
@@ -724,6 +779,10 @@ pub enum Server {
     Gp6,
     /// The run's real PostgreSQL 8.2 server ([`pg82`]).
     Pg82,
+    /// The run's real Greenplum 7 cluster ([`gp7`]).
+    Gp7,
+    /// The run's real Greenplum 4.3 cluster ([`gp4`]).
+    Gp4,
 }
 
 impl TestEnv {
@@ -743,6 +802,8 @@ impl TestEnv {
                 Server::Pg => pair,
                 Server::Gp6 => gp6(),
                 Server::Pg82 => pg82(),
+                Server::Gp7 => gp7(),
+                Server::Gp4 => gp4(),
             }
         };
         let (src, dst) = (pick(src, &clusters.source), pick(dst, &clusters.target));
@@ -1061,7 +1122,7 @@ impl CmdOutput {
 /// Panics when a cluster password appears in the output (the secret itself is not printed).
 pub fn assert_no_secret(out: &CmdOutput) {
     let clusters = clusters();
-    let started = [GP6.get(), PG82.get()].into_iter().flatten().filter_map(|r| r.as_ref().ok());
+    let started = [GP4.get(), GP6.get(), GP7.get(), PG82.get()].into_iter().flatten().filter_map(|r| r.as_ref().ok());
     for pg in [&clusters.source, &clusters.target].into_iter().chain(started) {
         for (stream, text) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
             if text.contains(&pg.password) {
@@ -1151,7 +1212,7 @@ fn random_u64() -> u64 {
 /// no bytea_output) the same digest is built from what 8.2 has; where 8.2 prints a type
 /// differently (float4, float timestamps, escaped bytea) cast the column in `columns`.
 pub fn table_digest(pg: &Pg, db: &str, table: &str, columns: &[&str], order: &str, filter: &str) -> String {
-    let sql = if pg.kind == Kind::Pg82 {
+    let sql = if pg.kind.is_82() {
         let row = columns
             .iter()
             .map(|c| format!("coalesce(quote_literal(({c})::text), 'NULL')"))

@@ -166,25 +166,87 @@ pub fn null_key_message(rows: i64, key: &[String]) -> String {
     )
 }
 
-/// Delete the target rows whose key is in the batch, then insert the last row of each key.
-/// No `ON CONFLICT` (GP6 and 9.4 lack it; GP7 refuses it on distribution keys).
+/// How a merge batch reaches the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MergePath {
+    /// Delete the target rows whose key is in the batch, then insert the last row of each key:
+    /// works on every flavour and every table.
+    DeleteInsert,
+    /// `INSERT … ON CONFLICT (key) DO UPDATE` of the last row of each key, on GP7 where
+    /// [`ON_CONFLICT_ARBITER`] finds the table allows it.
+    OnConflict,
+}
+
+/// Whether `INSERT … ON CONFLICT (key) DO UPDATE` can merge into a GP7 table: a unique index
+/// on exactly the key columns (`$3`, sorted bytewise) that is immediate, valid, not partial and
+/// not on expressions (only such an index can be the arbiter); the table, or every leaf
+/// partition of it (`pg_partition_tree` lists none for a table that is not partitioned), a heap
+/// (GP7 refuses ON CONFLICT on append-optimized tables: `INSERT ON CONFLICT is not supported
+/// for appendoptimized relations`); no distribution-key column outside the key (GP7 cannot
+/// update those: `modification of distribution columns in OnConflictUpdate is not
+/// supported`; a unique index holds the distribution key, so this is a safeguard). `$1`
+/// schema, `$2` table; no row when the table does not exist.
+pub const ON_CONFLICT_ARBITER: &str = r#"
+SELECT EXISTS (
+           SELECT 1 FROM pg_catalog.pg_index i
+           WHERE i.indrelid = c.oid AND i.indisunique AND i.indimmediate AND i.indisvalid
+             AND i.indpred IS NULL AND i.indexprs IS NULL
+             AND ARRAY(SELECT a.attname::text FROM pg_catalog.pg_attribute a
+                       WHERE a.attrelid = c.oid AND a.attnum = ANY (i.indkey::int2[])
+                       ORDER BY a.attname::text COLLATE "C") = $3::text[])
+       AND NOT EXISTS (
+           SELECT 1 FROM pg_catalog.pg_class l
+           LEFT JOIN pg_catalog.pg_am am ON am.oid = l.relam
+           WHERE (l.oid = c.oid OR l.oid IN (SELECT relid FROM pg_catalog.pg_partition_tree(c.oid)))
+             AND l.relkind <> 'p' AND (l.relkind <> 'r' OR am.amname IS DISTINCT FROM 'heap'))
+       AND NOT EXISTS (
+           SELECT 1 FROM pg_catalog.gp_distribution_policy d
+           JOIN pg_catalog.pg_attribute a ON a.attrelid = d.localoid AND a.attnum = ANY (d.distkey::int2[])
+           WHERE d.localoid = c.oid AND a.attname::text <> ALL ($3::text[]))
+FROM pg_catalog.pg_class c
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = $1 AND c.relname = $2"#;
+
+/// Whether a flavour can merge with `ON CONFLICT` at all (the table decides the rest, see
+/// [`ON_CONFLICT_ARBITER`]). Only GP7 for now: PostgreSQL targets keep the delete + insert
+/// path every other test runs on; GP6, GP5, GP4 and 9.4 have no `ON CONFLICT`.
+pub fn may_merge_on_conflict(flavour: Flavour) -> bool {
+    flavour == Flavour::Gp7
+}
+
+/// The statements that merge the staged batch into the target; the last one inserts (or
+/// upserts) the last row of each key, so its row count is the rows written.
 ///
-/// On GP6 and later the batch's keys are first copied to every segment (`DISTRIBUTED
-/// REPLICATED`), so that the delete joins each segment's rows locally: joined with the
-/// staging table directly, a partitioned target gets a motion, and so a gang of processes on
-/// every segment, per partition, and a table with a few dozen partitions runs out of segment
-/// connections.
+/// [`MergePath::DeleteInsert`]: on GP6 and later the batch's keys are first copied to every
+/// segment (`DISTRIBUTED REPLICATED`), so that the delete joins each segment's rows locally:
+/// joined with the staging table directly, a partitioned target gets a motion, and so a gang
+/// of processes on every segment, per partition, and a table with a few dozen partitions runs
+/// out of segment connections.
+///
+/// [`MergePath::OnConflict`] needs at least one column outside the key (with none, `DO
+/// NOTHING` would count an unchanged row as not written): callers fall back to the delete.
 pub fn merge_apply(
     flavour: Flavour,
     target: &QualifiedName,
     staging: &str,
     columns: &[String],
     key: &[String],
+    path: MergePath,
 ) -> Vec<String> {
     let stg = quote_ident(staging);
     let key_match = key.iter().map(|k| format!("t.{0} = s.{0}", quote_ident(k))).collect::<Vec<_>>().join(" AND ");
     let keys = column_list(key);
     let cols = column_list(columns);
+    let last_rows = format!("SELECT DISTINCT ON ({keys}) {cols} FROM {stg} ORDER BY {keys}, gpt_batch_seq DESC");
+    let updated: Vec<String> =
+        columns.iter().filter(|c| !key.contains(c)).map(|c| format!("{0} = EXCLUDED.{0}", quote_ident(c))).collect();
+    if path == MergePath::OnConflict && !updated.is_empty() {
+        return vec![format!(
+            "INSERT INTO {} ({cols}) SELECT {cols} FROM ({last_rows}) last_rows ON CONFLICT ({keys}) DO UPDATE SET {}",
+            target.quoted(),
+            updated.join(", ")
+        )];
+    }
     let mut statements = Vec::new();
     let batch_keys = if flavour.is_greenplum() && flavour.kernel() >= 94 {
         let keys_table = quote_ident(&format!("{staging}_keys"));
@@ -196,10 +258,7 @@ pub fn merge_apply(
         format!("(SELECT DISTINCT {keys} FROM {stg})")
     };
     statements.push(format!("DELETE FROM {} t USING {batch_keys} s WHERE {key_match}", target.quoted()));
-    statements.push(format!(
-        "INSERT INTO {} ({cols}) SELECT {cols} FROM (SELECT DISTINCT ON ({keys}) {cols} FROM {stg} ORDER BY {keys}, gpt_batch_seq DESC) last_rows",
-        target.quoted()
-    ));
+    statements.push(format!("INSERT INTO {} ({cols}) SELECT {cols} FROM ({last_rows}) last_rows", target.quoted()));
     statements
 }
 
@@ -284,15 +343,35 @@ mod tests {
     fn merge_deletes_through_replicated_keys_on_gp6_and_later() {
         let t = QualifiedName::parse("eda.f").unwrap();
         let (cols, key) = (vec!["id".to_string(), "v".to_string()], vec!["id".to_string()]);
-        let gp6 = merge_apply(Flavour::Gp6, &t, "stg", &cols, &key);
+        let gp6 = merge_apply(Flavour::Gp6, &t, "stg", &cols, &key, MergePath::DeleteInsert);
         assert_eq!(gp6.len(), 3);
         assert!(gp6[0].ends_with("AS SELECT DISTINCT \"id\" FROM \"stg\" DISTRIBUTED REPLICATED"), "{}", gp6[0]);
         assert_eq!(gp6[1], "DELETE FROM \"eda\".\"f\" t USING \"stg_keys\" s WHERE t.\"id\" = s.\"id\"");
         // GP4/GP5 have no replicated tables; PostgreSQL has no segments.
         for flavour in [Flavour::Gp4, Flavour::Gp5, Flavour::Postgres { major: 15 }] {
-            let statements = merge_apply(flavour, &t, "stg", &cols, &key);
+            let statements = merge_apply(flavour, &t, "stg", &cols, &key, MergePath::DeleteInsert);
             assert_eq!(statements.len(), 2);
             assert!(statements[0].contains("USING (SELECT DISTINCT \"id\" FROM \"stg\") s"), "{}", statements[0]);
         }
+    }
+
+    #[test]
+    fn merge_on_conflict_updates_every_column_but_the_key() {
+        let t = QualifiedName::parse("eda.f").unwrap();
+        let cols = vec!["id".to_string(), "grp".to_string(), "v".to_string()];
+        let key = vec!["grp".to_string(), "id".to_string()];
+        let statements = merge_apply(Flavour::Gp7, &t, "stg", &cols, &key, MergePath::OnConflict);
+        assert_eq!(
+            statements,
+            ["INSERT INTO \"eda\".\"f\" (\"id\", \"grp\", \"v\") SELECT \"id\", \"grp\", \"v\" FROM (SELECT DISTINCT ON \
+              (\"grp\", \"id\") \"id\", \"grp\", \"v\" FROM \"stg\" ORDER BY \"grp\", \"id\", gpt_batch_seq DESC) last_rows \
+              ON CONFLICT (\"grp\", \"id\") DO UPDATE SET \"v\" = EXCLUDED.\"v\""]
+        );
+        // Every column in the key: nothing to update, so the delete + insert path.
+        let all_key = merge_apply(Flavour::Gp7, &t, "stg", &cols[..2], &key, MergePath::OnConflict);
+        assert_eq!(all_key.len(), 3, "{all_key:?}");
+        assert!(all_key[1].starts_with("DELETE FROM"), "{all_key:?}");
+        assert!(may_merge_on_conflict(Flavour::Gp7));
+        assert!(!may_merge_on_conflict(Flavour::Gp6) && !may_merge_on_conflict(Flavour::Postgres { major: 15 }));
     }
 }

@@ -97,6 +97,24 @@ impl Sink for CopySink {
     }
 }
 
+/// [`sql::MergePath::OnConflict`] where the flavour and the target table allow it.
+async fn merge_path(session: &Session, ctx: &WindowCtx) -> Result<sql::MergePath, RoleError> {
+    if !sql::may_merge_on_conflict(session.flavour) {
+        return Ok(sql::MergePath::DeleteInsert);
+    }
+    let target = &ctx.table.target_table;
+    let mut key = ctx.table.key.clone();
+    key.sort();
+    let row = session
+        .timed(session.client.query_opt(sql::ON_CONFLICT_ARBITER, &[&target.schema, &target.name, &key]))
+        .await
+        .map_err(target_err(ctx, "reading the target's unique indexes"))?;
+    let arbiter = row.map(|r| r.try_get::<_, bool>(0)).transpose().map_err(|e| {
+        RoleError::new(format!("reading the target's unique indexes on target cluster {:?}: {e}", ctx.target.name))
+    })?;
+    Ok(if arbiter == Some(true) { sql::MergePath::OnConflict } else { sql::MergePath::DeleteInsert })
+}
+
 #[async_trait]
 impl SinkWindow for CopyWindow {
     async fn load(&mut self, mut rows: ByteStream) -> Result<u64, RoleError> {
@@ -137,7 +155,8 @@ impl SinkWindow for CopyWindow {
         }
         // The last row of each key lands: rows written are the rows inserted, and the batch's
         // earlier rows of a key are counted as folded, not as written.
-        let mut statements = sql::merge_apply(session.flavour, &t.target_table, STAGING, &ctx.columns, &t.key);
+        let path = merge_path(session, ctx).await?;
+        let mut statements = sql::merge_apply(session.flavour, &t.target_table, STAGING, &ctx.columns, &t.key, path);
         // The last statement inserts the last row of each key: its count is the rows written.
         let insert = statements.pop().unwrap_or_default();
         for s in &statements {
