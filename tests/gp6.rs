@@ -13,11 +13,7 @@ use serde_json::Value;
 use support::fact::{
     compare_finds_and_repairs, day_job, fact_source_sql, DAY, DAY_ROWS, FACT, FACT_COLUMNS, FACT_COLUMNS_DDL,
 };
-use support::held::{
-    big_content, big_history, big_tables, hold, release, sigkill_mid_window_leaves_target_and_cursor_untouched,
-    wait_until_mid_copy, BIG_ROWS,
-};
-use support::runs::Guard;
+use support::held::{second_concurrent_run_exits_75, sigkill_mid_window_leaves_target_and_cursor_untouched};
 use support::{table_digest, CmdOutput, Kind, Pg, Server, TestEnv};
 
 // ---------------------------------------------------------------------------------------------
@@ -394,31 +390,7 @@ async fn gp6_state_sigkill_mid_window_leaves_target_and_cursor_untouched() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gp6_state_second_concurrent_run_exits_75() {
     let env = TestEnv::on("gp6_concurrent", Server::Pg, Server::Gp6);
-    big_tables(&env);
-    let src = env.src.admin(&env.db).await;
-    let dst = env.dst.admin(&env.dst_db).await;
-    let locker = hold(&env).await;
-
-    let first = Guard(Some(env.spawn(&["run"])));
-    let pid = first.pid();
-    wait_until_mid_copy(&src, &dst).await;
-
-    let started = std::time::Instant::now();
-    let second = env.run(&["run"]);
-    assert_eq!(second.code, 75, "{}", second.render());
-    assert!(started.elapsed() < std::time::Duration::from_secs(30), "the second run waited for the lock");
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_string();
-    let application = format!("gptransfer pid {pid} host {host}");
-    let shown = &application[..application.len().min(63)];
-    assert!(second.stderr.contains(shown), "the holder is not named {shown:?}:\n{}", second.render());
-    // The refused run left no trace.
-    assert_eq!(big_history(&env), "1 running -");
-
-    release(&locker).await;
-    first.wait().assert_success();
-    let source = table_digest(env.src, &env.db, "big_rows", &["id", "ts", "payload"], "id", "true");
-    assert_eq!(big_content(&env), (format!("{BIG_ROWS} {BIG_ROWS}"), source));
-    assert_eq!(big_history(&env), format!("1 succeeded {BIG_ROWS}"));
+    second_concurrent_run_exits_75(&env).await;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ use support::canonical::assert_same_lines;
 use support::fact::{
     compare_finds_and_repairs, day_job, fact_lines, fact_source_sql, DAY, DAY_ROWS, FACT, FACT_COLUMNS_DDL,
 };
-use support::held::sigkill_mid_window_leaves_target_and_cursor_untouched;
+use support::held::{second_concurrent_run_exits_75, sigkill_mid_window_leaves_target_and_cursor_untouched};
 use support::{CmdOutput, Kind, Server, TestEnv};
 
 // ---------------------------------------------------------------------------------------------
@@ -421,13 +421,19 @@ fn gp7_to_postgresql_is_byte_exact_in_every_mode() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// 4. GP7 as target and state cluster: SIGKILL mid-window
+// 4. GP7 as target and state cluster: SIGKILL mid-window, one runner per job
 // ---------------------------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gp7_state_sigkill_mid_window_leaves_target_and_cursor_untouched() {
     let env = TestEnv::on("gp7_sigkill", Server::Pg, Server::Gp7);
     sigkill_mid_window_leaves_target_and_cursor_untouched(&env).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gp7_state_second_concurrent_run_exits_75() {
+    let env = TestEnv::on("gp7_concurrent", Server::Pg, Server::Gp7);
+    second_concurrent_run_exits_75(&env).await;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -7,6 +7,8 @@
 //! merge into GP6 — lands byte-exact with INS/UPD/ERR in history; a key twice in one batch keeps
 //! its last row, as the `copy` sink does, counted truly (rows read = written + folded); a 40 KB
 //! row loads; a too-narrow target column fails the window and leaves the target unchanged.
+//! The same chain and the `gp4-legacy` preset run from the real GP4 cluster into the real GP7
+//! cluster with GP7's own gpload (Python 3).
 //! Every run here has no GPHOME in its environment: the sink finds the install from the program.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -23,6 +25,11 @@ use support::{CmdOutput, Pg, Server, TestEnv};
 /// Greenplum 6's own gpload.
 fn gpload() -> PathBuf {
     support::gp6_home().join("bin/gpload")
+}
+
+/// Greenplum 7's own gpload (Python 3).
+fn gp7_gpload() -> PathBuf {
+    support::gp7_home().join("bin/gpload")
 }
 
 /// Runs the binary with no Greenplum variables in its environment: the sink must find them.
@@ -236,7 +243,11 @@ fn v1_chain(env: &TestEnv) -> CmdOutput {
 }
 
 fn v1_env(name: &str) -> TestEnv {
-    let env = TestEnv::on(name, Server::Pg82, Server::Gp6);
+    v1_env_on(name, Server::Pg82, Server::Gp6)
+}
+
+fn v1_env_on(name: &str, src: Server, dst: Server) -> TestEnv {
+    let env = TestEnv::on(name, src, dst);
     env.src_psql(&support::defects_source_sql(600, "36 seconds"));
     env.src_psql(V1_SOURCE);
     env.dst_psql(V1_TARGET);
@@ -252,6 +263,15 @@ fn the_v1_chain_with_real_gpload_locally() {
     let failed = run(&env, &["history", "--failed", "--errors"]);
     cli_snapshot!("narrow_column_history", gp_filters(failed));
     drop(out);
+}
+
+/// The V1 chain as it runs after a migration to Greenplum 7: a real GP4 cluster → the shared
+/// mount → GP7's own gpload (Python 3) merging into the real GP7 cluster.
+#[test]
+fn the_v1_chain_from_gp4_into_gp7_with_gp7s_gpload() {
+    let env = v1_env_on("gpload_v1_gp7", Server::Gp4, Server::Gp7);
+    v1_config(&env, &format!(", gpload = \"{}\"", gp7_gpload().display()));
+    v1_chain(&env);
 }
 
 #[test]
@@ -527,7 +547,18 @@ fn a_key_gpload_cannot_merge_on_is_refused_before_any_data_moves() {
 /// (loaded in place, where rows carry no position) still keeps the last row.
 #[test]
 fn the_gp4_legacy_preset_with_real_gpload() {
-    let env = v1_env("gpload_gp4_legacy");
+    legacy_preset(&v1_env("gpload_gp4_legacy"), &gpload());
+}
+
+/// The `gp4-legacy` preset from the real GP4 cluster into GP7 with GP7's gpload.
+#[test]
+fn the_gp4_legacy_preset_from_gp4_into_gp7_with_gp7s_gpload() {
+    legacy_preset(&v1_env_on("gpload_gp4_legacy_gp7", Server::Gp4, Server::Gp7), &gp7_gpload());
+}
+
+/// One line per table (`preset = gp4-legacy`) moves `eda.defects` and `eda.dups` byte-exact,
+/// the duplicate key folded, with `gpload`.
+fn legacy_preset(env: &TestEnv, gpload: &std::path::Path) {
     env.write_config(&format!(
         r#"
 [clusters.src]
@@ -561,13 +592,13 @@ condition_column = "evt_ts"
 key = ["id"]
 preset = {{ name = "gp4-legacy", root = "{{TEMP_DIR}}/mount", gpload = "{gpload}" }}
 "#,
-        gpload = gpload().display()
+        gpload = gpload.display()
     ));
-    let plan = run(&env, &["plan"]);
+    let plan = run(env, &["plan"]);
     plan.assert_success();
     assert!(plan.stdout.contains("gp4 > shared-mount > gpload"), "{}", plan.render());
-    run(&env, &["config", "check"]).assert_success();
-    let out = run(&env, &["run"]);
+    run(env, &["config", "check"]).assert_success();
+    let out = run(env, &["run"]);
     out.assert_success();
     assert_eq!(defects_digest(env.dst, &env.dst_db), defects_digest(env.src, &env.db), "{}", out.render());
     assert_eq!(

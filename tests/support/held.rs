@@ -150,3 +150,33 @@ pub async fn sigkill_mid_window_leaves_target_and_cursor_untouched(env: &TestEnv
     let failed = run_ok(env, &["history", "--failed"]);
     assert!(failed.stdout.contains("abandoned"), "{}", failed.render());
 }
+
+/// A second run of the job while the first is mid-window exits 75 at once, naming the holder
+/// of the lock (kept on `env.dst`, the state cluster), and leaves no trace; the first completes.
+pub async fn second_concurrent_run_exits_75(env: &TestEnv) {
+    big_tables(env);
+    let src = env.src.admin(&env.db).await;
+    let dst = env.dst.admin(&env.dst_db).await;
+    let locker = hold(env).await;
+
+    let first = Guard(Some(env.spawn(&["run"])));
+    let pid = first.pid();
+    wait_until_mid_copy(&src, &dst).await;
+
+    let started = std::time::Instant::now();
+    let second = env.run(&["run"]);
+    assert_eq!(second.code, 75, "{}", second.render());
+    assert!(started.elapsed() < std::time::Duration::from_secs(30), "the second run waited for the lock");
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_string();
+    let application = format!("gptransfer pid {pid} host {host}");
+    let shown = &application[..application.len().min(63)];
+    assert!(second.stderr.contains(shown), "the holder is not named {shown:?}:\n{}", second.render());
+    // The refused run left no trace.
+    assert_eq!(big_history(env), "1 running -");
+
+    release(&locker).await;
+    first.wait().assert_success();
+    let source = table_digest(env.src, &env.db, "big_rows", &["id", "ts", "payload"], "id", "true");
+    assert_eq!(big_content(env), (format!("{BIG_ROWS} {BIG_ROWS}"), source));
+    assert_eq!(big_history(env), format!("1 succeeded {BIG_ROWS}"));
+}
