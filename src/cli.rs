@@ -68,6 +68,57 @@ pub enum Command {
     },
     /// Run due transfers, then compare what was loaded, on a schedule
     Daemon(DaemonArgs),
+    /// Re-load the windows of a range now (replace; merge tables merge)
+    Reload(ReloadArgs),
+    /// Move a table's stored cursor
+    Cursor {
+        #[command(subcommand)]
+        command: CursorCommand,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ReloadArgs {
+    /// The job
+    #[arg(long, value_name = "J")]
+    pub job: String,
+    /// Only this table, schema.table (every entry reading it), or one entry: "source -> target" (repeatable)
+    #[arg(long = "table", value_name = "T")]
+    pub tables: Vec<String>,
+    /// First window's start (a window boundary)
+    #[arg(long, value_name = "TS")]
+    pub from: String,
+    /// Last window's end (a window boundary)
+    #[arg(long, value_name = "TS")]
+    pub to: String,
+    /// Check and list the windows, move nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CursorCommand {
+    /// Set a table entry's cursor (the end of its last loaded window), backwards or forwards
+    Set(CursorSetArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CursorSetArgs {
+    /// The job
+    #[arg(long, value_name = "J")]
+    pub job: String,
+    /// The table entry: schema.table, or "source -> target" when the source feeds several
+    #[arg(long, value_name = "T")]
+    pub table: String,
+    /// The new cursor: the next run loads from here
+    #[arg(value_name = "TS")]
+    pub cursor: String,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+    pub output: OutputFormat,
 }
 
 #[derive(Debug, Args)]

@@ -110,6 +110,7 @@ async fn repair(
         now: now(),
         stop_on_error: false,
         windows: Some(windows.clone()),
+        reason: Some("repair"),
     };
     let observer = Arc::new(progress::Reporter::new(false));
     let report = engine::run(config, registry, repaired.clone(), &options, observer, signals::install()).await?;

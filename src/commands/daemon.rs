@@ -92,6 +92,7 @@ async fn one_table(
         now: now(),
         stop_on_error: false,
         windows: None,
+        reason: None,
     };
     let observer = Arc::new(progress::Reporter::new(true));
     let report = match engine::run(config, registry, vec![table.clone()], &options, observer, interrupt.clone()).await {

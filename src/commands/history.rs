@@ -55,9 +55,17 @@ pub async fn history(config: Option<&std::path::Path>, args: HistoryArgs) -> any
                         r.started_at.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M:%S").to_string(),
                         r.job.clone(),
                         r.table.clone(),
-                        r.window_id.clone(),
+                        // A cursor moved by hand shows where it went; its reason, where it was.
+                        if r.status == "cursor set" {
+                            format!("cursor -> {}", r.window_end)
+                        } else {
+                            r.window_id.clone()
+                        },
                         r.mode.clone(),
-                        r.status.clone(),
+                        match &r.reason {
+                            Some(reason) => format!("{} ({reason})", r.status),
+                            None => r.status.clone(),
+                        },
                         r.rows_read.map_or(String::new(), |v| v.to_string()),
                         r.rows_written.map_or(String::new(), |v| v.to_string()),
                     ];

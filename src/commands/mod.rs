@@ -3,20 +3,22 @@
 mod alarm;
 mod check;
 mod compare;
+mod cursor;
 mod daemon;
 mod history;
 mod plan;
 mod plugins;
+mod reload;
 mod run;
 
 use gptransfer_core::config::{find_config_path, Config, ConfigTimestamp};
 use gptransfer_core::error::exit;
 use gptransfer_core::registry::Registry;
 
-use crate::cli::{Cli, Command, ConfigCommand};
+use crate::cli::{Cli, Command, ConfigCommand, CursorCommand};
 
 pub async fn dispatch(cli: Cli, mut registry: Registry) -> i32 {
-    let uses_plugins = !matches!(cli.command, Command::Alarm { .. } | Command::History(_));
+    let uses_plugins = !matches!(cli.command, Command::Alarm { .. } | Command::History(_) | Command::Cursor { .. });
     let loaded = if uses_plugins {
         load_external_plugins(cli.config.as_deref(), matches!(cli.command, Command::Plugins), &mut registry)
     } else {
@@ -33,6 +35,10 @@ pub async fn dispatch(cli: Cli, mut registry: Registry) -> i32 {
             Command::Plan(args) => plan::plan(cli.config.as_deref(), &registry, args).await,
             Command::History(args) => history::history(cli.config.as_deref(), args).await,
             Command::Config { command: ConfigCommand::Check } => check::check(cli.config.as_deref(), &registry).await,
+            Command::Reload(args) => reload::reload(cli.config.as_deref(), &registry, args, cli.quiet).await,
+            Command::Cursor { command: CursorCommand::Set(args) } => {
+                cursor::set(cli.config.as_deref(), &registry, args).await
+            }
         },
     };
     match result {
@@ -113,4 +119,10 @@ pub fn parse_ts(option: &str, text: Option<&str>) -> anyhow::Result<Option<chron
 /// from the source: core's engine::clock); this one stamps what only the host knows.
 pub fn now() -> chrono::NaiveDateTime {
     chrono::Local::now().naive_local()
+}
+
+/// A usage error naming the option: exit 2 with the message.
+pub fn usage(option: &str, message: impl Into<String>) -> anyhow::Error {
+    gptransfer_core::Error::Config(gptransfer_core::config::ConfigError::file(std::path::Path::new(option), message))
+        .into()
 }

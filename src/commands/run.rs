@@ -28,6 +28,7 @@ pub async fn run(
         now: now(),
         stop_on_error: args.stop_on_error,
         windows: None,
+        reason: None,
     };
     let interrupt = signals::install();
     // `-q`: only errors, so no per-window lines or bars (the summary line stays).

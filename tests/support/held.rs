@@ -64,7 +64,7 @@ final_end = "2024-01-01 01:00:00"
 }
 
 /// Waits until the run is mid-window: its source COPY waits for [`HOLD_KEY`] at row
-/// [`HOLD_AT`] (PG15) and its COPY into the target is running on the GP6 master.
+/// [`HOLD_AT`] (PG15) and its COPY into the target is running on the target (a Greenplum master).
 pub async fn wait_until_mid_copy(src: &tokio_postgres::Client, dst: &tokio_postgres::Client) {
     wait_for_row(
         src,

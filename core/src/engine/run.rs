@@ -39,6 +39,8 @@ pub struct RunOptions {
     pub stop_on_error: bool,
     /// Load exactly these windows per table (`table_key`) instead of the planned ones.
     pub windows: Option<BTreeMap<String, Vec<Window>>>,
+    /// Why the windows run when not by a plain run (`repair`, `reload`): kept in history.
+    pub reason: Option<&'static str>,
 }
 
 /// `job/name`, the key of per-entry maps: the source table, and its target when that differs
@@ -519,6 +521,7 @@ pub async fn run(
                     &application,
                     observer.as_ref(),
                     &interrupt,
+                    options.reason,
                 )
                 .await;
                 observer.window_finished(&r);

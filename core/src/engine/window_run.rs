@@ -56,6 +56,7 @@ pub(super) async fn run_window(
     application: &str,
     observer: &dyn Observer,
     interrupt: &Interrupt,
+    reason: Option<&str>,
 ) -> WindowReport {
     let started = Instant::now();
     let counters = Arc::new(Counters::default());
@@ -76,7 +77,7 @@ pub(super) async fn run_window(
         CopyFormat::Text => table.chain(),
         f => format!("{} ({})", table.chain(), f.name()),
     };
-    let history_id = match state.history_start(table, &window, &chain, &crate::host_name()).await {
+    let history_id = match state.history_start(table, &window, &chain, &crate::host_name(), reason).await {
         Ok(id) => id,
         Err(e) => {
             report.error = Some(format!("cannot record the window in history: {e}"));

@@ -61,7 +61,7 @@ pub struct HistoryRow {
     pub finished_at: Option<DateTime<Utc>>,
     /// Elapsed seconds, two decimals.
     pub elapsed_seconds: Option<String>,
-    /// running, succeeded, failed.
+    /// running, succeeded, failed; `cursor set` for a cursor moved by hand.
     pub status: String,
     /// The error of a failed attempt.
     pub error: Option<String>,
@@ -71,6 +71,9 @@ pub struct HistoryRow {
     pub host: String,
     /// Process id that ran it.
     pub pid: i32,
+    /// Why it ran when not by a plain run: `repair`, `reload`; for a `cursor set` row, the
+    /// cursor it replaced.
+    pub reason: Option<String>,
 }
 
 /// Which rows `history` lists.
@@ -94,6 +97,7 @@ impl State {
         window: &Window,
         chain: &str,
         host: &str,
+        reason: Option<&str>,
     ) -> Result<i64, Error> {
         let t = self.table("history");
         let name = table.source_table.to_string();
@@ -122,8 +126,8 @@ impl State {
             .get(0);
         let sql = format!(
             "INSERT INTO {t} (id, job, table_name, target_table, window_id, window_start, window_end, mode, chain, \
-             started_at, status, attempt, host, pid) \
-             VALUES ($1, $2, $3, $4, $5, $6::text::timestamp, $7::text::timestamp, $8, $9, now(), 'running', $10, $11, $12)"
+             started_at, status, attempt, host, pid, reason) \
+             VALUES ($1, $2, $3, $4, $5, $6::text::timestamp, $7::text::timestamp, $8, $9, now(), 'running', $10, $11, $12, $13)"
         );
         self.client()
             .execute(
@@ -141,6 +145,7 @@ impl State {
                     &attempt,
                     &host,
                     &pid,
+                    &reason,
                 ],
             )
             .bounded(self, "writing history")
@@ -206,7 +211,7 @@ impl State {
             "SELECT id, job, table_name, target_table, window_id, window_start::text, window_end::text, mode, chain, \
              rows_read, rows_written, bytes, to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US'), \
              to_char(finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US'), elapsed_seconds::text, status, error, \
-             attempt, host, pid, rows_inserted, rows_updated, format_errors, duplicates_folded FROM {} \
+             attempt, host, pid, rows_inserted, rows_updated, format_errors, duplicates_folded, reason FROM {} \
              WHERE ($1::text IS NULL OR job = $1) AND ($2::text IS NULL OR table_name = $2) \
              AND (NOT $3 OR status = 'failed') ORDER BY id DESC LIMIT $4",
             self.table("history")
@@ -247,6 +252,7 @@ impl State {
                     attempt: r.get(17),
                     host: r.get(18),
                     pid: r.get(19),
+                    reason: r.get(24),
                 })
             })
             .collect()

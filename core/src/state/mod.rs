@@ -185,6 +185,80 @@ impl State {
     }
 }
 
+impl State {
+    /// Moves a table entry's cursor to `to`, backwards or forwards, and records the move in
+    /// history — a `cursor set` row whose `reason` names the cursor it replaced — in one
+    /// transaction. The caller holds the job's lock. Returns the cursor replaced.
+    pub async fn set_cursor(
+        &self,
+        t: &TableSpec,
+        to: NaiveDateTime,
+        host: &str,
+    ) -> Result<Option<NaiveDateTime>, Error> {
+        let old = self.table_cursor(t).await?;
+        let key = t.cursor_key();
+        let reason = match old {
+            Some(c) => format!("cursor was {}", ts_text(c).trim_end_matches(".000000")),
+            None => "no cursor before: windows started at the table's start".to_string(),
+        };
+        let history = self.table("history");
+        let id: i64 = self
+            .client()
+            .query_one("SELECT nextval(pg_get_serial_sequence($1, 'id'))", &[&history])
+            .bounded(self, "drawing a history id")
+            .await?
+            .get(0);
+        let pid = i32::try_from(std::process::id()).unwrap_or(0);
+        let moved = async {
+            self.client().batch_execute("BEGIN").await?;
+            let update = format!(
+                "UPDATE {} SET cursor_end = $3::text::timestamp, updated_at = clock_timestamp() \
+                 WHERE job = $1 AND table_name = $2",
+                self.table("cursors")
+            );
+            let end = ts_text(to);
+            if self.client().execute(&update, &[&t.job, &key, &end]).await? == 0 {
+                let insert = format!(
+                    "INSERT INTO {} (job, table_name, cursor_end, updated_at) \
+                     VALUES ($1, $2, $3::text::timestamp, clock_timestamp())",
+                    self.table("cursors")
+                );
+                self.client().execute(&insert, &[&t.job, &key, &end]).await?;
+            }
+            let row = format!(
+                "INSERT INTO {history} (id, job, table_name, target_table, window_id, window_start, window_end, mode, \
+                 chain, started_at, finished_at, status, attempt, host, pid, reason) \
+                 VALUES ($1, $2, $3, $4, 'cursor set', $5::text::timestamp, $6::text::timestamp, $7, '-', now(), now(), \
+                 'cursor set', 0, $8, $9, $10)"
+            );
+            let start = ts_text(old.unwrap_or(t.start));
+            self.client()
+                .execute(
+                    &row,
+                    &[
+                        &id,
+                        &t.job,
+                        &t.source_table.to_string(),
+                        &t.target_table.to_string(),
+                        &start,
+                        &end,
+                        &t.mode.as_str(),
+                        &host,
+                        &pid,
+                        &reason,
+                    ],
+                )
+                .await?;
+            self.client().batch_execute("COMMIT").await
+        };
+        if let Err(e) = moved.bounded(self, "moving the cursor").await {
+            let _ = self.client().batch_execute("ROLLBACK").bounded(self, "rolling back the cursor move").await;
+            return Err(e);
+        }
+        Ok(old)
+    }
+}
+
 /// A timestamp as it crosses the state session: as text, bound as `$n::text::timestamp` and
 /// read as `col::text`. tokio-postgres's binary timestamps are integer microseconds, which an
 /// 8.2 server built with float datetimes (GP4's kernel) takes for a float8: a cursor written

@@ -6,7 +6,7 @@ use crate::dialect::sql;
 use crate::error::Error;
 
 /// Bumped when the DDL below changes; each step migrates from the one before.
-const VERSION: i32 = 4;
+const VERSION: i32 = 5;
 const MIGRATION_LOCK: (i32, i32) = (0x6770_7472, 0);
 
 pub(super) async fn exists(state: &State) -> Result<bool, Error> {
@@ -166,6 +166,19 @@ COMMIT;",
             version = state.table("schema_version"),
         );
         migrate_step(state, &ddl, "adding the folded duplicates to history").await?;
+    }
+    if current < 5 {
+        // Version 5: why an attempt ran when not by a plain run (`repair`, `reload`), and the
+        // rows `cursor set` writes (`status = 'cursor set'`, the old cursor in `reason`).
+        let ddl = format!(
+            "BEGIN;
+ALTER TABLE {history} ADD COLUMN reason text;
+INSERT INTO {version} VALUES (5, now());
+COMMIT;",
+            history = state.table("history"),
+            version = state.table("schema_version"),
+        );
+        migrate_step(state, &ddl, "adding the reason of an attempt to history").await?;
     }
     Ok(())
 }
