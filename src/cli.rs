@@ -68,6 +68,8 @@ pub enum Command {
     },
     /// Run due transfers, then compare what was loaded, on a schedule
     Daemon(DaemonArgs),
+    /// Where each table stands: cursor, lag, failures, alarms (exit 3 when failing or behind)
+    Status(StatusArgs),
     /// Re-load the windows of a range now (replace; merge tables merge)
     Reload(ReloadArgs),
     /// Move a table's stored cursor
@@ -75,6 +77,18 @@ pub enum Command {
         #[command(subcommand)]
         command: CursorCommand,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub selection: Selection,
+    /// Exit 3 when a table's cursor is further than this behind where windows may end (e.g. 2h)
+    #[arg(long, value_name = "D")]
+    pub max_lag: Option<String>,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+    pub output: OutputFormat,
 }
 
 #[derive(Debug, Args)]

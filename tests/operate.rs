@@ -341,3 +341,78 @@ async fn reload_and_cursor_set_refuse_a_running_job() {
     first.wait().assert_success();
     assert_eq!(cursors(&env), "public.big 2024-01-01 01:00:00");
 }
+
+/// `status` of a job with a table that is fine (but compare found a difference), one that
+/// fails and one that lags: the failing and the lagging one are named, exit 3; JSON parses.
+#[test]
+fn status_names_the_failing_and_the_lagging_table() {
+    let env = TestEnv::on("status_failing_lagging", Server::Pg, Server::Gp7);
+    env.src_psql(&defects_source_sql(600, "36 seconds"));
+    let mut ddl = String::from("SET ROLE gpt;\nCREATE SCHEMA eda;\n");
+    for t in ["fine", "failing", "lagging"] {
+        ddl.push_str(&format!(
+            "CREATE TABLE eda.{t} (id bigint PRIMARY KEY, evt_ts timestamp NOT NULL, glass text, qty numeric(12,3), \
+             payload bytea) DISTRIBUTED BY (id);\n"
+        ));
+    }
+    // Row 250 (window 02:00–03:00) cannot go into eda.failing.
+    ddl.push_str("ALTER TABLE eda.failing ADD CONSTRAINT not_250 CHECK (id <> 250);\n");
+    env.dst_psql(&ddl);
+    let mut config = String::from(
+        "{CLUSTERS}\n\n[jobs.j]\nfrom = \"src\"\nto = \"dst\"\nstart = \"2024-03-10 00:00:00\"\n\
+         end = \"2024-03-10 06:00:00\"\nduration = \"1h\"\n",
+    );
+    for t in ["fine", "failing", "lagging"] {
+        config.push_str(&format!(
+            "\n[[jobs.j.tables]]\ntable = \"eda.defects\"\ntarget_table = \"eda.{t}\"\ncondition_column = \"evt_ts\"\n\
+             key = [\"id\"]\n"
+        ));
+    }
+    env.write_config(&config);
+    // Nothing run yet: every table never run, six hours behind.
+    let before = env.run(&["status", "--output", "json"]);
+    before.assert_success();
+    assert!(json(&before).as_array().unwrap().iter().all(|s| s["cursor"].is_null() && s["lag_seconds"] == 21600));
+
+    env.run(&["run", "--table", "eda.defects -> eda.fine", "--table", "eda.defects -> eda.failing"]).assert_code(1);
+    env.run(&["run", "--table", "eda.defects -> eda.lagging", "--until", "2024-03-10 03:00:00"]).assert_success();
+    env.dst_psql("DELETE FROM eda.fine WHERE id = 10");
+    env.run(&["compare", "--table", "eda.defects -> eda.fine"]).assert_code(3);
+
+    let out = env.run(&["status", "--max-lag", "2h"]);
+    out.assert_code(3);
+    cli_snapshot!("status_failing_and_lagging", out);
+    assert!(out.stdout.contains("FAILING 20240310020000^20240310030000"), "{}", out.render());
+    assert!(out.stdout.contains("BEHIND j / eda.defects -> eda.lagging: 3h behind"), "{}", out.render());
+    // The failing table is behind too (4h).
+    assert!(out.stdout.contains("3 table(s): 1 failing, 2 behind"), "{}", out.render());
+
+    let out = env.run(&["status", "--max-lag", "2h", "--output", "json"]);
+    out.assert_code(3);
+    let found = json(&out);
+    let by_table = |t: &str| -> Value {
+        found.as_array().unwrap().iter().find(|s| s["target_table"] == t).cloned().unwrap_or_else(|| panic!("{t}"))
+    };
+    let fine = by_table("eda.fine");
+    assert_eq!(
+        (fine["failing"].as_bool(), fine["lag_seconds"].as_i64(), fine["active_alarms"].as_i64()),
+        (Some(false), Some(0), Some(1))
+    );
+    let failing = by_table("eda.failing");
+    assert_eq!(failing["failing"], true);
+    assert_eq!(failing["cursor"], "2024-03-10T02:00:00");
+    assert_eq!(failing["lag_seconds"], 4 * 3600);
+    assert_eq!(failing["due_windows"], 4);
+    assert!(failing["last_failure"]["error"].as_str().unwrap().contains("not_250"), "{failing:#}");
+    let lagging = by_table("eda.lagging");
+    assert_eq!((lagging["failing"].as_bool(), lagging["lag_seconds"].as_i64()), (Some(false), Some(3 * 3600)));
+
+    // A generous --max-lag: only the failing table makes it exit 3; once fixed, exit 0.
+    env.run(&["status", "--max-lag", "5h"]).assert_code(3);
+    env.dst_psql("ALTER TABLE eda.failing DROP CONSTRAINT not_250");
+    env.run(&["run"]).assert_success();
+    env.run(&["alarm", "reset"]).assert_success();
+    let ok = env.run(&["status", "--max-lag", "2h"]);
+    ok.assert_success();
+    assert!(ok.stdout.contains("3 table(s): none failing or behind"), "{}", ok.render());
+}

@@ -10,6 +10,7 @@ mod plan;
 mod plugins;
 mod reload;
 mod run;
+mod status;
 
 use gptransfer_core::config::{find_config_path, Config, ConfigTimestamp};
 use gptransfer_core::error::exit;
@@ -35,6 +36,7 @@ pub async fn dispatch(cli: Cli, mut registry: Registry) -> i32 {
             Command::Plan(args) => plan::plan(cli.config.as_deref(), &registry, args).await,
             Command::History(args) => history::history(cli.config.as_deref(), args).await,
             Command::Config { command: ConfigCommand::Check } => check::check(cli.config.as_deref(), &registry).await,
+            Command::Status(args) => status::status(cli.config.as_deref(), &registry, args).await,
             Command::Reload(args) => reload::reload(cli.config.as_deref(), &registry, args, cli.quiet).await,
             Command::Cursor { command: CursorCommand::Set(args) } => {
                 cursor::set(cli.config.as_deref(), &registry, args).await

@@ -6,6 +6,7 @@ mod compare_run;
 mod interrupt;
 mod run;
 mod select;
+mod status;
 mod window_run;
 
 pub use check::{check_append_atomic, check_table, Column, TableCheck};
@@ -16,3 +17,4 @@ pub use run::{
     WindowStatus,
 };
 pub use select::select_tables;
+pub use status::{status_tables, LastFailure, TableStatus};

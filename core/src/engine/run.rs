@@ -253,7 +253,7 @@ pub(super) fn handles(
     Ok(out)
 }
 
-pub(super) fn application_name() -> String {
+pub(crate) fn application_name() -> String {
     // The pid first: PostgreSQL cuts application names at 63 bytes, and the pid is what
     // `kill` needs when the lock message names the holder.
     format!("gptransfer pid {} host {}", std::process::id(), crate::host_name())

@@ -257,4 +257,59 @@ impl State {
             })
             .collect()
     }
+
+    /// What history and the alarms say of one entry, for `status`.
+    pub async fn entry_history(&self, t: &TableSpec) -> Result<EntryHistory, Error> {
+        let h = self.table("history");
+        let source = t.source_table.to_string();
+        let target = t.target_table.to_string();
+        let utc = "to_char(coalesce(finished_at, started_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')";
+        let entry = "job = $1 AND table_name = $2 AND target_table = $3";
+        let latest = format!(
+            "SELECT status FROM {h} WHERE {entry} AND status IN ('succeeded', 'failed') ORDER BY id DESC LIMIT 1"
+        );
+        let success = format!("SELECT {utc} FROM {h} WHERE {entry} AND status = 'succeeded' ORDER BY id DESC LIMIT 1");
+        let failure = format!(
+            "SELECT {utc}, window_id, coalesce(error, '') FROM {h} WHERE {entry} AND status = 'failed' \
+             ORDER BY id DESC LIMIT 1"
+        );
+        let alarms = format!(
+            "SELECT count(*) FROM {} WHERE data_name = 'GPTRANSFER' AND diff > 0 AND job = $1 AND table_name = $2",
+            self.table("alarms")
+        );
+        let args: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&t.job, &source, &target];
+        let status: Option<String> =
+            self.client().query_opt(&latest, &args).bounded(self, "reading history").await?.map(|r| r.get(0));
+        let at = |text: Option<String>| -> Result<Option<DateTime<Utc>>, Error> {
+            text.map(|t| self.timestamp(t, "history's finished_at").map(|t| t.and_utc())).transpose()
+        };
+        let last_success = match self.client().query_opt(&success, &args).bounded(self, "reading history").await? {
+            Some(r) => at(r.get(0))?,
+            None => None,
+        };
+        let last_failure = match self.client().query_opt(&failure, &args).bounded(self, "reading history").await? {
+            Some(r) => Some((at(r.get(0))?, r.get(1), r.get(2))),
+            None => None,
+        };
+        let active_alarms: i64 = self
+            .client()
+            .query_one(&alarms, &[&t.job, &t.display_name()])
+            .bounded(self, "reading alarms")
+            .await?
+            .get(0);
+        Ok(EntryHistory { failing: status.as_deref() == Some("failed"), last_success, last_failure, active_alarms })
+    }
+}
+
+/// One entry's history and alarms, summed up ([`State::entry_history`]).
+#[derive(Debug, Clone, Default)]
+pub struct EntryHistory {
+    /// Its newest attempt failed.
+    pub failing: bool,
+    /// When its last window landed.
+    pub last_success: Option<DateTime<Utc>>,
+    /// Its last failed attempt: when, which window, the error.
+    pub last_failure: Option<(Option<DateTime<Utc>>, String, String)>,
+    /// Alarms not reset.
+    pub active_alarms: i64,
 }
