@@ -1,57 +1,93 @@
-//! `gptransfer config check`: the file, every cluster, every enabled table.
+//! `gptransfer config check`: the file, every cluster, every enabled table. Checks everything
+//! and lists every problem in one run (exit 2 with all of them); "ok" only when all pass.
 
 use std::collections::BTreeMap;
 
-use gptransfer_core::cluster::ClusterHandle;
+use gptransfer_core::cluster::{ClusterHandle, Session};
+use gptransfer_core::config::{Config, TableSpec};
 use gptransfer_core::engine::check_table;
+use gptransfer_core::error::exit;
 use gptransfer_core::registry::Registry;
 use gptransfer_core::roles::negotiate_format;
 
 use super::load_config_with_readers;
 
-pub async fn check(config: Option<&std::path::Path>, registry: &Registry) -> anyhow::Result<i32> {
+pub async fn check(config: Option<&std::path::Path>, registry: &Registry, quiet: bool) -> anyhow::Result<i32> {
     let config = load_config_with_readers(config, registry).await?;
-    println!(
-        "config {}: ok ({} job(s), {} table(s))",
-        config.path.display(),
-        config.jobs.len(),
-        config.tables().count()
-    );
+    let say = |line: String| {
+        if !quiet {
+            println!("{line}");
+        }
+    };
+    let mut problems: Vec<String> = Vec::new();
     let app = format!("gptransfer check pid {}", std::process::id());
     let mut sessions = BTreeMap::new();
     for (name, cfg) in &config.clusters {
-        let handle = ClusterHandle::new(name, cfg)?;
-        let session = handle.connect(&app, None).await?;
-        println!("cluster {name} ({}): reachable, {}", handle.address, session.flavour);
-        sessions.insert(name.clone(), session);
+        let connected = match ClusterHandle::new(name, cfg) {
+            Ok(handle) => handle.connect(&app, None).await.map(|s| (handle, s)),
+            Err(e) => Err(e),
+        };
+        match connected {
+            Ok((handle, session)) => {
+                say(format!("cluster {name} ({}): reachable, {}", handle.address, session.flavour));
+                sessions.insert(name.clone(), session);
+            }
+            // The error names the cluster and its address.
+            Err(e) => problems.push(format!("{e:#}")),
+        }
     }
     for t in config.tables().filter(|t| t.enabled) {
+        let entry = format!("{} / {}", t.job, t.display_name());
         let (Some(src), Some(dst)) = (sessions.get(&t.from), sessions.get(&t.to)) else {
+            let down: Vec<&str> =
+                [&t.from, &t.to].into_iter().filter(|c| !sessions.contains_key(*c)).map(String::as_str).collect();
+            problems.push(format!("table {entry}: not checked: cluster {} is not reachable", down.join(", ")));
             continue;
         };
-        // Building the chain runs each plugin's own checks (a shared mount's permissions).
-        let chain_error = |role: &str, message: String| gptransfer_core::Error::Check {
-            job: t.job.clone(),
-            table: t.display_name(),
-            message: format!("{role}: {message}"),
-            hint: None,
-        };
-        let source = registry.source(t.source.get_ref()).map_err(|e| chain_error("source", e))?;
-        let transport = registry.transport(t.transport.get_ref()).map_err(|e| chain_error("transport", e))?;
-        let sink = registry.sink(t.sink.get_ref()).map_err(|e| chain_error("sink", e))?;
-        let c = check_table(t, src, &t.from, dst, &t.to).await?;
-        sink.check_table(t, &c.columns).map_err(|e| chain_error("sink", e))?;
-        gptransfer_core::engine::check_append_atomic(t, &config.state.cluster, sink.as_ref())?;
-        let format = negotiate_format(&source.formats(), &transport.formats(), &sink.formats(t.mode), c.binary)
-            .map_err(|e| chain_error("chain", e))?;
-        println!(
-            "table {} / {}: ok, {} column(s), chain {}, {} COPY",
-            t.job,
-            t.display_name(),
-            c.columns.len(),
-            t.chain(),
-            format.name()
-        );
+        match check_entry(&config, registry, t, src, dst).await {
+            Ok(line) => say(format!("table {entry}: ok, {line}")),
+            Err(e) => problems.push(format!("table {entry}: {e}")),
+        }
     }
-    Ok(0)
+    if problems.is_empty() {
+        say(format!(
+            "config {}: ok ({} job(s), {} table(s))",
+            config.path.display(),
+            config.jobs.len(),
+            config.tables().filter(|t| t.enabled).count()
+        ));
+        return Ok(exit::OK);
+    }
+    eprintln!("config {}: {} problem(s):", config.path.display(), problems.len());
+    for p in &problems {
+        eprintln!("error: {p}");
+    }
+    Ok(exit::CONFIG)
+}
+
+/// One entry's checks: the plugin chain builds (each plugin's own checks, such as a shared
+/// mount's permissions), the columns match on both clusters, a COPY format exists.
+async fn check_entry(
+    config: &Config,
+    registry: &Registry,
+    t: &TableSpec,
+    src: &Session,
+    dst: &Session,
+) -> Result<String, String> {
+    let source = registry.source(t.source.get_ref()).map_err(|e| format!("source: {e}"))?;
+    let transport = registry.transport(t.transport.get_ref()).map_err(|e| format!("transport: {e}"))?;
+    let sink = registry.sink(t.sink.get_ref()).map_err(|e| format!("sink: {e}"))?;
+    let c = check_table(t, src, &t.from, dst, &t.to).await.map_err(|e| strip_entry(&e.to_string(), t))?;
+    sink.check_table(t, &c.columns).map_err(|e| format!("sink: {e}"))?;
+    gptransfer_core::engine::check_append_atomic(t, &config.state.cluster, sink.as_ref())
+        .map_err(|e| strip_entry(&e.to_string(), t))?;
+    let format = negotiate_format(&source.formats(), &transport.formats(), &sink.formats(t.mode), c.binary)
+        .map_err(|e| format!("chain: {e}"))?;
+    Ok(format!("{} column(s), chain {}, {} COPY", c.columns.len(), t.chain(), format.name()))
+}
+
+/// An engine error already names the job and table; the line names them once.
+fn strip_entry(message: &str, t: &TableSpec) -> String {
+    let prefix = format!("job {:?}, table {}: ", t.job, t.display_name());
+    message.strip_prefix(&prefix).unwrap_or(message).to_string()
 }

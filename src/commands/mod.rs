@@ -35,7 +35,9 @@ pub async fn dispatch(cli: Cli, mut registry: Registry) -> i32 {
             Command::Run(args) => run::run(cli.config.as_deref(), &registry, args, cli.quiet).await,
             Command::Plan(args) => plan::plan(cli.config.as_deref(), &registry, args).await,
             Command::History(args) => history::history(cli.config.as_deref(), args).await,
-            Command::Config { command: ConfigCommand::Check } => check::check(cli.config.as_deref(), &registry).await,
+            Command::Config { command: ConfigCommand::Check } => {
+                check::check(cli.config.as_deref(), &registry, cli.quiet).await
+            }
             Command::Status(args) => status::status(cli.config.as_deref(), &registry, args).await,
             Command::Reload(args) => reload::reload(cli.config.as_deref(), &registry, args, cli.quiet).await,
             Command::Cursor { command: CursorCommand::Set(args) } => {

@@ -31,7 +31,7 @@ pub async fn run(
         reason: None,
     };
     let interrupt = signals::install();
-    // `-q`: only errors, so no per-window lines or bars (the summary line stays).
+    // `-q`: only errors, so no per-window lines, bars or summary.
     let human = args.output == OutputFormat::Human && !quiet;
     let observer = Arc::new(progress::Reporter::new(human));
     let report = engine::run(&config, registry, tables, &options, observer.clone(), interrupt).await?;
@@ -39,6 +39,8 @@ pub async fn run(
 
     match args.output {
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        // `-q`: nothing on success; failures still reach stderr below.
+        OutputFormat::Human if quiet => {}
         OutputFormat::Human => {
             let ok = report.windows.iter().filter(|w| w.status == WindowStatus::Succeeded).count();
             let planned = report.windows.iter().filter(|w| w.status == WindowStatus::Planned).count();
