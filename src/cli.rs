@@ -68,7 +68,7 @@ pub enum Command {
     },
     /// Run due transfers, then compare what was loaded, on a schedule
     Daemon(DaemonArgs),
-    /// Where each table stands: cursor, lag, failures, alarms (exit 3 when failing or behind)
+    /// Where each table stands: cursor, lag, failures, alarms; exit 3 when one is failing
     Status(StatusArgs),
     /// Re-load the windows of a range now (replace; merge tables merge)
     Reload(ReloadArgs),
@@ -77,6 +77,14 @@ pub enum Command {
         #[command(subcommand)]
         command: CursorCommand,
     },
+    /// Print a shell completion script
+    Completions {
+        /// The shell (e.g. `gptransfer completions bash > /etc/bash_completion.d/gptransfer`)
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff)
+    Man,
 }
 
 #[derive(Debug, Args)]

@@ -300,3 +300,68 @@ fn dry_run_moves_nothing() {
     env.run(&["run"]).assert_success();
     assert_eq!(dst_count(&env), 30);
 }
+
+/// Shell completions come from the command line itself: bash's completes a subcommand from a
+/// prefix, zsh's and fish's name every subcommand; the man page is roff listing them all.
+#[test]
+fn completions_and_the_man_page_cover_every_command() {
+    let env = TestEnv::new("cli_completions");
+    let commands = [
+        "run",
+        "plan",
+        "history",
+        "config",
+        "plugins",
+        "compare",
+        "alarm",
+        "daemon",
+        "status",
+        "completions",
+        "man",
+        "reload",
+        "cursor",
+    ];
+    let bash = env.run(&["completions", "bash"]);
+    bash.assert_success();
+    let script = env.write_file("gptransfer.bash", &bash.stdout);
+    let completed = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "source {} && COMP_WORDS=(gptransfer re) COMP_CWORD=1 && _gptransfer gptransfer re gptransfer && \
+             echo \"${{COMPREPLY[@]}}\"",
+            script.display()
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&completed.stdout).trim(), "reload", "{completed:?}");
+    for shell in ["zsh", "fish"] {
+        let out = env.run(&["completions", shell]);
+        out.assert_success();
+        for c in commands {
+            assert!(out.stdout.contains(c), "{shell} completion lacks {c}");
+        }
+    }
+    let man = env.run(&["man"]);
+    man.assert_success();
+    assert!(man.stdout.starts_with(".ie") && man.stdout.contains(".TH gptransfer 1"), "{}", man.render());
+    for c in commands {
+        assert!(man.stdout.contains(&format!("gptransfer\\-{c}")) || man.stdout.contains(c), "man page lacks {c}");
+    }
+    let unknown = env.run(&["completions", "tcsh"]);
+    unknown.assert_code(2);
+}
+
+/// The systemd unit's command line parses (its options exist and take those values).
+#[test]
+fn the_systemd_unit_runs_a_valid_command_line() {
+    let env = TestEnv::new("cli_systemd_unit");
+    let unit = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/configs/gptransfer.service")).unwrap();
+    let exec = unit.lines().find_map(|l| l.strip_prefix("ExecStart=")).expect("no ExecStart");
+    let mut words: Vec<&str> = exec.split_whitespace().skip(1).collect();
+    assert!(words.contains(&"daemon"), "{exec}");
+    // `--help` after the subcommand's options: clap parses them all first, then prints help.
+    words.push("--help");
+    let out = env.run(&words);
+    out.assert_success();
+    assert!(out.stdout.contains("Usage: gptransfer daemon"), "{}", out.render());
+}

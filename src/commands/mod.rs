@@ -5,6 +5,7 @@ mod check;
 mod compare;
 mod cursor;
 mod daemon;
+mod docs;
 mod history;
 mod plan;
 mod plugins;
@@ -19,7 +20,14 @@ use gptransfer_core::registry::Registry;
 use crate::cli::{Cli, Command, ConfigCommand, CursorCommand};
 
 pub async fn dispatch(cli: Cli, mut registry: Registry) -> i32 {
-    let uses_plugins = !matches!(cli.command, Command::Alarm { .. } | Command::History(_) | Command::Cursor { .. });
+    let uses_plugins = !matches!(
+        cli.command,
+        Command::Alarm { .. }
+            | Command::History(_)
+            | Command::Cursor { .. }
+            | Command::Completions { .. }
+            | Command::Man
+    );
     let loaded = if uses_plugins {
         load_external_plugins(cli.config.as_deref(), matches!(cli.command, Command::Plugins), &mut registry)
     } else {
@@ -38,6 +46,8 @@ pub async fn dispatch(cli: Cli, mut registry: Registry) -> i32 {
             Command::Config { command: ConfigCommand::Check } => {
                 check::check(cli.config.as_deref(), &registry, cli.quiet).await
             }
+            Command::Completions { shell } => docs::completions(shell),
+            Command::Man => docs::man(),
             Command::Status(args) => status::status(cli.config.as_deref(), &registry, args).await,
             Command::Reload(args) => reload::reload(cli.config.as_deref(), &registry, args, cli.quiet).await,
             Command::Cursor { command: CursorCommand::Set(args) } => {
