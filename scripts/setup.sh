@@ -24,7 +24,8 @@ fi
 # MySQL config reader (etl_conf_d); openssh-*: the ssh transport and the gpload sink; time: the
 # benchmarks; build-essential, pkg-config, libssl-dev: native build dependencies; openssl: the
 # test clusters' throw-away CA and server certificates (sslmode tests); python3-fusepy, fuse3:
-# a FUSE directory that hangs like a dead NFS mount (tests/support/stallfs.py).
+# a FUSE directory that hangs like a dead NFS mount (tests/support/stallfs.py); chromium: the
+# HTML report rendered headless and its charts measured (tests/report.rs).
 packages=(
   postgresql
   openssl
@@ -37,6 +38,7 @@ packages=(
   time
   python3-fusepy
   fuse3
+  chromium
 )
 
 installed() {

@@ -70,6 +70,8 @@ pub enum Command {
     Daemon(DaemonArgs),
     /// Where each table stands: cursor, lag, failures, alarms; exit 3 when one is failing
     Status(StatusArgs),
+    /// Write an HTML page: table status, rows and durations as charts, differences, failures
+    Report(ReportArgs),
     /// Re-load the windows of a range now (replace; merge tables merge)
     Reload(ReloadArgs),
     /// Move a table's stored cursor
@@ -85,6 +87,18 @@ pub enum Command {
     },
     /// Print the man page (roff)
     Man,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub selection: Selection,
+    /// The page to write (self-contained: opens with no network)
+    #[arg(long, value_name = "FILE")]
+    pub html: PathBuf,
+    /// The period the charts, differences and failures cover
+    #[arg(long, value_name = "D", default_value = "7d")]
+    pub since: String,
 }
 
 #[derive(Debug, Args)]
@@ -196,6 +210,9 @@ pub struct DaemonArgs {
     /// Stop after this many rounds (0: until SIGTERM)
     #[arg(long, default_value_t = 0)]
     pub rounds: u64,
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9187)
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

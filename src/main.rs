@@ -4,8 +4,10 @@
 mod cli;
 mod commands;
 mod logging;
+mod metrics;
 mod output;
 mod progress;
+mod report;
 mod signals;
 
 use clap::Parser;

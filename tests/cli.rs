@@ -327,7 +327,7 @@ fn completions_and_the_man_page_cover_every_command() {
     let completed = std::process::Command::new("bash")
         .arg("-c")
         .arg(format!(
-            "source {} && COMP_WORDS=(gptransfer re) COMP_CWORD=1 && _gptransfer gptransfer re gptransfer && \
+            "source {} && COMP_WORDS=(gptransfer rel) COMP_CWORD=1 && _gptransfer gptransfer rel gptransfer && \
              echo \"${{COMPREPLY[@]}}\"",
             script.display()
         ))

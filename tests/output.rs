@@ -136,7 +136,7 @@ fn config_check_names_every_bad_table_in_one_run() {
     for bad in ["j / public.no_target", "j / public.wide", "j / public.by_text"] {
         assert!(out.stderr.contains(&format!("error: table {bad}: ")), "{bad} not named:\n{}", out.render());
     }
-    assert!(out.stderr.contains("3 problem(s)"), "{}", out.render());
+    assert!(out.stderr.contains("3 problem(s), listed above"), "{}", out.render());
     assert!(out.stdout.contains("table j / public.good: ok"), "{}", out.render());
     assert!(!out.stdout.contains(": ok (1 job(s)"), "ok printed for a config with problems:\n{}", out.render());
 }

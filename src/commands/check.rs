@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use gptransfer_core::cluster::{ClusterHandle, Session};
 use gptransfer_core::config::{Config, TableSpec};
-use gptransfer_core::engine::check_table;
+use gptransfer_core::engine::{check_table, target_ddl, target_exists};
 use gptransfer_core::error::exit;
 use gptransfer_core::registry::Registry;
 use gptransfer_core::roles::negotiate_format;
@@ -20,6 +20,8 @@ pub async fn check(config: Option<&std::path::Path>, registry: &Registry, quiet:
         }
     };
     let mut problems: Vec<String> = Vec::new();
+    // Tables a problem above kept from being checked: said, but not counted again.
+    let mut unchecked: Vec<String> = Vec::new();
     let app = format!("gptransfer check pid {}", std::process::id());
     let mut sessions = BTreeMap::new();
     for (name, cfg) in &config.clusters {
@@ -41,7 +43,7 @@ pub async fn check(config: Option<&std::path::Path>, registry: &Registry, quiet:
         let (Some(src), Some(dst)) = (sessions.get(&t.from), sessions.get(&t.to)) else {
             let down: Vec<&str> =
                 [&t.from, &t.to].into_iter().filter(|c| !sessions.contains_key(*c)).map(String::as_str).collect();
-            problems.push(format!("table {entry}: not checked: cluster {} is not reachable", down.join(", ")));
+            unchecked.push(format!("table {entry}: not checked: cluster {} is not reachable", down.join(", ")));
             continue;
         };
         match check_entry(&config, registry, t, src, dst).await {
@@ -58,10 +60,14 @@ pub async fn check(config: Option<&std::path::Path>, registry: &Registry, quiet:
         ));
         return Ok(exit::OK);
     }
-    eprintln!("config {}: {} problem(s):", config.path.display(), problems.len());
     for p in &problems {
         eprintln!("error: {p}");
     }
+    for u in &unchecked {
+        eprintln!("note: {u}");
+    }
+    // One `error:` line per problem; the count after them.
+    eprintln!("config {}: {} problem(s), listed above", config.path.display(), problems.len());
     Ok(exit::CONFIG)
 }
 
@@ -77,6 +83,12 @@ async fn check_entry(
     let source = registry.source(t.source.get_ref()).map_err(|e| format!("source: {e}"))?;
     let transport = registry.transport(t.transport.get_ref()).map_err(|e| format!("transport: {e}"))?;
     let sink = registry.sink(t.sink.get_ref()).map_err(|e| format!("sink: {e}"))?;
+    if t.create_target && !target_exists(dst, t).await.map_err(|e| strip_entry(&e.to_string(), t))? {
+        // What the first run will create; its columns then match by construction.
+        let statements = target_ddl(src, dst, t).await.map_err(|e| strip_entry(&e.to_string(), t))?;
+        let create = statements.last().map(|s| s.replace('\n', " ")).unwrap_or_default();
+        return Ok(format!("target missing: the first run creates it: {create}"));
+    }
     let c = check_table(t, src, &t.from, dst, &t.to).await.map_err(|e| strip_entry(&e.to_string(), t))?;
     sink.check_table(t, &c.columns).map_err(|e| format!("sink: {e}"))?;
     gptransfer_core::engine::check_append_atomic(t, &config.state.cluster, sink.as_ref())

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use gptransfer_core::config::ConfigDuration;
 use gptransfer_core::engine::{
-    self, compare_tables, select_tables, table_key, CompareOptions, RunOptions, WindowStatus,
+    self, compare_tables, select_tables, status_tables, table_key, CompareOptions, RunOptions, WindowStatus,
 };
 use gptransfer_core::error::exit;
 use gptransfer_core::registry::Registry;
@@ -15,6 +15,7 @@ use gptransfer_core::window::Window;
 
 use super::{load_config_with_readers, now};
 use crate::cli::DaemonArgs;
+use crate::metrics::{self, Metrics, Observed};
 use crate::{progress, signals};
 
 pub async fn daemon(
@@ -28,23 +29,41 @@ pub async fn daemon(
             e,
         ))
     })?;
+    // Bound before the first round: a taken port is a configuration error, said at once.
+    let metrics = match &args.metrics_listen {
+        Some(addr) => {
+            let listener = metrics::bind(addr).await?;
+            let m = Arc::new(Metrics::new());
+            metrics::serve(listener, m.clone());
+            Some(m)
+        }
+        None => None,
+    };
     let interrupt = signals::install();
     let mut round = 0u64;
     loop {
         round += 1;
+        let started = std::time::Instant::now();
         // Worst outcome of this round: 0 fine, 3 differences, 1 a table failed.
         let mut worst = exit::OK;
         // The config is read again every round, so edits apply without a restart.
         match load_config_with_readers(config_path, registry).await {
             Ok(config) => match select_tables(&config, &args.selection.jobs, &args.selection.tables) {
                 Ok(tables) => {
-                    for t in tables {
+                    for t in tables.iter().cloned() {
                         if interrupt.signal().is_some() {
                             break;
                         }
-                        let code = one_table(&config, registry, t, &args, &interrupt).await;
+                        let code = one_table(&config, registry, t, &args, &interrupt, metrics.as_ref()).await;
                         if code == exit::FAILED || (code == exit::DIFFERENCES && worst == exit::OK) {
                             worst = code;
+                        }
+                    }
+                    if let Some(m) = &metrics {
+                        // Lag and failing per entry, as `status` shows them.
+                        match status_tables(&config, &tables).await {
+                            Ok(found) => m.standing(&found),
+                            Err(e) => tracing::warn!("round {round}: metrics: cannot read where the tables stand: {e}"),
                         }
                     }
                 }
@@ -57,6 +76,9 @@ pub async fn daemon(
                 tracing::error!("round {round}: {e:#}");
                 worst = exit::FAILED;
             }
+        }
+        if let Some(m) = &metrics {
+            m.round(started.elapsed().as_secs_f64());
         }
         if let Some(sig) = interrupt.signal() {
             return Ok(if sig == 15 { exit::SIGTERM } else { exit::SIGINT });
@@ -81,8 +103,9 @@ async fn one_table(
     table: gptransfer_core::config::TableSpec,
     args: &DaemonArgs,
     interrupt: &engine::Interrupt,
+    metrics: Option<&Arc<Metrics>>,
 ) -> i32 {
-    let name = format!("{} / {}", table.job, table.source_table);
+    let name = format!("{} / {}", table.job, table.display_name());
     let options = RunOptions {
         jobs: Vec::new(),
         tables: Vec::new(),
@@ -94,7 +117,7 @@ async fn one_table(
         windows: None,
         reason: None,
     };
-    let observer = Arc::new(progress::Reporter::new(true));
+    let observer = Arc::new(Observed { reporter: progress::Reporter::new(true), metrics: metrics.cloned() });
     let report = match engine::run(config, registry, vec![table.clone()], &options, observer, interrupt.clone()).await {
         Ok(r) => r,
         Err(e) => {
@@ -120,6 +143,9 @@ async fn one_table(
     let options = CompareOptions { from: None, to: None, max_keys: 20, windows: Some(windows), record_alarms: true };
     match compare_tables(config, registry, std::slice::from_ref(&table), &options).await {
         Ok(found) => {
+            if let Some(m) = metrics {
+                m.compared(&found);
+            }
             let differing = found.iter().filter(|c| c.differs()).count();
             for c in found.iter().filter(|c| c.error.is_some()) {
                 tracing::error!(

@@ -29,7 +29,8 @@ pub async fn history(config: Option<&std::path::Path>, args: HistoryArgs) -> any
     })?;
     let cluster = gptransfer_core::cluster::ClusterHandle::new(&config.state.cluster, cluster_cfg)?;
     let app = format!("gptransfer history pid {}", std::process::id());
-    let filter = HistoryFilter { job: args.job.clone(), table, failed_only: args.failed, limit: args.limit.max(1) };
+    let filter =
+        HistoryFilter { job: args.job.clone(), table, failed_only: args.failed, limit: args.limit.max(1), since: None };
     let rows = match State::open_existing(cluster, &config.state.schema, &app).await? {
         Some(state) => state.history(&filter).await?,
         None => Vec::new(),

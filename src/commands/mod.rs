@@ -10,6 +10,7 @@ mod history;
 mod plan;
 mod plugins;
 mod reload;
+mod report;
 mod run;
 mod status;
 
@@ -48,6 +49,7 @@ pub async fn dispatch(cli: Cli, mut registry: Registry) -> i32 {
             }
             Command::Completions { shell } => docs::completions(shell),
             Command::Man => docs::man(),
+            Command::Report(args) => report::report(cli.config.as_deref(), &registry, args).await,
             Command::Status(args) => status::status(cli.config.as_deref(), &registry, args).await,
             Command::Reload(args) => reload::reload(cli.config.as_deref(), &registry, args, cli.quiet).await,
             Command::Cursor { command: CursorCommand::Set(args) } => {

@@ -23,6 +23,14 @@ pub async fn plan(config: Option<&std::path::Path>, registry: &Registry, args: P
                 if p.target_table != p.table {
                     println!("  target: {}", p.target_table);
                 }
+                if let Some(statements) = &p.creates_target {
+                    println!("  target {} is missing: the first run creates it (create_target):", p.target_table);
+                    for s in statements {
+                        for line in s.lines() {
+                            println!("    {line}");
+                        }
+                    }
+                }
                 let cursor = p.cursor.map_or("never run".to_string(), |c| c.format("%Y-%m-%d %H:%M:%S").to_string());
                 println!("  cursor: {cursor}; windows end by {}", p.limit.format("%Y-%m-%d %H:%M:%S"));
                 match p.windows.len() {

@@ -446,7 +446,7 @@ fn clusters_from_text(text: &str, base: &Path) -> Result<Clusters, String> {
 }
 
 /// Ports free right now. Held together while choosing so that the same port is not returned twice.
-fn free_ports(n: usize) -> Result<Vec<u16>, String> {
+pub fn free_ports(n: usize) -> Result<Vec<u16>, String> {
     let listeners = (0..n)
         .map(|_| TcpListener::bind("127.0.0.1:0"))
         .collect::<Result<Vec<_>, _>>()

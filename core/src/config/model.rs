@@ -197,6 +197,9 @@ pub struct JobConfig {
     pub timezone: Option<String>,
     /// Default mode of the job's tables.
     pub mode: Option<Mode>,
+    /// Create missing target tables from the source's columns (tables may override).
+    #[serde(default)]
+    pub create_target: bool,
     /// Jobs can be switched off as a whole.
     #[serde(default = "default_true")]
     pub enabled: bool,
@@ -246,6 +249,9 @@ pub struct TableConfig {
     pub key: Vec<String>,
     /// Columns to move; all source columns when unset.
     pub columns: Option<Vec<String>>,
+    /// Create a missing target table from the source's columns before the first window; the
+    /// job's when unset.
+    pub create_target: Option<bool>,
     /// Switch the table off without deleting it.
     #[serde(default = "default_true")]
     pub enabled: bool,

@@ -90,6 +90,8 @@ pub struct JobDefaults {
     pub lag: ConfigDuration,
     /// Load mode.
     pub mode: Option<Mode>,
+    /// Create missing targets.
+    pub create_target: bool,
     /// Source plugin.
     pub source: Option<Spanned<PluginSpec>>,
     /// Transport plugin.
@@ -127,6 +129,7 @@ impl JobSpec {
             mode: d.mode.unwrap_or(Mode::Replace),
             key: Vec::new(),
             columns: None,
+            create_target: d.create_target,
             enabled: self.enabled,
             timezone: self.timezone.clone(),
             source: d.source.clone().unwrap_or_else(|| spanned_default("copy")),
@@ -170,6 +173,8 @@ pub struct TableSpec {
     pub key: Vec<String>,
     /// Explicit column list.
     pub columns: Option<Vec<String>>,
+    /// Create the target from the source's columns when it is missing.
+    pub create_target: bool,
     /// Whether the table runs.
     pub enabled: bool,
     /// Session time zone, when set.
@@ -535,6 +540,7 @@ fn resolve(path: &Path, text: String, file: ConfigFile) -> Result<Config, Config
                 mode,
                 key: t.key.clone(),
                 columns: t.columns.clone(),
+                create_target: t.create_target.unwrap_or(job.create_target),
                 enabled: t.enabled && job.enabled,
                 timezone: job.timezone.clone(),
                 source: t
@@ -575,6 +581,7 @@ fn resolve(path: &Path, text: String, file: ConfigFile) -> Result<Config, Config
                 duration: job.duration,
                 lag: job.lag.unwrap_or(ConfigDuration(std::time::Duration::ZERO)),
                 mode: job_mode,
+                create_target: job.create_target,
                 source: job_source,
                 transport: job_transport,
                 sink: job_sink,

@@ -51,10 +51,16 @@ pub async fn columns(
             check_error(table, format!("cannot read the columns of {name} on cluster {cluster:?}: {e}"), None)
         })?;
     if rows.is_empty() {
+        let is_target = cluster == table.to && *name == table.target_table;
         return Err(check_error(
             table,
             format!("table {name} does not exist on cluster {cluster:?}"),
-            Some("create it there (gptransfer does not create tables), or fix the table name"),
+            Some(if is_target {
+                "create it there, or set create_target = true for gptransfer to create it from the source's columns, \
+                 or fix the table name"
+            } else {
+                "fix the table name, or check that the role gptransfer logs in as can see it"
+            }),
         ));
     }
     Ok(rows
@@ -201,6 +207,27 @@ pub async fn check_table(
         columns: selected.into_iter().map(|c| c.name).collect(),
         condition_type,
         binary,
+    })
+}
+
+/// What a dry run can know of a table whose target `create_target` would create: the source's
+/// columns (all, or `columns`) and the condition column's type.
+pub async fn source_only_check(table: &TableSpec, source: &Session, source_name: &str) -> Result<TableCheck, Error> {
+    let src = columns(source, source_name, &table.source_table, table).await?;
+    let selected: Vec<&Column> = match &table.columns {
+        Some(names) => src.iter().filter(|c| names.contains(&c.name)).collect(),
+        None => src.iter().collect(),
+    };
+    let condition_type = table
+        .condition_column
+        .as_ref()
+        .and_then(|col| src.iter().find(|c| &c.name == col))
+        .map(|c| c.type_name.clone());
+    Ok(TableCheck {
+        column_types: selected.iter().map(|c| c.type_name.clone()).collect(),
+        columns: selected.iter().map(|c| c.name.clone()).collect(),
+        condition_type,
+        binary: false,
     })
 }
 

@@ -3,14 +3,16 @@
 mod check;
 pub mod clock;
 mod compare_run;
+mod create;
 mod interrupt;
 mod run;
 mod select;
 mod status;
 mod window_run;
 
-pub use check::{check_append_atomic, check_table, Column, TableCheck};
+pub use check::{check_append_atomic, check_table, source_only_check, Column, TableCheck};
 pub use compare_run::{compare_tables, CompareOptions};
+pub use create::{ensure_target, target_ddl, target_exists, target_type};
 pub use interrupt::Interrupt;
 pub use run::{
     plan_tables, run, table_key, ExternalCursorReport, Observer, PlannedTable, RunOptions, RunReport, WindowReport,

@@ -234,6 +234,9 @@ pub struct PlannedTable {
     /// [`crate::window::MAX_WINDOWS_PER_RUN`] of a table).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub more: bool,
+    /// The statements the first run will create the missing target with (`create_target`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub creates_target: Option<Vec<String>>,
 }
 
 pub(super) fn handles(
@@ -269,6 +272,7 @@ pub async fn plan_tables(
 ) -> Result<Vec<PlannedTable>, Error> {
     let mut names = vec![config.state.cluster.clone()];
     names.extend(tables.iter().map(|t| t.from.clone()));
+    names.extend(tables.iter().filter(|t| t.create_target).map(|t| t.to.clone()));
     let hs = handles(config, names)?;
     let handle = |name: &str| {
         hs.get(name).cloned().ok_or_else(|| {
@@ -299,6 +303,19 @@ pub async fn plan_tables(
             None => None,
         };
         let p = super::clock::plan_in_zone(src, t, condition_type.as_deref(), cursor, clock.now, until).await?;
+        let creates_target = if t.create_target {
+            let dst_key = sources.open(&handle(&t.to)?, t.timezone.as_deref(), &application).await?;
+            let (Some(src), Some(dst)) = (sources.get(&key), sources.get(&dst_key)) else {
+                return Err(Error::State { cluster: t.to.clone(), message: "session lost".into() });
+            };
+            if super::create::target_exists(dst, t).await? {
+                None
+            } else {
+                Some(super::create::target_ddl(src, dst, t).await?)
+            }
+        } else {
+            None
+        };
         // A config reader's row is the cursor of its tables.
         let cursor = if t.cursor_external { Some(t.start) } else { cursor };
         out.push(PlannedTable {
@@ -311,6 +328,7 @@ pub async fn plan_tables(
             limit: p.limit,
             windows: p.windows.iter().map(Window::id).collect(),
             more: p.more,
+            creates_target,
         });
     }
     Ok(out)
@@ -420,7 +438,16 @@ pub async fn run(
                 hint: None,
             })?;
         }
-        let check = check_table(t, src, &t.from, dst, &t.to).await?;
+        // Under the job's lock: a missing target with create_target is created now (a dry run
+        // creates nothing and plans from the source's columns).
+        let check = if t.create_target && options.dry_run && !super::create::target_exists(dst, t).await? {
+            super::check::source_only_check(t, src, &t.from).await?
+        } else {
+            if !options.dry_run {
+                super::create::ensure_target(src, dst, t).await?;
+            }
+            check_table(t, src, &t.from, dst, &t.to).await?
+        };
         super::check::check_append_atomic(t, &config.state.cluster, chain.sink.as_ref())?;
         chain.sink.check_table(t, &check.columns).map_err(|e| Error::Check {
             job: t.job.clone(),

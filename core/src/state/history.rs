@@ -87,6 +87,8 @@ pub struct HistoryFilter {
     pub failed_only: bool,
     /// At most this many, newest first.
     pub limit: i64,
+    /// Only attempts started at or after this instant (UTC).
+    pub since: Option<NaiveDateTime>,
 }
 
 impl State {
@@ -213,12 +215,16 @@ impl State {
              to_char(finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US'), elapsed_seconds::text, status, error, \
              attempt, host, pid, rows_inserted, rows_updated, format_errors, duplicates_folded, reason FROM {} \
              WHERE ($1::text IS NULL OR job = $1) AND ($2::text IS NULL OR table_name = $2) \
-             AND (NOT $3 OR status = 'failed') ORDER BY id DESC LIMIT $4",
+             AND (NOT $3 OR status = 'failed') \
+             AND ($5::text IS NULL OR started_at >= $5::text::timestamp AT TIME ZONE 'UTC') ORDER BY id DESC LIMIT $4",
             self.table("history")
         );
         let rows = self
             .client()
-            .query(&sql, &[&filter.job, &filter.table, &filter.failed_only, &filter.limit])
+            .query(
+                &sql,
+                &[&filter.job, &filter.table, &filter.failed_only, &filter.limit, &filter.since.map(super::ts_text)],
+            )
             .bounded(self, "reading history")
             .await?;
         // Timestamps as text (see `ts_text`); the instants in UTC.
@@ -312,4 +318,46 @@ pub struct EntryHistory {
     pub last_failure: Option<(Option<DateTime<Utc>>, String, String)>,
     /// Alarms not reset.
     pub active_alarms: i64,
+}
+
+/// An alarm compare raised and nobody reset yet.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ActiveAlarm {
+    /// Job.
+    pub job: String,
+    /// The entry.
+    pub table: String,
+    /// The window compared.
+    pub window: String,
+    /// `missing`, `extra`, `changed`, a count difference, or `error`.
+    pub kind: String,
+    /// The key (`id=10`) or what the alarm says.
+    pub key: Option<String>,
+    /// When compare found it (UTC).
+    pub detected_at: DateTime<Utc>,
+}
+
+impl State {
+    /// Active alarms, newest first, at most `limit`.
+    pub async fn active_alarms(&self, limit: i64) -> Result<Vec<ActiveAlarm>, Error> {
+        let sql = format!(
+            "SELECT job, table_name, window_id, kind, key, \
+             to_char(detected_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') FROM {} \
+             WHERE data_name = 'GPTRANSFER' AND diff > 0 ORDER BY id DESC LIMIT $1",
+            self.table("alarms")
+        );
+        let rows = self.client().query(&sql, &[&limit]).bounded(self, "reading alarms").await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ActiveAlarm {
+                    job: r.get(0),
+                    table: r.get(1),
+                    window: r.get(2),
+                    kind: r.get(3),
+                    key: r.get(4),
+                    detected_at: self.timestamp(r.get(5), "alarms' detected_at")?.and_utc(),
+                })
+            })
+            .collect()
+    }
 }

@@ -7,7 +7,7 @@ mod lock;
 mod schema;
 
 pub use alarms::AlarmStatus;
-pub use history::{EntryHistory, HistoryFilter, HistoryRow, Outcome};
+pub use history::{ActiveAlarm, EntryHistory, HistoryFilter, HistoryRow, Outcome};
 pub use lock::JobLock;
 
 use chrono::NaiveDateTime;
