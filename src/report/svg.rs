@@ -80,12 +80,15 @@ pub fn chart(
     }
     match style {
         Style::Bars => {
-            let w = (bar_width / (x1 - x0) * plot_w).max(1.5);
             for &(x, y) in points {
+                // Clipped to the plot: the current hour's bar ends in the future.
+                let left = sx(x).max(LEFT);
+                let right = sx(x + bar_width).min(LEFT + plot_w);
+                let w = (right - left).max(1.5);
                 let _ = write!(
                     svg,
                     r#"<rect class="bar" x="{:.1}" y="{:.1}" width="{w:.1}" height="{:.1}"><title>{}: {}</title></rect>"#,
-                    sx(x),
+                    left,
                     sy(y),
                     (sy(0.0) - sy(y)).max(0.5),
                     date(x),
