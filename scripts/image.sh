@@ -192,7 +192,8 @@ version=$("$bin" --version | awk '{ print $2 }')
 [ -n "$version" ] || die "$bin --version printed no version"
 revision=$(git rev-parse HEAD 2>/dev/null || echo unknown)
 if [ "$revision" != unknown ] && [ -n "$(git status --porcelain 2>/dev/null)" ]; then revision="$revision-dirty"; fi
-source_url=${IMAGE_SOURCE:-$(git remote get-url origin 2>/dev/null || echo "file://$root")}
+source_url=${IMAGE_SOURCE:-$(git remote get-url origin 2>/dev/null || echo "$root")}
+case "$source_url" in /*) source_url=file://$source_url ;; esac
 context=$work/context
 rm -rf "$context"
 mkdir -p "$context/plugins"
