@@ -14,7 +14,9 @@
 # 4. Smoke test: `--version`, `plugins` (with the example external plugin loaded), then against
 #    two throw-away PostgreSQL clusters on 127.0.0.1 (scripts/pg-cluster.sh, the demo's sample
 #    table, reached with --network host) `config check`, `run`, `compare` of a one-day job, and
-#    the target byte-exact against the source (row count + md5 of every row, ordered by the key).
+#    the target byte-exact against the source (row count + md5 of every row, ordered by the key);
+#    then the same job again over the ssh transport to a throw-away sshd, with the key and a
+#    known_hosts (made by ssh-keyscan in the image) mounted into the container's ~/.ssh.
 # Any failure stops it with a message naming the step.
 #
 # Run as root (debootstrap and podman's storage need it). Re-running is safe and quick: the
@@ -64,8 +66,10 @@ command -v dpkg-query >/dev/null 2>&1 || die "dpkg-query not found: this script 
 
 section "Debian packages"
 # binutils: strip; the rest of build-essential, pkg-config, libssl-dev: the release build;
-# postgresql, openssl: the smoke test's clusters (scripts/pg-cluster.sh).
-ensure_packages podman runc debootstrap binutils build-essential pkg-config libssl-dev postgresql openssl
+# postgresql, openssl: the smoke test's clusters (scripts/pg-cluster.sh); openssh-server and
+# -client: its sshd for the ssh transport.
+ensure_packages podman runc debootstrap binutils build-essential pkg-config libssl-dev postgresql openssl \
+  openssh-server openssh-client
 note "ok"
 
 mkdir -p "$work" "$cache"
@@ -259,12 +263,14 @@ export GPT_SRC_PASSWORD=${GPT_SRC_PASSWORD:-src-image-secret}
 export GPT_DST_PASSWORD=${GPT_DST_PASSWORD:-dst-image-secret}
 mkdir -p "$work/pg"
 chmod 755 "$work/pg"
-stop_clusters() {
+sshd_pid=
+stop_servers() {
   scripts/pg-cluster.sh stop "$src_dir" || true
   scripts/pg-cluster.sh stop "$dst_dir" || true
+  if [ -n "$sshd_pid" ]; then kill "$sshd_pid" 2>/dev/null || true; fi
 }
-stop_clusters
-trap stop_clusters EXIT
+stop_servers
+trap stop_servers EXIT
 src_port=$(free_port 55632)
 dst_port=$(free_port 55633 "$src_port")
 start_cluster "$src_dir" "$src_port" "$GPT_SRC_PASSWORD"
@@ -287,14 +293,96 @@ section "Smoke: config check, run, compare (in the container)"
 "${gpt[@]}" compare --job demo || die "compare found differences or failed (exit $?)"
 "${gpt[@]}" history --limit 3
 
+# same_digests WHAT: the target byte-exact against the source.
+same_digests() {
+  local src_digest dst_digest
+  src_digest=$(sample_digest "$src_dir" "$src_port" "$db")
+  dst_digest=$(sample_digest "$dst_dir" "$dst_port" "$db")
+  note "source: $src_digest"
+  note "target: $dst_digest"
+  [ "${src_digest%% *}" = "$rows" ] || die "the source holds ${src_digest%% *} rows, not $rows"
+  [ "$src_digest" = "$dst_digest" ] || die "source and target differ after $1"
+  note "OK: identical ($rows rows)"
+}
+
 section "Smoke: the target byte-exact against the source"
-src_digest=$(sample_digest "$src_dir" "$src_port" "$db")
-dst_digest=$(sample_digest "$dst_dir" "$dst_port" "$db")
-note "source: $src_digest"
-note "target: $dst_digest"
-[ "${src_digest%% *}" = "$rows" ] || die "the source holds ${src_digest%% *} rows, not $rows"
-[ "$src_digest" = "$dst_digest" ] || die "source and target differ after the run in the container"
-note "OK: identical ($rows rows)"
+same_digests "the run in the container"
+
+section "Smoke: the ssh transport, with a key and known_hosts mounted"
+# A throw-away sshd on 127.0.0.1 (as tests/support/sshd.rs starts it) logging in the user
+# running this script; the container reaches it with the key mounted into ~/.ssh, and
+# known_hosts is filled by ssh-keyscan in the image.
+ssh_dir=$work/ssh
+rm -rf "$ssh_dir"
+mkdir -p "$ssh_dir/home" "$ssh_dir/remote"
+chmod 755 "$ssh_dir" "$ssh_dir/home"
+ssh-keygen -q -t ed25519 -N '' -C gptransfer-image-host -f "$ssh_dir/host_ed25519"
+ssh-keygen -q -t ed25519 -N '' -C gptransfer-image-client -f "$ssh_dir/home/id_ed25519"
+cp "$ssh_dir/home/id_ed25519.pub" "$ssh_dir/authorized_keys"
+# The container's user reads the key; nobody else may.
+chown 10001:10001 "$ssh_dir/home/id_ed25519"
+chmod 600 "$ssh_dir/home/id_ed25519"
+mkdir -p /run/sshd
+ssh_user=$(id -un)
+# start_sshd PORT: true once it listens; false when the port was taken meanwhile (a port free
+# a moment ago may be the local end of someone's connection by now).
+start_sshd() {
+  cat >"$ssh_dir/sshd_config" <<SSHD
+Port $1
+ListenAddress 127.0.0.1
+HostKey $ssh_dir/host_ed25519
+AuthorizedKeysFile $ssh_dir/authorized_keys
+PidFile $ssh_dir/sshd.pid
+StrictModes no
+UsePAM no
+PermitRootLogin prohibit-password
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+X11Forwarding no
+Subsystem sftp internal-sftp
+SSHD
+  /usr/sbin/sshd -D -e -f "$ssh_dir/sshd_config" 2>"$ssh_dir/sshd.log" 9>&- &
+  sshd_pid=$!
+  for _ in $(seq 100); do
+    if port_in_use "$1"; then return 0; fi
+    if ! kill -0 "$sshd_pid" 2>/dev/null; then
+      grep -q 'Address already in use' "$ssh_dir/sshd.log" && return 1
+      cat "$ssh_dir/sshd.log" >&2
+      die "sshd did not start"
+    fi
+    sleep 0.1
+  done
+  die "sshd does not listen on 127.0.0.1:$1 after 10 s (log: $ssh_dir/sshd.log)"
+}
+ssh_port=
+for attempt in 1 2 3 4 5; do
+  port=$(free_port $((55700 + 20 * attempt)))
+  if start_sshd "$port"; then ssh_port=$port; break; fi
+done
+[ -n "$ssh_port" ] || die "sshd found no free port in 5 attempts (log: $ssh_dir/sshd.log)"
+podman run --rm --network host --entrypoint ssh-keyscan "$ref" -p "$ssh_port" -t ed25519 127.0.0.1 \
+  >"$ssh_dir/home/known_hosts" 2>"$ssh_dir/keyscan.log" || { cat "$ssh_dir/keyscan.log" >&2; die "ssh-keyscan in the image failed"; }
+grep -q ssh-ed25519 "$ssh_dir/home/known_hosts" || die "ssh-keyscan in the image found no host key"
+chmod 644 "$ssh_dir/home/known_hosts"
+note "sshd on 127.0.0.1:$ssh_port; known_hosts from ssh-keyscan in the image"
+# The same job with every window carried by the ssh transport, into the emptied target; its own
+# state schema, so every window is due again.
+su_psql "$dst_dir" "$dst_port" -d "$db" -c "TRUNCATE $sample_table"
+{
+  echo "# The smoke job of scripts/image.sh over the ssh transport."
+  sample_config "$src_port" "$dst_port" "$db" "$day" "$next_day" | sed 's/^schema = "gptransfer"$/schema = "gptransfer_ssh"/'
+  printf 'transport = { plugin = "ssh", host = "127.0.0.1", port = %s, user = "%s", key_file = "/home/gptransfer/.ssh/id_ed25519", root = "%s" }\n' \
+    "$ssh_port" "$ssh_user" "$ssh_dir/remote"
+} >"$etc/gptransfer-ssh.toml"
+chmod 644 "$etc/gptransfer-ssh.toml"
+gpt_ssh=(podman run --rm --network host -v "$etc:/etc/gptransfer:ro" -v "$ssh_dir/home:/home/gptransfer/.ssh:ro"
+  -e GPT_SRC_PASSWORD -e GPT_DST_PASSWORD "$ref" --config /etc/gptransfer/gptransfer-ssh.toml)
+"${gpt_ssh[@]}" config check || die "config check of the ssh job failed in the container"
+out=$("${gpt_ssh[@]}" run --job demo) || die "the run over ssh failed in the container: $out"
+tail -n 1 <<<"$out" | sed 's/^/  /'
+grep -q '^24 window(s) loaded, 0 failed' <<<"$out" || die "the run over ssh did not load the 24 windows: $out"
+same_digests "the run over ssh in the container"
 
 section "Done"
 note "smoke test passed; image size $((size / 1000000)) MB; run it with:"
