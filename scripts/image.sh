@@ -176,8 +176,8 @@ if [ "${SKIP_BUILD:-0}" = 1 ]; then
   note "cargo build skipped (SKIP_BUILD=1)"
 else
   cargo build --release
-  # Its own invocation: built with the binary, features would unify differently and the next
-  # plain `cargo build --release` (scripts/demo.sh) would rebuild.
+  # Its own invocation, so that the binary is built exactly as by a plain `cargo build
+  # --release` elsewhere (cargo unifies features over the packages of one invocation).
   cargo build --release -p gptransfer-sink-files
 fi
 bin=$release/gptransfer
