@@ -35,7 +35,7 @@ dst_dir=$demo_dir/dst
 db=qms
 day="2024-01-01"
 next_day="2024-01-02"
-table=eda.wpp_fdefect_f_n
+table=$sample_table
 config=$root/configs/demo.toml
 bin=${GPTRANSFER_BIN:-${CARGO_TARGET_DIR:-$root/target}/release/gptransfer}
 
@@ -60,32 +60,6 @@ expect_exit() {
   "$@" || rc=$?
   [ "$rc" = "$want" ] || die "expected exit $want, got $rc from: $*"
   note "(exit $rc, as expected)"
-}
-
-start_cluster() {
-  local dir=$1 port=$2 password=$3
-  # 9>&-: the servers, which outlive this script, must not inherit (and so hold) its lock.
-  if ! scripts/pg-cluster.sh start "$dir" "$port" "$password" 9>&-; then
-    note "the cluster in $dir did not start; wiping it and running initdb again"
-    scripts/pg-cluster.sh stop "$dir" || true
-    rm -rf "$dir"
-    scripts/pg-cluster.sh start "$dir" "$port" "$password" 9>&-
-  fi
-}
-
-recreate_database() {
-  local dir=$1 port=$2
-  su_psql "$dir" "$port" -d postgres \
-    -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" \
-    -c "CREATE DATABASE $db"
-}
-
-table_digest() {
-  local dir=$1 port=$2
-  su_psql "$dir" "$port" -d "$db" -At -F ' | ' -c "
-    SELECT count(*) AS row_count,
-           coalesce(md5(string_agg(t::text, E'\n' ORDER BY glass_id, defect_seq)), md5('')) AS ordered_md5
-    FROM $table AS t"
 }
 
 psql=$(find_psql)
@@ -128,13 +102,7 @@ note "source: 127.0.0.1:$src_port  (socket dir $src_dir)"
 note "target: 127.0.0.1:$dst_port  (socket dir $dst_dir)"
 
 section "Sample data: $table, $rows rows over $day"
-recreate_database "$src_dir" "$src_port"
-recreate_database "$dst_dir" "$dst_port"
-su_psql "$src_dir" "$src_port" -d "$db" -f scripts/sql/create_table.sql
-su_psql "$src_dir" "$src_port" -d "$db" -v rows="$rows" -v day="$day" -f scripts/sql/generate.sql
-su_psql "$src_dir" "$src_port" -d "$db" -f scripts/sql/add_indexes.sql
-su_psql "$dst_dir" "$dst_port" -d "$db" -f scripts/sql/create_table.sql
-su_psql "$dst_dir" "$dst_port" -d "$db" -f scripts/sql/add_indexes.sql
+sample_load "$src_dir" "$src_port" "$dst_dir" "$dst_port" "$db" "$rows" "$day"
 note "source rows per hour (first 3 of 24):"
 su_psql "$src_dir" "$src_port" -d "$db" -c "
   SELECT date_trunc('hour', evt_timestamp) AS hour, count(*) AS rows,
@@ -147,35 +115,11 @@ su_psql "$src_dir" "$src_port" -d "$db" -c "
 note "target table is empty: $(su_psql "$dst_dir" "$dst_port" -d "$db" -At -c "SELECT count(*) FROM $table") rows"
 
 section "Config: $config"
-cat >"$config" <<TOML
-# The demo job. Written by scripts/demo.sh (ports are the free ones it found); passwords come
-# from the environment variables it exports, never from this file.
-[clusters.src]
-url = "postgres://gpt@127.0.0.1:$src_port/$db"
-password_env = "GPT_SRC_PASSWORD"
-
-[clusters.dst]
-url = "postgres://gpt@127.0.0.1:$dst_port/$db"
-password_env = "GPT_DST_PASSWORD"
-
-[state]
-cluster = "dst"
-schema = "gptransfer"
-
-[jobs.demo]
-from = "src"
-to = "dst"
-start = "$day 00:00:00"
-duration = "1h"
-lag = "0s"
-
-[[jobs.demo.tables]]
-table = "$table"
-condition_column = "evt_timestamp"
-final_end = "$next_day 00:00:00"
-mode = "replace"
-key = ["glass_id", "defect_seq"]
-TOML
+{
+  echo "# The demo job. Written by scripts/demo.sh (ports are the free ones it found); passwords come"
+  echo "# from the environment variables it exports, never from this file."
+  sample_config "$src_port" "$dst_port" "$db" "$day" "$next_day"
+} >"$config"
 cat "$config"
 gpt=("$bin" --config "$config")
 
@@ -227,8 +171,8 @@ if [ "${DEMO_COMPARE:-1}" != 0 ]; then
 fi
 
 section "Verify: row count and ordered md5 on both sides"
-src_digest=$(table_digest "$src_dir" "$src_port")
-dst_digest=$(table_digest "$dst_dir" "$dst_port")
+src_digest=$(sample_digest "$src_dir" "$src_port" "$db")
+dst_digest=$(sample_digest "$dst_dir" "$dst_port" "$db")
 printf '  %-7s %s\n' "side" "rows | md5(rows ordered by glass_id, defect_seq)"
 printf '  %-7s %s\n' "source" "$src_digest"
 printf '  %-7s %s\n' "target" "$dst_digest"
