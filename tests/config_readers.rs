@@ -508,3 +508,40 @@ tables_from = { plugin = "table-list", cluster = "src", table = "sor.tables", co
     env.run(&["run", "--until", "2020-04-01 02:00:00"]).assert_success();
     assert_eq!(count(&env, "eda.fact_a"), 12);
 }
+
+/// Issue 12 item 1 under a MySQL job row: `reload` re-loads a span the row has passed and says
+/// the row is not changed (it stays where the runs left it); `cursor set` is refused, naming the
+/// row as what to move.
+#[test]
+fn reload_leaves_the_job_row_and_cursor_set_names_it() {
+    let env = TestEnv::new("config_readers_reload");
+    let maria = Maria::new(&env.db);
+    two_tables_of_one_job_row(&env, &maria);
+    run(&env, &maria, &["run", "--until", "2020-04-01 06:00:00"], None).assert_success();
+    assert_eq!(maria.windows("TRUE"), "2020-04-01 02:00:00 | 2020-04-01 04:00:00");
+
+    env.src_psql("UPDATE eda.fact_a SET v = 'fixed' WHERE id <= 12; UPDATE eda.fact_m SET v = 'fixed' WHERE id <= 12");
+    let out = run(
+        &env,
+        &maria,
+        &["reload", "--job", "datatransfer", "--from", "2020-04-01 00:00:00", "--to", "2020-04-01 02:00:00"],
+        None,
+    );
+    out.assert_success();
+    assert!(out.stdout.contains("4 window(s) re-loaded, 0 failed"), "{}", out.render());
+    assert!(out.stdout.contains("job datatransfer: its config reader's job row was not changed"), "{}", out.render());
+    for t in ["eda.fact_a", "eda.fact_m"] {
+        assert_eq!(env.dst_psql(&format!("SELECT count(*) FROM {t} WHERE v = 'fixed'")), "12", "{t}");
+        assert_eq!(env.dst_psql(&format!("SELECT count(*), count(DISTINCT id) FROM {t}")), "12|12", "{t}");
+    }
+    assert_eq!(maria.windows("TRUE"), "2020-04-01 02:00:00 | 2020-04-01 04:00:00", "{}", out.render());
+
+    let set = run(
+        &env,
+        &maria,
+        &["cursor", "set", "--job", "datatransfer", "--table", "eda.fact_a", "2020-04-01 00:00:00"],
+        None,
+    );
+    set.assert_code(2);
+    assert!(set.stderr.contains("job row, not from a stored cursor: move that row"), "{}", set.render());
+}

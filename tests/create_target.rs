@@ -152,3 +152,13 @@ fn without_a_key_randomly_and_an_existing_target_is_never_replaced() {
         "id,other"
     );
 }
+
+#[test]
+fn from_8_2_into_postgresql() {
+    let env = TestEnv::on("create_pg82_pg15", Server::Pg82, Server::Pg);
+    env.src_psql(&fact_source_sql(env.src.kind));
+    env.write_config(&job(FACT, r#"["id"]"#, ""));
+    env.run(&["run"]).assert_success();
+    assert_same_lines(FACT, &fact_lines(env.src, &env.db, FACT, DAY), &fact_lines(env.dst, &env.dst_db, FACT, "true"));
+    assert_eq!(primary_key(&env, FACT), "id");
+}

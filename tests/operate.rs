@@ -108,6 +108,7 @@ fn reload_restores_damaged_windows_byte_exact_without_moving_the_cursor() {
         "json",
     ]);
     dry_json.assert_success();
+    cli_snapshot!("reload_dry_run_json", dry_json);
     assert_eq!(json(&dry_json)["windows"].as_array().unwrap().len(), 6, "{}", dry_json.render());
     assert_eq!(env.dst_psql("SELECT count(*) FROM eda.defects WHERE glass = 'damaged'"), "2");
 
@@ -234,6 +235,7 @@ fn a_failing_window_stops_the_reload_and_cursor_set_back_makes_the_next_run_relo
         "json",
     ]);
     set.assert_success();
+    cli_snapshot!("cursor_set_forwards_json", set);
     let moved = json(&set);
     assert_eq!(moved["old"], "2024-03-10T06:00:00");
     assert_eq!(moved["new"], "2024-03-10T07:00:00");
@@ -389,6 +391,7 @@ fn status_names_the_failing_and_the_lagging_table() {
 
     let out = env.run(&["status", "--max-lag", "2h", "--output", "json"]);
     out.assert_code(3);
+    cli_snapshot!("status_failing_and_lagging_json", out);
     let found = json(&out);
     let by_table = |t: &str| -> Value {
         found.as_array().unwrap().iter().find(|s| s["target_table"] == t).cloned().unwrap_or_else(|| panic!("{t}"))

@@ -132,9 +132,10 @@ fn range_windows(t: &TableSpec, from: NaiveDateTime, to: NaiveDateTime) -> anyho
     }
     let step = t.duration.as_chrono().num_seconds().max(1);
     for (option, ts) in [("--from", from), ("--to", to)] {
+        // Before the start too: a config reader's row moves the start on after every run.
         let offset = (ts - t.start).num_seconds();
-        if offset < 0 || offset % step != 0 {
-            let below = t.start + chrono::Duration::seconds(offset.max(0) / step * step);
+        if offset.rem_euclid(step) != 0 {
+            let below = ts - chrono::Duration::seconds(offset.rem_euclid(step));
             return Err(usage(
                 option,
                 format!(
