@@ -11,7 +11,8 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{CmdOutput, Pg, TestEnv};
+use support::compared::{compare_json, compared_windows as windows, differences};
+use support::{Pg, TestEnv};
 
 /// [`support::table_digest`] of the whole table.
 fn digest(pg: &Pg, db: &str, table: &str, columns: &[&str], order: &str) -> String {
@@ -28,32 +29,9 @@ fn cursor(env: &TestEnv, table: &str) -> Option<String> {
     (!out.is_empty()).then_some(out)
 }
 
-/// `compare --output json` with extra arguments: the run and its parsed output.
-fn compare_json(env: &TestEnv, args: &[&str]) -> (CmdOutput, Value) {
-    let mut all = vec!["compare", "--output", "json"];
-    all.extend_from_slice(args);
-    let out = env.run(&all);
-    let value: Value = serde_json::from_str(&out.stdout)
-        .unwrap_or_else(|e| panic!("compare --output json is not JSON: {e}\n{}", out.render()));
-    (out, value)
-}
-
-fn windows(value: &Value) -> &Vec<Value> {
-    value["windows"].as_array().unwrap_or_else(|| panic!("no windows array in {value}"))
-}
-
 /// The window of a compare output with this id.
 fn window<'a>(value: &'a Value, id: &str) -> &'a Value {
     windows(value).iter().find(|w| w["window"] == id).unwrap_or_else(|| panic!("no window {id} in {value:#}"))
-}
-
-/// Every `(kind, key)` of every window.
-fn differences(value: &Value) -> BTreeSet<(String, String)> {
-    windows(value)
-        .iter()
-        .flat_map(|w| w["differences"].as_array().unwrap().iter())
-        .map(|d| (d["kind"].as_str().unwrap().to_string(), d["key"].as_str().unwrap().to_string()))
-        .collect()
 }
 
 fn set(pairs: &[(&str, &str)]) -> BTreeSet<(String, String)> {

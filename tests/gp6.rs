@@ -11,7 +11,7 @@ mod support;
 
 use serde_json::Value;
 use support::fact::{
-    compare_finds_and_repairs, day_job, fact_source_sql, DAY, DAY_ROWS, FACT, FACT_COLUMNS, FACT_COLUMNS_DDL,
+    compare_finds_and_repairs, day_job, fact_jobs, fact_source_sql, DAY, DAY_ROWS, FACT, FACT_COLUMNS, FACT_COLUMNS_DDL,
 };
 use support::held::{second_concurrent_run_exits_75, sigkill_mid_window_leaves_target_and_cursor_untouched};
 use support::{table_digest, CmdOutput, Kind, Pg, Server, TestEnv};
@@ -313,27 +313,7 @@ fn gp6_to_gp6_every_mode_is_byte_exact_and_binary_where_it_can() {
     // GP6's automatic ANALYZE after the INSERT would fail on the float8 maximum.
     env.src_psql(&format!("SET extra_float_digits = 3;\n{}", fact_source_sql(Kind::Gp6)));
     create_gp6_targets(&env, &GP6_TO_GP6.iter().map(|(_, t)| *t).collect::<Vec<_>>());
-    let mut config = String::from("{CLUSTERS}\n");
-    for (mode, t) in GP6_TO_GP6 {
-        let job = t.replace('.', "_");
-        config.push_str(&format!(
-            r#"
-[jobs.{job}]
-from = "src"
-to = "dst"
-start = "2024-03-10 00:00:00"
-end = "2024-03-11 00:00:00"
-duration = "1h"
-mode = "{mode}"
-
-[[jobs.{job}.tables]]
-table = "{FACT}"
-target_table = "{t}"
-condition_column = "evt_ts"
-key = ["id"]
-"#
-        ));
-    }
+    let config = fact_jobs(GP6_TO_GP6, "1h", true);
     env.write_config(&config);
     let day = digest(env.src, &env.db, FACT, DAY);
     let whole = digest(env.src, &env.db, FACT, "true");

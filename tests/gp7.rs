@@ -12,7 +12,7 @@ mod support;
 
 use support::canonical::assert_same_lines;
 use support::fact::{
-    compare_finds_and_repairs, day_job, fact_lines, fact_source_sql, DAY, DAY_ROWS, FACT, FACT_COLUMNS_DDL,
+    compare_finds_and_repairs, fact_jobs, fact_lines, fact_source_sql, DAY, DAY_ROWS, FACT, FACT_COLUMNS_DDL,
 };
 use support::held::{second_concurrent_run_exits_75, sigkill_mid_window_leaves_target_and_cursor_untouched};
 use support::{CmdOutput, Kind, Server, TestEnv};
@@ -135,7 +135,8 @@ fn day_into_gp7(name: &str, src: Server, mode: &str, targets: &[&str]) {
     let env = TestEnv::on(name, src, Server::Gp7);
     create_source(&env);
     create_gp7_targets(&env, targets);
-    env.write_config(&day_job(mode, targets, mode == "merge").replace("duration = \"1h\"", "duration = \"3h\""));
+    let entries: Vec<(&str, &str)> = targets.iter().map(|t| (mode, *t)).collect();
+    env.write_config(&fact_jobs(&entries, "3h", mode == "merge"));
     let filter = if mode == "full" { "true" } else { DAY };
     let expected = fact_lines(env.src, &env.db, FACT, filter);
     assert_eq!(expected.len(), if mode == "full" { DAY_ROWS + 3 } else { DAY_ROWS });
@@ -340,37 +341,12 @@ fn merge_keeps_the_last_row_of_a_key_and_refuses_null_keys_on_both_paths() {
 /// `(mode, target)`: each mode into another table layout.
 const GP7_TO_GP7: &[(&str, &str)] = &[("replace", BY_KEY), ("append", RANDOMLY), ("merge", BY_GRP), ("full", PARTED)];
 
-fn mode_jobs(modes: &[(&str, &str)]) -> String {
-    let mut config = String::from("{CLUSTERS}\n");
-    for (mode, t) in modes {
-        let job = t.replace('.', "_");
-        config.push_str(&format!(
-            r#"
-[jobs.{job}]
-from = "src"
-to = "dst"
-start = "2024-03-10 00:00:00"
-end = "2024-03-11 00:00:00"
-duration = "3h"
-mode = "{mode}"
-
-[[jobs.{job}.tables]]
-table = "{FACT}"
-target_table = "{t}"
-condition_column = "evt_ts"
-key = ["id"]
-"#
-        ));
-    }
-    config
-}
-
 #[test]
 fn gp7_to_gp7_every_mode_is_byte_exact_and_binary_where_it_can() {
     let env = TestEnv::on("gp7_to_gp7", Server::Gp7, Server::Gp7);
     create_source(&env);
     create_gp7_targets(&env, &GP7_TO_GP7.iter().map(|(_, t)| *t).collect::<Vec<_>>());
-    env.write_config(&mode_jobs(GP7_TO_GP7));
+    env.write_config(&fact_jobs(GP7_TO_GP7, "3h", true));
     let day = fact_lines(env.src, &env.db, FACT, DAY);
     let whole = fact_lines(env.src, &env.db, FACT, "true");
     let out = run_ok(&env, &["run", "--parallel", "2"]);
@@ -412,7 +388,7 @@ fn gp7_to_postgresql_is_byte_exact_in_every_mode() {
     }
     env.dst_psql(&ddl);
     let modes: Vec<(&str, &str)> = ["replace", "append", "merge", "full"].into_iter().zip(tables).collect();
-    env.write_config(&mode_jobs(&modes));
+    env.write_config(&fact_jobs(&modes, "3h", true));
     let day = fact_lines(env.src, &env.db, FACT, DAY);
     let whole = fact_lines(env.src, &env.db, FACT, "true");
     let out = run_ok(&env, &["run", "--parallel", "2"]);

@@ -167,11 +167,11 @@ pub fn fact_lines(pg: &Pg, db: &str, table: &str, filter: &str) -> Vec<String> {
     canonical_lines(pg, db, &format!("{table} WHERE {filter}"), FACT_TYPED)
 }
 
-/// `eda.fact` into each of `targets` in hourly windows over the day, one job (`eda_<table>`)
-/// per target.
-pub fn day_job(mode: &str, targets: &[&str], key: bool) -> String {
+/// `eda.fact` into each `(mode, target)` in windows of `duration` over the day, one job
+/// (`eda_<table>`) per target, keyed by `id` when `key`.
+pub fn fact_jobs(entries: &[(&str, &str)], duration: &str, key: bool) -> String {
     let mut config = String::from("{CLUSTERS}\n");
-    for t in targets {
+    for (mode, t) in entries {
         let job = t.replace('.', "_");
         config.push_str(&format!(
             r#"
@@ -180,7 +180,7 @@ from = "src"
 to = "dst"
 start = "2024-03-10 00:00:00"
 end = "2024-03-11 00:00:00"
-duration = "1h"
+duration = "{duration}"
 mode = "{mode}"
 
 [[jobs.{job}.tables]]
@@ -196,11 +196,17 @@ condition_column = "evt_ts"
     config
 }
 
+/// `eda.fact` into each of `targets` in hourly windows over the day, all in `mode`.
+pub fn day_job(mode: &str, targets: &[&str], key: bool) -> String {
+    let entries: Vec<(&str, &str)> = targets.iter().map(|t| (mode, *t)).collect();
+    fact_jobs(&entries, "1h", key)
+}
+
 /// Loads the day of `eda.fact` into `target` (created by the caller; merge on `id`), compares
 /// equal, damages six rows on the target, finds exactly them, repairs them and compares equal
 /// again.
 pub fn compare_finds_and_repairs(env: &TestEnv, target: &str) {
-    env.write_config(&day_job("merge", &[target], true).replace("duration = \"1h\"", "duration = \"6h\""));
+    env.write_config(&fact_jobs(&[("merge", target)], "6h", true));
     env.run(&["run"]).assert_success();
     let source = fact_lines(env.src, &env.db, FACT, DAY);
     assert_same_lines(target, &source, &fact_lines(env.dst, &env.dst_db, target, "true"));
