@@ -99,3 +99,27 @@ fn readme_reference_matches_the_config_readers() {
         assert_eq!(readme, parser, "README section {heading} vs the {plugin} reader");
     }
 }
+
+/// Every TOML block of the README parses (an inline table spread over several lines did not:
+/// `expected '}'`), and the config reader's example is a config the parser takes once the
+/// clusters it names exist.
+#[test]
+fn every_toml_block_in_the_readme_parses() {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let blocks: Vec<&str> =
+        readme.split("```toml\n").skip(1).map(|rest| rest.split("\n```").next().unwrap_or_default()).collect();
+    assert!(blocks.len() >= 2, "no TOML blocks found");
+    for block in &blocks {
+        if let Err(e) = block.parse::<toml::Table>() {
+            panic!("a README TOML block does not parse: {e}\n{block}");
+        }
+    }
+    let reader = blocks.iter().find(|b| b.contains("[jobs.datatransfer.reader]")).expect("the reader example");
+    let config = format!(
+        "[clusters.legacy]\nurl = \"postgres://u@h/db\"\n[clusters.gp6]\nurl = \"postgres://u@h/db\"\n\
+         [state]\ncluster = \"gp6\"\n{reader}"
+    );
+    if let Err(e) = Config::from_text(Path::new("README.md"), config) {
+        panic!("the README's config reader example is refused: {e}");
+    }
+}

@@ -123,6 +123,31 @@ impl RunReport {
     }
 }
 
+/// A table whose windows start from a config reader's job row: when the row starts after where
+/// this table's loads stopped (the stored cursor), the rows between were never loaded — an
+/// operator moved the row forward. Loud: a warning with the command that loads them, and a
+/// `gap skipped` row in history (once: the next window moves the cursor past it).
+async fn skipped_gap(state: &State, t: &TableSpec, dry_run: bool) -> Result<(), Error> {
+    let Some(loaded_to) = state.table_cursor(t).await? else { return Ok(()) };
+    if loaded_to >= t.start {
+        return Ok(());
+    }
+    let reason = format!(
+        "the job row starts at {} but this table was loaded up to {loaded_to}: rows from {loaded_to} to {} were \
+         never loaded; load them with `gptransfer reload --job {} --table \"{}\" --from \"{loaded_to}\" --to \"{}\"`",
+        t.start,
+        t.start,
+        t.job,
+        t.display_name(),
+        t.start
+    );
+    tracing::warn!(job = %t.job, table = %t.display_name(), "{reason}");
+    if !dry_run {
+        state.record_gap(t, (loaded_to, t.start), &reason).await?;
+    }
+    Ok(())
+}
+
 /// The state cursor of a table, or None when its windows start from a config reader's row.
 async fn planning_cursor(state: &State, t: &TableSpec) -> Result<Option<NaiveDateTime>, Error> {
     if t.cursor_external {
@@ -466,6 +491,9 @@ pub async fn run(
     let mut work = Vec::new();
     for (((t, check), plugins), (src_key, now)) in tables.into_iter().zip(checks).zip(plugins).zip(clocks) {
         let cursor = planning_cursor(&state, &t).await?;
+        if t.cursor_external && options.windows.is_none() {
+            skipped_gap(&state, &t, options.dry_run).await?;
+        }
         let src = sessions
             .get(&src_key)
             .ok_or_else(|| Error::State { cluster: t.from.clone(), message: "session lost".into() })?;

@@ -208,7 +208,6 @@ impl State {
             .bounded(self, "drawing a history id")
             .await?
             .get(0);
-        let pid = i32::try_from(std::process::id()).unwrap_or(0);
         let moved = async {
             self.client().batch_execute("BEGIN").await?;
             let update = format!(
@@ -225,30 +224,7 @@ impl State {
                 );
                 self.client().execute(&insert, &[&t.job, &key, &end]).await?;
             }
-            let row = format!(
-                "INSERT INTO {history} (id, job, table_name, target_table, window_id, window_start, window_end, mode, \
-                 chain, started_at, finished_at, status, attempt, host, pid, reason) \
-                 VALUES ($1, $2, $3, $4, 'cursor set', $5::text::timestamp, $6::text::timestamp, $7, '-', now(), now(), \
-                 'cursor set', 0, $8, $9, $10)"
-            );
-            let start = ts_text(old.unwrap_or(t.start));
-            self.client()
-                .execute(
-                    &row,
-                    &[
-                        &id,
-                        &t.job,
-                        &t.source_table.to_string(),
-                        &t.target_table.to_string(),
-                        &start,
-                        &end,
-                        &t.mode.as_str(),
-                        &host,
-                        &pid,
-                        &reason,
-                    ],
-                )
-                .await?;
+            self.insert_note(id, t, "cursor set", (old.unwrap_or(t.start), to), host, &reason).await?;
             self.client().batch_execute("COMMIT").await
         };
         if let Err(e) = moved.bounded(self, "moving the cursor").await {
@@ -256,6 +232,66 @@ impl State {
             return Err(e);
         }
         Ok(old)
+    }
+
+    /// A history row that is no window attempt but something an operator must see in history:
+    /// `status` `cursor set` or `gap skipped`, over `[start, end)`, with `reason`.
+    async fn insert_note(
+        &self,
+        id: i64,
+        t: &TableSpec,
+        status: &str,
+        (start, end): (NaiveDateTime, NaiveDateTime),
+        host: &str,
+        reason: &str,
+    ) -> Result<u64, tokio_postgres::Error> {
+        let row = format!(
+            "INSERT INTO {} (id, job, table_name, target_table, window_id, window_start, window_end, mode, \
+             chain, started_at, finished_at, status, attempt, host, pid, reason) \
+             VALUES ($1, $2, $3, $4, $5, $6::text::timestamp, $7::text::timestamp, $8, '-', now(), now(), \
+             $5, 0, $9, $10, $11)",
+            self.table("history")
+        );
+        let pid = i32::try_from(std::process::id()).unwrap_or(0);
+        self.client()
+            .execute(
+                &row,
+                &[
+                    &id,
+                    &t.job,
+                    &t.source_table.to_string(),
+                    &t.target_table.to_string(),
+                    &status,
+                    &ts_text(start),
+                    &ts_text(end),
+                    &t.mode.as_str(),
+                    &host,
+                    &pid,
+                    &reason,
+                ],
+            )
+            .await
+    }
+
+    /// Records in history that a table's windows now start after where its loads stopped: a
+    /// config reader's job row moved forward past rows never loaded. Says nothing else; the
+    /// caller warns.
+    pub async fn record_gap(
+        &self,
+        t: &TableSpec,
+        gap: (NaiveDateTime, NaiveDateTime),
+        reason: &str,
+    ) -> Result<(), Error> {
+        let id: i64 = self
+            .client()
+            .query_one("SELECT nextval(pg_get_serial_sequence($1, 'id'))", &[&self.table("history")])
+            .bounded(self, "drawing a history id")
+            .await?
+            .get(0);
+        self.insert_note(id, t, "gap skipped", gap, &crate::host_name(), reason)
+            .bounded(self, "recording a skipped gap in history")
+            .await?;
+        Ok(())
     }
 }
 
