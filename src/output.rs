@@ -13,6 +13,17 @@ pub fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
     t.to_string()
 }
 
+/// An instant in the machine's local time, to the second, as every table shows it.
+pub fn local_time(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+/// A lag in seconds for people: `2h 30m`, `0s` when caught up.
+pub fn lag(seconds: i64) -> String {
+    gptransfer_core::config::ConfigDuration(std::time::Duration::from_secs(u64::try_from(seconds).unwrap_or(0)))
+        .to_string()
+}
+
 /// `12.3 MB`.
 pub fn bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];

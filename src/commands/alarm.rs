@@ -1,19 +1,15 @@
 //! `gptransfer alarm check | reset`: for a monitor that polls every 15 minutes.
 
-use gptransfer_core::cluster::ClusterHandle;
 use gptransfer_core::config::{find_config_path, Config, ConfigError};
 use gptransfer_core::error::exit;
 use gptransfer_core::state::State;
 
-use super::parse_ts;
+use super::{parse_ts, state_cluster};
 use crate::cli::AlarmCommand;
 
 pub async fn alarm(config: Option<&std::path::Path>, command: AlarmCommand) -> anyhow::Result<i32> {
     let config = Config::load(&find_config_path(config)).map_err(gptransfer_core::Error::Config)?;
-    let cfg = config.clusters.get(&config.state.cluster).ok_or_else(|| {
-        gptransfer_core::Error::Config(ConfigError::file(&config.path, "the state cluster is not defined"))
-    })?;
-    let cluster = ClusterHandle::new(&config.state.cluster, cfg)?;
+    let cluster = state_cluster(&config)?;
     let app = format!("gptransfer alarm pid {}", std::process::id());
     // The schema is created here too, so a monitor polling before the first compare sees NORMAL.
     let state = State::open(cluster, &config.state.schema, &app).await?;

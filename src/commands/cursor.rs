@@ -2,14 +2,13 @@
 //! re-loads from there) or forwards (it skips what lies between), under the job's lock, with a
 //! history row that keeps the cursor it replaced.
 
-use gptransfer_core::cluster::ClusterHandle;
-use gptransfer_core::config::{ConfigError, TableSpec};
+use gptransfer_core::config::TableSpec;
 use gptransfer_core::engine::select_tables;
 use gptransfer_core::error::exit;
 use gptransfer_core::registry::Registry;
 use gptransfer_core::state::State;
 
-use super::{load_config_with_readers, parse_ts, usage};
+use super::{load_config_with_readers, parse_ts, state_cluster, usage};
 use crate::cli::{CursorSetArgs, OutputFormat};
 
 #[derive(serde::Serialize)]
@@ -56,10 +55,7 @@ pub async fn set(config: Option<&std::path::Path>, registry: &Registry, args: Cu
             ),
         ));
     }
-    let cluster_cfg = config.clusters.get(&config.state.cluster).ok_or_else(|| {
-        gptransfer_core::Error::Config(ConfigError::file(&config.path, "the state cluster is not defined"))
-    })?;
-    let cluster = ClusterHandle::new(&config.state.cluster, cluster_cfg)?;
+    let cluster = state_cluster(&config)?;
     let application = format!("gptransfer pid {} host {}", std::process::id(), gptransfer_core::host_name());
     let state = State::open(cluster, &config.state.schema, &application).await?;
     // Under the job's lock: a run in progress would move the cursor again when its window commits.

@@ -21,13 +21,7 @@ pub async fn history(config: Option<&std::path::Path>, args: HistoryArgs) -> any
         }
         None => None,
     };
-    let cluster_cfg = config.clusters.get(&config.state.cluster).ok_or_else(|| {
-        gptransfer_core::Error::Config(gptransfer_core::config::ConfigError::file(
-            &config.path,
-            "the state cluster is not defined",
-        ))
-    })?;
-    let cluster = gptransfer_core::cluster::ClusterHandle::new(&config.state.cluster, cluster_cfg)?;
+    let cluster = super::state_cluster(&config)?;
     let app = format!("gptransfer history pid {}", std::process::id());
     let filter =
         HistoryFilter { job: args.job.clone(), table, failed_only: args.failed, limit: args.limit.max(1), since: None };
@@ -53,7 +47,7 @@ pub async fn history(config: Option<&std::path::Path>, args: HistoryArgs) -> any
                 .iter()
                 .map(|r| {
                     let mut row = vec![
-                        r.started_at.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M:%S").to_string(),
+                        output::local_time(r.started_at),
                         r.job.clone(),
                         r.table.clone(),
                         // A cursor moved by hand shows where it went; its reason, where it was.

@@ -137,6 +137,17 @@ pub fn now() -> chrono::NaiveDateTime {
     chrono::Local::now().naive_local()
 }
 
+/// The state cluster's handle (the `[state]` cluster must be one of `[clusters]`).
+pub fn state_cluster(config: &Config) -> anyhow::Result<gptransfer_core::cluster::ClusterHandle> {
+    let cfg = config.clusters.get(&config.state.cluster).ok_or_else(|| {
+        gptransfer_core::Error::Config(gptransfer_core::config::ConfigError::file(
+            &config.path,
+            "the state cluster is not defined",
+        ))
+    })?;
+    Ok(gptransfer_core::cluster::ClusterHandle::new(&config.state.cluster, cfg)?)
+}
+
 /// A usage error naming the option: exit 2 with the message.
 pub fn usage(option: &str, message: impl Into<String>) -> anyhow::Error {
     gptransfer_core::Error::Config(gptransfer_core::config::ConfigError::file(std::path::Path::new(option), message))

@@ -99,10 +99,8 @@ pub async fn reload(
 fn reload_spec(config: &Config, mut t: TableSpec) -> anyhow::Result<TableSpec> {
     if t.mode == Mode::Append {
         let sharing = config
-            .jobs
-            .iter()
-            .flat_map(|j| j.tables.iter())
-            .filter(|o| o.enabled && o.to == t.to && o.target_table == t.target_table)
+            .tables()
+            .filter(|o| o.enabled && o.same_target(&t))
             .find(|o| !(o.job == t.job && o.display_name() == t.display_name()));
         if let Some(other) = sharing {
             return Err(usage(

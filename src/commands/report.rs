@@ -1,13 +1,12 @@
 //! `gptransfer report --html FILE [--since D]`.
 
-use gptransfer_core::cluster::ClusterHandle;
-use gptransfer_core::config::{ConfigDuration, ConfigError};
+use gptransfer_core::config::ConfigDuration;
 use gptransfer_core::engine::{select_tables, status_tables};
 use gptransfer_core::error::exit;
 use gptransfer_core::registry::Registry;
 use gptransfer_core::state::{HistoryFilter, State};
 
-use super::{load_config_with_readers, usage};
+use super::{load_config_with_readers, state_cluster, usage};
 use crate::cli::ReportArgs;
 use crate::report::{render, ReportData};
 
@@ -22,10 +21,7 @@ pub async fn report(config: Option<&std::path::Path>, registry: &Registry, args:
     let statuses = status_tables(&config, &tables).await?;
     let generated = chrono::Utc::now();
     let since = generated - since.as_chrono();
-    let cluster_cfg = config.clusters.get(&config.state.cluster).ok_or_else(|| {
-        gptransfer_core::Error::Config(ConfigError::file(&config.path, "the state cluster is not defined"))
-    })?;
-    let cluster = ClusterHandle::new(&config.state.cluster, cluster_cfg)?;
+    let cluster = state_cluster(&config)?;
     let application = format!("gptransfer report pid {}", std::process::id());
     let (history, alarms) = match State::open_existing(cluster, &config.state.schema, &application).await? {
         Some(state) => {

@@ -1,8 +1,6 @@
 //! `gptransfer status`: per table entry, where it stands — what a monitor polls (exit 3 when a
 //! table is failing or further behind than `--max-lag`).
 
-use std::time::Duration;
-
 use gptransfer_core::config::ConfigDuration;
 use gptransfer_core::engine::{select_tables, status_tables, TableStatus};
 use gptransfer_core::error::exit;
@@ -31,10 +29,7 @@ pub async fn status(config: Option<&std::path::Path>, registry: &Registry, args:
     match args.output {
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&found)?),
         OutputFormat::Human => {
-            let when = |t: Option<chrono::DateTime<chrono::Utc>>| {
-                t.map(|t| t.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M:%S").to_string())
-                    .unwrap_or_else(|| "-".to_string())
-            };
+            let when = |t: Option<chrono::DateTime<chrono::Utc>>| t.map_or_else(|| "-".to_string(), output::local_time);
             let rows = found
                 .iter()
                 .map(|s| {
@@ -42,7 +37,7 @@ pub async fn status(config: Option<&std::path::Path>, registry: &Registry, args:
                         s.job.clone(),
                         s.table.clone(),
                         s.cursor.map_or("never run".to_string(), |c| c.to_string()),
-                        lag(s.lag_seconds),
+                        output::lag(s.lag_seconds),
                         format!("{}{}", s.due_windows, if s.more { "+" } else { "" }),
                         when(s.last_success),
                         match &s.last_failure {
@@ -68,7 +63,7 @@ pub async fn status(config: Option<&std::path::Path>, registry: &Registry, args:
                     "BEHIND {} / {}: {} behind, more than --max-lag {}",
                     s.job,
                     s.table,
-                    lag(s.lag_seconds),
+                    output::lag(s.lag_seconds),
                     max_lag.map(|m| m.to_string()).unwrap_or_default()
                 );
             }
@@ -80,9 +75,4 @@ pub async fn status(config: Option<&std::path::Path>, registry: &Registry, args:
         }
     }
     Ok(if failing.is_empty() && lagging.is_empty() { exit::OK } else { exit::DIFFERENCES })
-}
-
-/// `2h 30m`, or `0s` when caught up.
-fn lag(seconds: i64) -> String {
-    ConfigDuration(Duration::from_secs(u64::try_from(seconds).unwrap_or(0))).to_string()
 }

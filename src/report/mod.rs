@@ -33,7 +33,7 @@ svg .line{fill:none;stroke:#c2733b;stroke-width:1.5}svg .dot{fill:#c2733b}pre{wh
 /// The page.
 pub fn render(data: &ReportData) -> String {
     let mut html = String::new();
-    let when = |t: DateTime<Utc>| t.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M:%S").to_string();
+    let when = crate::output::local_time;
     let _ = write!(
         html,
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>gptransfer report</title>\
@@ -54,9 +54,7 @@ pub fn render(data: &ReportData) -> String {
             }
             _ => "<span class=\"ok\">ok</span>".to_string(),
         };
-        let lag = gptransfer_core::config::ConfigDuration(std::time::Duration::from_secs(
-            u64::try_from(s.lag_seconds).unwrap_or(0),
-        ));
+        let lag = crate::output::lag(s.lag_seconds);
         let _ = write!(
             html,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{lag}</td><td>{}</td><td>{}</td><td>{status}</td><td>{}</td></tr>",

@@ -201,6 +201,11 @@ impl TableSpec {
         self.source.span() == (0..0)
     }
 
+    /// Both entries load the same table of the same cluster.
+    pub fn same_target(&self, other: &TableSpec) -> bool {
+        self.to == other.to && self.target_table == other.target_table
+    }
+
     /// The name people see: the source table, and the target when it differs.
     pub fn display_name(&self) -> String {
         if self.source_table == self.target_table {
@@ -291,7 +296,7 @@ impl Config {
         let enabled: Vec<&TableSpec> = self.tables().filter(|t| t.enabled).collect();
         for (i, a) in enabled.iter().enumerate() {
             for b in &enabled[i + 1..] {
-                let same_target = a.to == b.to && a.target_table == b.target_table;
+                let same_target = a.same_target(b);
                 let destructive = |t: &TableSpec| matches!(t.mode, Mode::Replace | Mode::Full);
                 if same_target && (destructive(a) || destructive(b)) {
                     let mode = if destructive(b) { b.mode } else { a.mode };
