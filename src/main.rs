@@ -25,6 +25,8 @@ fn builtin_registry() -> Registry {
     r.add_transport(gptransfer_plugin_ssh::SshTransportFactory);
     r.add_comparator(gptransfer_plugin_compare::HashFactory);
     r.add_comparator(gptransfer_plugin_compare::CountFactory);
+    r.add_comparator(gptransfer_plugin_compare::NoneFactory);
+    r.add_comparator(gptransfer_plugin_compare::SinkCountFactory);
     r
 }
 

@@ -26,6 +26,10 @@ pub trait Factory<R: ?Sized>: Send + Sync {
     fn origin(&self) -> String {
         "built-in".into()
     }
+    /// The SDK version an external plugin was built against (`None`: built in).
+    fn sdk_version(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Reads a plugin's options into its own strict config type.
@@ -70,6 +74,8 @@ pub struct PluginInfo {
     pub version: String,
     /// `built-in` or the library path.
     pub origin: String,
+    /// The SDK version an external plugin was built against.
+    pub sdk: Option<String>,
     /// What it does.
     pub description: String,
 }
@@ -120,6 +126,7 @@ impl Registry {
                 name: f.name().to_string(),
                 version: f.version(),
                 origin: f.origin(),
+                sdk: f.sdk_version(),
                 description: f.describe().to_string(),
             }
         }

@@ -50,6 +50,9 @@ pub struct WindowCtx {
     pub columns: Arc<Vec<String>>,
     /// The `typname` of each of `columns` on the source, same order.
     pub column_types: Arc<Vec<String>>,
+    /// Each of `columns` as the source's catalog describes it (declared type, NOT NULL), same
+    /// order: what a sink that creates its own output needs to know of the values.
+    pub described: Arc<Vec<crate::engine::Column>>,
     /// `typname` of the condition column on the source (`timestamp`, `timestamptz`, `date`).
     pub condition_type: Option<String>,
     /// Source cluster.
@@ -222,6 +225,30 @@ pub trait Sink: Send + Sync {
     /// load the window again.
     fn commits_with_state(&self) -> bool {
         false
+    }
+
+    /// Whether it loads the target table on the job's `to` cluster. A sink that loads no
+    /// database there (files, a queue, another system) returns false: no target table is
+    /// needed or checked, its columns are the source's, and `compare` asks the sink itself
+    /// ([`Sink::count`]) or compares nothing.
+    fn loads_target(&self) -> bool {
+        true
+    }
+
+    /// Whether [`Sink::count`] can say how many rows a window holds.
+    fn counts(&self) -> bool {
+        false
+    }
+
+    /// How many rows of `window` (`None`: a `full` table's one slot) the sink's output holds
+    /// now, as a reader sees them; for `compare = "sink"`.
+    async fn count(
+        &self,
+        table: &TableSpec,
+        _window: Option<Window>,
+        _columns: &[crate::engine::Column],
+    ) -> Result<u64, RoleError> {
+        Err(RoleError::new(format!("sink {:?} cannot count what it holds", table.sink.get_ref().plugin)))
     }
 
     /// Starts the window's transaction (and whatever the mode does first, e.g. the delete).

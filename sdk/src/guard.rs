@@ -28,8 +28,9 @@ fn install_hook() {
     });
 }
 
-/// Runs one entry point of the plugin; a panic becomes a fatal error naming the entry point.
-pub(crate) fn catch<T>(entry: &str, f: impl FnOnce() -> Result<T, PluginError>) -> Result<T, PluginError> {
+/// Runs one entry point of the plugin; a panic becomes a fatal error (the host names the entry
+/// point when it reports it).
+pub(crate) fn catch<T>(f: impl FnOnce() -> Result<T, PluginError>) -> Result<T, PluginError> {
     install_hook();
     let was_inside = INSIDE.with(|c| c.replace(true));
     let result = panic::catch_unwind(AssertUnwindSafe(f));
@@ -44,7 +45,7 @@ pub(crate) fn catch<T>(entry: &str, f: impl FnOnce() -> Result<T, PluginError>) 
                 .unwrap_or_else(|| "a non-text panic payload".to_string());
             let location = LOCATION.with(|cell| cell.borrow_mut().take());
             let at = location.map(|l| format!(" at {l}")).unwrap_or_default();
-            Err(PluginError::fatal(format!("panicked in {entry}: {text}{at}")))
+            Err(PluginError::fatal(format!("panicked: {text}{at}")))
         }
     }
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use gptransfer_core::cluster::{ClusterHandle, Session};
 use gptransfer_core::config::{Config, TableSpec};
-use gptransfer_core::engine::{check_table, target_ddl, target_exists};
+use gptransfer_core::engine::{check_for_sink, target_ddl, target_exists};
 use gptransfer_core::error::exit;
 use gptransfer_core::registry::Registry;
 use gptransfer_core::roles::negotiate_format;
@@ -83,13 +83,18 @@ async fn check_entry(
     let source = registry.source(t.source.get_ref()).map_err(|e| format!("source: {e}"))?;
     let transport = registry.transport(t.transport.get_ref()).map_err(|e| format!("transport: {e}"))?;
     let sink = registry.sink(t.sink.get_ref()).map_err(|e| format!("sink: {e}"))?;
-    if t.create_target && !target_exists(dst, t).await.map_err(|e| strip_entry(&e.to_string(), t))? {
+    gptransfer_core::engine::comparator_for(registry, t, sink.as_ref()).map_err(|e| format!("compare: {e}"))?;
+    if t.create_target
+        && sink.loads_target()
+        && !target_exists(dst, t).await.map_err(|e| strip_entry(&e.to_string(), t))?
+    {
         // What the first run will create; its columns then match by construction.
         let statements = target_ddl(src, dst, t).await.map_err(|e| strip_entry(&e.to_string(), t))?;
         let create = statements.last().map(|s| s.replace('\n', " ")).unwrap_or_default();
         return Ok(format!("target missing: the first run creates it: {create}"));
     }
-    let c = check_table(t, src, &t.from, dst, &t.to).await.map_err(|e| strip_entry(&e.to_string(), t))?;
+    let c =
+        check_for_sink(t, sink.as_ref(), src, &t.from, dst, &t.to).await.map_err(|e| strip_entry(&e.to_string(), t))?;
     sink.check_table(t, &c.columns).map_err(|e| format!("sink: {e}"))?;
     gptransfer_core::engine::check_append_atomic(t, &config.state.cluster, sink.as_ref())
         .map_err(|e| strip_entry(&e.to_string(), t))?;

@@ -89,9 +89,26 @@ pub struct RowHash {
     pub count: i64,
 }
 
+/// What a comparator compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompareKind {
+    /// Rows on both clusters, summarised in each database and drilled down to keys.
+    Rows,
+    /// The source's row count per window against what the sink says its output holds (a sink
+    /// that loads no database).
+    SinkCount,
+    /// Nothing: the table is not compared (and never alarms).
+    Skip,
+}
+
 /// Summarises buckets of a table on one cluster.
 #[async_trait]
 pub trait Comparator: Send + Sync {
+    /// What it compares; the engine asks [`Comparator::summarize`] and [`Comparator::rows`]
+    /// only of a [`CompareKind::Rows`] comparator.
+    fn kind(&self) -> CompareKind {
+        CompareKind::Rows
+    }
     /// `group_by` column for the first drill-down level, if any.
     fn group_by(&self) -> Option<&str>;
     /// How many time slices a differing bucket is cut into.

@@ -175,6 +175,11 @@ impl Mode {
             Mode::Full => "full",
         }
     }
+
+    /// The mode a config name stands for.
+    pub fn parse(name: &str) -> Option<Mode> {
+        [Mode::Replace, Mode::Append, Mode::Merge, Mode::Full].into_iter().find(|m| m.as_str() == name)
+    }
 }
 
 /// A job: source and target cluster, a cursor start, defaults for its tables.

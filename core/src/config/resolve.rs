@@ -201,6 +201,11 @@ impl TableSpec {
         self.source.span() == (0..0)
     }
 
+    /// Whether the compare plugin is the default one (nothing set in the file).
+    pub fn compare_is_default(&self) -> bool {
+        self.compare.span() == (0..0)
+    }
+
     /// Both entries load the same table of the same cluster.
     pub fn same_target(&self, other: &TableSpec) -> bool {
         self.to == other.to && self.target_table == other.target_table

@@ -28,6 +28,8 @@ pub struct TableCheck {
     pub columns: Vec<String>,
     /// Their `typname`s on the source, same order.
     pub column_types: Vec<String>,
+    /// The columns as the source describes them, same order.
+    pub described: Vec<Column>,
     /// Source `typname` of the condition column.
     pub condition_type: Option<String>,
     /// Binary COPY is safe between these two tables (same built-in types, encodings and
@@ -204,9 +206,98 @@ pub async fn check_table(
     let binary = binary_compatible(table, &selected, &dst, source, target).await;
     Ok(TableCheck {
         column_types: selected.iter().map(|c| c.type_name.clone()).collect(),
-        columns: selected.into_iter().map(|c| c.name).collect(),
+        columns: selected.iter().map(|c| c.name.clone()).collect(),
+        described: selected,
         condition_type,
         binary,
+    })
+}
+
+/// Checks a table against what its sink loads: both sides for a sink that loads the target
+/// table ([`check_table`]), the source alone for one that loads no database
+/// ([`check_source_for_sink`]).
+pub async fn check_for_sink(
+    table: &TableSpec,
+    sink: &dyn crate::roles::Sink,
+    source: &Session,
+    source_name: &str,
+    target: &Session,
+    target_name: &str,
+) -> Result<TableCheck, Error> {
+    if sink.loads_target() {
+        check_table(table, source, source_name, target, target_name).await
+    } else {
+        check_source_for_sink(table, source, source_name).await
+    }
+}
+
+/// A table whose sink loads no database: the columns to move are the source's (all, or
+/// `columns`, each of which must exist), the key must be among them, the condition column
+/// must be a time, and there is nothing to create.
+pub async fn check_source_for_sink(
+    table: &TableSpec,
+    source: &Session,
+    source_name: &str,
+) -> Result<TableCheck, Error> {
+    if table.create_target {
+        return Err(check_error(
+            table,
+            format!(
+                "create_target = true, but sink {:?} loads no table on cluster {:?}: there is nothing to create",
+                table.sink.get_ref().plugin,
+                table.to
+            ),
+            Some("remove create_target for this table"),
+        ));
+    }
+    let src = columns(source, source_name, &table.source_table, table).await?;
+    let selected: Vec<Column> = match &table.columns {
+        Some(names) => {
+            let mut out = Vec::new();
+            for n in names {
+                out.push(src.iter().find(|c| &c.name == n).cloned().ok_or_else(|| {
+                    check_error(
+                        table,
+                        format!("column {n:?} of `columns` is not in source table {}", table.source_table),
+                        None,
+                    )
+                })?);
+            }
+            out
+        }
+        None => src.clone(),
+    };
+    if let Some(k) = table.key.iter().find(|k| !selected.iter().any(|c| &c.name == *k)) {
+        return Err(check_error(table, format!("key column {k:?} is not among the columns moved"), None));
+    }
+    let condition_type = match &table.condition_column {
+        Some(col) => {
+            let c = src.iter().find(|c| &c.name == col).ok_or_else(|| {
+                check_error(
+                    table,
+                    format!("condition column {col:?} is not in source table {}", table.source_table),
+                    None,
+                )
+            })?;
+            if !matches!(c.type_name.as_str(), "timestamp" | "timestamptz" | "date") {
+                return Err(check_error(
+                    table,
+                    format!("condition column {col:?} is {}, not a timestamp or date", c.type_text),
+                    Some(
+                        "windows are cut on a timestamp, timestamptz or date column; pick one, or use mode = \"full\"",
+                    ),
+                ));
+            }
+            Some(c.type_name.clone())
+        }
+        None => None,
+    };
+    Ok(TableCheck {
+        column_types: selected.iter().map(|c| c.type_name.clone()).collect(),
+        columns: selected.iter().map(|c| c.name.clone()).collect(),
+        described: selected,
+        condition_type,
+        binary: false,
     })
 }
 
@@ -226,6 +317,7 @@ pub async fn source_only_check(table: &TableSpec, source: &Session, source_name:
     Ok(TableCheck {
         column_types: selected.iter().map(|c| c.type_name.clone()).collect(),
         columns: selected.iter().map(|c| c.name.clone()).collect(),
+        described: selected.into_iter().cloned().collect(),
         condition_type,
         binary: false,
     })

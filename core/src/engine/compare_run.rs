@@ -9,7 +9,7 @@ use super::check::{check_table, columns};
 use super::clock::ZonedSessions;
 use super::run::{application_name, handles};
 use crate::cluster::Session;
-use crate::compare::{compare_window, DrillSettings, Scope, WindowComparison};
+use crate::compare::{compare_window, CompareKind, DrillSettings, Scope, WindowComparison};
 use crate::config::{Config, Mode, TableSpec};
 use crate::dialect::canonical::StoredText;
 use crate::error::Error;
@@ -66,12 +66,56 @@ pub async fn compare_tables(
     for t in tables {
         let mut t = t.clone();
         let t = &mut t;
-        let comparator = registry.comparator(t.compare.get_ref()).map_err(|e| Error::Check {
+        let check_err = |t: &TableSpec, message: String| Error::Check {
             job: t.job.clone(),
             table: t.display_name(),
-            message: format!("compare: {e}"),
+            message,
             hint: None,
-        })?;
+        };
+        let sink = registry.sink(t.sink.get_ref()).map_err(|e| check_err(t, format!("sink: {e}")))?;
+        let comparator =
+            comparator_for(registry, t, sink.as_ref()).map_err(|e| check_err(t, format!("compare: {e}")))?;
+        match comparator.kind() {
+            CompareKind::Skip => {
+                tracing::info!(job = %t.job, table = %t.display_name(), "not compared (compare = \"none\")");
+                continue;
+            }
+            CompareKind::SinkCount => {
+                let (src_key, _) = sessions.clock(t, &handle(&t.from)?, &application).await?;
+                let Some(src) = sessions.get(&src_key) else { continue };
+                let check = super::check::check_source_for_sink(t, src, &t.from).await?;
+                let windows = windows_to_compare(t, options, &state, src, check.condition_type.as_deref()).await?;
+                let counter = registry
+                    .comparator(&crate::config::PluginSpec::named("count"))
+                    .map_err(|e| check_err(t, format!("compare: {e}")))?;
+                let source_filter =
+                    registry.source(t.source.get_ref()).map_err(|e| check_err(t, format!("source: {e}")))?.row_filter();
+                let (src_text, _) = stored_text(registry, t, src, src).await?;
+                for w in windows {
+                    let scope = Scope {
+                        table: t.source_table.clone(),
+                        columns: Vec::new(),
+                        condition: if w.is_some() {
+                            t.condition_column.clone().zip(check.condition_type.clone())
+                        } else {
+                            None
+                        },
+                        range: w.map(|w| (w.start, w.end)),
+                        group: None,
+                        text: src_text,
+                        filter: source_filter.clone(),
+                    };
+                    let c =
+                        count_against_sink(counter.as_ref(), sink.as_ref(), src, scope, t, w, &check.described).await;
+                    if options.record_alarms {
+                        state.record_alarms(&c, "window").await?;
+                    }
+                    out.push(c);
+                }
+                continue;
+            }
+            CompareKind::Rows => {}
+        }
         let (src_key, _) = sessions.clock(t, &handle(&t.from)?, &application).await?;
         let dst_key = sessions.open(&handle(&t.to)?, t.timezone.as_deref(), &application).await?;
         let t: &TableSpec = t;
@@ -97,25 +141,7 @@ pub async fn compare_tables(
             })
         };
         let windowed = t.mode != Mode::Full && t.condition_column.is_some();
-        let windows: Vec<Option<Window>> = if !windowed {
-            vec![None]
-        } else {
-            let list = match &options.windows {
-                Some(map) => map.get(&super::run::table_key(t)).cloned().unwrap_or_default(),
-                None => {
-                    let cursor = state.table_cursor(t).await?;
-                    let to = options.to.or(cursor);
-                    match to {
-                        Some(to) => {
-                            let windows = windows_between(t, options.from.unwrap_or(t.start), to);
-                            super::clock::join_in_zone(src, t, check.condition_type.as_deref(), windows).await?
-                        }
-                        None => Vec::new(),
-                    }
-                }
-            };
-            list.into_iter().map(Some).collect()
-        };
+        let windows = windows_to_compare(t, options, &state, src, check.condition_type.as_deref()).await?;
         let settings = DrillSettings { key: t.key.clone(), max_keys: options.max_keys };
         // Only the rows the source's filter lets through were moved: compare those.
         let source_filter = registry
@@ -164,6 +190,98 @@ pub async fn compare_tables(
         mirror_alarms(config, &clusters, &application, &out).await?;
     }
     Ok(out)
+}
+
+/// The comparator a table is compared with: its own; or, for a sink that loads no database
+/// and no `compare` set, `sink` when the sink counts its output, else `none`. A comparator
+/// that reads a target table is refused for a sink that loads none.
+pub fn comparator_for(
+    registry: &Registry,
+    t: &TableSpec,
+    sink: &dyn crate::roles::Sink,
+) -> Result<std::sync::Arc<dyn crate::compare::Comparator>, String> {
+    let spec = if !sink.loads_target() && t.compare_is_default() {
+        crate::config::PluginSpec::named(if sink.counts() { "sink" } else { "none" })
+    } else {
+        t.compare.get_ref().clone()
+    };
+    let comparator = registry.comparator(&spec)?;
+    let sink_name = &t.sink.get_ref().plugin;
+    match comparator.kind() {
+        CompareKind::Rows if !sink.loads_target() => Err(format!(
+            "{:?} reads target table {} on cluster {:?}, but sink {sink_name:?} loads no table there; use \
+             compare = \"sink\" (when the sink counts its output) or \"none\"",
+            spec.plugin, t.target_table, t.to
+        )),
+        CompareKind::SinkCount if !sink.counts() => Err(format!(
+            "\"sink\" asks the sink for the rows it holds, but sink {sink_name:?} cannot count them; use \
+             compare = \"hash\", \"count\" or \"none\""
+        )),
+        _ => Ok(comparator),
+    }
+}
+
+/// The windows of a table to compare: the ones asked for (after a repair), else from the
+/// job start (or `--from`) to the cursor (or `--to`), cut and joined as `run` cuts them;
+/// one `None` for a table compared whole.
+async fn windows_to_compare(
+    t: &TableSpec,
+    options: &CompareOptions,
+    state: &State,
+    src: &Session,
+    condition_type: Option<&str>,
+) -> Result<Vec<Option<Window>>, Error> {
+    if t.mode == Mode::Full || t.condition_column.is_none() {
+        return Ok(vec![None]);
+    }
+    let list = match &options.windows {
+        Some(map) => map.get(&super::run::table_key(t)).cloned().unwrap_or_default(),
+        None => match options.to.or(state.table_cursor(t).await?) {
+            Some(to) => {
+                let windows = windows_between(t, options.from.unwrap_or(t.start), to);
+                super::clock::join_in_zone(src, t, condition_type, windows).await?
+            }
+            None => Vec::new(),
+        },
+    };
+    Ok(list.into_iter().map(Some).collect())
+}
+
+/// One window: the source's rows (counted in the database) against the sink's own count.
+async fn count_against_sink(
+    counter: &dyn crate::compare::Comparator,
+    sink: &dyn crate::roles::Sink,
+    src: &Session,
+    scope: Scope,
+    t: &TableSpec,
+    window: Option<Window>,
+    described: &[super::check::Column],
+) -> WindowComparison {
+    let mut out = WindowComparison {
+        job: t.job.clone(),
+        table: t.display_name(),
+        window: window.map_or("full".to_string(), |w| w.id()),
+        source_count: 0,
+        target_count: 0,
+        equal: false,
+        differences: Vec::new(),
+        total_differences: 0,
+        levels: Vec::new(),
+        error: None,
+    };
+    let source = counter.summarize(src, &scope, &crate::compare::Grouping::default()).await;
+    let held = sink.count(t, window, described).await;
+    match (source, held) {
+        (Ok(buckets), Ok(held)) => {
+            out.source_count = buckets.iter().map(|b| b.sums.count).sum();
+            out.target_count = i64::try_from(held).unwrap_or(i64::MAX);
+            out.equal = out.source_count == out.target_count;
+            out.total_differences = usize::try_from(out.source_count.abs_diff(out.target_count)).unwrap_or(usize::MAX);
+        }
+        (Err(e), _) => out.error = Some(format!("counting the source: {}", e.message)),
+        (_, Err(e)) => out.error = Some(format!("asking the sink: {}", e.message)),
+    }
+    out
 }
 
 /// Copies each differing window into the configured mirror table (the seed's

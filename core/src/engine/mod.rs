@@ -10,8 +10,10 @@ mod select;
 mod status;
 mod window_run;
 
-pub use check::{check_append_atomic, check_table, source_only_check, Column, TableCheck};
-pub use compare_run::{compare_tables, CompareOptions};
+pub use check::{
+    check_append_atomic, check_for_sink, check_source_for_sink, check_table, source_only_check, Column, TableCheck,
+};
+pub use compare_run::{comparator_for, compare_tables, CompareOptions};
 pub use create::{ensure_target, target_ddl, target_exists, target_type};
 pub use interrupt::Interrupt;
 pub use run::{

@@ -465,7 +465,10 @@ pub async fn run(
         }
         // Under the job's lock: a missing target with create_target is created now (a dry run
         // creates nothing and plans from the source's columns).
-        let check = if t.create_target && options.dry_run && !super::create::target_exists(dst, t).await? {
+        let check = if !chain.sink.loads_target() {
+            // Nothing on the target cluster to check or create: the sink's output is its own.
+            super::check::check_source_for_sink(t, src, &t.from).await?
+        } else if t.create_target && options.dry_run && !super::create::target_exists(dst, t).await? {
             super::check::source_only_check(t, src, &t.from).await?
         } else {
             if !options.dry_run {

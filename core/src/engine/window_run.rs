@@ -90,6 +90,7 @@ pub(super) async fn run_window(
         window,
         columns: Arc::new(check.columns.clone()),
         column_types: Arc::new(check.column_types.clone()),
+        described: Arc::new(check.described.clone()),
         condition_type: check.condition_type.clone(),
         source: source.clone(),
         target: target.clone(),

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use gptransfer_core::cluster::Session;
-use gptransfer_core::compare::{BucketSummary, Comparator, Grouping, RowHash, Scope, Sums};
+use gptransfer_core::compare::{BucketSummary, Comparator, CompareKind, Grouping, RowHash, Scope, Sums};
 use gptransfer_core::dialect::canonical;
 use gptransfer_core::registry::{parse_options, Factory};
 use gptransfer_core::RoleError;
@@ -82,6 +82,78 @@ impl Factory<dyn Comparator> for CountFactory {
     }
     fn build(&self, options: &toml::Table) -> Result<Arc<dyn Comparator>, String> {
         Ok(Arc::new(SqlComparator { config: validate(options)?, with_hash: false }))
+    }
+}
+
+/// Registers `none`: the table is not compared.
+pub struct NoneFactory;
+/// Registers `sink`: the source's count per window against the sink's own count.
+pub struct SinkCountFactory;
+
+/// A comparator that reads no rows itself ([`CompareKind::SinkCount`] or [`CompareKind::Skip`]).
+struct Unread(CompareKind);
+
+fn no_options(name: &str, options: &toml::Table) -> Result<(), String> {
+    match options.keys().next() {
+        Some(k) => Err(format!("compare {name:?} takes no options (got {k:?})")),
+        None => Ok(()),
+    }
+}
+
+impl Factory<dyn Comparator> for NoneFactory {
+    fn name(&self) -> &'static str {
+        "none"
+    }
+    fn describe(&self) -> &'static str {
+        "no compare: the table is never compared and never alarms"
+    }
+    fn version(&self) -> String {
+        env!("CARGO_PKG_VERSION").to_string()
+    }
+    fn validate(&self, options: &toml::Table) -> Result<(), String> {
+        no_options("none", options)
+    }
+    fn build(&self, options: &toml::Table) -> Result<Arc<dyn Comparator>, String> {
+        no_options("none", options)?;
+        Ok(Arc::new(Unread(CompareKind::Skip)))
+    }
+}
+
+impl Factory<dyn Comparator> for SinkCountFactory {
+    fn name(&self) -> &'static str {
+        "sink"
+    }
+    fn describe(&self) -> &'static str {
+        "source rows per window against the count the sink reports of its own output"
+    }
+    fn version(&self) -> String {
+        env!("CARGO_PKG_VERSION").to_string()
+    }
+    fn validate(&self, options: &toml::Table) -> Result<(), String> {
+        no_options("sink", options)
+    }
+    fn build(&self, options: &toml::Table) -> Result<Arc<dyn Comparator>, String> {
+        no_options("sink", options)?;
+        Ok(Arc::new(Unread(CompareKind::SinkCount)))
+    }
+}
+
+#[async_trait]
+impl Comparator for Unread {
+    fn kind(&self) -> CompareKind {
+        self.0
+    }
+    fn group_by(&self) -> Option<&str> {
+        None
+    }
+    fn slices(&self) -> u32 {
+        1
+    }
+    async fn summarize(&self, _: &Session, _: &Scope, _: &Grouping) -> Result<Vec<BucketSummary>, RoleError> {
+        Err(RoleError::new("this comparator reads no rows"))
+    }
+    async fn rows(&self, _: &Session, _: &Scope, _: &[String]) -> Result<Vec<RowHash>, RoleError> {
+        Err(RoleError::new("this comparator reads no rows"))
     }
 }
 

@@ -5,20 +5,24 @@
 //!
 //! abi_stable stays here and in the sdk crate: core and the other plugins never see it.
 
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use abi_stable::std_types::{RSlice, RStr};
+use abi_stable::std_types::{RSlice, RString};
 use async_trait::async_trait;
 use futures_util::StreamExt;
-use gptransfer_core::config::ConfigError;
+use gptransfer_core::config::{ConfigError, Mode, TableSpec};
+use gptransfer_core::engine::Column;
 use gptransfer_core::registry::{Factory, Registry};
 use gptransfer_core::roles::{ByteStream, Sink, SinkWindow, WindowCtx};
+use gptransfer_core::window::Window;
 use gptransfer_core::RoleError;
 use gptransfer_sdk::ffi::{
-    lib_header_from_path, FfiError, FfiSinkBox, FfiWindowBox, FfiWindowInfo, LibraryError, SinkModuleRef,
-    ROOT_MODULE_NAME,
+    lib_header_from_path, FfiColumn, FfiError, FfiOptions, FfiSinkBox, FfiWindowBox, FfiWindowInfo, LibraryError,
+    SinkModuleRef, ROOT_MODULE_NAME,
 };
+use gptransfer_sdk::log::{HostLog, Level};
 use gptransfer_sdk::INTERFACE_VERSION;
 
 /// Loads every library of `paths` (relative ones from the config file's directory) into the
@@ -27,7 +31,7 @@ pub fn load_into(registry: &mut Registry, config_path: &Path, paths: &[PathBuf])
     let base = config_path.parent().unwrap_or(Path::new("."));
     for path in paths {
         let path = if path.is_relative() { base.join(path) } else { path.clone() };
-        let factory = load(&path).map_err(|message| ConfigError::file(config_path, message))?;
+        let factory = load(&path, base).map_err(|message| ConfigError::file(config_path, message))?;
         if let Some(origin) = registry.sink_origin(factory.name) {
             return Err(ConfigError::file(
                 config_path,
@@ -44,8 +48,9 @@ pub fn load_into(registry: &mut Registry, config_path: &Path, paths: &[PathBuf])
     Ok(())
 }
 
-/// Loads one library; the error is a sentence naming it.
-pub fn load(path: &Path) -> Result<ExternalSinkFactory, String> {
+/// Loads one library; the error is a sentence naming it. Relative paths in the plugin's
+/// options are its business: it resolves them against `config_dir`.
+pub fn load(path: &Path, config_dir: &Path) -> Result<ExternalSinkFactory, String> {
     let shown = path.display();
     if !path.exists() {
         return Err(format!(
@@ -83,7 +88,50 @@ pub fn load(path: &Path) -> Result<ExternalSinkFactory, String> {
     let name: &'static str = String::leak((module.name())().into_string());
     let describe: &'static str = String::leak((module.description())().into_string());
     let version = (module.version())().into_string();
-    Ok(ExternalSinkFactory { module, name, describe, version, path: path.to_path_buf() })
+    let mut modes = Vec::new();
+    for m in (module.modes())() {
+        match Mode::parse(m.as_str()) {
+            Some(mode) => modes.push(mode),
+            None => return Err(format!("plugin {shown} declares a mode gptransfer does not know: {:?}", m.as_str())),
+        }
+    }
+    let counts = (module.counts())();
+    (module.set_log())(HostLog { log: host_log });
+    Ok(ExternalSinkFactory {
+        module,
+        name,
+        describe,
+        version,
+        sdk: theirs,
+        modes,
+        counts,
+        path: path.to_path_buf(),
+        config_dir: config_dir.to_path_buf(),
+    })
+}
+
+thread_local! {
+    /// What the plugin is working on, for its log lines: set around every call into it.
+    static CALLER: RefCell<Option<Arc<str>>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` (a call into the plugin) with `label` naming the plugin's log lines.
+fn calling<T>(label: &Arc<str>, f: impl FnOnce() -> T) -> T {
+    let previous = CALLER.with(|c| c.replace(Some(label.clone())));
+    let result = f();
+    CALLER.with(|c| *c.borrow_mut() = previous);
+    result
+}
+
+/// Where plugins' log lines arrive: in gptransfer's log, named by what the plugin works on.
+extern "C" fn host_log(level: u8, message: RString) {
+    let from = CALLER.with(|c| c.borrow().clone()).unwrap_or_else(|| Arc::from("sink plugin"));
+    match Level::from_u8(level) {
+        Level::Error => tracing::error!("{from}: {message}"),
+        Level::Warn => tracing::warn!("{from}: {message}"),
+        Level::Info => tracing::info!("{from}: {message}"),
+        Level::Debug => tracing::debug!("{from}: {message}"),
+    }
 }
 
 fn first_line(text: &str) -> &str {
@@ -103,12 +151,18 @@ pub struct ExternalSinkFactory {
     name: &'static str,
     describe: &'static str,
     version: String,
+    /// The SDK version it was built against.
+    sdk: String,
+    modes: Vec<Mode>,
+    counts: bool,
     path: PathBuf,
+    config_dir: PathBuf,
 }
 
 impl ExternalSinkFactory {
-    fn options_text(options: &toml::Table) -> Result<String, String> {
-        toml::to_string(options).map_err(|e| format!("options cannot be passed on as TOML: {e}"))
+    fn options(&self, options: &toml::Table) -> Result<FfiOptions, String> {
+        let text = toml::to_string(options).map_err(|e| format!("options cannot be passed on as TOML: {e}"))?;
+        Ok(FfiOptions { toml: text.into(), config_dir: self.config_dir.display().to_string().into() })
     }
 
     fn failed(&self, entry: &str, e: FfiError) -> String {
@@ -126,18 +180,29 @@ impl Factory<dyn Sink> for ExternalSinkFactory {
     fn version(&self) -> String {
         self.version.clone()
     }
+    fn sdk_version(&self) -> Option<String> {
+        Some(self.sdk.clone())
+    }
     fn origin(&self) -> String {
         self.path.display().to_string()
     }
     fn validate(&self, options: &toml::Table) -> Result<(), String> {
-        let text = Self::options_text(options)?;
-        (self.module.validate())(RStr::from_str(&text)).into_result().map_err(|e| self.failed("options", e))
+        let options = self.options(options)?;
+        let label = Arc::from(self.label());
+        calling(&label, || (self.module.validate())(&options)).into_result().map_err(|e| self.failed("options", e))
     }
     fn build(&self, options: &toml::Table) -> Result<Arc<dyn Sink>, String> {
-        let text = Self::options_text(options)?;
+        let options = self.options(options)?;
+        let label: Arc<str> = Arc::from(self.label());
         let inner =
-            (self.module.new_sink())(RStr::from_str(&text)).into_result().map_err(|e| self.failed("init", e))?;
-        Ok(Arc::new(ExternalSink { inner: Arc::new(inner), label: Arc::from(self.label()) }))
+            calling(&label, || (self.module.new_sink())(&options)).into_result().map_err(|e| self.failed("init", e))?;
+        Ok(Arc::new(ExternalSink {
+            inner: Arc::new(inner),
+            name: self.name,
+            label,
+            modes: self.modes.clone(),
+            counts: self.counts,
+        }))
     }
 }
 
@@ -150,7 +215,44 @@ impl ExternalSinkFactory {
 /// An external sink adapted to core's [`Sink`].
 struct ExternalSink {
     inner: Arc<FfiSinkBox>,
+    name: &'static str,
     label: Arc<str>,
+    modes: Vec<Mode>,
+    counts: bool,
+}
+
+/// The window as the plugin sees it. `window` is `None` for a `full` table's slot as a whole
+/// (compare's count); a `full` load's window keeps one slot whatever its bounds.
+fn window_info(table: &TableSpec, window: Option<Window>, described: &[Column]) -> FfiWindowInfo {
+    let ts = |t: chrono::NaiveDateTime| t.format("%Y-%m-%d %H:%M:%S").to_string();
+    let id = window.map_or_else(|| "full".to_string(), |w| w.id());
+    FfiWindowInfo {
+        job: table.job.as_str().into(),
+        slot: if table.mode == Mode::Full { "full".into() } else { id.as_str().into() },
+        id: id.as_str().into(),
+        start: window.map_or_else(|| ts(table.start), |w| ts(w.start)).into(),
+        end: window.map(|w| ts(w.end)).unwrap_or_default().into(),
+        table: table.source_table.to_string().into(),
+        target_table: table.target_table.to_string().into(),
+        columns: described
+            .iter()
+            .map(|c| FfiColumn {
+                name: c.name.as_str().into(),
+                type_name: c.type_name.as_str().into(),
+                type_text: c.type_text.as_str().into(),
+                nullable: !c.not_null,
+            })
+            .collect(),
+        key: table.key.iter().map(|k| RString::from(k.as_str())).collect(),
+        mode: table.mode.as_str().into(),
+    }
+}
+
+impl ExternalSink {
+    /// Names the plugin and what it works on, for its log lines.
+    fn window_label(&self, table: &TableSpec, window: &str) -> Arc<str> {
+        Arc::from(format!("{}, job {:?}, table {}, window {window}", self.label, table.job, table.display_name()))
+    }
 }
 
 fn role_error(label: &str, entry: &str, e: FfiError) -> RoleError {
@@ -168,30 +270,59 @@ fn join_error(label: &str, e: tokio::task::JoinError) -> RoleError {
 
 #[async_trait]
 impl Sink for ExternalSink {
-    async fn begin(&self, ctx: &WindowCtx) -> Result<Box<dyn SinkWindow>, RoleError> {
-        let ts = |t: chrono::NaiveDateTime| t.format("%Y-%m-%d %H:%M:%S").to_string();
-        let info = FfiWindowInfo {
-            id: ctx.window.id().into(),
-            start: ts(ctx.window.start).into(),
-            end: ts(ctx.window.end).into(),
-            table: ctx.table.source_table.to_string().into(),
-            target_table: ctx.table.target_table.to_string().into(),
-            columns: ctx.columns.iter().map(|c| c.as_str().into()).collect(),
-            mode: ctx.table.mode.as_str().into(),
-        };
+    fn loads_target(&self) -> bool {
+        false
+    }
+
+    fn counts(&self) -> bool {
+        self.counts
+    }
+
+    fn check_table(&self, table: &TableSpec, _columns: &[String]) -> Result<(), String> {
+        if self.modes.contains(&table.mode) {
+            return Ok(());
+        }
+        let modes: Vec<&str> = self.modes.iter().map(|m| m.as_str()).collect();
+        Err(format!(
+            "sink plugin {:?} loads {} mode only, and this table is in {} mode; choose one of those modes, or \
+             another sink",
+            self.name,
+            if modes.is_empty() { "no".to_string() } else { modes.join(", ") },
+            table.mode.as_str()
+        ))
+    }
+
+    async fn count(&self, table: &TableSpec, window: Option<Window>, described: &[Column]) -> Result<u64, RoleError> {
+        let info = window_info(table, window, described);
         let inner = self.inner.clone();
-        let window = tokio::task::spawn_blocking(move || inner.begin(&info).into_result())
+        let context = self.window_label(table, info.id.as_str());
+        tokio::task::spawn_blocking(move || calling(&context, || inner.count(&info).into_result()))
+            .await
+            .map_err(|e| join_error(&self.label, e))?
+            .map_err(|e| role_error(&self.label, "count", e))
+    }
+
+    async fn begin(&self, ctx: &WindowCtx) -> Result<Box<dyn SinkWindow>, RoleError> {
+        let info = window_info(&ctx.table, Some(ctx.window), &ctx.described);
+        let context = self.window_label(&ctx.table, &ctx.window.id());
+        let inner = self.inner.clone();
+        let call_context = context.clone();
+        let window = tokio::task::spawn_blocking(move || calling(&call_context, || inner.begin(&info).into_result()))
             .await
             .map_err(|e| join_error(&self.label, e))?
             .map_err(|e| role_error(&self.label, "begin", e))?;
-        Ok(Box::new(ExternalWindow { window: Some(window), rows: 0, label: self.label.clone() }))
+        Ok(Box::new(ExternalWindow { window: Some(window), label: self.label.clone(), context, prepared: None }))
     }
 }
 
 struct ExternalWindow {
     window: Option<FfiWindowBox>,
-    rows: u64,
+    /// The plugin, for errors (the engine names the table and window around them).
     label: Arc<str>,
+    /// The plugin and the window, for the plugin's log lines.
+    context: Arc<str>,
+    /// The rows the plugin said it prepared.
+    prepared: Option<u64>,
 }
 
 impl ExternalWindow {
@@ -200,26 +331,38 @@ impl ExternalWindow {
             .take()
             .ok_or_else(|| RoleError::new(format!("{}: the window was lost after a failed call", self.label)))
     }
+
+    /// Runs one call into the plugin on a blocking thread, keeping the window.
+    async fn call<T: Send + 'static>(
+        &mut self,
+        step: &'static str,
+        f: impl FnOnce(&mut FfiWindowBox) -> Result<T, FfiError> + Send + 'static,
+    ) -> Result<T, RoleError> {
+        let mut window = self.take()?;
+        let context = self.context.clone();
+        let (window, result) = tokio::task::spawn_blocking(move || {
+            let r = calling(&context, || f(&mut window));
+            (window, r)
+        })
+        .await
+        .map_err(|e| join_error(&self.label, e))?;
+        self.window = Some(window);
+        result.map_err(|e| role_error(&self.label, step, e))
+    }
 }
 
 #[async_trait]
 impl SinkWindow for ExternalWindow {
+    /// Writes every chunk, then has the plugin prepare the window: its count is what the engine
+    /// checks against the rows read, before anything is committed.
     async fn load(&mut self, mut rows: ByteStream) -> Result<u64, RoleError> {
         while let Some(chunk) = rows.next().await {
             let chunk = chunk?;
-            let mut window = self.take()?;
-            let (window, result) = tokio::task::spawn_blocking(move || {
-                let r = window.write(RSlice::from_slice(&chunk)).into_result().map(|()| chunk);
-                (window, r)
-            })
-            .await
-            .map_err(|e| join_error(&self.label, e))?;
-            self.window = Some(window);
-            let chunk = result.map_err(|e| role_error(&self.label, "write", e))?;
-            // COPY text format: one raw newline per row.
-            self.rows += memchr::memchr_iter(b'\n', &chunk).count() as u64;
+            self.call("write", move |w| w.write(RSlice::from_slice(&chunk)).into_result()).await?;
         }
-        Ok(self.rows)
+        let prepared = self.call("prepare", |w| w.prepare().into_result()).await?;
+        self.prepared = Some(prepared);
+        Ok(prepared)
     }
 
     fn transaction(&self) -> Option<&tokio_postgres::Client> {
@@ -227,29 +370,21 @@ impl SinkWindow for ExternalWindow {
     }
 
     async fn commit(mut self: Box<Self>) -> Result<(), RoleError> {
-        let mut window = self.take()?;
-        let label = self.label.clone();
-        let committed = tokio::task::spawn_blocking(move || window.commit().into_result())
-            .await
-            .map_err(|e| join_error(&label, e))?
-            .map_err(|e| role_error(&label, "commit", e))?;
-        if committed != self.rows {
-            return Err(RoleError::new(format!(
-                "{label}: commit reported {committed} rows but {} were written to it",
-                self.rows
-            )));
+        if self.prepared.is_none() {
+            return Err(RoleError::new(format!("{}: commit before the window was prepared", self.label)));
         }
-        Ok(())
+        // A failed commit is aborted on the plugin's side before the error comes back.
+        self.call("commit", |w| w.commit().into_result()).await
     }
 
     async fn abort(mut self: Box<Self>) {
         if let Some(mut window) = self.window.take() {
-            let label = self.label.clone();
-            let result = tokio::task::spawn_blocking(move || window.abort().into_result()).await;
+            let context = self.context.clone();
+            let result = tokio::task::spawn_blocking(move || calling(&context, || window.abort().into_result())).await;
             match result {
                 Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::warn!("{label}: abort: {}", e.message),
-                Err(e) => tracing::warn!("{label}: abort did not finish: {e}"),
+                Ok(Err(e)) => tracing::warn!("{}: abort: {}", self.label, e.message),
+                Err(e) => tracing::warn!("{}: abort did not finish: {e}", self.label),
             }
         }
     }
