@@ -10,11 +10,15 @@
 //! catches panics and turns them into errors, so a panicking plugin fails its window and the
 //! host keeps running.
 //!
+//! [`decode::Decoder`] turns those chunks back into rows of values (COPY text or CSV, any
+//! chunking), so a sink need not write its own COPY parser.
+//!
 //! This crate's version is the plugin interface version: the host refuses a plugin built
 //! against another one, naming the file and both versions.
 #![warn(missing_docs)]
 
 pub mod conformance;
+pub mod decode;
 pub mod ffi;
 mod guard;
 
