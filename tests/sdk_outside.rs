@@ -1,7 +1,8 @@
 //! The SDK is usable outside this repository (issue 15 item 2): a sink crate with no tie to the
 //! gptransfer workspace (tests/fixtures/outside-sink: its own `[workspace]`, no inherited
-//! settings) and a copy of the SDK beside it build offline into a shared library, and the host loads that
-//! library and moves a window through it, whose rows the SDK's decoder read back exactly.
+//! settings) and a copy of the SDK beside it build offline into a shared library, and the
+//! host loads that library and moves a window through it, whose rows the SDK's decoder reads
+//! back exactly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -13,15 +14,13 @@ use std::process::Command;
 use support::TestEnv;
 
 const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/outside-sink");
-/// The SDK: only its manifest and `src/` are copied.
 const SDK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/sdk");
 /// The fixture's own path to the SDK (right where it lies in the repository).
 const FIXTURE_SDK_PATH: &str = r#"path = "../../../sdk""#;
 
-/// Copies the fixture and the SDK (its manifest and sources, as a vendored copy or a git
-/// subtree would hold them) to a temporary directory outside the repository, points the
-/// fixture at that copy and builds it offline. Returns the library; the temporary copy goes
-/// when the returned guard drops.
+/// Copies the fixture and the SDK's directory (as a vendored copy or a git subtree holds it)
+/// to a temporary directory outside the repository, points the fixture at that copy and
+/// builds it offline. Returns the library; the temporary copy goes when the guard drops.
 ///
 /// A path to the SDK inside the repository would not show much: cargo finds the workspace
 /// above it and resolves `*.workspace = true` from there. A copy of `sdk/` alone has no
@@ -32,15 +31,13 @@ fn build_outside_sink() -> (tempfile::TempDir, PathBuf) {
     assert!(manifest.contains(FIXTURE_SDK_PATH), "the fixture's Cargo.toml names the SDK as {FIXTURE_SDK_PATH}");
     fs::write(dir.path().join("Cargo.toml"), manifest.replace(FIXTURE_SDK_PATH, r#"path = "gptransfer-sdk""#)).unwrap();
     copy_dir(&Path::new(FIXTURE).join("src"), &dir.path().join("src"));
-    fs::create_dir(dir.path().join("gptransfer-sdk")).unwrap();
-    fs::copy(Path::new(SDK).join("Cargo.toml"), dir.path().join("gptransfer-sdk/Cargo.toml")).unwrap();
-    copy_dir(&Path::new(SDK).join("src"), &dir.path().join("gptransfer-sdk/src"));
+    copy_dir(Path::new(SDK), &dir.path().join("gptransfer-sdk"));
     // The workspace's lock file: offline, cargo resolves to the versions already downloaded
     // for this workspace (it drops the entries the fixture does not use).
     fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.lock"), dir.path().join("Cargo.lock")).unwrap();
 
     // A target directory of its own that outlives the test, so re-runs only rebuild the
-    // fixture and the SDK copy: <target>/outside-sink, next to <target>/debug where the binary is.
+    // fixture and the SDK copy: <target>/outside-sink, beside <target>/debug (the binary's).
     let bin = Path::new(env!("CARGO_BIN_EXE_gptransfer"));
     let target = bin.parent().and_then(Path::parent).unwrap().join("outside-sink");
     let library = target.join("debug/liboutside_sink.so");
@@ -128,6 +125,9 @@ fn copy_dir(from: &Path, to: &Path) {
     for entry in fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
         let target = to.join(entry.file_name());
+        if entry.file_name() == "target" {
+            continue;
+        }
         if entry.file_type().unwrap().is_dir() {
             copy_dir(&entry.path(), &target);
         } else {
