@@ -598,3 +598,210 @@ fn a_job_row_moved_forward_past_unloaded_rows_is_said_and_recorded() {
         assert_eq!(env.dst_psql(&format!("SELECT count(*), count(DISTINCT id) FROM {t}")), "36|36", "{t}");
     }
 }
+
+/// A port on 127.0.0.1 where nothing listens (bound, then let go): connecting is refused.
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Two jobs: `datatransfer` takes its window from the job table at `mysql_url` (table
+/// eda.fact_a, `extra` appended to its section), `other` is written in the file (eda.fact_b,
+/// from 2020-04-01 00:00, 1h windows).
+fn reader_job_and_file_job(env: &TestEnv, maria: &Maria, mysql_url: &str, extra: &str) {
+    fact_table(env, "eda.fact_a");
+    fact_table(env, "eda.fact_b");
+    env.write_config(
+        &clusters_config(
+            maria,
+            &format!(
+                r#"
+[jobs.datatransfer]
+from = "src"
+to = "dst"
+duration = "1h"
+reader = {{ plugin = "mysql", url = "{mysql_url}", password_env = "GPT_MYSQL_PASSWORD", table = "etl_conf_d" }}
+{extra}
+
+[[jobs.datatransfer.tables]]
+table = "eda.fact_a"
+condition_column = "evt_timestamp"
+
+[jobs.other]
+from = "src"
+to = "dst"
+start = "2020-04-01 00:00:00"
+duration = "1h"
+
+[[jobs.other.tables]]
+table = "eda.fact_b"
+condition_column = "evt_timestamp"
+"#
+            ),
+        )
+        .replace("{MYSQL_URL}", &maria.url()),
+    );
+}
+
+/// No error text says the same thing twice (mysql_async's `Input/output error: Input/output
+/// error:`), and the job table is never called a cluster.
+fn assert_reader_wording(out: &CmdOutput) {
+    assert!(!out.stderr.contains("Input/output error: Input/output error"), "doubled error text\n{}", out.render());
+    assert!(!out.stderr.contains("cluster \"mysql"), "the job table called a cluster\n{}", out.render());
+    assert!(!out.stderr.contains("warnings above"), "refers to warnings\n{}", out.render());
+}
+
+/// Issue 15 item 9: `VALID_FLG = 'N'` on the job's row stopped every job with exit 2 and "see
+/// the warnings above" (none were printed). A row switched off is a deliberate disable: that job
+/// is skipped with a note naming the table and the flag seen; the others run. A job with no row
+/// at all (a typo in the name, most likely) fails, alone, naming what was looked for.
+#[test]
+fn a_job_row_switched_off_skips_that_job_with_a_note_and_the_others_run() {
+    let env = TestEnv::new("config_readers_valid_n");
+    let maria = Maria::new(&env.db);
+    maria.sql(&format!(
+        "{ETL_CONF_D};
+         INSERT INTO etl_conf_d (JOB_NAME, RUN_START_TIMESTAMP, RUN_END_TIMESTAMP, VALID_FLG)
+         VALUES ('datatransfer', '2020-04-01 00:00:00', '2020-04-01 02:00:00', 'N')"
+    ));
+    reader_job_and_file_job(&env, &maria, "{MYSQL_URL}", "");
+    let out = run(&env, &maria, &["run", "--until", "2020-04-01 02:00:00"], None);
+    out.assert_success();
+    assert_eq!(count(&env, "eda.fact_b"), 12, "{}", out.render());
+    assert_eq!(count(&env, "eda.fact_a"), 0, "{}", out.render());
+    assert!(
+        out.stderr.contains("note: job \"datatransfer\": skipped: its row in etl_conf_d has VALID_FLG = \"N\""),
+        "{}",
+        out.render()
+    );
+    assert_reader_wording(&out);
+    assert_eq!(maria.windows("TRUE"), "2020-04-01 00:00:00 | 2020-04-01 02:00:00");
+    cli_snapshot!("valid_n_run", out);
+
+    // `plan` and `config check` say the same and go on.
+    let plan = run(&env, &maria, &["plan", "--until", "2020-04-01 04:00:00"], None);
+    plan.assert_success();
+    assert!(plan.stdout.contains("other / eda.fact_b"), "{}", plan.render());
+    assert!(plan.stderr.contains("note: job \"datatransfer\": skipped"), "{}", plan.render());
+    let check = run(&env, &maria, &["config", "check"], None);
+    check.assert_success();
+    assert!(check.stderr.contains("note: job \"datatransfer\": skipped"), "{}", check.render());
+
+    // No row at all for the job's name: that job fails, naming what was looked for; the other runs.
+    maria.sql("DELETE FROM etl_conf_d");
+    let out = run(&env, &maria, &["run", "--until", "2020-04-01 04:00:00"], None);
+    out.assert_code(1);
+    assert_eq!(count(&env, "eda.fact_b"), 24, "{}", out.render());
+    assert!(
+        out.stderr.contains("error: job \"datatransfer\": not run: etl_conf_d has no row where JOB_NAME = \"datatransfer\""),
+        "{}",
+        out.render()
+    );
+    assert_reader_wording(&out);
+    cli_snapshot!("no_job_row_run", out);
+}
+
+/// Issue 15 item 9: a job switched off in the file never contacts its job table: with its MariaDB
+/// unreachable, the other job runs and nothing mentions the reader.
+#[test]
+fn a_disabled_job_never_contacts_its_job_table() {
+    let env = TestEnv::new("config_readers_disabled_job");
+    let maria = Maria::new(&env.db);
+    let url = format!("mysql://{}@127.0.0.1:{}/{}", maria.user, closed_port(), maria.db);
+    reader_job_and_file_job(&env, &maria, &url, "enabled = false");
+    for args in [&["run", "--until", "2020-04-01 02:00:00"][..], &["plan", "--until", "2020-04-01 02:00:00"]] {
+        let out = run(&env, &maria, args, None);
+        out.assert_success();
+        assert!(!out.stderr.contains("datatransfer"), "{}", out.render());
+        assert!(!out.stderr.to_lowercase().contains("mysql"), "{}", out.render());
+    }
+    assert_eq!(count(&env, "eda.fact_b"), 12);
+    let check = run(&env, &maria, &["config", "check"], None);
+    check.assert_success();
+    assert!(!check.stderr.to_lowercase().contains("mysql"), "{}", check.render());
+}
+
+/// Issue 15 item 9: `run --job other` read the job table of every job first, so an unreachable
+/// MariaDB stopped a job that does not use it. Unselected jobs' readers are not read.
+#[test]
+fn run_job_other_never_reads_the_job_table_of_an_unselected_job() {
+    let env = TestEnv::new("config_readers_select_other");
+    let maria = Maria::new(&env.db);
+    let url = format!("mysql://{}@127.0.0.1:{}/{}", maria.user, closed_port(), maria.db);
+    reader_job_and_file_job(&env, &maria, &url, "");
+    for args in [
+        &["run", "--job", "other", "--until", "2020-04-01 02:00:00"][..],
+        &["plan", "--job", "other", "--until", "2020-04-01 02:00:00"],
+        &["status", "--job", "other"],
+        &["compare", "--job", "other", "--to", "2020-04-01 02:00:00"],
+    ] {
+        let out = run(&env, &maria, args, None);
+        out.assert_success();
+        assert!(!out.stderr.to_lowercase().contains("mysql"), "{args:?}\n{}", out.render());
+    }
+    assert_eq!(count(&env, "eda.fact_b"), 12);
+}
+
+/// Issue 15 items 9 and 11: an unreachable MariaDB stopped every job with exit 2 and
+/// `cluster "mysql reader" (…): … Input/output error: Input/output error: Connection refused`.
+/// Now only the job that uses it fails — named, with the job table's host:port and what to do —
+/// the other job loads, and the run exits 1 at the end. `config check` lists it as that job's
+/// problem among the others.
+#[test]
+fn an_unreachable_job_table_fails_only_its_job() {
+    let env = TestEnv::new("config_readers_unreachable");
+    let maria = Maria::new(&env.db);
+    let port = closed_port();
+    let url = format!("mysql://{}@127.0.0.1:{port}/{}", maria.user, maria.db);
+    reader_job_and_file_job(&env, &maria, &url, "");
+    let out = run(&env, &maria, &["run", "--until", "2020-04-01 02:00:00"], None)
+        .with_filter(&format!(r"\b{port}\b"), "[MYSQL_PORT]");
+    out.assert_code(1);
+    assert_eq!(count(&env, "eda.fact_b"), 12, "{}", out.render());
+    assert_eq!(succeeded_windows(&env, "eda.fact_b").len(), 2);
+    assert!(out.stderr.contains("error: job \"datatransfer\": not run:"), "{}", out.render());
+    assert!(out.stderr.contains(&format!("MySQL job table etl_conf_d at 127.0.0.1:{port}")), "{}", out.render());
+    assert!(out.stderr.contains("Connection refused"), "{}", out.render());
+    assert!(out.stderr.contains("hint:"), "{}", out.render());
+    assert_reader_wording(&out);
+    cli_snapshot!("unreachable_run", out);
+
+    // plan: the other job's windows, the failed job named, exit 1.
+    let plan = run(&env, &maria, &["plan", "--until", "2020-04-01 04:00:00"], None);
+    plan.assert_code(1);
+    assert!(plan.stdout.contains("other / eda.fact_b"), "{}", plan.render());
+    assert!(plan.stderr.contains("error: job \"datatransfer\": not run:"), "{}", plan.render());
+    assert_reader_wording(&plan);
+
+    // config check: the job's problem among the others (a missing table of the other job).
+    env.src_psql("DROP TABLE eda.fact_b");
+    let check = run(&env, &maria, &["config", "check"], None).with_filter(&format!(r"\b{port}\b"), "[MYSQL_PORT]");
+    check.assert_code(2);
+    assert!(check.stderr.contains("error: job \"datatransfer\":"), "{}", check.render());
+    assert!(check.stderr.contains(&format!("127.0.0.1:{port}")), "{}", check.render());
+    assert!(check.stderr.contains("error: table other / eda.fact_b:"), "{}", check.render());
+    assert!(check.stderr.contains("2 problem(s)"), "{}", check.render());
+    assert_reader_wording(&check);
+    cli_snapshot!("unreachable_check", check);
+}
+
+/// A wrong password for the job table fails that job alone, said once, with what to check.
+#[test]
+fn a_refused_password_for_the_job_table_fails_only_its_job() {
+    let env = TestEnv::new("config_readers_bad_password");
+    let maria = Maria::new(&env.db);
+    maria.sql(&format!(
+        "{ETL_CONF_D};
+         INSERT INTO etl_conf_d (JOB_NAME, RUN_START_TIMESTAMP, RUN_END_TIMESTAMP, VALID_FLG)
+         VALUES ('datatransfer', '2020-04-01 00:00:00', '2020-04-01 02:00:00', 'Y')"
+    ));
+    reader_job_and_file_job(&env, &maria, "{MYSQL_URL}", "");
+    let mut cmd = env.command(&["run", "--until", "2020-04-01 02:00:00"]);
+    cmd.env(MYSQL_PASSWORD_ENV, "not-the-password");
+    let out = env.spawn_command(cmd).wait();
+    out.assert_code(1);
+    assert_eq!(count(&env, "eda.fact_b"), 12, "{}", out.render());
+    assert!(out.stderr.contains("error: job \"datatransfer\": not run:"), "{}", out.render());
+    assert!(out.stderr.contains("Access denied"), "{}", out.render());
+    assert!(!out.stderr.contains("not-the-password"), "{}", out.render());
+    assert_reader_wording(&out);
+}
