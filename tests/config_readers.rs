@@ -436,7 +436,8 @@ fn a_rewound_job_row_moves_only_once_every_table_reloaded_its_span() {
 /// Issue 10 item 14: the table-list query had no time limit. A transaction that edits the list
 /// and is left open (here: an ACCESS EXCLUSIVE lock held by another session) blocked
 /// `config check`, `run` and the daemon forever. Now the read is given up after the list
-/// cluster's `read_timeout`: exit 2, naming the list, the lock and what to look at.
+/// cluster's `read_timeout`, naming the list, the lock and what to look at: `config check` exits 2, `run`
+/// fails that job (exit 1; issue 15 item 9: a reader that cannot be read fails only its job).
 #[test]
 fn a_locked_table_list_fails_the_read_instead_of_hanging() {
     let env = TestEnv::new("config_readers_locked_list");
@@ -483,10 +484,11 @@ tables_from = { plugin = "table-list", cluster = "src", table = "sor.tables", co
         assert!(std::time::Instant::now() < deadline, "the lock was never taken");
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    for args in [&["config", "check"][..], &["run", "--until", "2020-04-01 02:00:00"]] {
+    // `config check` lists it as a problem (exit 2); `run` fails the job (exit 1, as a failed window).
+    for (args, code) in [(&["config", "check"][..], 2), (&["run", "--until", "2020-04-01 02:00:00"], 1)] {
         let started = std::time::Instant::now();
         let out = env.run_with_timeout(args, std::time::Duration::from_secs(40));
-        out.assert_code(2);
+        out.assert_code(code);
         assert!(started.elapsed() < std::time::Duration::from_secs(30), "took {:?}", started.elapsed());
         assert!(out.stderr.contains("cannot read the table list sor.tables"), "{}", out.render());
         assert!(out.stderr.contains("no answer from the server within 3s"), "{}", out.render());
@@ -692,10 +694,11 @@ fn a_job_row_switched_off_skips_that_job_with_a_note_and_the_others_run() {
     out.assert_code(1);
     assert_eq!(count(&env, "eda.fact_b"), 24, "{}", out.render());
     assert!(
-        out.stderr.contains("error: job \"datatransfer\": not run: etl_conf_d has no row where JOB_NAME = \"datatransfer\""),
+        out.stderr.contains("error: job \"datatransfer\": not run: MySQL job table etl_conf_d at 127.0.0.1:"),
         "{}",
         out.render()
     );
+    assert!(out.stderr.contains("no row where JOB_NAME = \"datatransfer\""), "{}", out.render());
     assert_reader_wording(&out);
     cli_snapshot!("no_job_row_run", out);
 }
@@ -769,7 +772,7 @@ fn an_unreachable_job_table_fails_only_its_job() {
     let plan = run(&env, &maria, &["plan", "--until", "2020-04-01 04:00:00"], None);
     plan.assert_code(1);
     assert!(plan.stdout.contains("other / eda.fact_b"), "{}", plan.render());
-    assert!(plan.stderr.contains("error: job \"datatransfer\": not run:"), "{}", plan.render());
+    assert!(plan.stderr.contains("error: job \"datatransfer\": not planned:"), "{}", plan.render());
     assert_reader_wording(&plan);
 
     // config check: the job's problem among the others (a missing table of the other job).

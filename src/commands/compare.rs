@@ -25,7 +25,8 @@ struct CompareOutput<'a> {
 }
 
 pub async fn compare(config: Option<&std::path::Path>, registry: &Registry, args: CompareArgs) -> anyhow::Result<i32> {
-    let config = load_config_with_readers(config, registry).await?;
+    let loaded = load_config_with_readers(config, registry, &args.selection.jobs).await?;
+    let config = &loaded.config;
     let tables =
         select_tables(&config, &args.selection.jobs, &args.selection.tables).map_err(gptransfer_core::Error::Config)?;
     let options = CompareOptions {
@@ -56,6 +57,9 @@ pub async fn compare(config: Option<&std::path::Path>, registry: &Registry, args
         }
     }
     let last = after.as_deref().unwrap_or(&before);
+    if loaded.say_failed("not compared") {
+        return Ok(exit::FAILED);
+    }
     Ok(outcome(last))
 }
 

@@ -1,6 +1,7 @@
 //! `gptransfer plan`: due windows and the plugin chain, nothing moved.
 
 use gptransfer_core::engine::{plan_tables, select_tables};
+use gptransfer_core::error::exit;
 use gptransfer_core::registry::Registry;
 
 use super::{load_config_with_readers, parse_until};
@@ -8,7 +9,8 @@ use crate::cli::{OutputFormat, PlanArgs};
 use crate::output;
 
 pub async fn plan(config: Option<&std::path::Path>, registry: &Registry, args: PlanArgs) -> anyhow::Result<i32> {
-    let config = load_config_with_readers(config, registry).await?;
+    let loaded = load_config_with_readers(config, registry, &args.selection.jobs).await?;
+    let config = &loaded.config;
     let tables =
         select_tables(&config, &args.selection.jobs, &args.selection.tables).map_err(gptransfer_core::Error::Config)?;
     let until = parse_until(args.until.as_deref())?;
@@ -51,5 +53,8 @@ pub async fn plan(config: Option<&std::path::Path>, registry: &Registry, args: P
             println!("{due} due window(s) in {} table(s)", planned.len());
         }
     }
-    Ok(0)
+    if loaded.say_failed("not planned") {
+        return Ok(exit::FAILED);
+    }
+    Ok(exit::OK)
 }

@@ -15,7 +15,8 @@ const MAX_ROWS: i64 = 200_000;
 
 pub async fn report(config: Option<&std::path::Path>, registry: &Registry, args: ReportArgs) -> anyhow::Result<i32> {
     let since = ConfigDuration::parse(&args.since).map_err(|e| usage("--since", e))?;
-    let config = load_config_with_readers(config, registry).await?;
+    let loaded = load_config_with_readers(config, registry, &args.selection.jobs).await?;
+    let config = &loaded.config;
     let tables =
         select_tables(&config, &args.selection.jobs, &args.selection.tables).map_err(gptransfer_core::Error::Config)?;
     let statuses = status_tables(&config, &tables).await?;
@@ -43,5 +44,8 @@ pub async fn report(config: Option<&std::path::Path>, registry: &Registry, args:
         )
     })?;
     println!("report written to {}", args.html.display());
+    if loaded.say_failed("not in the report") {
+        return Ok(exit::FAILED);
+    }
     Ok(exit::OK)
 }

@@ -16,7 +16,8 @@ pub async fn run(
     args: RunArgs,
     quiet: bool,
 ) -> anyhow::Result<i32> {
-    let config = load_config_with_readers(config, registry).await?;
+    let loaded = load_config_with_readers(config, registry, &args.selection.jobs).await?;
+    let config = &loaded.config;
     let tables =
         select_tables(&config, &args.selection.jobs, &args.selection.tables).map_err(gptransfer_core::Error::Config)?;
     let options = RunOptions {
@@ -49,8 +50,10 @@ pub async fn run(
                 report.windows.iter().filter(|w| w.status == WindowStatus::Succeeded).map(|w| w.bytes).sum();
             if planned > 0 {
                 println!("dry run: {planned} window(s) due, nothing moved");
-            } else if report.windows.is_empty() {
+            } else if report.windows.is_empty() && loaded.failed.is_empty() {
                 println!("nothing due: every table is up to date");
+            } else if report.windows.is_empty() {
+                println!("nothing due: every table that ran is up to date");
             } else {
                 println!("{ok} window(s) loaded, {} failed; {rows} rows, {}", report.failed(), output::bytes(bytes));
             }
@@ -67,6 +70,8 @@ pub async fn run(
             _ => {}
         }
     }
+    // Last, where an operator looks: the jobs that did not run at all.
+    let jobs_failed = loaded.say_failed("not run");
     if let Some(sig) = report.interrupted_by {
         eprintln!("error: {}", gptransfer_core::Error::Interrupted { signal: sig });
         return Ok(if sig == 15 { exit::SIGTERM } else { exit::SIGINT });
@@ -75,7 +80,7 @@ pub async fn run(
         eprintln!("error: {}", gptransfer_core::Error::WindowsFailed { failed: report.failed() });
         return Ok(exit::FAILED);
     }
-    if report.external_cursor_errors().next().is_some() {
+    if jobs_failed || report.external_cursor_errors().next().is_some() {
         // The windows landed; the cursor kept elsewhere did not move: the next run re-loads them.
         return Ok(exit::FAILED);
     }

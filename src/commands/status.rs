@@ -18,7 +18,8 @@ pub async fn status(config: Option<&std::path::Path>, registry: &Registry, args:
         Some(text) => Some(ConfigDuration::parse(text).map_err(|e| usage("--max-lag", e))?),
         None => None,
     };
-    let config = load_config_with_readers(config, registry).await?;
+    let loaded = load_config_with_readers(config, registry, &args.selection.jobs).await?;
+    let config = &loaded.config;
     let tables =
         select_tables(&config, &args.selection.jobs, &args.selection.tables).map_err(gptransfer_core::Error::Config)?;
     let found = status_tables(&config, &tables).await?;
@@ -73,6 +74,9 @@ pub async fn status(config: Option<&std::path::Path>, registry: &Registry, args:
                 println!("{} table(s): {} failing, {} behind", found.len(), failing.len(), lagging.len());
             }
         }
+    }
+    if loaded.say_failed("not shown") {
+        return Ok(exit::FAILED);
     }
     Ok(if failing.is_empty() && lagging.is_empty() { exit::OK } else { exit::DIFFERENCES })
 }
