@@ -644,6 +644,13 @@ condition_column = "evt_timestamp"
     );
 }
 
+/// The MariaDB address and account (`GPT_TEST_MYSQL_URL` may name others) out of a snapshot.
+fn maria_filtered(out: CmdOutput, maria: &Maria) -> CmdOutput {
+    out.with_filter(&format!(r"\b{}:{}\b", maria.host.replace('.', r"\."), maria.port), "[MYSQL_HOST]:[MYSQL_PORT]")
+        .with_filter(&format!(r"\buser {}\b", maria.user), "user [MYSQL_USER]")
+        .with_filter(&format!(r"'{}'@'[^']*'", maria.user), "'[MYSQL_USER]'@'[MYSQL_HOST]'")
+}
+
 /// No error text says the same thing twice (mysql_async's `Input/output error: Input/output
 /// error:`), and the job table is never called a cluster.
 fn assert_reader_wording(out: &CmdOutput) {
@@ -700,7 +707,7 @@ fn a_job_row_switched_off_skips_that_job_with_a_note_and_the_others_run() {
     );
     assert!(out.stderr.contains("no row where JOB_NAME = \"datatransfer\""), "{}", out.render());
     assert_reader_wording(&out);
-    cli_snapshot!("no_job_row_run", out);
+    cli_snapshot!("no_job_row_run", maria_filtered(out, &maria));
 }
 
 /// Issue 15 item 9: a job switched off in the file never contacts its job table: with its MariaDB
@@ -756,8 +763,9 @@ fn an_unreachable_job_table_fails_only_its_job() {
     let port = closed_port();
     let url = format!("mysql://{}@127.0.0.1:{port}/{}", maria.user, maria.db);
     reader_job_and_file_job(&env, &maria, &url, "");
-    let out = run(&env, &maria, &["run", "--until", "2020-04-01 02:00:00"], None)
-        .with_filter(&format!(r"\b{port}\b"), "[MYSQL_PORT]");
+    let port_filter = format!(r"\b{port}\b");
+    let out = run(&env, &maria, &["run", "--until", "2020-04-01 02:00:00"], None);
+    let out = maria_filtered(out.with_filter(&port_filter, "[MYSQL_PORT]"), &maria);
     out.assert_code(1);
     assert_eq!(count(&env, "eda.fact_b"), 12, "{}", out.render());
     assert_eq!(succeeded_windows(&env, "eda.fact_b").len(), 2);
@@ -777,7 +785,8 @@ fn an_unreachable_job_table_fails_only_its_job() {
 
     // config check: the job's problem among the others (a missing table of the other job).
     env.src_psql("DROP TABLE eda.fact_b");
-    let check = run(&env, &maria, &["config", "check"], None).with_filter(&format!(r"\b{port}\b"), "[MYSQL_PORT]");
+    let check = run(&env, &maria, &["config", "check"], None);
+    let check = maria_filtered(check.with_filter(&port_filter, "[MYSQL_PORT]"), &maria);
     check.assert_code(2);
     assert!(check.stderr.contains("error: job \"datatransfer\":"), "{}", check.render());
     assert!(check.stderr.contains(&format!("127.0.0.1:{port}")), "{}", check.render());
@@ -807,4 +816,5 @@ fn a_refused_password_for_the_job_table_fails_only_its_job() {
     assert!(out.stderr.contains("Access denied"), "{}", out.render());
     assert!(!out.stderr.contains("not-the-password"), "{}", out.render());
     assert_reader_wording(&out);
+    cli_snapshot!("bad_password_run", maria_filtered(out, &maria));
 }

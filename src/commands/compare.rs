@@ -28,7 +28,7 @@ pub async fn compare(config: Option<&std::path::Path>, registry: &Registry, args
     let loaded = load_config_with_readers(config, registry, &args.selection.jobs).await?;
     let config = &loaded.config;
     let tables =
-        select_tables(&config, &args.selection.jobs, &args.selection.tables).map_err(gptransfer_core::Error::Config)?;
+        select_tables(config, &args.selection.jobs, &args.selection.tables).map_err(gptransfer_core::Error::Config)?;
     let options = CompareOptions {
         from: parse_ts("--from", args.from.as_deref())?,
         to: parse_ts("--to", args.to.as_deref())?,
@@ -36,8 +36,8 @@ pub async fn compare(config: Option<&std::path::Path>, registry: &Registry, args
         windows: None,
         record_alarms: true,
     };
-    let mut before = compare_tables(&config, registry, &tables, &options).await?;
-    let mut after = if args.repair { repair(&config, registry, &tables, &before).await? } else { None };
+    let mut before = compare_tables(config, registry, &tables, &options).await?;
+    let mut after = if args.repair { repair(config, registry, &tables, &before).await? } else { None };
     // Every difference is alarmed; the report lists the first `--show` of each window.
     for c in before.iter_mut().chain(after.iter_mut().flatten()) {
         c.differences.truncate(args.show);

@@ -12,9 +12,9 @@ pub async fn plan(config: Option<&std::path::Path>, registry: &Registry, args: P
     let loaded = load_config_with_readers(config, registry, &args.selection.jobs).await?;
     let config = &loaded.config;
     let tables =
-        select_tables(&config, &args.selection.jobs, &args.selection.tables).map_err(gptransfer_core::Error::Config)?;
+        select_tables(config, &args.selection.jobs, &args.selection.tables).map_err(gptransfer_core::Error::Config)?;
     let until = parse_until(args.until.as_deref())?;
-    let planned = plan_tables(&config, &tables, until).await?;
+    let planned = plan_tables(config, &tables, until).await?;
     match args.output {
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&planned)?),
         OutputFormat::Human => {

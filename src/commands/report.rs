@@ -18,11 +18,11 @@ pub async fn report(config: Option<&std::path::Path>, registry: &Registry, args:
     let loaded = load_config_with_readers(config, registry, &args.selection.jobs).await?;
     let config = &loaded.config;
     let tables =
-        select_tables(&config, &args.selection.jobs, &args.selection.tables).map_err(gptransfer_core::Error::Config)?;
-    let statuses = status_tables(&config, &tables).await?;
+        select_tables(config, &args.selection.jobs, &args.selection.tables).map_err(gptransfer_core::Error::Config)?;
+    let statuses = status_tables(config, &tables).await?;
     let generated = chrono::Utc::now();
     let since = generated - since.as_chrono();
-    let cluster = state_cluster(&config)?;
+    let cluster = state_cluster(config)?;
     let application = format!("gptransfer report pid {}", std::process::id());
     let (history, alarms) = match State::open_existing(cluster, &config.state.schema, &application).await? {
         Some(state) => {

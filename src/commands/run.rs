@@ -19,7 +19,7 @@ pub async fn run(
     let loaded = load_config_with_readers(config, registry, &args.selection.jobs).await?;
     let config = &loaded.config;
     let tables =
-        select_tables(&config, &args.selection.jobs, &args.selection.tables).map_err(gptransfer_core::Error::Config)?;
+        select_tables(config, &args.selection.jobs, &args.selection.tables).map_err(gptransfer_core::Error::Config)?;
     let options = RunOptions {
         jobs: args.selection.jobs.clone(),
         tables: args.selection.tables.clone(),
@@ -35,7 +35,7 @@ pub async fn run(
     // `-q`: only errors, so no per-window lines, bars or summary.
     let human = args.output == OutputFormat::Human && !quiet;
     let observer = Arc::new(progress::Reporter::new(human));
-    let report = engine::run(&config, registry, tables, &options, observer.clone(), interrupt).await?;
+    let report = engine::run(config, registry, tables, &options, observer.clone(), interrupt).await?;
     observer.finish();
 
     match args.output {

@@ -21,8 +21,8 @@ pub async fn status(config: Option<&std::path::Path>, registry: &Registry, args:
     let loaded = load_config_with_readers(config, registry, &args.selection.jobs).await?;
     let config = &loaded.config;
     let tables =
-        select_tables(&config, &args.selection.jobs, &args.selection.tables).map_err(gptransfer_core::Error::Config)?;
-    let found = status_tables(&config, &tables).await?;
+        select_tables(config, &args.selection.jobs, &args.selection.tables).map_err(gptransfer_core::Error::Config)?;
+    let found = status_tables(config, &tables).await?;
     let behind =
         |s: &TableStatus| max_lag.is_some_and(|max| u64::try_from(s.lag_seconds).unwrap_or(0) > max.0.as_secs());
     let failing: Vec<&TableStatus> = found.iter().filter(|s| s.failing).collect();
