@@ -608,7 +608,7 @@ fn closed_port() -> u16 {
 
 /// Two jobs: `datatransfer` takes its window from the job table at `mysql_url` (table
 /// eda.fact_a, `extra` appended to its section), `other` is written in the file (eda.fact_b,
-/// from 2020-04-01 00:00, 1h windows).
+/// 1h windows from 2020-04-01 00:00 to 04:00).
 fn reader_job_and_file_job(env: &TestEnv, maria: &Maria, mysql_url: &str, extra: &str) {
     fact_table(env, "eda.fact_a");
     fact_table(env, "eda.fact_b");
@@ -632,6 +632,7 @@ condition_column = "evt_timestamp"
 from = "src"
 to = "dst"
 start = "2020-04-01 00:00:00"
+end = "2020-04-01 04:00:00"
 duration = "1h"
 
 [[jobs.other.tables]]
@@ -694,6 +695,17 @@ fn a_job_row_switched_off_skips_that_job_with_a_note_and_the_others_run() {
     let check = run(&env, &maria, &["config", "check"], None);
     check.assert_success();
     assert!(check.stderr.contains("note: job \"datatransfer\": skipped"), "{}", check.render());
+
+    // Its row switched on but unusable: the job fails, saying why (no "warnings above").
+    maria.sql("UPDATE etl_conf_d SET VALID_FLG = 'Y', RUN_END_TIMESTAMP = '2020-03-01 00:00:00'");
+    let bad = run(&env, &maria, &["run", "--until", "2020-04-01 02:00:00"], None);
+    bad.assert_code(1);
+    assert!(bad.stderr.contains("error: job \"datatransfer\": not run:"), "{}", bad.render());
+    assert!(bad.stderr.contains("no usable row where JOB_NAME = \"datatransfer\""), "{}", bad.render());
+    assert!(bad.stderr.contains("RUN_END_TIMESTAMP 2020-03-01 00:00:00 is not after"), "{}", bad.render());
+    assert!(!bad.stderr.contains("WARN"), "the reason is said once, in the error\n{}", bad.render());
+    assert_reader_wording(&bad);
+    cli_snapshot!("unusable_row_run", maria_filtered(bad, &maria));
 
     // No row at all for the job's name: that job fails, naming what was looked for; the other runs.
     maria.sql("DELETE FROM etl_conf_d");
@@ -782,6 +794,28 @@ fn an_unreachable_job_table_fails_only_its_job() {
     assert!(plan.stdout.contains("other / eda.fact_b"), "{}", plan.render());
     assert!(plan.stderr.contains("error: job \"datatransfer\": not planned:"), "{}", plan.render());
     assert_reader_wording(&plan);
+
+    // The daemon's round: the other job loads, the reader's job is logged as not run, exit 1.
+    let daemon = run(&env, &maria, &["daemon", "--rounds", "1", "--interval", "1s"], None);
+    daemon.assert_code(1);
+    assert_eq!(count(&env, "eda.fact_b"), 24, "{}", daemon.render());
+    assert!(daemon.stderr.contains("job \"datatransfer\": not run: MySQL job table etl_conf_d"), "{}", daemon.render());
+    assert_reader_wording(&daemon);
+
+    // A command on that one job cannot go on without its job row: it stops with the error, exit 1.
+    let reload = run(
+        &env,
+        &maria,
+        &["reload", "--job", "datatransfer", "--from", "2020-04-01 00:00:00", "--to", "2020-04-01 01:00:00"],
+        None,
+    );
+    reload.assert_code(1);
+    assert!(
+        reload.stderr.contains("error: job \"datatransfer\": MySQL job table etl_conf_d at"),
+        "{}",
+        reload.render()
+    );
+    assert_reader_wording(&reload);
 
     // config check: the job's problem among the others (a missing table of the other job).
     env.src_psql("DROP TABLE eda.fact_b");

@@ -183,9 +183,13 @@ async fn load_job(config: &mut Config, job: &mut JobSpec, p: Prepared) -> Result
     let rows = match &reader_options {
         Some(o) => {
             let job_name = o.job_name.clone().unwrap_or_else(|| name.clone());
-            let found = mysql::read_rows(o, &name, &job_name, &join).await?;
-            if let Some(problem) = no_usable_row(o, &job_name, &found) {
+            let found = mysql::read_rows(o, &job_name, &join).await?;
+            if let Some(problem) = no_usable_row(o, &job_name, &join, &found) {
+                // The refused rows' reasons are in the job's error: said once, not warned too.
                 return problem;
+            }
+            for r in &found.refused {
+                tracing::warn!(job = %name, "{}: skipped: {}", r.row, r.problem);
             }
             let rows = found.usable;
             if join.is_empty() && rows.len() > 1 {
@@ -305,7 +309,12 @@ async fn load_job(config: &mut Config, job: &mut JobSpec, p: Prepared) -> Result
 /// Why the job has no row to run from: a row switched off is the operator's choice (a note, the
 /// job is skipped); no row at all is most likely a misspelt name (the job fails); rows in use
 /// whose values are all refused fail it too, each reason said.
-fn no_usable_row(o: &MysqlOptions, job_name: &str, found: &mysql::Found) -> Option<Result<Option<String>, Error>> {
+fn no_usable_row(
+    o: &MysqlOptions,
+    job_name: &str,
+    join: &[String],
+    found: &mysql::Found,
+) -> Option<Result<Option<String>, Error>> {
     if !found.usable.is_empty() {
         return None;
     }
@@ -313,7 +322,20 @@ fn no_usable_row(o: &MysqlOptions, job_name: &str, found: &mysql::Found) -> Opti
     if !found.refused.is_empty() {
         return Some(Err(mysql::table_error(
             o,
-            format!("no usable row where {} = {job_name:?}: {}", c.job_name, found.refused.join("; ")),
+            format!(
+                "no usable row where {} = {job_name:?}: {}",
+                c.job_name,
+                found
+                    .refused
+                    .iter()
+                    .map(|r| if join.is_empty() {
+                        r.problem.clone()
+                    } else {
+                        format!("row {}: {}", describe_join(join, &r.join_values), r.problem)
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
             format!(
                 "correct the row (or set {} to another value than {:?} to switch the job off)",
                 c.valid_flag, o.valid_value

@@ -260,21 +260,32 @@ pub fn check(o: &MysqlOptions, join: &[String]) -> Result<(), String> {
     Ok(())
 }
 
+/// A row in use whose values cannot be used.
+#[derive(Debug)]
+pub struct Refused {
+    /// The row as people find it: `etl_conf_d row JOB_NAME = "x", job_group = "g1"`.
+    pub row: String,
+    /// Its join column values, in `join` order (empty without a join).
+    pub join_values: Vec<Option<String>>,
+    /// Why.
+    pub problem: String,
+}
+
 /// What the job table holds for a job.
 #[derive(Debug, Default)]
 pub struct Found {
     /// The rows in use (valid flag set) with usable values.
     pub usable: Vec<JobRow>,
-    /// Why each row in use with unusable values was skipped (also warned).
-    pub refused: Vec<String>,
+    /// Each row in use with unusable values, and why it is skipped.
+    pub refused: Vec<Refused>,
     /// The valid flag of each row switched off (NULL as `None`).
     pub switched_off: Vec<Option<String>>,
 }
 
-/// Reads the job's rows: those in use are parsed (rows with invalid values are reported and
-/// skipped), the others only counted with their flag, so that a job switched off is told from a
-/// job with no row at all.
-pub async fn read_rows(o: &MysqlOptions, job: &str, job_name: &str, join: &[String]) -> Result<Found, Error> {
+/// Reads the job's rows: those in use are parsed (rows with invalid values are set aside with
+/// the reason, for the caller to report), the others only counted with their flag, so that a
+/// job switched off is told from a job with no row at all.
+pub async fn read_rows(o: &MysqlOptions, job_name: &str, join: &[String]) -> Result<Found, Error> {
     let server = Server::new(o)?;
     let sql = Sql::new(o, join).map_err(|e| server.error(Failed::new(e)))?;
     let text = |c: &str| format!("CAST({c} AS CHAR)");
@@ -329,8 +340,7 @@ pub async fn read_rows(o: &MysqlOptions, job: &str, job_name: &str, join: &[Stri
             Ok(_) => "another valid row has the same values".to_string(),
             Err(e) => e,
         };
-        tracing::warn!(job = %job, "{name}: skipped: {problem}");
-        found.refused.push(format!("{name}: {problem}"));
+        found.refused.push(Refused { row: name, join_values, problem });
     }
     Ok(found)
 }
