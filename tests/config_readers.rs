@@ -795,6 +795,13 @@ fn an_unreachable_job_table_fails_only_its_job() {
     assert!(plan.stderr.contains("error: job \"datatransfer\": not planned:"), "{}", plan.render());
     assert_reader_wording(&plan);
 
+    // `--table` of the job not read: not found, and why it may not be.
+    let table = run(&env, &maria, &["run", "--table", "eda.fact_a", "--until", "2020-04-01 02:00:00"], None);
+    table.assert_code(2);
+    assert!(table.stderr.contains("error: job \"datatransfer\": not read: MySQL job table"), "{}", table.render());
+    assert!(table.stderr.contains("the tables of job \"datatransfer\" are not known this time"), "{}", table.render());
+    assert_reader_wording(&table);
+
     // The daemon's round: the other job loads, the reader's job is logged as not run, exit 1.
     let daemon = run(&env, &maria, &["daemon", "--rounds", "1", "--interval", "1s"], None);
     daemon.assert_code(1);

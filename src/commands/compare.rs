@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use gptransfer_core::compare::WindowComparison;
 use gptransfer_core::config::{Config, Mode, TableSpec};
-use gptransfer_core::engine::{self, compare_tables, select_tables, table_key, CompareOptions, RunOptions};
+use gptransfer_core::engine::{self, compare_tables, table_key, CompareOptions, RunOptions};
 use gptransfer_core::error::exit;
 use gptransfer_core::registry::Registry;
 use gptransfer_core::window::Window;
@@ -27,8 +27,7 @@ struct CompareOutput<'a> {
 pub async fn compare(config: Option<&std::path::Path>, registry: &Registry, args: CompareArgs) -> anyhow::Result<i32> {
     let loaded = load_config_with_readers(config, registry, &args.selection.jobs).await?;
     let config = &loaded.config;
-    let tables =
-        select_tables(config, &args.selection.jobs, &args.selection.tables).map_err(gptransfer_core::Error::Config)?;
+    let tables = loaded.select(&args.selection.jobs, &args.selection.tables)?;
     let options = CompareOptions {
         from: parse_ts("--from", args.from.as_deref())?,
         to: parse_ts("--to", args.to.as_deref())?,

@@ -120,6 +120,26 @@ impl Loaded {
         }
     }
 
+    /// The tables `--job`/`--table` select. A `--table` not found while some job could not be
+    /// read may be one of that job's: its failure is said first, and the error says so.
+    pub fn select(
+        &self,
+        jobs: &[String],
+        tables: &[String],
+    ) -> anyhow::Result<Vec<gptransfer_core::config::TableSpec>> {
+        gptransfer_core::engine::select_tables(&self.config, jobs, tables).map_err(|mut e| {
+            if !self.failed.is_empty() && !tables.is_empty() {
+                self.say_failed("not read");
+                let names: Vec<String> = self.failed.iter().map(|(j, _)| format!("{j:?}")).collect();
+                e.message.push_str(&format!(
+                    "; the tables of job {} are not known this time: its config reader could not be read (above)",
+                    names.join(", ")
+                ));
+            }
+            gptransfer_core::Error::Config(e).into()
+        })
+    }
+
     /// One `error:` line per job that cannot run (`job "x": {verb}: …`); whether there was any.
     pub fn say_failed(&self, verb: &str) -> bool {
         for (job, e) in &self.failed {

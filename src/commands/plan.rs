@@ -1,6 +1,6 @@
 //! `gptransfer plan`: due windows and the plugin chain, nothing moved.
 
-use gptransfer_core::engine::{plan_tables, select_tables};
+use gptransfer_core::engine::plan_tables;
 use gptransfer_core::error::exit;
 use gptransfer_core::registry::Registry;
 
@@ -11,8 +11,7 @@ use crate::output;
 pub async fn plan(config: Option<&std::path::Path>, registry: &Registry, args: PlanArgs) -> anyhow::Result<i32> {
     let loaded = load_config_with_readers(config, registry, &args.selection.jobs).await?;
     let config = &loaded.config;
-    let tables =
-        select_tables(config, &args.selection.jobs, &args.selection.tables).map_err(gptransfer_core::Error::Config)?;
+    let tables = loaded.select(&args.selection.jobs, &args.selection.tables)?;
     let until = parse_until(args.until.as_deref())?;
     let planned = plan_tables(config, &tables, until).await?;
     match args.output {

@@ -1,7 +1,7 @@
 //! `gptransfer report --html FILE [--since D]`.
 
 use gptransfer_core::config::ConfigDuration;
-use gptransfer_core::engine::{select_tables, status_tables};
+use gptransfer_core::engine::status_tables;
 use gptransfer_core::error::exit;
 use gptransfer_core::registry::Registry;
 use gptransfer_core::state::{HistoryFilter, State};
@@ -17,8 +17,7 @@ pub async fn report(config: Option<&std::path::Path>, registry: &Registry, args:
     let since = ConfigDuration::parse(&args.since).map_err(|e| usage("--since", e))?;
     let loaded = load_config_with_readers(config, registry, &args.selection.jobs).await?;
     let config = &loaded.config;
-    let tables =
-        select_tables(config, &args.selection.jobs, &args.selection.tables).map_err(gptransfer_core::Error::Config)?;
+    let tables = loaded.select(&args.selection.jobs, &args.selection.tables)?;
     let statuses = status_tables(config, &tables).await?;
     let generated = chrono::Utc::now();
     let since = generated - since.as_chrono();

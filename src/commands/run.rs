@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use gptransfer_core::engine::{self, select_tables, RunOptions, WindowStatus};
+use gptransfer_core::engine::{self, RunOptions, WindowStatus};
 use gptransfer_core::error::exit;
 use gptransfer_core::registry::Registry;
 
@@ -18,8 +18,7 @@ pub async fn run(
 ) -> anyhow::Result<i32> {
     let loaded = load_config_with_readers(config, registry, &args.selection.jobs).await?;
     let config = &loaded.config;
-    let tables =
-        select_tables(config, &args.selection.jobs, &args.selection.tables).map_err(gptransfer_core::Error::Config)?;
+    let tables = loaded.select(&args.selection.jobs, &args.selection.tables)?;
     let options = RunOptions {
         jobs: args.selection.jobs.clone(),
         tables: args.selection.tables.clone(),

@@ -2,7 +2,7 @@
 //! table is failing or further behind than `--max-lag`).
 
 use gptransfer_core::config::ConfigDuration;
-use gptransfer_core::engine::{select_tables, status_tables, TableStatus};
+use gptransfer_core::engine::{status_tables, TableStatus};
 use gptransfer_core::error::exit;
 use gptransfer_core::registry::Registry;
 
@@ -20,8 +20,7 @@ pub async fn status(config: Option<&std::path::Path>, registry: &Registry, args:
     };
     let loaded = load_config_with_readers(config, registry, &args.selection.jobs).await?;
     let config = &loaded.config;
-    let tables =
-        select_tables(config, &args.selection.jobs, &args.selection.tables).map_err(gptransfer_core::Error::Config)?;
+    let tables = loaded.select(&args.selection.jobs, &args.selection.tables)?;
     let found = status_tables(config, &tables).await?;
     let behind =
         |s: &TableStatus| max_lag.is_some_and(|max| u64::try_from(s.lag_seconds).unwrap_or(0) > max.0.as_secs());
