@@ -436,7 +436,8 @@ fn a_rewound_job_row_moves_only_once_every_table_reloaded_its_span() {
 /// Issue 10 item 14: the table-list query had no time limit. A transaction that edits the list
 /// and is left open (here: an ACCESS EXCLUSIVE lock held by another session) blocked
 /// `config check`, `run` and the daemon forever. Now the read is given up after the list
-/// cluster's `read_timeout`: exit 2, naming the list, the lock and what to look at.
+/// cluster's `read_timeout`, naming the list, the lock and what to look at: `config check` exits 2, `run`
+/// fails that job (exit 1; issue 15 item 9: a reader that cannot be read fails only its job).
 #[test]
 fn a_locked_table_list_fails_the_read_instead_of_hanging() {
     let env = TestEnv::new("config_readers_locked_list");
@@ -483,10 +484,11 @@ tables_from = { plugin = "table-list", cluster = "src", table = "sor.tables", co
         assert!(std::time::Instant::now() < deadline, "the lock was never taken");
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    for args in [&["config", "check"][..], &["run", "--until", "2020-04-01 02:00:00"]] {
+    // `config check` lists it as a problem (exit 2); `run` fails the job (exit 1, as a failed window).
+    for (args, code) in [(&["config", "check"][..], 2), (&["run", "--until", "2020-04-01 02:00:00"], 1)] {
         let started = std::time::Instant::now();
         let out = env.run_with_timeout(args, std::time::Duration::from_secs(40));
-        out.assert_code(2);
+        out.assert_code(code);
         assert!(started.elapsed() < std::time::Duration::from_secs(30), "took {:?}", started.elapsed());
         assert!(out.stderr.contains("cannot read the table list sor.tables"), "{}", out.render());
         assert!(out.stderr.contains("no answer from the server within 3s"), "{}", out.render());
@@ -597,4 +599,263 @@ fn a_job_row_moved_forward_past_unloaded_rows_is_said_and_recorded() {
     for t in ["eda.fact_a", "eda.fact_m"] {
         assert_eq!(env.dst_psql(&format!("SELECT count(*), count(DISTINCT id) FROM {t}")), "36|36", "{t}");
     }
+}
+
+/// A port on 127.0.0.1 where nothing listens (bound, then let go): connecting is refused.
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Two jobs: `datatransfer` takes its window from the job table at `mysql_url` (table
+/// eda.fact_a, `extra` appended to its section), `other` is written in the file (eda.fact_b,
+/// 1h windows from 2020-04-01 00:00 to 04:00).
+fn reader_job_and_file_job(env: &TestEnv, maria: &Maria, mysql_url: &str, extra: &str) {
+    fact_table(env, "eda.fact_a");
+    fact_table(env, "eda.fact_b");
+    env.write_config(
+        &clusters_config(
+            maria,
+            &format!(
+                r#"
+[jobs.datatransfer]
+from = "src"
+to = "dst"
+duration = "1h"
+reader = {{ plugin = "mysql", url = "{mysql_url}", password_env = "GPT_MYSQL_PASSWORD", table = "etl_conf_d" }}
+{extra}
+
+[[jobs.datatransfer.tables]]
+table = "eda.fact_a"
+condition_column = "evt_timestamp"
+
+[jobs.other]
+from = "src"
+to = "dst"
+start = "2020-04-01 00:00:00"
+end = "2020-04-01 04:00:00"
+duration = "1h"
+
+[[jobs.other.tables]]
+table = "eda.fact_b"
+condition_column = "evt_timestamp"
+"#
+            ),
+        )
+        .replace("{MYSQL_URL}", &maria.url()),
+    );
+}
+
+/// The MariaDB address and account (`GPT_TEST_MYSQL_URL` may name others) out of a snapshot.
+fn maria_filtered(out: CmdOutput, maria: &Maria) -> CmdOutput {
+    out.with_filter(&format!(r"\b{}:{}\b", maria.host.replace('.', r"\."), maria.port), "[MYSQL_HOST]:[MYSQL_PORT]")
+        .with_filter(&format!(r"\buser {}\b", maria.user), "user [MYSQL_USER]")
+        .with_filter(&format!(r"'{}'@'[^']*'", maria.user), "'[MYSQL_USER]'@'[MYSQL_HOST]'")
+}
+
+/// No error text says the same thing twice (mysql_async's `Input/output error: Input/output
+/// error:`), and the job table is never called a cluster.
+fn assert_reader_wording(out: &CmdOutput) {
+    assert!(!out.stderr.contains("Input/output error: Input/output error"), "doubled error text\n{}", out.render());
+    assert!(!out.stderr.contains("cluster \"mysql"), "the job table called a cluster\n{}", out.render());
+    assert!(!out.stderr.contains("warnings above"), "refers to warnings\n{}", out.render());
+}
+
+/// Issue 15 item 9: `VALID_FLG = 'N'` on the job's row stopped every job with exit 2 and "see
+/// the warnings above" (none were printed). A row switched off is a deliberate disable: that job
+/// is skipped with a note naming the table and the flag seen; the others run. A job with no row
+/// at all (a typo in the name, most likely) fails, alone, naming what was looked for.
+#[test]
+fn a_job_row_switched_off_skips_that_job_with_a_note_and_the_others_run() {
+    let env = TestEnv::new("config_readers_valid_n");
+    let maria = Maria::new(&env.db);
+    maria.sql(&format!(
+        "{ETL_CONF_D};
+         INSERT INTO etl_conf_d (JOB_NAME, RUN_START_TIMESTAMP, RUN_END_TIMESTAMP, VALID_FLG)
+         VALUES ('datatransfer', '2020-04-01 00:00:00', '2020-04-01 02:00:00', 'N')"
+    ));
+    reader_job_and_file_job(&env, &maria, "{MYSQL_URL}", "");
+    let out = run(&env, &maria, &["run", "--until", "2020-04-01 02:00:00"], None);
+    out.assert_success();
+    assert_eq!(count(&env, "eda.fact_b"), 12, "{}", out.render());
+    assert_eq!(count(&env, "eda.fact_a"), 0, "{}", out.render());
+    assert!(
+        out.stderr.contains("note: job \"datatransfer\": skipped: its row in etl_conf_d has VALID_FLG = \"N\""),
+        "{}",
+        out.render()
+    );
+    assert_reader_wording(&out);
+    assert_eq!(maria.windows("TRUE"), "2020-04-01 00:00:00 | 2020-04-01 02:00:00");
+    cli_snapshot!("valid_n_run", out);
+
+    // `plan` and `config check` say the same and go on.
+    let plan = run(&env, &maria, &["plan", "--until", "2020-04-01 04:00:00"], None);
+    plan.assert_success();
+    assert!(plan.stdout.contains("other / eda.fact_b"), "{}", plan.render());
+    assert!(plan.stderr.contains("note: job \"datatransfer\": skipped"), "{}", plan.render());
+    let check = run(&env, &maria, &["config", "check"], None);
+    check.assert_success();
+    assert!(check.stderr.contains("note: job \"datatransfer\": skipped"), "{}", check.render());
+
+    // Its row switched on but unusable: the job fails, saying why (no "warnings above").
+    maria.sql("UPDATE etl_conf_d SET VALID_FLG = 'Y', RUN_END_TIMESTAMP = '2020-03-01 00:00:00'");
+    let bad = run(&env, &maria, &["run", "--until", "2020-04-01 02:00:00"], None);
+    bad.assert_code(1);
+    assert!(bad.stderr.contains("error: job \"datatransfer\": not run:"), "{}", bad.render());
+    assert!(bad.stderr.contains("no usable row where JOB_NAME = \"datatransfer\""), "{}", bad.render());
+    assert!(bad.stderr.contains("RUN_END_TIMESTAMP 2020-03-01 00:00:00 is not after"), "{}", bad.render());
+    assert!(!bad.stderr.contains("WARN"), "the reason is said once, in the error\n{}", bad.render());
+    assert_reader_wording(&bad);
+    cli_snapshot!("unusable_row_run", maria_filtered(bad, &maria));
+
+    // No row at all for the job's name: that job fails, naming what was looked for; the other runs.
+    maria.sql("DELETE FROM etl_conf_d");
+    let out = run(&env, &maria, &["run", "--until", "2020-04-01 04:00:00"], None);
+    out.assert_code(1);
+    assert_eq!(count(&env, "eda.fact_b"), 24, "{}", out.render());
+    assert!(
+        out.stderr.contains("error: job \"datatransfer\": not run: MySQL job table etl_conf_d at 127.0.0.1:"),
+        "{}",
+        out.render()
+    );
+    assert!(out.stderr.contains("no row where JOB_NAME = \"datatransfer\""), "{}", out.render());
+    assert_reader_wording(&out);
+    cli_snapshot!("no_job_row_run", maria_filtered(out, &maria));
+}
+
+/// Issue 15 item 9: a job switched off in the file never contacts its job table: with its MariaDB
+/// unreachable, the other job runs and nothing mentions the reader.
+#[test]
+fn a_disabled_job_never_contacts_its_job_table() {
+    let env = TestEnv::new("config_readers_disabled_job");
+    let maria = Maria::new(&env.db);
+    let url = format!("mysql://{}@127.0.0.1:{}/{}", maria.user, closed_port(), maria.db);
+    reader_job_and_file_job(&env, &maria, &url, "enabled = false");
+    for args in [&["run", "--until", "2020-04-01 02:00:00"][..], &["plan", "--until", "2020-04-01 02:00:00"]] {
+        let out = run(&env, &maria, args, None);
+        out.assert_success();
+        assert!(!out.stderr.contains("datatransfer"), "{}", out.render());
+        assert!(!out.stderr.to_lowercase().contains("mysql"), "{}", out.render());
+    }
+    assert_eq!(count(&env, "eda.fact_b"), 12);
+    let check = run(&env, &maria, &["config", "check"], None);
+    check.assert_success();
+    assert!(!check.stderr.to_lowercase().contains("mysql"), "{}", check.render());
+}
+
+/// Issue 15 item 9: `run --job other` read the job table of every job first, so an unreachable
+/// MariaDB stopped a job that does not use it. Unselected jobs' readers are not read.
+#[test]
+fn run_job_other_never_reads_the_job_table_of_an_unselected_job() {
+    let env = TestEnv::new("config_readers_select_other");
+    let maria = Maria::new(&env.db);
+    let url = format!("mysql://{}@127.0.0.1:{}/{}", maria.user, closed_port(), maria.db);
+    reader_job_and_file_job(&env, &maria, &url, "");
+    for args in [
+        &["run", "--job", "other", "--until", "2020-04-01 02:00:00"][..],
+        &["plan", "--job", "other", "--until", "2020-04-01 02:00:00"],
+        &["status", "--job", "other"],
+        &["compare", "--job", "other", "--to", "2020-04-01 02:00:00"],
+    ] {
+        let out = run(&env, &maria, args, None);
+        out.assert_success();
+        assert!(!out.stderr.to_lowercase().contains("mysql"), "{args:?}\n{}", out.render());
+    }
+    assert_eq!(count(&env, "eda.fact_b"), 12);
+}
+
+/// Issue 15 items 9 and 11: an unreachable MariaDB stopped every job with exit 2 and
+/// `cluster "mysql reader" (…): … Input/output error: Input/output error: Connection refused`.
+/// Now only the job that uses it fails — named, with the job table's host:port and what to do —
+/// the other job loads, and the run exits 1 at the end. `config check` lists it as that job's
+/// problem among the others.
+#[test]
+fn an_unreachable_job_table_fails_only_its_job() {
+    let env = TestEnv::new("config_readers_unreachable");
+    let maria = Maria::new(&env.db);
+    let port = closed_port();
+    let url = format!("mysql://{}@127.0.0.1:{port}/{}", maria.user, maria.db);
+    reader_job_and_file_job(&env, &maria, &url, "");
+    let port_filter = format!(r"\b{port}\b");
+    let out = run(&env, &maria, &["run", "--until", "2020-04-01 02:00:00"], None);
+    let out = maria_filtered(out.with_filter(&port_filter, "[MYSQL_PORT]"), &maria);
+    out.assert_code(1);
+    assert_eq!(count(&env, "eda.fact_b"), 12, "{}", out.render());
+    assert_eq!(succeeded_windows(&env, "eda.fact_b").len(), 2);
+    assert!(out.stderr.contains("error: job \"datatransfer\": not run:"), "{}", out.render());
+    assert!(out.stderr.contains(&format!("MySQL job table etl_conf_d at 127.0.0.1:{port}")), "{}", out.render());
+    assert!(out.stderr.contains("Connection refused"), "{}", out.render());
+    assert!(out.stderr.contains("hint:"), "{}", out.render());
+    assert_reader_wording(&out);
+    cli_snapshot!("unreachable_run", out);
+
+    // plan: the other job's windows, the failed job named, exit 1.
+    let plan = run(&env, &maria, &["plan", "--until", "2020-04-01 04:00:00"], None);
+    plan.assert_code(1);
+    assert!(plan.stdout.contains("other / eda.fact_b"), "{}", plan.render());
+    assert!(plan.stderr.contains("error: job \"datatransfer\": not planned:"), "{}", plan.render());
+    assert_reader_wording(&plan);
+
+    // `--table` of the job not read: not found, and why it may not be.
+    let table = run(&env, &maria, &["run", "--table", "eda.fact_a", "--until", "2020-04-01 02:00:00"], None);
+    table.assert_code(2);
+    assert!(table.stderr.contains("error: job \"datatransfer\": not read: MySQL job table"), "{}", table.render());
+    assert!(table.stderr.contains("the tables of job \"datatransfer\" are not known this time"), "{}", table.render());
+    assert_reader_wording(&table);
+
+    // The daemon's round: the other job loads, the reader's job is logged as not run, exit 1.
+    let daemon = run(&env, &maria, &["daemon", "--rounds", "1", "--interval", "1s"], None);
+    daemon.assert_code(1);
+    assert_eq!(count(&env, "eda.fact_b"), 24, "{}", daemon.render());
+    assert!(daemon.stderr.contains("job \"datatransfer\": not run: MySQL job table etl_conf_d"), "{}", daemon.render());
+    assert_reader_wording(&daemon);
+
+    // A command on that one job cannot go on without its job row: it stops with the error, exit 1.
+    let reload = run(
+        &env,
+        &maria,
+        &["reload", "--job", "datatransfer", "--from", "2020-04-01 00:00:00", "--to", "2020-04-01 01:00:00"],
+        None,
+    );
+    reload.assert_code(1);
+    assert!(
+        reload.stderr.contains("error: job \"datatransfer\": MySQL job table etl_conf_d at"),
+        "{}",
+        reload.render()
+    );
+    assert_reader_wording(&reload);
+
+    // config check: the job's problem among the others (a missing table of the other job).
+    env.src_psql("DROP TABLE eda.fact_b");
+    let check = run(&env, &maria, &["config", "check"], None);
+    let check = maria_filtered(check.with_filter(&port_filter, "[MYSQL_PORT]"), &maria);
+    check.assert_code(2);
+    assert!(check.stderr.contains("error: job \"datatransfer\":"), "{}", check.render());
+    assert!(check.stderr.contains(&format!("127.0.0.1:{port}")), "{}", check.render());
+    assert!(check.stderr.contains("error: table other / eda.fact_b:"), "{}", check.render());
+    assert!(check.stderr.contains("2 problem(s)"), "{}", check.render());
+    assert_reader_wording(&check);
+    cli_snapshot!("unreachable_check", check);
+}
+
+/// A wrong password for the job table fails that job alone, said once, with what to check.
+#[test]
+fn a_refused_password_for_the_job_table_fails_only_its_job() {
+    let env = TestEnv::new("config_readers_bad_password");
+    let maria = Maria::new(&env.db);
+    maria.sql(&format!(
+        "{ETL_CONF_D};
+         INSERT INTO etl_conf_d (JOB_NAME, RUN_START_TIMESTAMP, RUN_END_TIMESTAMP, VALID_FLG)
+         VALUES ('datatransfer', '2020-04-01 00:00:00', '2020-04-01 02:00:00', 'Y')"
+    ));
+    reader_job_and_file_job(&env, &maria, "{MYSQL_URL}", "");
+    let mut cmd = env.command(&["run", "--until", "2020-04-01 02:00:00"]);
+    cmd.env(MYSQL_PASSWORD_ENV, "not-the-password");
+    let out = env.spawn_command(cmd).wait();
+    out.assert_code(1);
+    assert_eq!(count(&env, "eda.fact_b"), 12, "{}", out.render());
+    assert!(out.stderr.contains("error: job \"datatransfer\": not run:"), "{}", out.render());
+    assert!(out.stderr.contains("Access denied"), "{}", out.render());
+    assert!(!out.stderr.contains("not-the-password"), "{}", out.render());
+    assert_reader_wording(&out);
+    cli_snapshot!("bad_password_run", maria_filtered(out, &maria));
 }

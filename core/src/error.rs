@@ -40,6 +40,19 @@ pub enum Error {
         /// What to do.
         hint: Option<String>,
     },
+    /// A config reader's table (the MySQL job table) cannot be read, or names no row for the
+    /// job: the job it defines cannot run; other jobs can.
+    #[error("{reader} at {address}: {message}{}", hint_suffix(.hint))]
+    Reader {
+        /// What is read, in words: `MySQL job table etl_conf_d`.
+        reader: String,
+        /// `host:port (database …, user …)` — never the password.
+        address: String,
+        /// What went wrong.
+        message: String,
+        /// What to do.
+        hint: Option<String>,
+    },
     /// A table does not fit its config (missing, wrong columns, wrong types).
     #[error("job {job:?}, table {table}: {message}{}", hint_suffix(.hint))]
     Check {
@@ -100,7 +113,8 @@ impl Error {
         match self {
             Error::Config(_) | Error::Cluster { .. } | Error::Check { .. } => exit::CONFIG,
             Error::Locked { .. } => exit::LOCKED,
-            Error::State { .. } | Error::WindowsFailed { .. } => exit::FAILED,
+            // Not the file's fault: the job table was unreachable or refused us.
+            Error::State { .. } | Error::WindowsFailed { .. } | Error::Reader { .. } => exit::FAILED,
             Error::Interrupted { signal: 15 } => exit::SIGTERM,
             Error::Interrupted { .. } => exit::SIGINT,
         }

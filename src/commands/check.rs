@@ -13,13 +13,15 @@ use gptransfer_core::roles::negotiate_format;
 use super::load_config_with_readers;
 
 pub async fn check(config: Option<&std::path::Path>, registry: &Registry, quiet: bool) -> anyhow::Result<i32> {
-    let config = load_config_with_readers(config, registry).await?;
+    let loaded = load_config_with_readers(config, registry, &[]).await?;
+    let config = &loaded.config;
     let say = |line: String| {
         if !quiet {
             println!("{line}");
         }
     };
-    let mut problems: Vec<String> = Vec::new();
+    // A job whose job table or table list cannot be read is that job's problem, among the others.
+    let mut problems: Vec<String> = loaded.failed.iter().map(|(job, e)| format!("job {job:?}: {e}")).collect();
     // Tables a problem above kept from being checked: said, but not counted again.
     let mut unchecked: Vec<String> = Vec::new();
     let app = format!("gptransfer check pid {}", std::process::id());
@@ -46,7 +48,7 @@ pub async fn check(config: Option<&std::path::Path>, registry: &Registry, quiet:
             unchecked.push(format!("table {entry}: not checked: cluster {} is not reachable", down.join(", ")));
             continue;
         };
-        match check_entry(&config, registry, t, src, dst).await {
+        match check_entry(config, registry, t, src, dst).await {
             Ok(line) => say(format!("table {entry}: ok, {line}")),
             Err(e) => problems.push(format!("table {entry}: {e}")),
         }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use gptransfer_core::compare::WindowComparison;
 use gptransfer_core::config::{Config, Mode, TableSpec};
-use gptransfer_core::engine::{self, compare_tables, select_tables, table_key, CompareOptions, RunOptions};
+use gptransfer_core::engine::{self, compare_tables, table_key, CompareOptions, RunOptions};
 use gptransfer_core::error::exit;
 use gptransfer_core::registry::Registry;
 use gptransfer_core::window::Window;
@@ -25,9 +25,9 @@ struct CompareOutput<'a> {
 }
 
 pub async fn compare(config: Option<&std::path::Path>, registry: &Registry, args: CompareArgs) -> anyhow::Result<i32> {
-    let config = load_config_with_readers(config, registry).await?;
-    let tables =
-        select_tables(&config, &args.selection.jobs, &args.selection.tables).map_err(gptransfer_core::Error::Config)?;
+    let loaded = load_config_with_readers(config, registry, &args.selection.jobs).await?;
+    let config = &loaded.config;
+    let tables = loaded.select(&args.selection.jobs, &args.selection.tables)?;
     let options = CompareOptions {
         from: parse_ts("--from", args.from.as_deref())?,
         to: parse_ts("--to", args.to.as_deref())?,
@@ -35,8 +35,8 @@ pub async fn compare(config: Option<&std::path::Path>, registry: &Registry, args
         windows: None,
         record_alarms: true,
     };
-    let mut before = compare_tables(&config, registry, &tables, &options).await?;
-    let mut after = if args.repair { repair(&config, registry, &tables, &before).await? } else { None };
+    let mut before = compare_tables(config, registry, &tables, &options).await?;
+    let mut after = if args.repair { repair(config, registry, &tables, &before).await? } else { None };
     // Every difference is alarmed; the report lists the first `--show` of each window.
     for c in before.iter_mut().chain(after.iter_mut().flatten()) {
         c.differences.truncate(args.show);
@@ -56,6 +56,9 @@ pub async fn compare(config: Option<&std::path::Path>, registry: &Registry, args
         }
     }
     let last = after.as_deref().unwrap_or(&before);
+    if loaded.say_failed("not compared") {
+        return Ok(exit::FAILED);
+    }
     Ok(outcome(last))
 }
 

@@ -21,7 +21,7 @@ struct CursorMove {
 }
 
 pub async fn set(config: Option<&std::path::Path>, registry: &Registry, args: CursorSetArgs) -> anyhow::Result<i32> {
-    let config = load_config_with_readers(config, registry).await?;
+    let config = load_config_with_readers(config, registry, std::slice::from_ref(&args.job)).await?.strict()?;
     let to = parse_ts("TS", Some(&args.cursor))?.ok_or_else(|| usage("TS", "a timestamp is required"))?;
     let tables = select_tables(&config, std::slice::from_ref(&args.job), std::slice::from_ref(&args.table))
         .map_err(gptransfer_core::Error::Config)?;

@@ -47,21 +47,26 @@ pub async fn daemon(
         // Worst outcome of this round: 0 fine, 3 differences, 1 a table failed.
         let mut worst = exit::OK;
         // The config is read again every round, so edits apply without a restart.
-        match load_config_with_readers(config_path, registry).await {
-            Ok(config) => match select_tables(&config, &args.selection.jobs, &args.selection.tables) {
+        match load_config_with_readers(config_path, registry, &args.selection.jobs).await {
+            Ok(loaded) => match select_tables(&loaded.config, &args.selection.jobs, &args.selection.tables) {
                 Ok(tables) => {
+                    // A job whose job table cannot be read fails this round alone; the others run.
+                    for (job, e) in &loaded.failed {
+                        tracing::error!("round {round}: job {job:?}: not run: {e}");
+                        worst = exit::FAILED;
+                    }
                     for t in tables.iter().cloned() {
                         if interrupt.signal().is_some() {
                             break;
                         }
-                        let code = one_table(&config, registry, t, &args, &interrupt, metrics.as_ref()).await;
+                        let code = one_table(&loaded.config, registry, t, &args, &interrupt, metrics.as_ref()).await;
                         if code == exit::FAILED || (code == exit::DIFFERENCES && worst == exit::OK) {
                             worst = code;
                         }
                     }
                     if let Some(m) = &metrics {
                         // Lag and failing per entry, as `status` shows them.
-                        match status_tables(&config, &tables).await {
+                        match status_tables(&loaded.config, &tables).await {
                             Ok(found) => m.standing(&found),
                             Err(e) => tracing::warn!("round {round}: metrics: cannot read where the tables stand: {e}"),
                         }

@@ -102,17 +102,77 @@ fn load_external_plugins(
     Ok(())
 }
 
-/// Loads the config, then runs its config readers (a MySQL job table, a table list in a
-/// cluster) so that every job's tables and windows are complete, and checks the plugins again.
-pub async fn load_config_with_readers(path: Option<&std::path::Path>, registry: &Registry) -> anyhow::Result<Config> {
+/// A config with its config readers run, and the jobs whose readers could not be read.
+pub struct Loaded {
+    pub config: Config,
+    /// Jobs that cannot run this time (job table unreachable, no row for the job, …), each with
+    /// its error; they have no tables, the other jobs are whole.
+    pub failed: Vec<(String, gptransfer_core::Error)>,
+}
+
+impl Loaded {
+    /// For a command on named jobs that cannot go on without them: the first failed job is the
+    /// command's error.
+    pub fn strict(mut self) -> anyhow::Result<Config> {
+        match self.failed.drain(..).next() {
+            Some((job, e)) => Err(anyhow::Error::new(e).context(format!("job {job:?}"))),
+            None => Ok(self.config),
+        }
+    }
+
+    /// The tables `--job`/`--table` select. A `--table` not found while some job could not be
+    /// read may be one of that job's: its failure is said first, and the error says so.
+    pub fn select(
+        &self,
+        jobs: &[String],
+        tables: &[String],
+    ) -> anyhow::Result<Vec<gptransfer_core::config::TableSpec>> {
+        gptransfer_core::engine::select_tables(&self.config, jobs, tables).map_err(|mut e| {
+            if !self.failed.is_empty() && !tables.is_empty() {
+                self.say_failed("not read");
+                let names: Vec<String> = self.failed.iter().map(|(j, _)| format!("{j:?}")).collect();
+                e.message.push_str(&format!(
+                    "; the tables of job {} are not known this time: its config reader could not be read (above)",
+                    names.join(", ")
+                ));
+            }
+            gptransfer_core::Error::Config(e).into()
+        })
+    }
+
+    /// One `error:` line per job that cannot run (`job "x": {verb}: …`); whether there was any.
+    pub fn say_failed(&self, verb: &str) -> bool {
+        for (job, e) in &self.failed {
+            eprintln!("error: job {job:?}: {verb}: {e}");
+        }
+        !self.failed.is_empty()
+    }
+}
+
+/// Loads the config, then runs the config readers (a MySQL job table, a table list in a
+/// cluster) of the enabled jobs among `jobs` (all when empty), so that their tables and windows
+/// are complete, and checks the plugins again. A job whose job row is switched off is skipped
+/// with a note; a job whose reader cannot be read is in [`Loaded::failed`], not an error of the
+/// whole command: the other jobs go on.
+pub async fn load_config_with_readers(
+    path: Option<&std::path::Path>,
+    registry: &Registry,
+    jobs: &[String],
+) -> anyhow::Result<Loaded> {
     let mut config = load_config(path, registry)?;
+    let mut failed = Vec::new();
     if config.needs_readers() {
-        gptransfer_config_readers::load(&mut config).await?;
+        let wanted = |name: &str| jobs.is_empty() || jobs.iter().any(|j| j == name);
+        let outcome = gptransfer_config_readers::load(&mut config, &wanted).await?;
+        for (job, note) in &outcome.skipped {
+            eprintln!("note: job {job:?}: skipped: {note}");
+        }
+        failed = outcome.failed;
         registry.validate(&config).map_err(gptransfer_core::Error::Config)?;
         config.check_shared_targets().map_err(gptransfer_core::Error::Config)?;
         config.check_shared_mount_dirs().map_err(gptransfer_core::Error::Config)?;
     }
-    Ok(config)
+    Ok(Loaded { config, failed })
 }
 
 /// Parses `--until`.

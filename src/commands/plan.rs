@@ -1,6 +1,7 @@
 //! `gptransfer plan`: due windows and the plugin chain, nothing moved.
 
-use gptransfer_core::engine::{plan_tables, select_tables};
+use gptransfer_core::engine::plan_tables;
+use gptransfer_core::error::exit;
 use gptransfer_core::registry::Registry;
 
 use super::{load_config_with_readers, parse_until};
@@ -8,11 +9,11 @@ use crate::cli::{OutputFormat, PlanArgs};
 use crate::output;
 
 pub async fn plan(config: Option<&std::path::Path>, registry: &Registry, args: PlanArgs) -> anyhow::Result<i32> {
-    let config = load_config_with_readers(config, registry).await?;
-    let tables =
-        select_tables(&config, &args.selection.jobs, &args.selection.tables).map_err(gptransfer_core::Error::Config)?;
+    let loaded = load_config_with_readers(config, registry, &args.selection.jobs).await?;
+    let config = &loaded.config;
+    let tables = loaded.select(&args.selection.jobs, &args.selection.tables)?;
     let until = parse_until(args.until.as_deref())?;
-    let planned = plan_tables(&config, &tables, until).await?;
+    let planned = plan_tables(config, &tables, until).await?;
     match args.output {
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&planned)?),
         OutputFormat::Human => {
@@ -51,5 +52,8 @@ pub async fn plan(config: Option<&std::path::Path>, registry: &Registry, args: P
             println!("{due} due window(s) in {} table(s)", planned.len());
         }
     }
-    Ok(0)
+    if loaded.say_failed("not planned") {
+        return Ok(exit::FAILED);
+    }
+    Ok(exit::OK)
 }

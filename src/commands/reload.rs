@@ -26,7 +26,7 @@ pub async fn reload(
     args: ReloadArgs,
     quiet: bool,
 ) -> anyhow::Result<i32> {
-    let config = load_config_with_readers(config, registry).await?;
+    let config = load_config_with_readers(config, registry, std::slice::from_ref(&args.job)).await?.strict()?;
     let from = parse_ts("--from", Some(&args.from))?.ok_or_else(|| usage("--from", "a timestamp is required"))?;
     let to = parse_ts("--to", Some(&args.to))?.ok_or_else(|| usage("--to", "a timestamp is required"))?;
     if from >= to {

@@ -1,7 +1,7 @@
 //! `gptransfer report --html FILE [--since D]`.
 
 use gptransfer_core::config::ConfigDuration;
-use gptransfer_core::engine::{select_tables, status_tables};
+use gptransfer_core::engine::status_tables;
 use gptransfer_core::error::exit;
 use gptransfer_core::registry::Registry;
 use gptransfer_core::state::{HistoryFilter, State};
@@ -15,13 +15,13 @@ const MAX_ROWS: i64 = 200_000;
 
 pub async fn report(config: Option<&std::path::Path>, registry: &Registry, args: ReportArgs) -> anyhow::Result<i32> {
     let since = ConfigDuration::parse(&args.since).map_err(|e| usage("--since", e))?;
-    let config = load_config_with_readers(config, registry).await?;
-    let tables =
-        select_tables(&config, &args.selection.jobs, &args.selection.tables).map_err(gptransfer_core::Error::Config)?;
-    let statuses = status_tables(&config, &tables).await?;
+    let loaded = load_config_with_readers(config, registry, &args.selection.jobs).await?;
+    let config = &loaded.config;
+    let tables = loaded.select(&args.selection.jobs, &args.selection.tables)?;
+    let statuses = status_tables(config, &tables).await?;
     let generated = chrono::Utc::now();
     let since = generated - since.as_chrono();
-    let cluster = state_cluster(&config)?;
+    let cluster = state_cluster(config)?;
     let application = format!("gptransfer report pid {}", std::process::id());
     let (history, alarms) = match State::open_existing(cluster, &config.state.schema, &application).await? {
         Some(state) => {
@@ -43,5 +43,8 @@ pub async fn report(config: Option<&std::path::Path>, registry: &Registry, args:
         )
     })?;
     println!("report written to {}", args.html.display());
+    if loaded.say_failed("not in the report") {
+        return Ok(exit::FAILED);
+    }
     Ok(exit::OK)
 }

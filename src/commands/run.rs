@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use gptransfer_core::engine::{self, select_tables, RunOptions, WindowStatus};
+use gptransfer_core::engine::{self, RunOptions, WindowStatus};
 use gptransfer_core::error::exit;
 use gptransfer_core::registry::Registry;
 
@@ -16,9 +16,9 @@ pub async fn run(
     args: RunArgs,
     quiet: bool,
 ) -> anyhow::Result<i32> {
-    let config = load_config_with_readers(config, registry).await?;
-    let tables =
-        select_tables(&config, &args.selection.jobs, &args.selection.tables).map_err(gptransfer_core::Error::Config)?;
+    let loaded = load_config_with_readers(config, registry, &args.selection.jobs).await?;
+    let config = &loaded.config;
+    let tables = loaded.select(&args.selection.jobs, &args.selection.tables)?;
     let options = RunOptions {
         jobs: args.selection.jobs.clone(),
         tables: args.selection.tables.clone(),
@@ -34,7 +34,7 @@ pub async fn run(
     // `-q`: only errors, so no per-window lines, bars or summary.
     let human = args.output == OutputFormat::Human && !quiet;
     let observer = Arc::new(progress::Reporter::new(human));
-    let report = engine::run(&config, registry, tables, &options, observer.clone(), interrupt).await?;
+    let report = engine::run(config, registry, tables, &options, observer.clone(), interrupt).await?;
     observer.finish();
 
     match args.output {
@@ -49,8 +49,10 @@ pub async fn run(
                 report.windows.iter().filter(|w| w.status == WindowStatus::Succeeded).map(|w| w.bytes).sum();
             if planned > 0 {
                 println!("dry run: {planned} window(s) due, nothing moved");
-            } else if report.windows.is_empty() {
+            } else if report.windows.is_empty() && loaded.failed.is_empty() {
                 println!("nothing due: every table is up to date");
+            } else if report.windows.is_empty() {
+                println!("nothing due: every table that ran is up to date");
             } else {
                 println!("{ok} window(s) loaded, {} failed; {rows} rows, {}", report.failed(), output::bytes(bytes));
             }
@@ -67,6 +69,8 @@ pub async fn run(
             _ => {}
         }
     }
+    // Last, where an operator looks: the jobs that did not run at all.
+    let jobs_failed = loaded.say_failed("not run");
     if let Some(sig) = report.interrupted_by {
         eprintln!("error: {}", gptransfer_core::Error::Interrupted { signal: sig });
         return Ok(if sig == 15 { exit::SIGTERM } else { exit::SIGINT });
@@ -75,7 +79,7 @@ pub async fn run(
         eprintln!("error: {}", gptransfer_core::Error::WindowsFailed { failed: report.failed() });
         return Ok(exit::FAILED);
     }
-    if report.external_cursor_errors().next().is_some() {
+    if jobs_failed || report.external_cursor_errors().next().is_some() {
         // The windows landed; the cursor kept elsewhere did not move: the next run re-loads them.
         return Ok(exit::FAILED);
     }

@@ -2,7 +2,7 @@
 //! table is failing or further behind than `--max-lag`).
 
 use gptransfer_core::config::ConfigDuration;
-use gptransfer_core::engine::{select_tables, status_tables, TableStatus};
+use gptransfer_core::engine::{status_tables, TableStatus};
 use gptransfer_core::error::exit;
 use gptransfer_core::registry::Registry;
 
@@ -18,10 +18,10 @@ pub async fn status(config: Option<&std::path::Path>, registry: &Registry, args:
         Some(text) => Some(ConfigDuration::parse(text).map_err(|e| usage("--max-lag", e))?),
         None => None,
     };
-    let config = load_config_with_readers(config, registry).await?;
-    let tables =
-        select_tables(&config, &args.selection.jobs, &args.selection.tables).map_err(gptransfer_core::Error::Config)?;
-    let found = status_tables(&config, &tables).await?;
+    let loaded = load_config_with_readers(config, registry, &args.selection.jobs).await?;
+    let config = &loaded.config;
+    let tables = loaded.select(&args.selection.jobs, &args.selection.tables)?;
+    let found = status_tables(config, &tables).await?;
     let behind =
         |s: &TableStatus| max_lag.is_some_and(|max| u64::try_from(s.lag_seconds).unwrap_or(0) > max.0.as_secs());
     let failing: Vec<&TableStatus> = found.iter().filter(|s| s.failing).collect();
@@ -73,6 +73,9 @@ pub async fn status(config: Option<&std::path::Path>, registry: &Registry, args:
                 println!("{} table(s): {} failing, {} behind", found.len(), failing.len(), lagging.len());
             }
         }
+    }
+    if loaded.say_failed("not shown") {
+        return Ok(exit::FAILED);
     }
     Ok(if failing.is_empty() && lagging.is_empty() { exit::OK } else { exit::DIFFERENCES })
 }

@@ -26,7 +26,7 @@ pub struct TableProgress {
 pub trait ExternalCursor: Send + Sync {
     /// The job it belongs to.
     fn job(&self) -> &str;
-    /// What it is, for messages (`mysql etl_conf_d JOB_NAME = 'datatransfer'`).
+    /// What it is, for messages (`MySQL job table etl_conf_d at host:port (…), row JOB_NAME = "datatransfer"`).
     fn describe(&self) -> String;
     /// Moves the external cursor as far as every table of the job got; returns what it did.
     /// Called once per run of the job, after every window committed, still under the job lock.

@@ -23,7 +23,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::NaiveDateTime;
-use gptransfer_core::config::{Config, ConfigDuration, ConfigError, JobSpec, Mode, PluginSpec, TableSpec};
+use gptransfer_core::config::{
+    ClusterConfig, Config, ConfigDuration, ConfigError, JobSpec, Mode, PluginSpec, TableSpec,
+};
 use gptransfer_core::dialect::QualifiedName;
 use gptransfer_core::Error;
 use toml::Spanned;
@@ -37,23 +39,59 @@ pub const READERS: &[(&str, &str)] = &[
     ("table-list", "table list from a table in a cluster (sor.schemaName), joined to the job rows"),
 ];
 
-/// Runs the config readers of every job that has one: fills in the jobs' tables and windows and
-/// registers the MySQL job rows as external cursors. A no-op for a config without readers.
-pub async fn load(config: &mut Config) -> Result<(), Error> {
+/// What the readers did besides filling in the jobs they read.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Jobs skipped on purpose (their job row switched off), with why: not a failure.
+    pub skipped: Vec<(String, String)>,
+    /// Jobs that cannot run (their job table or table list unreachable, refusing us, or naming
+    /// no usable row), with the error. They have no tables this run; the other jobs are whole.
+    pub failed: Vec<(String, Error)>,
+}
+
+/// Runs the config readers of the enabled jobs that `wanted` selects (by job name): fills in the
+/// jobs' tables and windows and registers the MySQL job rows as external cursors. A job switched
+/// off in the file, or not selected, is never read (nothing is contacted for it) and gets no
+/// tables. A mistake in the file (a reader's options) is an error whatever the selection; a job
+/// table that cannot be read fails only its job ([`Outcome::failed`]). A no-op for a config
+/// without readers.
+pub async fn load(config: &mut Config, wanted: &dyn Fn(&str) -> bool) -> Result<Outcome, Error> {
+    let mut outcome = Outcome::default();
     if config.readers_loaded {
-        return Ok(());
+        return Ok(outcome);
     }
     let mut jobs = std::mem::take(&mut config.jobs);
     let result = async {
-        for job in jobs.iter_mut().filter(|j| j.has_readers()) {
-            load_job(config, job).await?;
+        // The file's part of every reader first, so that a mistake there is said whichever jobs run.
+        let mut prepared = Vec::new();
+        for (i, job) in jobs.iter().enumerate().filter(|(_, j)| j.has_readers()) {
+            prepared.push((i, prepare(config, job)?));
+        }
+        for (i, p) in prepared {
+            let job = &mut jobs[i];
+            if !job.enabled || !wanted(&job.name) {
+                // Without its reader the job's window is unknown: it must not run from the file's.
+                job.tables.clear();
+                continue;
+            }
+            match load_job(config, job, p).await {
+                Ok(None) => {}
+                Ok(Some(note)) => {
+                    job.tables.clear();
+                    outcome.skipped.push((job.name.clone(), note));
+                }
+                Err(e) => {
+                    job.tables.clear();
+                    outcome.failed.push((job.name.clone(), e));
+                }
+            }
         }
         Ok(())
     }
     .await;
     config.jobs = jobs;
     config.readers_loaded = true;
-    result
+    result.map(|()| outcome)
 }
 
 /// A reader's options, checked; errors point at the reader in the file.
@@ -76,28 +114,35 @@ fn options<T: serde::de::DeserializeOwned>(
     toml::Value::Table(spec.get_ref().options.clone()).try_into::<T>().map_err(|e| at(e.message().to_string()))
 }
 
-async fn load_job(config: &mut Config, job: &mut JobSpec) -> Result<(), Error> {
-    let name = job.name.clone();
-    let list_options = match &job.tables_from {
-        Some(spec) => Some(options::<TableListOptions>(config, &name, "tables_from", spec, "table-list")?),
-        None => None,
-    };
-    let reader_options = match &job.reader {
-        Some(spec) => Some(options::<MysqlOptions>(config, &name, "reader", spec, "mysql")?),
-        None => None,
-    };
+/// A job's readers as the file sets them, checked without I/O.
+struct Prepared {
+    list: Option<(TableListOptions, ClusterConfig, QualifiedName)>,
+    reader: Option<MysqlOptions>,
+    join: Vec<String>,
+}
+
+fn prepare(config: &Config, job: &JobSpec) -> Result<Prepared, Error> {
+    let name = &job.name;
     let config_error =
         |message: String| Error::Config(ConfigError::file(&config.path, format!("job {name:?}: {message}")));
+    let list_options = match &job.tables_from {
+        Some(spec) => Some(options::<TableListOptions>(config, name, "tables_from", spec, "table-list")?),
+        None => None,
+    };
+    let reader = match &job.reader {
+        Some(spec) => Some(options::<MysqlOptions>(config, name, "reader", spec, "mysql")?),
+        None => None,
+    };
     let join: Vec<String> = list_options.as_ref().map(|o| o.join.clone()).unwrap_or_default();
-    if reader_options.is_none() && !join.is_empty() {
+    if reader.is_none() && !join.is_empty() {
         return Err(config_error("tables_from.join needs reader = { plugin = \"mysql\", … } to join to".into()));
     }
-    if let (Some(o), Some(spec)) = (&reader_options, &job.reader) {
+    if let (Some(o), Some(spec)) = (&reader, &job.reader) {
         mysql::check(o, &join)
             .map_err(|e| Error::Config(config.error_at(spec.span(), format!("job {name:?}, reader: {e}"))))?;
     }
     let mode = job.defaults.mode.unwrap_or(Mode::Replace);
-    if reader_options.is_some() {
+    if reader.is_some() {
         let append = job.tables.iter().find(|t| t.mode == Mode::Append).map(|t| t.source_table.to_string());
         if mode == Mode::Append || append.is_some() {
             return Err(config_error(format!(
@@ -107,35 +152,7 @@ async fn load_job(config: &mut Config, job: &mut JobSpec) -> Result<(), Error> {
             )));
         }
     }
-
-    // The job rows: one per join value set (one row in all without a join).
-    let rows = match &reader_options {
-        Some(o) => {
-            let job_name = o.job_name.clone().unwrap_or_else(|| name.clone());
-            let rows = mysql::read_rows(o, &name, &job_name, &join).await?;
-            if rows.is_empty() {
-                return Err(config_error(format!(
-                    "no usable row in {} where {} = {job_name:?} and {} = {:?} (see the warnings above)",
-                    o.table, o.columns.job_name, o.columns.valid_flag, o.valid_value
-                )));
-            }
-            if join.is_empty() && rows.len() > 1 {
-                return Err(config_error(format!(
-                    "{} rows of {} are valid for {} = {job_name:?}; set tables_from.join to the columns that \
-                     tell them apart, or keep one row valid",
-                    rows.len(),
-                    o.table,
-                    o.columns.job_name
-                )));
-            }
-            Some((o, job_name, rows))
-        }
-        None => None,
-    };
-
-    // The tables: from the list, else the file's.
-    let mut tables: Vec<(TableSpec, Option<usize>)> = Vec::new();
-    match &list_options {
+    let list = match list_options {
         Some(lo) => {
             let cluster = config.clusters.get(&lo.cluster).cloned().ok_or_else(|| {
                 let known: Vec<_> = config.clusters.keys().cloned().collect();
@@ -147,7 +164,50 @@ async fn load_job(config: &mut Config, job: &mut JobSpec) -> Result<(), Error> {
             })?;
             let list_table =
                 QualifiedName::parse(&lo.table).map_err(|e| config_error(format!("tables_from.table: {e}")))?;
-            let entries = table_list::read(lo, &lo.cluster, &cluster, &list_table, &name).await?;
+            Some((lo, cluster, list_table))
+        }
+        None => None,
+    };
+    Ok(Prepared { list, reader, join })
+}
+
+/// Reads one job's readers and completes the job: `Ok(Some(note))` when its job row is switched
+/// off (the job is skipped), `Err` when it cannot run.
+async fn load_job(config: &mut Config, job: &mut JobSpec, p: Prepared) -> Result<Option<String>, Error> {
+    let name = job.name.clone();
+    let Prepared { list, reader: reader_options, join } = p;
+    let config_error =
+        |message: String| Error::Config(ConfigError::file(&config.path, format!("job {name:?}: {message}")));
+
+    // The job rows: one per join value set (one row in all without a join).
+    let rows = match &reader_options {
+        Some(o) => {
+            let job_name = o.job_name.clone().unwrap_or_else(|| name.clone());
+            let found = mysql::read_rows(o, &job_name, &join).await?;
+            if let Some(problem) = no_usable_row(o, &job_name, &join, &found) {
+                // The refused rows' reasons are in the job's error: said once, not warned too.
+                return problem;
+            }
+            for r in &found.refused {
+                tracing::warn!(job = %name, "{}: skipped: {}", r.row, r.problem);
+            }
+            let rows = found.usable;
+            if join.is_empty() && rows.len() > 1 {
+                return Err(mysql::table_error(
+                    o,
+                    format!("{} rows are valid for {} = {job_name:?}", rows.len(), o.columns.job_name),
+                    "set tables_from.join to the columns that tell them apart, or keep one row valid".into(),
+                ));
+            }
+            Some((o, job_name, rows))
+        }
+        None => None,
+    };
+    // The tables: from the list, else the file's.
+    let mut tables: Vec<(TableSpec, Option<usize>)> = Vec::new();
+    match &list {
+        Some((lo, cluster, list_table)) => {
+            let entries = table_list::read(lo, &lo.cluster, cluster, list_table, &name).await?;
             let mut seen = BTreeMap::new();
             for entry in entries {
                 let row_index = match &rows {
@@ -191,7 +251,7 @@ async fn load_job(config: &mut Config, job: &mut JobSpec) -> Result<(), Error> {
     let mut out = Vec::new();
     let mut row_tables: Vec<Vec<String>> = vec![Vec::new(); rows.as_ref().map_or(0, |(_, _, r)| r.len())];
     for (mut t, row_index) in tables {
-        let from_list = list_options.is_some();
+        let from_list = list.is_some();
         if let (Some((_, _, rows)), Some(i)) = (&rows, row_index) {
             let row = &rows[i];
             t.start = row.start;
@@ -238,13 +298,71 @@ async fn load_job(config: &mut Config, job: &mut JobSpec) -> Result<(), Error> {
     if out.is_empty() {
         tracing::warn!(job = %name, "the config readers gave no usable table; the job has nothing to run");
     }
-    job.tables = out;
-
     if let Some((o, job_name, rows)) = rows {
         let cursor = MysqlCursor::new(o, name.clone(), job_name, join, rows, row_tables)?;
         config.external_cursors.0.push(Arc::new(cursor));
     }
-    Ok(())
+    job.tables = out;
+    Ok(None)
+}
+
+/// Why the job has no row to run from: a row switched off is the operator's choice (a note, the
+/// job is skipped); no row at all is most likely a misspelt name (the job fails); rows in use
+/// whose values are all refused fail it too, each reason said.
+fn no_usable_row(
+    o: &MysqlOptions,
+    job_name: &str,
+    join: &[String],
+    found: &mysql::Found,
+) -> Option<Result<Option<String>, Error>> {
+    if !found.usable.is_empty() {
+        return None;
+    }
+    let c = &o.columns;
+    if !found.refused.is_empty() {
+        return Some(Err(mysql::table_error(
+            o,
+            format!(
+                "no usable row where {} = {job_name:?}: {}",
+                c.job_name,
+                found
+                    .refused
+                    .iter()
+                    .map(|r| if join.is_empty() {
+                        r.problem.clone()
+                    } else {
+                        format!("row {}: {}", describe_join(join, &r.join_values), r.problem)
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+            format!(
+                "correct the row (or set {} to another value than {:?} to switch the job off)",
+                c.valid_flag, o.valid_value
+            ),
+        )));
+    }
+    if !found.switched_off.is_empty() {
+        let mut flags: Vec<String> =
+            found.switched_off.iter().map(|f| f.as_ref().map_or("NULL".to_string(), |f| format!("{f:?}"))).collect();
+        flags.sort();
+        flags.dedup();
+        let (its, has) = if found.switched_off.len() == 1 { ("its row", "has") } else { ("its rows", "have") };
+        return Some(Ok(Some(format!(
+            "{its} in {} {has} {} = {} (the job runs when it is {:?})",
+            o.table,
+            c.valid_flag,
+            flags.join(", "),
+            o.valid_value
+        ))));
+    }
+    Some(Err(mysql::table_error(
+        o,
+        format!("no row where {} = {job_name:?}", c.job_name),
+        "check the name: the job's name is looked up unless the reader sets job_name; insert the row, or set \
+         enabled = false on the job to stop it"
+            .into(),
+    )))
 }
 
 fn describe_join(columns: &[String], values: &[Option<String>]) -> String {

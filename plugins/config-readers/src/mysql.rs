@@ -37,64 +37,152 @@ pub struct JobRow {
 #[derive(Clone)]
 struct Server {
     opts: Opts,
+    /// What people read: `MySQL job table etl_conf_d`.
+    reader: String,
+    /// `host:port (database …, user …)`.
     address: String,
+    /// `host:port`, for hints.
+    host_port: String,
+    /// Where the password comes from, for the hint of a refused login.
+    password_source: String,
     timeout: Duration,
 }
 
-fn cluster_error(address: &str, message: String, hint: Option<String>) -> Error {
-    Error::Cluster { cluster: "mysql reader".into(), address: address.to_string(), message, hint }
+/// A failure to reach or read the job table, in words, with what to do.
+#[derive(Debug)]
+pub(crate) struct Failed {
+    message: String,
+    hint: Option<String>,
+}
+
+impl Failed {
+    fn new(message: String) -> Failed {
+        Failed { message, hint: None }
+    }
+}
+
+/// The job table's error: the job it defines cannot run (never called a cluster: it is not one).
+fn reader_error(reader: &str, address: &str, f: Failed) -> Error {
+    Error::Reader { reader: reader.to_string(), address: address.to_string(), message: f.message, hint: f.hint }
+}
+
+/// A mysql_async error said once. Its Display nests the source's Display under its own prefix
+/// (`Input/output error: Input/output error: Connection refused`, `Server error: `ERROR 1045…'`):
+/// take the innermost words instead.
+fn mysql_message(e: &mysql_async::Error) -> String {
+    use mysql_async::Error as E;
+    match e {
+        // The I/O or TLS error itself, without the two prefixes.
+        E::Io(io) => std::error::Error::source(io).map_or_else(|| io.to_string(), ToString::to_string),
+        E::Server(s) => format!("{} (MySQL error {}, SQLSTATE {})", s.message, s.code, s.state),
+        E::Driver(d) => d.to_string(),
+        E::Other(o) => o.to_string(),
+        // The URL error may quote the URL, password included.
+        E::Url(_) => "the url is not valid".to_string(),
+    }
+}
+
+/// `host:port`, and that with the database and user: what people need to find the server.
+fn addresses(opts: &Opts) -> (String, String) {
+    let host_port = format!("{}:{}", opts.ip_or_hostname(), opts.tcp_port());
+    let address =
+        format!("{host_port} (database {}, user {})", opts.db_name().unwrap_or("-"), opts.user().unwrap_or("-"));
+    (host_port, address)
+}
+
+/// An error about what the job table holds for a job (no row, rows refused), naming the table
+/// and where it is.
+pub fn table_error(o: &MysqlOptions, message: String, hint: String) -> Error {
+    let address = Opts::from_url(&o.url).map(|opts| addresses(&opts).1).unwrap_or_else(|_| "?".to_string());
+    let f = Failed { message, hint: Some(hint) };
+    reader_error(&format!("MySQL job table {}", o.table), &address, f)
 }
 
 impl Server {
-    fn new(o: &MysqlOptions, job: &str) -> Result<Server, Error> {
-        let bad = |m: String| cluster_error("?", format!("job {job:?}, reader: {m}"), None);
+    fn new(o: &MysqlOptions) -> Result<Server, Error> {
+        let reader = format!("MySQL job table {}", o.table);
         // The parser's error would quote the URL, password included: say what is wrong instead.
-        let base =
-            Opts::from_url(&o.url).map_err(|_| bad("url is not of the form mysql://user@host:port/database".into()))?;
-        let address = format!(
-            "{}@{}:{}/{}",
-            base.user().unwrap_or(""),
-            base.ip_or_hostname(),
-            base.tcp_port(),
-            base.db_name().unwrap_or("")
-        );
-        let password = match (&o.password_env, &o.password_file) {
-            (Some(_), Some(_)) => return Err(bad("set password_env or password_file, not both".into())),
-            (Some(var), None) => Some(std::env::var(var).map_err(|_| {
-                cluster_error(
-                    &address,
-                    format!("job {job:?}, reader: password_env {var:?} is not set"),
-                    Some(format!("export {var}=… before running")),
-                )
-            })?),
+        let base = Opts::from_url(&o.url).map_err(|_| {
+            reader_error(&reader, "?", Failed::new("url is not of the form mysql://user@host:port/database".into()))
+        })?;
+        let (host_port, address) = addresses(&base);
+        let fail = |message: String, hint: Option<String>| reader_error(&reader, &address, Failed { message, hint });
+        let (password, password_source) = match (&o.password_env, &o.password_file) {
+            (Some(_), Some(_)) => return Err(fail("set password_env or password_file, not both".into(), None)),
+            (Some(var), None) => {
+                let p = std::env::var(var).map_err(|_| {
+                    fail(format!("password_env {var:?} is not set"), Some(format!("export {var}=… before running")))
+                })?;
+                (Some(p), format!("the password in ${var} (password_env)"))
+            }
             (None, Some(path)) => {
                 let text = std::fs::read_to_string(path).map_err(|e| {
-                    cluster_error(&address, format!("job {job:?}, reader: password_file {}: {e}", path.display()), None)
+                    fail(
+                        format!("cannot read password_file {}: {e}", path.display()),
+                        Some("make the file readable by this user, or use password_env".into()),
+                    )
                 })?;
-                Some(text.lines().next().unwrap_or("").to_string())
+                (Some(text.lines().next().unwrap_or("").to_string()), format!("the password in {}", path.display()))
             }
-            (None, None) => None,
+            (None, None) => (None, "the password (none is set: use password_env or password_file)".to_string()),
         };
         let mut builder = OptsBuilder::from_opts(base).prefer_socket(false);
         if let Some(p) = password {
             builder = builder.pass(Some(p));
         }
-        Ok(Server { opts: Opts::from(builder), address, timeout: o.timeout.0 })
+        Ok(Server { opts: Opts::from(builder), reader, address, host_port, password_source, timeout: o.timeout.0 })
+    }
+
+    fn error(&self, f: Failed) -> Error {
+        reader_error(&self.reader, &self.address, f)
+    }
+
+    /// What to do about an error, when the error says.
+    fn hint(&self, e: &mysql_async::Error) -> Option<String> {
+        use mysql_async::Error as E;
+        let unreachable = || {
+            format!(
+                "is MySQL/MariaDB running at {} and reachable from this host? That address is the url of the \
+                 job's reader",
+                self.host_port
+            )
+        };
+        match e {
+            E::Io(_) => Some(unreachable()),
+            E::Driver(mysql_async::DriverError::ConnectionClosed) => Some(unreachable()),
+            E::Server(s) => match s.code {
+                1045 => Some(format!("check the user in the reader's url and {}", self.password_source)),
+                1044 | 1049 => Some("check the database in the reader's url".into()),
+                1142 | 1143 => Some("grant this user SELECT and UPDATE on the job table".into()),
+                1146 => Some("check the reader's table (default etl_conf_d)".into()),
+                1054 => Some("name the job table's columns with the reader's columns = { … }".into()),
+                _ => None,
+            },
+            _ => None,
+        }
     }
 
     async fn timed<T>(
         &self,
         what: &str,
         fut: impl std::future::Future<Output = Result<T, mysql_async::Error>>,
-    ) -> Result<T, String> {
+    ) -> Result<T, Failed> {
         match tokio::time::timeout(self.timeout, fut).await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(format!("{what}: {e}")),
-            Err(_) => Err(format!("{what}: no answer within {}", humantime_secs(self.timeout))),
+            Ok(Err(e)) => Err(Failed { message: format!("{what}: {}", mysql_message(&e)), hint: self.hint(&e) }),
+            Err(_) => Err(Failed {
+                message: format!("{what}: no answer within {}", humantime_secs(self.timeout)),
+                hint: Some(format!(
+                    "check that MySQL/MariaDB at {} answers (a firewall that drops packets, a server under load); \
+                     the reader's timeout is {}",
+                    self.host_port,
+                    humantime_secs(self.timeout)
+                )),
+            }),
         }
     }
 
-    async fn connect(&self) -> Result<Conn, String> {
+    async fn connect(&self) -> Result<Conn, Failed> {
         self.timed("cannot connect", Conn::new(self.opts.clone())).await
     }
 }
@@ -172,33 +260,53 @@ pub fn check(o: &MysqlOptions, join: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-/// Reads the valid rows of the job; rows with invalid values are reported and skipped.
-pub async fn read_rows(o: &MysqlOptions, job: &str, job_name: &str, join: &[String]) -> Result<Vec<JobRow>, Error> {
-    let sql = Sql::new(o, join).map_err(|e| cluster_error("?", format!("job {job:?}, reader: {e}"), None))?;
-    let server = Server::new(o, job)?;
-    let fail = |m: String| cluster_error(&server.address, format!("job {job:?}, reader: {m}"), None);
+/// A row in use whose values cannot be used.
+#[derive(Debug)]
+pub struct Refused {
+    /// The row as people find it: `etl_conf_d row JOB_NAME = "x", job_group = "g1"`.
+    pub row: String,
+    /// Its join column values, in `join` order (empty without a join).
+    pub join_values: Vec<Option<String>>,
+    /// Why.
+    pub problem: String,
+}
+
+/// What the job table holds for a job.
+#[derive(Debug, Default)]
+pub struct Found {
+    /// The rows in use (valid flag set) with usable values.
+    pub usable: Vec<JobRow>,
+    /// Each row in use with unusable values, and why it is skipped.
+    pub refused: Vec<Refused>,
+    /// The valid flag of each row switched off (NULL as `None`).
+    pub switched_off: Vec<Option<String>>,
+}
+
+/// Reads the job's rows: those in use are parsed (rows with invalid values are set aside with
+/// the reason, for the caller to report), the others only counted with their flag, so that a
+/// job switched off is told from a job with no row at all.
+pub async fn read_rows(o: &MysqlOptions, job_name: &str, join: &[String]) -> Result<Found, Error> {
+    let server = Server::new(o)?;
+    let sql = Sql::new(o, join).map_err(|e| server.error(Failed::new(e)))?;
     let text = |c: &str| format!("CAST({c} AS CHAR)");
     let mut select = vec![text(&sql.run_start), text(&sql.run_end)];
     for c in [&sql.duration, &sql.condition_column, &sql.final_end].into_iter().flatten() {
         select.push(text(c));
     }
     select.extend(sql.join.iter().map(|c| text(c)));
-    let query = format!(
-        "SELECT {} FROM {} WHERE {} = ? AND {} = ? ORDER BY {}",
-        select.join(", "),
-        sql.table,
-        sql.valid_flag,
-        sql.job_name,
-        (1..=select.len()).map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
-    );
-    let mut conn = server.connect().await.map_err(fail)?;
+    let order = (1..=select.len()).map(|i| i.to_string()).collect::<Vec<_>>().join(", ");
+    // The flag is compared by the server, as before (its collation: `y` may equal `Y`).
+    select.push(text(&sql.valid_flag));
+    select.push(format!("({} = ?) IS TRUE", sql.valid_flag));
+    let query = format!("SELECT {} FROM {} WHERE {} = ? ORDER BY {order}", select.join(", "), sql.table, sql.job_name);
+    let mut conn = server.connect().await.map_err(|f| server.error(f))?;
     let rows: Vec<Row> = server
         .timed(&format!("cannot read {}", o.table), conn.exec(query.as_str(), (o.valid_value.as_str(), job_name)))
         .await
-        .map_err(fail)?;
+        .map_err(|f| server.error(f))?;
     let _ = conn.disconnect().await;
 
-    let mut out: Vec<JobRow> = Vec::new();
+    let mut found = Found::default();
     let mut seen = BTreeSet::new();
     for row in rows {
         let mut i = 0;
@@ -212,22 +320,29 @@ pub async fn read_rows(o: &MysqlOptions, job: &str, job_name: &str, join: &[Stri
         let condition_column = sql.condition_column.as_ref().and_then(|_| next());
         let final_end = sql.final_end.as_ref().and_then(|_| next());
         let join_values: Vec<Option<String>> = sql.join.iter().map(|_| next().map(|v| v.trim().to_string())).collect();
+        let flag = next();
+        if next().as_deref() != Some("1") {
+            found.switched_off.push(flag);
+            continue;
+        }
         let name = format!(
             "{} row {} = {job_name:?}{}",
             o.table,
             o.columns.job_name,
             if join.is_empty() { String::new() } else { format!(", {}", describe_join(join, &join_values)) }
         );
-        match parse_row(o, start_text, end_text, duration, condition_column, final_end, o.duration_unit) {
+        let problem = match parse_row(o, start_text, end_text, duration, condition_column, final_end, o.duration_unit) {
             Ok(mut r) if seen.insert(join_values.clone()) => {
                 r.join_values = join_values;
-                out.push(r);
+                found.usable.push(r);
+                continue;
             }
-            Ok(_) => tracing::warn!(job = %job, "{name}: skipped: another valid row has the same values"),
-            Err(e) => tracing::warn!(job = %job, "{name}: skipped: {e}"),
-        }
+            Ok(_) => "another valid row has the same values".to_string(),
+            Err(e) => e,
+        };
+        found.refused.push(Refused { row: name, join_values, problem });
     }
-    Ok(out)
+    Ok(found)
 }
 
 fn parse_row(
@@ -293,9 +408,10 @@ impl MysqlCursor {
         rows: Vec<JobRow>,
         row_tables: Vec<Vec<String>>,
     ) -> Result<MysqlCursor, Error> {
-        let sql = Sql::new(o, &join).map_err(|e| cluster_error("?", format!("job {job:?}, reader: {e}"), None))?;
+        let server = Server::new(o)?;
+        let sql = Sql::new(o, &join).map_err(|e| server.error(Failed::new(e)))?;
         Ok(MysqlCursor {
-            server: Server::new(o, &job)?,
+            server,
             sql,
             job,
             job_name,
@@ -345,8 +461,8 @@ impl ExternalCursor for MysqlCursor {
 
     fn describe(&self) -> String {
         format!(
-            "mysql {} ({}) {} = {:?}",
-            self.table,
+            "{} at {}, row {} = {:?}",
+            self.server.reader,
             self.server.address,
             self.sql.job_name.trim_matches('`'),
             self.job_name
@@ -381,7 +497,7 @@ impl ExternalCursor for MysqlCursor {
             filter.push_str(&format!(" AND {j} <=> ?"));
         }
         let update = format!("UPDATE {} SET {set} WHERE {filter}", s.table);
-        let mut conn = self.server.connect().await?;
+        let mut conn = self.server.connect().await.map_err(|f| f.message)?;
         for (row, new_start, new_end) in plans {
             let mut params: Vec<Value> = vec![
                 format_ts(new_start).into(),
@@ -398,7 +514,7 @@ impl ExternalCursor for MysqlCursor {
                 .await;
             if let Err(e) = result {
                 let _ = conn.disconnect().await;
-                return Err(format!("{}: {e}", self.row_name(row)));
+                return Err(format!("{}: {}", self.row_name(row), e.message));
             }
             if conn.affected_rows() == 0 {
                 let _ = conn.disconnect().await;

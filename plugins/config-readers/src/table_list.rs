@@ -60,7 +60,8 @@ pub async fn read(
         Error::Cluster {
             cluster: cluster_name.to_string(),
             address: handle.address.clone(),
-            message: format!("job {job:?}: cannot read the table list {list}: {}", e.message),
+            // The job is named by whoever reports this (its job's failure).
+            message: format!("cannot read the table list {list}: {}", e.message),
             hint: Some(hint),
         }
     })?;
