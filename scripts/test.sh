@@ -22,6 +22,13 @@ cargo fmt --all -- --check
 step "cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
+# The jsonl example is a crate of its own, outside the workspace (as a team's sink would be).
+jsonl=plugins/examples/sink-jsonl/Cargo.toml
+step "cargo fmt + clippy of $jsonl"
+cargo fmt --manifest-path "$jsonl" -- --check
+CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}/outside-sink" \
+  cargo clippy --offline --manifest-path "$jsonl" --all-targets -- -D warnings
+
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 
