@@ -28,6 +28,11 @@ const WINDOW_1: &str = "20240101000000^20240101010000";
 /// A job `j` with the given tables, each in 1h windows from 2024-01-01 00:00 up to 01:00: one
 /// window per table.
 fn write_config(env: &TestEnv, tables: &[&str]) {
+    write_config_with(env, tables, "");
+}
+
+/// [`write_config`] with more keys for the job (`retries`, `retry_delay`).
+fn write_config_with(env: &TestEnv, tables: &[&str], job_keys: &str) {
     let mut text = r#"
 [clusters.src]
 url = "{SRC_URL}"
@@ -47,6 +52,7 @@ start = "2024-01-01 00:00:00"
 duration = "1h"
 "#
     .to_string();
+    text.push_str(job_keys);
     for t in tables {
         text.push_str(&format!(
             "\n[[jobs.j.tables]]\ntable = \"public.{t}\"\ncondition_column = \"ts\"\nfinal_end = \"2024-01-01 01:00:00\"\n"
@@ -353,4 +359,51 @@ async fn sigterm_rolls_back_and_exits_143() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigint_rolls_back_and_exits_130() {
     interrupted("sigint_rolls_back_and_exits_130", "INT", 130).await;
+}
+
+/// Kills the run's COPY session on the target while it is held at row 1000 (a connection
+/// error: retriable) and waits until the server has let it go.
+async fn terminate_target_copy(dst: &Client) {
+    let backend = wait_until_mid_copy(dst).await;
+    let terminated: bool =
+        dst.query_one("SELECT pg_terminate_backend(($1::bigint)::int)", &[&backend]).await.unwrap().get(0);
+    assert!(terminated);
+    wait_for_row(
+        dst,
+        "the target COPY backend to end",
+        &format!("SELECT 0::bigint WHERE NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = {backend})"),
+    )
+    .await;
+}
+
+/// Issue 15 item 6: a connection dropped mid-window (the target's COPY session terminated) is
+/// retried in the same run: the window lands whole, history keeps the failed attempt and the
+/// one that succeeded, and the run says it retried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_target_connection_is_retried_and_the_window_lands() {
+    let env = TestEnv::new("retried_window");
+    create_big(&env, "big", 20_000, 20);
+    write_config_with(&env, &["big"], "retry_delay = \"200ms\"\n");
+    let dst = env.dst.admin(&env.db).await;
+    let locker = hold(&env).await;
+
+    let run = Guard(Some(env.spawn(&["run"])));
+    terminate_target_copy(&dst).await;
+    release(&locker).await;
+    let out = run.wait();
+    out.assert_success();
+
+    let source = support::table_digest(env.src, &env.db, "big", &["id", "ts", "payload"], "id", "true");
+    let target = support::table_digest(env.dst, &env.db, "big", &["id", "ts", "payload"], "id", "true");
+    assert_eq!(target, source, "{}", out.render());
+    assert_eq!(cursor(&dst, "public.big").await.as_deref(), Some("2024-01-01 01:00:00"));
+    let h = history(&dst, "public.big").await;
+    assert_eq!(h.len(), 2, "{h:?}");
+    assert_eq!((h[0].0.as_str(), h[0].2), ("failed", 1), "{h:?}");
+    let error = h[0].1.as_deref().unwrap_or_default();
+    assert!(error.contains("administrator command") || error.contains("closed"), "{error}");
+    assert_eq!(h[1], ("succeeded".to_string(), None, 2), "{h:?}");
+    let warning = format!("retrying window {WINDOW_1} of public.big in 200ms (attempt 2 of 3): ");
+    assert!(out.stderr.contains(&warning), "no {warning:?} in:\n{}", out.render());
+    assert!(out.stdout.contains("1 window(s) loaded, 0 failed; 20000 rows"), "{}", out.render());
 }
