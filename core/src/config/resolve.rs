@@ -750,6 +750,30 @@ duration = "1h"
     }
 
     #[test]
+    fn retries_default_and_are_overridden_by_job_then_table() {
+        let table = "[[jobs.j.tables]]\ntable = \"eda.t\"\ncondition_column = \"ts\"\n";
+        let c = load(&format!("{BASE}{table}")).unwrap();
+        let t = &c.jobs[0].tables[0];
+        assert_eq!((t.retries, t.retry_delay), (DEFAULT_RETRIES, DEFAULT_RETRY_DELAY));
+        assert_eq!((t.retries, t.retry_delay.to_string().as_str()), (2, "5s"));
+
+        let job = format!("{BASE}retries = 5\nretry_delay = \"200ms\"\n");
+        let c = load(&format!("{job}{table}")).unwrap();
+        let t = &c.jobs[0].tables[0];
+        assert_eq!((t.retries, t.retry_delay.to_string().as_str()), (5, "200ms"));
+        // A reader's tables get the job's too.
+        let t = c.jobs[0].default_table(QualifiedName::parse("eda.u").unwrap());
+        assert_eq!((t.retries, t.retry_delay.to_string().as_str()), (5, "200ms"));
+
+        let c = load(&format!("{job}{table}retries = 0\nretry_delay = \"1m\"\n")).unwrap();
+        let t = &c.jobs[0].tables[0];
+        assert_eq!((t.retries, t.retry_delay.to_string().as_str()), (0, "1m"));
+
+        let e = load(&format!("{BASE}retries = -1\n{table}")).unwrap_err().to_string();
+        assert!(e.starts_with("t.toml:11:11: invalid value: integer `-1`"), "{e}");
+    }
+
+    #[test]
     fn unknown_key_has_line_and_column() {
         let e = load(&format!("{BASE}[[jobs.j.tables]]\ntable = \"eda.t\"\nconditon_column = \"ts\"\n")).unwrap_err();
         let s = e.to_string();
