@@ -1,6 +1,7 @@
 //! SPEC §4.1, §4.4, §4.7: a window lands completely or not at all, whatever happens in the
 //! middle — SIGKILL, SIGTERM, Ctrl+C, a source connection dropped mid-stream — and one job
-//! never has two runners.
+//! never has two runners. A window cut off by a dropped connection before its commit is tried
+//! again in the same run (`retries`, `retry_delay`); a row the target rejects is not.
 //!
 //! "In the middle" is made deterministic rather than timed: the target table has a row trigger
 //! that, at row id 1000, waits for an advisory lock the test holds. The run's COPY into the
@@ -526,10 +527,41 @@ async fn sigterm_during_the_retry_wait_stops_at_once() {
     assert!(took < Duration::from_secs(10), "took {took:?} to exit after SIGTERM\n{}", out.render());
     assert!(out.stderr.contains("retrying window"), "{}", out.render());
     assert!(out.stderr.contains("interrupted"), "{}", out.render());
+    // How the dropped connection is worded depends on where the COPY was cut.
+    cli_snapshot!(out.with_filter(
+        r#"(?m)[a-zA-Z][a-zA-Z ]* on target cluster "dst": .*?(?P<tail> \(not retried: interrupted\)| job=|$)"#,
+        "[TARGET CONNECTION DROPPED]${tail}"
+    ));
 
     let h = history(&dst, "public.big").await;
     assert_eq!(h.len(), 1, "no further attempt: {h:?}");
     assert_eq!((h[0].0.as_str(), h[0].2), ("failed", 1), "{h:?}");
     assert_eq!(count(&dst, "SELECT count(*) FROM big").await, 0);
     assert_eq!(cursor(&dst, "public.big").await, None);
+}
+
+/// The daemon runs windows through the same engine: a dropped connection is retried within the
+/// round, under the job's lock, and the round ends clean (loaded, compared equal).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_retries_a_window_within_its_round() {
+    let env = TestEnv::new("daemon_retry");
+    create_big(&env, "big", 20_000, 20);
+    write_config_with(&env, &["big"], "retry_delay = \"200ms\"\n");
+    let dst = env.dst.admin(&env.db).await;
+    let locker = hold(&env).await;
+
+    let daemon = Guard(Some(env.spawn(&["daemon", "--interval", "1s", "--rounds", "1"])));
+    terminate_target_copy(&dst).await;
+    release(&locker).await;
+    let out = daemon.wait();
+    out.assert_success();
+    let warning = format!("retrying window {WINDOW_1} of public.big in 200ms (attempt 2 of 3): ");
+    assert!(out.stderr.contains(&warning), "no {warning:?} in:\n{}", out.render());
+
+    let source = support::table_digest(env.src, &env.db, "big", &["id", "ts", "payload"], "id", "true");
+    let target = support::table_digest(env.dst, &env.db, "big", &["id", "ts", "payload"], "id", "true");
+    assert_eq!(target, source, "{}", out.render());
+    let h = history(&dst, "public.big").await;
+    let attempts: Vec<(&str, i32)> = h.iter().map(|(status, _, attempt)| (status.as_str(), *attempt)).collect();
+    assert_eq!(attempts, [("failed", 1), ("succeeded", 2)], "{h:?}");
 }
