@@ -565,3 +565,42 @@ async fn the_daemon_retries_a_window_within_its_round() {
     let attempts: Vec<(&str, i32)> = h.iter().map(|(status, _, attempt)| (status.as_str(), *attempt)).collect();
     assert_eq!(attempts, [("failed", 1), ("succeeded", 2)], "{h:?}");
 }
+
+/// The job's lock lives on the state session: when that session is gone too, the run no longer
+/// owns the job (another run may have taken it over), so a dropped target connection is not
+/// retried — the next run loads the window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_lost_its_state_session_does_not_retry() {
+    let env = TestEnv::new("no_retry_without_lock");
+    create_big(&env, "big", 20_000, 20);
+    write_config_with(&env, &["big"], "retry_delay = \"200ms\"\n");
+    let dst = env.dst.admin(&env.db).await;
+    let locker = hold(&env).await;
+
+    let run = Guard(Some(env.spawn(&["run"])));
+    wait_until_mid_copy(&dst).await;
+    let state_backend = wait_for_row(
+        &dst,
+        "the run's state session",
+        &format!(
+            "SELECT pid::bigint FROM pg_stat_activity WHERE datname = current_database() \
+             AND application_name LIKE 'gptransfer pid {} %' AND query NOT LIKE 'COPY%'",
+            run.pid()
+        ),
+    )
+    .await;
+    dst.execute("SELECT pg_terminate_backend(($1::bigint)::int)", &[&state_backend]).await.unwrap();
+    terminate_target_copy(&dst).await;
+    release(&locker).await;
+    let out = run.wait();
+    assert_eq!(out.code, 1, "{}", out.render());
+    assert!(!out.stderr.contains("retrying"), "{}", out.render());
+
+    wait_until_gone(&dst).await;
+    assert_eq!(count(&dst, "SELECT count(*) FROM big").await, 0);
+    assert_eq!(cursor(&dst, "public.big").await, None);
+    // Nobody could close the attempt; the next run marks it abandoned and loads the window.
+    assert_eq!(history(&dst, "public.big").await, [("running".to_string(), None, 1)]);
+    env.run(&["run"]).assert_success();
+    assert_eq!(count(&dst, "SELECT count(*) FROM big").await, 20_000);
+}

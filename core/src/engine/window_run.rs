@@ -181,7 +181,7 @@ pub(super) async fn run_window(run: &TableRun<'_>, window: Window, attempt: Atte
             report.rows_read = rows;
             report.bytes = bytes;
             // Only a failure before the commit began: one during or after it may have landed.
-            let retry = committing.is_none()
+            let mut retry = committing.is_none()
                 && matches!(&f, Failure::Role(e) if e.retriable)
                 && attempt.number < attempt.of
                 && interrupt.signal().is_none();
@@ -198,13 +198,21 @@ pub(super) async fn run_window(run: &TableRun<'_>, window: Window, attempt: Atte
             let partial = Delivered { rows_read: rows, bytes, rows_written: 0, detail };
             // Recorded over a `running` row only: one the commit made `succeeded` is left as it
             // is, and proves the window landed.
-            match state
+            let recorded = state
                 .within(
                     "recording the failure",
                     state.history_finish(state.client(), history_id, Outcome::Failed, partial, elapsed, Some(&message)),
                 )
-                .await
-            {
+                .await;
+            // Another attempt only while this run still owns the window: the state session
+            // answered (it holds the job's lock) and the attempt's row was still its own.
+            if retry && !matches!(recorded, Ok(n) if n > 0) {
+                retry = false;
+                if attempt.number > 1 {
+                    message.push_str(&format!(" ({} attempts made)", attempt.number));
+                }
+            }
+            match recorded {
                 Ok(0) => {
                     if let Some(delivered) = committing {
                         if landed(state, history_id).await {
