@@ -254,3 +254,41 @@ fn load_failure_write_panic() {
     assert!(out.stderr.contains("panicked in write"), "{}", out.render());
     cli_snapshot!(out);
 }
+
+/// Issue 15 item 6: an external plugin's `PluginError::retriable` is retried in the same run.
+/// The `files` sink cannot create its window directory while a plain file stands in the way
+/// (a retriable error in its words); the file is removed during the wait and the retry lands.
+#[test]
+fn a_retriable_plugin_error_is_retried_in_the_same_run() {
+    let env = TestEnv::new("plugin_retriable");
+    seed(&env);
+    // The table's own retry_delay: long enough to clear the way before the retry.
+    config(
+        &env,
+        &[library("gptransfer-sink-files")],
+        "{ plugin = \"files\", dir = \"{TEMP_DIR}/out\" }\nretry_delay = \"3s\"",
+    );
+    let blocker = env.dir().join("out/public.ev");
+    std::fs::create_dir_all(blocker.parent().unwrap()).unwrap();
+    std::fs::write(&blocker, "in the way").unwrap();
+
+    let run = env.spawn(&["run"]);
+    let failed = "SELECT count(*) FROM gptransfer.history WHERE status = 'failed'";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while env.dst.try_psql(&env.db, failed).unwrap_or_default() != "1" {
+        assert!(std::time::Instant::now() < deadline, "the first attempt never failed");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::fs::remove_file(&blocker).unwrap();
+    let out = run.wait();
+    out.assert_success();
+    let warning =
+        "retrying window 20240310000000^20240310010000 of public.ev in 3s (attempt 2 of 3): sink plugin \"files\"";
+    assert!(out.stderr.contains(warning), "no {warning:?} in:\n{}", out.render());
+    assert_eq!(
+        env.dst_psql("SELECT string_agg(status || ' ' || attempt, ', ' ORDER BY id) FROM gptransfer.history"),
+        "failed 1, succeeded 2"
+    );
+    assert_eq!(FilesTarget.rows(&env), 8);
+    assert_eq!(cursor(&env), "2024-03-10 01:00:00");
+}
