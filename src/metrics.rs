@@ -248,6 +248,13 @@ impl Observer for Observed {
     fn window_started(&self, table: &TableSpec, window: &Window, counters: Arc<Counters>) {
         self.reporter.window_started(table, window, counters);
     }
+    fn window_retrying(&self, report: &WindowReport) {
+        self.reporter.window_retrying(report);
+        // Each attempt is a history row: the counters add up to history.
+        if let Some(m) = &self.metrics {
+            m.window(report);
+        }
+    }
     fn window_finished(&self, report: &WindowReport) {
         self.reporter.window_finished(report);
         if let Some(m) = &self.metrics {

@@ -40,6 +40,18 @@ impl Reporter {
     fn key(table: &str, window: &str) -> String {
         format!("{table} {window}")
     }
+
+    /// Removes the bar of a window whose attempt ended.
+    fn clear(&self, r: &WindowReport) {
+        if let Ok(mut active) = self.active.lock() {
+            let key = Self::key(&r.table, &r.window);
+            if let Some(pos) = active.iter().position(|(k, _, _)| *k == key) {
+                let (_, bar, task) = active.remove(pos);
+                task.abort();
+                bar.finish_and_clear();
+            }
+        }
+    }
 }
 
 impl Observer for Reporter {
@@ -82,20 +94,18 @@ impl Observer for Reporter {
         }
     }
 
+    fn window_retrying(&self, r: &WindowReport) {
+        // The engine's warning says it; the next attempt draws a bar of its own.
+        self.clear(r);
+    }
+
     fn window_finished(&self, r: &WindowReport) {
         if r.status == WindowStatus::Succeeded {
             if let Ok(mut m) = self.last_rows.lock() {
                 m.insert(r.table.clone(), r.rows_read);
             }
         }
-        if let Ok(mut active) = self.active.lock() {
-            let key = Self::key(&r.table, &r.window);
-            if let Some(pos) = active.iter().position(|(k, _, _)| *k == key) {
-                let (_, bar, task) = active.remove(pos);
-                task.abort();
-                bar.finish_and_clear();
-            }
-        }
+        self.clear(r);
         if !self.human {
             return;
         }

@@ -1,6 +1,7 @@
 //! SPEC §4.1, §4.4, §4.7: a window lands completely or not at all, whatever happens in the
 //! middle — SIGKILL, SIGTERM, Ctrl+C, a source connection dropped mid-stream — and one job
-//! never has two runners.
+//! never has two runners. A window cut off by a dropped connection before its commit is tried
+//! again in the same run (`retries`, `retry_delay`); a row the target rejects is not.
 //!
 //! "In the middle" is made deterministic rather than timed: the target table has a row trigger
 //! that, at row id 1000, waits for an advisory lock the test holds. The run's COPY into the
@@ -28,6 +29,11 @@ const WINDOW_1: &str = "20240101000000^20240101010000";
 /// A job `j` with the given tables, each in 1h windows from 2024-01-01 00:00 up to 01:00: one
 /// window per table.
 fn write_config(env: &TestEnv, tables: &[&str]) {
+    write_config_with(env, tables, "");
+}
+
+/// [`write_config`] with more keys for the job (`retries`, `retry_delay`).
+fn write_config_with(env: &TestEnv, tables: &[&str], job_keys: &str) {
     let mut text = r#"
 [clusters.src]
 url = "{SRC_URL}"
@@ -47,6 +53,7 @@ start = "2024-01-01 00:00:00"
 duration = "1h"
 "#
     .to_string();
+    text.push_str(job_keys);
     for t in tables {
         text.push_str(&format!(
             "\n[[jobs.j.tables]]\ntable = \"public.{t}\"\ncondition_column = \"ts\"\nfinal_end = \"2024-01-01 01:00:00\"\n"
@@ -195,7 +202,9 @@ async fn dropped_source_connection_fails_window_and_run_continues() {
         "INSERT INTO small2 SELECT g, timestamp '2024-01-01 00:00:00' + g * interval '1 minute', 'row ' || g \
          FROM generate_series(0, 59) g",
     );
-    write_config(&env, &["big1", "small2"]);
+    // No retry (a dropped connection is retried by default): the failed window must not stop
+    // the other table.
+    write_config_with(&env, &["big1", "small2"], "retries = 0\n");
     let src = env.src.admin(&env.db).await;
     let dst = env.dst.admin(&env.db).await;
     let locker = hold(&env).await;
@@ -353,4 +362,245 @@ async fn sigterm_rolls_back_and_exits_143() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigint_rolls_back_and_exits_130() {
     interrupted("sigint_rolls_back_and_exits_130", "INT", 130).await;
+}
+
+/// Kills the run's COPY session on the target while it is held at row 1000 (a connection
+/// error: retriable) and waits until the server has let it go.
+async fn terminate_target_copy(dst: &Client) {
+    let backend = wait_until_mid_copy(dst).await;
+    let terminated: bool =
+        dst.query_one("SELECT pg_terminate_backend(($1::bigint)::int)", &[&backend]).await.unwrap().get(0);
+    assert!(terminated);
+    wait_for_row(
+        dst,
+        "the target COPY backend to end",
+        &format!("SELECT 0::bigint WHERE NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = {backend})"),
+    )
+    .await;
+}
+
+/// Issue 15 item 6: a connection dropped mid-window (the target's COPY session terminated) is
+/// retried in the same run: the window lands whole, history keeps the failed attempt and the
+/// one that succeeded, and the run says it retried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_target_connection_is_retried_and_the_window_lands() {
+    let env = TestEnv::new("retried_window");
+    create_big(&env, "big", 20_000, 20);
+    write_config_with(&env, &["big"], "retry_delay = \"200ms\"\n");
+    let dst = env.dst.admin(&env.db).await;
+    let locker = hold(&env).await;
+
+    let run = Guard(Some(env.spawn(&["run"])));
+    terminate_target_copy(&dst).await;
+    release(&locker).await;
+    let out = run.wait();
+    out.assert_success();
+
+    let source = support::table_digest(env.src, &env.db, "big", &["id", "ts", "payload"], "id", "true");
+    let target = support::table_digest(env.dst, &env.db, "big", &["id", "ts", "payload"], "id", "true");
+    assert_eq!(target, source, "{}", out.render());
+    assert_eq!(cursor(&dst, "public.big").await.as_deref(), Some("2024-01-01 01:00:00"));
+    let h = history(&dst, "public.big").await;
+    assert_eq!(h.len(), 2, "{h:?}");
+    assert_eq!((h[0].0.as_str(), h[0].2), ("failed", 1), "{h:?}");
+    let error = h[0].1.as_deref().unwrap_or_default();
+    assert!(error.contains("administrator command") || error.contains("closed"), "{error}");
+    assert_eq!(h[1], ("succeeded".to_string(), None, 2), "{h:?}");
+    let warning = format!("retrying window {WINDOW_1} of public.big in 200ms (attempt 2 of 3): ");
+    assert!(out.stderr.contains(&warning), "no {warning:?} in:\n{}", out.render());
+    assert!(out.stdout.contains("1 window(s) loaded, 0 failed; 20000 rows"), "{}", out.render());
+}
+
+/// `retries = 0`: the same dropped connection fails the window at once; nothing of it on the
+/// target, the cursor where it was, one attempt in history.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_no_retries_a_dropped_target_connection_fails_the_window_at_once() {
+    let env = TestEnv::new("no_retries");
+    create_big(&env, "big", 20_000, 20);
+    write_config_with(&env, &["big"], "retries = 0\nretry_delay = \"200ms\"\n");
+    let dst = env.dst.admin(&env.db).await;
+    let locker = hold(&env).await;
+
+    let run = Guard(Some(env.spawn(&["run"])));
+    terminate_target_copy(&dst).await;
+    release(&locker).await;
+    let out = run.wait();
+    assert_eq!(out.code, 1, "{}", out.render());
+    assert!(!out.stderr.contains("retrying"), "{}", out.render());
+    assert!(!out.stdout.contains("attempts made"), "one attempt is no news: {}", out.render());
+
+    wait_until_gone(&dst).await;
+    assert_eq!(count(&dst, "SELECT count(*) FROM big").await, 0, "a part of the failed window landed");
+    assert_eq!(cursor(&dst, "public.big").await, None);
+    let h = history(&dst, "public.big").await;
+    assert_eq!(h.len(), 1, "{h:?}");
+    assert_eq!((h[0].0.as_str(), h[0].2), ("failed", 1), "{h:?}");
+}
+
+/// Every attempt dropped: the window fails after `1 + retries` attempts, each in history, and
+/// the final message says how many were made; the wait doubled between them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_failing_every_attempt_fails_saying_how_many_were_made() {
+    let env = TestEnv::new("retries_spent");
+    create_big(&env, "big", 20_000, 20);
+    write_config_with(&env, &["big"], "retries = 1\nretry_delay = \"200ms\"\n");
+    let dst = env.dst.admin(&env.db).await;
+    let locker = hold(&env).await;
+
+    let run = Guard(Some(env.spawn(&["run"])));
+    // The trigger holds the retry at row 1000 too, while the lock is held.
+    terminate_target_copy(&dst).await;
+    terminate_target_copy(&dst).await;
+    let out = run.wait();
+    release(&locker).await;
+    assert_eq!(out.code, 1, "{}", out.render());
+    let warning = format!("retrying window {WINDOW_1} of public.big in 200ms (attempt 2 of 2): ");
+    assert!(out.stderr.contains(&warning), "no {warning:?} in:\n{}", out.render());
+    assert_eq!(out.stderr.matches("retrying window").count(), 1, "{}", out.render());
+    assert!(
+        out.stdout.lines().any(|l| l.starts_with("FAILED j / public.big") && l.ends_with("(2 attempts made)")),
+        "{}",
+        out.render()
+    );
+
+    wait_until_gone(&dst).await;
+    assert_eq!(count(&dst, "SELECT count(*) FROM big").await, 0, "a part of the failed window landed");
+    assert_eq!(cursor(&dst, "public.big").await, None);
+    let h = history(&dst, "public.big").await;
+    let attempts: Vec<(&str, i32)> = h.iter().map(|(status, _, attempt)| (status.as_str(), *attempt)).collect();
+    assert_eq!(attempts, [("failed", 1), ("failed", 2)], "{h:?}");
+    assert!(h[1].1.as_deref().unwrap_or_default().ends_with("(2 attempts made)"), "{h:?}");
+}
+
+/// A value the target rejects (too long for its column) is not a connection problem: no retry,
+/// no wait, one attempt.
+#[test]
+fn a_row_the_target_rejects_is_not_retried() {
+    let env = TestEnv::new("rejected_not_retried");
+    env.src_psql(
+        "CREATE TABLE narrow (id integer PRIMARY KEY, ts timestamp NOT NULL, payload text);
+         INSERT INTO narrow SELECT g, timestamp '2024-01-01 00:00:00' + g * interval '1 minute', 'row ' || g
+         FROM generate_series(0, 59) g;",
+    );
+    env.dst_psql("CREATE TABLE narrow (id integer PRIMARY KEY, ts timestamp NOT NULL, payload varchar(5));");
+    write_config_with(&env, &["narrow"], "retries = 2\nretry_delay = \"200ms\"\n");
+
+    let out = env.run(&["run"]);
+    assert_eq!(out.code, 1, "{}", out.render());
+    assert!(out.stdout.contains("value too long"), "{}", out.render());
+    assert!(!out.stderr.contains("retrying"), "{}", out.render());
+    assert!(!out.stdout.contains("attempts made"), "{}", out.render());
+    assert_eq!(
+        env.dst_psql("SELECT string_agg(status || ' ' || attempt, E'\\n' ORDER BY id) FROM gptransfer.history"),
+        "failed 1"
+    );
+    assert_eq!(env.dst_psql("SELECT count(*) FROM narrow"), "0");
+    assert_eq!(env.dst_psql("SELECT count(*) FROM gptransfer.cursors"), "0");
+}
+
+/// SIGTERM while the run waits to retry a window ends the wait at once: exit 143 as for any
+/// interrupt, no further attempt, nothing of the window on the target.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_the_retry_wait_stops_at_once() {
+    let env = TestEnv::new("sigterm_retry_wait");
+    create_big(&env, "big", 20_000, 20);
+    // A wait far longer than the test allows itself.
+    write_config_with(&env, &["big"], "retry_delay = \"10m\"\n");
+    let dst = env.dst.admin(&env.db).await;
+    let locker = hold(&env).await;
+
+    let run = Guard(Some(env.spawn(&["run"])));
+    terminate_target_copy(&dst).await;
+    release(&locker).await;
+    // The failed attempt is recorded before the wait begins.
+    wait_for_row(
+        &dst,
+        "the first attempt to be recorded failed",
+        "SELECT 0::bigint FROM gptransfer.history WHERE table_name = 'public.big' AND status = 'failed'",
+    )
+    .await;
+    let signalled = Instant::now();
+    run.signal("TERM");
+    let out = run.wait();
+    let took = signalled.elapsed();
+    assert_eq!(out.code, 143, "{}", out.render());
+    assert!(took < Duration::from_secs(10), "took {took:?} to exit after SIGTERM\n{}", out.render());
+    assert!(out.stderr.contains("retrying window"), "{}", out.render());
+    assert!(out.stderr.contains("interrupted"), "{}", out.render());
+    // How the dropped connection is worded depends on where the COPY was cut.
+    cli_snapshot!(out.with_filter(
+        r#"(?m)[a-zA-Z][a-zA-Z ]* on target cluster "dst": .*?(?P<tail> \(not retried: interrupted\)| job=|$)"#,
+        "[TARGET CONNECTION DROPPED]${tail}"
+    ));
+
+    let h = history(&dst, "public.big").await;
+    assert_eq!(h.len(), 1, "no further attempt: {h:?}");
+    assert_eq!((h[0].0.as_str(), h[0].2), ("failed", 1), "{h:?}");
+    assert_eq!(count(&dst, "SELECT count(*) FROM big").await, 0);
+    assert_eq!(cursor(&dst, "public.big").await, None);
+}
+
+/// The daemon runs windows through the same engine: a dropped connection is retried within the
+/// round, under the job's lock, and the round ends clean (loaded, compared equal).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_retries_a_window_within_its_round() {
+    let env = TestEnv::new("daemon_retry");
+    create_big(&env, "big", 20_000, 20);
+    write_config_with(&env, &["big"], "retry_delay = \"200ms\"\n");
+    let dst = env.dst.admin(&env.db).await;
+    let locker = hold(&env).await;
+
+    let daemon = Guard(Some(env.spawn(&["daemon", "--interval", "1s", "--rounds", "1"])));
+    terminate_target_copy(&dst).await;
+    release(&locker).await;
+    let out = daemon.wait();
+    out.assert_success();
+    let warning = format!("retrying window {WINDOW_1} of public.big in 200ms (attempt 2 of 3): ");
+    assert!(out.stderr.contains(&warning), "no {warning:?} in:\n{}", out.render());
+
+    let source = support::table_digest(env.src, &env.db, "big", &["id", "ts", "payload"], "id", "true");
+    let target = support::table_digest(env.dst, &env.db, "big", &["id", "ts", "payload"], "id", "true");
+    assert_eq!(target, source, "{}", out.render());
+    let h = history(&dst, "public.big").await;
+    let attempts: Vec<(&str, i32)> = h.iter().map(|(status, _, attempt)| (status.as_str(), *attempt)).collect();
+    assert_eq!(attempts, [("failed", 1), ("succeeded", 2)], "{h:?}");
+}
+
+/// The job's lock lives on the state session: when that session is gone too, the run no longer
+/// owns the job (another run may have taken it over), so a dropped target connection is not
+/// retried — the next run loads the window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_lost_its_state_session_does_not_retry() {
+    let env = TestEnv::new("no_retry_without_lock");
+    create_big(&env, "big", 20_000, 20);
+    write_config_with(&env, &["big"], "retry_delay = \"200ms\"\n");
+    let dst = env.dst.admin(&env.db).await;
+    let locker = hold(&env).await;
+
+    let run = Guard(Some(env.spawn(&["run"])));
+    wait_until_mid_copy(&dst).await;
+    let state_backend = wait_for_row(
+        &dst,
+        "the run's state session",
+        &format!(
+            "SELECT pid::bigint FROM pg_stat_activity WHERE datname = current_database() \
+             AND application_name LIKE 'gptransfer pid {} %' AND query NOT LIKE 'COPY%'",
+            run.pid()
+        ),
+    )
+    .await;
+    dst.execute("SELECT pg_terminate_backend(($1::bigint)::int)", &[&state_backend]).await.unwrap();
+    terminate_target_copy(&dst).await;
+    release(&locker).await;
+    let out = run.wait();
+    assert_eq!(out.code, 1, "{}", out.render());
+    assert!(!out.stderr.contains("retrying"), "{}", out.render());
+
+    wait_until_gone(&dst).await;
+    assert_eq!(count(&dst, "SELECT count(*) FROM big").await, 0);
+    assert_eq!(cursor(&dst, "public.big").await, None);
+    // Nobody could close the attempt; the next run marks it abandoned and loads the window.
+    assert_eq!(history(&dst, "public.big").await, [("running".to_string(), None, 1)]);
+    env.run(&["run"]).assert_success();
+    assert_eq!(count(&dst, "SELECT count(*) FROM big").await, 20_000);
 }

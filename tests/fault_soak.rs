@@ -701,6 +701,7 @@ fn random_plan(seed: u64, scale: f64) -> Plan {
 
 fn config(env: &TestEnv, src_port: u16, dst_port: u16, end_hour: i64, timeouts: (&str, &str)) -> String {
     let (connect, read) = timeouts;
+    // Retries stay on (they meet the faults too), with waits short enough for RUN_LIMIT.
     let mut toml = format!(
         r#"[clusters.src]
 url = "postgres://gpt@127.0.0.1:{src_port}/{db}"
@@ -725,6 +726,7 @@ to = "dst"
 start = "{START}"
 end = "{end}"
 duration = "1h"
+retry_delay = "100ms"
 "#,
         db = env.db,
         dst_db = env.dst_db,

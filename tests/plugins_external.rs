@@ -475,3 +475,57 @@ fn a_plugins_log_lines_reach_gptransfers_log_naming_the_window() {
         8
     );
 }
+
+#[test]
+fn a_plugin_failing_retriably_in_prepare_is_retried_and_lands() {
+    let env = TestEnv::new("a_plugin_failing_retriably_in_prepare_is_retried_and_lands");
+    seed_source(&env);
+    sink_only_config(
+        &env,
+        r#"{ plugin = "faulty", dir = "faulty", retriable_failures = 1 }"#,
+        "retry_delay = \"100ms\"",
+    );
+    let out = env.run(&["run"]);
+    out.assert_success();
+    assert!(out.stderr.contains("the store is busy (fixture), try again"), "{}", out.render());
+    assert_eq!(history(&env), "failed 8 0, succeeded 8 8");
+    assert_eq!(faulty_files(&env), vec!["20240310000000^20240310010000.rows".to_string()], "no temp file left");
+}
+
+/// Issue 15 item 6: an external plugin's `PluginError::retriable` is retried in the same run.
+/// The `files` sink cannot create its window directory while a plain file stands in the way
+/// (a retriable error in its words); the file is removed during the wait and the retry lands.
+#[test]
+fn a_retriable_plugin_error_is_retried_in_the_same_run() {
+    let env = TestEnv::new("plugin_retriable");
+    seed(&env);
+    // The table's own retry_delay: long enough to clear the way before the retry.
+    config(
+        &env,
+        &[library("gptransfer-sink-files")],
+        "{ plugin = \"files\", dir = \"{TEMP_DIR}/out\" }\nretry_delay = \"3s\"",
+    );
+    let blocker = env.dir().join("out/public.ev");
+    std::fs::create_dir_all(blocker.parent().unwrap()).unwrap();
+    std::fs::write(&blocker, "in the way").unwrap();
+
+    let run = env.spawn(&["run"]);
+    let failed = "SELECT count(*) FROM gptransfer.history WHERE status = 'failed'";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while env.dst.try_psql(&env.db, failed).unwrap_or_default() != "1" {
+        assert!(std::time::Instant::now() < deadline, "the first attempt never failed");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::fs::remove_file(&blocker).unwrap();
+    let out = run.wait();
+    out.assert_success();
+    let warning =
+        "retrying window 20240310000000^20240310010000 of public.ev in 3s (attempt 2 of 3): sink plugin \"files\"";
+    assert!(out.stderr.contains(warning), "no {warning:?} in:\n{}", out.render());
+    assert_eq!(
+        env.dst_psql("SELECT string_agg(status || ' ' || attempt, ', ' ORDER BY id) FROM gptransfer.history"),
+        "failed 1, succeeded 2"
+    );
+    assert_eq!(FilesTarget.rows(&env), 8);
+    assert_eq!(cursor(&env), "2024-03-10 01:00:00");
+}

@@ -189,7 +189,8 @@ impl PluginError {
         PluginError { message: message.into(), retriable: false }
     }
 
-    /// A failure a later attempt may not meet.
+    /// A failure a later attempt may not meet: a window failing so before `commit` is tried
+    /// again in the same run, up to the table's `retries`.
     pub fn retriable(message: impl Into<String>) -> Self {
         PluginError { message: message.into(), retriable: true }
     }

@@ -19,5 +19,8 @@ pub use model::{
 pub use plugin_spec::PluginSpec;
 pub use preset::{PresetConfig, PRESETS};
 pub use reader::{failpoint, ExternalCursor, ExternalCursors, TableProgress};
-pub use resolve::{AlarmSpec, Config, JobDefaults, JobSpec, StateSpec, TableSpec};
+pub use resolve::{
+    AlarmSpec, Config, JobDefaults, JobSpec, StateSpec, TableSpec, DEFAULT_RETRIES, DEFAULT_RETRY_DELAY,
+    MAX_RETRY_DELAY,
+};
 pub use timestamp::ConfigTimestamp;

@@ -198,6 +198,11 @@ pub struct JobConfig {
     pub duration: Option<ConfigDuration>,
     /// Windows newer than `now - lag` are not due yet.
     pub lag: Option<ConfigDuration>,
+    /// Attempts after the first for a window that failed in a way a retry may cure (a dropped
+    /// connection, a timeout) before anything of it was committed.
+    pub retries: Option<u32>,
+    /// Wait before the first retry; doubled after each further attempt.
+    pub retry_delay: Option<ConfigDuration>,
     /// Session time zone for both clusters (for timestamptz windows); server default if unset.
     pub timezone: Option<String>,
     /// Default mode of the job's tables.
@@ -247,6 +252,10 @@ pub struct TableConfig {
     pub final_end: Option<ConfigTimestamp>,
     /// Overrides the job's lag.
     pub lag: Option<ConfigDuration>,
+    /// Overrides the job's retries.
+    pub retries: Option<u32>,
+    /// Overrides the job's retry_delay.
+    pub retry_delay: Option<ConfigDuration>,
     /// Load mode; the job's, else `replace`.
     pub mode: Option<Mode>,
     /// Key columns (required by `merge`; used by compare).

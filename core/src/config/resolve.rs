@@ -88,6 +88,10 @@ pub struct JobDefaults {
     pub duration: Option<ConfigDuration>,
     /// Hold-back from now.
     pub lag: ConfigDuration,
+    /// Retries of a window that failed retriably.
+    pub retries: u32,
+    /// Wait before the first retry.
+    pub retry_delay: ConfigDuration,
     /// Load mode.
     pub mode: Option<Mode>,
     /// Create missing targets.
@@ -126,6 +130,8 @@ impl JobSpec {
             end: d.end,
             final_end: None,
             lag: d.lag,
+            retries: d.retries,
+            retry_delay: d.retry_delay,
             mode: d.mode.unwrap_or(Mode::Replace),
             key: Vec::new(),
             columns: None,
@@ -167,6 +173,11 @@ pub struct TableSpec {
     pub final_end: Option<NaiveDateTime>,
     /// Hold-back from now.
     pub lag: ConfigDuration,
+    /// Attempts after the first for a window that failed retriably before its commit began.
+    pub retries: u32,
+    /// Wait before the first retry; doubled after each further attempt (at most
+    /// [`MAX_RETRY_DELAY`]).
+    pub retry_delay: ConfigDuration,
     /// Load mode.
     pub mode: Mode,
     /// Key columns.
@@ -238,6 +249,13 @@ impl TableSpec {
         )
     }
 }
+
+/// Retries of a window that failed retriably, unless the job or table says otherwise.
+pub const DEFAULT_RETRIES: u32 = 2;
+/// The wait before the first retry, unless the job or table says otherwise.
+pub const DEFAULT_RETRY_DELAY: ConfigDuration = ConfigDuration(std::time::Duration::from_secs(5));
+/// The longest wait between two attempts, however often the delay has doubled.
+pub const MAX_RETRY_DELAY: std::time::Duration = std::time::Duration::from_secs(300);
 
 fn spanned_default(name: &str) -> Spanned<PluginSpec> {
     Spanned::new(0..0, PluginSpec::named(name))
@@ -547,6 +565,8 @@ fn resolve(path: &Path, text: String, file: ConfigFile) -> Result<Config, Config
                 end: job.end.map(|e| e.0),
                 final_end: t.final_end.map(|e| e.0),
                 lag: t.lag.or(job.lag).unwrap_or(ConfigDuration(std::time::Duration::ZERO)),
+                retries: t.retries.or(job.retries).unwrap_or(DEFAULT_RETRIES),
+                retry_delay: t.retry_delay.or(job.retry_delay).unwrap_or(DEFAULT_RETRY_DELAY),
                 mode,
                 key: t.key.clone(),
                 columns: t.columns.clone(),
@@ -590,6 +610,8 @@ fn resolve(path: &Path, text: String, file: ConfigFile) -> Result<Config, Config
                 end: job.end.map(|e| e.0),
                 duration: job.duration,
                 lag: job.lag.unwrap_or(ConfigDuration(std::time::Duration::ZERO)),
+                retries: job.retries.unwrap_or(DEFAULT_RETRIES),
+                retry_delay: job.retry_delay.unwrap_or(DEFAULT_RETRY_DELAY),
                 mode: job_mode,
                 create_target: job.create_target,
                 source: job_source,
@@ -730,6 +752,30 @@ duration = "1h"
         assert!(e.contains("preset \"gp4-legacy\" needs root"), "{e}");
         let e = load(&format!("{BASE}{table}preset = {{ name = \"v2\", root = \"/x\" }}\n")).unwrap_err().to_string();
         assert!(e.contains("preset \"v2\" is unknown; presets: gp4-legacy"), "{e}");
+    }
+
+    #[test]
+    fn retries_default_and_are_overridden_by_job_then_table() {
+        let table = "[[jobs.j.tables]]\ntable = \"eda.t\"\ncondition_column = \"ts\"\n";
+        let c = load(&format!("{BASE}{table}")).unwrap();
+        let t = &c.jobs[0].tables[0];
+        assert_eq!((t.retries, t.retry_delay), (DEFAULT_RETRIES, DEFAULT_RETRY_DELAY));
+        assert_eq!((t.retries, t.retry_delay.to_string().as_str()), (2, "5s"));
+
+        let job = format!("{BASE}retries = 5\nretry_delay = \"200ms\"\n");
+        let c = load(&format!("{job}{table}")).unwrap();
+        let t = &c.jobs[0].tables[0];
+        assert_eq!((t.retries, t.retry_delay.to_string().as_str()), (5, "200ms"));
+        // A reader's tables get the job's too.
+        let t = c.jobs[0].default_table(QualifiedName::parse("eda.u").unwrap());
+        assert_eq!((t.retries, t.retry_delay.to_string().as_str()), (5, "200ms"));
+
+        let c = load(&format!("{job}{table}retries = 0\nretry_delay = \"1m\"\n")).unwrap();
+        let t = &c.jobs[0].tables[0];
+        assert_eq!((t.retries, t.retry_delay.to_string().as_str()), (0, "1m"));
+
+        let e = load(&format!("{BASE}retries = -1\n{table}")).unwrap_err().to_string();
+        assert!(e.starts_with("t.toml:11:11: invalid value: integer `-1`"), "{e}");
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod clock;
 mod compare_run;
 mod create;
 mod interrupt;
+mod retry;
 mod run;
 mod select;
 mod status;

@@ -10,7 +10,8 @@ use futures_util::stream::{self, StreamExt};
 use super::check::check_table;
 use super::clock::ZonedSessions;
 use super::interrupt::Interrupt;
-use super::window_run::{run_window, WindowPlugins};
+use super::retry::run_window_retrying;
+use super::window_run::{TableRun, WindowPlugins};
 use crate::cluster::{ClusterHandle, Session};
 use crate::config::{Config, TableProgress, TableSpec};
 use crate::error::Error;
@@ -232,6 +233,9 @@ pub trait Observer: Send + Sync {
     fn planned(&self, _table: &TableSpec, _windows: &[Window]) {}
     /// A window started; `counters` move while it runs.
     fn window_started(&self, _table: &TableSpec, _window: &Window, _counters: Arc<Counters>) {}
+    /// An attempt of a window failed and the window is tried again after a wait; `report` is
+    /// that attempt (its history row says failed). `window_finished` follows for the last one.
+    fn window_retrying(&self, _report: &WindowReport) {}
     /// A window ended.
     fn window_finished(&self, _report: &WindowReport) {}
 }
@@ -564,24 +568,24 @@ pub async fn run(
                 (Ok(s), Ok(t)) => (s, t),
                 _ => return done,
             };
+            let run = TableRun {
+                state,
+                table: &table,
+                check: &check,
+                plugins: &plugins,
+                source: &source,
+                target: &target,
+                application: &application,
+                observer: observer.as_ref(),
+                interrupt: &interrupt,
+                reason: options.reason,
+            };
             for window in windows {
                 if interrupt.signal().is_some() || stop_all.is_cancelled() {
                     break;
                 }
-                let r = run_window(
-                    state,
-                    &table,
-                    &check,
-                    &plugins,
-                    window,
-                    &source,
-                    &target,
-                    &application,
-                    observer.as_ref(),
-                    &interrupt,
-                    options.reason,
-                )
-                .await;
+                // A retriable failure is retried here, before the table's next window.
+                let r = run_window_retrying(&run, window, &stop_all).await;
                 observer.window_finished(&r);
                 let failed = r.status == WindowStatus::Failed;
                 done.push(r);

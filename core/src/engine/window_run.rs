@@ -44,20 +44,40 @@ enum Failure {
     Interrupted(i32),
 }
 
-#[allow(clippy::too_many_arguments)]
-pub(super) async fn run_window(
-    state: &State,
-    table: &Arc<TableSpec>,
-    check: &TableCheck,
-    plugins: &WindowPlugins,
-    window: Window,
-    source: &ClusterHandle,
-    target: &ClusterHandle,
-    application: &str,
-    observer: &dyn Observer,
-    interrupt: &Interrupt,
-    reason: Option<&str>,
-) -> WindowReport {
+/// What every window of one table is run with.
+pub(super) struct TableRun<'a> {
+    pub state: &'a State,
+    pub table: &'a Arc<TableSpec>,
+    pub check: &'a TableCheck,
+    pub plugins: &'a WindowPlugins,
+    pub source: &'a ClusterHandle,
+    pub target: &'a ClusterHandle,
+    pub application: &'a str,
+    pub observer: &'a dyn Observer,
+    pub interrupt: &'a Interrupt,
+    /// Why the windows run when not by a plain run (`repair`, `reload`): kept in history.
+    pub reason: Option<&'a str>,
+}
+
+/// Which attempt of a window this is: the `number`-th of at most `of`.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Attempt {
+    pub number: u32,
+    pub of: u32,
+}
+
+/// How one attempt of a window ended.
+pub(super) struct Attempted {
+    pub report: WindowReport,
+    /// It failed before its commit began (nothing of it is visible), in a way another attempt
+    /// may cure (a dropped connection, a timeout), and attempts are left: the caller waits and
+    /// tries again. Its failure was recorded in history but not yet reported as final.
+    pub retry: bool,
+}
+
+/// One attempt of `window`: its own history row, its own transaction on the target.
+pub(super) async fn run_window(run: &TableRun<'_>, window: Window, attempt: Attempt) -> Attempted {
+    let TableRun { state, table, check, plugins, source, target, application, observer, interrupt, reason } = *run;
     let started = Instant::now();
     let counters = Arc::new(Counters::default());
     let mut report = WindowReport {
@@ -80,8 +100,10 @@ pub(super) async fn run_window(
     let history_id = match state.history_start(table, &window, &chain, &crate::host_name(), reason).await {
         Ok(id) => id,
         Err(e) => {
+            // Not retried: the state session holds the job's lock, and a state that cannot be
+            // written is not a fault of this window.
             report.error = Some(format!("cannot record the window in history: {e}"));
-            return report;
+            return Attempted { report, retry: false };
         }
     };
     observer.window_started(table, &window, counters.clone());
@@ -159,23 +181,39 @@ pub(super) async fn run_window(
             let (rows, bytes) = counters.get();
             report.rows_read = rows;
             report.bytes = bytes;
-            let message = match f {
+            // Only a failure before the commit began: one during or after it may have landed.
+            let mut retry = committing.is_none()
+                && matches!(&f, Failure::Role(e) if e.retriable)
+                && attempt.number < attempt.of
+                && interrupt.signal().is_none();
+            let mut message = match f {
                 Failure::Role(e) => e.message,
                 Failure::Interrupted(sig) => format!(
                     "interrupted by {}; the window was rolled back",
                     if sig == 15 { "SIGTERM" } else { "SIGINT" }
                 ),
             };
+            if !retry && attempt.number > 1 {
+                message.push_str(&format!(" ({} attempts made)", attempt.number));
+            }
             let partial = Delivered { rows_read: rows, bytes, rows_written: 0, detail };
             // Recorded over a `running` row only: one the commit made `succeeded` is left as it
             // is, and proves the window landed.
-            match state
+            let recorded = state
                 .within(
                     "recording the failure",
                     state.history_finish(state.client(), history_id, Outcome::Failed, partial, elapsed, Some(&message)),
                 )
-                .await
-            {
+                .await;
+            // Another attempt only while this run still owns the window: the state session
+            // answered (it holds the job's lock) and the attempt's row was still its own.
+            if retry && !matches!(recorded, Ok(n) if n > 0) {
+                retry = false;
+                if attempt.number > 1 {
+                    message.push_str(&format!(" ({} attempts made)", attempt.number));
+                }
+            }
+            match recorded {
                 Ok(0) => {
                     if let Some(delivered) = committing {
                         if landed(state, history_id).await {
@@ -188,21 +226,24 @@ pub(super) async fn run_window(
                             report.rows_read = delivered.rows_read;
                             report.rows_written = delivered.rows_written;
                             report.bytes = delivered.bytes;
-                            return report;
+                            return Attempted { report, retry: false };
                         }
                     }
                 }
                 Ok(_) => {}
                 Err(e) => tracing::warn!("could not record the failure in history: {}", e.message),
             }
-            tracing::error!(
-                job = %table.job, table = %table.source_table, window = %window.id(),
-                "window failed: {message}"
-            );
+            if !retry {
+                tracing::error!(
+                    job = %table.job, table = %table.source_table, window = %window.id(),
+                    "window failed: {message}"
+                );
+            }
             report.error = Some(message);
+            return Attempted { report, retry };
         }
     }
-    report
+    Attempted { report, retry: false }
 }
 
 /// Whether the attempt's history row says `succeeded`: it is written in the window's own
