@@ -1,9 +1,11 @@
 //! The run engine: select tables, lock jobs, check, plan, and move each window atomically.
 
+mod backfill;
 mod check;
 pub mod clock;
 mod compare_run;
 mod create;
+mod frontier;
 mod interrupt;
 mod retry;
 mod run;

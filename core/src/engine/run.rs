@@ -1,16 +1,18 @@
 //! A whole run: lock the jobs, check every table before anything moves, plan, then move the
-//! windows, tables in parallel, windows of one table in order.
+//! windows: at most `--parallel` windows at once in all, from all tables; several windows of
+//! one table at once in a backfill ([`super::backfill`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::NaiveDateTime;
-use futures_util::stream::{self, StreamExt};
+use futures_util::future::join_all;
 
 use super::check::check_table;
 use super::clock::ZonedSessions;
 use super::interrupt::Interrupt;
-use super::retry::run_window_retrying;
+use super::backfill::{run_table_windows, width, Stops};
+use super::frontier::Frontier;
 use super::window_run::{TableRun, WindowPlugins};
 use crate::cluster::{ClusterHandle, Session};
 use crate::config::{Config, TableProgress, TableSpec};
@@ -30,7 +32,8 @@ pub struct RunOptions {
     pub tables: Vec<String>,
     /// No window ends after this.
     pub until: Option<NaiveDateTime>,
-    /// Tables moved at once.
+    /// Windows moved at once, in all (several of one table in a backfill, see
+    /// [`super::backfill`]).
     pub parallel: usize,
     /// Plan and check, move nothing.
     pub dry_run: bool,
@@ -177,6 +180,24 @@ fn window_bounds(id: &str) -> Option<(NaiveDateTime, NaiveDateTime)> {
     Some((parse(start)?, parse(end)?))
 }
 
+/// The end of the contiguous run of committed windows from a table's first window of this run:
+/// windows that committed after one that did not (a parallel backfill) are not covered, as
+/// the state cursor does not cover them either.
+fn committed_prefix<'a>(windows: impl Iterator<Item = &'a WindowReport>) -> Option<NaiveDateTime> {
+    let mut ran: Vec<((NaiveDateTime, NaiveDateTime), bool)> = windows
+        .filter_map(|w| window_bounds(&w.window).map(|b| (b, w.status == WindowStatus::Succeeded)))
+        .collect();
+    ran.sort_by_key(|(b, _)| *b);
+    let mut reached: Option<NaiveDateTime> = None;
+    for ((start, end), succeeded) in ran {
+        if !succeeded || reached.is_some_and(|r| r < start) {
+            break;
+        }
+        reached = reached.max(Some(end));
+    }
+    reached
+}
+
 /// After the windows committed: move each job's external cursors as far as its tables got.
 async fn advance_external_cursors(
     config: &Config,
@@ -202,10 +223,7 @@ async fn advance_external_cursors(
             .map(|t| {
                 let entry = t.display_name();
                 let this_table = || windows.iter().filter(|w| &w.job == job && w.table == entry);
-                let cursor = this_table()
-                    .filter(|w| w.status == WindowStatus::Succeeded)
-                    .filter_map(|w| window_bounds(&w.window).map(|(_, end)| end))
-                    .max();
+                let cursor = committed_prefix(this_table());
                 let failed_at = this_table()
                     .filter(|w| w.status == WindowStatus::Failed)
                     .filter_map(|w| window_bounds(&w.window).map(|(start, _)| start))
@@ -555,6 +573,10 @@ pub async fn run(
 
     let state = &state;
     let stop_all = tokio_util::sync::CancellationToken::new();
+    // The `--parallel` slots, shared by every window of every table: FIFO, so a long
+    // backfill does not starve the other tables.
+    let slots = tokio::sync::Semaphore::new(options.parallel.max(1));
+    let slots = &slots;
     let per_table = work.into_iter().map(|(table, check, plugins, windows)| {
         let observer = observer.clone();
         let interrupt = interrupt.clone();
@@ -563,11 +585,11 @@ pub async fn run(
         let source = cluster(&table.from);
         let target = cluster(&table.to);
         async move {
-            let mut done = Vec::new();
             let (source, target) = match (source, target) {
                 (Ok(s), Ok(t)) => (s, t),
-                _ => return done,
+                _ => return Vec::new(),
             };
+            let frontier = Frontier::new(&windows);
             let run = TableRun {
                 state,
                 table: &table,
@@ -579,29 +601,14 @@ pub async fn run(
                 observer: observer.as_ref(),
                 interrupt: &interrupt,
                 reason: options.reason,
+                frontier: &frontier,
             };
-            for window in windows {
-                if interrupt.signal().is_some() || stop_all.is_cancelled() {
-                    break;
-                }
-                // A retriable failure is retried here, before the table's next window.
-                let r = run_window_retrying(&run, window, &stop_all).await;
-                observer.window_finished(&r);
-                let failed = r.status == WindowStatus::Failed;
-                done.push(r);
-                if failed {
-                    // Later windows wait: the cursor cannot skip a hole.
-                    if options.stop_on_error {
-                        stop_all.cancel();
-                    }
-                    break;
-                }
-            }
-            done
+            let width = width(table.mode, options.parallel);
+            run_table_windows(&run, windows, width, slots, Stops { all: &stop_all, on_error: options.stop_on_error })
+                .await
         }
     });
-    let results: Vec<Vec<WindowReport>> =
-        stream::iter(per_table).buffer_unordered(options.parallel.max(1)).collect().await;
+    let results: Vec<Vec<WindowReport>> = join_all(per_table).await;
     report.windows = results.into_iter().flatten().collect();
     report.interrupted_by = interrupt.signal();
     // The targets have committed (and the state cursors with them); only now the cursors kept

@@ -1,12 +1,14 @@
 //! One window, atomically: history `running` → sink begins its transaction → source streams
 //! through the transport into the sink → counts checked → history `succeeded` and cursor
-//! advanced in the sink's transaction (when state lives on the target) → commit. Any error,
-//! a signal, or a dropped connection rolls the whole window back.
+//! advanced in the sink's transaction (when state lives on the target and every earlier window
+//! of the run has committed, see [`Frontier`]) → commit. Any error, a signal, or a dropped
+//! connection rolls the whole window back.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use super::check::TableCheck;
+use super::frontier::Frontier;
 use super::interrupt::Interrupt;
 use super::run::{Observer, WindowReport, WindowStatus};
 use crate::cluster::ClusterHandle;
@@ -57,6 +59,8 @@ pub(super) struct TableRun<'a> {
     pub interrupt: &'a Interrupt,
     /// Why the windows run when not by a plain run (`repair`, `reload`): kept in history.
     pub reason: Option<&'a str>,
+    /// The table's committed windows of this run: how far its cursor may move.
+    pub frontier: &'a Frontier,
 }
 
 /// Which attempt of a window this is: the `number`-th of at most `of`.
@@ -77,7 +81,8 @@ pub(super) struct Attempted {
 
 /// One attempt of `window`: its own history row, its own transaction on the target.
 pub(super) async fn run_window(run: &TableRun<'_>, window: Window, attempt: Attempt) -> Attempted {
-    let TableRun { state, table, check, plugins, source, target, application, observer, interrupt, reason } = *run;
+    let TableRun { state, table, check, plugins, source, target, application, observer, interrupt, reason, frontier } =
+        *run;
     let started = Instant::now();
     let counters = Arc::new(Counters::default());
     let mut report = WindowReport {
@@ -162,10 +167,12 @@ pub(super) async fn run_window(run: &TableRun<'_>, window: Window, attempt: Atte
     };
     // A failure while committing leaves what was delivered: the commit may have gone through.
     let outcome = match loaded {
-        Ok((sink, delivered)) => finish(state, table, history_id, window, delivered, started, sink, state_on_target)
-            .await
-            .map(|()| delivered)
-            .map_err(|e| (Failure::Role(e), delivered.detail, Some(delivered))),
+        Ok((sink, delivered)) => {
+            finish(state, table, history_id, window, delivered, started, sink, state_on_target, frontier)
+                .await
+                .map(|()| delivered)
+                .map_err(|e| (Failure::Role(e), delivered.detail, Some(delivered)))
+        }
         Err((f, detail)) => Err((f, detail, None)),
     };
     let elapsed = started.elapsed().as_secs_f64();
@@ -261,7 +268,9 @@ async fn landed(state: &State, history_id: i64) -> bool {
 
 /// History and cursor, then commit: inside the load's transaction when the state lives on
 /// the target; else right after the commit (a crash between the two only re-runs the window,
-/// which replace and merge make harmless).
+/// which replace and merge make harmless). The cursor moves in the window's transaction only
+/// when every earlier window of the run has committed; otherwise the run moves it over the
+/// committed prefix after the commit ([`Frontier`]).
 #[allow(clippy::too_many_arguments)]
 async fn finish(
     state: &State,
@@ -272,6 +281,7 @@ async fn finish(
     started: Instant,
     sink: Box<dyn SinkWindow>,
     state_on_target: bool,
+    frontier: &Frontier,
 ) -> Result<(), RoleError> {
     let elapsed = started.elapsed().as_secs_f64();
     let name = table.cursor_key();
@@ -288,18 +298,27 @@ async fn finish(
                      the window was rolled back"
                 )));
             }
-            state.within(what, state.advance_cursor(tx, &table.job, &name, window.end)).await?;
-            sink.commit().await
+            let next = frontier.is_next(&window);
+            if next {
+                state.within(what, state.advance_cursor(tx, &table.job, &name, window.end)).await?;
+            }
+            sink.commit().await?;
+            frontier.committed(&window);
+            if next {
+                frontier.stored(window.end);
+            }
+            Ok(())
         }
         _ => {
             sink.commit().await?;
+            frontier.committed(&window);
             state
                 .within(
                     what,
                     state.history_finish(state.client(), history_id, Outcome::Succeeded, delivered, elapsed, None),
                 )
-                .await?;
-            state.within(what, state.advance_cursor(state.client(), &table.job, &name, window.end)).await
+                .await
+                .map(|_| ())
         }
     }
 }

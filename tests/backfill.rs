@@ -1,0 +1,238 @@
+//! Parallel backfill (issue 11): 30 daily windows of one table run up to `--parallel` at once in
+//! replace and merge, never more than `--parallel` windows in all; append keeps one at a time.
+//! The cursor moves only over the contiguous prefix of committed windows: a failure in window
+//! 10, or a kill while window 10 is still loading, leaves it at window 10's start, and the next
+//! run loads window 10 on again, byte-exact, without duplicates.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use support::canonical::assert_same_lines;
+use support::fact::{fact_lines, fact_source_sql, FACT, FACT_COLUMNS_DDL};
+use support::runs::{wait_for_row, wait_until_gone, Guard};
+use support::TestEnv;
+
+/// The 30 days the job covers; `eda.fact`'s 4800 rows spread over them, 160 a day.
+const DAYS: &str = "evt_ts >= '2024-03-01' AND evt_ts < '2024-03-31'";
+const ROWS: usize = 4800;
+/// Window 10 (the 10th of March) holds ids 1441–1600.
+const WINDOW_10: &str = "evt_ts >= '2024-03-10' AND evt_ts < '2024-03-11'";
+const WINDOW_10_START: &str = "2024-03-10 00:00:00";
+const BEFORE_10: &str = "evt_ts >= '2024-03-01' AND evt_ts < '2024-03-10'";
+
+/// `eda.fact` on the source spread over 30 days (microseconds kept); the rows outside the job's
+/// span moved out of it. The target table, without a key: a duplicate would show.
+fn thirty_days(env: &TestEnv) {
+    env.src_psql(&fact_source_sql(env.src.kind));
+    env.src_psql(
+        "UPDATE eda.fact SET evt_ts = evt_ts - interval '9 days' + (id - 1) * interval '522 seconds' WHERE id <= 4800;
+         UPDATE eda.fact SET evt_ts = '2024-02-20 00:00:00' WHERE id = 1000001;
+         UPDATE eda.fact SET evt_ts = '2024-03-31 00:00:00' WHERE id = 1000002;
+         UPDATE eda.fact SET evt_ts = '2024-04-02 00:00:00' WHERE id = 1000003;",
+    );
+    assert_eq!(env.src_psql(&format!("SELECT count(*) FROM eda.fact WHERE {DAYS}")), ROWS.to_string());
+    assert_eq!(env.src_psql(&format!("SELECT min(id) || '-' || max(id) FROM eda.fact WHERE {WINDOW_10}")), "1441-1600");
+    env.dst_psql(&format!("CREATE SCHEMA eda; CREATE TABLE {FACT} ({FACT_COLUMNS_DDL});"));
+}
+
+/// One job, daily windows over the 30 days, `source` into each of `targets` in `mode`.
+fn job(mode: &str, source: &str, targets: &[&str]) -> String {
+    let mut config = format!(
+        r#"{{CLUSTERS}}
+
+[jobs.bf]
+from = "src"
+to = "dst"
+start = "2024-03-01 00:00:00"
+end = "2024-03-31 00:00:00"
+duration = "1d"
+mode = "{mode}"
+"#
+    );
+    for t in targets {
+        config.push_str(&format!(
+            "\n[[jobs.bf.tables]]\ntable = \"{source}\"\ntarget_table = \"{t}\"\ncondition_column = \"evt_ts\"\nkey = [\"id\"]\n"
+        ));
+    }
+    config
+}
+
+/// The 30 days on the source and all of `target`, as canonical lines (a duplicate is a line).
+fn assert_exact(env: &TestEnv, target: &str) {
+    let source = fact_lines(env.src, &env.db, FACT, DAYS);
+    assert_eq!(source.len(), ROWS);
+    assert_same_lines(target, &source, &fact_lines(env.dst, &env.dst_db, target, "true"));
+}
+
+fn cursor(env: &TestEnv) -> String {
+    env.dst_psql("SELECT table_name || ' ' || cursor_end FROM gptransfer.cursors ORDER BY table_name")
+}
+
+/// The most windows whose attempts (history, start to finish) ran at one instant, over all
+/// tables of the run.
+fn most_at_once(env: &TestEnv) -> i64 {
+    env.dst_psql(
+        "SELECT max(n) FROM (SELECT a.id, count(*) AS n FROM gptransfer.history a JOIN gptransfer.history b \
+         ON b.started_at <= a.started_at AND b.finished_at > a.started_at GROUP BY a.id) AS at_once",
+    )
+    .parse()
+    .unwrap()
+}
+
+fn succeeded(env: &TestEnv, target: &str) -> String {
+    env.dst_psql(&format!(
+        "SELECT count(*) || ' ' || count(DISTINCT window_id) FROM gptransfer.history \
+         WHERE target_table = '{target}' AND status = 'succeeded'"
+    ))
+}
+
+#[test]
+fn a_backfill_runs_windows_of_one_table_at_once_within_the_parallel_slots() {
+    let env = TestEnv::new("backfill_parallel");
+    thirty_days(&env);
+    env.dst_psql(&format!("CREATE TABLE eda.fact_b ({FACT_COLUMNS_DDL});"));
+    env.write_config(&job("replace", FACT, &[FACT, "eda.fact_b"]));
+
+    let out = env.run(&["run", "--parallel", "4"]);
+    out.assert_success();
+    assert!(out.stdout.contains("60 window(s) loaded, 0 failed"), "{}", out.render());
+    for t in [FACT, "eda.fact_b"] {
+        assert_exact(&env, t);
+        assert_eq!(succeeded(&env, t), "30 30");
+    }
+    assert_eq!(cursor(&env), "eda.fact 2024-03-31 00:00:00\neda.fact -> eda.fact_b 2024-03-31 00:00:00");
+    // Windows of one table overlapped; never more than 4 windows ran at once, in all.
+    let at_once = most_at_once(&env);
+    assert!((2..=4).contains(&at_once), "{at_once} windows at once");
+    let one_table: i64 = env
+        .dst_psql(
+            "SELECT count(*) FROM gptransfer.history a JOIN gptransfer.history b ON a.id < b.id \
+             AND a.target_table = b.target_table AND a.started_at < b.finished_at AND b.started_at < a.finished_at",
+        )
+        .parse()
+        .unwrap();
+    assert!(one_table > 0, "no two windows of one table overlapped");
+
+    // A re-run finds nothing due and changes nothing.
+    let again = env.run(&["run", "--parallel", "4"]);
+    again.assert_success();
+    assert_exact(&env, FACT);
+}
+
+#[test]
+fn append_runs_its_windows_one_at_a_time_whatever_the_parallel() {
+    let env = TestEnv::new("backfill_append");
+    thirty_days(&env);
+    env.write_config(&job("append", FACT, &[FACT]));
+    env.run(&["run", "--parallel", "4"]).assert_success();
+    assert_exact(&env, FACT);
+    assert_eq!(succeeded(&env, FACT), "30 30");
+    assert_eq!(most_at_once(&env), 1);
+    assert_eq!(cursor(&env), "eda.fact 2024-03-31 00:00:00");
+}
+
+/// A CHECK on the target refuses a row of window 10: the run fails (exit 1), the cursor stays
+/// at window 10's start with windows 1–9 exact and window 10 absent; without the CHECK, the
+/// next run loads window 10 on, byte-exact and without duplicates.
+fn a_failure_in_window_10_holds_the_cursor_at_its_start(mode: &str) {
+    let env = TestEnv::new(&format!("backfill_fail_{mode}"));
+    thirty_days(&env);
+    env.dst_psql("ALTER TABLE eda.fact ADD CONSTRAINT refuse_1500 CHECK (id <> 1500)");
+    env.write_config(&job(mode, FACT, &[FACT]));
+
+    let out = env.run(&["run", "--parallel", "4"]);
+    out.assert_code(1);
+    assert!(out.stdout.contains("20240310000000^20240311000000"), "{}", out.render());
+    assert!(out.render().contains("refuse_1500"), "{}", out.render());
+    assert_eq!(cursor(&env), format!("eda.fact {WINDOW_10_START}"));
+    assert_same_lines(
+        "windows 1-9",
+        &fact_lines(env.src, &env.db, FACT, BEFORE_10),
+        &fact_lines(env.dst, &env.dst_db, FACT, BEFORE_10),
+    );
+    assert_eq!(env.dst_psql(&format!("SELECT count(*) FROM eda.fact WHERE {WINDOW_10}")), "0");
+    assert_eq!(
+        env.dst_psql(
+            "SELECT window_id || ' ' || status FROM gptransfer.history WHERE window_start = '2024-03-10' ORDER BY id"
+        ),
+        "20240310000000^20240311000000 failed"
+    );
+    // Some windows after 10 ran (they were running, or had started, when it failed): they
+    // are committed and in history, not under the cursor.
+    let beyond: i64 = env
+        .dst_psql("SELECT count(*) FROM gptransfer.history WHERE window_start > '2024-03-10' AND status = 'succeeded'")
+        .parse()
+        .unwrap();
+    assert!(beyond >= 1, "no window after 10 ran: the windows did not run in parallel\n{}", out.render());
+    assert!(beyond < 20, "every window after 10 started although 10 had failed ({beyond})");
+
+    env.dst_psql("ALTER TABLE eda.fact DROP CONSTRAINT refuse_1500");
+    let out = env.run(&["run", "--parallel", "4"]);
+    out.assert_success();
+    assert!(out.stdout.contains("21 window(s) loaded, 0 failed"), "{}", out.render());
+    assert_exact(&env, FACT);
+    assert_eq!(env.dst_psql("SELECT count(*) - count(DISTINCT id) FROM eda.fact"), "0");
+    assert_eq!(cursor(&env), "eda.fact 2024-03-31 00:00:00");
+}
+
+#[test]
+fn replace_failure_in_window_10_holds_the_cursor_and_a_rerun_is_exact() {
+    a_failure_in_window_10_holds_the_cursor_at_its_start("replace");
+}
+
+#[test]
+fn merge_failure_in_window_10_holds_the_cursor_and_a_rerun_is_exact() {
+    a_failure_in_window_10_holds_the_cursor_at_its_start("merge");
+}
+
+const HOLD_KEY: i64 = 4311;
+
+/// A run killed (SIGKILL) while window 10 is still loading and every other window has
+/// committed: the cursor never passed window 10 — neither while the run went on nor after the
+/// kill — and the next run loads window 10 on, byte-exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_while_window_10_loads_leaves_the_cursor_at_its_start() {
+    let env = TestEnv::new("backfill_sigkill");
+    thirty_days(&env);
+    // The source view stops at row 1500 (window 10) while the test holds the lock; the high
+    // cost keeps the window's own condition evaluated first, so no other window waits.
+    env.src_psql(&format!(
+        "CREATE FUNCTION eda.hold(id bigint) RETURNS boolean LANGUAGE plpgsql VOLATILE COST 10000 AS $$
+         BEGIN
+             IF id = 1500 THEN PERFORM pg_advisory_xact_lock({HOLD_KEY}); END IF;
+             RETURN true;
+         END $$;
+         CREATE VIEW eda.fact_v AS SELECT * FROM eda.fact WHERE eda.hold(id);"
+    ));
+    env.write_config(&job("replace", "eda.fact_v", &[FACT]));
+    let locker = env.src.admin(&env.db).await;
+    locker.execute("SELECT pg_advisory_lock($1)", &[&HOLD_KEY]).await.unwrap();
+    let dst = env.dst.admin(&env.dst_db).await;
+    let src = env.src.admin(&env.db).await;
+
+    let run = Guard(Some(env.spawn(&["run", "--parallel", "4"])));
+    // The 29 other windows commit around the held one.
+    wait_for_row(&dst, "the state schema", "SELECT 0::bigint WHERE to_regclass('gptransfer.cursors') IS NOT NULL").await;
+    wait_for_row(
+        &dst,
+        "29 windows to commit while window 10 waits",
+        "SELECT 0::bigint FROM gptransfer.history HAVING count(*) FILTER (WHERE status = 'succeeded') = 29 \
+         AND count(*) FILTER (WHERE status = 'running' AND window_start = '2024-03-10') = 1",
+    )
+    .await;
+    assert_eq!(cursor(&env), format!("eda.fact_v -> eda.fact {WINDOW_10_START}"));
+    run.signal("KILL");
+    let out = run.wait();
+    assert_eq!(out.code, 128 + 9, "{}", out.render());
+    wait_until_gone(&dst).await;
+    locker.execute("SELECT pg_advisory_unlock($1)", &[&HOLD_KEY]).await.unwrap();
+    wait_until_gone(&src).await;
+
+    assert_eq!(cursor(&env), format!("eda.fact_v -> eda.fact {WINDOW_10_START}"));
+    assert_eq!(env.dst_psql(&format!("SELECT count(*) FROM eda.fact WHERE {WINDOW_10}")), "0");
+    let out = env.run(&["run", "--parallel", "4"]);
+    out.assert_success();
+    assert!(out.stdout.contains("21 window(s) loaded, 0 failed"), "{}", out.render());
+    assert_exact(&env, FACT);
+    assert_eq!(cursor(&env), "eda.fact_v -> eda.fact 2024-03-31 00:00:00");
+}
