@@ -204,7 +204,7 @@ pub struct DaemonArgs {
     /// Time between rounds
     #[arg(long, default_value = "15m")]
     pub interval: String,
-    /// Tables moved at the same time
+    /// Windows moved at the same time, in all tables (several of one table in a backfill; append: one)
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub parallel: u16,
     /// Stop after this many rounds (0: until SIGTERM)
@@ -238,7 +238,7 @@ pub struct RunArgs {
     /// No window ends after this timestamp
     #[arg(long, value_name = "TS")]
     pub until: Option<String>,
-    /// Tables moved at the same time
+    /// Windows moved at the same time, in all tables (several of one table in a backfill; append: one)
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub parallel: u16,
     /// Check and plan, move nothing

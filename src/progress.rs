@@ -1,5 +1,6 @@
 //! Progress for people: a bar per window on a terminal (rows, MB/s, ETA from the previous
-//! window's size), one line per finished window otherwise.
+//! window's size), one line per finished window otherwise. A backfill runs several windows of
+//! one table at once: each bar names its window and its place in the table's plan (`3/30`).
 
 use std::io::IsTerminal;
 use std::sync::{Arc, Mutex};
@@ -19,13 +20,21 @@ pub struct Reporter {
     active: Mutex<Vec<(String, ProgressBar, tokio::task::JoinHandle<()>)>>,
     /// Rows of each table's previous window: the expected size of its next one, for the ETA.
     last_rows: Mutex<std::collections::HashMap<String, u64>>,
+    /// The planned window ids of each table, for a bar's place in its plan.
+    planned: Mutex<std::collections::HashMap<String, Vec<String>>>,
 }
 
 impl Reporter {
     pub fn new(human: bool) -> Self {
         let bars = (human && std::io::stderr().is_terminal())
             .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
-        Reporter { human, bars, active: Mutex::new(Vec::new()), last_rows: Mutex::new(Default::default()) }
+        Reporter {
+            human,
+            bars,
+            active: Mutex::new(Vec::new()),
+            last_rows: Mutex::new(Default::default()),
+            planned: Mutex::new(Default::default()),
+        }
     }
 
     pub fn finish(&self) {
@@ -55,6 +64,12 @@ impl Reporter {
 }
 
 impl Observer for Reporter {
+    fn planned(&self, table: &TableSpec, windows: &[Window]) {
+        if let Ok(mut m) = self.planned.lock() {
+            m.insert(table.display_name(), windows.iter().map(Window::id).collect());
+        }
+    }
+
     fn window_started(&self, table: &TableSpec, window: &Window, counters: Arc<Counters>) {
         let Some(bars) = &self.bars else { return };
         let expected = self.last_rows.lock().ok().and_then(|m| m.get(&table.display_name()).copied());
@@ -76,7 +91,13 @@ impl Observer for Reporter {
                 bar
             }
         };
-        bar.set_prefix(format!("{} {}", table.source_table, window.id()));
+        let id = window.id();
+        let place = self.planned.lock().ok().and_then(|m| {
+            let ids = m.get(&table.display_name())?;
+            let i = ids.iter().position(|x| *x == id)?;
+            (ids.len() > 1).then(|| format!(" {}/{}", i + 1, ids.len()))
+        });
+        bar.set_prefix(format!("{} {id}{}", table.display_name(), place.unwrap_or_default()));
         bar.enable_steady_tick(Duration::from_millis(120));
         let b = bar.clone();
         let started = std::time::Instant::now();

@@ -10,7 +10,7 @@ mod support;
 use support::canonical::assert_same_lines;
 use support::fact::{fact_lines, fact_source_sql, FACT, FACT_COLUMNS_DDL};
 use support::runs::{wait_for_row, wait_until_gone, Guard};
-use support::TestEnv;
+use support::{table_digest, TestEnv};
 
 /// The 30 days the job covers; `eda.fact`'s 4800 rows spread over them, 160 a day.
 const DAYS: &str = "evt_ts >= '2024-03-01' AND evt_ts < '2024-03-31'";
@@ -212,7 +212,8 @@ async fn sigkill_while_window_10_loads_leaves_the_cursor_at_its_start() {
 
     let run = Guard(Some(env.spawn(&["run", "--parallel", "4"])));
     // The 29 other windows commit around the held one.
-    wait_for_row(&dst, "the state schema", "SELECT 0::bigint WHERE to_regclass('gptransfer.cursors') IS NOT NULL").await;
+    wait_for_row(&dst, "the state schema", "SELECT 0::bigint WHERE to_regclass('gptransfer.cursors') IS NOT NULL")
+        .await;
     wait_for_row(
         &dst,
         "29 windows to commit while window 10 waits",
@@ -235,4 +236,49 @@ async fn sigkill_while_window_10_loads_leaves_the_cursor_at_its_start() {
     assert!(out.stdout.contains("21 window(s) loaded, 0 failed"), "{}", out.render());
     assert_exact(&env, FACT);
     assert_eq!(cursor(&env), "eda.fact_v -> eda.fact 2024-03-31 00:00:00");
+}
+
+/// Merge keeps a key's newest row when the key is in many windows of a parallel backfill (the
+/// windows merge in window order): each of 2000 keys comes once a day for 30 days; the target,
+/// without a unique index (delete + insert), must end with one row per key, from the 30th day.
+#[test]
+fn a_parallel_merge_keeps_the_newest_row_of_a_key_found_in_every_window() {
+    let env = TestEnv::new("backfill_merge_order");
+    env.src_psql(
+        "CREATE TABLE kv (id int NOT NULL, ts timestamp NOT NULL, v text);
+         INSERT INTO kv SELECT i, timestamp '2024-03-01' + (d - 1) * interval '1 day' + i * interval '1 second',
+                'day ' || d || ' ' || md5(i::text) FROM generate_series(1, 30) d, generate_series(1, 2000) i;",
+    );
+    env.dst_psql("CREATE TABLE kv (id int NOT NULL, ts timestamp NOT NULL, v text);");
+    env.write_config(
+        r#"{CLUSTERS}
+
+[jobs.kv]
+from = "src"
+to = "dst"
+start = "2024-03-01 00:00:00"
+end = "2024-03-31 00:00:00"
+duration = "1d"
+mode = "merge"
+
+[[jobs.kv.tables]]
+table = "public.kv"
+condition_column = "ts"
+key = ["id"]
+"#,
+    );
+    let out = env.run(&["run", "--parallel", "4"]);
+    out.assert_success();
+    assert!(out.stdout.contains("30 window(s) loaded, 0 failed"), "{}", out.render());
+    assert!(most_at_once(&env) >= 2, "the windows did not run at once");
+    assert_eq!(
+        env.dst_psql(
+            "SELECT count(*) || ' ' || count(DISTINCT id) || ' ' || count(*) FILTER (WHERE v LIKE 'day 30 %') FROM kv"
+        ),
+        "2000 2000 2000"
+    );
+    assert_eq!(
+        table_digest(env.dst, &env.dst_db, "kv", &["id", "ts", "v"], "id", "true"),
+        table_digest(env.src, &env.db, "kv", &["id", "ts", "v"], "id", "ts >= '2024-03-30'")
+    );
 }

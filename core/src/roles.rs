@@ -65,6 +65,32 @@ pub struct WindowCtx {
     pub application: String,
     /// The COPY format of this window's bytes, chosen by the engine for both ends.
     pub format: CopyFormat,
+    /// Waits until every earlier window of the table in this run has ended (see
+    /// [`Sink::merges_in_turn`]).
+    pub turn: Turn,
+}
+
+/// The place of a window among the table's windows of a run that run at once.
+#[derive(Clone, Default)]
+pub struct Turn(Option<(Arc<crate::engine::Frontier>, Window)>);
+
+impl Turn {
+    pub(crate) fn new(frontier: Arc<crate::engine::Frontier>, window: Window) -> Turn {
+        Turn(Some((frontier, window)))
+    }
+
+    /// Returns once every window planned before this one has committed or failed for good.
+    pub async fn wait(&self) {
+        if let Some((frontier, window)) = &self.0 {
+            frontier.wait_turn(window).await;
+        }
+    }
+}
+
+impl std::fmt::Debug for Turn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Turn")
+    }
 }
 
 impl WindowCtx {
@@ -224,6 +250,14 @@ pub trait Sink: Send + Sync {
     /// `append` windows safely: a run that dies between its commit and the history's would
     /// load the window again.
     fn commits_with_state(&self) -> bool {
+        false
+    }
+
+    /// Whether a `merge` window waits for [`WindowCtx::turn`] before it brings its rows into
+    /// the target, so windows of a parallel backfill merge in window order (a key found in
+    /// several windows keeps its newest row, and never lands twice). A sink that does not
+    /// merges its windows one at a time.
+    fn merges_in_turn(&self) -> bool {
         false
     }
 

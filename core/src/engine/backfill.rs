@@ -17,12 +17,16 @@ use super::window_run::TableRun;
 use crate::config::Mode;
 use crate::window::Window;
 
-/// How many windows of a table in `mode` may run at once with `--parallel parallel`.
-pub(super) fn width(mode: Mode, parallel: usize) -> usize {
+/// How many windows of a table in `mode` may run at once with `--parallel parallel`, into a
+/// sink that does or does not merge in turn ([`crate::roles::Sink::merges_in_turn`]).
+pub(super) fn width(mode: Mode, parallel: usize, merges_in_turn: bool) -> usize {
     match mode {
         // An append window inserts only: run twice it doubles rows, so its windows commit one
         // by one, each with the cursor.
         Mode::Append => 1,
+        // Merged out of order, a key found in two windows could keep its older row (or, by
+        // delete + insert without a unique index, land twice).
+        Mode::Merge if !merges_in_turn => 1,
         Mode::Replace | Mode::Merge | Mode::Full => parallel.max(1),
     }
 }
@@ -73,6 +77,7 @@ pub(super) async fn run_table_windows(
                 });
             }
             Some((window, report)) = running.next(), if !running.is_empty() => {
+                frontier.ended(&window);
                 run.observer.window_finished(&report);
                 if report.status == WindowStatus::Succeeded {
                     // Also when the reply to COMMIT was lost but history proves the commit.
@@ -106,9 +111,8 @@ async fn move_cursor(run: &TableRun<'_>, frontier: &Frontier) {
     let Some(end) = frontier.behind() else { return };
     let state = run.state;
     let t = run.table;
-    let moved = state
-        .within("moving the cursor", state.advance_cursor(state.client(), &t.job, &t.cursor_key(), end))
-        .await;
+    let moved =
+        state.within("moving the cursor", state.advance_cursor(state.client(), &t.job, &t.cursor_key(), end)).await;
     match moved {
         Ok(()) => frontier.stored(end),
         Err(e) => tracing::warn!(

@@ -18,6 +18,7 @@ pub use check::{
 };
 pub use compare_run::{comparator_for, compare_tables, CompareOptions};
 pub use create::{ensure_target, target_ddl, target_exists, target_type};
+pub use frontier::Frontier;
 pub use interrupt::Interrupt;
 pub use run::{
     plan_tables, run, table_key, ExternalCursorReport, Observer, PlannedTable, RunOptions, RunReport, WindowReport,

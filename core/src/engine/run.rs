@@ -8,11 +8,11 @@ use std::sync::Arc;
 use chrono::NaiveDateTime;
 use futures_util::future::join_all;
 
+use super::backfill::{run_table_windows, width, Stops};
 use super::check::check_table;
 use super::clock::ZonedSessions;
-use super::interrupt::Interrupt;
-use super::backfill::{run_table_windows, width, Stops};
 use super::frontier::Frontier;
+use super::interrupt::Interrupt;
 use super::window_run::{TableRun, WindowPlugins};
 use crate::cluster::{ClusterHandle, Session};
 use crate::config::{Config, TableProgress, TableSpec};
@@ -184,9 +184,8 @@ fn window_bounds(id: &str) -> Option<(NaiveDateTime, NaiveDateTime)> {
 /// windows that committed after one that did not (a parallel backfill) are not covered, as
 /// the state cursor does not cover them either.
 fn committed_prefix<'a>(windows: impl Iterator<Item = &'a WindowReport>) -> Option<NaiveDateTime> {
-    let mut ran: Vec<((NaiveDateTime, NaiveDateTime), bool)> = windows
-        .filter_map(|w| window_bounds(&w.window).map(|b| (b, w.status == WindowStatus::Succeeded)))
-        .collect();
+    let mut ran: Vec<((NaiveDateTime, NaiveDateTime), bool)> =
+        windows.filter_map(|w| window_bounds(&w.window).map(|b| (b, w.status == WindowStatus::Succeeded))).collect();
     ran.sort_by_key(|(b, _)| *b);
     let mut reached: Option<NaiveDateTime> = None;
     for ((start, end), succeeded) in ran {
@@ -589,7 +588,7 @@ pub async fn run(
                 (Ok(s), Ok(t)) => (s, t),
                 _ => return Vec::new(),
             };
-            let frontier = Frontier::new(&windows);
+            let frontier = Arc::new(Frontier::new(&windows));
             let run = TableRun {
                 state,
                 table: &table,
@@ -603,7 +602,7 @@ pub async fn run(
                 reason: options.reason,
                 frontier: &frontier,
             };
-            let width = width(table.mode, options.parallel);
+            let width = width(table.mode, options.parallel, plugins.sink.merges_in_turn());
             run_table_windows(&run, windows, width, slots, Stops { all: &stop_all, on_error: options.stop_on_error })
                 .await
         }

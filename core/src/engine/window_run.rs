@@ -15,7 +15,7 @@ use crate::cluster::ClusterHandle;
 use crate::config::TableSpec;
 use crate::error::RoleError;
 use crate::roles::{
-    negotiate_format, CopyFormat, Counters, Delivered, LoadDetail, Sink, SinkWindow, Source, Transport, WindowCtx,
+    negotiate_format, CopyFormat, Counters, Delivered, LoadDetail, Sink, SinkWindow, Source, Transport, Turn, WindowCtx,
 };
 use crate::state::{Outcome, State};
 use crate::window::Window;
@@ -60,7 +60,7 @@ pub(super) struct TableRun<'a> {
     /// Why the windows run when not by a plain run (`repair`, `reload`): kept in history.
     pub reason: Option<&'a str>,
     /// The table's committed windows of this run: how far its cursor may move.
-    pub frontier: &'a Frontier,
+    pub frontier: &'a Arc<Frontier>,
 }
 
 /// Which attempt of a window this is: the `number`-th of at most `of`.
@@ -124,6 +124,7 @@ pub(super) async fn run_window(run: &TableRun<'_>, window: Window, attempt: Atte
         counters: counters.clone(),
         application: application.to_string(),
         format,
+        turn: Turn::new(frontier.clone(), window),
     };
     let state_on_target = state.cluster.name == target.name;
 

@@ -75,6 +75,10 @@ impl Sink for CopySink {
         true
     }
 
+    fn merges_in_turn(&self) -> bool {
+        true
+    }
+
     async fn begin(&self, ctx: &WindowCtx) -> Result<Box<dyn SinkWindow>, RoleError> {
         let session = ctx
             .target
@@ -153,6 +157,9 @@ impl SinkWindow for CopyWindow {
         if nulls > 0 {
             return Err(RoleError::new(sql::null_key_message(nulls, &t.key)));
         }
+        // The staging table is loaded; the windows before this one of a parallel backfill
+        // merge first, so that the newest row of a key is the one that stays.
+        ctx.turn.wait().await;
         // The last row of each key lands: rows written are the rows inserted, and the batch's
         // earlier rows of a key are counted as folded, not as written.
         let path = merge_path(session, ctx).await?;
