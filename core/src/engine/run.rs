@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::NaiveDateTime;
-use futures_util::future::join_all;
+use futures_util::stream::{self, StreamExt};
 
 use super::backfill::{run_table_windows, width, Stops};
 use super::check::check_table;
@@ -572,8 +572,8 @@ pub async fn run(
 
     let state = &state;
     let stop_all = tokio_util::sync::CancellationToken::new();
-    // The `--parallel` slots, shared by every window of every table: FIFO, so a long
-    // backfill does not starve the other tables.
+    // The `--parallel` slots, shared by every window of every table running: FIFO, so a
+    // long backfill does not starve the other tables.
     let slots = tokio::sync::Semaphore::new(options.parallel.max(1));
     let slots = &slots;
     let per_table = work.into_iter().map(|(table, check, plugins, windows)| {
@@ -607,7 +607,10 @@ pub async fn run(
                 .await
         }
     });
-    let results: Vec<Vec<WindowReport>> = join_all(per_table).await;
+    // At most `parallel` tables at once too (in order, as before): `--parallel 1` moves one
+    // table after the other, each window after the other.
+    let results: Vec<Vec<WindowReport>> =
+        stream::iter(per_table).buffer_unordered(options.parallel.max(1)).collect().await;
     report.windows = results.into_iter().flatten().collect();
     report.interrupted_by = interrupt.signal();
     // The targets have committed (and the state cursors with them); only now the cursors kept
