@@ -10,7 +10,7 @@ mod support;
 use support::canonical::assert_same_lines;
 use support::fact::{fact_lines, fact_source_sql, FACT, FACT_COLUMNS_DDL};
 use support::runs::{wait_for_row, wait_until_gone, Guard};
-use support::{table_digest, TestEnv};
+use support::{table_digest, Server, TestEnv};
 
 /// The 30 days the job covers; `eda.fact`'s 4800 rows spread over them, 160 a day.
 const DAYS: &str = "evt_ts >= '2024-03-01' AND evt_ts < '2024-03-31'";
@@ -192,7 +192,17 @@ const HOLD_KEY: i64 = 4311;
 /// kill — and the next run loads window 10 on, byte-exact.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_while_window_10_loads_leaves_the_cursor_at_its_start() {
-    let env = TestEnv::new("backfill_sigkill");
+    stopped_while_window_10_loads("KILL", 128 + 9).await;
+}
+
+/// SIGTERM instead: window 10 is rolled back and recorded as interrupted, exit 143.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_while_window_10_loads_rolls_it_back_and_holds_the_cursor() {
+    stopped_while_window_10_loads("TERM", 143).await;
+}
+
+async fn stopped_while_window_10_loads(signal: &str, code: i32) {
+    let env = TestEnv::new(&format!("backfill_sig{}", signal.to_lowercase()));
     thirty_days(&env);
     // The source view stops at row 1500 (window 10) while the test holds the lock; the high
     // cost keeps the window's own condition evaluated first, so no other window waits.
@@ -222,15 +232,23 @@ async fn sigkill_while_window_10_loads_leaves_the_cursor_at_its_start() {
     )
     .await;
     assert_eq!(cursor(&env), format!("eda.fact_v -> eda.fact {WINDOW_10_START}"));
-    run.signal("KILL");
+    run.signal(signal);
     let out = run.wait();
-    assert_eq!(out.code, 128 + 9, "{}", out.render());
+    assert_eq!(out.code, code, "{}", out.render());
     wait_until_gone(&dst).await;
     locker.execute("SELECT pg_advisory_unlock($1)", &[&HOLD_KEY]).await.unwrap();
     wait_until_gone(&src).await;
 
     assert_eq!(cursor(&env), format!("eda.fact_v -> eda.fact {WINDOW_10_START}"));
     assert_eq!(env.dst_psql(&format!("SELECT count(*) FROM eda.fact WHERE {WINDOW_10}")), "0");
+    if signal == "TERM" {
+        assert_eq!(
+            env.dst_psql(
+                "SELECT status || ' ' || error FROM gptransfer.history WHERE window_start = '2024-03-10' ORDER BY id"
+            ),
+            "failed interrupted by SIGTERM; the window was rolled back"
+        );
+    }
     let out = env.run(&["run", "--parallel", "4"]);
     out.assert_success();
     assert!(out.stdout.contains("21 window(s) loaded, 0 failed"), "{}", out.render());
@@ -281,4 +299,40 @@ key = ["id"]
         table_digest(env.dst, &env.dst_db, "kv", &["id", "ts", "v"], "id", "true"),
         table_digest(env.src, &env.db, "kv", &["id", "ts", "v"], "id", "ts >= '2024-03-30'")
     );
+}
+
+/// The same backfill into real Greenplum 6, the state there too: windows of a replace and a
+/// merge entry run at once (GP6 locks a whole table for DELETE and UPDATE, the state's tables
+/// included: nothing may wait in a circle), and both land byte-exact.
+#[test]
+fn a_parallel_backfill_into_gp6_lands_exact_with_the_state_there() {
+    let env = TestEnv::on("backfill_gp6", Server::Pg, Server::Gp6);
+    env.src_psql(&fact_source_sql(env.src.kind));
+    env.src_psql(
+        "UPDATE eda.fact SET evt_ts = evt_ts - interval '9 days' + (id - 1) * interval '522 seconds' WHERE id <= 4800;
+         DELETE FROM eda.fact WHERE id > 4800;",
+    );
+    env.dst_psql(&format!(
+        "SET ROLE gpt; CREATE SCHEMA eda;
+         CREATE TABLE eda.fact_r ({FACT_COLUMNS_DDL}) DISTRIBUTED BY (id);
+         CREATE TABLE eda.fact_m ({FACT_COLUMNS_DDL}, PRIMARY KEY (id)) DISTRIBUTED BY (id);"
+    ));
+    let mut config = job("replace", FACT, &["eda.fact_r"]);
+    config.push_str(&format!(
+        "\n[[jobs.bf.tables]]\ntable = \"{FACT}\"\ntarget_table = \"eda.fact_m\"\ncondition_column = \"evt_ts\"\nkey = [\"id\"]\nmode = \"merge\"\n"
+    ));
+    env.write_config(&config);
+    let out = env.run(&["run", "--parallel", "4"]);
+    out.assert_success();
+    assert!(out.stdout.contains("60 window(s) loaded, 0 failed"), "{}", out.render());
+    for t in ["eda.fact_r", "eda.fact_m"] {
+        assert_exact(&env, t);
+        assert_eq!(succeeded(&env, t), "30 30");
+    }
+    assert_eq!(
+        cursor(&env),
+        "eda.fact -> eda.fact_m 2024-03-31 00:00:00\neda.fact -> eda.fact_r 2024-03-31 00:00:00"
+    );
+    let at_once = most_at_once(&env);
+    assert!((2..=4).contains(&at_once), "{at_once} windows at once");
 }
