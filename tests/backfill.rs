@@ -329,10 +329,7 @@ fn a_parallel_backfill_into_gp6_lands_exact_with_the_state_there() {
         assert_exact(&env, t);
         assert_eq!(succeeded(&env, t), "30 30");
     }
-    assert_eq!(
-        cursor(&env),
-        "eda.fact -> eda.fact_m 2024-03-31 00:00:00\neda.fact -> eda.fact_r 2024-03-31 00:00:00"
-    );
+    assert_eq!(cursor(&env), "eda.fact -> eda.fact_m 2024-03-31 00:00:00\neda.fact -> eda.fact_r 2024-03-31 00:00:00");
     let at_once = most_at_once(&env);
     assert!((2..=4).contains(&at_once), "{at_once} windows at once");
 }

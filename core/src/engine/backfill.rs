@@ -62,8 +62,12 @@ pub(super) async fn run_table_windows(
         }
         tokio::select! {
             permit = slots.acquire(), if may_start => {
-                // Closed never: the semaphore lives as long as the run.
-                let Ok(permit) = permit else { break };
+                // Closed never (the semaphore lives as long as the run); if it were, no window
+                // would start, and those running still finish.
+                let Ok(permit) = permit else {
+                    halted = true;
+                    continue;
+                };
                 if run.interrupt.signal().is_some() || all.is_cancelled() {
                     continue;
                 }
