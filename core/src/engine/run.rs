@@ -625,3 +625,45 @@ pub async fn run(
     }
     Ok(report)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(window: &str, status: WindowStatus) -> WindowReport {
+        WindowReport {
+            job: "j".into(),
+            table: "t".into(),
+            target_table: "t".into(),
+            window: window.into(),
+            status,
+            rows_read: 0,
+            rows_written: 0,
+            bytes: 0,
+            elapsed_seconds: 0.0,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn an_external_cursor_sees_only_the_committed_prefix() {
+        use WindowStatus::{Failed, Succeeded};
+        let day = |d: u32| format!("202403{d:02}000000^202403{:02}000000", d + 1);
+        // In completion order: 3 before 1 and 2, 4 failed, 5 committed after it.
+        let ran = [
+            report(&day(3), Succeeded),
+            report(&day(1), Succeeded),
+            report(&day(2), Succeeded),
+            report(&day(5), Succeeded),
+            report(&day(4), Failed),
+        ];
+        let end_of_3 = window_bounds(&day(3)).map(|(_, end)| end);
+        assert_eq!(committed_prefix(ran.iter()), end_of_3);
+        // The first window failed: nothing is covered.
+        let ran = [report(&day(2), Succeeded), report(&day(1), Failed)];
+        assert_eq!(committed_prefix(ran.iter()), None);
+        // A window missing from the run (never started) is a hole too.
+        let ran = [report(&day(1), Succeeded), report(&day(3), Succeeded)];
+        assert_eq!(committed_prefix(ran.iter()), window_bounds(&day(1)).map(|(_, end)| end));
+    }
+}
