@@ -354,6 +354,14 @@ fn a_sink_that_loads_no_database_runs_reruns_compares_and_never_false_alarms() {
     std::fs::remove_dir_all(&window).unwrap();
     let out = env.run(&["compare"]);
     assert_eq!(out.code, 3, "{}", out.render());
+    assert!(
+        out.stdout.contains("source 9 rows, target 0 rows")
+            && out.stdout.contains("the sink's output holds 0 rows of the window; it cannot name keys"),
+        "{}",
+        out.render()
+    );
+    let alarm = env.run(&["alarm", "check", "--hours", "100000"]);
+    assert_eq!(alarm.code, 3, "a difference the sink's count shows alarms: {}", alarm.render());
     let json = env.run(&["compare", "--output", "json"]);
     let found: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
     assert_eq!(
