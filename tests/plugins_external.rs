@@ -288,30 +288,11 @@ fn load_failure_write_panic() {
 // A sink that loads no database (issue 15): no target table, its own compare, its own cleanup
 // ---------------------------------------------------------------------------------------------
 
-/// A job of one table, `public.ev`, on the source only, loaded by `sink`; `extra` is appended
-/// to the table entry (mode, compare, …).
+/// A job of one table loaded by `sink` with the files and faulty libraries; `extra` is
+/// appended to the table entry (mode, compare, …).
 fn sink_only_config(env: &TestEnv, sink: &str, extra: &str) {
     let libraries = [library("gptransfer-sink-files"), library("gptransfer-fixture-faulty")];
-    let paths = libraries.iter().map(|p| format!("{:?}", p.display().to_string())).collect::<Vec<_>>().join(", ");
-    env.write_config(&format!(
-        r#"{{CLUSTERS}}
-[plugins]
-paths = [{paths}]
-
-[jobs.ev]
-from = "src"
-to = "dst"
-start = "2024-03-10 00:00:00"
-end = "2024-03-10 01:00:00"
-duration = "1h"
-
-[[jobs.ev.tables]]
-table = "public.ev"
-condition_column = "ts"
-sink = {sink}
-{extra}
-"#
-    ));
+    config(env, &libraries, &format!("{sink}\n{extra}"));
 }
 
 fn history(env: &TestEnv) -> String {
