@@ -279,8 +279,15 @@ async fn finish(
     let what = "recording the window in state";
     match sink.transaction() {
         Some(tx) if state_on_target => {
-            let finished = state
-                .within(what, state.history_finish(tx, history_id, Outcome::Succeeded, delivered, elapsed, None))
+            // Both in flight at once on the transaction (pipelined): one round trip for the two.
+            let (finished, ()) = state
+                .within(
+                    what,
+                    futures_util::future::try_join(
+                        state.history_finish(tx, history_id, Outcome::Succeeded, delivered, elapsed, None),
+                        state.advance_cursor(tx, &table.job, &name, window.end),
+                    ),
+                )
                 .await?;
             if finished == 0 {
                 return Err(RoleError::new(format!(
@@ -288,7 +295,6 @@ async fn finish(
                      the window was rolled back"
                 )));
             }
-            state.within(what, state.advance_cursor(tx, &table.job, &name, window.end)).await?;
             sink.commit().await
         }
         _ => {
