@@ -280,14 +280,20 @@ async fn finish(
     match sink.transaction() {
         Some(tx) if state_on_target => {
             // Both in flight at once on the transaction (pipelined): one round trip for the two.
-            let (finished, ()) = state
-                .within(
-                    what,
-                    futures_util::future::try_join(
+            // A history row no longer running is what to report, whatever the cursor's
+            // statement met meanwhile (the run that closed the row may have written the cursor).
+            let finished = state
+                .within(what, async {
+                    let (finished, cursor) = futures_util::future::join(
                         state.history_finish(tx, history_id, Outcome::Succeeded, delivered, elapsed, None),
                         state.advance_cursor(tx, &table.job, &name, window.end),
-                    ),
-                )
+                    )
+                    .await;
+                    match finished? {
+                        0 => Ok(0),
+                        n => cursor.map(|()| n),
+                    }
+                })
                 .await?;
             if finished == 0 {
                 return Err(RoleError::new(format!(
