@@ -121,10 +121,8 @@ impl State {
             "SELECT count(*) FROM {t} WHERE job = $1 AND table_name = $2 AND target_table = $3 AND window_id = $4"
         );
         let (attempt, id) = futures_util::future::try_join(
-            self.client().query_typed_one(
-                &count,
-                &[(&table.job, TEXT), (&name, TEXT), (&target, TEXT), (&window_id, TEXT)],
-            ),
+            self.client()
+                .query_typed_one(&count, &[(&table.job, TEXT), (&name, TEXT), (&target, TEXT), (&window_id, TEXT)]),
             self.client().query_typed_one("SELECT nextval(pg_get_serial_sequence($1, 'id'))", &[(&t, TEXT)]),
         )
         .bounded(self, "drawing a history id")
