@@ -852,6 +852,46 @@ cluster = "dst"
     env.dst.drop_db(&src_db);
 }
 
+/// Sessions are kept within a run only: a daemon's next round opens its own and sees what
+/// changed on the target in between — here the target table dropped and made again with one
+/// more column, in another order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_round_sees_the_target_changed_since_the_round_before() {
+    use support::runs::{wait_for_row, Guard};
+    let env = TestEnv::new("daemon_round_sees_change");
+    events_tables(&env);
+    write_config(&env, &events_job("replace", "1h"));
+    let source = digest(env.src, &env.db, "events", EVENTS_COLUMNS, "id", "true");
+    let dst = env.dst.admin(&env.dst_db).await;
+    // Long enough between rounds for the changes below; the test waits for the first round.
+    let daemon = Guard(Some(env.spawn(&["daemon", "--rounds", "2", "--interval", "30s"])));
+    wait_for_row(&dst, "the state schema", "SELECT 0::bigint WHERE to_regclass('gptransfer.history') IS NOT NULL")
+        .await;
+    wait_for_row(
+        &dst,
+        "the first round's 24 windows",
+        "SELECT 0::bigint FROM gptransfer.history HAVING count(*) FILTER (WHERE status = 'succeeded') = 24",
+    )
+    .await;
+    dst.batch_execute(
+        "DROP TABLE events;
+         CREATE TABLE events (id int, note text DEFAULT 'new', v text, ts timestamp NOT NULL);
+         DELETE FROM gptransfer.cursors;",
+    )
+    .await
+    .unwrap();
+    let out = daemon.wait();
+    out.assert_success();
+    assert_eq!(digest(env.dst, &env.dst_db, "events", EVENTS_COLUMNS, "id", "true"), source, "{}", out.render());
+    assert_eq!(env.dst_psql("SELECT DISTINCT note FROM events"), "new");
+    assert_eq!(
+        env.dst_psql(
+            "SELECT attempt, count(*) FROM gptransfer.history WHERE status = 'succeeded' GROUP BY 1 ORDER BY 1"
+        ),
+        "1|24\n2|24"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // 6. Secrets
 // ---------------------------------------------------------------------------------------------
