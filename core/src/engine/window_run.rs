@@ -279,8 +279,21 @@ async fn finish(
     let what = "recording the window in state";
     match sink.transaction() {
         Some(tx) if state_on_target => {
+            // Both in flight at once on the transaction (pipelined): one round trip for the two.
+            // A history row no longer running is what to report, whatever the cursor's
+            // statement met meanwhile (the run that closed the row may have written the cursor).
             let finished = state
-                .within(what, state.history_finish(tx, history_id, Outcome::Succeeded, delivered, elapsed, None))
+                .within(what, async {
+                    let (finished, cursor) = futures_util::future::join(
+                        state.history_finish(tx, history_id, Outcome::Succeeded, delivered, elapsed, None),
+                        state.advance_cursor(tx, &table.job, &name, window.end),
+                    )
+                    .await;
+                    match finished? {
+                        0 => Ok(0),
+                        n => cursor.map(|()| n),
+                    }
+                })
                 .await?;
             if finished == 0 {
                 return Err(RoleError::new(format!(
@@ -288,7 +301,6 @@ async fn finish(
                      the window was rolled back"
                 )));
             }
-            state.within(what, state.advance_cursor(tx, &table.job, &name, window.end)).await?;
             sink.commit().await
         }
         _ => {
