@@ -394,6 +394,83 @@ fn compare_pg15_to_gp6_names_damaged_keys_and_repairs() {
     compare_finds_and_repairs(&env, PARTED);
 }
 
+/// Compare's window-level statement (the one pass over every row) aggregates on the segments:
+/// in EXPLAIN ANALYZE on GP6 the scan feeds an aggregate on each segment, and the Gather Motion
+/// to the master carries at most one row per bucket and segment, never the table's rows. With
+/// time slices alone and with a `group_by` column as well.
+#[test]
+fn compare_window_statement_aggregates_on_the_segments() {
+    use chrono::NaiveDate;
+    use gptransfer_core::compare::{Grouping, Scope};
+    use gptransfer_core::dialect::canonical::StoredText;
+    use gptransfer_core::dialect::QualifiedName;
+
+    let env = TestEnv::on("gp6_compare_explain", Server::Gp6, Server::Gp6);
+    let rows = 100_000;
+    env.src_psql(&format!(
+        "CREATE TABLE public.t (id bigint, site text, ts timestamp, tz timestamptz, x float8, n numeric(12,3), v text) \
+         DISTRIBUTED BY (id);
+         INSERT INTO public.t SELECT i, 'S' || (i % 5), '2024-01-01'::timestamp + i * interval '0.8 second', \
+           '2024-01-01'::timestamptz + i * interval '1 second', i / 7.0, i / 3.0, repeat('v', i % 20) \
+         FROM generate_series(1, {rows}) AS i;
+         ANALYZE public.t;"
+    ));
+    let segments: usize = env
+        .src_psql("SELECT count(*) FROM gp_segment_configuration WHERE role = 'p' AND content >= 0")
+        .parse()
+        .unwrap();
+    assert!(segments >= 2, "{segments} segments");
+    let columns = [
+        ("id", "int8"),
+        ("site", "text"),
+        ("ts", "timestamp"),
+        ("tz", "timestamptz"),
+        ("x", "float8"),
+        ("n", "numeric"),
+        ("v", "text"),
+    ];
+    let day = NaiveDate::from_ymd_opt(2024, 1, 1).unwrap().and_hms_opt(0, 0, 0).unwrap();
+    let scope = Scope {
+        table: QualifiedName::parse("public.t").unwrap(),
+        columns: columns.iter().map(|(n, t)| (n.to_string(), t.to_string())).collect(),
+        condition: Some(("ts".into(), "timestamp".into())),
+        range: Some((day, day + chrono::Duration::days(1))),
+        group: None,
+        text: StoredText::AsIs,
+        filter: None,
+    };
+    // 24 hourly slices (the rows span 22.2 hours), then 5 sites × 24 slices.
+    for (group_by, buckets) in [(None, 24), (Some("site".to_string()), 5 * 24)] {
+        let grouping = Grouping { group_by: group_by.clone(), slice_seconds: Some(3600) };
+        let (statement, params) = gptransfer_plugin_compare::sql::summary(&scope, &grouping, true);
+        assert!(params.is_empty());
+        let plan = env.src_psql(&format!("SET DateStyle = 'ISO, MDY';\nEXPLAIN ANALYZE {statement}"));
+        let nodes: Vec<&str> = plan.lines().filter(|l| l.contains("(cost=")).collect();
+        let context = format!("group_by {group_by:?}:\n{plan}");
+        // The top node gathers the finished buckets to the master.
+        assert!(nodes[0].trim_start().starts_with(&format!("Gather Motion {segments}:1")), "{context}");
+        let gathered = actual_rows(nodes[0]);
+        assert!(gathered <= buckets * segments, "the Gather Motion carries {gathered} rows: {context}");
+        // The scan of the table is directly below an aggregate, on the segments (below the
+        // Gather Motion): every row is aggregated where it is stored.
+        let scan = nodes.iter().position(|l| l.contains("Scan on t ")).unwrap_or_else(|| panic!("no scan: {context}"));
+        assert!(scan >= 2, "{context}");
+        assert!(nodes[scan - 1].contains("Aggregate"), "no aggregate right above the scan: {context}");
+        assert!(actual_rows(nodes[scan]) > 0, "{context}");
+        // Every motion below the gather carries buckets, not rows.
+        for motion in nodes.iter().skip(1).filter(|l| l.contains("Motion")) {
+            assert!(actual_rows(motion) <= buckets * segments, "{motion}: {context}");
+        }
+    }
+}
+
+/// `rows=N` of a node's `(actual time=… rows=N …)` (GP6 shows the busiest segment's figure).
+fn actual_rows(node: &str) -> usize {
+    let actual = node.split("(actual ").nth(1).unwrap_or_else(|| panic!("no actual figures: {node}"));
+    let rows = actual.split("rows=").nth(1).unwrap_or_else(|| panic!("no rows: {node}"));
+    rows.split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap()
+}
+
 // ---------------------------------------------------------------------------------------------
 // 6. One source table feeding two targets in one job
 // ---------------------------------------------------------------------------------------------

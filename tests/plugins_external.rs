@@ -288,30 +288,11 @@ fn load_failure_write_panic() {
 // A sink that loads no database (issue 15): no target table, its own compare, its own cleanup
 // ---------------------------------------------------------------------------------------------
 
-/// A job of one table, `public.ev`, on the source only, loaded by `sink`; `extra` is appended
-/// to the table entry (mode, compare, …).
+/// A job of one table loaded by `sink` with the files and faulty libraries; `extra` is
+/// appended to the table entry (mode, compare, …).
 fn sink_only_config(env: &TestEnv, sink: &str, extra: &str) {
     let libraries = [library("gptransfer-sink-files"), library("gptransfer-fixture-faulty")];
-    let paths = libraries.iter().map(|p| format!("{:?}", p.display().to_string())).collect::<Vec<_>>().join(", ");
-    env.write_config(&format!(
-        r#"{{CLUSTERS}}
-[plugins]
-paths = [{paths}]
-
-[jobs.ev]
-from = "src"
-to = "dst"
-start = "2024-03-10 00:00:00"
-end = "2024-03-10 01:00:00"
-duration = "1h"
-
-[[jobs.ev.tables]]
-table = "public.ev"
-condition_column = "ts"
-sink = {sink}
-{extra}
-"#
-    ));
+    config(env, &libraries, &format!("{sink}\n{extra}"));
 }
 
 fn history(env: &TestEnv) -> String {
@@ -354,6 +335,14 @@ fn a_sink_that_loads_no_database_runs_reruns_compares_and_never_false_alarms() {
     std::fs::remove_dir_all(&window).unwrap();
     let out = env.run(&["compare"]);
     assert_eq!(out.code, 3, "{}", out.render());
+    assert!(
+        out.stdout.contains("source 9 rows, target 0 rows")
+            && out.stdout.contains("the sink's output holds 0 rows of the window; it cannot name keys"),
+        "{}",
+        out.render()
+    );
+    let alarm = env.run(&["alarm", "check", "--hours", "100000"]);
+    assert_eq!(alarm.code, 3, "a difference the sink's count shows alarms: {}", alarm.render());
     let json = env.run(&["compare", "--output", "json"]);
     let found: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
     assert_eq!(

@@ -41,27 +41,36 @@ fn outside_library() -> &'static Path {
         fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.lock"), dir.path().join("Cargo.lock")).unwrap();
 
         // A target directory of its own that outlives the test, so re-runs only rebuild the
-        // example and the SDK copy: <target>/outside-sink, beside <target>/debug.
+        // example and the SDK copy: <target>/outside-sink, beside <target>/debug. Test processes
+        // run at once: one at a time builds, tests and takes its own copy of the library
+        // (cargo releases its lock before running doctests, and another copy would rebuild).
         let bin = Path::new(env!("CARGO_BIN_EXE_gptransfer"));
         let target = bin.parent().and_then(Path::parent).unwrap().join("outside-sink");
-        for args in [&["test", "--offline", "--quiet"][..], &["build", "--offline", "--quiet"][..]] {
-            let out = Command::new(env!("CARGO"))
-                .args(args)
-                .current_dir(dir.path())
-                .env("CARGO_TARGET_DIR", &target)
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "cargo {} of the jsonl example in {} failed ({}):\n{}\n{}",
-                args[0],
-                dir.path().display(),
-                out.status,
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        let library = target.join("debug/libgptransfer_sink_jsonl.so");
+        fs::create_dir_all(&target).unwrap();
+        let library = dir.path().join("libgptransfer_sink_jsonl.so");
+        let out = Command::new("flock")
+            .arg(target.join(".lock"))
+            .args([
+                "sh",
+                "-c",
+                r#"set -e; "$1" test --offline --quiet; "$1" build --offline --quiet; cp "$2" "$3""#,
+                "sh",
+            ])
+            .arg(env!("CARGO"))
+            .arg(target.join("debug/libgptransfer_sink_jsonl.so"))
+            .arg(&library)
+            .current_dir(dir.path())
+            .env("CARGO_TARGET_DIR", &target)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "cargo test and build of the jsonl example in {} failed ({}):\n{}\n{}",
+            dir.path().display(),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(library.is_file(), "{} was not built", library.display());
         (dir, library)
     });

@@ -789,6 +789,110 @@ duration = "6h"
 }
 
 // ---------------------------------------------------------------------------------------------
+// 5b. Sessions kept between windows
+// ---------------------------------------------------------------------------------------------
+
+/// A table's source session serves its next window (issue 11: a new session per window was a
+/// fixed cost). One the server closed while it waited between windows is replaced, and the
+/// window lands at its first attempt. The source database sits on the target cluster here, so
+/// that a trigger on the target table can end the source's idle sessions at every window's
+/// load (after the source's COPY was read to its end).
+#[test]
+fn a_source_session_closed_between_windows_is_replaced() {
+    let env = TestEnv::new("source_session_closed");
+    let src_db = format!("{}_s", env.db);
+    env.dst.create_db(&src_db);
+    env.dst.psql(
+        &src_db,
+        "CREATE TABLE events (id int PRIMARY KEY, ts timestamp NOT NULL, v text);
+         INSERT INTO events SELECT i, timestamp '2024-02-01' + i * interval '17 seconds', md5(i::text)
+         FROM generate_series(0, 5000) AS i;",
+    );
+    env.dst_psql(&format!(
+        "CREATE TABLE events (ts timestamp NOT NULL, v text, id int);
+         CREATE TABLE idle_source_sessions_ended (n bigint NOT NULL);
+         CREATE FUNCTION end_idle_source_sessions() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+           INSERT INTO idle_source_sessions_ended
+           SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+           WHERE datname = '{src_db}' AND application_name LIKE 'gptransfer pid %' AND state = 'idle';
+           RETURN NULL;
+         END $$;
+         CREATE TRIGGER end_idle_source_sessions AFTER INSERT ON events
+         FOR EACH STATEMENT EXECUTE FUNCTION end_idle_source_sessions();"
+    ));
+    let src_url = env.dst.url(&src_db);
+    env.write_config(&format!(
+        r#"[clusters.src]
+url = "{src_url}"
+password_env = "GPT_DST_PASSWORD"
+
+[clusters.dst]
+url = "{{DST_URL}}"
+password_env = "GPT_DST_PASSWORD"
+
+[state]
+cluster = "dst"
+{}"#,
+        events_job("append", "1h")
+    ));
+    let source = digest(env.dst, &src_db, "events", EVENTS_COLUMNS, "id", "true");
+
+    env.run(&["run"]).assert_success();
+    assert_eq!(digest(env.dst, &env.dst_db, "events", EVENTS_COLUMNS, "id", "true"), source);
+    assert_eq!(
+        env.dst_psql("SELECT count(*), bool_and(status = 'succeeded' AND attempt = 1) FROM gptransfer.history"),
+        "24|t",
+        "every window landed at its first attempt"
+    );
+    // The sessions the trigger ended were the ones kept for the next window: windows after the
+    // first found their source session closed, and opened another.
+    let ended: i64 = env.dst_psql("SELECT sum(n) FROM idle_source_sessions_ended").parse().unwrap();
+    assert!(ended >= 1, "no idle source session was ended between windows");
+    env.dst.drop_db(&src_db);
+}
+
+/// Sessions are kept within a run only: a daemon's next round opens its own and sees what
+/// changed on the target in between — here the target table dropped and made again with one
+/// more column, in another order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_round_sees_the_target_changed_since_the_round_before() {
+    use support::runs::{wait_for_row, Guard};
+    let env = TestEnv::new("daemon_round_sees_change");
+    events_tables(&env);
+    write_config(&env, &events_job("replace", "1h"));
+    let source = digest(env.src, &env.db, "events", EVENTS_COLUMNS, "id", "true");
+    let dst = env.dst.admin(&env.dst_db).await;
+    // Long enough between rounds for the changes below; the test waits for the first round.
+    let daemon = Guard(Some(env.spawn(&["daemon", "--rounds", "2", "--interval", "30s"])));
+    wait_for_row(&dst, "the state schema", "SELECT 0::bigint WHERE to_regclass('gptransfer.history') IS NOT NULL")
+        .await;
+    wait_for_row(
+        &dst,
+        "the first round's 24 windows",
+        "SELECT 0::bigint FROM gptransfer.history HAVING count(*) FILTER (WHERE status = 'succeeded') = 24",
+    )
+    .await;
+    dst.batch_execute(
+        "DROP TABLE events;
+         CREATE TABLE events (id int, note text DEFAULT 'new', v text, ts timestamp NOT NULL);
+         DELETE FROM gptransfer.cursors;",
+    )
+    .await
+    .unwrap();
+    let out = daemon.wait();
+    out.assert_success();
+    assert_eq!(digest(env.dst, &env.dst_db, "events", EVENTS_COLUMNS, "id", "true"), source, "{}", out.render());
+    assert_eq!(env.dst_psql("SELECT DISTINCT note FROM events"), "new");
+    assert_eq!(
+        env.dst_psql(
+            "SELECT attempt, count(*) FROM gptransfer.history WHERE status = 'succeeded' GROUP BY 1 ORDER BY 1"
+        ),
+        "1|24\n2|24"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
 // 6. Secrets
 // ---------------------------------------------------------------------------------------------
 

@@ -33,7 +33,7 @@ SELECT
     (ts + interval '7 minutes')::timestamptz
 FROM (
     SELECT i,
-           :'day'::timestamp + date_trunc('milliseconds', make_interval(secs => i * 86400.0 / :rows)) AS ts,
+           :'day'::timestamp + date_trunc('milliseconds', make_interval(secs := i * 86400.0 / :rows)) AS ts,
            random() AS r1, random() AS r2, random() AS r3, random() AS r4
     FROM generate_series(0, :rows - 1) AS i
 ) AS s;

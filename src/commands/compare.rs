@@ -163,6 +163,15 @@ pub fn render(found: &[WindowComparison], show: usize) -> String {
             "DIFFERENT {} / {} window {}: source {} rows, target {} rows",
             c.job, c.table, c.window, c.source_count, c.target_count
         );
+        if c.levels.is_empty() {
+            // Counted by the sink (compare = "sink"): no rows were read on its side, no keys.
+            let _ = writeln!(
+                out,
+                "  the sink's output holds {} rows of the window; it cannot name keys: `compare --repair` re-loads it",
+                c.target_count
+            );
+            continue;
+        }
         if c.total_differences > 0 {
             let _ = writeln!(
                 out,

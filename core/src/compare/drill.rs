@@ -7,11 +7,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use futures_util::stream::{self, StreamExt};
-
 use super::{
     BucketSummary, Comparator, Grouping, KeyDiff, KeyDiffKind, LevelStat, RowHash, Scope, Sums, WindowComparison,
-    KEY_QUERIES_AT_ONCE,
+    KEY_SCOPES_PER_QUERY,
 };
 use crate::cluster::Session;
 use crate::error::RoleError;
@@ -188,20 +186,29 @@ async fn drill(
         out.levels.push(stat);
     }
 
-    // Level 4: keys of the differing slices, a few slices at once.
+    // Level 4: keys of the differing slices, many slices per statement (one pass per side;
+    // each side's session is one connection, which runs its statements one after another).
     let keyed = !settings.key.is_empty();
-    let results: Vec<Result<Vec<KeyDiff>, RoleError>> = stream::iter(pairs.iter())
-        .map(|p| async move {
-            let (a, b) = both(cmp.rows(src, &p.src, &settings.key), cmp.rows(dst, &p.dst, &settings.key)).await?;
-            Ok(diff_rows(a, b, keyed, &p.label))
-        })
-        .buffered(KEY_QUERIES_AT_ONCE)
-        .collect()
-        .await;
+    let mut found_per_slice: Vec<Vec<KeyDiff>> = Vec::with_capacity(pairs.len());
+    for chunk in pairs.chunks(KEY_SCOPES_PER_QUERY) {
+        let src_scopes: Vec<Scope> = chunk.iter().map(|p| p.src.clone()).collect();
+        let dst_scopes: Vec<Scope> = chunk.iter().map(|p| p.dst.clone()).collect();
+        let (a, b) = both(cmp.rows(src, &src_scopes, &settings.key), cmp.rows(dst, &dst_scopes, &settings.key)).await?;
+        if a.len() != chunk.len() || b.len() != chunk.len() {
+            return Err(RoleError::new(format!(
+                "the comparator listed rows of {} and {} slices, asked for {}",
+                a.len(),
+                b.len(),
+                chunk.len()
+            )));
+        }
+        for ((p, a), b) in chunk.iter().zip(a).zip(b) {
+            found_per_slice.push(diff_rows(a, b, keyed, &p.label));
+        }
+    }
     let mut diffs = Vec::new();
     let mut stat = LevelStat { level: "keys".into(), buckets: pairs.len(), differing: 0 };
-    for r in results {
-        let found = r?;
+    for found in found_per_slice {
         if !found.is_empty() {
             stat.differing += 1;
         }

@@ -8,8 +8,8 @@ mod report;
 
 pub use drill::{compare_window, DrillSettings};
 
-/// Key-level queries run at once per side.
-pub const KEY_QUERIES_AT_ONCE: usize = 4;
+/// Differing slices whose keys are listed by one statement per side (one pass over the table).
+pub const KEY_SCOPES_PER_QUERY: usize = 64;
 pub use report::{KeyDiff, KeyDiffKind, LevelStat, WindowComparison};
 
 use async_trait::async_trait;
@@ -120,6 +120,8 @@ pub trait Comparator: Send + Sync {
         scope: &Scope,
         grouping: &Grouping,
     ) -> Result<Vec<BucketSummary>, RoleError>;
-    /// Every row of the scope as (key, hash); keyless tables give (row hash, count).
-    async fn rows(&self, session: &Session, scope: &Scope, key: &[String]) -> Result<Vec<RowHash>, RoleError>;
+    /// Every row of each scope as (key, hash); keyless tables give (row hash, count). One list
+    /// per scope, in order. The scopes are disjoint parts (differing slices) of one window's
+    /// scope, read together so that the table is scanned once, not once per slice.
+    async fn rows(&self, session: &Session, scopes: &[Scope], key: &[String]) -> Result<Vec<Vec<RowHash>>, RoleError>;
 }

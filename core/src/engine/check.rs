@@ -119,22 +119,7 @@ pub async fn check_table(
     let dst = columns(target, target_name, &table.target_table, table).await?;
     let find = |cols: &[Column], n: &str| cols.iter().find(|c| c.name == n).cloned();
 
-    let selected: Vec<Column> = match &table.columns {
-        Some(names) => {
-            let mut out = Vec::new();
-            for n in names {
-                out.push(find(&src, n).ok_or_else(|| {
-                    check_error(
-                        table,
-                        format!("column {n:?} of `columns` is not in source table {}", table.source_table),
-                        None,
-                    )
-                })?);
-            }
-            out
-        }
-        None => src.clone(),
-    };
+    let selected = selected_columns(table, &src)?;
 
     let mut problems = Vec::new();
     for c in &selected {
@@ -171,24 +156,9 @@ pub async fn check_table(
         ));
     }
 
-    let condition_type = match (&table.condition_column, table.mode) {
-        (Some(col), _) => {
-            let c = find(&src, col).ok_or_else(|| {
-                check_error(
-                    table,
-                    format!("condition column {col:?} is not in source table {}", table.source_table),
-                    None,
-                )
-            })?;
-            if !matches!(c.type_name.as_str(), "timestamp" | "timestamptz" | "date") {
-                return Err(check_error(
-                    table,
-                    format!("condition column {col:?} is {}, not a timestamp or date", c.type_text),
-                    Some(
-                        "windows are cut on a timestamp, timestamptz or date column; pick one, or use mode = \"full\"",
-                    ),
-                ));
-            }
+    let condition_type = match source_condition(table, &src)? {
+        Some(c) => {
+            let col = &c.name;
             if table.mode == Mode::Replace && find(&dst, col).is_none() {
                 return Err(check_error(
                     table,
@@ -199,9 +169,9 @@ pub async fn check_table(
                     None,
                 ));
             }
-            Some(c.type_name)
+            Some(c.type_name.clone())
         }
-        (None, _) => None,
+        None => None,
     };
     let binary = binary_compatible(table, &selected, &dst, source, target).await;
     Ok(TableCheck {
@@ -211,6 +181,39 @@ pub async fn check_table(
         condition_type,
         binary,
     })
+}
+
+/// The source columns to move: all, or those of `columns`, each of which must exist.
+fn selected_columns(table: &TableSpec, src: &[Column]) -> Result<Vec<Column>, Error> {
+    let Some(names) = &table.columns else { return Ok(src.to_vec()) };
+    names
+        .iter()
+        .map(|n| {
+            src.iter().find(|c| &c.name == n).cloned().ok_or_else(|| {
+                check_error(
+                    table,
+                    format!("column {n:?} of `columns` is not in source table {}", table.source_table),
+                    None,
+                )
+            })
+        })
+        .collect()
+}
+
+/// The source's condition column, which must exist and be a time.
+fn source_condition<'a>(table: &TableSpec, src: &'a [Column]) -> Result<Option<&'a Column>, Error> {
+    let Some(col) = &table.condition_column else { return Ok(None) };
+    let c = src.iter().find(|c| &c.name == col).ok_or_else(|| {
+        check_error(table, format!("condition column {col:?} is not in source table {}", table.source_table), None)
+    })?;
+    if !matches!(c.type_name.as_str(), "timestamp" | "timestamptz" | "date") {
+        return Err(check_error(
+            table,
+            format!("condition column {col:?} is {}, not a timestamp or date", c.type_text),
+            Some("windows are cut on a timestamp, timestamptz or date column; pick one, or use mode = \"full\""),
+        ));
+    }
+    Ok(Some(c))
 }
 
 /// Checks a table against what its sink loads: both sides for a sink that loads the target
@@ -251,47 +254,11 @@ pub async fn check_source_for_sink(
         ));
     }
     let src = columns(source, source_name, &table.source_table, table).await?;
-    let selected: Vec<Column> = match &table.columns {
-        Some(names) => {
-            let mut out = Vec::new();
-            for n in names {
-                out.push(src.iter().find(|c| &c.name == n).cloned().ok_or_else(|| {
-                    check_error(
-                        table,
-                        format!("column {n:?} of `columns` is not in source table {}", table.source_table),
-                        None,
-                    )
-                })?);
-            }
-            out
-        }
-        None => src.clone(),
-    };
+    let selected = selected_columns(table, &src)?;
     if let Some(k) = table.key.iter().find(|k| !selected.iter().any(|c| &c.name == *k)) {
         return Err(check_error(table, format!("key column {k:?} is not among the columns moved"), None));
     }
-    let condition_type = match &table.condition_column {
-        Some(col) => {
-            let c = src.iter().find(|c| &c.name == col).ok_or_else(|| {
-                check_error(
-                    table,
-                    format!("condition column {col:?} is not in source table {}", table.source_table),
-                    None,
-                )
-            })?;
-            if !matches!(c.type_name.as_str(), "timestamp" | "timestamptz" | "date") {
-                return Err(check_error(
-                    table,
-                    format!("condition column {col:?} is {}, not a timestamp or date", c.type_text),
-                    Some(
-                        "windows are cut on a timestamp, timestamptz or date column; pick one, or use mode = \"full\"",
-                    ),
-                ));
-            }
-            Some(c.type_name.clone())
-        }
-        None => None,
-    };
+    let condition_type = source_condition(table, &src)?.map(|c| c.type_name.clone());
     Ok(TableCheck {
         column_types: selected.iter().map(|c| c.type_name.clone()).collect(),
         columns: selected.iter().map(|c| c.name.clone()).collect(),

@@ -290,18 +290,36 @@ async fn finish(
     let what = "recording the window in state";
     match sink.transaction() {
         Some(tx) if state_on_target => {
+            // The cursor moves here only when every earlier window of the run has committed.
+            let next = frontier.is_next(&window);
+            // Both in flight at once on the transaction (pipelined): one round trip for the two.
+            // A history row no longer running is what to report, whatever the cursor's
+            // statement met meanwhile (the run that closed the row may have written the cursor).
             let finished = state
-                .within(what, state.history_finish(tx, history_id, Outcome::Succeeded, delivered, elapsed, None))
+                .within(what, async {
+                    let advance = async {
+                        if next {
+                            state.advance_cursor(tx, &table.job, &name, window.end).await
+                        } else {
+                            Ok(())
+                        }
+                    };
+                    let (finished, cursor) = futures_util::future::join(
+                        state.history_finish(tx, history_id, Outcome::Succeeded, delivered, elapsed, None),
+                        advance,
+                    )
+                    .await;
+                    match finished? {
+                        0 => Ok(0),
+                        n => cursor.map(|()| n),
+                    }
+                })
                 .await?;
             if finished == 0 {
                 return Err(RoleError::new(format!(
                     "history row {history_id} of this attempt is no longer running (closed by another process?); \
                      the window was rolled back"
                 )));
-            }
-            let next = frontier.is_next(&window);
-            if next {
-                state.within(what, state.advance_cursor(tx, &table.job, &name, window.end)).await?;
             }
             sink.commit().await?;
             frontier.committed(&window);

@@ -2,6 +2,7 @@
 //! `succeeded` in the load's own transaction, or `failed` after the rollback.
 
 use chrono::{DateTime, NaiveDateTime, Utc};
+use tokio_postgres::types::Type;
 use tokio_postgres::Client;
 
 use super::{Bounded, State};
@@ -9,6 +10,11 @@ use crate::config::TableSpec;
 use crate::error::Error;
 use crate::roles::Delivered;
 use crate::window::Window;
+
+const TEXT: Type = Type::TEXT;
+const INT4: Type = Type::INT4;
+const INT8: Type = Type::INT8;
+const FLOAT8: Type = Type::FLOAT8;
 
 /// How an attempt ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,51 +109,50 @@ impl State {
     ) -> Result<i64, Error> {
         let t = self.table("history");
         let name = table.source_table.to_string();
+        let target = table.target_table.to_string();
         let window_id = window.id();
-        let attempt: i64 = self
-            .client()
-            .query_one(
-                &format!(
-                    "SELECT count(*) FROM {t} WHERE job = $1 AND table_name = $2 AND target_table = $3 AND window_id = $4"
-                ),
-                &[&table.job, &name, &table.target_table.to_string(), &window_id],
-            )
-            .bounded(self, "reading history").await?
-            .get(0);
-        let attempt = i32::try_from(attempt + 1).unwrap_or(i32::MAX);
-        let pid = i32::try_from(std::process::id()).unwrap_or(0);
         // The id is drawn first and inserted, not read back with RETURNING: on Greenplum 6 an
         // INSERT … RETURNING into a distributed table takes ~280 ms (~20 ms without), which
         // dominated every small window with the state on GP6. pg_get_serial_sequence exists
-        // from 8.0 on.
-        let id: i64 = self
-            .client()
-            .query_one("SELECT nextval(pg_get_serial_sequence($1, 'id'))", &[&t])
-            .bounded(self, "drawing a history id")
-            .await?
-            .get(0);
+        // from 8.0 on. The id and the attempt's number are asked for at once (pipelined), and
+        // every statement goes with its parameter types: one round trip each, nothing to
+        // prepare.
+        let count = format!(
+            "SELECT count(*) FROM {t} WHERE job = $1 AND table_name = $2 AND target_table = $3 AND window_id = $4"
+        );
+        let (attempt, id) = futures_util::future::try_join(
+            self.client()
+                .query_typed_one(&count, &[(&table.job, TEXT), (&name, TEXT), (&target, TEXT), (&window_id, TEXT)]),
+            self.client().query_typed_one("SELECT nextval(pg_get_serial_sequence($1, 'id'))", &[(&t, TEXT)]),
+        )
+        .bounded(self, "drawing a history id")
+        .await?;
+        let id: i64 = id.get(0);
+        let attempt: i64 = attempt.get(0);
+        let attempt = i32::try_from(attempt + 1).unwrap_or(i32::MAX);
+        let pid = i32::try_from(std::process::id()).unwrap_or(0);
         let sql = format!(
             "INSERT INTO {t} (id, job, table_name, target_table, window_id, window_start, window_end, mode, chain, \
              started_at, status, attempt, host, pid, reason) \
              VALUES ($1, $2, $3, $4, $5, $6::text::timestamp, $7::text::timestamp, $8, $9, now(), 'running', $10, $11, $12, $13)"
         );
         self.client()
-            .execute(
+            .execute_typed(
                 &sql,
                 &[
-                    &id,
-                    &table.job,
-                    &name,
-                    &table.target_table.to_string(),
-                    &window_id,
-                    &super::ts_text(window.start),
-                    &super::ts_text(window.end),
-                    &table.mode.as_str(),
-                    &chain,
-                    &attempt,
-                    &host,
-                    &pid,
-                    &reason,
+                    (&id, INT8),
+                    (&table.job, TEXT),
+                    (&name, TEXT),
+                    (&target, TEXT),
+                    (&window_id, TEXT),
+                    (&super::ts_text(window.start), TEXT),
+                    (&super::ts_text(window.end), TEXT),
+                    (&table.mode.as_str(), TEXT),
+                    (&chain, TEXT),
+                    (&attempt, INT4),
+                    (&host, TEXT),
+                    (&pid, INT4),
+                    (&reason, TEXT),
                 ],
             )
             .bounded(self, "writing history")
@@ -180,21 +185,22 @@ impl State {
             self.table("history")
         );
         let as_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        // With its parameter types: one round trip, no statement to prepare.
         client
-            .execute(
+            .execute_typed(
                 &sql,
                 &[
-                    &id,
-                    &as_i64(delivered.rows_read),
-                    &as_i64(delivered.rows_written),
-                    &as_i64(delivered.bytes),
-                    &elapsed_seconds,
-                    &status,
-                    &error,
-                    &delivered.detail.inserted.map(as_i64),
-                    &delivered.detail.updated.map(as_i64),
-                    &delivered.detail.format_errors.map(as_i64),
-                    &delivered.detail.duplicates.map(as_i64),
+                    (&id, INT8),
+                    (&as_i64(delivered.rows_read), INT8),
+                    (&as_i64(delivered.rows_written), INT8),
+                    (&as_i64(delivered.bytes), INT8),
+                    (&elapsed_seconds, FLOAT8),
+                    (&status, TEXT),
+                    (&error, TEXT),
+                    (&delivered.detail.inserted.map(as_i64), INT8),
+                    (&delivered.detail.updated.map(as_i64), INT8),
+                    (&delivered.detail.format_errors.map(as_i64), INT8),
+                    (&delivered.detail.duplicates.map(as_i64), INT8),
                 ],
             )
             .await

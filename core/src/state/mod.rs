@@ -11,6 +11,7 @@ pub use history::{ActiveAlarm, EntryHistory, HistoryFilter, HistoryRow, Outcome}
 pub use lock::JobLock;
 
 use chrono::NaiveDateTime;
+use tokio_postgres::types::Type;
 use tokio_postgres::Client;
 
 use crate::cluster::{ClusterHandle, Session};
@@ -174,12 +175,15 @@ impl State {
             self.table("cursors")
         );
         let end = ts_text(end);
-        if client.execute(&update, &[&job, &table, &end]).await? == 0 {
+        // With their parameter types: one round trip each, no statement to prepare.
+        let params: [(&(dyn tokio_postgres::types::ToSql + Sync), Type); 3] =
+            [(&job, Type::TEXT), (&table, Type::TEXT), (&end, Type::TEXT)];
+        if client.execute_typed(&update, &params).await? == 0 {
             let insert = format!(
                 "INSERT INTO {} (job, table_name, cursor_end, updated_at) VALUES ($1, $2, $3::text::timestamp, clock_timestamp())",
                 self.table("cursors")
             );
-            client.execute(&insert, &[&job, &table, &end]).await?;
+            client.execute_typed(&insert, &params).await?;
         }
         Ok(())
     }

@@ -1,7 +1,8 @@
 //! The `count` and `hash` comparators: per-bucket count (and, for `hash`, the sums of the two
 //! 64-bit halves of each row's md5 over its canonical text) computed inside the database.
 
-mod sql;
+/// The statements, public so that a test can EXPLAIN them on a real cluster.
+pub mod sql;
 
 use std::sync::Arc;
 
@@ -152,7 +153,7 @@ impl Comparator for Unread {
     async fn summarize(&self, _: &Session, _: &Scope, _: &Grouping) -> Result<Vec<BucketSummary>, RoleError> {
         Err(RoleError::new("this comparator reads no rows"))
     }
-    async fn rows(&self, _: &Session, _: &Scope, _: &[String]) -> Result<Vec<RowHash>, RoleError> {
+    async fn rows(&self, _: &Session, _: &[Scope], _: &[String]) -> Result<Vec<Vec<RowHash>>, RoleError> {
         Err(RoleError::new("this comparator reads no rows"))
     }
 }
@@ -199,11 +200,22 @@ impl Comparator for SqlComparator {
         Ok(out)
     }
 
-    async fn rows(&self, session: &Session, scope: &Scope, key: &[String]) -> Result<Vec<RowHash>, RoleError> {
-        let (statement, params) = sql::rows(scope, key, self.with_hash);
+    async fn rows(&self, session: &Session, scopes: &[Scope], key: &[String]) -> Result<Vec<Vec<RowHash>>, RoleError> {
+        let mut out: Vec<Vec<RowHash>> = vec![Vec::new(); scopes.len()];
+        if scopes.is_empty() {
+            return Ok(out);
+        }
+        let (statement, params) = sql::rows(scopes, key, self.with_hash);
         setup(session).await?;
         let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params.iter().map(|p| p as _).collect();
         let rows = session.timed(session.client.query(statement.as_str(), &refs)).await?;
-        Ok(rows.iter().map(|r| RowHash { key: r.get(0), hash: r.get(1), count: r.get(2) }).collect())
+        for r in &rows {
+            let which: i32 = r.get(0);
+            let slot = usize::try_from(which).ok().and_then(|i| out.get_mut(i)).ok_or_else(|| {
+                RoleError::new(format!("unexpected slice number {which} from the server's key listing"))
+            })?;
+            slot.push(RowHash { key: r.get(1), hash: r.get(2), count: r.get(3) });
+        }
+        Ok(out)
     }
 }

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 
-use gptransfer_core::cluster::Session;
+use gptransfer_core::cluster::{IdleSessions, Session};
 use gptransfer_core::config::Mode;
 use gptransfer_core::dialect::{quote_ident, sql};
 use gptransfer_core::registry::{parse_options, Factory};
@@ -20,9 +20,12 @@ use gptransfer_core::RoleError;
 #[serde(deny_unknown_fields)]
 pub struct CopySinkConfig {}
 
-/// The `copy` sink.
-#[derive(Debug, Clone)]
-pub struct CopySink;
+/// The `copy` sink. Built per run and table: its idle target session serves the table's next
+/// window, and goes with the run.
+#[derive(Debug, Clone, Default)]
+pub struct CopySink {
+    idle: Arc<IdleSessions>,
+}
 
 /// Registers `copy` as a sink.
 pub struct CopySinkFactory;
@@ -42,7 +45,7 @@ impl Factory<dyn Sink> for CopySinkFactory {
     }
     fn build(&self, options: &toml::Table) -> Result<Arc<dyn Sink>, String> {
         parse_options::<CopySinkConfig>(options)?;
-        Ok(Arc::new(CopySink))
+        Ok(Arc::new(CopySink::default()))
     }
 }
 
@@ -51,6 +54,8 @@ const STAGING: &str = "gptransfer_merge_staging";
 struct CopyWindow {
     session: Session,
     ctx: WindowCtx,
+    /// Where the session goes once the window committed.
+    idle: Arc<IdleSessions>,
     /// Merge: rows of the batch replaced by a later row with the same key.
     duplicates: Option<u64>,
 }
@@ -80,24 +85,37 @@ impl Sink for CopySink {
     }
 
     async fn begin(&self, ctx: &WindowCtx) -> Result<Box<dyn SinkWindow>, RoleError> {
-        let session = ctx
-            .target
-            .connect(&ctx.application, ctx.table.timezone.as_deref())
-            .await
-            .map_err(|e| RoleError::retriable(e.to_string()))?;
         let t = &ctx.table;
-        let mut statements = vec!["BEGIN".to_string()];
-        match t.mode {
-            Mode::Replace => statements.push(ctx.delete_window()?),
-            Mode::Full => statements.push(sql::truncate(&t.target_table)),
-            Mode::Merge => statements.push(sql::merge_staging(session.flavour, &t.target_table, STAGING, &ctx.columns)),
-            Mode::Append => {}
-        }
-        for s in &statements {
-            tracing::debug!(cluster = %ctx.target.name, "{s}");
-            session.timed(session.client.batch_execute(s)).await.map_err(target_err(ctx, "preparing the window"))?;
-        }
-        Ok(Box::new(CopyWindow { session, ctx: ctx.clone(), duplicates: None }))
+        let delete = match t.mode {
+            Mode::Replace => Some(ctx.delete_window()?),
+            _ => None,
+        };
+        // One round trip: BEGIN and what the mode does first, as one batch (nothing of it is
+        // done when it fails: the session is dropped, which rolls back).
+        let first = |session: Session| {
+            let mut statements = vec!["BEGIN".to_string()];
+            match t.mode {
+                Mode::Replace => statements.extend(delete.clone()),
+                Mode::Full => statements.push(sql::truncate(&t.target_table)),
+                Mode::Merge => {
+                    statements.push(sql::merge_staging(session.flavour, &t.target_table, STAGING, &ctx.columns))
+                }
+                Mode::Append => {}
+            }
+            async move {
+                for s in &statements {
+                    tracing::debug!(cluster = %ctx.target.name, "{s}");
+                }
+                let result = session
+                    .timed(session.client.batch_execute(&statements.join(";\n")))
+                    .await
+                    .map_err(target_err(ctx, "preparing the window"));
+                (session, result)
+            }
+        };
+        let (session, ()) =
+            self.idle.first_statement(&ctx.target, &ctx.application, t.timezone.as_deref(), first).await?;
+        Ok(Box::new(CopyWindow { session, ctx: ctx.clone(), idle: self.idle.clone(), duplicates: None }))
     }
 }
 
@@ -195,7 +213,10 @@ impl SinkWindow for CopyWindow {
 
     async fn commit(self: Box<Self>) -> Result<(), RoleError> {
         let ctx = &self.ctx;
-        self.session.timed(self.session.client.batch_execute("COMMIT")).await.map_err(target_err(ctx, "committing"))
+        self.session.timed(self.session.client.batch_execute("COMMIT")).await.map_err(target_err(ctx, "committing"))?;
+        // Committed: the session holds nothing open and serves the next window.
+        self.idle.put(&ctx.target, &ctx.application, ctx.table.timezone.as_deref(), self.session);
+        Ok(())
     }
 
     async fn abort(self: Box<Self>) {

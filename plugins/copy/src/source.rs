@@ -5,6 +5,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::Deserialize;
 
+use gptransfer_core::cluster::{IdleSessions, Session};
 use gptransfer_core::config::Mode;
 use gptransfer_core::dialect::{sql, Flavour};
 use gptransfer_core::registry::{parse_options, Factory};
@@ -19,10 +20,12 @@ pub struct CopySourceConfig {
     pub filter: Option<String>,
 }
 
-/// The `copy` source.
+/// The `copy` source. Built per run and table: its idle source session serves the table's
+/// next window, and goes with the run.
 #[derive(Debug, Clone)]
 pub struct CopySource {
     config: CopySourceConfig,
+    idle: Arc<IdleSessions>,
 }
 
 /// Registers `copy` as a source.
@@ -42,7 +45,7 @@ impl Factory<dyn Source> for CopySourceFactory {
         parse_options::<CopySourceConfig>(options).map(|_| ())
     }
     fn build(&self, options: &toml::Table) -> Result<Arc<dyn Source>, String> {
-        Ok(Arc::new(CopySource { config: parse_options(options)? }))
+        Ok(Arc::new(CopySource { config: parse_options(options)?, idle: Arc::default() }))
     }
 }
 
@@ -71,13 +74,18 @@ impl Source for CopySource {
     }
 
     async fn open(&self, ctx: &WindowCtx) -> Result<ByteStream, RoleError> {
-        let session = ctx
-            .source
-            .connect(&ctx.application, ctx.table.timezone.as_deref())
-            .await
-            .map_err(|e| RoleError::retriable(e.to_string()))?;
-        let statement = self.statement(ctx, session.flavour);
-        tracing::debug!(cluster = %ctx.source.name, "{statement}");
-        session.copy_out_stream(&statement, &ctx.source.name).await
+        let timezone = ctx.table.timezone.clone();
+        let start = |session: Session| async move {
+            let statement = self.statement(ctx, session.flavour);
+            tracing::debug!(cluster = %ctx.source.name, "{statement}");
+            let started = session.start_copy_out(&statement, &ctx.source.name).await;
+            (session, started)
+        };
+        let (session, copy) =
+            self.idle.first_statement(&ctx.source, &ctx.application, timezone.as_deref(), start).await?;
+        // Read to its end, the session serves the table's next window.
+        let (idle, cluster, application) = (self.idle.clone(), ctx.source.clone(), ctx.application.clone());
+        let done = Box::new(move |s: Session| idle.put(&cluster, &application, timezone.as_deref(), s));
+        Ok(session.stream_copy_out(copy, &ctx.source.name, done))
     }
 }
