@@ -157,13 +157,14 @@ fn a_failure_in_window_10_holds_the_cursor_at_its_start(mode: &str) {
         ),
         "20240310000000^20240311000000 failed"
     );
-    // Some windows after 10 ran (they were running, or had started, when it failed): they
-    // are committed and in history, not under the cursor.
+    // Windows after 10 that were running when it failed may have committed: in history, not
+    // under the cursor. How many depends on timing (small windows may all finish first), so
+    // that they commit while the cursor holds is proven by the SIGKILL test below, which
+    // holds window 10 until every other window has committed. Here: no new window started.
     let beyond: i64 = env
         .dst_psql("SELECT count(*) FROM gptransfer.history WHERE window_start > '2024-03-10' AND status = 'succeeded'")
         .parse()
         .unwrap();
-    assert!(beyond >= 1, "no window after 10 ran: the windows did not run in parallel\n{}", out.render());
     assert!(beyond < 20, "every window after 10 started although 10 had failed ({beyond})");
 
     env.dst_psql("ALTER TABLE eda.fact DROP CONSTRAINT refuse_1500");
