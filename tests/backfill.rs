@@ -331,6 +331,9 @@ fn a_parallel_backfill_into_gp6_lands_exact_with_the_state_there() {
         assert_eq!(succeeded(&env, t), "30 30");
     }
     assert_eq!(cursor(&env), "eda.fact -> eda.fact_m 2024-03-31 00:00:00\neda.fact -> eda.fact_r 2024-03-31 00:00:00");
+    // Never more than the slots. How many overlap here depends on timing: GP6 takes a whole
+    // table's lock for DELETE, so replace windows of one table wait for each other there
+    // (the overlap itself is proven on PostgreSQL above).
     let at_once = most_at_once(&env);
-    assert!((2..=4).contains(&at_once), "{at_once} windows at once");
+    assert!((1..=4).contains(&at_once), "{at_once} windows at once");
 }
