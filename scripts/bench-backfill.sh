@@ -96,13 +96,8 @@ scripts/pg-cluster.sh stop "$dst_dir"
 trap cleanup EXIT
 src_port=$(free_port 55542)
 dst_port=$(free_port 55543 "$src_port")
-scripts/pg-cluster.sh start "$src_dir" "$src_port" "$GPT_SRC_PASSWORD" 9>&-
-scripts/pg-cluster.sh start "$dst_dir" "$dst_port" "$GPT_DST_PASSWORD" 9>&-
-for side in src dst; do
-  if [ "$side" = src ]; then dir=$src_dir port=$src_port; else dir=$dst_dir port=$dst_port; fi
-  su_psql "$dir" "$port" -d postgres -c "ALTER SYSTEM SET autovacuum = off" -c "SELECT pg_reload_conf()" >/dev/null
-  su_psql "$dir" "$port" -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"
-done
+bench_server "$src_dir" "$src_port" "$GPT_SRC_PASSWORD" "$db"
+bench_server "$dst_dir" "$dst_port" "$GPT_DST_PASSWORD" "$db"
 echo "source 127.0.0.1:$src_port, target 127.0.0.1:$dst_port, $(nproc) cores, $("$psql" --version)"
 
 section "$rows rows over 30 days: generate"

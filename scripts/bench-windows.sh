@@ -194,9 +194,7 @@ if [[ " $variants " == *" one "* || " $variants " == *" h48 "* ]]; then
   echo "$("$bin" --version) at $bin"
 fi
 
-if awk -v l="$(load_average)" -v c="$(nproc)" 'BEGIN { exit !(l > c / 2) }'; then
-  echo "warning: load average $(load_average) on $(nproc) cores: other work is running, the figures will be noisy"
-fi
+warn_if_loaded
 
 section "clusters under $bench_dir"
 mkdir -p "$bench_dir"
@@ -209,13 +207,9 @@ scripts/gp-server.sh stop gp6 "$gp_dir"
 trap cleanup EXIT
 src_port=$(free_port 55632)
 pg_port=$(free_port 55633 "$src_port")
-scripts/pg-cluster.sh start "$src_dir" "$src_port" "$GPT_SRC_PASSWORD" 9>&-
-su_psql "$src_dir" "$src_port" -d postgres -c "ALTER SYSTEM SET autovacuum = off" -c "SELECT pg_reload_conf()" >/dev/null
-su_psql "$src_dir" "$src_port" -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"
+bench_server "$src_dir" "$src_port" "$GPT_SRC_PASSWORD" "$db"
 if [[ " $targets " == *" pg "* ]]; then
-  scripts/pg-cluster.sh start "$pg_dir" "$pg_port" "$GPT_DST_PASSWORD" 9>&-
-  su_psql "$pg_dir" "$pg_port" -d postgres -c "ALTER SYSTEM SET autovacuum = off" -c "SELECT pg_reload_conf()" >/dev/null
-  su_psql "$pg_dir" "$pg_port" -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"
+  bench_server "$pg_dir" "$pg_port" "$GPT_DST_PASSWORD" "$db"
 fi
 if [[ " $targets " == *" gp6 "* ]]; then
   # A master and its 2 segments take 3 ports.

@@ -183,9 +183,7 @@ if [[ " $variants " == *" gptransfer "* ]]; then
   echo "$("$bin" --version) at $bin"
 fi
 
-if awk -v l="$(load_average)" -v c="$(nproc)" 'BEGIN { exit !(l > c / 2) }'; then
-  echo "warning: load average $(load_average) on $(nproc) cores: other work is running, the figures will be noisy"
-fi
+warn_if_loaded
 
 section "clusters under $bench_dir"
 mkdir -p "$bench_dir"
@@ -198,16 +196,8 @@ scripts/pg-cluster.sh stop "$dst_dir"
 trap cleanup EXIT
 src_port=$(free_port 55532)
 dst_port=$(free_port 55533 "$src_port")
-# 9>&-: the servers must not inherit (and so hold) the lock.
-scripts/pg-cluster.sh start "$src_dir" "$src_port" "$GPT_SRC_PASSWORD" 9>&-
-scripts/pg-cluster.sh start "$dst_dir" "$dst_port" "$GPT_DST_PASSWORD" 9>&-
-for side in src dst; do
-  if [ "$side" = src ]; then dir=$src_dir port=$src_port; else dir=$dst_dir port=$dst_port; fi
-  # No autovacuum worker waking up in the middle of a measured run (2 cores): the source is
-  # vacuumed explicitly after generation, the target is truncated between runs anyway.
-  su_psql "$dir" "$port" -d postgres -c "ALTER SYSTEM SET autovacuum = off" -c "SELECT pg_reload_conf()" >/dev/null
-  su_psql "$dir" "$port" -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"
-done
+bench_server "$src_dir" "$src_port" "$GPT_SRC_PASSWORD" "$db"
+bench_server "$dst_dir" "$dst_port" "$GPT_DST_PASSWORD" "$db"
 echo "source 127.0.0.1:$src_port, target 127.0.0.1:$dst_port, $(nproc) cores, $("$psql" --version)"
 
 export PSQL=$psql SELECT_SQL=$select_sql TABLE=$table

@@ -47,6 +47,23 @@ seconds_between() {
 
 load_average() { cut -d ' ' -f 1 /proc/loadavg; }
 
+# warn_if_loaded: says so when other work runs (load above half the cores): figures will be noisy.
+warn_if_loaded() {
+  if awk -v l="$(load_average)" -v c="$(nproc)" 'BEGIN { exit !(l > c / 2) }'; then
+    echo "warning: load average $(load_average) on $(nproc) cores: other work is running, the figures will be noisy"
+  fi
+}
+
+# bench_server DIR PORT PASSWORD DB: a benchmark's PostgreSQL server on 127.0.0.1:PORT with an
+# empty database DB and no autovacuum worker waking up in a measured run (2 cores: tables are
+# vacuumed explicitly). The server does not inherit fd 9, a benchmark's lock.
+bench_server() {
+  local dir=$1 port=$2 password=$3 db=$4
+  scripts/pg-cluster.sh start "$dir" "$port" "$password" 9>&-
+  su_psql "$dir" "$port" -d postgres -c "ALTER SYSTEM SET autovacuum = off" -c "SELECT pg_reload_conf()" >/dev/null
+  su_psql "$dir" "$port" -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"
+}
+
 median() {
   printf '%s\n' "$@" | sort -g | awk '
     { v[NR] = $1 }
