@@ -82,13 +82,8 @@ pub async fn reload(
         }
         OutputFormat::Human => {}
     }
-    if let Some(sig) = report.interrupted_by {
-        eprintln!("error: {}", gptransfer_core::Error::Interrupted { signal: sig });
-        return Ok(if sig == 15 { exit::SIGTERM } else { exit::SIGINT });
-    }
-    if report.failed() > 0 {
-        eprintln!("error: {}", gptransfer_core::Error::WindowsFailed { failed: report.failed() });
-        return Ok(exit::FAILED);
+    if let Some(code) = super::run::interrupted_or_failed(&report) {
+        return Ok(code);
     }
     Ok(exit::OK)
 }

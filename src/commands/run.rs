@@ -71,17 +71,26 @@ pub async fn run(
     }
     // Last, where an operator looks: the jobs that did not run at all.
     let jobs_failed = loaded.say_failed("not run");
-    if let Some(sig) = report.interrupted_by {
-        eprintln!("error: {}", gptransfer_core::Error::Interrupted { signal: sig });
-        return Ok(if sig == 15 { exit::SIGTERM } else { exit::SIGINT });
-    }
-    if report.failed() > 0 {
-        eprintln!("error: {}", gptransfer_core::Error::WindowsFailed { failed: report.failed() });
-        return Ok(exit::FAILED);
+    if let Some(code) = interrupted_or_failed(&report) {
+        return Ok(code);
     }
     if jobs_failed || report.external_cursor_errors().next().is_some() {
         // The windows landed; the cursor kept elsewhere did not move: the next run re-loads them.
         return Ok(exit::FAILED);
     }
     Ok(exit::OK)
+}
+
+/// The exit of a run that was interrupted (SIGINT/SIGTERM) or had failed windows, said on
+/// stderr; `None` when neither.
+pub(super) fn interrupted_or_failed(report: &gptransfer_core::engine::RunReport) -> Option<i32> {
+    if let Some(sig) = report.interrupted_by {
+        eprintln!("error: {}", gptransfer_core::Error::Interrupted { signal: sig });
+        return Some(if sig == 15 { exit::SIGTERM } else { exit::SIGINT });
+    }
+    if report.failed() > 0 {
+        eprintln!("error: {}", gptransfer_core::Error::WindowsFailed { failed: report.failed() });
+        return Some(exit::FAILED);
+    }
+    None
 }

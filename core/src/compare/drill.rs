@@ -56,18 +56,7 @@ pub async fn compare_window(
     table: &str,
     window: &str,
 ) -> WindowComparison {
-    let mut out = WindowComparison {
-        job: job.to_string(),
-        table: table.to_string(),
-        window: window.to_string(),
-        source_count: 0,
-        target_count: 0,
-        equal: false,
-        differences: Vec::new(),
-        total_differences: 0,
-        levels: Vec::new(),
-        error: None,
-    };
+    let mut out = WindowComparison::new(job, table, window);
     let whole = Pair { src: src_scope, dst: dst_scope, label: String::new() };
     if let Err(e) = drill(cmp, src, dst, whole, settings, &mut out).await {
         out.error = Some(e.message);

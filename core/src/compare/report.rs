@@ -73,6 +73,22 @@ pub struct WindowComparison {
 }
 
 impl WindowComparison {
+    /// A window not compared yet: nothing counted, nothing equal.
+    pub fn new(job: &str, table: &str, window: &str) -> Self {
+        WindowComparison {
+            job: job.to_string(),
+            table: table.to_string(),
+            window: window.to_string(),
+            source_count: 0,
+            target_count: 0,
+            equal: false,
+            differences: Vec::new(),
+            total_differences: 0,
+            levels: Vec::new(),
+            error: None,
+        }
+    }
+
     /// Both sides were read and they differ. A window that could not be compared (`error`)
     /// is not "different": nothing is known about it, and it is reported as an error.
     pub fn differs(&self) -> bool {

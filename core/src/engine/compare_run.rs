@@ -257,18 +257,8 @@ async fn count_against_sink(
     window: Option<Window>,
     described: &[super::check::Column],
 ) -> WindowComparison {
-    let mut out = WindowComparison {
-        job: t.job.clone(),
-        table: t.display_name(),
-        window: window.map_or("full".to_string(), |w| w.id()),
-        source_count: 0,
-        target_count: 0,
-        equal: false,
-        differences: Vec::new(),
-        total_differences: 0,
-        levels: Vec::new(),
-        error: None,
-    };
+    let window_id = window.map_or("full".to_string(), |w| w.id());
+    let mut out = WindowComparison::new(&t.job, &t.display_name(), &window_id);
     let source = counter.summarize(src, &scope, &crate::compare::Grouping::default()).await;
     let held = sink.count(t, window, described).await;
     match (source, held) {
