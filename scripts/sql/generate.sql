@@ -2,7 +2,7 @@
 -- day starting at :'day' (every evt_timestamp is in [day, day + 1 day); some fall exactly on
 -- hour boundaries, which exercises half-open windows). Eight defects per glass.
 -- Text covers what breaks naive CSV handling: Chinese, commas, double quotes, newlines, CR,
--- tabs, backslashes, empty strings next to NULLs.
+-- tabs, backslashes, empty strings next to NULLs. Runs on PostgreSQL 9.4 (GP6) and later.
 --
 --   psql -v ON_ERROR_STOP=1 -v rows=200000 -v day='2024-01-01' -f scripts/sql/generate.sql
 \set ON_ERROR_STOP on
@@ -37,7 +37,7 @@ SELECT
 FROM (
     SELECT i / 8 AS g,
            (i % 8) + 1 AS seq,
-           :'day'::timestamp + date_trunc('milliseconds', make_interval(secs => i * 86400.0 / :rows)) AS ts,
+           :'day'::timestamp + date_trunc('milliseconds', (i * 86400.0 / :rows)::float8 * interval '1 second') AS ts,
            random() AS r1, random() AS r2, random() AS r3, random() AS r4
     FROM generate_series(0, :rows - 1) AS i
 ) AS s;
