@@ -437,6 +437,7 @@ fn compare_window_statement_aggregates_on_the_segments() {
         range: Some((day, day + chrono::Duration::days(1))),
         group: None,
         text: StoredText::AsIs,
+        float_datetimes: false,
         filter: None,
     };
     // 24 hourly slices (the rows span 22.2 hours), then 5 sites × 24 slices.

@@ -35,6 +35,9 @@ pub struct Scope {
     /// How this cluster's text columns are read (converted when a SQL_ASCII database holds
     /// GBK/GB18030 bytes).
     pub text: crate::dialect::canonical::StoredText,
+    /// This cluster stores date/time values as float seconds (`integer_datetimes` off: 8.2,
+    /// possibly GP4), whose binary form is computed as an integer build's.
+    pub float_datetimes: bool,
     /// The source plugin's `filter` (source side only): only rows matching it were moved.
     pub filter: Option<String>,
 }

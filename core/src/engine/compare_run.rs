@@ -91,6 +91,7 @@ pub async fn compare_tables(
                 let source_filter =
                     registry.source(t.source.get_ref()).map_err(|e| check_err(t, format!("source: {e}")))?.row_filter();
                 let (src_text, _) = stored_text(registry, t, src, src).await?;
+                let src_float = float_datetimes(t, src, "source").await?;
                 for w in windows {
                     let scope = Scope {
                         table: t.source_table.clone(),
@@ -103,6 +104,7 @@ pub async fn compare_tables(
                         range: w.map(|w| (w.start, w.end)),
                         group: None,
                         text: src_text,
+                        float_datetimes: src_float,
                         filter: source_filter.clone(),
                     };
                     let c =
@@ -121,6 +123,8 @@ pub async fn compare_tables(
         let t: &TableSpec = t;
         let (Some(src), Some(dst)) = (sessions.get(&src_key), sessions.get(&dst_key)) else { continue };
         let (src_text, dst_text) = stored_text(registry, t, src, dst).await?;
+        let (src_float, dst_float) =
+            (float_datetimes(t, src, "source").await?, float_datetimes(t, dst, "target").await?);
         let check = check_table(t, src, &t.from, dst, &t.to).await?;
         let src_cols = columns(src, &t.from, &t.source_table, t).await?;
         let dst_cols = columns(dst, &t.to, &t.target_table, t).await?;
@@ -157,6 +161,7 @@ pub async fn compare_tables(
             let scope = |table: &crate::dialect::QualifiedName,
                          cols: &[super::check::Column],
                          text,
+                         float: bool,
                          filter: &Option<String>| Scope {
                 table: table.clone(),
                 columns: typed(cols),
@@ -164,6 +169,7 @@ pub async fn compare_tables(
                 range: w.map(|w| (w.start, w.end)),
                 group: None,
                 text,
+                float_datetimes: float,
                 filter: filter.clone(),
             };
             let window_id = w.map_or("full".to_string(), |w| w.id());
@@ -171,8 +177,8 @@ pub async fn compare_tables(
                 comparator.as_ref(),
                 src,
                 dst,
-                scope(&t.source_table, &src_cols, src_text, &source_filter),
-                scope(&t.target_table, &dst_cols, dst_text, &None),
+                scope(&t.source_table, &src_cols, src_text, src_float, &source_filter),
+                scope(&t.target_table, &dst_cols, dst_text, dst_float, &None),
                 &settings,
                 &t.job,
                 // The entry, so each target of one source has its own alarms.
@@ -316,6 +322,19 @@ async fn mirror_alarms(
         })?;
     }
     Ok(())
+}
+
+/// Whether a side's server stores date/time values as float seconds (`integer_datetimes` off:
+/// 8.2, possibly GP4), whose rows are hashed by a computed integer form (see
+/// `canonical::datetime_bytes`).
+async fn float_datetimes(t: &TableSpec, session: &Session, side: &str) -> Result<bool, Error> {
+    let value = session.show("integer_datetimes").await.map_err(|e| Error::Check {
+        job: t.job.clone(),
+        table: t.display_name(),
+        message: format!("reading integer_datetimes on the {side}: {}", e.message),
+        hint: None,
+    })?;
+    Ok(value == "off")
 }
 
 /// How each side's text is hashed (see [`StoredText`]): as it is in a UTF8 database; in its

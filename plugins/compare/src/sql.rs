@@ -2,7 +2,7 @@
 //! LATERAL. `OFFSET 0` keeps the subquery from being inlined, so every row is hashed once.
 
 use gptransfer_core::compare::{Grouping, Scope};
-use gptransfer_core::dialect::canonical::{key_text, md5_bits, md5_halves, row_md5, row_text};
+use gptransfer_core::dialect::canonical::{key_text, md5_bits, md5_halves, row_bytes, row_md5};
 use gptransfer_core::dialect::{quote_ident, sql as dsql};
 
 /// A scope's own conditions: its range and its group value (bound as the next `$n`).
@@ -63,8 +63,8 @@ fn slice_expr(scope: &Scope, step_seconds: i64) -> Option<String> {
 
 /// Count (and hash sums) per (group, slice) bucket, in one pass.
 ///
-/// Each row's canonical text is built inline (every column is read once), hashed once, and
-/// the md5 is parsed once as `bit(128)`, of which the two halves are summed.
+/// Each row's canonical bytes are built inline (every column is read once, one `record_send`),
+/// hashed once, and the md5 is parsed once as `bit(128)`, of which the two halves are summed.
 pub fn summary(scope: &Scope, grouping: &Grouping, with_hash: bool) -> (String, Vec<String>) {
     let (from, params) = from_where(scope);
     let (g, group_key) = match &grouping.group_by {
@@ -76,7 +76,7 @@ pub fn summary(scope: &Scope, grouping: &Grouping, with_hash: bool) -> (String, 
     let inner_g = if grouping.group_by.is_some() { format!("{g} AS g, ") } else { String::new() };
     let outer_g = if grouping.group_by.is_some() { "g".to_string() } else { g };
     let sql = if with_hash {
-        let bits = md5_bits(&row_text(&scope.columns, scope.text), scope.text);
+        let bits = md5_bits(&row_bytes(&scope.columns, scope.text, scope.float_datetimes));
         let (h1, h2) = md5_halves("b");
         format!(
             "SELECT {outer_g}, s, count(*)::bigint, coalesce(sum({h1}), 0)::text, coalesce(sum({h2}), 0)::text \
@@ -117,7 +117,7 @@ pub fn rows(scopes: &[Scope], key: &[String], with_hash: bool) -> (String, Vec<S
             which.iter().map(|(i, c)| format!("WHEN {c} THEN {i}")).collect::<Vec<_>>().join(" ")
         ),
     };
-    let md5 = row_md5(&row_text(&first.columns, first.text), first.text);
+    let md5 = row_md5(&row_bytes(&first.columns, first.text, first.float_datetimes));
     let sql = if key.is_empty() {
         format!(
             "SELECT b, h, ''::text, count(*)::bigint FROM (SELECT {bucket} AS b, {md5} AS h {from} OFFSET 0) m GROUP BY b, h"
@@ -149,6 +149,7 @@ mod tests {
             range: Some((at(hour), at(hour + 1))),
             group: Some(("site".into(), group.map(str::to_string))),
             text: StoredText::AsIs,
+            float_datetimes: false,
             filter: Some("id > 0".into()),
         }
     }
