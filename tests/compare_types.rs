@@ -159,3 +159,50 @@ fn every_type_compares_between_pg15_and_gp4() {
     let gp4_datetimes = support::gp4().psql("postgres", "SHOW integer_datetimes") == "off";
     every_type_compares_across("types_gp4", Server::Gp4, true, gp4_datetimes);
 }
+
+/// A target column of another type than the source's, which the transfer loads through the
+/// value's text (an int into numeric, a number or a date into text, a varchar into text, an
+/// int2 into int8): after a transfer, compare finds the two sides equal, and still names a
+/// damaged row.
+#[test]
+fn a_column_loaded_into_a_wider_type_compares_equal_after_the_transfer() {
+    let env = TestEnv::new("types_widened");
+    env.src_psql(
+        "CREATE TABLE w (id int NOT NULL, ts timestamp NOT NULL, a int4, b int2, c float8, d date, e varchar(10), \
+         f numeric(6,2), g bool)",
+    );
+    env.dst_psql(
+        "CREATE TABLE w (id int NOT NULL, ts timestamp NOT NULL, a numeric, b int8, c text, d text, e text, \
+         f text, g text)",
+    );
+    env.src_psql(
+        "INSERT INTO w VALUES \
+         (1, '2024-01-01 01:00', 5, 7, 0.1, '2024-02-29', 'x', 1.50, true), \
+         (2, '2024-01-01 02:00', -2147483648, -32768, -0.0, '0044-03-15 BC', '', -0.25, false), \
+         (3, '2024-01-01 03:00', NULL, NULL, NULL, NULL, NULL, NULL, NULL)",
+    );
+    env.write_config(
+        r#"{CLUSTERS}
+[jobs.j]
+from = "src"
+to = "dst"
+start = "2024-01-01 00:00:00"
+duration = "1d"
+
+[[jobs.j.tables]]
+table = "w"
+condition_column = "ts"
+key = ["id"]
+"#,
+    );
+    env.run(&["run", "--until", "2024-01-02 00:00:00"]).assert_success();
+    let range = ["--to", "2024-01-02 00:00:00"];
+    let (out, value) = compare_json(&env, &range);
+    out.assert_success();
+    assert_eq!(assert_all_equal(&value), 3, "{}", out.render());
+    env.dst_psql("UPDATE w SET a = 6 WHERE id = 1");
+    let (out, value) = compare_json(&env, &range);
+    assert_eq!(out.code, 3, "{}", out.render());
+    let expected: BTreeSet<(String, String)> = [("changed".to_string(), "id=1".to_string())].into();
+    assert_eq!(differences(&value), expected, "{}", out.render());
+}

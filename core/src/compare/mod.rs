@@ -38,6 +38,10 @@ pub struct Scope {
     /// This cluster stores date/time values as float seconds (`integer_datetimes` off: 8.2,
     /// possibly GP4), whose binary form is computed as an integer build's.
     pub float_datetimes: bool,
+    /// Columns whose two sides' types differ beyond what the binary form evens out (an int
+    /// loaded into numeric, anything into text): the transfer carried them as text, so both
+    /// sides hash that text ([`crate::dialect::canonical::carried_text_expr`]).
+    pub text_form: Vec<String>,
     /// The source plugin's `filter` (source side only): only rows matching it were moved.
     pub filter: Option<String>,
 }

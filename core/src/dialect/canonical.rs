@@ -188,6 +188,37 @@ pub fn binary_expr(column: &str, type_name: &str, stored: StoredText, float_date
     }
 }
 
+/// Whether a column of type `a` on one side and `b` on the other has the same
+/// [`binary_expr`] for the same value: the same type, or both integers (widened to `int8`), or
+/// `text` and `varchar`. Otherwise the transfer loaded the column through its text (an `int4`
+/// into `numeric`, a number into `text`), and both sides hash that text instead.
+pub fn same_binary_form(a: &str, b: &str) -> bool {
+    fn class(t: &str) -> &str {
+        match t {
+            "int2" | "int4" | "int8" => "int8",
+            "text" | "varchar" => "text",
+            t => t,
+        }
+    }
+    class(a) == class(b)
+}
+
+/// A column as text the way COPY's text output wrote it (the session's extra_float_digits,
+/// DateStyle and bytea_output, as in the transfer): what a target column of another type
+/// received and holds. `bool` prints `t`/`f` there (its cast to text says `true`), and `char(n)`
+/// keeps its padding (its cast to text trims it).
+pub fn carried_text_expr(column: &str, type_name: &str, stored: StoredText) -> String {
+    let c = quote_ident(column);
+    match type_name {
+        "bool" => format!("CASE WHEN {c} THEN 't' WHEN NOT {c} THEN 'f' END"),
+        "bpchar" => stored.value(&format!("textin(bpcharout({c}))")),
+        "text" | "varchar" => stored.value(&format!("{c}::text")),
+        // 8.2 has no cast from an array to text.
+        t if t.starts_with('_') => format!("textin(array_out({c}))"),
+        _ => format!("{c}::text"),
+    }
+}
+
 /// A date/time value as `bytea`: the integer-datetime build's binary form (`timestamp_send`
 /// etc.: µs since 2000-01-01 in an `int8`, ±infinity as the `int8` extremes; `interval`: µs,
 /// days, months). A float-datetime build (8.2, possibly GP4) holds float seconds, and sends
@@ -262,7 +293,7 @@ pub fn text_expr(column: &str, type_name: &str, stored: StoredText) -> String {
             &format!("{c} >= '0001-01-01 00:00:00+00'::timestamptz"),
         ),
         "date" => format!("{c}::text"),
-        "bool" => format!("CASE WHEN {c} THEN 't' ELSE 'f' END"),
+        "bool" => format!("CASE WHEN {c} THEN 't' WHEN NOT {c} THEN 'f' END"),
         // Independent of bytea_output (hex on 9.0+, escape on 8.x).
         "bytea" => format!("encode({c}, 'hex')"),
         // Exact decimal text; equal declared scale gives equal text on every version.
@@ -327,11 +358,26 @@ pub fn key_text(columns: &[(String, String)], stored: StoredText) -> String {
 /// (built-in types' OIDs are the same on every version), its length (or -1 for NULL) and its
 /// binary form: one function call per row instead of a text built field by field, no
 /// separators or NULL markers needed, and the same bytes from 8.2 to 17 for the same values.
-pub fn row_bytes(columns: &[(String, String)], stored: StoredText, float_datetimes: bool) -> String {
+/// Columns named in `text_form` go as the text the transfer carried ([`carried_text_expr`]).
+pub fn row_bytes(
+    columns: &[(String, String)],
+    stored: StoredText,
+    float_datetimes: bool,
+    text_form: &[String],
+) -> String {
     if columns.is_empty() {
         return "''::bytea".to_string();
     }
-    let fields: Vec<String> = columns.iter().map(|(n, t)| binary_expr(n, t, stored, float_datetimes)).collect();
+    let fields: Vec<String> = columns
+        .iter()
+        .map(|(n, t)| {
+            if text_form.contains(n) {
+                carried_text_expr(n, t, stored)
+            } else {
+                binary_expr(n, t, stored, float_datetimes)
+            }
+        })
+        .collect();
     format!("record_send(ROW({}))", fields.join(", "))
 }
 
@@ -364,14 +410,14 @@ mod tests {
     #[test]
     fn rows_are_sent_binary_and_8_2_safe() {
         let cols = [("a".to_string(), "timestamptz".to_string()), ("B".to_string(), "varchar".to_string())];
-        let r = row_bytes(&cols, StoredText::AsIs, false);
+        let r = row_bytes(&cols, StoredText::AsIs, false, &[]);
         assert_eq!(r, r#"record_send(ROW(timestamptz_send("a"), "B"::text))"#);
         for banned in ["sha256", "hashtext", "string_agg", "WITH (", "concat("] {
             assert!(!r.contains(banned));
         }
         // No text-to-bit cast: 8.2 has none.
         assert!(!md5_bits(&r).contains(")::bit("));
-        assert_eq!(row_bytes(&[], StoredText::AsIs, false), "''::bytea");
+        assert_eq!(row_bytes(&[], StoredText::AsIs, false, &[]), "''::bytea");
     }
 
     #[test]

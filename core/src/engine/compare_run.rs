@@ -105,6 +105,7 @@ pub async fn compare_tables(
                         group: None,
                         text: src_text,
                         float_datetimes: src_float,
+                        text_form: Vec::new(),
                         filter: source_filter.clone(),
                     };
                     let c =
@@ -138,6 +139,14 @@ pub async fn compare_tables(
                 })
                 .collect()
         };
+        // A column the target holds in another type came through its text: both sides hash that.
+        let (src_typed, dst_typed) = (typed(&src_cols), typed(&dst_cols));
+        let text_form: Vec<String> = src_typed
+            .iter()
+            .zip(&dst_typed)
+            .filter(|((_, a), (_, b))| !crate::dialect::canonical::same_binary_form(a, b))
+            .map(|((name, _), _)| name.clone())
+            .collect();
         let condition = |cols: &[super::check::Column]| {
             t.condition_column.as_ref().map(|c| {
                 let ty = cols.iter().find(|x| &x.name == c).map_or("timestamp".to_string(), |x| x.type_name.clone());
@@ -170,6 +179,7 @@ pub async fn compare_tables(
                 group: None,
                 text,
                 float_datetimes: float,
+                text_form: text_form.clone(),
                 filter: filter.clone(),
             };
             let window_id = w.map_or("full".to_string(), |w| w.id());
