@@ -250,7 +250,8 @@ impl GpfdistTransport {
         let window = ctx.window.id();
         // Declared first, dropped last: the FIFO and the logs go after the processes.
         let dir = match &self.config.work_dir {
-            Some(d) => tempfile::Builder::new().prefix("gptransfer-gpfdist-").tempdir_in(d),
+            Some(d) => std::fs::create_dir_all(d)
+                .and_then(|()| tempfile::Builder::new().prefix("gptransfer-gpfdist-").tempdir_in(d)),
             None => tempfile::Builder::new().prefix("gptransfer-gpfdist-").tempdir(),
         }
         .map_err(|e| RoleError::new(format!("cannot make the window's directory for gpfdist: {e}")))?;
