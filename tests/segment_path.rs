@@ -335,12 +335,15 @@ fn merge_and_non_greenplum_ends_are_refused_at_config_check() {
     let env = TestEnv::on("seg_refused", Server::Gp6, Server::Gp6);
     big_tables(&env, 29700, "");
     let config = std::fs::read_to_string(env.dir().join("gptransfer.toml")).unwrap();
-    env.write_file("merge.toml", &config.replace("retries = 0", "retries = 0\nmode = \"merge\"\nkey = [\"id\"]"));
-    let out = env.run(&["--config", "merge.toml", "config", "check"]);
+    let merge = config
+        .replace("retries = 0", "retries = 0\nmode = \"merge\"")
+        .replace("final_end = \"2024-01-01 01:00:00\"", "final_end = \"2024-01-01 01:00:00\"\nkey = [\"id\"]");
+    env.write_config(&merge);
+    let out = env.run(&["config", "check"]);
     assert_eq!(out.code, 2, "{}", out.render());
     assert!(out.stderr.contains("transport: merge keeps the last row of each key in source order"), "{}", out.render());
     // And `run` refuses it before any window starts.
-    let out = env.run(&["--config", "merge.toml", "run"]);
+    let out = env.run(&["run"]);
     assert_eq!(out.code, 2, "{}", out.render());
     assert!(out.stderr.contains("merge keeps the last row"), "{}", out.render());
     assert_eq!(env.dst_psql("SELECT count(*) FROM gptransfer.history"), "0");
