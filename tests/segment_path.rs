@@ -10,7 +10,8 @@ mod support;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use support::fact::{fact_jobs, fact_source_sql, DAY, DAY_ROWS, FACT, FACT_COLUMNS, FACT_COLUMNS_DDL};
+use support::canonical::assert_same_lines;
+use support::fact::{fact_jobs, fact_lines, fact_source_sql, DAY, DAY_ROWS, FACT, FACT_COLUMNS, FACT_COLUMNS_DDL};
 use support::runs::{wait_for_row, wait_until_gone, Guard};
 use support::{gp6_home, table_digest, CmdOutput, Kind, Pg, Server, TestEnv};
 
@@ -169,6 +170,32 @@ fn gp6_to_gp6_through_gpfdist_is_byte_exact_counted_and_idempotent() {
     assert_history_counts(&env, BY_KEY, 2);
     assert_eq!(history_count(&env, "status <> 'succeeded'"), 0);
     assert_no_gpfdist_left(&env, "after the forced re-run");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. GP4 → GP6: GP4.3's segments write through writable external tables too
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn gp4_to_gp6_through_gpfdist_is_byte_exact() {
+    let env = TestEnv::on("seg_gp4_gp6", Server::Gp4, Server::Gp6);
+    env.src_psql(&fact_source_sql(Kind::Gp4));
+    env.dst_psql(&format!(
+        "SET ROLE gpt;\nCREATE SCHEMA eda;\n\
+         CREATE TABLE {BY_KEY} ({FACT_COLUMNS_DDL}, PRIMARY KEY (id)) DISTRIBUTED BY (id);"
+    ));
+    assert_eq!(env.src_psql(&format!("SELECT count(DISTINCT gp_segment_id) FROM {FACT} WHERE {DAY}")), "2");
+    let config = fact_jobs(&[("replace", BY_KEY)], "6h", false);
+    env.write_config(&config.replace("mode = \"", &format!("{}\nmode = \"", transport(29900))));
+    let out = run_ok(&env, &["run"]);
+    assert!(out.stdout.contains(&format!("4 window(s) loaded, 0 failed; {DAY_ROWS} rows")), "{}", out.render());
+    // Floats by their bits, timestamps to the microsecond, bytea, text with tabs, backslashes
+    // and newlines, NULL and empty: the same canonical lines on both sides.
+    let source = fact_lines(env.src, &env.db, FACT, DAY);
+    assert_same_lines(BY_KEY, &source, &fact_lines(env.dst, &env.dst_db, BY_KEY, "true"));
+    assert_eq!(env.dst_psql("SELECT DISTINCT chain FROM gptransfer.history"), "gp4 > gpfdist > copy");
+    assert_eq!(history_count(&env, "status = 'succeeded' AND rows_read = rows_written"), 4);
+    assert_no_gpfdist_left(&env, "after the run");
 }
 
 // ---------------------------------------------------------------------------------------------

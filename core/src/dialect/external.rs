@@ -14,9 +14,10 @@ pub fn table_name(prefix: &str) -> String {
 }
 
 /// Whether the flavour has `CREATE [WRITABLE] EXTERNAL TEMP TABLE`: a temporary external
-/// table needs no CREATE privilege on a schema and goes with the session.
+/// table needs no CREATE privilege on a schema and goes with the session. (Seen on GP 4.3.99
+/// and 6.24: both take it, readable and writable.)
 pub fn has_temp_external(flavour: Flavour) -> bool {
-    matches!(flavour, Flavour::Gp5 | Flavour::Gp6 | Flavour::Gp7)
+    flavour.is_greenplum()
 }
 
 /// The columns of the writable table a `flavour` source writes the window through, in the

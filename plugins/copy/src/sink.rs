@@ -84,8 +84,9 @@ impl Sink for CopySink {
         true
     }
 
+    /// GP5/6/7 targets (a GP4 target is not tried).
     fn loads_external(&self, flavour: Flavour) -> bool {
-        external::has_temp_external(flavour)
+        flavour.is_greenplum() && flavour != Flavour::Gp4
     }
 
     async fn begin(&self, ctx: &WindowCtx) -> Result<Box<dyn SinkWindow>, RoleError> {

@@ -5,9 +5,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use gptransfer_core::cluster::{IdleSessions, Session};
+use gptransfer_core::cluster::{export_window, IdleSessions, Session};
 use gptransfer_core::config::Mode;
-use gptransfer_core::dialect::{external, sql, Flavour};
+use gptransfer_core::dialect::{sql, Flavour};
 use gptransfer_core::registry::{parse_options, Factory};
 use gptransfer_core::roles::{ByteStream, CopyFormat, ExternalLocation, Source, WindowCtx};
 use gptransfer_core::RoleError;
@@ -92,8 +92,9 @@ impl Source for CopySource {
         Ok(session.stream_copy_out(copy, &ctx.source.name, done))
     }
 
+    /// GP5/6/7; GP4 has the `gp4` source for it.
     fn exports(&self, flavour: Flavour) -> bool {
-        external::has_temp_external(flavour)
+        flavour.is_greenplum() && flavour != Flavour::Gp4
     }
 
     async fn export(&self, ctx: &WindowCtx, location: &ExternalLocation) -> Result<u64, RoleError> {
@@ -105,57 +106,9 @@ impl Source for CopySource {
             .map_err(|e| RoleError::retriable(e.to_string()))?;
         let session = taken.session;
         let exported =
-            export_on(&session, ctx, location, &ctx.select_list(session.flavour), self.predicate(ctx)).await?;
+            export_window(&session, ctx, location, &ctx.select_list(session.flavour), self.predicate(ctx)).await?;
         // Its external table dropped, the session serves the table's next window.
         self.idle.put(&ctx.source, &ctx.application, timezone, session);
         Ok(exported)
     }
-}
-
-/// Has the segments behind `session` write the window's rows (`select` list, `predicate`) to
-/// `location` through a writable external table; the rows written. The one statement that
-/// moves the window is bounded by the location's timeout, not the session's read timeout.
-pub async fn export_on(
-    session: &Session,
-    ctx: &WindowCtx,
-    location: &ExternalLocation,
-    select: &str,
-    predicate: Option<String>,
-) -> Result<u64, RoleError> {
-    let source_err = |what: &'static str| {
-        let cluster = ctx.source.name.clone();
-        move |e: RoleError| RoleError { message: format!("{what} on source cluster {cluster:?}: {}", e.message), ..e }
-    };
-    let name = external::table_name("gptransfer_out");
-    let described: Vec<(String, String, String)> =
-        ctx.described.iter().map(|c| (c.name.clone(), c.type_name.clone(), c.type_text.clone())).collect();
-    let columns = external::export_columns(session.flavour, &described);
-    let create = external::create_writable(session.flavour, &name, &columns, &location.url, &location.encoding);
-    tracing::debug!(cluster = %ctx.source.name, "{create}");
-    session
-        .timed(session.client.batch_execute(&create))
-        .await
-        .map_err(source_err("creating the writable external table"))?;
-    let insert = external::export_rows(&name, &ctx.table.source_table, select, predicate.as_deref());
-    tracing::debug!(cluster = %ctx.source.name, "{insert}");
-    let exported = match tokio::time::timeout(location.timeout, session.client.execute(insert.as_str(), &[])).await {
-        Ok(r) => r.map_err(|e| {
-            RoleError::from_pg(&format!("writing the window to gpfdist on source cluster {:?}", ctx.source.name), &e)
-        })?,
-        Err(_) => {
-            session.close();
-            return Err(RoleError::new(format!(
-                "writing the window to gpfdist on source cluster {:?} took longer than the transport's timeout ({}s); \
-                 raise `timeout` or make the windows smaller",
-                ctx.source.name,
-                location.timeout.as_secs()
-            )));
-        }
-    };
-    let drop = external::drop_table(&name);
-    session
-        .timed(session.client.batch_execute(&drop))
-        .await
-        .map_err(source_err("dropping the writable external table"))?;
-    Ok(exported)
 }
