@@ -270,6 +270,33 @@ fn big_history(env: &TestEnv) -> String {
     env.dst_psql("SELECT attempt || ' ' || status FROM gptransfer.history WHERE table_name = 'public.big' ORDER BY id")
 }
 
+/// The reader of the FIFO sees EOF only once every source segment is done: one segment starts
+/// writing seconds after the other has written all its rows and said it is done (gpfdist then
+/// closes the FIFO), and all rows of both still arrive. An empty window, and a window whose
+/// rows are on one segment only, complete at once.
+#[test]
+fn a_late_segment_still_arrives_and_empty_windows_complete() {
+    let env = TestEnv::on("seg_late_segment", Server::Gp6, Server::Gp6);
+    // Row 1 is the first row of its segment: that segment sleeps before its first row.
+    big_tables(&env, 29250, "id > 1 OR pg_sleep(4) IS NOT NULL");
+    let out = run_ok(&env, &["run"]);
+    assert!(out.stdout.contains(&format!("1 window(s) loaded, 0 failed; {BIG_ROWS} rows")), "{}", out.render());
+    let source = table_digest(env.src, &env.db, "big", &["id", "ts", "payload"], "id", "true");
+    assert_eq!(table_digest(env.dst, &env.dst_db, "big", &["id", "ts", "payload"], "id", "true"), source);
+
+    for (filter, rows) in [("id < 0", 0), ("id = 7", 1)] {
+        env.dst_psql("DELETE FROM gptransfer.cursors");
+        big_config(&env, 29250, filter);
+        let started = Instant::now();
+        let out = env.run_with_timeout(&["run"], Duration::from_secs(60));
+        out.assert_success();
+        assert!(out.stdout.contains(&format!("1 window(s) loaded, 0 failed; {rows} rows")), "{}", out.render());
+        assert!(started.elapsed() < Duration::from_secs(30), "{filter}: took {:?}", started.elapsed());
+    }
+    assert_eq!(big_count(&env), "1");
+    assert_no_gpfdist_left(&env, "after the runs");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_window_leaves_no_gpfdist_and_the_target_unchanged() {
     let env = TestEnv::on("seg_sigkill", Server::Gp6, Server::Gp6);
