@@ -341,6 +341,24 @@ async fn sigterm_mid_window_stops_leaves_no_gpfdist_and_the_target_unchanged() {
     assert_eq!(big_history(&env), "1 failed");
 }
 
+/// A window that passes the transport's `timeout` fails, its gpfdist processes are killed and
+/// the target is unchanged.
+#[test]
+fn a_window_past_the_timeout_fails_and_leaves_no_gpfdist() {
+    let env = TestEnv::on("seg_timeout", Server::Gp6, Server::Gp6);
+    big_tables(&env, 29450, HOLD);
+    let config = std::fs::read_to_string(env.dir().join("gptransfer.toml")).unwrap();
+    env.write_config(&config.replace("work_dir =", "timeout = \"3s\", work_dir ="));
+    let started = Instant::now();
+    let out = env.run_with_timeout(&["run"], Duration::from_secs(90));
+    assert_eq!(out.code, 1, "{}", out.render());
+    assert!(out.stderr.contains("did not finish within the gpfdist transport's timeout (3s)"), "{}", out.render());
+    assert!(started.elapsed() < Duration::from_secs(30), "took {:?}", started.elapsed());
+    assert_no_gpfdist_left(&env, "after the timeout");
+    assert_eq!(big_count(&env), "0");
+    assert_eq!(big_history(&env), "1 failed");
+}
+
 /// A source that fails (division by zero on a segment, at its first row or after others were
 /// written) fails the window without hanging; nothing lands, no gpfdist is left.
 #[test]
@@ -374,7 +392,9 @@ fn a_target_that_fails_stops_the_source_and_leaves_no_gpfdist() {
     let started = Instant::now();
     let out = env.run_with_timeout(&["run"], Duration::from_secs(90));
     assert_eq!(out.code, 1, "{}", out.render());
+    // The target's refusal is the error, not the source's consequence of it.
     assert!(out.stderr.contains("target cluster \"dst\""), "{}", out.render());
+    assert!(out.stderr.contains("value too long"), "{}", out.render());
     assert!(started.elapsed() < Duration::from_secs(60), "took {:?}", started.elapsed());
     assert_no_gpfdist_left(&env, "after the target failed");
     assert_eq!(big_count(&env), "0");

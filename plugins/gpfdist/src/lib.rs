@@ -281,7 +281,11 @@ impl GpfdistTransport {
             ExternalLocation { url: url(writer.port), encoding: encoding.clone(), timeout: self.config.timeout.0 };
         let inn = ExternalLocation { url: url(reader.port), encoding, timeout: self.config.timeout.0 };
         let processes = std::sync::Mutex::new((writer, reader));
-        let kill_all = || {
+        // The side that failed first: its error is the cause, the other's its consequence
+        // (the processes killed under it).
+        let first_failure = std::sync::Mutex::new(None::<Side>);
+        let failed = |side: Side| {
+            first_failure.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(side);
             let mut p = processes.lock().unwrap_or_else(|p| p.into_inner());
             p.0.kill();
             p.1.kill();
@@ -292,15 +296,16 @@ impl GpfdistTransport {
             // Every segment is done writing (or none will): the reader may see EOF.
             keeper.release();
             if exported.is_err() {
-                kill_all();
+                // The target's segments would wait on a FIFO nobody writes.
+                failed(Side::Source);
             }
             exported
         };
         let load = async {
             let loaded = sink.load_external(&inn).await;
             if loaded.is_err() {
-                // The writing segments would wait on a FIFO nobody reads.
-                kill_all();
+                // The source's segments would block on a FIFO nobody reads.
+                failed(Side::Target);
             }
             loaded
         };
@@ -310,13 +315,25 @@ impl GpfdistTransport {
         writer.stop().await;
         reader.stop().await;
         drop(keeper);
-        // The source's failure is the cause; the target's then is its consequence.
-        let rows_read = exported.map_err(|e| with_log(e, &logs.0))?;
-        let rows_written = loaded.map_err(|e| with_log(e, &logs.1))?;
+        let first = first_failure.into_inner().unwrap_or_else(|p| p.into_inner());
+        let (rows_read, rows_written) = match (exported, loaded) {
+            (Ok(read), Ok(written)) => (read, written),
+            (Err(e), Ok(_)) => return Err(with_log(e, &logs.0)),
+            (Ok(_), Err(e)) => return Err(with_log(e, &logs.1)),
+            (Err(e), Err(_)) if first == Some(Side::Source) => return Err(with_log(e, &logs.0)),
+            (Err(_), Err(e)) => return Err(with_log(e, &logs.1)),
+        };
         ctx.counters.add(rows_read, 0);
         drop(dir);
         Ok(Delivered { rows_read, bytes: 0, rows_written, ..Delivered::default() })
     }
+}
+
+/// A side of the window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Source,
+    Target,
 }
 
 /// Adds gpfdist's last complaint to an error, when its log has one.
