@@ -123,8 +123,10 @@ mod tests {
             "CREATE WRITABLE EXTERNAL TEMP TABLE \"x\" (\"id\" integer, \"r\" real) LOCATION ('gpfdist://h:1/f') \
              FORMAT 'TEXT' ENCODING 'UTF8' DISTRIBUTED RANDOMLY"
         );
-        assert!(
-            create_readable(Flavour::Gp4, "x", &cols, "gpfdist://h:1/f", "GBK").starts_with("CREATE EXTERNAL TABLE")
+        assert_eq!(
+            create_readable(Flavour::Gp4, "x", &cols, "gpfdist://h:1/f", "GB18030"),
+            "CREATE EXTERNAL TEMP TABLE \"x\" (\"id\" integer, \"r\" real) LOCATION ('gpfdist://h:1/f') \
+             FORMAT 'TEXT' ENCODING 'GB18030'"
         );
         let widened = export_columns(
             Flavour::Gp4,
