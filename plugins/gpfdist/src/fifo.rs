@@ -23,15 +23,18 @@ use std::thread::JoinHandle;
 
 use gptransfer_core::RoleError;
 
-/// The FIFO's name inside the window's directory (the path in both gpfdist URLs).
-pub const NAME: &str = "window.fifo";
-
-/// Makes the FIFO in `dir`.
-pub fn create(dir: &Path) -> Result<PathBuf, RoleError> {
-    let path = dir.join(NAME);
+/// Makes the FIFO in `dir` (the window's own directory); returns its path and its name, the
+/// path of both gpfdist URLs.
+///
+/// The name is the directory's, unique to the window: segments of a killed run's source may
+/// still be retrying their writes when a later window's gpfdist takes the same port, and
+/// must find no FIFO of that window under the name they ask for.
+pub fn create(dir: &Path) -> Result<(PathBuf, String), RoleError> {
+    let name = format!("{}.fifo", dir.file_name().map(|n| n.to_string_lossy()).unwrap_or_default());
+    let path = dir.join(&name);
     rustix::fs::mkfifoat(rustix::fs::CWD, &path, rustix::fs::Mode::from_raw_mode(0o600))
         .map_err(|e| RoleError::new(format!("cannot make the FIFO {}: {e}", path.display())))?;
-    Ok(path)
+    Ok((path, name))
 }
 
 /// This process's write end of the FIFO (see the module's comment).

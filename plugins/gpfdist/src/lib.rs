@@ -255,7 +255,7 @@ impl GpfdistTransport {
             None => tempfile::Builder::new().prefix("gptransfer-gpfdist-").tempdir(),
         }
         .map_err(|e| RoleError::new(format!("cannot make the window's directory for gpfdist: {e}")))?;
-        let path = fifo::create(dir.path())?;
+        let (path, name) = fifo::create(dir.path())?;
         let keeper = fifo::Keeper::hold(&path)?;
         let launch = |role| Launch {
             program: &self.program,
@@ -273,7 +273,7 @@ impl GpfdistTransport {
             "gpfdist: writer on port {} (pid {:?}), reader on port {} (pid {:?}), FIFO {}",
             writer.port, writer.pid(), reader.port, reader.pid(), path.display()
         );
-        let url = |port: u16| format!("gpfdist://{}:{port}/{}", self.config.host, fifo::NAME);
+        let url = |port: u16| format!("gpfdist://{}:{port}/{name}", self.config.host);
         // The bytes between the segments: UTF-8, or the source's stored encoding that the
         // database cannot tell (GBK in SQL_ASCII), which the target converts.
         let encoding = source.stored_text_encoding().unwrap_or("UTF8").to_string();
