@@ -198,6 +198,19 @@ fn gp4_to_gp6_through_gpfdist_is_byte_exact() {
     assert_no_gpfdist_left(&env, "after the run");
 }
 
+/// GP7's segments (a 12 kernel, external tables as foreign tables) take the same path.
+#[test]
+fn gp7_to_gp7_through_gpfdist_is_byte_exact() {
+    let env = TestEnv::on("seg_gp7_gp7", Server::Gp7, Server::Gp7);
+    big_tables(&env, 29950, "");
+    let out = run_ok(&env, &["run"]);
+    assert!(out.stdout.contains(&format!("1 window(s) loaded, 0 failed; {BIG_ROWS} rows")), "{}", out.render());
+    let source = table_digest(env.src, &env.db, "big", &["id", "ts", "payload"], "id", "true");
+    assert_eq!(table_digest(env.dst, &env.dst_db, "big", &["id", "ts", "payload"], "id", "true"), source);
+    assert_eq!(env.dst_psql("SELECT DISTINCT chain FROM gptransfer.history"), "copy > gpfdist > copy");
+    assert_no_gpfdist_left(&env, "after the run");
+}
+
 // ---------------------------------------------------------------------------------------------
 // 3. and 4. A window held mid-way, then killed, interrupted or failing
 // ---------------------------------------------------------------------------------------------
