@@ -335,6 +335,29 @@ async fn sigkill_mid_window_leaves_no_gpfdist_and_the_target_unchanged() {
     assert_no_gpfdist_left(&env, "after the next run");
 }
 
+/// A killed run's source segment still writes after the kill (it slept through it, and Greenplum
+/// retries a failed write to gpfdist); the next run's gpfdist takes the same port meanwhile.
+/// Those rows must not reach the next window: each window's FIFO has a name of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_runs_late_writes_never_reach_the_next_window() {
+    let env = TestEnv::on("seg_stale_writer", Server::Gp6, Server::Gp6);
+    big_tables(&env, 29350, "id <> 150000 OR pg_sleep(8) IS NOT NULL");
+    let dst = env.dst.admin(&env.dst_db).await;
+    let run = Guard(Some(env.spawn(&["run"])));
+    wait_until_mid_window(&env, &dst).await;
+    run.signal("KILL");
+    assert_eq!(run.wait().code, 128 + 9);
+    assert_no_gpfdist_left(&env, "after gptransfer was killed");
+    // The next run is still in its window (one of its segments sleeps longer) when the killed
+    // run's segment wakes and writes the rest of its rows to the same port.
+    big_config(&env, 29350, "id <> 160000 OR pg_sleep(16) IS NOT NULL");
+    let out = run_ok(&env, &["run"]);
+    assert!(out.stdout.contains(&format!("1 window(s) loaded, 0 failed; {BIG_ROWS} rows")), "{}", out.render());
+    let source = table_digest(env.src, &env.db, "big", &["id", "ts", "payload"], "id", "true");
+    assert_eq!(table_digest(env.dst, &env.dst_db, "big", &["id", "ts", "payload"], "id", "true"), source);
+    assert_no_gpfdist_left(&env, "after the next run");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_mid_window_stops_leaves_no_gpfdist_and_the_target_unchanged() {
     let env = TestEnv::on("seg_sigterm", Server::Gp6, Server::Gp6);
