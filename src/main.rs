@@ -22,6 +22,7 @@ fn builtin_registry() -> Registry {
     r.add_sink(gptransfer_plugin_gpload::GploadSinkFactory);
     r.add_transport(gptransfer_plugin_stream::StreamFactory);
     r.add_transport(gptransfer_plugin_shared_mount::SharedMountFactory);
+    r.add_transport(gptransfer_plugin_gpfdist::GpfdistFactory);
     r.add_transport(gptransfer_plugin_ssh::SshTransportFactory);
     r.add_comparator(gptransfer_plugin_compare::HashFactory);
     r.add_comparator(gptransfer_plugin_compare::CountFactory);

@@ -197,6 +197,33 @@ pub trait Source: Send + Sync {
 
     /// Opens the window's rows as COPY bytes in `ctx.format`.
     async fn open(&self, ctx: &WindowCtx) -> Result<ByteStream, RoleError>;
+
+    /// Whether it can make the segments of a `flavour` source write a window to an external
+    /// location themselves ([`Source::export`]).
+    fn exports(&self, _flavour: crate::dialect::Flavour) -> bool {
+        false
+    }
+
+    /// Has the source's segments write the window's rows to `location` (COPY text, in
+    /// `location.encoding`), bypassing the master; returns the rows written. Default: cannot.
+    async fn export(&self, ctx: &WindowCtx, _location: &ExternalLocation) -> Result<u64, RoleError> {
+        Err(RoleError::new(format!(
+            "source {:?} cannot have its segments write a window to an external location",
+            ctx.table.source.get_ref().plugin
+        )))
+    }
+}
+
+/// Where a segment-to-segment transport has the source's segments write a window, or the
+/// target's segments read it: an external table's location and how its bytes are written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExternalLocation {
+    /// The URL the segments write to or read from (`gpfdist://host:port/path`).
+    pub url: String,
+    /// The encoding of the text bytes at the location (an external table's `ENCODING`).
+    pub encoding: String,
+    /// How long the one statement that writes or reads the whole window may run.
+    pub timeout: std::time::Duration,
 }
 
 /// What a transport reports after a delivery.
@@ -227,6 +254,52 @@ pub trait Transport: Send + Sync {
         rows: ByteStream,
         sink: &mut dyn SinkWindow,
     ) -> Result<Delivered, RoleError>;
+
+    /// Moves the window itself, given the source and the sink's open window, instead of
+    /// carrying a byte stream (the segment-to-segment path: no row passes through this
+    /// process). `None` (the default): the engine opens the source and calls
+    /// [`Transport::deliver`].
+    async fn move_window(
+        &self,
+        _ctx: &WindowCtx,
+        _source: &dyn Source,
+        _sink: &mut dyn SinkWindow,
+    ) -> Option<Result<Delivered, RoleError>> {
+        None
+    }
+
+    /// Refuses, before any data moves, a chain it cannot carry: the mode, the source and sink
+    /// plugins and the clusters' flavours (`run` and `config check`, after the columns are
+    /// matched).
+    fn check_chain(&self, _chain: &ChainCheck<'_>) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// Checks what this transport needs of the two clusters themselves (for a
+    /// segment-to-segment transport: that every segment reaches it, and the role's privileges
+    /// on external tables); called by `config check`. Default: nothing to check.
+    async fn check_clusters(
+        &self,
+        _table: &TableSpec,
+        _source: &crate::cluster::Session,
+        _target: &crate::cluster::Session,
+    ) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// A table's chain as [`Transport::check_chain`] sees it.
+pub struct ChainCheck<'a> {
+    /// The table.
+    pub table: &'a TableSpec,
+    /// Its source plugin.
+    pub source: &'a dyn Source,
+    /// Its sink plugin.
+    pub sink: &'a dyn Sink,
+    /// What the source cluster is.
+    pub source_flavour: crate::dialect::Flavour,
+    /// What the target cluster is.
+    pub target_flavour: crate::dialect::Flavour,
 }
 
 /// Loads windows into the target.
@@ -285,6 +358,12 @@ pub trait Sink: Send + Sync {
         Err(RoleError::new(format!("sink {:?} cannot count what it holds", table.sink.get_ref().plugin)))
     }
 
+    /// Whether its windows can have the segments of a `flavour` target read an external
+    /// location themselves ([`SinkWindow::load_external`]).
+    fn loads_external(&self, _flavour: crate::dialect::Flavour) -> bool {
+        false
+    }
+
     /// Starts the window's transaction (and whatever the mode does first, e.g. the delete).
     async fn begin(&self, ctx: &WindowCtx) -> Result<Box<dyn SinkWindow>, RoleError>;
 }
@@ -337,6 +416,13 @@ pub trait SinkWindow: Send {
     /// `None` (the default) makes the transport stream them through [`SinkWindow::load`].
     async fn load_staged(&mut self, _staged: &StagedFiles) -> Option<Result<u64, RoleError>> {
         None
+    }
+
+    /// Has the target's segments read the window's rows from `location` into the target
+    /// table, in the window's transaction; returns the rows written. Data stays uncommitted.
+    /// Default: cannot.
+    async fn load_external(&mut self, _location: &ExternalLocation) -> Result<u64, RoleError> {
+        Err(RoleError::new("this sink cannot have the target's segments read an external location"))
     }
 
     /// What the load reported beyond the row count, after `load`.

@@ -4,11 +4,12 @@
 use std::collections::BTreeMap;
 
 use gptransfer_core::cluster::{ClusterHandle, Session};
-use gptransfer_core::config::{Config, TableSpec};
+use gptransfer_core::config::{Config, PluginSpec, TableSpec};
+use gptransfer_core::dialect::Flavour;
 use gptransfer_core::engine::{check_for_sink, target_ddl, target_exists};
 use gptransfer_core::error::exit;
 use gptransfer_core::registry::Registry;
-use gptransfer_core::roles::negotiate_format;
+use gptransfer_core::roles::{negotiate_format, ChainCheck};
 
 use super::load_config_with_readers;
 
@@ -82,10 +83,25 @@ async fn check_entry(
     src: &Session,
     dst: &Session,
 ) -> Result<String, String> {
-    let source = registry.source(t.source.get_ref()).map_err(|e| format!("source: {e}"))?;
+    // A GP4 source's default is the 8.2 dialect's own plugin, as `run` picks it (SPEC §6).
+    let source = if t.source_is_default() && src.flavour == Flavour::Gp4 && t.source.get_ref().plugin == "copy" {
+        registry.source(&PluginSpec::named("gp4"))
+    } else {
+        registry.source(t.source.get_ref())
+    }
+    .map_err(|e| format!("source: {e}"))?;
     let transport = registry.transport(t.transport.get_ref()).map_err(|e| format!("transport: {e}"))?;
     let sink = registry.sink(t.sink.get_ref()).map_err(|e| format!("sink: {e}"))?;
     gptransfer_core::engine::comparator_for(registry, t, sink.as_ref()).map_err(|e| format!("compare: {e}"))?;
+    transport
+        .check_chain(&ChainCheck {
+            table: t,
+            source: source.as_ref(),
+            sink: sink.as_ref(),
+            source_flavour: src.flavour,
+            target_flavour: dst.flavour,
+        })
+        .map_err(|e| format!("transport: {e}"))?;
     if t.create_target
         && sink.loads_target()
         && !target_exists(dst, t).await.map_err(|e| strip_entry(&e.to_string(), t))?
@@ -100,6 +116,9 @@ async fn check_entry(
     sink.check_table(t, &c.columns).map_err(|e| format!("sink: {e}"))?;
     gptransfer_core::engine::check_append_atomic(t, &config.state.cluster, sink.as_ref())
         .map_err(|e| strip_entry(&e.to_string(), t))?;
+    // What the transport needs of the clusters themselves (a segment path: every segment
+    // reaches its host and ports, the role may use external tables).
+    transport.check_clusters(t, src, dst).await.map_err(|e| format!("transport: {e}"))?;
     let format = negotiate_format(&source.formats(), &transport.formats(), &sink.formats(t.mode), c.binary)
         .map_err(|e| format!("chain: {e}"))?;
     Ok(format!("{} column(s), chain {}, {} COPY", c.columns.len(), t.chain(), format.name()))

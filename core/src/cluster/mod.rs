@@ -2,6 +2,7 @@
 //! make every flavour speak the same COPY text.
 
 mod copy_out;
+mod export;
 mod idle;
 mod pgpass;
 mod tls;
@@ -13,6 +14,7 @@ use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 use tokio_postgres::{Client, NoTls, Socket};
 
 pub use copy_out::{end_after_error, SessionDone};
+pub use export::export_window;
 pub use idle::{IdleSessions, Taken};
 pub use tls::name as sslmode_name;
 use tls::Tls;

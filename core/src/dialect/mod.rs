@@ -2,6 +2,7 @@
 //! variant lives here, side by side, so a reader sees them at once.
 
 pub mod canonical;
+pub mod external;
 mod flavour;
 mod ident;
 pub mod sql;

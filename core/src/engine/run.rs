@@ -504,6 +504,21 @@ pub async fn run(
             message: format!("sink: {e}"),
             hint: None,
         })?;
+        chain
+            .transport
+            .check_chain(&crate::roles::ChainCheck {
+                table: t,
+                source: chain.source.as_ref(),
+                sink: chain.sink.as_ref(),
+                source_flavour: src.flavour,
+                target_flavour: dst.flavour,
+            })
+            .map_err(|e| Error::Check {
+                job: t.job.clone(),
+                table: t.display_name(),
+                message: format!("transport: {e}"),
+                hint: None,
+            })?;
         chain.format = chain.negotiate(t, &check).map_err(|e| Error::Check {
             job: t.job.clone(),
             table: t.display_name(),

@@ -134,8 +134,16 @@ pub(super) async fn run_window(run: &TableRun<'_>, window: Window, attempt: Atte
     let load = async {
         let mut sink = plugins.sink.begin(&ctx).await.map_err(|e| (e, LoadDetail::default()))?;
         let result = async {
-            let rows = plugins.source.open(&ctx).await?;
-            let mut delivered = plugins.transport.deliver(&ctx, rows, sink.as_mut()).await?;
+            // A transport that moves the window itself (segment to segment) gets the source and
+            // the open sink window; any other carries the source's bytes.
+            let moved = plugins.transport.move_window(&ctx, plugins.source.as_ref(), sink.as_mut()).await;
+            let mut delivered = match moved {
+                Some(result) => result?,
+                None => {
+                    let rows = plugins.source.open(&ctx).await?;
+                    plugins.transport.deliver(&ctx, rows, sink.as_mut()).await?
+                }
+            };
             delivered.detail = sink.detail();
             // A merge folds a batch's duplicate keys into their last row: those rows were read
             // but, truly, not written.

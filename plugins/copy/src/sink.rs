@@ -9,9 +9,9 @@ use serde::Deserialize;
 
 use gptransfer_core::cluster::{IdleSessions, Session};
 use gptransfer_core::config::Mode;
-use gptransfer_core::dialect::{quote_ident, sql};
+use gptransfer_core::dialect::{external, quote_ident, sql, Flavour};
 use gptransfer_core::registry::{parse_options, Factory};
-use gptransfer_core::roles::{ByteStream, CopyFormat, LoadDetail, Sink, SinkWindow, WindowCtx};
+use gptransfer_core::roles::{ByteStream, CopyFormat, ExternalLocation, LoadDetail, Sink, SinkWindow, WindowCtx};
 use gptransfer_core::rowcount::BatchNumbering;
 use gptransfer_core::RoleError;
 
@@ -82,6 +82,11 @@ impl Sink for CopySink {
 
     fn merges_in_turn(&self) -> bool {
         true
+    }
+
+    /// GP5/6/7 targets (a GP4 target is not tried).
+    fn loads_external(&self, flavour: Flavour) -> bool {
+        flavour.is_greenplum() && flavour != Flavour::Gp4
     }
 
     async fn begin(&self, ctx: &WindowCtx) -> Result<Box<dyn SinkWindow>, RoleError> {
@@ -200,6 +205,63 @@ impl SinkWindow for CopyWindow {
             );
         }
         self.duplicates = Some(folded);
+        Ok(written)
+    }
+
+    async fn load_external(&mut self, location: &ExternalLocation) -> Result<u64, RoleError> {
+        let ctx = &self.ctx;
+        let t = &ctx.table;
+        if t.mode == Mode::Merge {
+            // Checked before any data moves (the transport refuses merge); never reached.
+            return Err(RoleError::new("merge cannot load from an external location: the last row of a key is lost"));
+        }
+        let session = &self.session;
+        // The target's own types, in the order the rows come: each value parsed straight into
+        // its column's type, as COPY FROM would.
+        let rows = session
+            .timed(session.client.query(sql::TABLE_COLUMNS, &[&t.target_table.schema, &t.target_table.name]))
+            .await
+            .map_err(target_err(ctx, "reading the target's columns"))?;
+        let target_types: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        let columns = ctx
+            .columns
+            .iter()
+            .map(|c| {
+                target_types.iter().find(|(n, _)| n == c).map(|(n, ty)| (n.clone(), ty.clone())).ok_or_else(|| {
+                    RoleError::new(format!("column {c:?} is missing in target table {}", t.target_table))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let name = external::table_name("gptransfer_in");
+        let create = external::create_readable(session.flavour, &name, &columns, &location.url, &location.encoding);
+        tracing::debug!(cluster = %ctx.target.name, "{create}");
+        session
+            .timed(session.client.batch_execute(&create))
+            .await
+            .map_err(target_err(ctx, "creating the readable external table"))?;
+        let insert = external::import_rows(&t.target_table, &ctx.columns, &name);
+        tracing::debug!(cluster = %ctx.target.name, "{insert}");
+        let written = match tokio::time::timeout(location.timeout, session.client.execute(insert.as_str(), &[])).await {
+            Ok(r) => r.map_err(|e| {
+                RoleError::from_pg(
+                    &format!("reading the window from gpfdist on target cluster {:?}", ctx.target.name),
+                    &e,
+                )
+            })?,
+            Err(_) => {
+                session.close();
+                return Err(RoleError::new(format!(
+                    "reading the window from gpfdist on target cluster {:?} took longer than the transport's timeout \
+                     ({}s); raise `timeout` or make the windows smaller",
+                    ctx.target.name,
+                    location.timeout.as_secs()
+                )));
+            }
+        };
+        session
+            .timed(session.client.batch_execute(&external::drop_table(&name)))
+            .await
+            .map_err(target_err(ctx, "dropping the readable external table"))?;
         Ok(written)
     }
 

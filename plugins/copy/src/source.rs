@@ -5,11 +5,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use gptransfer_core::cluster::{IdleSessions, Session};
+use gptransfer_core::cluster::{export_window, IdleSessions, Session};
 use gptransfer_core::config::Mode;
 use gptransfer_core::dialect::{sql, Flavour};
 use gptransfer_core::registry::{parse_options, Factory};
-use gptransfer_core::roles::{ByteStream, CopyFormat, Source, WindowCtx};
+use gptransfer_core::roles::{ByteStream, CopyFormat, ExternalLocation, Source, WindowCtx};
 use gptransfer_core::RoleError;
 
 /// Options of the `copy` source.
@@ -52,14 +52,17 @@ impl Factory<dyn Source> for CopySourceFactory {
 impl CopySource {
     /// The statement sent for a window to a `flavour` server.
     pub fn statement(&self, ctx: &WindowCtx, flavour: Flavour) -> String {
-        let mut predicate = if ctx.table.mode == Mode::Full { None } else { ctx.window_predicate() };
-        if let Some(f) = &self.config.filter {
-            predicate = Some(match predicate {
-                Some(p) => format!("{p} AND ({f})"),
-                None => format!("({f})"),
-            });
+        sql::copy_out(&ctx.table.source_table, &ctx.select_list(flavour), self.predicate(ctx).as_deref(), ctx.format)
+    }
+
+    /// The window's rows: its predicate (none in `full` mode) and the `filter`.
+    fn predicate(&self, ctx: &WindowCtx) -> Option<String> {
+        let predicate = if ctx.table.mode == Mode::Full { None } else { ctx.window_predicate() };
+        match (predicate, &self.config.filter) {
+            (Some(p), Some(f)) => Some(format!("{p} AND ({f})")),
+            (None, Some(f)) => Some(format!("({f})")),
+            (p, None) => p,
         }
-        sql::copy_out(&ctx.table.source_table, &ctx.select_list(flavour), predicate.as_deref(), ctx.format)
     }
 }
 
@@ -87,5 +90,25 @@ impl Source for CopySource {
         let (idle, cluster, application) = (self.idle.clone(), ctx.source.clone(), ctx.application.clone());
         let done = Box::new(move |s: Session| idle.put(&cluster, &application, timezone.as_deref(), s));
         Ok(session.stream_copy_out(copy, &ctx.source.name, done))
+    }
+
+    /// GP5/6/7; GP4 has the `gp4` source for it.
+    fn exports(&self, flavour: Flavour) -> bool {
+        flavour.is_greenplum() && flavour != Flavour::Gp4
+    }
+
+    async fn export(&self, ctx: &WindowCtx, location: &ExternalLocation) -> Result<u64, RoleError> {
+        let timezone = ctx.table.timezone.as_deref();
+        let taken = self
+            .idle
+            .take(&ctx.source, &ctx.application, timezone)
+            .await
+            .map_err(|e| RoleError::retriable(e.to_string()))?;
+        let session = taken.session;
+        let exported =
+            export_window(&session, ctx, location, &ctx.select_list(session.flavour), self.predicate(ctx)).await?;
+        // Its external table dropped, the session serves the table's next window.
+        self.idle.put(&ctx.source, &ctx.application, timezone, session);
+        Ok(exported)
     }
 }

@@ -24,11 +24,11 @@ use async_trait::async_trait;
 use futures_util::StreamExt;
 use serde::Deserialize;
 
-use gptransfer_core::cluster::end_after_error;
+use gptransfer_core::cluster::{end_after_error, export_window};
 use gptransfer_core::config::Mode;
 use gptransfer_core::dialect::{sql, Flavour, QualifiedName};
 use gptransfer_core::registry::{parse_options, Factory};
-use gptransfer_core::roles::{ByteStream, CopyFormat, Source, WindowCtx};
+use gptransfer_core::roles::{ByteStream, CopyFormat, ExternalLocation, Source, WindowCtx};
 use gptransfer_core::window::Window;
 use gptransfer_core::RoleError;
 
@@ -118,19 +118,23 @@ impl Gp4Source {
         window: Window,
         format: CopyFormat,
     ) -> String {
-        let mut predicate = match condition {
-            Some((col, typ)) if mode != Mode::Full => Some(sql::window_predicate(col, typ, window.start, window.end)),
-            _ => None,
-        };
-        if let Some(f) = &self.config.filter {
-            predicate = Some(match predicate {
-                Some(p) => format!("{p} AND ({f})"),
-                None => format!("({f})"),
-            });
-        }
+        let predicate = self.predicate(mode, condition, window);
         // Binary COPY differs between 8.2 and later kernels: text or CSV only.
         let format = if format == CopyFormat::Binary { CopyFormat::Text } else { format };
         sql::copy_out(table, select, predicate.as_deref(), format)
+    }
+
+    /// The window's rows: its predicate (none in `full` mode) and the `filter`.
+    fn predicate(&self, mode: Mode, condition: Option<(&str, &str)>, window: Window) -> Option<String> {
+        let predicate = match condition {
+            Some((col, typ)) if mode != Mode::Full => Some(sql::window_predicate(col, typ, window.start, window.end)),
+            _ => None,
+        };
+        match (predicate, &self.config.filter) {
+            (Some(p), Some(f)) => Some(format!("{p} AND ({f})")),
+            (None, Some(f)) => Some(format!("({f})")),
+            (p, None) => p,
+        }
     }
 
     /// Settings sent after the flavour's session setup, given the server's encoding.
@@ -170,6 +174,27 @@ impl Source for Gp4Source {
             // table has them, so compare converts GBK as GB18030 too.
             SourceEncoding::Gbk | SourceEncoding::Gb18030 => Some("GB18030"),
         }
+    }
+
+    /// GP4's segments write through writable external tables; rows with bad bytes would fail
+    /// the window there, so not with an `error_limit` (which puts them in a reject file).
+    fn exports(&self, flavour: Flavour) -> bool {
+        flavour == Flavour::Gp4 && self.config.error_limit == 0
+    }
+
+    /// The segments write the window in the location's encoding: the server converts a real
+    /// encoding to it; a SQL_ASCII database's stored bytes pass as they are, in the encoding
+    /// `stored_text_encoding` names, and the target converts them.
+    async fn export(&self, ctx: &WindowCtx, location: &ExternalLocation) -> Result<u64, RoleError> {
+        let session = ctx
+            .source
+            .connect(&ctx.application, ctx.table.timezone.as_deref())
+            .await
+            .map_err(|e| RoleError::retriable(e.to_string()))?;
+        let condition =
+            ctx.table.condition_column.as_deref().map(|c| (c, ctx.condition_type.as_deref().unwrap_or("timestamp")));
+        let predicate = self.predicate(ctx.table.mode, condition, ctx.window);
+        export_window(&session, ctx, location, &ctx.select_list(session.flavour), predicate).await
     }
 
     async fn open(&self, ctx: &WindowCtx) -> Result<ByteStream, RoleError> {
