@@ -19,7 +19,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use gptransfer_plugin_gpfdist::check::{missing_privileges, unreachable_segments, ProbeServer, Side};
-use support::{free_ports, gp4, gp4_home, gp6, gp6_home, quote_ident, Kind, Pg};
+use support::{free_ports, gp4, gp4_home, gp6, gp6_home, gp7, gp7_home, quote_ident, Kind, Pg};
 
 /// The timeout the checks get here: short, so that the tests that make it expire stay quick.
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -72,6 +72,7 @@ fn gpfdist(pg: &Pg) -> PathBuf {
     match pg.kind {
         Kind::Gp4 => gp4_home().join("bin/gpfdist"),
         Kind::Gp6 => gp6_home().join("bin/gpfdist"),
+        Kind::Gp7 => gp7_home().join("bin/gpfdist"),
         other => panic!("no gpfdist for {other:?}"),
     }
 }
@@ -100,6 +101,9 @@ async fn reach(pg: &Pg, db: &str, role: &str, side: Side, host: &str, ports: &[u
     let started = Instant::now();
     let result = unreachable_segments(&client, pg.name.as_str(), side, host, ports, &gpfdist(pg), TIMEOUT).await;
     let took = started.elapsed();
+    if let Err(message) = &result {
+        eprintln!("{side:?} check on {} failed in {took:?}:\n{message}", pg.name);
+    }
     for port in ports {
         assert_eq!(gpfdist_processes(*port), Vec::<u32>::new(), "a probe gpfdist outlived the check on port {port}");
     }
@@ -236,6 +240,7 @@ async fn privilege_refused_then_granted(pg: &Pg, db: &str, role: &str) {
         let client = connect_as(pg, db, role).await;
         let kind = side.table_type();
         let message = missing_privileges(&client, "gpx", side).await.unwrap().expect("refused");
+        eprintln!("{side:?} refused on {}:\n{message}", pg.name);
         assert!(message.contains(&format!("role \"{role}\"")), "{message}");
         assert!(message.contains("cluster gpx"), "{message}");
         assert!(message.contains(&format!("create {kind} gpfdist external tables")), "{message}");
@@ -298,6 +303,11 @@ async fn gp4_role_without_external_table_privilege_is_refused_until_granted() {
     privilege_refused_then_granted(gp4(), "segcheck_priv_gp4", "segcheck_priv_gp4").await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gp7_role_without_external_table_privilege_is_refused_until_granted() {
+    privilege_refused_then_granted(gp7(), "segcheck_priv_gp7", "segcheck_priv_gp7").await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // 2. Every segment reaches the host
 // ---------------------------------------------------------------------------------------------
@@ -321,6 +331,11 @@ async fn gp6_every_segment_reaches_the_gpfdist_host() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gp4_every_segment_reaches_the_gpfdist_host() {
     every_segment_reaches(gp4(), "segcheck_reach_gp4", "segcheck_reach_gp4").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gp7_every_segment_reaches_the_gpfdist_host() {
+    every_segment_reaches(gp7(), "segcheck_reach_gp7", "segcheck_reach_gp7").await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -356,6 +371,27 @@ async fn gp6_segment_that_cannot_reach_the_host_is_named() {
     drop(_blocked);
     let (result, _) = reach(pg, db, role, Side::Target, "127.0.0.1", &[port]).await;
     assert_eq!(result, Ok(()));
+}
+
+/// Every segment of GP6 refused at once: each is named. Greenplum stops the statement at the
+/// first error, so a source segment it did not see is probed alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gp6_every_refused_segment_is_named() {
+    let pg = gp6();
+    let (db, role) = ("segcheck_all_refused_gp6", "segcheck_all_refused_gp6");
+    fresh_db_and_role(pg, db, role);
+    grant_both(pg, role);
+    let port = free_ports(1).unwrap()[0];
+    let _blocked = Blocked::everyone(port, "REJECT");
+    for side in [Side::Target, Side::Source] {
+        let (result, _) = reach(pg, db, role, side, "127.0.0.1", &[port]).await;
+        let message = result.expect_err("no segment can connect");
+        assert!(message.contains("2 of 2 primary segments cannot reach"), "{side:?}: {message}");
+        assert!(message.contains("segment 0 (") && message.contains("segment 1 ("), "{side:?}: {message}");
+        if side == Side::Source {
+            assert!(!message.contains("not proven"), "{message}");
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

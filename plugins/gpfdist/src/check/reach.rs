@@ -14,7 +14,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tokio_postgres::error::SqlState;
@@ -89,31 +89,31 @@ pub async fn unreachable_segments(
     std::fs::create_dir(&served)
         .and_then(|()| std::fs::write(served.join("probe.txt"), "1\n"))
         .map_err(|e| format!("cannot write the probe file in {}: {e}", served.display()))?;
-    let life = timeout * 2 + CLIENT_GRACE;
+    // Each gpfdist serves one statement: it never outlives it by more than a few seconds.
+    let launcher = Launcher {
+        gpfdist: gpfdist.to_path_buf(),
+        served,
+        dir: dir.path().to_path_buf(),
+        life: timeout + CLIENT_GRACE + Duration::from_secs(5),
+    };
     let mut failed = Vec::new();
     let ascending: Vec<u16> = ports.to_vec();
     let descending: Vec<u16> = ports.iter().rev().copied().collect();
     let mut probed = BTreeSet::new();
     for i in 0..sample_ports(ports).len() {
         let candidates = if i == 0 { &ascending } else { &descending };
-        let server = start_near(gpfdist, &served, dir.path(), candidates, &probed, life).await?;
+        let server = launcher.start_near(candidates, &probed).await?;
         probed.insert(server.port());
         let url = format!("gpfdist://{url_host}:{}/probe.txt", server.port());
         let outcome = plan.probe_all(client, &url, &server).await;
         let port = server.port();
-        let verdict = match outcome {
-            Ok(verdict) => verdict,
-            Err(e) => {
-                server.stop().await;
-                return Err(format!("cluster {cluster}: {e}"));
-            }
-        };
+        server.stop().await;
+        let verdict = outcome.map_err(|e| format!("cluster {cluster}: {e}"))?;
         let (failures, stuck) = match verdict {
             Verdict::Reached => (BTreeMap::new(), false),
             Verdict::Failed(failures, true) => (failures, true),
-            Verdict::Failed(failures, false) => (plan.resolve(client, &url, &server, failures).await, false),
+            Verdict::Failed(failures, false) => (plan.resolve(client, &url, &launcher, port, failures).await, false),
         };
-        server.stop().await;
         if !failures.is_empty() {
             failed.push((port, failures));
         }
@@ -143,25 +143,35 @@ fn url_host(host: &str) -> Option<String> {
     Some(if host.contains(':') { format!("[{host}]") } else { host.to_string() })
 }
 
-/// Starts the probe gpfdist on the first of `candidates` (at most [`BUSY_TRIES`]) not probed yet
-/// that it can bind: a port busy on this host (another run's gpfdist) is replaced by the next.
-async fn start_near(
-    gpfdist: &Path,
-    served: &Path,
-    dir: &Path,
-    candidates: &[u16],
-    probed: &BTreeSet<u16>,
+/// Starts probe gpfdists in the temporary directory.
+struct Launcher {
+    gpfdist: PathBuf,
+    /// The directory gpfdist serves (the probe file).
+    served: PathBuf,
+    /// Where the logs go.
+    dir: PathBuf,
+    /// How long one gpfdist may live.
     life: Duration,
-) -> Result<ProbeServer, String> {
-    let mut errors = Vec::new();
-    for &port in candidates.iter().filter(|p| !probed.contains(p)).take(BUSY_TRIES) {
-        let log = dir.join(format!("gpfdist-{port}.log"));
-        match ProbeServer::start(gpfdist, served, &log, port, life).await {
-            Ok(server) => return Ok(server),
-            Err(e) => errors.push(e),
-        }
+}
+
+impl Launcher {
+    async fn start(&self, port: u16) -> Result<ProbeServer, String> {
+        let log = self.dir.join(format!("gpfdist-{port}.log"));
+        ProbeServer::start(&self.gpfdist, &self.served, &log, port, self.life).await
     }
-    Err(format!("cannot start a probe gpfdist on this host: {}", errors.join("; ")))
+
+    /// Starts on the first of `candidates` (at most [`BUSY_TRIES`]) not probed yet that gpfdist
+    /// can bind: a port busy on this host (another run's gpfdist) is replaced by the next.
+    async fn start_near(&self, candidates: &[u16], probed: &BTreeSet<u16>) -> Result<ProbeServer, String> {
+        let mut errors = Vec::new();
+        for &port in candidates.iter().filter(|p| !probed.contains(p)).take(BUSY_TRIES) {
+            match self.start(port).await {
+                Ok(server) => return Ok(server),
+                Err(e) => errors.push(e),
+            }
+        }
+        Err(format!("cannot start a probe gpfdist on this host: {}", errors.join("; ")))
+    }
 }
 
 async fn primaries(client: &Client) -> Result<Vec<Segment>, String> {
@@ -269,7 +279,8 @@ impl Plan {
         &self,
         client: &Client,
         url: &str,
-        server: &ProbeServer,
+        launcher: &Launcher,
+        port: u16,
         mut failures: BTreeMap<i32, Failure>,
     ) -> BTreeMap<i32, Failure> {
         if self.side != Side::Source {
@@ -278,6 +289,13 @@ impl Plan {
         let unproven: Vec<i32> =
             failures.iter().filter(|(_, f)| matches!(f, Failure::NotProven)).map(|(s, _)| *s).collect();
         for seg in unproven {
+            let server = match launcher.start(port).await {
+                Ok(server) => server,
+                Err(e) => {
+                    failures.insert(seg, Failure::Error(format!("not probed alone: {e}")));
+                    continue;
+                }
+            };
             let verdict = match self.run(client, url, Some(seg)).await {
                 Ok(Ok(())) if server.connected_segments().contains(&seg) => None,
                 Ok(Ok(())) => Some(Failure::Silent),
@@ -285,6 +303,7 @@ impl Plan {
                 Ok(Err(e)) => Some(Failure::Error(e.message)),
                 Err(e) => Some(Failure::Error(e)),
             };
+            server.stop().await;
             match verdict {
                 None => {
                     failures.remove(&seg);
@@ -452,13 +471,13 @@ fn report(
         text.push('\n');
     }
     let range = match (ports.first(), ports.last()) {
-        (Some(a), Some(b)) if a != b => format!("{a}-{b}"),
-        (Some(a), _) => a.to_string(),
+        (Some(a), Some(b)) if a != b => format!("ports {a}-{b}"),
+        (Some(a), _) => format!("port {a}"),
         _ => String::new(),
     };
     let _ = write!(
         text,
-        "What to do: let the segment hosts named above open TCP connections to {host} on ports {range} \
+        "What to do: let the segment hosts named above open TCP connections to {host} on {range} \
          (firewalls on the segment hosts, this host and between them), or set the gpfdist transport's `host` to \
          an address of this host that those segment hosts can reach."
     );
