@@ -77,7 +77,8 @@ fn gpfdist(pg: &Pg) -> PathBuf {
     }
 }
 
-/// PIDs of the processes running gpfdist on `port` (the probe's must all be gone after a check).
+/// PIDs of the live (not zombie) processes running gpfdist on `port`, its `timeout` wrapper
+/// included (the probe's must all be gone after a check).
 fn gpfdist_processes(port: u16) -> Vec<u32> {
     let port = port.to_string();
     let mut found = Vec::new();
@@ -87,7 +88,10 @@ fn gpfdist_processes(port: u16) -> Vec<u32> {
         let args: Vec<String> = cmdline.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
         let is_gpfdist = args.iter().any(|a| a.ends_with("gpfdist"));
         let on_port = args.windows(2).any(|w| w[0] == "-p" && w[1] == port);
-        if is_gpfdist && on_port {
+        // `pid (comm) S …`: state after the last parenthesis.
+        let stat = fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let zombie = stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z'));
+        if is_gpfdist && on_port && !zombie {
             found.push(pid);
         }
     }
@@ -120,7 +124,16 @@ fn segment_postmaster(pg: &Pg, content: i32) -> u32 {
     pid_file.lines().next().unwrap().trim().parse().unwrap()
 }
 
-const CGROUP_ROOT: &str = "/sys/fs/cgroup/unified";
+/// The cgroup v2 hierarchy: beside the v1 controllers (hybrid, as on this project's machines) or
+/// alone.
+fn cgroup_root() -> PathBuf {
+    let hybrid = Path::new("/sys/fs/cgroup/unified");
+    if hybrid.join("cgroup.procs").is_file() {
+        hybrid.to_path_buf()
+    } else {
+        PathBuf::from("/sys/fs/cgroup")
+    }
+}
 
 /// An iptables OUTPUT rule on one TCP port, for one segment's processes or for everyone;
 /// removed on drop.
@@ -133,7 +146,7 @@ impl Blocked {
     /// Connections from segment `content` of `pg` to `port` get `verdict` (`REJECT` or `DROP`).
     fn segment(pg: &Pg, content: i32, port: u16, verdict: &str) -> Blocked {
         let name = format!("gptransfer-segcheck-{}-{port}", std::process::id());
-        let cgroup = Path::new(CGROUP_ROOT).join(&name);
+        let cgroup = cgroup_root().join(&name);
         fs::create_dir(&cgroup).unwrap_or_else(|e| panic!("cannot create cgroup {}: {e}", cgroup.display()));
         let mut blocked = Blocked { rule: Vec::new(), cgroup: Some(cgroup.clone()) };
         let postmaster = segment_postmaster(pg, content);
@@ -185,17 +198,18 @@ impl Drop for Blocked {
             let _ = Command::new("iptables").args(["-w", "-D"]).args(&self.rule).output();
         }
         if let Some(cgroup) = &self.cgroup {
-            // Back to the root: the postmaster and whatever it forked meanwhile.
-            for _ in 0..20 {
+            // Back to the root: the postmaster and whatever it forked meanwhile. A process that
+            // is exiting stays listed until it is reaped: retry for a while.
+            for _ in 0..60 {
                 let procs = fs::read_to_string(cgroup.join("cgroup.procs")).unwrap_or_default();
-                if procs.trim().is_empty() {
+                for pid in procs.lines() {
+                    let _ = fs::write(cgroup_root().join("cgroup.procs"), pid.trim());
+                }
+                if fs::remove_dir(cgroup).is_ok() || !cgroup.exists() {
                     break;
                 }
-                for pid in procs.lines() {
-                    let _ = fs::write(Path::new(CGROUP_ROOT).join("cgroup.procs"), pid.trim());
-                }
+                std::thread::sleep(Duration::from_millis(50));
             }
-            let _ = fs::remove_dir(cgroup);
         }
     }
 }
@@ -416,6 +430,35 @@ async fn gp6_dropped_packets_fail_within_the_timeout() {
         assert!(!message.contains("segment 0 "), "{side:?}: {message}");
         assert!(took < TIMEOUT + Duration::from_secs(5), "{side:?}: took {took:?}");
     }
+}
+
+/// A check abandoned half-way (its future dropped, as on Ctrl+C) kills its gpfdist at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gp6_abandoned_check_leaves_no_gpfdist() {
+    let pg = gp6();
+    let (db, role) = ("segcheck_abandon_gp6", "segcheck_abandon_gp6");
+    fresh_db_and_role(pg, db, role);
+    grant_both(pg, role);
+    let port = free_ports(1).unwrap()[0];
+    let _blocked = Blocked::everyone(port, "DROP");
+    let client = connect_as(pg, db, role).await;
+    let (ports, program) = ([port], gpfdist(pg));
+    let check = unreachable_segments(&client, "gp6", Side::Target, "127.0.0.1", &ports, &program, TIMEOUT);
+    // Boxed, so that dropping it drops the future itself.
+    let mut check = Box::pin(check);
+    // Running, with its gpfdist up, when it is abandoned.
+    let deadline = Instant::now() + TIMEOUT;
+    while gpfdist_processes(port).is_empty() {
+        assert!(Instant::now() < deadline, "the probe gpfdist never started");
+        let _ = tokio::time::timeout(Duration::from_millis(50), check.as_mut()).await;
+    }
+    drop(check);
+    // Terminated, not waited for: give it a moment to exit.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !gpfdist_processes(port).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(gpfdist_processes(port), Vec::<u32>::new(), "the probe gpfdist outlived its abandoned check");
 }
 
 /// On GP4 (whose writable external tables have no connect timeout of their own) every

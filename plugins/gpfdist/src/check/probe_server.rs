@@ -1,8 +1,10 @@
 //! A short-lived gpfdist on this host for the reach probe: serves one directory on one port,
 //! logs every request verbosely (the log names the segment of each request in its
 //! `X-GP-SEGMENT-ID` header, on GP4.3, GP6 and GP7 alike), and never outlives the probe: it runs
-//! under `timeout -s KILL` (so even a SIGKILL of gptransfer leaves it at most `life` seconds),
-//! in a process group of its own that is killed when the server is stopped or dropped.
+//! under `timeout -k 2 -s KILL` (so even a SIGKILL of gptransfer leaves it at most `life`
+//! seconds), in a process group of its own that is sent SIGTERM when the server is stopped or
+//! dropped: `timeout` passes it on, reaps gpfdist and exits (a KILL follows 2 s later if gpfdist
+//! ignored it).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -14,6 +16,9 @@ use tokio::process::{Child, Command};
 
 /// How long gpfdist may take to open its port.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long [`ProbeServer::stop`] waits for a terminated gpfdist before killing it.
+const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A running probe gpfdist; killed on [`ProbeServer::stop`] or drop.
 #[derive(Debug)]
@@ -32,7 +37,7 @@ impl ProbeServer {
         let err = out.try_clone().map_err(|e| format!("cannot open {}: {e}", log.display()))?;
         let mut command = Command::new("timeout");
         command
-            .args(["-s", "KILL", &life.as_secs().max(1).to_string()])
+            .args(["-k", "2", "-s", "KILL", &life.as_secs().max(1).to_string()])
             .arg(gpfdist)
             .arg("-d")
             .arg(dir)
@@ -40,9 +45,9 @@ impl ProbeServer {
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
-            // Its own group, so that one kill reaches `timeout` and gpfdist both.
-            .process_group(0)
-            .kill_on_drop(true);
+            // Its own group, so that one signal reaches `timeout` and gpfdist both. Not
+            // kill_on_drop: a SIGKILL would stop `timeout` before it reaps gpfdist.
+            .process_group(0);
         let child =
             command.spawn().map_err(|e| format!("cannot start {} (under `timeout`): {e}", gpfdist.display()))?;
         let group = child.id().and_then(|id| i32::try_from(id).ok()).and_then(Pid::from_raw);
@@ -91,24 +96,30 @@ impl ProbeServer {
         std::fs::read(&self.log).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
     }
 
-    /// Kills gpfdist and its `timeout` wrapper and reaps the wrapper.
+    /// Terminates gpfdist and its `timeout` wrapper and reaps the wrapper (killing both if they
+    /// have not ended within [`STOP_TIMEOUT`]).
     pub async fn stop(mut self) {
-        self.kill();
-        let _ = self.child.wait().await;
+        self.signal(Signal::TERM);
+        if tokio::time::timeout(STOP_TIMEOUT, self.child.wait()).await.is_err() {
+            // The wrapper is not reaped yet, so its group id cannot have been reused.
+            self.signal(Signal::KILL);
+            let _ = self.child.wait().await;
+        }
+        self.group = None;
     }
 
-    fn kill(&mut self) {
-        if let Some(group) = self.group.take() {
+    fn signal(&self, signal: Signal) {
+        if let Some(group) = self.group {
             // ESRCH (already gone) is what we want anyway.
-            let _ = kill_process_group(group, Signal::KILL);
+            let _ = kill_process_group(group, signal);
         }
-        let _ = self.child.start_kill();
     }
 }
 
 impl Drop for ProbeServer {
+    /// Abandoned (the check's future dropped): terminate; the runtime reaps the wrapper.
     fn drop(&mut self) {
-        self.kill();
+        self.signal(Signal::TERM);
     }
 }
 

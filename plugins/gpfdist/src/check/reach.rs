@@ -27,6 +27,9 @@ use super::{ProbeServer, Side};
 /// unreachable (packets dropped on the way).
 pub const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How many times the target's probe is repeated for segments it did not see.
+const TARGET_RETRIES: usize = 3;
+
 /// How many ports next to a sampled one are tried when it is busy on this host.
 const BUSY_TRIES: usize = 5;
 
@@ -273,8 +276,10 @@ impl Plan {
         Ok(Verdict::Failed(failures, stuck))
     }
 
-    /// Source: a segment not seen because the statement stopped at another's failure is probed
-    /// alone (only segments with rows to write connect).
+    /// Segments not seen because the statement stopped at another's failure: on the source each
+    /// is probed alone (only segments with rows to write connect); on the target, where every
+    /// segment reads, the whole probe is repeated a few times and a segment seen connecting in
+    /// any of them is proven (the one that fails tends to fail first again).
     async fn resolve(
         &self,
         client: &Client,
@@ -283,34 +288,48 @@ impl Plan {
         port: u16,
         mut failures: BTreeMap<i32, Failure>,
     ) -> BTreeMap<i32, Failure> {
-        if self.side != Side::Source {
-            return failures;
-        }
-        let unproven: Vec<i32> =
-            failures.iter().filter(|(_, f)| matches!(f, Failure::NotProven)).map(|(s, _)| *s).collect();
-        for seg in unproven {
+        let unproven = |failures: &BTreeMap<i32, Failure>| -> Vec<i32> {
+            failures.iter().filter(|(_, f)| matches!(f, Failure::NotProven)).map(|(s, _)| *s).collect()
+        };
+        let rounds: Vec<Option<i32>> = match self.side {
+            Side::Source => unproven(&failures).into_iter().map(Some).collect(),
+            Side::Target => vec![None; TARGET_RETRIES],
+        };
+        for only in rounds {
+            let pending = unproven(&failures);
+            if pending.is_empty() {
+                break;
+            }
             let server = match launcher.start(port).await {
                 Ok(server) => server,
                 Err(e) => {
-                    failures.insert(seg, Failure::Error(format!("not probed alone: {e}")));
+                    for seg in pending.iter().filter(|s| only.is_none() || only == Some(**s)) {
+                        failures.insert(*seg, Failure::Error(format!("not probed again: {e}")));
+                    }
                     continue;
                 }
             };
-            let verdict = match self.run(client, url, Some(seg)).await {
-                Ok(Ok(())) if server.connected_segments().contains(&seg) => None,
-                Ok(Ok(())) => Some(Failure::Silent),
-                Ok(Err(e)) if e.timed_out => Some(Failure::Silent),
-                Ok(Err(e)) => Some(Failure::Error(e.message)),
-                Err(e) => Some(Failure::Error(e)),
-            };
+            let result = self.run(client, url, only).await;
+            let connected = server.connected_segments();
             server.stop().await;
-            match verdict {
-                None => {
-                    failures.remove(&seg);
+            for seg in &pending {
+                if connected.contains(seg) {
+                    failures.remove(seg);
                 }
-                Some(f) => {
-                    failures.insert(seg, f);
-                }
+            }
+            let error = match result {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e),
+                Err(e) => Some(ProbeError { message: e, timed_out: false, stuck: false }),
+            };
+            let Some(error) = error else { continue };
+            let named = named_segment(&error.message).or(only);
+            if let Some(seg) = named.filter(|s| pending.contains(s) && !connected.contains(s)) {
+                let failure = if error.timed_out { Failure::Silent } else { Failure::Error(error.message.clone()) };
+                failures.insert(seg, failure);
+            }
+            if error.stuck {
+                break;
             }
         }
         failures
