@@ -263,6 +263,11 @@ async fn privilege_refused_then_granted(pg: &Pg, db: &str, role: &str) {
             "{message}"
         );
         assert!(message.contains(&format!("GRANT TEMPORARY ON DATABASE \"{db}\" TO \"{role}\";")), "{message}");
+        // The reach check says so too, rather than blaming the segments.
+        let (ports, program) = ([free_ports(1).unwrap()[0]], gpfdist(pg));
+        let probe = unreachable_segments(&client, "gpx", side, "127.0.0.1", &ports, &program, TIMEOUT).await;
+        let probe = probe.expect_err("no privilege to probe");
+        assert!(probe.contains("no privilege to create") || probe.contains("permission denied"), "{probe}");
         // Greenplum agrees: the role cannot create the table.
         let create = create_external(side, &location);
         let refused = client.batch_execute(&create).await.unwrap_err();

@@ -64,9 +64,9 @@ pub fn sample_ports(ports: &[u16]) -> Vec<u16> {
 /// use) on the sampled ports of `ports` (see [`sample_ports`]; a sampled port busy on this host
 /// is replaced by its neighbour in the range), running `gpfdist` (this host's) for each.
 /// `Err` names each segment that cannot — content id, dbid, host, address and port from
-/// `gp_segment_configuration`, with the error Greenplum gave — and says what to do. At most
-/// `timeout` per probed port (and one more for a source segment probed alone); gpfdist is
-/// killed on every path.
+/// `gp_segment_configuration`, with the error Greenplum gave — and says what to do. When
+/// packets are dropped it takes about `timeout` per probed port (and one more per source
+/// segment probed alone); gpfdist is stopped on every path.
 pub async fn unreachable_segments(
     client: &Client,
     cluster: &str,
@@ -256,6 +256,10 @@ impl Plan {
         };
         let mut failures = BTreeMap::new();
         let named = error.as_ref().and_then(|e| named_segment(&e.message));
+        if let Some(e) = error.as_ref().filter(|e| named.is_none() && !e.timed_out) {
+            // Not a segment's failure (a missing privilege, an unusable URL): say it as it is.
+            return Err(format!("the reach probe through {url} failed: {}", e.message));
+        }
         if let (Some(seg), Some(e)) = (named, &error) {
             failures.insert(seg, Failure::Error(e.message.clone()));
         }
