@@ -66,7 +66,8 @@ pub fn sample_ports(ports: &[u16]) -> Vec<u16> {
 /// `Err` names each segment that cannot — content id, dbid, host, address and port from
 /// `gp_segment_configuration`, with the error Greenplum gave — and says what to do. When
 /// packets are dropped it takes about `timeout` per probed port (and one more per source
-/// segment probed alone); gpfdist is stopped on every path.
+/// segment probed alone); gpfdist is stopped on every path. The probe runs in transactions of
+/// its own on `client` (rolled back): call it outside a transaction.
 pub async fn unreachable_segments(
     client: &Client,
     cluster: &str,
