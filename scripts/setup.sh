@@ -25,7 +25,8 @@ fi
 # benchmarks; build-essential, pkg-config, libssl-dev: native build dependencies; openssl: the
 # test clusters' throw-away CA and server certificates (sslmode tests); python3-fusepy, fuse3:
 # a FUSE directory that hangs like a dead NFS mount (tests/support/stallfs.py); chromium: the
-# HTML report rendered headless and its charts measured (tests/report.rs).
+# HTML report rendered headless and its charts measured (tests/report.rs); iptables: one
+# segment of a real cluster made unable to reach a port (tests/segment_checks.rs).
 packages=(
   postgresql
   openssl
@@ -39,6 +40,7 @@ packages=(
   python3-fusepy
   fuse3
   chromium
+  iptables
 )
 
 installed() {

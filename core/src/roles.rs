@@ -276,13 +276,15 @@ pub trait Transport: Send + Sync {
     }
 
     /// Checks what this transport needs of the two clusters themselves (for a
-    /// segment-to-segment transport: that every segment reaches it, and the role's privileges
-    /// on external tables); called by `config check`. Default: nothing to check.
+    /// segment-to-segment transport: the roles' privileges on external tables, and with
+    /// `probe`, that every segment reaches it). `run` calls it before any window with `probe`
+    /// false (what is cheap); `config check` with `probe` true. Default: nothing to check.
     async fn check_clusters(
         &self,
         _table: &TableSpec,
         _source: &crate::cluster::Session,
         _target: &crate::cluster::Session,
+        _probe: bool,
     ) -> Result<(), String> {
         Ok(())
     }

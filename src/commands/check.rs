@@ -118,7 +118,7 @@ async fn check_entry(
         .map_err(|e| strip_entry(&e.to_string(), t))?;
     // What the transport needs of the clusters themselves (a segment path: every segment
     // reaches its host and ports, the role may use external tables).
-    transport.check_clusters(t, src, dst).await.map_err(|e| format!("transport: {e}"))?;
+    transport.check_clusters(t, src, dst, true).await.map_err(|e| format!("transport: {e}"))?;
     let format = negotiate_format(&source.formats(), &transport.formats(), &sink.formats(t.mode), c.binary)
         .map_err(|e| format!("chain: {e}"))?;
     Ok(format!("{} column(s), chain {}, {} COPY", c.columns.len(), t.chain(), format.name()))

@@ -519,6 +519,13 @@ pub async fn run(
                 message: format!("transport: {e}"),
                 hint: None,
             })?;
+        // What is cheap to know of the clusters (the roles' privileges), before any data moves.
+        chain.transport.check_clusters(t, src, dst, false).await.map_err(|e| Error::Check {
+            job: t.job.clone(),
+            table: t.display_name(),
+            message: format!("transport: {e}"),
+            hint: None,
+        })?;
         chain.format = chain.negotiate(t, &check).map_err(|e| Error::Check {
             job: t.job.clone(),
             table: t.display_name(),

@@ -12,6 +12,7 @@
 //! The gpfdist processes never outlive the window: stopped when it ends, killed when it fails,
 //! times out or is interrupted (its future dropped), and by the kernel when this process dies.
 
+pub mod check;
 mod fifo;
 mod orphan;
 mod process;
@@ -216,26 +217,66 @@ impl Transport for GpfdistTransport {
         Ok(())
     }
 
-    async fn check_clusters(&self, table: &TableSpec, source: &Session, target: &Session) -> Result<(), String> {
-        reach::check(&self.config, table, source, target).await
+    async fn check_clusters(
+        &self,
+        table: &TableSpec,
+        source: &Session,
+        target: &Session,
+        probe: bool,
+    ) -> Result<(), String> {
+        reach::check(self, table, source, target, probe).await
     }
 }
 
-/// What `config check` proves of the clusters for this transport.
-pub mod reach {
+/// What the transport proves of the clusters before any data moves.
+mod reach {
+    use super::check::{missing_privileges, unreachable_segments, Side, DEFAULT_PROBE_TIMEOUT};
     use super::*;
 
-    /// The hook `config check` calls for a table on this transport: that every segment of both
-    /// clusters reaches `host` on the port range, and that the role may create the external
-    /// tables. The probes themselves are built apart (see the README's gpfdist section) and
-    /// wired in here; until then nothing is probed and a run finds out at its first window.
-    pub async fn check(
-        _config: &GpfdistConfig,
-        _table: &TableSpec,
-        _source: &Session,
-        _target: &Session,
+    /// Both roles may create the temporary external tables of their side (every run: one
+    /// catalog query per cluster); with `probe` (`config check`), every segment of both
+    /// clusters also reaches `host` on the port range (a gpfdist started for it, seconds).
+    /// Every problem found is named, not only the first.
+    pub(super) async fn check(
+        transport: &GpfdistTransport,
+        table: &TableSpec,
+        source: &Session,
+        target: &Session,
+        probe: bool,
     ) -> Result<(), String> {
-        Ok(())
+        let sides = [(source, &table.from, Side::Source), (target, &table.to, Side::Target)];
+        let mut problems = Vec::new();
+        for (session, cluster, side) in sides {
+            match missing_privileges(&session.client, cluster, side).await {
+                Ok(None) => {}
+                Ok(Some(missing)) => problems.push(missing),
+                Err(e) => problems.push(e),
+            }
+        }
+        if problems.is_empty() && probe {
+            let [first, last] = transport.config.port_range;
+            let ports: Vec<u16> = (first..=last).collect();
+            for (session, cluster, side) in sides {
+                if let Err(e) = unreachable_segments(
+                    &session.client,
+                    cluster,
+                    side,
+                    &transport.config.host,
+                    &ports,
+                    &transport.program,
+                    DEFAULT_PROBE_TIMEOUT,
+                )
+                .await
+                {
+                    problems.push(e);
+                }
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("\n"))
+        }
     }
 }
 
