@@ -4,6 +4,7 @@
 pub mod canonical;
 mod flavour;
 mod ident;
+pub mod indexes;
 pub mod sql;
 
 pub use flavour::Flavour;

@@ -1,0 +1,316 @@
+//! `full` loads with the target's indexes dropped after the TRUNCATE and rebuilt after the COPY,
+//! all in the window's transaction (issue 11 part 5): every index comes back with its exact
+//! definition, name, tablespace, comment, CLUSTER mark and replica identity; a failure anywhere
+//! (a duplicate key the unique index refuses, a value COPY refuses) leaves the old rows with
+//! all their indexes; an index a foreign key depends on is kept as it is; the same on GP6.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use support::{table_digest, Pg, Server, TestEnv};
+
+const COLUMNS: &[&str] = &["id", "code", "grp", "name", "active", "updated"];
+
+fn write_config(env: &TestEnv, table: &str, sink: &str) {
+    env.write_config(&format!(
+        r#"{{CLUSTERS}}
+[jobs.dims]
+from = "src"
+to = "dst"
+start = "2024-01-01 00:00:00"
+end = "2024-01-02 00:00:00"
+duration = "1d"
+sink = {sink}
+
+[[jobs.dims.tables]]
+table = "{table}"
+mode = "full"
+"#
+    ));
+}
+
+/// The source rows: `rows` dimension rows with a unique code, a group, and NULLs.
+fn source_sql(table: &str, rows: u32) -> String {
+    format!(
+        "CREATE TABLE {table} (id int NOT NULL, code text NOT NULL, grp int, name text, active boolean, updated timestamp);
+         INSERT INTO {table} SELECT i, 'C' || i, i % 17, CASE WHEN i % 9 = 0 THEN NULL ELSE 'name ' || i END,
+                i % 3 <> 0, timestamp '2020-01-01' + i * interval '1 minute'
+         FROM generate_series(1, {rows}) AS i;"
+    )
+}
+
+/// Every index of `table` in a comparable form: name, definition, the constraint it backs,
+/// tablespace, CLUSTER mark, replica identity and comments; one line each, by name.
+fn index_definitions(pg: &Pg, db: &str, table: &str) -> String {
+    let replident = if pg.kind == support::Kind::Pg15 { "i.indisreplident" } else { "false" };
+    pg.psql(
+        db,
+        &format!(
+            "SELECT ic.relname || ' | ' || pg_get_indexdef(i.indexrelid) || ' | ' \
+                    || coalesce(con.conname || ' ' || pg_get_constraintdef(con.oid), '-') || ' | ' \
+                    || coalesce(ts.spcname, 'default') || ' | clustered=' || i.indisclustered \
+                    || ' | replident=' || {replident} || ' | valid=' || i.indisvalid \
+                    || ' | ' || coalesce(obj_description(i.indexrelid, 'pg_class'), '-') \
+                    || ' | ' || coalesce(obj_description(con.oid, 'pg_constraint'), '-')
+             FROM pg_index i
+             JOIN pg_class ic ON ic.oid = i.indexrelid
+             LEFT JOIN pg_tablespace ts ON ts.oid = ic.reltablespace
+             LEFT JOIN pg_constraint con ON con.conrelid = i.indrelid AND con.conindid = i.indexrelid AND con.contype IN ('p', 'u', 'x')
+             WHERE i.indrelid = '{table}'::regclass
+             ORDER BY ic.relname"
+        ),
+    )
+}
+
+/// `name oid` of every index of `table`: an index dropped and created again has a new oid
+/// (TRUNCATE alone keeps it), the evidence that it was rebuilt.
+fn index_oids(pg: &Pg, db: &str, table: &str) -> Vec<(String, String)> {
+    pg.psql(
+        db,
+        &format!(
+            "SELECT ic.relname || ' ' || ic.oid FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid \
+             WHERE i.indrelid = '{table}'::regclass ORDER BY ic.relname"
+        ),
+    )
+    .lines()
+    .map(|l| {
+        let (name, oid) = l.rsplit_once(' ').unwrap();
+        (name.to_string(), oid.to_string())
+    })
+    .collect()
+}
+
+fn digest(pg: &Pg, db: &str, table: &str) -> String {
+    table_digest(pg, db, table, COLUMNS, "id", "true")
+}
+
+fn cursor(env: &TestEnv, table: &str) -> String {
+    env.dst_psql(&format!("SELECT cursor_end FROM gptransfer.cursors WHERE table_name = 'public.{table}'"))
+}
+
+/// The target of the PostgreSQL tests: every kind of index a dimension table carries.
+fn indexed_target_sql(env: &TestEnv, table: &str) -> String {
+    // A tablespace of this test's own, inside the server's data directory (the server runs as
+    // another user: a directory of ours would not do).
+    let tablespace = format!("ts_{}", env.db);
+    format!(
+        "SET allow_in_place_tablespaces = on;
+         CREATE TABLESPACE {tablespace} LOCATION '';
+         CREATE TABLE {table} (name text, id int NOT NULL, code text NOT NULL, grp int, active boolean, updated timestamp,
+                               CONSTRAINT dim_pk PRIMARY KEY (id),
+                               CONSTRAINT dim_code_uq UNIQUE (code) WITH (fillfactor = 80));
+         CREATE INDEX dim_active_only ON {table} (updated) WHERE active;
+         CREATE INDEX dim_lower_name ON {table} (lower(name));
+         CREATE INDEX \"Dim Grp, Updated\" ON {table} (grp, updated DESC NULLS LAST) TABLESPACE {tablespace};
+         CREATE UNIQUE INDEX dim_id_code ON {table} (id, code);
+         COMMENT ON INDEX dim_lower_name IS 'for the search page';
+         COMMENT ON CONSTRAINT dim_code_uq ON {table} IS 'codes are unique';
+         ALTER TABLE {table} CLUSTER ON \"Dim Grp, Updated\";
+         ALTER TABLE {table} REPLICA IDENTITY USING INDEX dim_id_code;
+         INSERT INTO {table} (id, code, name) VALUES (1, 'junk', 'junk'), (999999, 'junk 2', NULL);"
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. PostgreSQL: every index rebuilt, identical
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn full_reload_rebuilds_every_index_identically() {
+    let env = TestEnv::new("full_reload_rebuilds_indexes");
+    env.src_psql(&source_sql("dim", 5000));
+    env.dst_psql(&indexed_target_sql(&env, "dim"));
+    write_config(&env, "dim", "\"copy\"");
+    let before = index_definitions(env.dst, &env.dst_db, "dim");
+    assert_eq!(before.lines().count(), 6, "{before}");
+    let oids = index_oids(env.dst, &env.dst_db, "dim");
+
+    env.run(&["run"]).assert_success();
+    assert_eq!(digest(env.dst, &env.dst_db, "dim"), digest(env.src, &env.db, "dim"));
+    assert_eq!(index_definitions(env.dst, &env.dst_db, "dim"), before, "the indexes after the reload");
+    for ((name, old), (new_name, new)) in oids.iter().zip(index_oids(env.dst, &env.dst_db, "dim")) {
+        assert_eq!(name, &new_name);
+        assert_ne!(old, &new, "index {name} was not rebuilt (same oid)");
+    }
+    // The constraints hold and serve: a duplicate is refused, the planner can use the indexes.
+    assert!(env.dst.try_psql(&env.dst_db, "INSERT INTO dim (id, code) VALUES (7, 'new')").is_err());
+    assert!(env.dst.try_psql(&env.dst_db, "INSERT INTO dim (id, code) VALUES (-7, 'C7')").is_err());
+    assert_eq!(env.dst_psql("SELECT count(*) FROM dim WHERE lower(name) = 'name 10'"), "1");
+
+    // Switched off: the same reload keeps the indexes (same oids).
+    write_config(&env, "dim", "{ plugin = \"copy\", rebuild_indexes = false }");
+    let oids = index_oids(env.dst, &env.dst_db, "dim");
+    env.dst_psql("DELETE FROM gptransfer.cursors");
+    env.run(&["run"]).assert_success();
+    assert_eq!(digest(env.dst, &env.dst_db, "dim"), digest(env.src, &env.db, "dim"));
+    assert_eq!(index_oids(env.dst, &env.dst_db, "dim"), oids, "rebuild_indexes = false keeps the indexes");
+    assert_eq!(index_definitions(env.dst, &env.dst_db, "dim"), before);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. A failure after the indexes were dropped leaves the old table with all its indexes
+// ---------------------------------------------------------------------------------------------
+
+/// Runs the reload that must fail, then checks that the target kept its rows, its indexes (the
+/// very same ones) and its cursor; returns the run's stderr.
+fn failed_reload_changes_nothing(env: &TestEnv, table: &str) -> String {
+    let rows = digest(env.dst, &env.dst_db, table);
+    let definitions = index_definitions(env.dst, &env.dst_db, table);
+    let oids = index_oids(env.dst, &env.dst_db, table);
+    let cursor_before = cursor(env, table);
+    let out = env.run(&["run"]);
+    assert_eq!(out.code, 1, "{}", out.render());
+    assert_eq!(digest(env.dst, &env.dst_db, table), rows, "{table}: rows after the failed reload");
+    assert_eq!(index_definitions(env.dst, &env.dst_db, table), definitions, "{table}: indexes");
+    assert_eq!(index_oids(env.dst, &env.dst_db, table), oids, "{table}: the very same indexes");
+    assert_eq!(cursor(env, table), cursor_before, "{table}: cursor moved");
+    out.stderr
+}
+
+#[test]
+fn duplicate_key_fails_the_rebuild_and_keeps_the_old_table() {
+    let env = TestEnv::new("full_reload_duplicate_key");
+    env.src_psql(&source_sql("dim", 3000));
+    env.dst_psql(&indexed_target_sql(&env, "dim"));
+    write_config(&env, "dim", "\"copy\"");
+    env.run(&["run"]).assert_success();
+    // A code twice at the source: the unique constraint cannot be rebuilt.
+    env.src_psql("UPDATE dim SET code = 'C5' WHERE id = 2000");
+    env.dst_psql("DELETE FROM gptransfer.cursors; INSERT INTO dim (id, code) VALUES (-1, 'kept')");
+    let stderr = failed_reload_changes_nothing(&env, "dim");
+    for needle in ["public.dim", "20240101000000", "dim_code_uq", "C5", "rebuild_indexes"] {
+        assert!(stderr.contains(needle), "the error names {needle}:\n{stderr}");
+    }
+    assert_eq!(
+        env.dst_psql("SELECT status FROM gptransfer.history ORDER BY id DESC LIMIT 1"),
+        "failed",
+        "the failed window is recorded"
+    );
+}
+
+#[test]
+fn copy_error_after_the_drop_keeps_the_old_table() {
+    let env = TestEnv::new("full_reload_copy_error");
+    env.src_psql(&source_sql("dim", 3000));
+    env.dst_psql(&indexed_target_sql(&env, "dim"));
+    write_config(&env, "dim", "\"copy\"");
+    env.run(&["run"]).assert_success();
+    // A value the target refuses, late in the COPY (after the indexes were dropped).
+    env.src_psql("UPDATE dim SET grp = NULL WHERE id = 2999");
+    env.dst_psql("ALTER TABLE dim ALTER COLUMN grp SET NOT NULL; DELETE FROM gptransfer.cursors");
+    let stderr = failed_reload_changes_nothing(&env, "dim");
+    assert!(stderr.contains("grp"), "{stderr}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. Foreign keys: an index a foreign key depends on is kept
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn index_a_foreign_key_depends_on_is_kept() {
+    let env = TestEnv::new("full_reload_foreign_key");
+    // A self-referencing table (a table referenced by another table cannot be truncated at all).
+    let create = "CREATE TABLE node (id int PRIMARY KEY, parent int REFERENCES node (id), name text UNIQUE);";
+    env.src_psql(&format!(
+        "{create} INSERT INTO node SELECT i, CASE WHEN i > 1 THEN i / 2 END, 'n' || i FROM generate_series(1, 2000) i;"
+    ));
+    env.dst_psql(&format!(
+        "{create} CREATE INDEX node_parent ON node (parent); INSERT INTO node VALUES (1, NULL, 'x');"
+    ));
+    env.write_config(
+        "{CLUSTERS}
+[jobs.dims]
+from = \"src\"
+to = \"dst\"
+start = \"2024-01-01 00:00:00\"
+end = \"2024-01-02 00:00:00\"
+duration = \"1d\"
+
+[[jobs.dims.tables]]
+table = \"node\"
+mode = \"full\"
+",
+    );
+    let definitions = index_definitions(env.dst, &env.dst_db, "node");
+    let oids = index_oids(env.dst, &env.dst_db, "node");
+    env.run(&["run"]).assert_success();
+    let columns = &["id", "parent", "name"];
+    assert_eq!(
+        table_digest(env.dst, &env.dst_db, "node", columns, "id", "true"),
+        table_digest(env.src, &env.db, "node", columns, "id", "true")
+    );
+    assert_eq!(index_definitions(env.dst, &env.dst_db, "node"), definitions);
+    let after = index_oids(env.dst, &env.dst_db, "node");
+    for ((name, old), (_, new)) in oids.iter().zip(&after) {
+        if name == "node_pkey" {
+            assert_eq!(old, new, "the key the foreign key references stays");
+        } else {
+            assert_ne!(old, new, "{name} rebuilt");
+        }
+    }
+    // The foreign key still holds.
+    assert_eq!(
+        env.dst_psql("SELECT convalidated FROM pg_constraint WHERE conrelid = 'node'::regclass AND contype = 'f'"),
+        "t"
+    );
+    assert!(env.dst.try_psql(&env.dst_db, "INSERT INTO node VALUES (5000, 4999, 'orphan')").is_err());
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. GP6
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn gp6_full_reload_rebuilds_indexes_and_rolls_back_on_duplicates() {
+    let env = TestEnv::on("gp6_full_reload_indexes", Server::Pg, Server::Gp6);
+    env.src_psql(&format!("{} {}", source_sql("dim", 5000), source_sql("dim_ao", 5000)));
+    env.dst_psql(
+        "SET ROLE gpt;
+         CREATE TABLE dim (name text, id int NOT NULL, code text NOT NULL, grp int, active boolean, updated timestamp,
+                           CONSTRAINT dim_pk PRIMARY KEY (id, code)) DISTRIBUTED BY (id);
+         CREATE INDEX dim_grp ON dim (grp, updated) WHERE active;
+         CREATE INDEX dim_lower_name ON dim (lower(name));
+         COMMENT ON INDEX dim_grp IS 'active rows by group';
+         CREATE TABLE dim_ao (id int NOT NULL, code text NOT NULL, grp int, name text, active boolean, updated timestamp)
+           WITH (appendonly = true, orientation = column) DISTRIBUTED BY (id);
+         CREATE INDEX dim_ao_code ON dim_ao (code);
+         CREATE INDEX dim_ao_grp ON dim_ao USING bitmap (grp);
+         INSERT INTO dim (id, code) VALUES (1, 'junk');
+         INSERT INTO dim_ao (id, code) VALUES (1, 'junk');",
+    );
+    env.write_config(
+        "{CLUSTERS}
+[jobs.dims]
+from = \"src\"
+to = \"dst\"
+start = \"2024-01-01 00:00:00\"
+end = \"2024-01-02 00:00:00\"
+duration = \"1d\"
+mode = \"full\"
+
+[[jobs.dims.tables]]
+table = \"dim\"
+
+[[jobs.dims.tables]]
+table = \"dim_ao\"
+",
+    );
+    let tables = ["dim", "dim_ao"];
+    let before: Vec<_> = tables.iter().map(|t| index_definitions(env.dst, &env.dst_db, t)).collect();
+    let oids: Vec<_> = tables.iter().map(|t| index_oids(env.dst, &env.dst_db, t)).collect();
+    env.run(&["run"]).assert_success();
+    for (i, t) in tables.iter().enumerate() {
+        assert_eq!(digest(env.dst, &env.dst_db, t), digest(env.src, &env.db, t), "{t}");
+        assert_eq!(index_definitions(env.dst, &env.dst_db, t), before[i], "{t}: indexes");
+        for ((name, old), (_, new)) in oids[i].iter().zip(index_oids(env.dst, &env.dst_db, t)) {
+            assert_ne!(old, &new, "{t}: index {name} was not rebuilt");
+        }
+    }
+    assert!(env.dst.try_psql(&env.dst_db, "INSERT INTO dim (id, code) VALUES (7, 'C7')").is_err());
+
+    // A key twice at the source: the primary key cannot be rebuilt; nothing changes.
+    env.src_psql("INSERT INTO dim SELECT * FROM dim WHERE id = 5");
+    env.dst_psql("DELETE FROM gptransfer.cursors; INSERT INTO dim (id, code) VALUES (-1, 'kept')");
+    let stderr = failed_reload_changes_nothing(&env, "dim");
+    assert!(stderr.contains("dim_pk") && stderr.contains("public.dim"), "{stderr}");
+}
