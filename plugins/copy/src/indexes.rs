@@ -135,7 +135,7 @@ fn rebuild_failed(ctx: &WindowCtx, index: &TableIndex, e: RoleError) -> RoleErro
              the indexes stay in place during the load (and COPY names the first row they refuse)",
             index.describe(),
             ctx.target.name,
-            e.message
+            e.message.trim_end_matches('.')
         ),
         ..e
     }
