@@ -327,3 +327,79 @@ table = \"dim_ao\"
     let stderr = failed_reload_changes_nothing(&env, "dim");
     assert!(stderr.contains("dim_pk") && stderr.contains("public.dim"), "{stderr}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// 2b. A signal mid-COPY, the indexes dropped in the open transaction
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_mid_copy_keeps_the_old_table_and_its_indexes() {
+    use support::held::{hold, release, wait_until_mid_copy, BIG_ROWS, HOLD_AT, HOLD_KEY};
+    use support::runs::{wait_until_gone, Guard};
+    let env = TestEnv::new("full_reload_sigterm");
+    // The source view stops at row HOLD_AT while the test holds HOLD_KEY (as support::held's).
+    env.src_psql(&format!(
+        "CREATE TABLE big_rows (id integer PRIMARY KEY, ts timestamp NOT NULL, payload text);
+         INSERT INTO big_rows SELECT g, timestamp '2024-01-01 00:00:00' + (g % 3600) * interval '1 second',
+                rpad(g::text, 100, 'x') FROM generate_series(1, {BIG_ROWS}) g;
+         CREATE FUNCTION hold(id integer) RETURNS boolean LANGUAGE plpgsql VOLATILE AS $$
+         BEGIN
+             IF id = {HOLD_AT} THEN PERFORM pg_advisory_xact_lock({HOLD_KEY}); END IF;
+             RETURN true;
+         END $$;
+         CREATE VIEW big AS SELECT id, ts, payload FROM big_rows WHERE hold(id);"
+    ));
+    env.dst_psql(
+        "CREATE TABLE big (id integer PRIMARY KEY, ts timestamp NOT NULL, payload text);
+         CREATE INDEX big_ts ON big (ts) WHERE payload IS NOT NULL;
+         INSERT INTO big VALUES (1, '2020-01-01', 'old'), (2, '2020-01-02', NULL);",
+    );
+    env.write_config(
+        "{CLUSTERS}
+[jobs.j]
+from = \"src\"
+to = \"dst\"
+start = \"2024-01-01 00:00:00\"
+end = \"2024-01-02 00:00:00\"
+duration = \"1d\"
+
+[[jobs.j.tables]]
+table = \"big\"
+mode = \"full\"
+",
+    );
+    let columns = &["id", "ts", "payload"];
+    let rows = table_digest(env.dst, &env.dst_db, "big", columns, "id", "true");
+    let definitions = index_definitions(env.dst, &env.dst_db, "big");
+    let oids = index_oids(env.dst, &env.dst_db, "big");
+    let src = env.src.admin(&env.db).await;
+    let dst = env.dst.admin(&env.dst_db).await;
+    let locker = hold(&env).await;
+
+    let run = Guard(Some(env.spawn(&["run"])));
+    wait_until_mid_copy(&src, &dst).await;
+    // The run's open transaction has dropped the primary key (a TRUNCATE alone locks the
+    // table and its indexes, never the constraint).
+    let dropped = dst
+        .query_one(
+            "SELECT count(*) FROM pg_locks l WHERE l.locktype = 'object' \
+             AND l.classid = 'pg_constraint'::regclass AND l.mode = 'AccessExclusiveLock' \
+             AND l.objid = (SELECT oid FROM pg_constraint WHERE conname = 'big_pkey')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get::<_, i64>(0);
+    assert_eq!(dropped, 1, "the run has dropped big_pkey in its open transaction");
+    run.signal("TERM");
+    let out = run.wait();
+    assert_eq!(out.code, 143, "{}", out.render());
+    wait_until_gone(&dst).await;
+    release(&locker).await;
+    wait_until_gone(&src).await;
+
+    assert_eq!(table_digest(env.dst, &env.dst_db, "big", columns, "id", "true"), rows);
+    assert_eq!(index_definitions(env.dst, &env.dst_db, "big"), definitions);
+    assert_eq!(index_oids(env.dst, &env.dst_db, "big"), oids);
+    assert_eq!(cursor(&env, "big"), "");
+}
