@@ -403,3 +403,44 @@ mode = \"full\"
     assert_eq!(index_oids(env.dst, &env.dst_db, "big"), oids);
     assert_eq!(cursor(&env, "big"), "");
 }
+
+// ---------------------------------------------------------------------------------------------
+// 5. A partitioned table keeps its indexes
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn partitioned_table_keeps_its_indexes() {
+    let env = TestEnv::new("full_reload_partitioned");
+    env.src_psql(&source_sql("parted", 3000));
+    // The partitions' indexes come from the parent's, with generated names: left alone.
+    env.dst_psql(
+        "CREATE TABLE parted (id int NOT NULL, code text NOT NULL, grp int, name text, active boolean, updated timestamp,
+                              PRIMARY KEY (id, grp)) PARTITION BY LIST (grp);
+         CREATE TABLE parted_low PARTITION OF parted FOR VALUES IN (0, 1, 2, 3, 4, 5, 6, 7);
+         CREATE TABLE parted_high PARTITION OF parted DEFAULT;
+         CREATE INDEX parted_code ON parted (code);
+         CREATE INDEX parted_low_name ON parted_low (name);",
+    );
+    env.write_config(
+        "{CLUSTERS}
+[jobs.dims]
+from = \"src\"
+to = \"dst\"
+start = \"2024-01-01 00:00:00\"
+end = \"2024-01-02 00:00:00\"
+duration = \"1d\"
+mode = \"full\"
+
+[[jobs.dims.tables]]
+table = \"parted\"
+",
+    );
+    let tables = ["parted", "parted_low", "parted_high"];
+    let oids: Vec<_> = tables.iter().map(|t| index_oids(env.dst, &env.dst_db, t)).collect();
+    assert_eq!(oids[1].len(), 3, "{:?}", oids[1]);
+    env.run(&["run"]).assert_success();
+    assert_eq!(digest(env.dst, &env.dst_db, "parted"), digest(env.src, &env.db, "parted"));
+    for (t, before) in tables.iter().zip(&oids) {
+        assert_eq!(&index_oids(env.dst, &env.dst_db, t), before, "{t}: indexes kept");
+    }
+}
