@@ -26,11 +26,14 @@ pub struct CopySinkConfig {
     pub rebuild_indexes: bool,
     /// `SET LOCAL maintenance_work_mem` for those builds; the server's setting when absent.
     pub maintenance_work_mem: Option<String>,
+    /// `full` mode on PostgreSQL: `COPY … FREEZE` (the TRUNCATE in the same transaction allows
+    /// it): rows written frozen and all-visible, so no later VACUUM rewrites the table.
+    pub freeze: bool,
 }
 
 impl Default for CopySinkConfig {
     fn default() -> Self {
-        CopySinkConfig { rebuild_indexes: true, maintenance_work_mem: None }
+        CopySinkConfig { rebuild_indexes: true, maintenance_work_mem: None, freeze: false }
     }
 }
 
@@ -182,6 +185,8 @@ impl SinkWindow for CopyWindow {
             let mut cols = ctx.columns.as_ref().clone();
             cols.push("gpt_batch_seq".into());
             sql::copy_in(&into, &cols, ctx.format)
+        } else if t.mode == Mode::Full && self.config.freeze && sql::may_copy_freeze(self.session.flavour) {
+            sql::copy_in_frozen(&into, &ctx.columns, ctx.format)
         } else {
             sql::copy_in(&into, &ctx.columns, ctx.format)
         };
