@@ -14,6 +14,8 @@
 #   full       `gptransfer run`, mode full (copy sink, rebuild_indexes = true: the default)
 #   full-keep  the same with rebuild_indexes = false (the indexes stay during the COPY)
 #   full-mwm   rebuild_indexes with maintenance_work_mem = $MWM (default 256MB) for the builds
+#   full-freeze  rebuild_indexes and freeze = true (COPY … FREEZE; PostgreSQL targets only); the
+#              VACUUM after each run is timed too: what FREEZE saves comes later
 # After one uncounted warm-up run per target, each variant runs RUNS times, interleaved in a
 # rotating order. Reported: median wall times, each variant's speed as pipe time / its time,
 # peak RSS of the client processes. After the last gptransfer run the target is checked
@@ -148,8 +150,8 @@ measure() {
   reset_target "$target"
   case "$variant" in
     pipe) cmd=(env DST_URL="$(dst_url "$target")" bash -c pipe_copy) ;;
-    full | full-keep | full-mwm) cmd=("$bin" --config "$bench_dir/$target-$variant.toml" run --job bench) ;;
-    *) die "unknown variant $variant (VARIANTS may hold pipe, full, full-keep, full-mwm)" ;;
+    full | full-keep | full-mwm | full-freeze) cmd=("$bin" --config "$bench_dir/$target-$variant.toml" run --job bench) ;;
+    *) die "unknown variant $variant (VARIANTS may hold pipe, full, full-keep, full-mwm, full-freeze)" ;;
   esac
   start_ns=$(date +%s%N)
   /usr/bin/time -v -o "$timefile" timeout "$run_timeout" "${cmd[@]}" >"$log" 2>&1 || rc=$?
@@ -162,16 +164,20 @@ measure() {
   local got
   got=$(dst_sql "$target" -At -c "SELECT count(*) FROM $table")
   [ "$got" = "$rows" ] || { tail -n 40 "$log" >&2; die "$variant left $got rows on $target, expected $rows"; }
-  local secs rss label="run $run/$runs"
+  local secs rss vacuum label="run $run/$runs" vacuum_ns
   secs=$(seconds_between "$start_ns" "$end_ns")
   rss=$(max_rss_kb "$timefile")
+  # What a load leaves to do: the first VACUUM after it (hint bits, visibility map, freezing).
+  vacuum_ns=$(date +%s%N)
+  dst_sql "$target" -c "VACUUM $table"
+  vacuum=$(seconds_between "$vacuum_ns" "$(date +%s%N)")
   if [ "$run" = 0 ]; then
     label="warm-up"
   else
-    printf '%s %s %s %s %s\n' "$target" "$variant" "$run" "$secs" "$rss" >>"$results"
+    printf '%s %s %s %s %s %s\n' "$target" "$variant" "$run" "$secs" "$rss" "$vacuum" >>"$results"
   fi
-  printf '  %-4s %-9s %-8s %7.2f s  peak RSS %6.1f MB  (load %s)\n' "$target" "$variant" "$label" "$secs" \
-    "$(awk -v k="$rss" 'BEGIN { print k / 1024 }')" "$(load_average)"
+  printf '  %-4s %-11s %-8s %7.2f s  peak RSS %6.1f MB  then VACUUM %6.2f s  (load %s)\n' "$target" "$variant" \
+    "$label" "$secs" "$(awk -v k="$rss" 'BEGIN { print k / 1024 }')" "$vacuum" "$(load_average)"
 }
 
 psql=$(find_psql)
@@ -229,6 +235,7 @@ for target in $targets; do
   write_config "$target" full '"copy"'
   write_config "$target" full-keep '{ plugin = "copy", rebuild_indexes = false }'
   write_config "$target" full-mwm "{ plugin = \"copy\", maintenance_work_mem = \"$mwm\" }"
+  write_config "$target" full-freeze '{ plugin = "copy", freeze = true }'
 done
 echo "generated in $(seconds_between "$gen_start" "$(date +%s%N)") s"
 
@@ -270,9 +277,10 @@ for target in $targets; do
   for v in $variants; do
     mapfile -t s < <(awk -v t="$target" -v v="$v" '$1 == t && $2 == v { print $4 }' "$results")
     mapfile -t r < <(awk -v t="$target" -v v="$v" '$1 == t && $2 == v { print $5 }' "$results")
+    mapfile -t w < <(awk -v t="$target" -v v="$v" '$1 == t && $2 == v { print $6 }' "$results")
     secs_of[$target,$v]=$(median "${s[@]}")
-    printf '  %-4s %-9s %7.2f s  peak RSS %6.1f MB  (runs: %s)\n' "$target" "$v" "${secs_of[$target,$v]}" \
-      "$(awk -v k="$(median "${r[@]}")" 'BEGIN { print k / 1024 }')" "${s[*]}"
+    printf '  %-4s %-11s %7.2f s  peak RSS %6.1f MB  then VACUUM %6.2f s  (runs: %s)\n' "$target" "$v" \
+      "${secs_of[$target,$v]}" "$(awk -v k="$(median "${r[@]}")" 'BEGIN { print k / 1024 }')" "$(median "${w[@]}")" "${s[*]}"
   done
 done
 for target in $targets; do
