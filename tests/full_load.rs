@@ -276,7 +276,26 @@ fn gp7_full_reload_rebuilds_indexes_and_rolls_back_on_duplicates() {
 /// with a btree and a bitmap index. Index DDL inside the window's transaction works on both.
 fn greenplum_full_reload(name: &str, target: Server) {
     let env = TestEnv::on(name, Server::Pg, target);
-    env.src_psql(&format!("{} {}", source_sql("dim", 5000), source_sql("dim_ao", 5000)));
+    env.src_psql(&format!(
+        "{} {} {}",
+        source_sql("dim", 5000),
+        source_sql("dim_ao", 5000),
+        source_sql("dim_parted", 5000)
+    ));
+    // A partitioned table keeps its indexes (and its partitions theirs).
+    let parted = if target == Server::Gp6 {
+        "PARTITION BY RANGE (id) (START (0) END (10000) EVERY (5000));"
+    } else {
+        "PARTITION BY RANGE (id);
+         CREATE TABLE dim_parted_1 PARTITION OF dim_parted FOR VALUES FROM (0) TO (3000);
+         CREATE TABLE dim_parted_2 PARTITION OF dim_parted FOR VALUES FROM (3000) TO (10000);"
+    };
+    env.dst_psql(&format!(
+        "SET ROLE gpt;
+         CREATE TABLE dim_parted (id int NOT NULL, code text NOT NULL, grp int, name text, active boolean, updated timestamp)
+           DISTRIBUTED BY (id) {parted}
+         CREATE INDEX dim_parted_code ON dim_parted (code);"
+    ));
     env.dst_psql(
         "SET ROLE gpt;
          CREATE TABLE dim (name text, id int NOT NULL, code text NOT NULL, grp int, active boolean, updated timestamp,
@@ -306,8 +325,19 @@ table = \"dim\"
 
 [[jobs.dims.tables]]
 table = \"dim_ao\"
+
+[[jobs.dims.tables]]
+table = \"dim_parted\"
 ",
     );
+    let partitions: Vec<String> = env
+        .dst_psql("SELECT inhrelid::regclass FROM pg_inherits WHERE inhparent = 'dim_parted'::regclass ORDER BY 1")
+        .lines()
+        .map(String::from)
+        .chain(["dim_parted".to_string()])
+        .collect();
+    assert_eq!(partitions.len(), 3, "{partitions:?}");
+    let parted_oids: Vec<_> = partitions.iter().map(|t| index_oids(env.dst, &env.dst_db, t)).collect();
     let tables = ["dim", "dim_ao"];
     let before: Vec<_> = tables.iter().map(|t| index_definitions(env.dst, &env.dst_db, t)).collect();
     let oids: Vec<_> = tables.iter().map(|t| index_oids(env.dst, &env.dst_db, t)).collect();
@@ -320,6 +350,11 @@ table = \"dim_ao\"
         }
     }
     assert!(env.dst.try_psql(&env.dst_db, "INSERT INTO dim (id, code) VALUES (7, 'C7')").is_err());
+    assert_eq!(digest(env.dst, &env.dst_db, "dim_parted"), digest(env.src, &env.db, "dim_parted"));
+    for (t, before) in partitions.iter().zip(&parted_oids) {
+        assert!(!before.is_empty(), "{t} has an index");
+        assert_eq!(&index_oids(env.dst, &env.dst_db, t), before, "{t}: indexes kept");
+    }
 
     // A key twice at the source: the primary key cannot be rebuilt; nothing changes.
     env.src_psql("INSERT INTO dim SELECT * FROM dim WHERE id = 5");
