@@ -226,6 +226,8 @@ to = \"dst\"
 start = \"2024-01-01 00:00:00\"
 end = \"2024-01-02 00:00:00\"
 duration = \"1d\"
+# The builds' memory, set for the transaction only.
+sink = { plugin = \"copy\", maintenance_work_mem = \"200MB\" }
 
 [[jobs.dims.tables]]
 table = \"node\"
@@ -255,6 +257,18 @@ mode = \"full\"
         "t"
     );
     assert!(env.dst.try_psql(&env.dst_db, "INSERT INTO node VALUES (5000, 4999, 'orphan')").is_err());
+
+    // The setting reaches the server: a value it refuses fails the window, named, and the
+    // reload is rolled back.
+    let config = std::fs::read_to_string(env.dir().join("gptransfer.toml")).unwrap();
+    env.write_config(&config.replace("\"200MB\"", "\"lots\""));
+    env.dst_psql("DELETE FROM gptransfer.cursors; UPDATE node SET name = 'changed' WHERE id = 1");
+    let rows = table_digest(env.dst, &env.dst_db, "node", columns, "id", "true");
+    let out = env.run(&["run"]);
+    assert_eq!(out.code, 1, "{}", out.render());
+    assert!(out.stderr.contains("maintenance_work_mem"), "{}", out.render());
+    assert_eq!(table_digest(env.dst, &env.dst_db, "node", columns, "id", "true"), rows);
+    assert_eq!(index_definitions(env.dst, &env.dst_db, "node"), definitions);
 }
 
 // ---------------------------------------------------------------------------------------------
