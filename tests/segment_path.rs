@@ -198,6 +198,38 @@ fn gp4_to_gp6_through_gpfdist_is_byte_exact() {
     assert_no_gpfdist_left(&env, "after the run");
 }
 
+/// A `full` reload through gpfdist drops the target's indexes after the TRUNCATE and builds
+/// them again after the segments' INSERT, in the window's transaction, as over the masters.
+#[test]
+fn a_full_reload_through_gpfdist_rebuilds_the_indexes() {
+    let env = TestEnv::on("seg_full_idx", Server::Gp6, Server::Gp6);
+    env.src_psql(&format!("SET extra_float_digits = 3;\n{}", fact_source_sql(Kind::Gp6)));
+    env.dst_psql(&format!(
+        "SET ROLE gpt;\nCREATE SCHEMA eda;\n\
+         CREATE TABLE {BY_KEY} ({FACT_COLUMNS_DDL}, PRIMARY KEY (id)) DISTRIBUTED BY (id);\n\
+         CREATE INDEX by_key_ts ON {BY_KEY} (evt_ts);"
+    ));
+    let oids = "SELECT string_agg(indexrelid::regclass::text || ' ' || indexrelid::text, ',' ORDER BY 1) \
+                FROM pg_index WHERE indrelid = 'eda.by_key'::regclass";
+    let before = env.dst_psql(oids);
+    let config = fact_jobs(&[("full", BY_KEY)], "1d", false);
+    env.write_config(&config.replace("mode = \"", &format!("{}\nmode = \"", transport(30000))));
+    run_ok(&env, &["run"]);
+    assert_eq!(digest(env.dst, &env.dst_db, BY_KEY, "true"), digest(env.src, &env.db, FACT, "true"));
+    assert_eq!(env.dst_psql("SELECT DISTINCT chain FROM gptransfer.history"), "copy > gpfdist > copy");
+    let after = env.dst_psql(oids);
+    let names = |s: &str| s.split(',').map(|i| i.split(' ').next().unwrap_or_default().to_string()).collect::<Vec<_>>();
+    assert_eq!(names(&after), names(&before), "the same indexes after the reload");
+    for (b, a) in before.split(',').zip(after.split(',')) {
+        assert_ne!(a, b, "index not rebuilt by the full reload through gpfdist");
+    }
+    assert_eq!(
+        env.dst_psql("SELECT count(*) FROM pg_index WHERE indrelid = 'eda.by_key'::regclass AND indisvalid"),
+        "2"
+    );
+    assert_no_gpfdist_left(&env, "after the run");
+}
+
 /// GP7's segments (a 12 kernel, external tables as foreign tables) take the same path.
 #[test]
 fn gp7_to_gp7_through_gpfdist_is_byte_exact() {

@@ -5,6 +5,7 @@ pub mod canonical;
 pub mod external;
 mod flavour;
 mod ident;
+pub mod indexes;
 pub mod sql;
 
 pub use flavour::Flavour;

@@ -110,6 +110,22 @@ pub fn copy_in(table: &str, columns: &[String], format: CopyFormat) -> String {
     format!("COPY {table} ({}) FROM STDIN{}", column_list(columns), with_format(format))
 }
 
+/// [`copy_in`] with `FREEZE`, for a table truncated earlier in the same transaction: the rows
+/// are written frozen (and, from PostgreSQL 14, their pages all-visible), so the first VACUUM
+/// or read need not rewrite them. Concurrent sessions with an older snapshot see them at
+/// once after the commit — as they already see the TRUNCATE, which is not MVCC-safe either.
+pub fn copy_in_frozen(table: &str, columns: &[String], format: CopyFormat) -> String {
+    // The pre-9.0 option list takes FREEZE after the format (9.3+ grammar).
+    let with = if format == CopyFormat::Text { " WITH".to_string() } else { with_format(format).to_string() };
+    format!("COPY {table} ({}) FROM STDIN{with} FREEZE", column_list(columns))
+}
+
+/// Whether `COPY … FREEZE` exists and means something: PostgreSQL 9.3+; Greenplum does not
+/// take it.
+pub fn may_copy_freeze(flavour: Flavour) -> bool {
+    !flavour.is_greenplum() && flavour.kernel() >= 93
+}
+
 /// COPY's format clause; CSV's defaults (comma, `"`, NULL as an unquoted empty field) are
 /// the same on every version, so none is spelled out.
 fn with_format(format: CopyFormat) -> &'static str {
@@ -308,6 +324,17 @@ mod tests {
             "COPY (SELECT \"a\", \"B\" FROM \"eda\".\"f\" WHERE \"evt\" >= '2020-04-01 00:00:00'::timestamp AND \"evt\" < '2020-04-01 01:00:00'::timestamp) TO STDOUT"
         );
         assert!(!sql.contains("WITH ("));
+    }
+
+    #[test]
+    fn copy_freeze_follows_the_format() {
+        let cols = ["a".to_string()];
+        assert_eq!(copy_in_frozen("t", &cols, CopyFormat::Text), "COPY t (\"a\") FROM STDIN WITH FREEZE");
+        assert_eq!(copy_in_frozen("t", &cols, CopyFormat::Binary), "COPY t (\"a\") FROM STDIN WITH BINARY FREEZE");
+        assert_eq!(copy_in_frozen("t", &cols, CopyFormat::Csv), "COPY t (\"a\") FROM STDIN WITH CSV FREEZE");
+        assert!(may_copy_freeze(Flavour::Postgres { major: 15 }));
+        assert!(!may_copy_freeze(Flavour::Gp7));
+        assert!(!may_copy_freeze(Flavour::Postgres { major: 92 }));
     }
 
     #[test]

@@ -15,16 +15,34 @@ use gptransfer_core::roles::{ByteStream, CopyFormat, ExternalLocation, LoadDetai
 use gptransfer_core::rowcount::BatchNumbering;
 use gptransfer_core::RoleError;
 
+use crate::indexes;
+
 /// Options of the `copy` sink.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CopySinkConfig {}
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CopySinkConfig {
+    /// `full` mode: drop the target's indexes after the TRUNCATE and build them again after
+    /// the COPY, in the window's transaction.
+    pub rebuild_indexes: bool,
+    /// `SET LOCAL maintenance_work_mem` for those builds; the server's setting when absent.
+    pub maintenance_work_mem: Option<String>,
+    /// `full` mode on PostgreSQL: `COPY … FREEZE` (the TRUNCATE in the same transaction allows
+    /// it): rows written frozen and all-visible, so no later VACUUM rewrites the table.
+    pub freeze: bool,
+}
+
+impl Default for CopySinkConfig {
+    fn default() -> Self {
+        CopySinkConfig { rebuild_indexes: true, maintenance_work_mem: None, freeze: false }
+    }
+}
 
 /// The `copy` sink. Built per run and table: its idle target session serves the table's next
 /// window, and goes with the run.
 #[derive(Debug, Clone, Default)]
 pub struct CopySink {
     idle: Arc<IdleSessions>,
+    config: Arc<CopySinkConfig>,
 }
 
 /// Registers `copy` as a sink.
@@ -44,8 +62,8 @@ impl Factory<dyn Sink> for CopySinkFactory {
         parse_options::<CopySinkConfig>(options).map(|_| ())
     }
     fn build(&self, options: &toml::Table) -> Result<Arc<dyn Sink>, String> {
-        parse_options::<CopySinkConfig>(options)?;
-        Ok(Arc::new(CopySink::default()))
+        let config = parse_options::<CopySinkConfig>(options)?;
+        Ok(Arc::new(CopySink { idle: Arc::default(), config: Arc::new(config) }))
     }
 }
 
@@ -58,6 +76,9 @@ struct CopyWindow {
     idle: Arc<IdleSessions>,
     /// Merge: rows of the batch replaced by a later row with the same key.
     duplicates: Option<u64>,
+    /// Full: the indexes dropped after the TRUNCATE, built again after the COPY.
+    dropped: Option<indexes::Dropped>,
+    config: Arc<CopySinkConfig>,
 }
 
 fn target_err(ctx: &WindowCtx, what: &str) -> impl Fn(RoleError) -> RoleError {
@@ -120,7 +141,23 @@ impl Sink for CopySink {
         };
         let (session, ()) =
             self.idle.first_statement(&ctx.target, &ctx.application, t.timezone.as_deref(), first).await?;
-        Ok(Box::new(CopyWindow { session, ctx: ctx.clone(), idle: self.idle.clone(), duplicates: None }))
+        // Only `full`: the TRUNCATE already holds the table exclusively and empties it. A
+        // replace or append window into an empty table would gain too, but knowing that it is
+        // empty costs a query per window, and dropping an index takes the exclusive lock those
+        // windows never take (parallel windows of one table, readers of the target).
+        let dropped = if t.mode == Mode::Full && self.config.rebuild_indexes {
+            Some(indexes::drop_for_load(&session, ctx).await?)
+        } else {
+            None
+        };
+        Ok(Box::new(CopyWindow {
+            session,
+            ctx: ctx.clone(),
+            idle: self.idle.clone(),
+            duplicates: None,
+            dropped,
+            config: self.config.clone(),
+        }))
     }
 }
 
@@ -153,6 +190,8 @@ impl SinkWindow for CopyWindow {
             let mut cols = ctx.columns.as_ref().clone();
             cols.push("gpt_batch_seq".into());
             sql::copy_in(&into, &cols, ctx.format)
+        } else if t.mode == Mode::Full && self.config.freeze && sql::may_copy_freeze(self.session.flavour) {
+            sql::copy_in_frozen(&into, &ctx.columns, ctx.format)
         } else {
             sql::copy_in(&into, &ctx.columns, ctx.format)
         };
@@ -169,6 +208,9 @@ impl SinkWindow for CopyWindow {
             session.timed(sink.feed(chunk)).await.map_err(target_err(ctx, "writing rows"))?;
         }
         let copied = session.timed(sink.as_mut().finish()).await.map_err(target_err(ctx, "finishing COPY"))?;
+        if let Some(dropped) = &self.dropped {
+            dropped.rebuild(session, ctx, self.config.maintenance_work_mem.as_deref()).await?;
+        }
         if !merge {
             return Ok(copied);
         }
@@ -262,6 +304,9 @@ impl SinkWindow for CopyWindow {
             .timed(session.client.batch_execute(&external::drop_table(&name)))
             .await
             .map_err(target_err(ctx, "dropping the readable external table"))?;
+        if let Some(dropped) = &self.dropped {
+            dropped.rebuild(session, ctx, self.config.maintenance_work_mem.as_deref()).await?;
+        }
         Ok(written)
     }
 
