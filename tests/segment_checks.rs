@@ -485,3 +485,111 @@ async fn gp4_dropped_packets_fail_within_the_timeout() {
         assert!(took < TIMEOUT + Duration::from_secs(5), "{side:?}: took {took:?}");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// 4. Through the CLI: `run` refuses a role without the privilege before any data moves, and
+//    `config check` names a segment that cannot reach the transport's host
+// ---------------------------------------------------------------------------------------------
+
+/// GP6 → GP6 as login role `role` (password login, not a superuser): a day of 48 rows in `src`
+/// and an empty `dst` owned by the role, moved through the gpfdist transport on `ports`.
+fn cli_env(name: &str, role: &str, ports: [u16; 2]) -> support::TestEnv {
+    let env = support::TestEnv::on(name, support::Server::Gp6, support::Server::Gp6);
+    let pg = gp6();
+    let r = quote_ident(role);
+    let _ = pg.try_psql("postgres", &format!("DROP OWNED BY {r}"));
+    let _ = pg.try_psql("postgres", &format!("DROP ROLE {r}"));
+    pg.psql("postgres", &format!("CREATE ROLE {r} LOGIN NOSUPERUSER PASSWORD '{}'", pg.password));
+    for db in [&env.db, &env.dst_db] {
+        pg.psql("postgres", &format!("GRANT CONNECT, CREATE, TEMPORARY ON DATABASE {} TO {r}", quote_ident(db)));
+    }
+    env.src_psql(&format!(
+        "CREATE TABLE src (id int, ts timestamp NOT NULL, v text) DISTRIBUTED BY (id);\n\
+         INSERT INTO src SELECT i, timestamp '2024-01-01' + i * interval '30 minutes', 'v' || i \
+         FROM generate_series(0, 47) i;\nGRANT SELECT ON src TO {r};"
+    ));
+    env.dst_psql(&format!(
+        "CREATE TABLE dst (id int, ts timestamp NOT NULL, v text) DISTRIBUTED BY (id);\nALTER TABLE dst OWNER TO {r};"
+    ));
+    let url = |db: &str| format!("postgres://{role}@127.0.0.1:{}/{db}", pg.port);
+    env.write_config(&format!(
+        r#"[clusters.src]
+url = "{}"
+password_env = "GPT_SRC_PASSWORD"
+
+[clusters.dst]
+url = "{}"
+password_env = "GPT_DST_PASSWORD"
+
+[state]
+cluster = "dst"
+
+[jobs.j]
+from = "src"
+to = "dst"
+start = "2024-01-01 00:00:00"
+duration = "1d"
+transport = {{ plugin = "gpfdist", host = "127.0.0.1", port_range = [{}, {}], gpfdist = "{}" }}
+
+[[jobs.j.tables]]
+table = "public.src"
+target_table = "public.dst"
+condition_column = "ts"
+final_end = "2024-01-02 00:00:00"
+"#,
+        url(&env.db),
+        url(&env.dst_db),
+        ports[0],
+        ports[1],
+        gpfdist(pg).display()
+    ));
+    env
+}
+
+#[test]
+fn run_refuses_a_role_without_the_external_table_privilege_before_any_data_moves() {
+    let role = "segcheck_cli_loader";
+    let first = free_ports(1).unwrap()[0];
+    let env = cli_env("segcheck_cli_privilege", role, [first, first + 39]);
+    let check = env.run(&["config", "check"]);
+    assert_ne!(check.code, 0, "{}", check.render());
+    let text = check.render();
+    for needed in [
+        format!("ALTER ROLE \"{role}\" CREATEEXTTABLE (type='writable', protocol='gpfdist')"),
+        format!("ALTER ROLE \"{role}\" CREATEEXTTABLE (type='readable', protocol='gpfdist')"),
+    ] {
+        assert!(text.contains(&needed), "config check does not say {needed}:\n{text}");
+    }
+    let run = env.run(&["run"]);
+    assert_eq!(run.code, 2, "{}", run.render());
+    assert!(run.render().contains("CREATEEXTTABLE (type='writable'"), "{}", run.render());
+    assert_eq!(env.dst_psql("SELECT count(*) FROM dst"), "0");
+    assert_eq!(gpfdist_processes(first), Vec::<u32>::new());
+    // Granted as the message says: the same run moves the day.
+    grant_both(gp6(), role);
+    env.run(&["config", "check"]).assert_success();
+    env.run(&["run"]).assert_success();
+    assert_eq!(env.dst_psql("SELECT count(*) FROM dst"), "48");
+}
+
+#[test]
+fn config_check_names_the_segment_that_cannot_reach_the_transports_host() {
+    let role = "segcheck_cli_reach";
+    let first = free_ports(1).unwrap()[0];
+    let env = cli_env("segcheck_cli_reach", role, [first, first + 1]);
+    grant_both(gp6(), role);
+    env.run(&["config", "check"]).assert_success();
+    let seg0_port =
+        gp6().psql("postgres", "SELECT port FROM gp_segment_configuration WHERE content = 0 AND role = 'p'");
+    let blocked = Blocked::segment(gp6(), 0, first, "REJECT");
+    let check = env.run(&["config", "check"]);
+    drop(blocked);
+    assert_ne!(check.code, 0, "{}", check.render());
+    let text = check.render();
+    assert!(
+        text.contains(&format!("segment 0 (dbid 2, host localhost, address 127.0.0.1, port {seg0_port})")),
+        "{text}"
+    );
+    assert!(!text.contains("segment 1 ("), "segment 1 reaches the host:\n{text}");
+    assert!(text.contains(&format!("127.0.0.1:{first}")), "{text}");
+}
