@@ -81,15 +81,6 @@ cleanup() {
 
 max_rss_kb() { awk -F': ' '/Maximum resident set size/ { print $2 }' "$1"; }
 
-# The pipe variant, run by `bash -c` (hence exported); DST_URL names the target.
-pipe_copy() {
-  set -euo pipefail
-  PGPASSWORD=$GPT_SRC_PASSWORD "$PSQL" "$SRC_URL" -X -q -v ON_ERROR_STOP=1 \
-    -c "\\copy ($SELECT_SQL) to stdout" |
-    PGPASSWORD=$GPT_DST_PASSWORD "$PSQL" "$DST_URL" -X -q -v ON_ERROR_STOP=1 \
-      -c "\\copy $TABLE from stdin"
-}
-
 dst_url() {
   case "$1" in
     pg) echo "postgres://gpt@127.0.0.1:$pg_port/$db" ;;

@@ -84,15 +84,6 @@ client_cpu_seconds() {
   awk -F': ' '/User time|System time/ { t += $2 } END { printf "%.2f", t }' "$1"
 }
 
-# The pipe variant, run by `bash -c` under /usr/bin/time (hence exported).
-pipe_copy() {
-  set -euo pipefail
-  PGPASSWORD=$GPT_SRC_PASSWORD "$PSQL" "$SRC_URL" -X -q -v ON_ERROR_STOP=1 \
-    -c "\\copy ($SELECT_SQL) to stdout" |
-    PGPASSWORD=$GPT_DST_PASSWORD "$PSQL" "$DST_URL" -X -q -v ON_ERROR_STOP=1 \
-      -c "\\copy $TABLE from stdin"
-}
-
 reset_target() {
   dst_sql -c "TRUNCATE $table" -c "DROP SCHEMA IF EXISTS $state_schema CASCADE" -c "CHECKPOINT"
 }

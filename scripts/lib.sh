@@ -64,6 +64,17 @@ bench_server() {
   su_psql "$dir" "$port" -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"
 }
 
+# pipe_copy: the baseline every benchmark measures against, run by `bash -c` (export -f it):
+# psql -c "\copy ($SELECT_SQL) to stdout" | psql -c "\copy $TABLE from stdin", from $SRC_URL to
+# $DST_URL with the passwords of GPT_SRC_PASSWORD / GPT_DST_PASSWORD; $PSQL is the psql.
+pipe_copy() {
+  set -euo pipefail
+  PGPASSWORD=$GPT_SRC_PASSWORD "$PSQL" "$SRC_URL" -X -q -v ON_ERROR_STOP=1 \
+    -c "\\copy ($SELECT_SQL) to stdout" |
+    PGPASSWORD=$GPT_DST_PASSWORD "$PSQL" "$DST_URL" -X -q -v ON_ERROR_STOP=1 \
+      -c "\\copy $TABLE from stdin"
+}
+
 median() {
   printf '%s\n' "$@" | sort -g | awk '
     { v[NR] = $1 }
