@@ -26,6 +26,7 @@ pub async fn export_window(
     let columns = external::export_columns(session.flavour, &described);
     let create = external::create_writable(session.flavour, &name, &columns, &location.url, &location.encoding);
     tracing::debug!(cluster = %ctx.source.name, "{create}");
+    let create = format!("{}; {create}", external::writer_settings());
     session
         .timed(session.client.batch_execute(&create))
         .await

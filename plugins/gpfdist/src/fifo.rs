@@ -23,6 +23,9 @@ use std::thread::JoinHandle;
 
 use gptransfer_core::RoleError;
 
+/// The FIFO's buffer, asked for once both ends are open.
+const PIPE_BYTES: usize = 1024 * 1024;
+
 /// Makes the FIFO in `dir` (the window's own directory); returns its path and its name, the
 /// path of both gpfdist URLs.
 ///
@@ -54,6 +57,12 @@ impl Keeper {
             .spawn(move || {
                 // Blocks until a reader opens the FIFO (the reading gpfdist, or drop's own).
                 let end = OpenOptions::new().write(true).open(&opened);
+                if let Ok(end) = &end {
+                    // A FIFO's default 64 KiB buffer has the two gpfdist processes take turns
+                    // sleeping on it; a bigger one lets them run at once (an unprivileged process
+                    // may ask for up to /proc/sys/fs/pipe-max-size, 1 MiB by default).
+                    let _ = rustix::pipe::fcntl_setpipe_size(end, PIPE_BYTES);
+                }
                 // Held until released (or the Keeper is gone).
                 let _ = rx.recv();
                 drop(end);
