@@ -1,0 +1,370 @@
+//! The window's gpfdist processes on an ETL host reached over SSH (the transport's `ssh` option).
+//!
+//! One remote shell per window, on an SSH connection of its own ([`window_script`]): it makes
+//! the window's directory under `work_dir`, the FIFO, a holder of the FIFO's write end (as
+//! [`crate::fifo::Keeper`] does locally: its open completes when the reading gpfdist opens the
+//! FIFO, whichever comes first, and it closes once released), starts the two gpfdist processes
+//! on free ports of the range (a port in use: the next) and reports their ports and pids. Then
+//! it reads its stdin: `release` lets the holder close (the reader sees EOF once the writing
+//! gpfdist has closed too), `kill` kills both gpfdist (a failed side), `stop` kills them and
+//! reports their last complaints. EOF on stdin — this process stopped the window, gave it up
+//! (its future dropped: timeout, Ctrl+C, SIGTERM), died or was SIGKILLed, or the connection
+//! dropped — kills both gpfdist and removes the directory. gpfdist's own watchdog
+//! (`GPFDIST_WATCHDOG_TIMER`) is the last resort, as locally.
+//!
+//! libssh2 blocks: the session lives in a thread of its own, driven by orders over a channel;
+//! dropping [`RemoteWindow`] drops the orders' sender, and the thread closes the connection.
+
+use std::path::Path;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use gptransfer_plugin_ssh::{connect, shell_quote, Interactive, SshConfig};
+
+/// How long the remote shell may take to start both gpfdist processes (after the login).
+const READY_WITHIN: Duration = Duration::from_secs(60);
+
+/// How long [`RemoteWindow::stop`] waits for the remote shell to report and end.
+const STOP_WITHIN: Duration = Duration::from_secs(15);
+
+/// How often the session's thread looks for output and orders.
+const TICK: Duration = Duration::from_millis(5);
+
+/// What a window's remote gpfdist processes are started with.
+pub struct RemoteLaunch<'a> {
+    /// The gpfdist program on the ETL host.
+    pub program: &'a str,
+    /// `work_dir` on the ETL host; `None`: its `$TMPDIR`, else `/tmp`.
+    pub work_dir: Option<&'a Path>,
+    /// First and last port.
+    pub ports: (u16, u16),
+    /// gpfdist's `-m`.
+    pub max_row_bytes: u32,
+    /// gpfdist's own idle watchdog, in seconds.
+    pub watchdog_seconds: u64,
+}
+
+/// The remote shell of one window (see the module's comment). Every value is shell-quoted.
+pub fn window_script(launch: &RemoteLaunch<'_>) -> String {
+    let base = launch.work_dir.map_or_else(
+        || "\"${TMPDIR:-/tmp}\"".to_string(),
+        |d| shell_quote(&d.display().to_string()),
+    );
+    format!(
+        r#"prog={prog}
+base={base}
+first={first}; last={last}; maxrow={maxrow}
+GPFDIST_WATCHDOG_TIMER={watchdog}; export GPFDIST_WATCHDOG_TIMER
+{library}
+dir= hp= wp= rp= wport=
+cleanup() {{
+  trap - EXIT HUP INT TERM PIPE
+  for p in $wp $rp $hp; do kill -KILL "$p" 2>/dev/null; done
+  wait 2>/dev/null
+  [ -n "$dir" ] && rm -rf "$dir"
+}}
+trap cleanup EXIT
+trap 'exit 1' HUP INT TERM PIPE
+fail() {{ echo "error $*"; exit 3; }}
+mkdir -p "$base" || fail "cannot make work_dir $base"
+dir=$(mktemp -d "$base/gptransfer-gpfdist-XXXXXXXXXX") || {{ dir=; fail "cannot make a directory in work_dir $base"; }}
+name=${{dir##*/}}.fifo; fifo=$dir/$name; ctl=$dir/hold.ctl
+mkfifo -m 600 "$fifo" "$ctl" || fail "cannot make the FIFO in $dir"
+(exec 5<"$ctl"; exec 3>"$fifo"; exec cat <&5 >/dev/null) </dev/null >/dev/null 2>&1 &
+hp=$!
+exec 4>"$ctl"
+start() {{
+  role=$1; p=$first; why=
+  while [ "$p" -le "$last" ]; do
+    if [ "$p" != "$wport" ]; then
+      out=$dir/gpfdist-$role.out
+      "$prog" -d "$dir" -p "$p" -P "$p" -m "$maxrow" -l "$dir/gpfdist-$role.log" </dev/null >"$out" 2>&1 4>&- &
+      pid=$!; n=0
+      while kill -0 "$pid" 2>/dev/null; do
+        grep -q "^Serving HTTP on port $p" "$out" 2>/dev/null && {{ port=$p; return 0; }}
+        grep -q "FATAL\|exiting" "$out" 2>/dev/null && break
+        case $(cat "/proc/$pid/stat" 2>/dev/null) in *") Z "*) break ;; esac
+        n=$((n+1)); [ "$n" -ge 500 ] && {{ kill -KILL "$pid"; wait "$pid"; fail "gpfdist ($role) did not listen on port $p within 10 s"; }}
+        sleep 0.02
+      done
+      kill -KILL "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+      why="$p: $(grep -v '^ *\.\.\.' "$out" | tail -n 1)"
+    fi
+    p=$((p+1))
+  done
+  fail "cannot start gpfdist ($role) on any port of $first-$last (last tried: $why); widen port_range or free ports in it"
+}}
+start writer; wp=$pid; wport=$port; echo "writer $port $pid"
+start reader; rp=$pid; echo "reader $port $pid"
+echo "ready $name"
+while IFS= read -r line; do
+  case $line in
+    release) exec 4>&- ;;
+    kill) kill -KILL $wp $rp 2>/dev/null ;;
+    stop)
+      kill -KILL $wp $rp 2>/dev/null; wait $wp $rp 2>/dev/null
+      for role in writer reader; do
+        echo "log $role $(cat "$dir/gpfdist-$role.log" "$dir/gpfdist-$role.out" 2>/dev/null | grep 'WARN\|ERROR\|FATAL' | tail -n 1)"
+      done
+      exit 0 ;;
+  esac
+done
+exit 0
+"#,
+        prog = shell_quote(launch.program),
+        first = launch.ports.0,
+        last = launch.ports.1,
+        maxrow = launch.max_row_bytes,
+        watchdog = launch.watchdog_seconds,
+        library = LIBRARY_PATH,
+    )
+}
+
+/// A Greenplum install's gpfdist finds its libraries (libapr, libevent, …) in `<install>/lib`.
+const LIBRARY_PATH: &str = r#"lib=${prog%/*}; lib=${lib%/*}/lib
+if [ -d "$lib" ]; then LD_LIBRARY_PATH=$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}; export LD_LIBRARY_PATH; fi"#;
+
+/// The remote shell that finds gpfdist on the ETL host (the configured path, else `gpfdist` on
+/// its PATH, else `$GPHOME/bin/gpfdist`), runs its `--version` and makes sure `work_dir` can be
+/// written. Prints `program <path>` when all is well, else `problem <words>`.
+pub fn preflight_script(configured: Option<&str>, work_dir: Option<&Path>) -> String {
+    let base = work_dir.map_or_else(|| "\"${TMPDIR:-/tmp}\"".to_string(), |d| shell_quote(&d.display().to_string()));
+    format!(
+        r#"prog={prog}
+base={base}
+if [ -z "$prog" ]; then
+  prog=$(command -v gpfdist 2>/dev/null)
+  [ -z "$prog" ] && [ -n "${{GPHOME:-}}" ] && [ -f "$GPHOME/bin/gpfdist" ] && prog=$GPHOME/bin/gpfdist
+  [ -z "$prog" ] && {{ echo "problem gpfdist is neither on the PATH of a remote command nor in \$GPHOME/bin there; set gpfdist = \"/path/to/greenplum/bin/gpfdist\" (a path on that host)"; exit 0; }}
+fi
+if [ ! -f "$prog" ] || [ ! -x "$prog" ]; then
+  echo "problem gpfdist = \"$prog\" is not an executable file there; set gpfdist to the path of a Greenplum install's bin/gpfdist on that host"; exit 0
+fi
+{library}
+v=$("$prog" --version 2>&1) || {{ echo "problem $prog --version failed there: $v"; exit 0; }}
+mkdir -p "$base" 2>/dev/null && [ -d "$base" ] && [ -w "$base" ] || {{ echo "problem work_dir $base cannot be made or written there by this user; set work_dir to a writable directory on that host"; exit 0; }}
+echo "program $prog"
+"#,
+        prog = shell_quote(configured.unwrap_or("")),
+        library = LIBRARY_PATH,
+    )
+}
+
+/// Logs in and runs [`preflight_script`] (blocking): the gpfdist program's path on the ETL host,
+/// or what is wrong, naming the host and what to do.
+pub fn preflight(ssh: &SshConfig, configured: Option<&str>, work_dir: Option<&Path>) -> Result<String, String> {
+    let session = connect(ssh).map_err(|e| format!("gpfdist transport, ETL host over SSH: {e}"))?;
+    let out = session
+        .run_line(&preflight_script(configured, work_dir))
+        .map_err(|e| format!("gpfdist transport, ETL host over SSH: {e}"))?;
+    let target = &session.target;
+    session.abandon();
+    if let Some(program) = out.stdout.lines().find_map(|l| l.strip_prefix("program ")) {
+        return Ok(program.to_string());
+    }
+    match out.stdout.lines().find_map(|l| l.strip_prefix("problem ")) {
+        Some(problem) => Err(format!("gpfdist transport, ETL host {target} (over SSH): {problem}")),
+        None => Err(format!(
+            "gpfdist transport, ETL host {target} (over SSH): the check of gpfdist there did not finish: {}",
+            out.explain()
+        )),
+    }
+}
+
+/// Orders to the session's thread.
+enum Order {
+    Release,
+    Kill,
+    Stop,
+}
+
+/// Where the window's remote gpfdist processes listen.
+#[derive(Debug, Clone, Default)]
+pub struct Ready {
+    /// The FIFO's name: the path of both gpfdist URLs.
+    pub name: String,
+    /// Port and pid of the gpfdist the source's segments write to.
+    pub writer: (u16, u32),
+    /// Port and pid of the gpfdist the target's segments read from.
+    pub reader: (u16, u32),
+}
+
+/// The last complaint of each remote gpfdist (`writer`, `reader`), when it had one.
+pub type Logs = Vec<(String, String)>;
+
+/// A window's remote gpfdist processes (see the module's comment); dropped, they are ended.
+pub struct RemoteWindow {
+    /// Where they listen.
+    pub ready: Ready,
+    /// `user@host:port` of the ETL host, for messages.
+    pub target: String,
+    orders: mpsc::Sender<Order>,
+    ended: Option<tokio::sync::oneshot::Receiver<Logs>>,
+}
+
+impl RemoteWindow {
+    /// Logs in to the ETL host and starts the window's gpfdist processes there.
+    pub async fn start(ssh: SshConfig, script: String) -> Result<RemoteWindow, String> {
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let (ended_tx, ended_rx) = tokio::sync::oneshot::channel();
+        let (orders, orders_rx) = mpsc::channel();
+        let target = format!("{}@{}:{}", ssh.user, ssh.host, ssh.port);
+        std::thread::Builder::new()
+            .name("gpfdist-ssh".into())
+            .spawn(move || drive(&ssh, &script, ready_tx, &orders_rx, ended_tx))
+            .map_err(|e| format!("cannot start the thread of the SSH session: {e}"))?;
+        match ready_rx.await {
+            Ok(Ok(ready)) => Ok(RemoteWindow { ready, target, orders, ended: Some(ended_rx) }),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(format!("the SSH session to {target} ended before gpfdist was started there")),
+        }
+    }
+
+    /// Lets the reader see EOF once the writing gpfdist has closed the FIFO too.
+    pub fn release(&self) {
+        let _ = self.orders.send(Order::Release);
+    }
+
+    /// Kills both gpfdist processes at once (a side failed), keeping their logs for [`Self::stop`].
+    pub fn kill(&self) {
+        let _ = self.orders.send(Order::Kill);
+    }
+
+    /// Ends both gpfdist processes, removes the window's directory and returns their last
+    /// complaints.
+    pub async fn stop(mut self) -> Logs {
+        let _ = self.orders.send(Order::Stop);
+        let Some(ended) = self.ended.take() else { return Vec::new() };
+        tokio::time::timeout(STOP_WITHIN, ended).await.ok().and_then(Result::ok).unwrap_or_default()
+    }
+}
+
+/// The session's thread: logs in, starts the script, reports when both gpfdist listen, then
+/// passes orders on until the script ends or the orders' sender is dropped (then the
+/// connection is closed, and the remote shell cleans up on the EOF).
+fn drive(
+    ssh: &SshConfig,
+    script: &str,
+    ready_tx: tokio::sync::oneshot::Sender<Result<Ready, String>>,
+    orders: &mpsc::Receiver<Order>,
+    ended_tx: tokio::sync::oneshot::Sender<Logs>,
+) {
+    let mut remote = match connect(ssh).and_then(|s| s.start_line(script)) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = ready_tx.send(Err(e.0));
+            return;
+        }
+    };
+    let mut ready = Ready::default();
+    let deadline = Instant::now() + READY_WITHIN;
+    let started = loop {
+        if ready_tx.is_closed() {
+            return; // the window was given up while starting
+        }
+        match step(&mut remote) {
+            Err(e) => break Err(e),
+            Ok((lines, ended)) => {
+                let mut done = None;
+                for line in lines {
+                    let mut words = line.splitn(3, ' ');
+                    match (words.next(), words.next(), words.next()) {
+                        (Some("writer"), Some(port), Some(pid)) => ready.writer = port_pid(port, pid),
+                        (Some("reader"), Some(port), Some(pid)) => ready.reader = port_pid(port, pid),
+                        (Some("ready"), Some(name), None) => {
+                            ready.name = name.to_string();
+                            done = Some(Ok(()));
+                        }
+                        (Some("error"), _, _) => done = Some(Err(line["error ".len()..].to_string())),
+                        _ => {}
+                    }
+                }
+                if let Some(d) = done {
+                    break d;
+                }
+                if ended {
+                    break Err(format!(
+                        "the remote shell ended before gpfdist was started: {}",
+                        remote.stderr().trim()
+                    ));
+                }
+                if Instant::now() > deadline {
+                    break Err(format!("gpfdist was not started within {}s", READY_WITHIN.as_secs()));
+                }
+            }
+        }
+        std::thread::sleep(TICK);
+    };
+    if let Err(e) = started {
+        let _ = ready_tx.send(Err(format!("ETL host {}: {e}", remote.target())));
+        return;
+    }
+    if ready_tx.send(Ok(ready)).is_err() {
+        return;
+    }
+    let mut logs = Vec::new();
+    loop {
+        loop {
+            let order = match orders.try_recv() {
+                Ok(Order::Release) => "release",
+                Ok(Order::Kill) => "kill",
+                Ok(Order::Stop) => "stop",
+                Err(mpsc::TryRecvError::Empty) => break,
+                // Given up: the connection closes with `remote`, the shell cleans up.
+                Err(mpsc::TryRecvError::Disconnected) => return,
+            };
+            if remote.write_line(order).is_err() {
+                return;
+            }
+        }
+        match step(&mut remote) {
+            Err(_) => return,
+            Ok((lines, ended)) => {
+                for line in lines {
+                    if let Some(rest) = line.strip_prefix("log ") {
+                        if let Some((role, complaint)) = rest.split_once(' ') {
+                            if !complaint.trim().is_empty() {
+                                logs.push((role.to_string(), complaint.trim().to_string()));
+                            }
+                        }
+                    }
+                }
+                if ended {
+                    let _ = ended_tx.send(logs);
+                    return;
+                }
+            }
+        }
+        std::thread::sleep(TICK);
+    }
+}
+
+fn step(remote: &mut Interactive) -> Result<(Vec<String>, bool), String> {
+    remote.poll_lines().map_err(|e| e.0)
+}
+
+fn port_pid(port: &str, pid: &str) -> (u16, u32) {
+    (port.trim().parse().unwrap_or(0), pid.trim().parse().unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_value_in_the_scripts_is_quoted() {
+        let launch = RemoteLaunch {
+            program: "/opt/g p/bin/gpfdist'; rm -rf /",
+            work_dir: Some(Path::new("/data/$(reboot)")),
+            ports: (8000, 8010),
+            max_row_bytes: 65536,
+            watchdog_seconds: 60,
+        };
+        let script = window_script(&launch);
+        assert!(script.contains(r"prog='/opt/g p/bin/gpfdist'\''; rm -rf /'"), "{script}");
+        assert!(script.contains("base='/data/$(reboot)'"), "{script}");
+        let check = preflight_script(Some("/x y/gpfdist"), None);
+        assert!(check.contains("prog='/x y/gpfdist'"), "{check}");
+        assert!(check.contains("base=\"${TMPDIR:-/tmp}\""), "{check}");
+    }
+}
