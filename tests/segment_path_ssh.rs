@@ -44,13 +44,22 @@ fn transport(first_port: u16, sshd: &Sshd) -> String {
 
 /// Every gpfdist process alive (not a zombie) serving a directory under `dir`: (pid, cmdline).
 fn gpfdists_under(dir: &Path) -> Vec<(u32, String)> {
+    processes_naming(dir)
+        .into_iter()
+        .filter(|(_, cmdline)| cmdline.split(' ').next().unwrap_or("").ends_with("/gpfdist"))
+        .collect()
+}
+
+/// Every process alive (not a zombie) whose command line names `dir`: the remote gpfdist
+/// processes, and the remote shell that started them (its script names the work_dir).
+fn processes_naming(dir: &Path) -> Vec<(u32, String)> {
     let needle = dir.display().to_string();
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
         let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
         let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        if !cmdline.contains("gpfdist") || !cmdline.contains(&needle) {
+        if !cmdline.contains(&needle) {
             continue;
         }
         let state = stat_fields(pid).map(|(state, _)| state).unwrap_or('?');
@@ -91,14 +100,14 @@ fn ancestors(pid: u32) -> Vec<(u32, String)> {
 fn assert_nothing_left(env: &TestEnv, when: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let left = gpfdists_under(&remote_dir(env));
+        let left = processes_naming(&remote_dir(env));
         let dirs = support::files::names_in(&remote_dir(env));
         if left.is_empty() && dirs.is_empty() {
             return;
         }
         assert!(
             Instant::now() < deadline,
-            "left {when}: gpfdist {left:?}, window directories {dirs:?} in {}",
+            "left {when}: processes {left:?}, window directories {dirs:?} in {}",
             remote_dir(env).display()
         );
         std::thread::sleep(Duration::from_millis(100));

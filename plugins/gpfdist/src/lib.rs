@@ -465,7 +465,8 @@ impl GpfdistTransport {
         // The bytes between the segments: UTF-8, or the source's stored encoding that the
         // database cannot tell (GBK in SQL_ASCII), which the target converts.
         let encoding = source.stored_text_encoding().unwrap_or("UTF8").to_string();
-        let out = ExternalLocation { url: url(writer_port), encoding: encoding.clone(), timeout: self.config.timeout.0 };
+        let out =
+            ExternalLocation { url: url(writer_port), encoding: encoding.clone(), timeout: self.config.timeout.0 };
         let inn = ExternalLocation { url: url(reader_port), encoding, timeout: self.config.timeout.0 };
         // The side that failed first: its error is the cause, the other's its consequence
         // (the processes killed under it).

@@ -75,7 +75,6 @@ impl Gpfdist {
     pub fn kill(&mut self) {
         let _ = self.child.start_kill();
     }
-
 }
 
 impl Drop for Gpfdist {

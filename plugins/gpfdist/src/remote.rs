@@ -28,7 +28,7 @@ const READY_WITHIN: Duration = Duration::from_secs(60);
 const STOP_WITHIN: Duration = Duration::from_secs(15);
 
 /// How often the session's thread looks for output and orders.
-const TICK: Duration = Duration::from_millis(5);
+const TICK: Duration = Duration::from_millis(10);
 
 /// What a window's remote gpfdist processes are started with.
 pub struct RemoteLaunch<'a> {
@@ -46,10 +46,8 @@ pub struct RemoteLaunch<'a> {
 
 /// The remote shell of one window (see the module's comment). Every value is shell-quoted.
 pub fn window_script(launch: &RemoteLaunch<'_>) -> String {
-    let base = launch.work_dir.map_or_else(
-        || "\"${TMPDIR:-/tmp}\"".to_string(),
-        |d| shell_quote(&d.display().to_string()),
-    );
+    let base =
+        launch.work_dir.map_or_else(|| "\"${TMPDIR:-/tmp}\"".to_string(), |d| shell_quote(&d.display().to_string()));
     format!(
         r#"prog={prog}
 base={base}

@@ -560,7 +560,14 @@ impl Ssh {
             self.session.channel_session().map_err(|e| SshError(format!("ssh {t}: cannot open a channel: {e}")))?;
         channel.exec(line).map_err(|e| SshError(format!("ssh {t}: cannot start the command: {e}")))?;
         self.session.set_blocking(false);
-        Ok(Interactive { ssh: self.clone(), channel, out: Vec::new(), err: Vec::new(), out_done: false, err_done: false })
+        Ok(Interactive {
+            ssh: self.clone(),
+            channel,
+            out: Vec::new(),
+            err: Vec::new(),
+            out_done: false,
+            err_done: false,
+        })
     }
 }
 
@@ -607,9 +614,7 @@ impl Interactive {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock && Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(5));
                 }
-                Err(e) => {
-                    return Err(SshError(format!("ssh {}: cannot write to the command: {e}", self.ssh.target)))
-                }
+                Err(e) => return Err(SshError(format!("ssh {}: cannot write to the command: {e}", self.ssh.target))),
             }
         }
         let _ = self.channel.flush();
