@@ -163,7 +163,7 @@ final_end = "2024-01-01 01:00:00"
 /// One source segment sleeps at row 50 000: the window is provably mid-way until the test acts.
 const HOLD: &str = "id <> 50000 OR pg_sleep(40) IS NOT NULL";
 
-async fn wait_until_mid_window(env: &TestEnv, dst: &tokio_postgres::Client) {
+async fn wait_until_mid_window(dst: &tokio_postgres::Client) {
     wait_for_row(
         dst,
         "the target's INSERT from the readable external table",
@@ -243,7 +243,7 @@ async fn sigkill_mid_window_leaves_no_remote_gpfdist_and_the_target_unchanged() 
     big_tables(&env, &sshd, 31300, HOLD);
     let dst = env.dst.admin(&env.dst_db).await;
     let run = Guard(Some(env.spawn(&["run"])));
-    wait_until_mid_window(&env, &dst).await;
+    wait_until_mid_window(&dst).await;
     let running = gpfdists_under(&remote_dir(&env));
     assert_eq!(running.len(), 2, "the window's two gpfdist processes: {running:?}");
     // Started through SSH: sshd is among their ancestors, gptransfer is not.

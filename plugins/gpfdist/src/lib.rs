@@ -443,7 +443,12 @@ impl GpfdistTransport {
         };
         let writer = Gpfdist::start(&launch("writer")).await?;
         let reader = Gpfdist::start(&launch("reader")).await?;
-        Ok(Servers::Local { processes: std::sync::Mutex::new((writer, reader)), keeper, name, dir })
+        Ok(Servers::Local(Box::new(LocalServers {
+            processes: std::sync::Mutex::new((writer, reader)),
+            keeper,
+            name,
+            dir,
+        })))
     }
 
     async fn segment_to_segment(
@@ -509,15 +514,19 @@ impl GpfdistTransport {
     }
 }
 
+/// The window's gpfdist processes on this host, the FIFO's keeper, and their directory
+/// (dropped last: the FIFO and the logs go after the processes).
+struct LocalServers {
+    processes: std::sync::Mutex<(Gpfdist, Gpfdist)>,
+    keeper: fifo::Keeper,
+    name: String,
+    dir: tempfile::TempDir,
+}
+
 /// A window's two gpfdist processes and the FIFO between them.
 enum Servers {
     /// On this host.
-    Local {
-        processes: std::sync::Mutex<(Gpfdist, Gpfdist)>,
-        keeper: fifo::Keeper,
-        name: String,
-        dir: tempfile::TempDir,
-    },
+    Local(Box<LocalServers>),
     /// On the ETL host over SSH: dropped, they are ended there.
     Remote(RemoteWindow),
 }
@@ -526,9 +535,9 @@ impl Servers {
     /// The writer's port, the reader's port and the FIFO's name.
     fn where_(&self) -> (u16, u16, String) {
         match self {
-            Servers::Local { processes, name, .. } => {
-                let p = processes.lock().unwrap_or_else(|p| p.into_inner());
-                (p.0.port, p.1.port, name.clone())
+            Servers::Local(local) => {
+                let p = local.processes.lock().unwrap_or_else(|p| p.into_inner());
+                (p.0.port, p.1.port, local.name.clone())
             }
             Servers::Remote(w) => (w.ready.writer.0, w.ready.reader.0, w.ready.name.clone()),
         }
@@ -537,7 +546,7 @@ impl Servers {
     /// Lets the reader see EOF once the writing gpfdist has closed the FIFO too.
     fn release(&self) {
         match self {
-            Servers::Local { keeper, .. } => keeper.release(),
+            Servers::Local(local) => local.keeper.release(),
             Servers::Remote(w) => w.release(),
         }
     }
@@ -545,8 +554,8 @@ impl Servers {
     /// Kills both gpfdist processes (a side failed).
     fn kill(&self) {
         match self {
-            Servers::Local { processes, .. } => {
-                let mut p = processes.lock().unwrap_or_else(|p| p.into_inner());
+            Servers::Local(local) => {
+                let mut p = local.processes.lock().unwrap_or_else(|p| p.into_inner());
                 p.0.kill();
                 p.1.kill();
             }
@@ -558,7 +567,8 @@ impl Servers {
     /// last complaint, each with where it was logged.
     async fn finish(self) -> (Option<String>, Option<String>) {
         match self {
-            Servers::Local { processes, keeper, name: _, dir } => {
+            Servers::Local(local) => {
+                let LocalServers { processes, keeper, name: _, dir } = *local;
                 let (writer, reader) = processes.into_inner().unwrap_or_else(|p| p.into_inner());
                 let logs = (writer.log.clone(), reader.log.clone());
                 writer.stop().await;
