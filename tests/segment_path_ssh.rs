@@ -209,9 +209,40 @@ fn gp6_to_gp6_through_gpfdist_over_ssh_is_byte_exact_and_counted() {
         "SET ROLE gpt;\nCREATE SCHEMA eda;\n\
          CREATE TABLE {BY_KEY} ({FACT_COLUMNS_DDL}, PRIMARY KEY (id)) DISTRIBUTED BY (id);"
     ));
+    // The remote gpfdist is a wrapper that notes its arguments and its ancestors' names.
+    let calls = env.dir().join("gpfdist-calls.txt");
+    let wrapper = env.dir().join("etl-bin/gpfdist");
+    std::fs::create_dir_all(wrapper.parent().unwrap()).unwrap();
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\np=$PPID; chain=\nwhile [ \"$p\" -gt 1 ]; do chain=\"$chain $(cat /proc/$p/comm)\"; \
+             p=$(sed 's/.*) //' /proc/$p/stat | cut -d' ' -f2); done\n\
+             echo \"$* |$chain\" >> {}\nexec {} \"$@\"\n",
+            calls.display(),
+            gp6_home().join("bin/gpfdist").display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let transport = transport_with(31200, &sshd, &sshd.client_key, &wrapper.display().to_string(), "");
     let config = fact_jobs(&[("replace", BY_KEY)], "6h", false);
-    env.write_config(&config.replace("mode = \"", &format!("{}\nmode = \"", transport(31200, &sshd))));
+    env.write_config(&config.replace("mode = \"", &format!("{transport}\nmode = \"")));
     let day = table_digest(env.src, &env.db, FACT, FACT_COLUMNS, "id", DAY);
+
+    // config check: every segment of both clusters reaches a probe gpfdist on the ETL host.
+    let out = env.run(&["config", "check"]);
+    run_code(&out, 0);
+    let noted = std::fs::read_to_string(&calls).unwrap_or_default();
+    let probes: Vec<&str> = noted.lines().filter(|l| l.contains(" -V")).collect();
+    assert_eq!(probes.len(), 4, "a probe gpfdist per end of the range and side:\n{noted}");
+    let through_sshd = |l: &&str| {
+        let chain = l.rsplit_once('|').map_or("", |(_, c)| c);
+        chain.contains(" sshd") && !chain.split(' ').any(|c| c == "gptransfer")
+    };
+    assert!(probes.iter().all(through_sshd), "probe gpfdist not started through sshd:\n{noted}");
+    assert_nothing_left(&env, "after config check");
+    std::fs::write(&calls, "").unwrap();
 
     let out = env.run(&["run"]);
     run_code(&out, 0);
@@ -225,9 +256,12 @@ fn gp6_to_gp6_through_gpfdist_over_ssh_is_byte_exact_and_counted() {
         format!("4 {0} {0}", day.split(' ').next().unwrap())
     );
     assert_eq!(env.dst_psql("SELECT DISTINCT chain FROM gptransfer.history"), "copy > gpfdist > copy");
-    // Each window logged in through sshd (one session per window, plus the build's check).
-    let logins = sshd.log().matches("Accepted publickey for").count();
-    assert!(logins >= 5, "{logins} SSH logins:\n{}", sshd.log());
+    // Each window's two gpfdist processes were started through sshd, in the remote work_dir.
+    let noted = std::fs::read_to_string(&calls).unwrap();
+    let started: Vec<&str> = noted.lines().filter(|l| l.contains(" -m ")).collect();
+    assert_eq!(started.len(), 8, "two gpfdist per window:\n{noted}");
+    let remote = remote_dir(&env).display().to_string();
+    assert!(started.iter().all(|l| through_sshd(l) && l.contains(&remote)), "{noted}");
     assert_nothing_left(&env, "after the run");
 }
 

@@ -334,7 +334,7 @@ impl Transport for GpfdistTransport {
 
 /// What the transport proves of the clusters before any data moves.
 mod reach {
-    use super::check::{missing_privileges, unreachable_segments, Side, DEFAULT_PROBE_TIMEOUT};
+    use super::check::{missing_privileges, unreachable_segments_on, ProbeHost, Side, DEFAULT_PROBE_TIMEOUT};
     use super::*;
 
     /// Both roles may create the temporary external tables of their side (every run: one
@@ -357,33 +357,25 @@ mod reach {
                 Err(e) => problems.push(e),
             }
         }
-        if let (Some(ssh), true) = (&transport.config.ssh, probe) {
-            // The login and the remote gpfdist again, now (the probe of the segments' reach
-            // runs a gpfdist on this host only: not done for an ETL host over SSH).
-            let session = ssh.session();
-            let configured = transport.config.gpfdist.as_deref().and_then(|p| p.to_str()).map(str::to_string);
-            let work_dir = transport.config.work_dir.clone();
-            let checked = tokio::task::spawn_blocking(move || {
-                super::remote::preflight(&session, configured.as_deref(), work_dir.as_deref())
-            })
-            .await
-            .unwrap_or_else(|e| Err(format!("the check of the ETL host stopped unexpectedly: {e}")));
-            if let Err(e) = checked {
-                problems.push(e);
-            }
-            return if problems.is_empty() { Ok(()) } else { Err(problems.join("\n")) };
-        }
         if problems.is_empty() && probe {
             let [first, last] = transport.config.port_range;
             let ports: Vec<u16> = (first..=last).collect();
             for (session, cluster, side) in sides {
-                if let Err(e) = unreachable_segments(
+                let at = match &transport.config.ssh {
+                    Some(ssh) => ProbeHost::Ssh {
+                        ssh: ssh.session(),
+                        program: transport.program.display().to_string(),
+                        work_dir: transport.config.work_dir.clone(),
+                    },
+                    None => ProbeHost::Local(&transport.program),
+                };
+                if let Err(e) = unreachable_segments_on(
                     &session.client,
                     cluster,
                     side,
                     &transport.config.host,
                     &ports,
-                    &transport.program,
+                    at,
                     DEFAULT_PROBE_TIMEOUT,
                 )
                 .await
@@ -583,7 +575,7 @@ impl Servers {
                 found
             }
             Servers::Remote(w) => {
-                let target = w.target.clone();
+                let target = w.target().to_string();
                 let logs = w.stop().await;
                 let of = |role: &str| {
                     logs.iter()

@@ -19,7 +19,7 @@ use std::path::Path;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use gptransfer_plugin_ssh::{connect, shell_quote, Interactive, SshConfig};
+use gptransfer_plugin_ssh::{connect, shell_quote, SshConfig};
 
 /// How long the remote shell may take to start both gpfdist processes (after the login).
 const READY_WITHIN: Duration = Duration::from_secs(60);
@@ -169,11 +169,120 @@ pub fn preflight(ssh: &SshConfig, configured: Option<&str>, work_dir: Option<&Pa
     }
 }
 
-/// Orders to the session's thread.
-enum Order {
-    Release,
-    Kill,
-    Stop,
+/// A remote shell talked to line by line, on an SSH connection of its own driven by a thread
+/// (libssh2 blocks). Dropped, the thread closes the connection and the shell sees EOF.
+pub struct RemoteShell {
+    /// `user@host:port` of the ETL host, for messages.
+    pub target: String,
+    orders: mpsc::Sender<String>,
+    lines: tokio::sync::mpsc::UnboundedReceiver<Result<String, String>>,
+}
+
+impl RemoteShell {
+    /// Logs in and starts `script`.
+    pub fn start(ssh: SshConfig, script: String) -> Result<RemoteShell, String> {
+        let (lines_tx, lines) = tokio::sync::mpsc::unbounded_channel();
+        let (orders, orders_rx) = mpsc::channel();
+        let target = format!("{}@{}:{}", ssh.user, ssh.host, ssh.port);
+        std::thread::Builder::new()
+            .name("gpfdist-ssh".into())
+            .spawn(move || drive(&ssh, &script, &orders_rx, &lines_tx))
+            .map_err(|e| format!("cannot start the thread of the SSH session: {e}"))?;
+        Ok(RemoteShell { target, orders, lines })
+    }
+
+    /// Writes `line` to the shell's stdin.
+    pub fn send(&self, line: &str) {
+        let _ = self.orders.send(line.to_string());
+    }
+
+    /// The shell's next stdout line; `Ok(None)` when its stdout ended, `Err` when the session
+    /// failed or `within` passed.
+    pub async fn next_line(&mut self, within: Duration) -> Result<Option<String>, String> {
+        match tokio::time::timeout(within, self.lines.recv()).await {
+            Ok(Some(Ok(line))) => Ok(Some(line)),
+            Ok(Some(Err(e))) => Err(e),
+            Ok(None) => Ok(None),
+            Err(_) => Err(format!("no answer from the ETL host within {}s", within.as_secs())),
+        }
+    }
+
+    /// Reads lines until one starts with `word`: returns the rest of it. A line `error …`, the
+    /// shell's end or `within` passing is an `Err` with the shell's words.
+    pub async fn expect(&mut self, word: &str, within: Duration) -> Result<String, String> {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.next_line(left).await? {
+                Some(line) => {
+                    if line == word {
+                        return Ok(String::new());
+                    }
+                    if let Some(rest) = line.strip_prefix(word).and_then(|r| r.strip_prefix(' ')) {
+                        return Ok(rest.to_string());
+                    }
+                    if let Some(e) = line.strip_prefix("error ") {
+                        return Err(e.to_string());
+                    }
+                }
+                None => return Err("the remote shell ended unexpectedly".to_string()),
+            }
+        }
+    }
+}
+
+/// The session's thread: logs in, starts the script, passes orders on as stdin lines and
+/// stdout lines back, until the script's stdout ends or the orders' sender is dropped (then
+/// the connection is closed, and the remote shell cleans up on the EOF).
+fn drive(
+    ssh: &SshConfig,
+    script: &str,
+    orders: &mpsc::Receiver<String>,
+    lines: &tokio::sync::mpsc::UnboundedSender<Result<String, String>>,
+) {
+    let mut remote = match connect(ssh).and_then(|s| s.start_line(script)) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = lines.send(Err(e.0));
+            return;
+        }
+    };
+    loop {
+        loop {
+            match orders.try_recv() {
+                Ok(order) => {
+                    if let Err(e) = remote.write_line(&order) {
+                        let _ = lines.send(Err(e.0));
+                        return;
+                    }
+                }
+                Err(mpsc::TryRecvError::Empty) => break,
+                // Given up: the connection closes with `remote`, the shell cleans up.
+                Err(mpsc::TryRecvError::Disconnected) => return,
+            }
+        }
+        match remote.poll_lines() {
+            Err(e) => {
+                let _ = lines.send(Err(e.0));
+                return;
+            }
+            Ok((got, ended)) => {
+                for line in got {
+                    if lines.send(Ok(line)).is_err() {
+                        return;
+                    }
+                }
+                if ended {
+                    let stderr = remote.stderr();
+                    if !stderr.trim().is_empty() {
+                        tracing::debug!("{}: the remote shell said on stderr: {}", remote.target(), stderr.trim());
+                    }
+                    return;
+                }
+            }
+        }
+        std::thread::sleep(TICK);
+    }
 }
 
 /// Where the window's remote gpfdist processes listen.
@@ -194,155 +303,155 @@ pub type Logs = Vec<(String, String)>;
 pub struct RemoteWindow {
     /// Where they listen.
     pub ready: Ready,
-    /// `user@host:port` of the ETL host, for messages.
-    pub target: String,
-    orders: mpsc::Sender<Order>,
-    ended: Option<tokio::sync::oneshot::Receiver<Logs>>,
+    shell: RemoteShell,
 }
 
 impl RemoteWindow {
     /// Logs in to the ETL host and starts the window's gpfdist processes there.
     pub async fn start(ssh: SshConfig, script: String) -> Result<RemoteWindow, String> {
-        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-        let (ended_tx, ended_rx) = tokio::sync::oneshot::channel();
-        let (orders, orders_rx) = mpsc::channel();
-        let target = format!("{}@{}:{}", ssh.user, ssh.host, ssh.port);
-        std::thread::Builder::new()
-            .name("gpfdist-ssh".into())
-            .spawn(move || drive(&ssh, &script, ready_tx, &orders_rx, ended_tx))
-            .map_err(|e| format!("cannot start the thread of the SSH session: {e}"))?;
-        match ready_rx.await {
-            Ok(Ok(ready)) => Ok(RemoteWindow { ready, target, orders, ended: Some(ended_rx) }),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(format!("the SSH session to {target} ended before gpfdist was started there")),
+        let mut shell = RemoteShell::start(ssh, script)?;
+        let mut ready = Ready::default();
+        let deadline = Instant::now() + READY_WITHIN;
+        let fail = |shell: &RemoteShell, e: String| format!("ETL host {}: {e}", shell.target);
+        for role in ["writer", "reader"] {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let said = shell.expect(role, left).await.map_err(|e| fail(&shell, e))?;
+            let (port, pid) = said.split_once(' ').unwrap_or((said.as_str(), ""));
+            let at = (port.trim().parse().unwrap_or(0), pid.trim().parse().unwrap_or(0));
+            if role == "writer" {
+                ready.writer = at;
+            } else {
+                ready.reader = at;
+            }
         }
+        let left = deadline.saturating_duration_since(Instant::now());
+        ready.name = shell.expect("ready", left).await.map_err(|e| fail(&shell, e))?;
+        Ok(RemoteWindow { ready, shell })
+    }
+
+    /// `user@host:port` of the ETL host.
+    pub fn target(&self) -> &str {
+        &self.shell.target
     }
 
     /// Lets the reader see EOF once the writing gpfdist has closed the FIFO too.
     pub fn release(&self) {
-        let _ = self.orders.send(Order::Release);
+        self.shell.send("release");
     }
 
     /// Kills both gpfdist processes at once (a side failed), keeping their logs for [`Self::stop`].
     pub fn kill(&self) {
-        let _ = self.orders.send(Order::Kill);
+        self.shell.send("kill");
     }
 
     /// Ends both gpfdist processes, removes the window's directory and returns their last
     /// complaints.
     pub async fn stop(mut self) -> Logs {
-        let _ = self.orders.send(Order::Stop);
-        let Some(ended) = self.ended.take() else { return Vec::new() };
-        tokio::time::timeout(STOP_WITHIN, ended).await.ok().and_then(Result::ok).unwrap_or_default()
-    }
-}
-
-/// The session's thread: logs in, starts the script, reports when both gpfdist listen, then
-/// passes orders on until the script ends or the orders' sender is dropped (then the
-/// connection is closed, and the remote shell cleans up on the EOF).
-fn drive(
-    ssh: &SshConfig,
-    script: &str,
-    ready_tx: tokio::sync::oneshot::Sender<Result<Ready, String>>,
-    orders: &mpsc::Receiver<Order>,
-    ended_tx: tokio::sync::oneshot::Sender<Logs>,
-) {
-    let mut remote = match connect(ssh).and_then(|s| s.start_line(script)) {
-        Ok(r) => r,
-        Err(e) => {
-            let _ = ready_tx.send(Err(e.0));
-            return;
-        }
-    };
-    let mut ready = Ready::default();
-    let deadline = Instant::now() + READY_WITHIN;
-    let started = loop {
-        if ready_tx.is_closed() {
-            return; // the window was given up while starting
-        }
-        match step(&mut remote) {
-            Err(e) => break Err(e),
-            Ok((lines, ended)) => {
-                let mut done = None;
-                for line in lines {
-                    let mut words = line.splitn(3, ' ');
-                    match (words.next(), words.next(), words.next()) {
-                        (Some("writer"), Some(port), Some(pid)) => ready.writer = port_pid(port, pid),
-                        (Some("reader"), Some(port), Some(pid)) => ready.reader = port_pid(port, pid),
-                        (Some("ready"), Some(name), None) => {
-                            ready.name = name.to_string();
-                            done = Some(Ok(()));
-                        }
-                        (Some("error"), _, _) => done = Some(Err(line["error ".len()..].to_string())),
-                        _ => {}
-                    }
-                }
-                if let Some(d) = done {
-                    break d;
-                }
-                if ended {
-                    break Err(format!(
-                        "the remote shell ended before gpfdist was started: {}",
-                        remote.stderr().trim()
-                    ));
-                }
-                if Instant::now() > deadline {
-                    break Err(format!("gpfdist was not started within {}s", READY_WITHIN.as_secs()));
+        self.shell.send("stop");
+        let mut logs = Vec::new();
+        let deadline = Instant::now() + STOP_WITHIN;
+        while let Ok(Some(line)) = self.shell.next_line(deadline.saturating_duration_since(Instant::now())).await {
+            if let Some((role, complaint)) = line.strip_prefix("log ").and_then(|r| r.split_once(' ')) {
+                if !complaint.trim().is_empty() {
+                    logs.push((role.to_string(), complaint.trim().to_string()));
                 }
             }
         }
-        std::thread::sleep(TICK);
-    };
-    if let Err(e) = started {
-        let _ = ready_tx.send(Err(format!("ETL host {}: {e}", remote.target())));
-        return;
-    }
-    if ready_tx.send(Ok(ready)).is_err() {
-        return;
-    }
-    let mut logs = Vec::new();
-    loop {
-        loop {
-            let order = match orders.try_recv() {
-                Ok(Order::Release) => "release",
-                Ok(Order::Kill) => "kill",
-                Ok(Order::Stop) => "stop",
-                Err(mpsc::TryRecvError::Empty) => break,
-                // Given up: the connection closes with `remote`, the shell cleans up.
-                Err(mpsc::TryRecvError::Disconnected) => return,
-            };
-            if remote.write_line(order).is_err() {
-                return;
-            }
-        }
-        match step(&mut remote) {
-            Err(_) => return,
-            Ok((lines, ended)) => {
-                for line in lines {
-                    if let Some(rest) = line.strip_prefix("log ") {
-                        if let Some((role, complaint)) = rest.split_once(' ') {
-                            if !complaint.trim().is_empty() {
-                                logs.push((role.to_string(), complaint.trim().to_string()));
-                            }
-                        }
-                    }
-                }
-                if ended {
-                    let _ = ended_tx.send(logs);
-                    return;
-                }
-            }
-        }
-        std::thread::sleep(TICK);
+        logs
     }
 }
 
-fn step(remote: &mut Interactive) -> Result<(Vec<String>, bool), String> {
-    remote.poll_lines().map_err(|e| e.0)
+/// The remote shell of a reach probe's gpfdist (see [`crate::check`]): serves a one-line file
+/// on `port`, logging every request verbosely, under `timeout` so that it never outlives
+/// `life`; `segments` prints the segments whose requests arrived, `stop` or EOF ends it (and it
+/// is gone, its port free, before the shell ends).
+pub fn probe_script(program: &str, work_dir: Option<&Path>, port: u16, life: Duration) -> String {
+    let base = work_dir.map_or_else(|| "\"${TMPDIR:-/tmp}\"".to_string(), |d| shell_quote(&d.display().to_string()));
+    format!(
+        r#"prog={prog}
+base={base}
+port={port}
+{library}
+dir= gp=
+cleanup() {{
+  trap - EXIT HUP INT TERM PIPE
+  [ -n "$gp" ] && kill -TERM "$gp" 2>/dev/null && wait "$gp" 2>/dev/null
+  [ -n "$dir" ] && rm -rf "$dir"
+}}
+trap cleanup EXIT
+trap 'exit 1' HUP INT TERM PIPE
+fail() {{ echo "error $*"; exit 3; }}
+mkdir -p "$base" || fail "cannot make work_dir $base"
+dir=$(mktemp -d "$base/gptransfer-reach-XXXXXXXXXX") || {{ dir=; fail "cannot make a directory in work_dir $base"; }}
+mkdir "$dir/served" && echo 1 >"$dir/served/probe.txt" || fail "cannot write the probe file in $dir"
+log=$dir/gpfdist.log
+timeout -k 2 -s KILL {life} "$prog" -d "$dir/served" -p "$port" -P "$port" -V </dev/null >"$log" 2>&1 &
+gp=$!; n=0
+until grep -q "Serving HTTP on port" "$log" 2>/dev/null; do
+  gone=
+  kill -0 "$gp" 2>/dev/null || gone=1
+  case $(cat "/proc/$gp/stat" 2>/dev/null) in *") Z "*) gone=1 ;; esac
+  [ -n "$gone" ] && {{ wait "$gp" 2>/dev/null; gp=; fail "gpfdist on port $port exited: $(grep -v '^ *\.\.\.' "$log" | tail -n 2 | tr '\n' ' ')"; }}
+  n=$((n+1)); [ "$n" -ge 500 ] && fail "gpfdist did not open port $port within 10 s"
+  sleep 0.02
+done
+echo ready
+while IFS= read -r line; do
+  case $line in
+    segments) echo "segments $(grep -o 'X-GP-SEGMENT-ID: *[0-9]*' "$log" | sed 's/.*: *//' | sort -u | tr '\n' ' ')" ;;
+    stop) break ;;
+  esac
+done
+exit 0
+"#,
+        prog = shell_quote(program),
+        life = life.as_secs().max(1),
+        library = LIBRARY_PATH,
+    )
 }
 
-fn port_pid(port: &str, pid: &str) -> (u16, u32) {
-    (port.trim().parse().unwrap_or(0), pid.trim().parse().unwrap_or(0))
+/// A reach probe's gpfdist on the ETL host; ended by [`RemoteProbe::stop`] or when dropped.
+pub struct RemoteProbe {
+    shell: RemoteShell,
+    port: u16,
+}
+
+impl RemoteProbe {
+    /// Logs in and starts the probe's gpfdist on `port` there, waiting until it listens.
+    pub async fn start(
+        ssh: SshConfig,
+        program: &str,
+        work_dir: Option<&Path>,
+        port: u16,
+        life: Duration,
+    ) -> Result<RemoteProbe, String> {
+        let mut shell = RemoteShell::start(ssh, probe_script(program, work_dir, port, life))?;
+        match shell.expect("ready", READY_WITHIN).await {
+            Ok(_) => Ok(RemoteProbe { shell, port }),
+            Err(e) => Err(format!("gpfdist ({program}) on port {port} of the ETL host {}: {e}", shell.target)),
+        }
+    }
+
+    /// The port it serves.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The segments (content ids) whose requests reached it so far, from its log.
+    pub async fn connected_segments(&mut self) -> std::collections::BTreeSet<i32> {
+        self.shell.send("segments");
+        match self.shell.expect("segments", STOP_WITHIN).await {
+            Ok(list) => list.split_whitespace().filter_map(|s| s.parse().ok()).collect(),
+            Err(_) => std::collections::BTreeSet::new(),
+        }
+    }
+
+    /// Ends it and waits until the remote shell is done (its port is free again).
+    pub async fn stop(mut self) {
+        self.shell.send("stop");
+        let deadline = Instant::now() + STOP_WITHIN;
+        while let Ok(Some(_)) = self.shell.next_line(deadline.saturating_duration_since(Instant::now())).await {}
+    }
 }
 
 #[cfg(test)]
