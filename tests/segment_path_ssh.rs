@@ -303,11 +303,11 @@ async fn sigkill_mid_window_leaves_no_remote_gpfdist_and_the_target_unchanged() 
 }
 
 // ---------------------------------------------------------------------------------------------
-// 3. A failing window and a window past `timeout`
+// 3. A failing window, a window past `timeout`, SIGTERM
 // ---------------------------------------------------------------------------------------------
 
-#[test]
-fn a_failing_window_and_a_timed_out_one_leave_no_remote_gpfdist() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_window_a_timed_out_one_and_sigterm_leave_no_remote_gpfdist() {
     let sshd = Sshd::start();
     let env = TestEnv::on("segssh_failures", Server::Gp6, Server::Gp6);
     prepare(&env, &sshd);
@@ -322,6 +322,8 @@ fn a_failing_window_and_a_timed_out_one_leave_no_remote_gpfdist() {
     run_code(&out, 1);
     assert!(out.stderr.contains("target cluster \"dst\""), "{}", out.render());
     assert!(out.stderr.contains("value too long"), "{}", out.render());
+    let etl = format!("on the ETL host {}@127.0.0.1:{}", sshd.user, sshd.port);
+    assert!(out.stderr.contains(&etl), "{}", out.render());
     assert_nothing_left(&env, "after the target failed");
     assert_eq!(big_count(&env), "0");
 
@@ -335,6 +337,23 @@ fn a_failing_window_and_a_timed_out_one_leave_no_remote_gpfdist() {
     assert!(out.stderr.contains("did not finish within the gpfdist transport's timeout (3s)"), "{}", out.render());
     assert!(started.elapsed() < Duration::from_secs(30), "took {:?}", started.elapsed());
     assert_nothing_left(&env, "after the timeout");
+    assert_eq!(big_count(&env), "0");
+
+    // SIGTERM mid-window (as Ctrl+C): the run stops, the remote gpfdist processes with it.
+    big_config(&env, &transport(31400, &sshd), HOLD);
+    let dst = env.dst.admin(&env.dst_db).await;
+    // The timed-out run's sessions are gone first: the next INSERT seen is this run's.
+    wait_until_gone(&dst).await;
+    let run = Guard(Some(env.spawn(&["run"])));
+    wait_until_mid_window(&dst).await;
+    assert_eq!(gpfdists_under(&remote_dir(&env)).len(), 2, "the window's two remote gpfdist processes");
+    let signalled = Instant::now();
+    run.signal("TERM");
+    let out = run.wait();
+    assert_eq!(out.code, 143, "{}", out.render());
+    assert!(signalled.elapsed() < Duration::from_secs(15), "took {:?} to stop", signalled.elapsed());
+    assert_nothing_left(&env, "after SIGTERM");
+    wait_until_gone(&dst).await;
     assert_eq!(big_count(&env), "0");
 }
 

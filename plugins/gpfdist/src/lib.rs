@@ -408,10 +408,9 @@ impl GpfdistTransport {
             });
             let window = RemoteWindow::start(ssh.session(), script).await.map_err(|e| {
                 RoleError::new(format!(
-                    "window {} of {}: cannot start gpfdist on the ETL host {} over SSH: {e}",
+                    "window {} of {}: cannot start its gpfdist processes over SSH: {e}",
                     ctx.window.id(),
                     ctx.table.display_name(),
-                    ssh.host
                 ))
             })?;
             return Ok(Servers::Remote(window));
@@ -577,10 +576,12 @@ impl Servers {
             Servers::Remote(w) => {
                 let target = w.target().to_string();
                 let logs = w.stop().await;
+                // The host is named even when gpfdist logged nothing: the place to look.
                 let of = |role: &str| {
-                    logs.iter()
-                        .find(|(r, _)| r == role)
-                        .map(|(_, l)| format!("gpfdist log on the ETL host {target}: {l}"))
+                    Some(logs.iter().find(|(r, _)| r == role).map_or_else(
+                        || format!("gpfdist ({role}) on the ETL host {target}"),
+                        |(_, l)| format!("gpfdist log on the ETL host {target}: {l}"),
+                    ))
                 };
                 (of("writer"), of("reader"))
             }
