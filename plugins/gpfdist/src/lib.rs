@@ -406,7 +406,7 @@ impl GpfdistTransport {
                 max_row_bytes: self.config.max_row_bytes,
                 watchdog_seconds,
             });
-            let window = RemoteWindow::start(ssh.session(), script).await.map_err(|e| {
+            let window = RemoteWindow::start(ssh.session(), script, ports).await.map_err(|e| {
                 RoleError::new(format!(
                     "window {} of {}: cannot start its gpfdist processes over SSH: {e}",
                     ctx.window.id(),

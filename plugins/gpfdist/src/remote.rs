@@ -118,6 +118,12 @@ exit 0
     )
 }
 
+/// `script` run by `/bin/sh`, whatever the remote user's login shell is (sshd hands the command
+/// line to that shell).
+fn in_sh(script: &str) -> String {
+    format!("exec /bin/sh -c {}", shell_quote(script))
+}
+
 /// A Greenplum install's gpfdist finds its libraries (libapr, libevent, …) in `<install>/lib`.
 const LIBRARY_PATH: &str = r#"lib=${prog%/*}; lib=${lib%/*}/lib
 if [ -d "$lib" ]; then LD_LIBRARY_PATH=$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}; export LD_LIBRARY_PATH; fi"#;
@@ -153,7 +159,7 @@ echo "program $prog"
 pub fn preflight(ssh: &SshConfig, configured: Option<&str>, work_dir: Option<&Path>) -> Result<String, String> {
     let session = connect(ssh).map_err(|e| format!("gpfdist transport, ETL host over SSH: {e}"))?;
     let out = session
-        .run_line(&preflight_script(configured, work_dir))
+        .run_line(&in_sh(&preflight_script(configured, work_dir)))
         .map_err(|e| format!("gpfdist transport, ETL host over SSH: {e}"))?;
     let target = &session.target;
     session.abandon();
@@ -240,7 +246,7 @@ fn drive(
     orders: &mpsc::Receiver<String>,
     lines: &tokio::sync::mpsc::UnboundedSender<Result<String, String>>,
 ) {
-    let mut remote = match connect(ssh).and_then(|s| s.start_line(script)) {
+    let mut remote = match connect(ssh).and_then(|s| s.start_line(&in_sh(script))) {
         Ok(r) => r,
         Err(e) => {
             let _ = lines.send(Err(e.0));
@@ -308,7 +314,7 @@ pub struct RemoteWindow {
 
 impl RemoteWindow {
     /// Logs in to the ETL host and starts the window's gpfdist processes there.
-    pub async fn start(ssh: SshConfig, script: String) -> Result<RemoteWindow, String> {
+    pub async fn start(ssh: SshConfig, script: String, ports: (u16, u16)) -> Result<RemoteWindow, String> {
         let mut shell = RemoteShell::start(ssh, script)?;
         let mut ready = Ready::default();
         let deadline = Instant::now() + READY_WITHIN;
@@ -317,7 +323,12 @@ impl RemoteWindow {
             let left = deadline.saturating_duration_since(Instant::now());
             let said = shell.expect(role, left).await.map_err(|e| fail(&shell, e))?;
             let (port, pid) = said.split_once(' ').unwrap_or((said.as_str(), ""));
-            let at = (port.trim().parse().unwrap_or(0), pid.trim().parse().unwrap_or(0));
+            let at = match (port.trim().parse::<u16>(), pid.trim().parse::<u32>()) {
+                (Ok(port), Ok(pid)) if (ports.0..=ports.1).contains(&port) => (port, pid),
+                _ => {
+                    return Err(fail(&shell, format!("the remote shell said {role} {said:?}, not a port of the range")))
+                }
+            };
             if role == "writer" {
                 ready.writer = at;
             } else {
@@ -326,6 +337,11 @@ impl RemoteWindow {
         }
         let left = deadline.saturating_duration_since(Instant::now());
         ready.name = shell.expect("ready", left).await.map_err(|e| fail(&shell, e))?;
+        // It goes into the external tables' LOCATION: mktemp's letters only.
+        let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_');
+        if ready.name.is_empty() || !ready.name.chars().all(plain) {
+            return Err(fail(&shell, format!("the remote shell named the FIFO {:?}", ready.name)));
+        }
         Ok(RemoteWindow { ready, shell })
     }
 
