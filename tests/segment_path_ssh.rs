@@ -412,3 +412,37 @@ fn bad_ssh_settings_are_refused_by_config_check_and_run() {
     assert!(out.stderr.contains("absolute path on the ETL host"), "{}", out.render());
     assert_nothing_left(&env, "after the refusals");
 }
+
+// ---------------------------------------------------------------------------------------------
+// 5. The remote FIFO's EOF comes only after the source is done
+// ---------------------------------------------------------------------------------------------
+
+/// One source segment starts writing seconds after the other has written all its rows and
+/// said it is done (the writing gpfdist then closes the FIFO): all rows of both still arrive,
+/// since the remote shell holds the FIFO's write end until gptransfer releases it. An empty
+/// window (released before the reading gpfdist opens the FIFO) and a one-row window complete
+/// at once.
+#[test]
+fn a_late_segment_still_arrives_over_ssh_and_empty_windows_complete() {
+    let sshd = Sshd::start();
+    let env = TestEnv::on("segssh_late_segment", Server::Gp6, Server::Gp6);
+    prepare(&env, &sshd);
+    // Row 1 is the first row of its segment: that segment sleeps before its first row.
+    big_tables(&env, &sshd, 31600, "id > 1 OR pg_sleep(4) IS NOT NULL");
+    let out = env.run(&["run"]);
+    run_code(&out, 0);
+    assert!(out.stdout.contains(&format!("1 window(s) loaded, 0 failed; {BIG_ROWS} rows")), "{}", out.render());
+    assert_eq!(big_digest(&env, true), big_digest(&env, false));
+
+    for (filter, rows) in [("id < 0", 0), ("id = 7", 1)] {
+        env.dst_psql("DELETE FROM gptransfer.cursors");
+        big_config(&env, &transport(31600, &sshd), filter);
+        let started = Instant::now();
+        let out = env.run_with_timeout(&["run"], Duration::from_secs(60));
+        run_code(&out, 0);
+        assert!(out.stdout.contains(&format!("1 window(s) loaded, 0 failed; {rows} rows")), "{}", out.render());
+        assert!(started.elapsed() < Duration::from_secs(30), "{filter}: took {:?}", started.elapsed());
+    }
+    assert_eq!(big_count(&env), "1");
+    assert_nothing_left(&env, "after the runs");
+}
