@@ -626,4 +626,25 @@ mod tests {
         assert!(parse("host = \"h\"\nport_range = [8100, 8199]\nmax_row_bytes = 10").unwrap_err().contains("32768"));
         assert!(parse("host = \"h\"\nport_range = [1, 2]\nbogus = 1").unwrap_err().contains("bogus"));
     }
+
+    #[test]
+    fn ssh_options() {
+        let base = "host = \"10.0.0.5\"\nport_range = [8100, 8199]\n";
+        let c =
+            parse(&format!("{base}ssh = {{ host = \"etl\", user = \"gpadmin\" }}")).unwrap_or_else(|e| panic!("{e}"));
+        let ssh = c.ssh.unwrap_or_else(|| panic!("no ssh"));
+        assert_eq!(
+            (ssh.port, ssh.connect_timeout.0, ssh.read_timeout.0),
+            (22, Duration::from_secs(10), Duration::from_secs(300))
+        );
+        let refused = |extra: &str| parse(&format!("{base}{extra}")).unwrap_err();
+        assert!(refused("gpfdist = \"bin/gpfdist\"\nssh = { host = \"etl\", user = \"u\" }")
+            .contains("absolute path on the ETL host etl"));
+        assert!(refused("work_dir = \"tmp\"\nssh = { host = \"etl\", user = \"u\" }").contains("work_dir"));
+        assert!(refused("ssh = { host = \"etl\", user = \"\" }").contains("ssh.user"));
+        assert!(refused("ssh = { host = \"etl\", user = \"u\", root = \"/x\" }").contains("root"));
+        assert!(refused("ssh = { host = \"etl\", user = \"u\", connect_timeout = \"0s\" }").contains("connect_timeout"));
+        // Without ssh a relative gpfdist is a local path, as before.
+        assert!(parse(&format!("{base}gpfdist = \"bin/gpfdist\"")).is_ok());
+    }
 }

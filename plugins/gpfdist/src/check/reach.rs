@@ -158,7 +158,7 @@ pub async fn unreachable_segments_on(
         }
         if stuck {
             // The session still runs the probe: nothing more can be asked on it.
-            let mut text = report(cluster, side, host, ports, &segments, &failed);
+            let mut text = report(cluster, side, host, &launcher.place(), ports, &segments, &failed);
             text.push_str(&format!(
                 "\n(The probe's session on cluster {cluster} still waits for those segments: Greenplum 4.3 segments \
                  do not stop connecting when a statement is cancelled; it ends when they give up.)"
@@ -169,7 +169,7 @@ pub async fn unreachable_segments_on(
     if failed.is_empty() {
         return Ok(());
     }
-    Err(report(cluster, side, host, ports, &segments, &failed))
+    Err(report(cluster, side, host, &launcher.place(), ports, &segments, &failed))
 }
 
 /// `host` as it goes into a gpfdist URL (IPv6 in brackets), or `None` when it holds anything but
@@ -253,11 +253,17 @@ impl Launcher {
                 Err(e) => errors.push(e),
             }
         }
-        let place = match &self.at {
+        Err(format!("cannot start a probe gpfdist on {}: {}", self.place(), errors.join("; ")))
+    }
+
+    /// Where the probe's gpfdist runs, in words.
+    fn place(&self) -> String {
+        match &self.at {
             At::Local(_) => "this host".to_string(),
-            At::Ssh { ssh, .. } => format!("the ETL host {}@{}:{} (over SSH)", ssh.user, ssh.host, ssh.port),
-        };
-        Err(format!("cannot start a probe gpfdist on {place}: {}", errors.join("; ")))
+            At::Ssh { ssh, .. } => {
+                format!("the ETL host {} ({}@{}:{} over SSH)", ssh.host, ssh.user, ssh.host, ssh.port)
+            }
+        }
     }
 }
 
@@ -543,6 +549,7 @@ fn report(
     cluster: &str,
     side: Side,
     host: &str,
+    etl: &str,
     ports: &[u16],
     segments: &[Segment],
     failed: &[(u16, BTreeMap<i32, Failure>)],
@@ -585,8 +592,8 @@ fn report(
     let _ = write!(
         text,
         "What to do: let the segment hosts named above open TCP connections to {host} on {range} \
-         (firewalls on the segment hosts, this host and between them), or set the gpfdist transport's `host` to \
-         an address of this host that those segment hosts can reach."
+         (firewalls on the segment hosts, {etl} and between them), or set the gpfdist transport's `host` to \
+         an address of {etl} that those segment hosts can reach."
     );
     text
 }
