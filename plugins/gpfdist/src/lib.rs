@@ -134,6 +134,12 @@ impl EtlSsh {
             return Some("ssh.connect_timeout must be more than zero".into());
         }
         for (key, path) in [("gpfdist", &c.gpfdist), ("work_dir", &c.work_dir)] {
+            if let Some(p) = path.as_ref().filter(|p| p.to_str().is_none()) {
+                return Some(format!(
+                    "{key} = {:?} is not UTF-8: give a path the remote shell can be sent",
+                    p.display().to_string()
+                ));
+            }
             if let Some(p) = path.as_ref().filter(|p| !p.is_absolute()) {
                 return Some(format!(
                     "{key} = {:?} must be an absolute path on the ETL host {} (with ssh, {key} is a path there)",
