@@ -16,6 +16,7 @@ pub mod check;
 mod fifo;
 mod orphan;
 mod process;
+mod remote;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -33,27 +34,122 @@ use gptransfer_core::roles::{
 };
 use gptransfer_core::RoleError;
 
+use gptransfer_plugin_ssh::{default_known_hosts, SshConfig};
 use process::{Gpfdist, Launch};
+use remote::{RemoteLaunch, RemoteWindow};
 
 /// Options of the `gpfdist` transport.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GpfdistConfig {
-    /// This host's address as the segments of both clusters reach it.
+    /// The ETL host's address as the segments of both clusters reach it (this host's, or with
+    /// `ssh` the remote one's).
     pub host: String,
     /// The first and last port the window's two gpfdist processes may listen on.
     pub port_range: [u16; 2],
-    /// The gpfdist program (default: `gpfdist` on PATH, else `$GPHOME/bin/gpfdist`).
+    /// The gpfdist program (default: `gpfdist` on PATH, else `$GPHOME/bin/gpfdist`); with
+    /// `ssh`, a path on the ETL host.
     pub gpfdist: Option<PathBuf>,
     /// Where each window's directory (its FIFO and the gpfdist logs) is made (default: the
-    /// system's temporary directory).
+    /// system's temporary directory); with `ssh`, a directory on the ETL host.
     pub work_dir: Option<PathBuf>,
+    /// Run the gpfdist processes on an ETL host over SSH instead of this host.
+    #[serde(default)]
+    pub ssh: Option<EtlSsh>,
     /// How long one window may take, end to end.
     #[serde(default = "default_timeout")]
     pub timeout: ConfigDuration,
     /// The longest row gpfdist accepts, in bytes (its `-m`; 32 KiB to 256 MiB).
     #[serde(default = "default_max_row_bytes")]
     pub max_row_bytes: u32,
+}
+
+/// How to reach the ETL host the gpfdist processes run on (the transport's `ssh` table).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EtlSsh {
+    /// The ETL host's name or address as this host reaches its sshd.
+    pub host: String,
+    /// Its sshd port.
+    #[serde(default = "default_ssh_port")]
+    pub port: u16,
+    /// The user the gpfdist processes run as there.
+    pub user: String,
+    /// Private key; left out, ssh-agent's keys are used.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// Environment variable holding the key's passphrase.
+    #[serde(default)]
+    pub passphrase_env: Option<String>,
+    /// known_hosts file (default `~/.ssh/known_hosts`).
+    #[serde(default)]
+    pub known_hosts: Option<PathBuf>,
+    /// Trust (and record) a host key missing from known_hosts; a changed key is refused anyway.
+    #[serde(default)]
+    pub accept_new_host_keys: bool,
+    /// TCP connect limit.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: ConfigDuration,
+    /// Limit for any one SSH read or write, and how long a dead connection may go unnoticed.
+    #[serde(default = "default_read_timeout")]
+    pub read_timeout: ConfigDuration,
+}
+
+fn default_ssh_port() -> u16 {
+    22
+}
+
+fn default_connect_timeout() -> ConfigDuration {
+    ConfigDuration(Duration::from_secs(10))
+}
+
+fn default_read_timeout() -> ConfigDuration {
+    ConfigDuration(Duration::from_secs(300))
+}
+
+impl EtlSsh {
+    /// The SSH session settings.
+    fn session(&self) -> SshConfig {
+        SshConfig {
+            host: self.host.clone(),
+            port: self.port,
+            user: self.user.clone(),
+            key_file: self.key_file.clone(),
+            passphrase_env: self.passphrase_env.clone(),
+            known_hosts: self.known_hosts.clone().unwrap_or_else(default_known_hosts),
+            accept_new_host_keys: self.accept_new_host_keys,
+            connect_timeout: self.connect_timeout.0,
+            read_timeout: self.read_timeout.0,
+        }
+    }
+
+    fn problem(&self, c: &GpfdistConfig) -> Option<String> {
+        if self.host.trim().is_empty() {
+            return Some("ssh.host must name the ETL host (its sshd)".into());
+        }
+        if self.user.trim().is_empty() {
+            return Some("ssh.user must name the user the gpfdist processes run as on the ETL host".into());
+        }
+        if self.connect_timeout.0.is_zero() {
+            return Some("ssh.connect_timeout must be more than zero".into());
+        }
+        for (key, path) in [("gpfdist", &c.gpfdist), ("work_dir", &c.work_dir)] {
+            if let Some(p) = path.as_ref().filter(|p| p.to_str().is_none()) {
+                return Some(format!(
+                    "{key} = {:?} is not UTF-8: give a path the remote shell can be sent",
+                    p.display().to_string()
+                ));
+            }
+            if let Some(p) = path.as_ref().filter(|p| !p.is_absolute()) {
+                return Some(format!(
+                    "{key} = {:?} must be an absolute path on the ETL host {} (with ssh, {key} is a path there)",
+                    p.display().to_string(),
+                    self.host
+                ));
+            }
+        }
+        None
+    }
 }
 
 fn default_timeout() -> ConfigDuration {
@@ -83,6 +179,9 @@ impl GpfdistConfig {
         if c.timeout.0 < Duration::from_secs(1) {
             return Err("timeout must be at least 1s".into());
         }
+        if let Some(problem) = c.ssh.as_ref().and_then(|s| s.problem(&c)) {
+            return Err(problem);
+        }
         Ok(c)
     }
 }
@@ -91,6 +190,7 @@ impl GpfdistConfig {
 #[derive(Debug, Clone)]
 pub struct GpfdistTransport {
     config: GpfdistConfig,
+    /// The gpfdist program: on this host, or with `ssh` on the ETL host.
     program: PathBuf,
 }
 
@@ -112,7 +212,17 @@ impl Factory<dyn Transport> for GpfdistFactory {
     }
     fn build(&self, options: &toml::Table) -> Result<Arc<dyn Transport>, String> {
         let config = GpfdistConfig::parse(options)?;
-        let program = find_program(config.gpfdist.as_deref())?;
+        let program = match &config.ssh {
+            // Before the run touches any server: an unknown host key, a refused login or no
+            // gpfdist on the ETL host fails now.
+            Some(ssh) => remote::preflight(
+                &ssh.session(),
+                config.gpfdist.as_deref().and_then(|p| p.to_str()),
+                config.work_dir.as_deref(),
+            )
+            .map(PathBuf::from)?,
+            None => find_program(config.gpfdist.as_deref())?,
+        };
         Ok(Arc::new(GpfdistTransport { config, program }))
     }
 }
@@ -230,7 +340,7 @@ impl Transport for GpfdistTransport {
 
 /// What the transport proves of the clusters before any data moves.
 mod reach {
-    use super::check::{missing_privileges, unreachable_segments, Side, DEFAULT_PROBE_TIMEOUT};
+    use super::check::{missing_privileges, unreachable_segments_on, ProbeHost, Side, DEFAULT_PROBE_TIMEOUT};
     use super::*;
 
     /// Both roles may create the temporary external tables of their side (every run: one
@@ -257,13 +367,21 @@ mod reach {
             let [first, last] = transport.config.port_range;
             let ports: Vec<u16> = (first..=last).collect();
             for (session, cluster, side) in sides {
-                if let Err(e) = unreachable_segments(
+                let at = match &transport.config.ssh {
+                    Some(ssh) => ProbeHost::Ssh {
+                        ssh: ssh.session(),
+                        program: transport.program.display().to_string(),
+                        work_dir: transport.config.work_dir.clone(),
+                    },
+                    None => ProbeHost::Local(&transport.program),
+                };
+                if let Err(e) = unreachable_segments_on(
                     &session.client,
                     cluster,
                     side,
                     &transport.config.host,
                     &ports,
-                    &transport.program,
+                    at,
                     DEFAULT_PROBE_TIMEOUT,
                 )
                 .await
@@ -281,14 +399,28 @@ mod reach {
 }
 
 impl GpfdistTransport {
-    async fn segment_to_segment(
-        &self,
-        ctx: &WindowCtx,
-        source: &dyn Source,
-        sink: &mut dyn SinkWindow,
-    ) -> Result<Delivered, RoleError> {
-        let table = ctx.table.display_name();
-        let window = ctx.window.id();
+    /// Starts the window's gpfdist processes: here, or on the ETL host over SSH.
+    async fn start_servers(&self, ctx: &WindowCtx) -> Result<Servers, RoleError> {
+        // Idle that long, it is an orphan whatever else failed.
+        let watchdog_seconds = self.config.timeout.0.as_secs().max(60);
+        let ports = (self.config.port_range[0], self.config.port_range[1]);
+        if let Some(ssh) = &self.config.ssh {
+            let script = remote::window_script(&RemoteLaunch {
+                program: &self.program.display().to_string(),
+                work_dir: self.config.work_dir.as_deref(),
+                ports,
+                max_row_bytes: self.config.max_row_bytes,
+                watchdog_seconds,
+            });
+            let window = RemoteWindow::start(ssh.session(), script, ports).await.map_err(|e| {
+                RoleError::new(format!(
+                    "window {} of {}: cannot start its gpfdist processes over SSH: {e}",
+                    ctx.window.id(),
+                    ctx.table.display_name(),
+                ))
+            })?;
+            return Ok(Servers::Remote(window));
+        }
         // Declared first, dropped last: the FIFO and the logs go after the processes.
         let dir = match &self.config.work_dir {
             Some(d) => std::fs::create_dir_all(d)
@@ -301,41 +433,55 @@ impl GpfdistTransport {
         let launch = |role| Launch {
             program: &self.program,
             dir: dir.path(),
-            ports: (self.config.port_range[0], self.config.port_range[1]),
+            ports,
             max_row_bytes: self.config.max_row_bytes,
-            // Idle that long, it is an orphan whatever else failed.
-            watchdog_seconds: self.config.timeout.0.as_secs().max(60),
+            watchdog_seconds,
             role,
         };
         let writer = Gpfdist::start(&launch("writer")).await?;
         let reader = Gpfdist::start(&launch("reader")).await?;
+        Ok(Servers::Local(Box::new(LocalServers {
+            processes: std::sync::Mutex::new((writer, reader)),
+            keeper,
+            name,
+            dir,
+        })))
+    }
+
+    async fn segment_to_segment(
+        &self,
+        ctx: &WindowCtx,
+        source: &dyn Source,
+        sink: &mut dyn SinkWindow,
+    ) -> Result<Delivered, RoleError> {
+        let table = ctx.table.display_name();
+        let window = ctx.window.id();
+        let servers = self.start_servers(ctx).await?;
+        let (writer_port, reader_port, name) = servers.where_();
         tracing::debug!(
             table = %table, window = %window,
-            "gpfdist: writer on port {} (pid {:?}), reader on port {} (pid {:?}), FIFO {}",
-            writer.port, writer.pid(), reader.port, reader.pid(), path.display()
+            "gpfdist: writer on port {writer_port}, reader on port {reader_port}, FIFO {name}{}",
+            self.config.ssh.as_ref().map_or_else(String::new, |s| format!(" on {} over SSH", s.host))
         );
         let url = |port: u16| format!("gpfdist://{}:{port}/{name}", self.config.host);
         // The bytes between the segments: UTF-8, or the source's stored encoding that the
         // database cannot tell (GBK in SQL_ASCII), which the target converts.
         let encoding = source.stored_text_encoding().unwrap_or("UTF8").to_string();
         let out =
-            ExternalLocation { url: url(writer.port), encoding: encoding.clone(), timeout: self.config.timeout.0 };
-        let inn = ExternalLocation { url: url(reader.port), encoding, timeout: self.config.timeout.0 };
-        let processes = std::sync::Mutex::new((writer, reader));
+            ExternalLocation { url: url(writer_port), encoding: encoding.clone(), timeout: self.config.timeout.0 };
+        let inn = ExternalLocation { url: url(reader_port), encoding, timeout: self.config.timeout.0 };
         // The side that failed first: its error is the cause, the other's its consequence
         // (the processes killed under it).
         let first_failure = std::sync::Mutex::new(None::<Side>);
         let failed = |side: Side| {
             first_failure.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(side);
-            let mut p = processes.lock().unwrap_or_else(|p| p.into_inner());
-            p.0.kill();
-            p.1.kill();
+            servers.kill();
         };
 
         let export = async {
             let exported = source.export(ctx, &out).await;
             // Every segment is done writing (or none will): the reader may see EOF.
-            keeper.release();
+            servers.release();
             if exported.is_err() {
                 // The target's segments would wait on a FIFO nobody writes.
                 failed(Side::Source);
@@ -351,22 +497,101 @@ impl GpfdistTransport {
             loaded
         };
         let (exported, loaded) = tokio::join!(export, load);
-        let (writer, reader) = processes.into_inner().unwrap_or_else(|p| p.into_inner());
-        let logs = (writer.log.clone(), reader.log.clone());
-        writer.stop().await;
-        reader.stop().await;
-        drop(keeper);
+        let (writer_log, reader_log) = servers.finish().await;
         let first = first_failure.into_inner().unwrap_or_else(|p| p.into_inner());
         let (rows_read, rows_written) = match (exported, loaded) {
             (Ok(read), Ok(written)) => (read, written),
-            (Err(e), Ok(_)) => return Err(with_log(e, &logs.0)),
-            (Ok(_), Err(e)) => return Err(with_log(e, &logs.1)),
-            (Err(e), Err(_)) if first == Some(Side::Source) => return Err(with_log(e, &logs.0)),
-            (Err(_), Err(e)) => return Err(with_log(e, &logs.1)),
+            (Err(e), Ok(_)) => return Err(with_log(e, writer_log)),
+            (Ok(_), Err(e)) => return Err(with_log(e, reader_log)),
+            (Err(e), Err(_)) if first == Some(Side::Source) => return Err(with_log(e, writer_log)),
+            (Err(_), Err(e)) => return Err(with_log(e, reader_log)),
         };
         ctx.counters.add(rows_read, 0);
-        drop(dir);
         Ok(Delivered { rows_read, bytes: 0, rows_written, ..Delivered::default() })
+    }
+}
+
+/// The window's gpfdist processes on this host, the FIFO's keeper, and their directory
+/// (dropped last: the FIFO and the logs go after the processes).
+struct LocalServers {
+    processes: std::sync::Mutex<(Gpfdist, Gpfdist)>,
+    keeper: fifo::Keeper,
+    name: String,
+    dir: tempfile::TempDir,
+}
+
+/// A window's two gpfdist processes and the FIFO between them.
+enum Servers {
+    /// On this host.
+    Local(Box<LocalServers>),
+    /// On the ETL host over SSH: dropped, they are ended there.
+    Remote(RemoteWindow),
+}
+
+impl Servers {
+    /// The writer's port, the reader's port and the FIFO's name.
+    fn where_(&self) -> (u16, u16, String) {
+        match self {
+            Servers::Local(local) => {
+                let p = local.processes.lock().unwrap_or_else(|p| p.into_inner());
+                (p.0.port, p.1.port, local.name.clone())
+            }
+            Servers::Remote(w) => (w.ready.writer.0, w.ready.reader.0, w.ready.name.clone()),
+        }
+    }
+
+    /// Lets the reader see EOF once the writing gpfdist has closed the FIFO too.
+    fn release(&self) {
+        match self {
+            Servers::Local(local) => local.keeper.release(),
+            Servers::Remote(w) => w.release(),
+        }
+    }
+
+    /// Kills both gpfdist processes (a side failed).
+    fn kill(&self) {
+        match self {
+            Servers::Local(local) => {
+                let mut p = local.processes.lock().unwrap_or_else(|p| p.into_inner());
+                p.0.kill();
+                p.1.kill();
+            }
+            Servers::Remote(w) => w.kill(),
+        }
+    }
+
+    /// Stops both and removes the window's directory; returns the writer's and the reader's
+    /// last complaint, each with where it was logged.
+    async fn finish(self) -> (Option<String>, Option<String>) {
+        match self {
+            Servers::Local(local) => {
+                let LocalServers { processes, keeper, name: _, dir } = *local;
+                let (writer, reader) = processes.into_inner().unwrap_or_else(|p| p.into_inner());
+                let logs = (writer.log.clone(), reader.log.clone());
+                writer.stop().await;
+                reader.stop().await;
+                drop(keeper);
+                let complaint = |log: &std::path::Path| {
+                    let text = std::fs::read_to_string(log).unwrap_or_default();
+                    last_complaint(&text).map(|l| format!("gpfdist log: {l}"))
+                };
+                let found = (complaint(&logs.0), complaint(&logs.1));
+                drop(dir);
+                found
+            }
+            Servers::Remote(w) => {
+                let target = w.target().to_string();
+                let logs = w.stop().await;
+                // The host is named even when gpfdist logged nothing: the place to look.
+                let of = |role: &str| {
+                    Some(logs.iter().find(|(r, _)| r == role).map_or_else(
+                        || format!("gpfdist ({role}) on the ETL host {target}"),
+                        |(_, l)| format!("gpfdist log on the ETL host {target}: {l}"),
+                    ))
+                };
+                (of("writer"), of("reader"))
+            }
+        }
     }
 }
 
@@ -377,11 +602,15 @@ enum Side {
     Target,
 }
 
+/// gpfdist's last complaint in its log, when it has one.
+fn last_complaint(text: &str) -> Option<&str> {
+    text.lines().rev().find(|l| l.contains("WARN") || l.contains("ERROR") || l.contains("FATAL")).map(str::trim)
+}
+
 /// Adds gpfdist's last complaint to an error, when its log has one.
-fn with_log(e: RoleError, log: &std::path::Path) -> RoleError {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    match text.lines().rev().find(|l| l.contains("WARN") || l.contains("ERROR") || l.contains("FATAL")) {
-        Some(line) => RoleError { message: format!("{} (gpfdist log: {})", e.message, line.trim()), ..e },
+fn with_log(e: RoleError, complaint: Option<String>) -> RoleError {
+    match complaint {
+        Some(line) => RoleError { message: format!("{} ({line})", e.message), ..e },
         None => e,
     }
 }
@@ -402,5 +631,26 @@ mod tests {
         assert!(parse("host = \"h\"\nport_range = [8100, 8100]").unwrap_err().contains("two ports"));
         assert!(parse("host = \"h\"\nport_range = [8100, 8199]\nmax_row_bytes = 10").unwrap_err().contains("32768"));
         assert!(parse("host = \"h\"\nport_range = [1, 2]\nbogus = 1").unwrap_err().contains("bogus"));
+    }
+
+    #[test]
+    fn ssh_options() {
+        let base = "host = \"10.0.0.5\"\nport_range = [8100, 8199]\n";
+        let c =
+            parse(&format!("{base}ssh = {{ host = \"etl\", user = \"gpadmin\" }}")).unwrap_or_else(|e| panic!("{e}"));
+        let ssh = c.ssh.unwrap_or_else(|| panic!("no ssh"));
+        assert_eq!(
+            (ssh.port, ssh.connect_timeout.0, ssh.read_timeout.0),
+            (22, Duration::from_secs(10), Duration::from_secs(300))
+        );
+        let refused = |extra: &str| parse(&format!("{base}{extra}")).unwrap_err();
+        assert!(refused("gpfdist = \"bin/gpfdist\"\nssh = { host = \"etl\", user = \"u\" }")
+            .contains("absolute path on the ETL host etl"));
+        assert!(refused("work_dir = \"tmp\"\nssh = { host = \"etl\", user = \"u\" }").contains("work_dir"));
+        assert!(refused("ssh = { host = \"etl\", user = \"\" }").contains("ssh.user"));
+        assert!(refused("ssh = { host = \"etl\", user = \"u\", root = \"/x\" }").contains("root"));
+        assert!(refused("ssh = { host = \"etl\", user = \"u\", connect_timeout = \"0s\" }").contains("connect_timeout"));
+        // Without ssh a relative gpfdist is a local path, as before.
+        assert!(parse(&format!("{base}gpfdist = \"bin/gpfdist\"")).is_ok());
     }
 }

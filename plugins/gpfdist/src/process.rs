@@ -75,11 +75,6 @@ impl Gpfdist {
     pub fn kill(&mut self) {
         let _ = self.child.start_kill();
     }
-
-    /// Its pid, for messages and tests.
-    pub fn pid(&self) -> Option<u32> {
-        self.child.id()
-    }
 }
 
 impl Drop for Gpfdist {

@@ -34,7 +34,8 @@ use gptransfer_core::RoleError;
 use gptransfer_plugin_shared_mount::{Manifest, SharedMountConfig, SharedMountTransport, MANIFEST};
 
 pub use session::{
-    command_line, connect, default_known_hosts, explain_exit, shell_quote, Output, Ssh, SshConfig, SshError, Watch,
+    command_line, connect, default_known_hosts, explain_exit, shell_quote, Interactive, Output, Ssh, SshConfig,
+    SshError, Watch,
 };
 
 /// Options of the `ssh` transport.

@@ -533,6 +533,114 @@ impl Ssh {
     }
 }
 
+/// A remote command talked to while it runs (see [`Ssh::start_line`]): lines written to its
+/// stdin, its stdout read line by line as it comes. The session is in non-blocking mode for the
+/// command's life: give it a connection of its own. Dropping it closes the connection, so the
+/// command's stdin reaches EOF on the host.
+pub struct Interactive {
+    ssh: Ssh,
+    channel: ssh2::Channel,
+    out: Vec<u8>,
+    err: Vec<u8>,
+    out_done: bool,
+    err_done: bool,
+}
+
+impl fmt::Debug for Interactive {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Interactive").field("target", &self.ssh.target).finish()
+    }
+}
+
+impl Ssh {
+    /// Starts `line` (built with [`command_line`] / [`shell_quote`]) and keeps its stdin open.
+    pub fn start_line(&self, line: &str) -> Result<Interactive, SshError> {
+        let t = &self.target;
+        let mut channel =
+            self.session.channel_session().map_err(|e| SshError(format!("ssh {t}: cannot open a channel: {e}")))?;
+        channel.exec(line).map_err(|e| SshError(format!("ssh {t}: cannot start the command: {e}")))?;
+        self.session.set_blocking(false);
+        Ok(Interactive {
+            ssh: self.clone(),
+            channel,
+            out: Vec::new(),
+            err: Vec::new(),
+            out_done: false,
+            err_done: false,
+        })
+    }
+}
+
+impl Interactive {
+    /// The complete stdout lines that arrived (without waiting), and whether stdout has ended.
+    /// Sends a keepalive when nothing came, so a dead connection fails a later read.
+    pub fn poll_lines(&mut self) -> Result<(Vec<String>, bool), SshError> {
+        let mut buf = [0u8; 8192];
+        for (done, into, stream) in [(&mut self.out_done, &mut self.out, 0), (&mut self.err_done, &mut self.err, 1)] {
+            while !*done {
+                match self.channel.stream(stream).read(&mut buf) {
+                    Ok(0) => *done = true,
+                    Ok(n) => into.extend_from_slice(&buf[..n]),
+                    Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => break,
+                    Err(e) => {
+                        return Err(SshError(format!("ssh {}: cannot read the command's output: {e}", self.ssh.target)))
+                    }
+                }
+            }
+        }
+        if !self.out_done {
+            let _ = self.ssh.session.keepalive_send();
+        }
+        let mut lines = Vec::new();
+        while let Some(end) = self.out.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.out.drain(..=end).collect();
+            lines.push(String::from_utf8_lossy(&line[..end]).into_owned());
+        }
+        if self.out_done && !self.out.is_empty() {
+            lines.push(String::from_utf8_lossy(&std::mem::take(&mut self.out)).into_owned());
+        }
+        Ok((lines, self.out_done))
+    }
+
+    /// Writes `line` and a newline to the command's stdin.
+    pub fn write_line(&mut self, line: &str) -> Result<(), SshError> {
+        let mut data = format!("{line}\n").into_bytes();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !data.is_empty() {
+            match self.channel.write(&data) {
+                Ok(n) => {
+                    data.drain(..n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(e) => return Err(SshError(format!("ssh {}: cannot write to the command: {e}", self.ssh.target))),
+            }
+        }
+        let _ = self.channel.flush();
+        Ok(())
+    }
+
+    /// What the command wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.err).into_owned()
+    }
+
+    /// `user@host:port`, for messages.
+    pub fn target(&self) -> &str {
+        &self.ssh.target
+    }
+}
+
+impl Drop for Interactive {
+    fn drop(&mut self) {
+        // EOF on its stdin, then the connection closed under libssh2 (no waiting on a dead host):
+        // sshd ends the session, and the command sees EOF either way.
+        let _ = self.channel.send_eof();
+        self.ssh.abandon();
+    }
+}
+
 /// What may end a remote command before it ends by itself.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Watch<'a> {

@@ -9,7 +9,7 @@ mod reach;
 
 pub use privileges::missing_privileges;
 pub use probe_server::ProbeServer;
-pub use reach::{sample_ports, unreachable_segments, DEFAULT_PROBE_TIMEOUT};
+pub use reach::{sample_ports, unreachable_segments, unreachable_segments_on, ProbeHost, DEFAULT_PROBE_TIMEOUT};
 
 /// Which end of the transfer a cluster is: it decides which kind of external table its
 /// segments use, so which privilege its role needs and how the reach probe runs.

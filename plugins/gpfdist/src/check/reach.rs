@@ -22,6 +22,24 @@ use tokio_postgres::Client;
 
 use super::privileges::db_error_text;
 use super::{ProbeServer, Side};
+use crate::remote::RemoteProbe;
+use gptransfer_plugin_ssh::SshConfig;
+
+/// Where the probe's gpfdist runs.
+#[derive(Debug, Clone)]
+pub enum ProbeHost<'a> {
+    /// On this host: this gpfdist program.
+    Local(&'a Path),
+    /// On the ETL host over SSH.
+    Ssh {
+        /// The session settings.
+        ssh: SshConfig,
+        /// The gpfdist program there.
+        program: String,
+        /// Where its directory is made there (`None`: its `$TMPDIR`, else `/tmp`).
+        work_dir: Option<PathBuf>,
+    },
+}
 
 /// How long one probe statement may run: a segment that has not connected by then is named as
 /// unreachable (packets dropped on the way).
@@ -77,6 +95,20 @@ pub async fn unreachable_segments(
     gpfdist: &Path,
     timeout: Duration,
 ) -> Result<(), String> {
+    unreachable_segments_on(client, cluster, side, host, ports, ProbeHost::Local(gpfdist), timeout).await
+}
+
+/// [`unreachable_segments`] with the probe's gpfdist on `at`: this host, or the ETL host over
+/// SSH (`host` is then that host's address as the segments reach it).
+pub async fn unreachable_segments_on(
+    client: &Client,
+    cluster: &str,
+    side: Side,
+    host: &str,
+    ports: &[u16],
+    at: ProbeHost<'_>,
+    timeout: Duration,
+) -> Result<(), String> {
     let url_host = url_host(host).ok_or_else(|| {
         format!("cluster {cluster}: gpfdist host {host:?} is not a host name or IP address the segments can be given")
     })?;
@@ -95,7 +127,10 @@ pub async fn unreachable_segments(
         .map_err(|e| format!("cannot write the probe file in {}: {e}", served.display()))?;
     // Each gpfdist serves one statement: it never outlives it by more than a few seconds.
     let launcher = Launcher {
-        gpfdist: gpfdist.to_path_buf(),
+        at: match at {
+            ProbeHost::Local(gpfdist) => At::Local(gpfdist.to_path_buf()),
+            ProbeHost::Ssh { ssh, program, work_dir } => At::Ssh { ssh, program, work_dir },
+        },
         served,
         dir: dir.path().to_path_buf(),
         life: timeout + CLIENT_GRACE + Duration::from_secs(5),
@@ -106,10 +141,10 @@ pub async fn unreachable_segments(
     let mut probed = BTreeSet::new();
     for i in 0..sample_ports(ports).len() {
         let candidates = if i == 0 { &ascending } else { &descending };
-        let server = launcher.start_near(candidates, &probed).await?;
+        let mut server = launcher.start_near(candidates, &probed).await?;
         probed.insert(server.port());
         let url = format!("gpfdist://{url_host}:{}/probe.txt", server.port());
-        let outcome = plan.probe_all(client, &url, &server).await;
+        let outcome = plan.probe_all(client, &url, &mut server).await;
         let port = server.port();
         server.stop().await;
         let verdict = outcome.map_err(|e| format!("cluster {cluster}: {e}"))?;
@@ -123,7 +158,7 @@ pub async fn unreachable_segments(
         }
         if stuck {
             // The session still runs the probe: nothing more can be asked on it.
-            let mut text = report(cluster, side, host, ports, &segments, &failed);
+            let mut text = report(cluster, side, host, &launcher.place(), ports, &segments, &failed);
             text.push_str(&format!(
                 "\n(The probe's session on cluster {cluster} still waits for those segments: Greenplum 4.3 segments \
                  do not stop connecting when a statement is cancelled; it ends when they give up.)"
@@ -134,7 +169,7 @@ pub async fn unreachable_segments(
     if failed.is_empty() {
         return Ok(());
     }
-    Err(report(cluster, side, host, ports, &segments, &failed))
+    Err(report(cluster, side, host, &launcher.place(), ports, &segments, &failed))
 }
 
 /// `host` as it goes into a gpfdist URL (IPv6 in brackets), or `None` when it holds anything but
@@ -147,9 +182,46 @@ fn url_host(host: &str) -> Option<String> {
     Some(if host.contains(':') { format!("[{host}]") } else { host.to_string() })
 }
 
-/// Starts probe gpfdists in the temporary directory.
+/// Where a probe gpfdist is started.
+enum At {
+    /// On this host, this program.
+    Local(PathBuf),
+    /// On the ETL host over SSH.
+    Ssh { ssh: SshConfig, program: String, work_dir: Option<PathBuf> },
+}
+
+/// A running probe gpfdist, here or on the ETL host.
+enum Probe {
+    Local(ProbeServer),
+    Remote(RemoteProbe),
+}
+
+impl Probe {
+    fn port(&self) -> u16 {
+        match self {
+            Probe::Local(s) => s.port(),
+            Probe::Remote(s) => s.port(),
+        }
+    }
+
+    async fn connected_segments(&mut self) -> BTreeSet<i32> {
+        match self {
+            Probe::Local(s) => s.connected_segments(),
+            Probe::Remote(s) => s.connected_segments().await,
+        }
+    }
+
+    async fn stop(self) {
+        match self {
+            Probe::Local(s) => s.stop().await,
+            Probe::Remote(s) => s.stop().await,
+        }
+    }
+}
+
+/// Starts probe gpfdists (on this host in the temporary directory, or on the ETL host).
 struct Launcher {
-    gpfdist: PathBuf,
+    at: At,
     /// The directory gpfdist serves (the probe file).
     served: PathBuf,
     /// Where the logs go.
@@ -159,14 +231,21 @@ struct Launcher {
 }
 
 impl Launcher {
-    async fn start(&self, port: u16) -> Result<ProbeServer, String> {
-        let log = self.dir.join(format!("gpfdist-{port}.log"));
-        ProbeServer::start(&self.gpfdist, &self.served, &log, port, self.life).await
+    async fn start(&self, port: u16) -> Result<Probe, String> {
+        match &self.at {
+            At::Local(gpfdist) => {
+                let log = self.dir.join(format!("gpfdist-{port}.log"));
+                ProbeServer::start(gpfdist, &self.served, &log, port, self.life).await.map(Probe::Local)
+            }
+            At::Ssh { ssh, program, work_dir } => {
+                RemoteProbe::start(ssh.clone(), program, work_dir.as_deref(), port, self.life).await.map(Probe::Remote)
+            }
+        }
     }
 
     /// Starts on the first of `candidates` (at most [`BUSY_TRIES`]) not probed yet that gpfdist
     /// can bind: a port busy on this host (another run's gpfdist) is replaced by the next.
-    async fn start_near(&self, candidates: &[u16], probed: &BTreeSet<u16>) -> Result<ProbeServer, String> {
+    async fn start_near(&self, candidates: &[u16], probed: &BTreeSet<u16>) -> Result<Probe, String> {
         let mut errors = Vec::new();
         for &port in candidates.iter().filter(|p| !probed.contains(p)).take(BUSY_TRIES) {
             match self.start(port).await {
@@ -174,7 +253,17 @@ impl Launcher {
                 Err(e) => errors.push(e),
             }
         }
-        Err(format!("cannot start a probe gpfdist on this host: {}", errors.join("; ")))
+        Err(format!("cannot start a probe gpfdist on {}: {}", self.place(), errors.join("; ")))
+    }
+
+    /// Where the probe's gpfdist runs, in words.
+    fn place(&self) -> String {
+        match &self.at {
+            At::Local(_) => "this host".to_string(),
+            At::Ssh { ssh, .. } => {
+                format!("the ETL host {} ({}@{}:{} over SSH)", ssh.host, ssh.user, ssh.host, ssh.port)
+            }
+        }
     }
 }
 
@@ -245,9 +334,9 @@ impl Plan {
     }
 
     /// One statement that makes every segment connect.
-    async fn probe_all(&self, client: &Client, url: &str, server: &ProbeServer) -> Result<Verdict, String> {
+    async fn probe_all(&self, client: &Client, url: &str, server: &mut Probe) -> Result<Verdict, String> {
         let result = self.run(client, url, None).await?;
-        let connected = server.connected_segments();
+        let connected = server.connected_segments().await;
         let missing: Vec<i32> = self.segments.iter().copied().filter(|s| !connected.contains(s)).collect();
         let error = match result {
             Ok(()) if missing.is_empty() => return Ok(Verdict::Reached),
@@ -305,7 +394,7 @@ impl Plan {
             if pending.is_empty() {
                 break;
             }
-            let server = match launcher.start(port).await {
+            let mut server = match launcher.start(port).await {
                 Ok(server) => server,
                 Err(e) => {
                     for seg in pending.iter().filter(|s| only.is_none() || only == Some(**s)) {
@@ -315,7 +404,7 @@ impl Plan {
                 }
             };
             let result = self.run(client, url, only).await;
-            let connected = server.connected_segments();
+            let connected = server.connected_segments().await;
             server.stop().await;
             for seg in &pending {
                 if connected.contains(seg) {
@@ -460,6 +549,7 @@ fn report(
     cluster: &str,
     side: Side,
     host: &str,
+    etl: &str,
     ports: &[u16],
     segments: &[Segment],
     failed: &[(u16, BTreeMap<i32, Failure>)],
@@ -502,8 +592,8 @@ fn report(
     let _ = write!(
         text,
         "What to do: let the segment hosts named above open TCP connections to {host} on {range} \
-         (firewalls on the segment hosts, this host and between them), or set the gpfdist transport's `host` to \
-         an address of this host that those segment hosts can reach."
+         (firewalls on the segment hosts, {etl} and between them), or set the gpfdist transport's `host` to \
+         an address of {etl} that those segment hosts can reach."
     );
     text
 }

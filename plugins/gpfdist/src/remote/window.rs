@@ -1,0 +1,191 @@
+//! A window's two gpfdist processes, the FIFO and its write end's holder on the ETL host.
+//!
+//! The holder is a background subshell: it opens the read end of a control FIFO (`hold.ctl`),
+//! then the window's FIFO for writing — blocking until the reading gpfdist opens it, as
+//! [`crate::fifo::Keeper`]'s thread does — then reads the control FIFO until EOF. The shell
+//! holds the control FIFO's only write end and closes it on `release`: whether that comes
+//! before or after the reader opened the FIFO, the holder closes its write end only once the
+//! reader has it open, so the reader sees EOF after the release and after the writing gpfdist
+//! closed, never before, and an empty window still ends at once. gpfdist is started with the
+//! control FIFO closed (`4>&-`) so that nothing else keeps it open.
+
+use std::path::Path;
+use std::time::Instant;
+
+use gptransfer_plugin_ssh::{shell_quote, SshConfig};
+
+use super::shell::RemoteShell;
+use super::{base_dir, LIBRARY_PATH, READY_WITHIN, STOP_WITHIN};
+
+/// What a window's remote gpfdist processes are started with.
+pub struct RemoteLaunch<'a> {
+    /// The gpfdist program on the ETL host.
+    pub program: &'a str,
+    /// `work_dir` on the ETL host; `None`: its `$TMPDIR`, else `/tmp`.
+    pub work_dir: Option<&'a Path>,
+    /// First and last port.
+    pub ports: (u16, u16),
+    /// gpfdist's `-m`.
+    pub max_row_bytes: u32,
+    /// gpfdist's own idle watchdog, in seconds.
+    pub watchdog_seconds: u64,
+}
+
+/// The remote shell of one window (see the `remote` module's comment). Every value is shell-quoted.
+pub fn window_script(launch: &RemoteLaunch<'_>) -> String {
+    let base = base_dir(launch.work_dir);
+    format!(
+        r#"prog={prog}
+base={base}
+first={first}; last={last}; maxrow={maxrow}
+GPFDIST_WATCHDOG_TIMER={watchdog}; export GPFDIST_WATCHDOG_TIMER
+{library}
+dir= hp= wp= rp= wport=
+cleanup() {{
+  trap - EXIT HUP INT TERM PIPE
+  for p in $wp $rp $hp; do kill -KILL "$p" 2>/dev/null; done
+  wait 2>/dev/null
+  [ -n "$dir" ] && rm -rf "$dir"
+}}
+trap cleanup EXIT
+trap 'exit 1' HUP INT TERM PIPE
+fail() {{ echo "error $*"; exit 3; }}
+mkdir -p "$base" || fail "cannot make work_dir $base"
+dir=$(mktemp -d "$base/gptransfer-gpfdist-XXXXXXXXXX") || {{ dir=; fail "cannot make a directory in work_dir $base"; }}
+name=${{dir##*/}}.fifo; fifo=$dir/$name; ctl=$dir/hold.ctl
+mkfifo -m 600 "$fifo" "$ctl" || fail "cannot make the FIFO in $dir"
+(exec 5<"$ctl"; exec 3>"$fifo"; exec cat <&5 >/dev/null) </dev/null >/dev/null 2>&1 &
+hp=$!
+exec 4>"$ctl"
+start() {{
+  role=$1; p=$first; why=
+  while [ "$p" -le "$last" ]; do
+    if [ "$p" != "$wport" ]; then
+      out=$dir/gpfdist-$role.out
+      "$prog" -d "$dir" -p "$p" -P "$p" -m "$maxrow" -l "$dir/gpfdist-$role.log" </dev/null >"$out" 2>&1 4>&- &
+      pid=$!; n=0
+      while kill -0 "$pid" 2>/dev/null; do
+        grep -q "^Serving HTTP on port $p" "$out" 2>/dev/null && {{ port=$p; return 0; }}
+        grep -q "FATAL\|exiting" "$out" 2>/dev/null && break
+        case $(cat "/proc/$pid/stat" 2>/dev/null) in *") Z "*) break ;; esac
+        n=$((n+1)); [ "$n" -ge 500 ] && {{ kill -KILL "$pid"; wait "$pid"; fail "gpfdist ($role) did not listen on port $p within 10 s"; }}
+        sleep 0.02
+      done
+      kill -KILL "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+      why="$p: $(grep -v '^ *\.\.\.' "$out" | tail -n 1)"
+    fi
+    p=$((p+1))
+  done
+  fail "cannot start gpfdist ($role) on any port of $first-$last (last tried: $why); widen port_range or free ports in it"
+}}
+start writer; wp=$pid; wport=$port; echo "writer $port $pid"
+start reader; rp=$pid; echo "reader $port $pid"
+echo "ready $name"
+while IFS= read -r line; do
+  case $line in
+    release) exec 4>&- ;;
+    kill) kill -KILL $wp $rp 2>/dev/null ;;
+    stop)
+      kill -KILL $wp $rp 2>/dev/null; wait $wp $rp 2>/dev/null
+      for role in writer reader; do
+        echo "log $role $(cat "$dir/gpfdist-$role.log" "$dir/gpfdist-$role.out" 2>/dev/null | grep 'WARN\|ERROR\|FATAL' | tail -n 1)"
+      done
+      exit 0 ;;
+  esac
+done
+exit 0
+"#,
+        prog = shell_quote(launch.program),
+        first = launch.ports.0,
+        last = launch.ports.1,
+        maxrow = launch.max_row_bytes,
+        watchdog = launch.watchdog_seconds,
+        library = LIBRARY_PATH,
+    )
+}
+
+/// Where the window's remote gpfdist processes listen.
+#[derive(Debug, Clone, Default)]
+pub struct Ready {
+    /// The FIFO's name: the path of both gpfdist URLs.
+    pub name: String,
+    /// Port and pid of the gpfdist the source's segments write to.
+    pub writer: (u16, u32),
+    /// Port and pid of the gpfdist the target's segments read from.
+    pub reader: (u16, u32),
+}
+
+/// The last complaint of each remote gpfdist (`writer`, `reader`), when it had one.
+pub type Logs = Vec<(String, String)>;
+
+/// A window's remote gpfdist processes (see the `remote` module's comment); dropped, they are ended.
+pub struct RemoteWindow {
+    /// Where they listen.
+    pub ready: Ready,
+    shell: RemoteShell,
+}
+
+impl RemoteWindow {
+    /// Logs in to the ETL host and starts the window's gpfdist processes there.
+    pub async fn start(ssh: SshConfig, script: String, ports: (u16, u16)) -> Result<RemoteWindow, String> {
+        let mut shell = RemoteShell::start(ssh, script)?;
+        let mut ready = Ready::default();
+        let deadline = Instant::now() + READY_WITHIN;
+        let fail = |shell: &RemoteShell, e: String| format!("ETL host {}: {e}", shell.target);
+        for role in ["writer", "reader"] {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let said = shell.expect(role, left).await.map_err(|e| fail(&shell, e))?;
+            let (port, pid) = said.split_once(' ').unwrap_or((said.as_str(), ""));
+            let at = match (port.trim().parse::<u16>(), pid.trim().parse::<u32>()) {
+                (Ok(port), Ok(pid)) if (ports.0..=ports.1).contains(&port) => (port, pid),
+                _ => {
+                    return Err(fail(&shell, format!("the remote shell said {role} {said:?}, not a port of the range")))
+                }
+            };
+            if role == "writer" {
+                ready.writer = at;
+            } else {
+                ready.reader = at;
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        ready.name = shell.expect("ready", left).await.map_err(|e| fail(&shell, e))?;
+        // It goes into the external tables' LOCATION: mktemp's letters only.
+        let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_');
+        if ready.name.is_empty() || !ready.name.chars().all(plain) {
+            return Err(fail(&shell, format!("the remote shell named the FIFO {:?}", ready.name)));
+        }
+        Ok(RemoteWindow { ready, shell })
+    }
+
+    /// `user@host:port` of the ETL host.
+    pub fn target(&self) -> &str {
+        &self.shell.target
+    }
+
+    /// Lets the reader see EOF once the writing gpfdist has closed the FIFO too.
+    pub fn release(&self) {
+        self.shell.send("release");
+    }
+
+    /// Kills both gpfdist processes at once (a side failed), keeping their logs for [`Self::stop`].
+    pub fn kill(&self) {
+        self.shell.send("kill");
+    }
+
+    /// Ends both gpfdist processes, removes the window's directory and returns their last
+    /// complaints.
+    pub async fn stop(mut self) -> Logs {
+        self.shell.send("stop");
+        let mut logs = Vec::new();
+        let deadline = Instant::now() + STOP_WITHIN;
+        while let Ok(Some(line)) = self.shell.next_line(deadline.saturating_duration_since(Instant::now())).await {
+            if let Some((role, complaint)) = line.strip_prefix("log ").and_then(|r| r.split_once(' ')) {
+                if !complaint.trim().is_empty() {
+                    logs.push((role.to_string(), complaint.trim().to_string()));
+                }
+            }
+        }
+        logs
+    }
+}
