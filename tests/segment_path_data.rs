@@ -1,0 +1,342 @@
+//! Adversarial data and schemas on the `gpfdist` transport (segment to segment, TEXT format
+//! through gpfdist): every value arrives byte-exact, or the window fails loudly, naming the
+//! table, the window and what to do. Never success with different data.
+//!
+//! Each test sets up several tables and moves them in one run, under hostile database defaults
+//! on both sides (DateStyle, IntervalStyle, extra_float_digits, bytea_output, TimeZone), which
+//! the segments must not use: the bytes between them are the sessions' settings only.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use support::{gp6_home, table_digest, CmdOutput, Server, TestEnv};
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------------
+
+/// The transport's TOML (a job-level line), gpfdist of the test's GP6 install.
+fn transport(first_port: u16, max_row_bytes: u32) -> String {
+    format!(
+        r#"transport = {{ plugin = "gpfdist", host = "127.0.0.1", port_range = [{first_port}, {}], gpfdist = "{}", work_dir = "{{TEMP_DIR}}/gpfdist", max_row_bytes = {max_row_bytes} }}"#,
+        first_port + 39,
+        gp6_home().join("bin/gpfdist").display()
+    )
+}
+
+/// Job `j` (hourly windows from 2024-01-01 00:00, no retries) through the transport, with
+/// `tables` (`[[jobs.j.tables]]` entries).
+fn job(first_port: u16, max_row_bytes: u32, tables: &str) -> String {
+    format!(
+        "{{CLUSTERS}}\n\n[jobs.j]\nfrom = \"src\"\nto = \"dst\"\nstart = \"2024-01-01 00:00:00\"\nduration = \"1h\"\n\
+         retries = 0\n{}\n{tables}",
+        transport(first_port, max_row_bytes)
+    )
+}
+
+/// A windowed table entry: `ts` cuts windows over the first two hours of 2024.
+fn windowed(table: &str, column: &str) -> String {
+    format!(
+        "\n[[jobs.j.tables]]\ntable = {table:?}\ncondition_column = {column:?}\nfinal_end = \"2024-01-01 02:00:00\"\n"
+    )
+}
+
+fn full(table: &str) -> String {
+    format!("\n[[jobs.j.tables]]\ntable = {table:?}\nmode = \"full\"\n")
+}
+
+/// Database defaults a segment would print or parse with, were the sessions' settings not
+/// what it used.
+fn hostile_defaults(env: &TestEnv, source: bool, target: bool) {
+    if source {
+        let db = &env.db;
+        let mut sql = format!(
+            "ALTER DATABASE \"{db}\" SET DateStyle = 'SQL, DMY';\n\
+             ALTER DATABASE \"{db}\" SET extra_float_digits = -15;\n\
+             ALTER DATABASE \"{db}\" SET TimeZone = 'Asia/Kolkata';\n"
+        );
+        // 8.2 has neither setting.
+        if env.src.kind != support::Kind::Gp4 {
+            sql.push_str(&format!(
+                "ALTER DATABASE \"{db}\" SET IntervalStyle = 'sql_standard';\n\
+                 ALTER DATABASE \"{db}\" SET bytea_output = 'escape';"
+            ));
+        }
+        env.src_psql(&sql);
+    }
+    if target {
+        env.dst_psql(&format!(
+            "ALTER DATABASE \"{db}\" SET DateStyle = 'German, DMY';\n\
+             ALTER DATABASE \"{db}\" SET IntervalStyle = 'sql_standard';\n\
+             ALTER DATABASE \"{db}\" SET extra_float_digits = 0;\n\
+             ALTER DATABASE \"{db}\" SET TimeZone = 'America/Sao_Paulo';",
+            db = env.dst_db
+        ));
+    }
+}
+
+fn assert_no_external_tables_left(env: &TestEnv) {
+    for (pg, db) in [(env.src, &env.db), (env.dst, &env.dst_db)] {
+        assert_eq!(
+            pg.psql(
+                db,
+                "SELECT count(*) FROM pg_exttable x JOIN pg_class c ON c.oid = x.reloid WHERE c.relname LIKE 'gptransfer%'"
+            ),
+            "0",
+            "external tables left in {db}"
+        );
+    }
+}
+
+fn history(env: &TestEnv, table: &str) -> String {
+    env.dst_psql(&format!(
+        "SELECT string_agg(window_id || ' ' || status || ' ' || coalesce(rows_written, 0), ',' ORDER BY window_id, id) \
+         FROM gptransfer.history WHERE table_name = '{table}'"
+    ))
+}
+
+fn failed_with(out: &CmdOutput, table: &str, window: &str, needles: &[&str]) {
+    let line = out
+        .stdout
+        .lines()
+        .chain(out.stderr.lines())
+        .find(|l| l.contains("FAILED") && l.contains(table) && l.contains(window))
+        .unwrap_or_else(|| panic!("no FAILED line for {table} {window}\n{}", out.render()));
+    for n in needles {
+        assert!(line.contains(n), "{table} {window}: {n:?} not in\n{line}\n{}", out.render());
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Values: every byte and character class, every type with a tricky text form
+// ---------------------------------------------------------------------------------------------
+
+const VALS_DDL: &str = "id int NOT NULL, ts timestamp, t text, b bytea, arr text[], arr2 int[], js json, jb jsonb, \
+     n numeric, f8 float8, f4 float4, at_ts timestamp, at_tz timestamptz, d date, iv interval, ok bool, \
+     u uuid, ip inet, net cidr, mac macaddr, bits varbit, ch char(5), vc varchar(12), m money, tail text";
+
+/// The digest's expressions: floats by their bits, the rest by its text under the digest's
+/// fixed settings.
+const VALS_COLUMNS: &[&str] = &[
+    "id",
+    "ts",
+    "t",
+    "b",
+    "arr",
+    "array_lower(arr2, 1)",
+    "arr2",
+    "js",
+    "jb",
+    "n",
+    "encode(float8send(f8), 'hex')",
+    "encode(float4send(f4), 'hex')",
+    "at_ts",
+    "at_tz",
+    "d",
+    "iv",
+    "ok",
+    "u",
+    "ip",
+    "net",
+    "mac",
+    "bits",
+    "ch",
+    "octet_length(ch)",
+    "vc",
+    "m",
+    "tail",
+];
+
+/// Rows 1..=24 of every class, at 5-minute steps from 00:00 (row 13 at 01:00, a window's
+/// first instant), plus rows on and beside the windows' bounds and with NULL `ts`.
+const VALS_ROWS: &str = r#"
+INSERT INTO vals
+SELECT i,
+       timestamp '2024-01-01 00:00:00' + (i - 1) * interval '5 minutes',
+       CASE i % 12
+           WHEN 0 THEN E'tab\there\ttrail\t'
+           WHEN 1 THEN E'cr\rlf\ncrlf\r\nend'
+           WHEN 2 THEN E'\\N'
+           WHEN 3 THEN ''
+           WHEN 4 THEN NULL
+           WHEN 5 THEN E'\\.'
+           WHEN 6 THEN E'trailing backslash\\'
+           WHEN 7 THEN '中文 CJK 😀 emoji ' || chr(65279) || chr(8232) || 'é́'
+           WHEN 8 THEN (SELECT string_agg(chr(g), '' ORDER BY g) FROM generate_series(1, 127) g)
+           WHEN 9 THEN E'\n'
+           WHEN 10 THEN E'\\'
+           ELSE E'\\\\N \\t \\n \\\\. NULL (1,"a b",) '
+       END,
+       CASE i % 4
+           WHEN 0 THEN (SELECT string_agg(set_byte('\x00'::bytea, 0, g), ''::bytea ORDER BY g) FROM generate_series(0, 255) g)
+           WHEN 1 THEN ''::bytea
+           WHEN 2 THEN NULL
+           ELSE E'\\x5c0a0d09004e'::bytea
+       END,
+       CASE i % 3
+           WHEN 0 THEN ARRAY['a,b', 'q"uote', '{brace}', NULL, 'NULL', '', E'back\\slash', ' sp ', E'tab\t', '中']
+           WHEN 1 THEN '{}'::text[]
+           ELSE NULL
+       END,
+       CASE i % 3 WHEN 0 THEN '[0:1][2:3]={{1,2},{3,NULL}}'::int[] WHEN 1 THEN ARRAY[-2147483648, 2147483647] END,
+       CASE i % 2
+           WHEN 0 THEN E'{"k": "line\\nbreak \\u00e9 \\\\ \\"q\\"", "k": [1, 2.50, null],  "z" : {}}'::json
+           ELSE '"\ud83d\ude00"'::json
+       END,
+       CASE i % 2 WHEN 0 THEN E'{"k": "tab\\t \\u00e9 \\\\", "n": 1.50, "a": [true, null]}'::jsonb ELSE '[]'::jsonb END,
+       CASE i % 6
+           WHEN 0 THEN 'NaN'::numeric
+           WHEN 1 THEN '123456789012345678901234567890.123456789012345678901234567890'::numeric
+           WHEN 2 THEN '-0.000000000000000000000000000000000000000001'::numeric
+           WHEN 3 THEN 1e100::numeric
+           WHEN 4 THEN NULL
+           ELSE 0.10::numeric
+       END,
+       CASE i % 9
+           WHEN 0 THEN '-0'::float8
+           WHEN 1 THEN 'NaN'::float8
+           WHEN 2 THEN 'Infinity'::float8
+           WHEN 3 THEN '-Infinity'::float8
+           WHEN 4 THEN 5e-324::float8
+           WHEN 5 THEN 2.2250738585072009e-308::float8
+           WHEN 6 THEN 1.7976931348623157e308::float8
+           WHEN 7 THEN 0.1::float8
+           ELSE (1 / 3.0)::float8
+       END,
+       CASE i % 5 WHEN 0 THEN '1e-45'::float4 WHEN 1 THEN '-0'::float4 WHEN 2 THEN 'NaN'::float4
+                  WHEN 3 THEN '3.4028235e38'::float4 ELSE (1 / 3.0)::float4 END,
+       CASE i % 4
+           WHEN 0 THEN timestamp '4713-01-01 00:00:00 BC'
+           WHEN 1 THEN 'infinity'::timestamp
+           WHEN 2 THEN '-infinity'::timestamp
+           ELSE timestamp '2024-02-29 23:59:59.999999'
+       END,
+       CASE i % 3
+           WHEN 0 THEN timestamptz '0044-03-15 12:00:00.000001+00 BC'
+           WHEN 1 THEN timestamptz '1900-01-01 00:00:00+05:53:28'
+           ELSE timestamptz '2024-03-10 02:30:00-08'
+       END,
+       CASE i % 3 WHEN 0 THEN date '5874897-12-31' WHEN 1 THEN date '4713-01-01 BC' ELSE date '2024-01-02' END,
+       CASE i % 4
+           WHEN 0 THEN interval '-1 day +2 hours 3.5 seconds'
+           WHEN 1 THEN interval '178000000 years'
+           WHEN 2 THEN interval '-00:00:00.000001'
+           ELSE interval '1 mon -1 day'
+       END,
+       CASE i % 3 WHEN 0 THEN true WHEN 1 THEN false END,
+       CASE i % 2 WHEN 0 THEN 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'::uuid END,
+       CASE i % 2 WHEN 0 THEN '::ffff:1.2.3.4/128'::inet ELSE '10.1.2.3/8'::inet END,
+       '10.0.0.0/8'::cidr,
+       '08:00:2b:01:02:03'::macaddr,
+       CASE i % 2 WHEN 0 THEN B'1011' ELSE B'' END,
+       CASE i % 2 WHEN 0 THEN 'ab' ELSE E'\\ \t' END,
+       CASE i % 2 WHEN 0 THEN 'ünï ' ELSE '  ' END,
+       CASE i % 2 WHEN 0 THEN '-92233720368547758.08'::money ELSE '1234.56'::money END,
+       CASE i % 3 WHEN 0 THEN E'ends in a backslash\\' WHEN 1 THEN E'\\' ELSE '' END
+FROM generate_series(1, 24) AS i;
+-- On and beside the windows' bounds; a NULL in the window column is in no window.
+INSERT INTO vals (id, ts, t, tail) VALUES
+    (100, '2023-12-31 23:59:59.999999', 'before the first window', E'\\'),
+    (101, '2024-01-01 00:59:59.999999', 'last instant of the first window', E'\\'),
+    (102, '2024-01-01 01:00:00', 'first instant of the second window', E'\\'),
+    (103, '2024-01-01 02:00:00', 'the end, excluded', E'\\'),
+    (104, NULL, 'NULL window column', E'\\');
+"#;
+
+/// Rows of `vals` the windows hold.
+const IN_WINDOWS: &str = "ts >= '2024-01-01 00:00:00' AND ts < '2024-01-01 02:00:00'";
+
+/// The other source tables of [`adversarial_values_and_schemas_arrive_byte_exact`].
+const OTHER_SOURCES: &str = r#"
+-- One text column: an empty string is an empty line.
+CREATE TABLE one (v text) DISTRIBUTED RANDOMLY;
+INSERT INTO one VALUES (''), (''), (NULL), (E'\\N'), (E'\\.'), (E'\\'), (E'\r'), (' '), ('x');
+-- Names to quote; a dropped column; the target has its columns in another order.
+CREATE SCHEMA "My Schema";
+CREATE TABLE "My Schema"."Tab""le x" (id int, "Event Time" timestamp, "Select" text, "q""uote" text,
+    "MixedCase" int, drop_me int, "a b" text) DISTRIBUTED BY ("MixedCase");
+ALTER TABLE "My Schema"."Tab""le x" DROP COLUMN drop_me;
+INSERT INTO "My Schema"."Tab""le x"
+SELECT g, timestamp '2024-01-01 00:00:00' + g * interval '10 minutes', 's' || g, E'q\\' || g, g % 3,
+       CASE WHEN g % 2 = 0 THEN E'ends\\' ELSE E'cr\r' END
+FROM generate_series(0, 11) g;
+-- Rows up to max_row_bytes (32768) long, newline included: 23 bytes besides `v`.
+CREATE TABLE wide (id int, ts timestamp, v text) DISTRIBUTED BY (id);
+INSERT INTO wide SELECT g, '2024-01-01 00:30:00', repeat(chr(48 + g), 32736 + g) FROM generate_series(1, 9) g;
+-- Into a replicated and a partitioned target.
+CREATE TABLE regions (id int, ts timestamp, region text, v text) DISTRIBUTED BY (id);
+INSERT INTO regions SELECT g, timestamp '2024-01-01 00:00:00' + g * interval '1 minute',
+       (ARRAY['a', 'b', 'c'])[g % 3 + 1], 'v' || g FROM generate_series(0, 119) g;
+"#;
+
+/// GP6 → GP6: values of every class, schemas that differ between the ends, quoted names, a
+/// single-column table (empty lines), a replicated and a partitioned target and rows as long
+/// as `max_row_bytes` allows, all byte-exact.
+#[test]
+fn adversarial_values_and_schemas_arrive_byte_exact() {
+    let env = TestEnv::on("segdata_values", Server::Gp6, Server::Gp6);
+    // extra_float_digits = 3: GP6's automatic ANALYZE of the new table reads the sampled float8
+    // maximum back through text, which overflows with fewer digits.
+    env.src_psql(&format!("SET extra_float_digits = 3;\nCREATE TABLE vals ({VALS_DDL}) DISTRIBUTED BY (id);\n{VALS_ROWS}\n{OTHER_SOURCES}"));
+    env.dst_psql(&format!(
+        "SET ROLE gpt;
+         CREATE TABLE vals ({VALS_DDL}) DISTRIBUTED RANDOMLY;
+         CREATE TABLE one (v text) DISTRIBUTED BY (v);
+         CREATE SCHEMA \"My Schema\";
+         CREATE TABLE \"My Schema\".\"Tab\"\"le x\" (gone int, \"a b\" text, \"q\"\"uote\" text, added int DEFAULT 42,
+             \"Event Time\" timestamp, \"MixedCase\" int, \"Select\" text, id int) DISTRIBUTED BY (\"Select\");
+         ALTER TABLE \"My Schema\".\"Tab\"\"le x\" DROP COLUMN gone;
+         CREATE TABLE wide (id int, ts timestamp, v text) DISTRIBUTED BY (v);
+         CREATE TABLE regions (v text, region text, ts timestamp, id int) DISTRIBUTED REPLICATED;
+         CREATE SCHEMA parted;
+         CREATE TABLE parted.regions (id int, ts timestamp, region text, v text) DISTRIBUTED BY (v)
+             PARTITION BY LIST (region) (PARTITION pa VALUES ('a'), PARTITION pb VALUES ('b'), PARTITION pc VALUES ('c'));"
+    ));
+    let tables = [
+        windowed("public.vals", "ts"),
+        full("public.one"),
+        windowed(r#""My Schema"."Tab""le x""#, "Event Time"),
+        windowed("public.wide", "ts"),
+        windowed("public.regions", "ts"),
+        format!("{}target_table = \"parted.regions\"\n", windowed("public.regions", "ts")),
+    ];
+    // After the setup: SQL DateStyle cannot even read back its own `LMT BC` timestamps.
+    hostile_defaults(&env, true, true);
+    env.write_config(&job(30100, 32768, &tables.concat()));
+    let out = env.run(&["run", "--parallel", "2"]);
+    out.assert_success();
+    assert!(out.stdout.contains("11 window(s) loaded, 0 failed"), "{}", out.render());
+
+    let same = |table: &str, target: &str, columns: &[&str], order: &str, filter: &str| {
+        let source = table_digest(env.src, &env.db, table, columns, order, filter);
+        assert!(!source.starts_with("0 "), "{table}: no source rows");
+        assert_eq!(table_digest(env.dst, &env.dst_db, target, columns, order, "true"), source, "{table} → {target}");
+    };
+    same("vals", "vals", VALS_COLUMNS, "id", IN_WINDOWS);
+    assert_eq!(env.dst_psql("SELECT count(*) FROM vals WHERE id >= 100"), "2", "the rows on the bounds");
+    same("one", "one", &["v"], "v NULLS FIRST", "true");
+    same(
+        r#""My Schema"."Tab""le x""#,
+        r#""My Schema"."Tab""le x""#,
+        &["id", r#""Event Time""#, r#""Select""#, r#""q""uote""#, r#""MixedCase""#, r#""a b""#],
+        "id",
+        r#""Event Time" < '2024-01-01 02:00:00'"#,
+    );
+    assert_eq!(env.dst_psql(r#"SELECT DISTINCT added FROM "My Schema"."Tab""le x""#), "42", "the target's default");
+    same("wide", "wide", &["id", "ts", "v"], "id", "true");
+    let regions = ["id", "ts", "region", "v"];
+    same("regions", "regions", &regions, "id", IN_WINDOWS);
+    same("regions", "parted.regions", &regions, "id", IN_WINDOWS);
+    assert_eq!(
+        env.dst_psql(
+            "SELECT string_agg(p, ',' ORDER BY p) FROM (SELECT DISTINCT tableoid::regclass::text || ' ' || region AS p \
+             FROM parted.regions) d"
+        ),
+        "parted.regions_1_prt_pa a,parted.regions_1_prt_pb b,parted.regions_1_prt_pc c"
+    );
+    assert_eq!(
+        env.dst_psql("SELECT count(*) FROM gptransfer.history WHERE status <> 'succeeded' OR rows_read <> rows_written"),
+        "0"
+    );
+    assert_no_external_tables_left(&env);
+}
