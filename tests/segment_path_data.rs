@@ -340,3 +340,77 @@ fn adversarial_values_and_schemas_arrive_byte_exact() {
     );
     assert_no_external_tables_left(&env);
 }
+
+// ---------------------------------------------------------------------------------------------
+// What cannot arrive exactly fails its window, loudly, and nothing of it lands
+// ---------------------------------------------------------------------------------------------
+
+const FIRST: &str = "20240101000000^20240101010000";
+const SECOND: &str = "20240101010000^20240101020000";
+
+/// Into a LATIN1 target database: a row one byte longer than `max_row_bytes` (never skipped:
+/// gpfdist has no reject limit here), a row no partition of the target takes, a character
+/// LATIN1 cannot hold (never a `?`). Each fails its window with the table, the window and what
+/// to do, and nothing of it lands (nor of the table's later windows, which wait for it); the
+/// window before loads, byte-exact.
+#[test]
+fn what_cannot_arrive_exactly_fails_the_window_loudly() {
+    let env = TestEnv::on("segdata_refused", Server::Gp6, Server::Gp6);
+    env.dst.psql(
+        "postgres",
+        &format!(
+            "DROP DATABASE \"{db}\";\n\
+             CREATE DATABASE \"{db}\" ENCODING 'LATIN1' TEMPLATE template0 LC_COLLATE 'C' LC_CTYPE 'C';",
+            db = env.dst_db
+        ),
+    );
+    env.src_psql(
+        r#"
+        -- The first hour: rows up to the limit and one row (id 5) a byte longer; the second: short rows.
+        CREATE TABLE wide (id int, ts timestamp, v text) DISTRIBUTED BY (id);
+        INSERT INTO wide SELECT g, '2024-01-01 00:30:00', repeat('Z', 32741 + g) FROM generate_series(1, 5) g;
+        INSERT INTO wide SELECT g, '2024-01-01 01:30:00', 'short ' || g FROM generate_series(6, 9) g;
+        -- Region 'zz' (first hour) is in no partition of the target.
+        CREATE TABLE regions (id int, ts timestamp, region text) DISTRIBUTED BY (id);
+        INSERT INTO regions SELECT g, timestamp '2024-01-01 00:00:00' + g * interval '1 minute',
+               CASE WHEN g = 30 THEN 'zz' ELSE (ARRAY['a', 'b'])[g % 2 + 1] END FROM generate_series(0, 119) g;
+        -- LATIN1 holds the first hour's text, not the second's 中.
+        CREATE TABLE enc (id int, ts timestamp, v text) DISTRIBUTED BY (id);
+        INSERT INTO enc VALUES (1, '2024-01-01 00:10:00', 'café ÿ ¤'), (2, '2024-01-01 00:20:00', E'\\ \t'),
+                               (3, '2024-01-01 01:10:00', 'ok'), (4, '2024-01-01 01:20:00', 'not 中 latin1');
+        "#,
+    );
+    env.dst_psql(
+        "SET ROLE gpt;
+         CREATE TABLE wide (id int, ts timestamp, v text) DISTRIBUTED BY (id);
+         CREATE TABLE regions (id int, ts timestamp, region text) DISTRIBUTED BY (id)
+             PARTITION BY LIST (region) (PARTITION pa VALUES ('a'), PARTITION pb VALUES ('b'));
+         CREATE TABLE enc (id int, ts timestamp, v text) DISTRIBUTED RANDOMLY;",
+    );
+    hostile_defaults(&env, true, true);
+    let tables = [windowed("public.wide", "ts"), windowed("public.regions", "ts"), windowed("public.enc", "ts")];
+    env.write_config(&job(30150, 32768, &tables.concat()));
+    let out = env.run(&["run"]);
+    assert_eq!(out.code, 1, "{}", out.render());
+    assert!(out.stdout.contains("1 window(s) loaded, 3 failed"), "{}", out.render());
+
+    failed_with(&out, "public.wide", FIRST, &["longer than", "max_row_bytes (32768 bytes)", "raise max_row_bytes"]);
+    // gpfdist's log echoes the row it could not place: none of it in the error.
+    assert!(!out.stdout.contains("ZZZZ") && !out.stderr.contains("ZZZZ"), "row data in the error\n{}", out.render());
+    assert_eq!(history(&env, "public.wide"), format!("{FIRST} failed 0"));
+    assert_eq!(env.dst_psql("SELECT count(*) FROM wide"), "0");
+
+    failed_with(&out, "public.regions", FIRST, &["target cluster \"dst\"", "no partition for partitioning key"]);
+    assert_eq!(history(&env, "public.regions"), format!("{FIRST} failed 0"));
+    assert_eq!(env.dst_psql("SELECT count(*) FROM regions"), "0");
+
+    failed_with(&out, "public.enc", SECOND, &["has no equivalent in encoding \"LATIN1\""]);
+    assert_eq!(history(&env, "public.enc"), format!("{FIRST} succeeded 2,{SECOND} failed 0"));
+    // The same bytes as the source's once read back as UTF-8.
+    let enc = ["id", "ts", "convert_to(v, 'UTF8')"];
+    assert_eq!(
+        table_digest(env.dst, &env.dst_db, "enc", &enc, "id", "true"),
+        table_digest(env.src, &env.db, "enc", &enc, "id", "id < 3")
+    );
+    assert_no_external_tables_left(&env);
+}

@@ -14,6 +14,7 @@
 
 pub mod check;
 mod fifo;
+mod log;
 mod orphan;
 mod process;
 
@@ -77,8 +78,12 @@ impl GpfdistConfig {
         if c.host.trim().is_empty() || c.host.contains(['/', ' ', '\'']) {
             return Err(format!("host {:?} is not an address the segments can reach", c.host));
         }
-        if !(32 * 1024..=256 * 1024 * 1024).contains(&c.max_row_bytes) {
-            return Err(format!("max_row_bytes = {} must be between 32768 and 268435456", c.max_row_bytes));
+        if !(32 * 1024..=log::MAX_ROW_BYTES_LIMIT).contains(&c.max_row_bytes) {
+            return Err(format!(
+                "max_row_bytes = {} must be between 32768 and {}",
+                c.max_row_bytes,
+                log::MAX_ROW_BYTES_LIMIT
+            ));
         }
         if c.timeout.0 < Duration::from_secs(1) {
             return Err("timeout must be at least 1s".into());
@@ -357,12 +362,13 @@ impl GpfdistTransport {
         reader.stop().await;
         drop(keeper);
         let first = first_failure.into_inner().unwrap_or_else(|p| p.into_inner());
+        let explain = |e, log| log::explain(e, log, self.config.max_row_bytes);
         let (rows_read, rows_written) = match (exported, loaded) {
             (Ok(read), Ok(written)) => (read, written),
-            (Err(e), Ok(_)) => return Err(with_log(e, &logs.0)),
-            (Ok(_), Err(e)) => return Err(with_log(e, &logs.1)),
-            (Err(e), Err(_)) if first == Some(Side::Source) => return Err(with_log(e, &logs.0)),
-            (Err(_), Err(e)) => return Err(with_log(e, &logs.1)),
+            (Err(e), Ok(_)) => return Err(explain(e, &logs.0)),
+            (Ok(_), Err(e)) => return Err(explain(e, &logs.1)),
+            (Err(e), Err(_)) if first == Some(Side::Source) => return Err(explain(e, &logs.0)),
+            (Err(_), Err(e)) => return Err(explain(e, &logs.1)),
         };
         ctx.counters.add(rows_read, 0);
         drop(dir);
@@ -375,15 +381,6 @@ impl GpfdistTransport {
 enum Side {
     Source,
     Target,
-}
-
-/// Adds gpfdist's last complaint to an error, when its log has one.
-fn with_log(e: RoleError, log: &std::path::Path) -> RoleError {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    match text.lines().rev().find(|l| l.contains("WARN") || l.contains("ERROR") || l.contains("FATAL")) {
-        Some(line) => RoleError { message: format!("{} (gpfdist log: {})", e.message, line.trim()), ..e },
-        None => e,
-    }
 }
 
 #[cfg(test)]
