@@ -414,3 +414,166 @@ fn what_cannot_arrive_exactly_fails_the_window_loudly() {
     );
     assert_no_external_tables_left(&env);
 }
+
+// ---------------------------------------------------------------------------------------------
+// GP4 → GP6: the same classes from a PostgreSQL 8.2 kernel
+// ---------------------------------------------------------------------------------------------
+
+const VALS4_DDL: &str = "id int NOT NULL, ts timestamp, t text, b bytea, arr text[], arr2 int[], n numeric, f8 float8, \
+     f4 float4, at_ts timestamp, at_tz timestamptz, d date, iv interval, ok bool, ip inet, mac macaddr, bits varbit, \
+     ch char(5), vc varchar(12), m money, tail text";
+
+/// 8.2's SQL (no string_agg, standard_conforming_strings off, no subnormal floats, 4-byte
+/// money): the classes of [`VALS_ROWS`] it has.
+const VALS4_ROWS: &str = r#"
+SET gp_autostats_mode = none;
+INSERT INTO vals4
+SELECT i,
+       timestamp '2024-01-01 00:00:00' + (i - 1) * interval '5 minutes',
+       CASE i % 12
+           WHEN 0 THEN E'tab\there\ttrail\t'
+           WHEN 1 THEN E'cr\rlf\ncrlf\r\nend'
+           WHEN 2 THEN E'\\N'
+           WHEN 3 THEN ''
+           WHEN 4 THEN NULL
+           WHEN 5 THEN E'\\.'
+           WHEN 6 THEN E'trailing backslash\\'
+           WHEN 7 THEN E'中文 CJK 😀 emoji \xef\xbb\xbf\xe2\x80\xa8é́'
+           WHEN 8 THEN array_to_string(ARRAY(SELECT chr(g) FROM generate_series(1, 127) g), '')
+           WHEN 9 THEN E'\n'
+           WHEN 10 THEN E'\\'
+           ELSE E'\\\\N \\t \\n \\\\. NULL (1,"a b",) '
+       END,
+       CASE i % 4
+           WHEN 0 THEN decode(array_to_string(ARRAY(SELECT lpad(to_hex(g), 2, '0') FROM generate_series(0, 255) g), ''), 'hex')
+           WHEN 1 THEN E''::bytea
+           WHEN 2 THEN NULL
+           ELSE decode('5c0a0d09004e', 'hex')
+       END,
+       CASE i % 3
+           WHEN 0 THEN ARRAY[E'a,b', E'q"uote', E'{brace}', NULL, E'NULL', E'', E'back\\slash', E' sp ', E'tab\t', E'中']
+           WHEN 1 THEN E'{}'::text[]
+           ELSE NULL
+       END,
+       CASE i % 3 WHEN 0 THEN E'[0:1][2:3]={{1,2},{3,NULL}}'::int[] WHEN 1 THEN ARRAY[-2147483648, 2147483647] END,
+       CASE i % 6
+           WHEN 0 THEN E'NaN'::numeric
+           WHEN 1 THEN E'123456789012345678901234567890.123456789012345678901234567890'::numeric
+           WHEN 2 THEN E'-0.000000000000000000000000000000000000000001'::numeric
+           WHEN 3 THEN 1e100::numeric
+           WHEN 4 THEN NULL
+           ELSE 0.10::numeric
+       END,
+       CASE i % 8
+           WHEN 0 THEN E'-0'::float8
+           WHEN 1 THEN E'NaN'::float8
+           WHEN 2 THEN E'Infinity'::float8
+           WHEN 3 THEN E'-Infinity'::float8
+           WHEN 4 THEN 2.2250738585072014e-308::float8
+           WHEN 5 THEN 1.7976931348623157e308::float8
+           WHEN 6 THEN 0.1::float8
+           ELSE (1 / 3.0)::float8
+       END,
+       CASE i % 4 WHEN 0 THEN E'-0'::float4 WHEN 1 THEN E'NaN'::float4 WHEN 2 THEN 0.1::float4 ELSE (1 / 3.0)::float4 END,
+       CASE i % 4
+           WHEN 0 THEN timestamp '4713-01-01 00:00:00 BC'
+           WHEN 1 THEN E'infinity'::timestamp
+           WHEN 2 THEN E'-infinity'::timestamp
+           ELSE timestamp '2024-02-29 23:59:59.999999'
+       END,
+       CASE i % 3
+           WHEN 0 THEN timestamptz '0044-03-15 12:00:00+00 BC'
+           WHEN 1 THEN timestamptz '1900-01-01 00:00:00+05:53:28'
+           ELSE timestamptz '2024-03-10 02:30:00.000001-08'
+       END,
+       CASE i % 2 WHEN 0 THEN date '4713-01-01 BC' ELSE date '2024-01-02' END,
+       CASE i % 4
+           WHEN 0 THEN interval '-1 day +2 hours 3.5 seconds'
+           WHEN 1 THEN interval '1000 years'
+           WHEN 2 THEN interval '-00:00:00.000001'
+           ELSE interval '1 mon -1 day'
+       END,
+       CASE i % 3 WHEN 0 THEN true WHEN 1 THEN false END,
+       CASE i % 2 WHEN 0 THEN E'::ffff:1.2.3.4/128'::inet ELSE E'10.1.2.3/8'::inet END,
+       E'08:00:2b:01:02:03'::macaddr,
+       CASE i % 2 WHEN 0 THEN B'1011' ELSE B'' END,
+       CASE i % 2 WHEN 0 THEN E'ab' ELSE E'\\ \t' END,
+       CASE i % 2 WHEN 0 THEN E'ünï ' ELSE E'  ' END,
+       CASE i % 2 WHEN 0 THEN E'-21474836.48'::money ELSE E'1234.56'::money END,
+       CASE i % 3 WHEN 0 THEN E'ends in a backslash\\' WHEN 1 THEN E'\\' ELSE E'' END
+FROM generate_series(1, 24) AS i;
+INSERT INTO vals4 (id, ts, t, tail) VALUES
+    (101, E'2024-01-01 00:59:59.999999', E'last instant of the first window', E'\\'),
+    (102, E'2024-01-01 01:00:00', E'first instant of the second window', E'\\'),
+    (103, E'2024-01-01 02:00:00', E'the end, excluded', E'\\'),
+    (104, NULL, E'NULL window column', E'\\');
+"#;
+
+/// Columns whose canonical text is the same on 8.2 and 9.4: text by the md5 of its bytes,
+/// floats by their bits, times to the microsecond, bytea in hex.
+const VALS4_CANONICAL: &[&str] = &[
+    "id",
+    "to_char(ts, 'YYYY-MM-DD HH24:MI:SS.US')",
+    "md5(t)",
+    "encode(b, 'hex')",
+    "md5(textin(array_out(arr)))",
+    "textin(array_out(arr2))",
+    "encode(float8send(f8), 'hex')",
+    "encode(float4send(f4), 'hex')",
+    "to_char(at_ts, 'YYYY-MM-DD HH24:MI:SS.US BC')",
+    "to_char(at_tz AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US BC')",
+    "to_char(d, 'YYYY-MM-DD BC')",
+    "CASE WHEN ok THEN 't' WHEN NOT ok THEN 'f' END",
+    "md5(ch::text) || length(ch)",
+    "md5(vc)",
+    "md5(tail)",
+];
+
+/// Every column of `vals4` as GP6 prints it, for the two GP6 copies.
+const VALS4_COLUMNS: &[&str] = &[
+    "id", "ts", "t", "b", "arr", "arr2", "n", "f8", "encode(float4send(f4), 'hex')", "at_ts", "at_tz", "d", "iv", "ok",
+    "ip", "mac", "bits", "ch", "vc", "m", "tail",
+];
+
+/// GP4 → GP6 through gpfdist under hostile database defaults on both sides: canonical values
+/// equal to the source's, and every column equal to what the master path (`stream`) loads
+/// into the same target cluster.
+#[test]
+fn gp4_to_gp6_adversarial_values_arrive_as_over_the_masters() {
+    let env = TestEnv::on("segdata_gp4", Server::Gp4, Server::Gp6);
+    env.src_psql(&format!("CREATE TABLE vals4 ({VALS4_DDL}) DISTRIBUTED BY (id);\n{VALS4_ROWS}"));
+    env.dst_psql(&format!(
+        "SET ROLE gpt;
+         CREATE TABLE vals4 ({VALS4_DDL}) DISTRIBUTED RANDOMLY;
+         CREATE SCHEMA master;
+         CREATE TABLE master.vals4 ({VALS4_DDL}) DISTRIBUTED BY (id);"
+    ));
+    hostile_defaults(&env, true, true);
+    let entry = |job: &str, target: &str| {
+        format!(
+            "\n[[jobs.{job}.tables]]\ntable = \"public.vals4\"\ntarget_table = \"{target}\"\ncondition_column = \"ts\"\n\
+             final_end = \"2024-01-01 02:00:00\"\nsource = {{ plugin = \"gp4\" }}\n"
+        )
+    };
+    let config = job(30200, 32768, &entry("j", "public.vals4"));
+    env.write_config(&format!(
+        "{config}\n[jobs.k]\nfrom = \"src\"\nto = \"dst\"\nstart = \"2024-01-01 00:00:00\"\nduration = \"1h\"\n{}",
+        entry("k", "master.vals4")
+    ));
+    let out = env.run(&["run"]);
+    out.assert_success();
+    assert!(out.stdout.contains("4 window(s) loaded, 0 failed"), "{}", out.render());
+    assert_eq!(
+        env.dst_psql("SELECT string_agg(DISTINCT job || ' ' || chain, ',') FROM gptransfer.history"),
+        "j gp4 > gpfdist > copy,k gp4 > stream > copy"
+    );
+    let source = table_digest(env.src, &env.db, "vals4", VALS4_CANONICAL, "id", IN_WINDOWS);
+    assert!(source.starts_with("26 "), "{source}");
+    assert_eq!(table_digest(env.dst, &env.dst_db, "vals4", VALS4_CANONICAL, "id", "true"), source);
+    assert_eq!(
+        table_digest(env.dst, &env.dst_db, "vals4", VALS4_COLUMNS, "id", "true"),
+        table_digest(env.dst, &env.dst_db, "master.vals4", VALS4_COLUMNS, "id", "true"),
+        "gpfdist and the master path differ"
+    );
+    assert_no_external_tables_left(&env);
+}
