@@ -267,6 +267,18 @@ INSERT INTO wide SELECT g, '2024-01-01 00:30:00', repeat(chr(48 + g), 32736 + g)
 CREATE TABLE regions (id int, ts timestamp, region text, v text) DISTRIBUTED BY (id);
 INSERT INTO regions SELECT g, timestamp '2024-01-01 00:00:00' + g * interval '1 minute',
        (ARRAY['a', 'b', 'c'])[g % 3 + 1], 'v' || g FROM generate_series(0, 119) g;
+-- A partitioned source, its partitions cut inside the windows, rows on the cuts.
+CREATE TABLE ps (id int, ts timestamp, v text) DISTRIBUTED BY (id)
+    PARTITION BY RANGE (ts) (START ('2024-01-01 00:00') END ('2024-01-01 02:00') EVERY (interval '30 minutes'),
+                             DEFAULT PARTITION other);
+INSERT INTO ps SELECT g, timestamp '2023-12-31 23:00:00' + g * interval '1 minute'
+       + CASE WHEN g % 7 = 0 THEN interval '0.999999 second' ELSE interval '0' END, 'v' || g
+FROM generate_series(0, 240) g;
+INSERT INTO ps VALUES (1000, NULL, 'NULL ts'), (1001, '2024-01-01 00:29:59.999999', 'edge'), (1002, '2024-01-01 00:30:00', 'edge');
+-- Windows on a timestamptz column (the source's zone is Asia/Kolkata, the target's America/Sao_Paulo).
+CREATE TABLE tz_events (id int, at timestamptz, v text) DISTRIBUTED BY (id);
+INSERT INTO tz_events SELECT g, timestamptz '2023-12-31 12:00:00+00' + g * interval '7 minutes', 'v' || g
+FROM generate_series(0, 240) g;
 "#;
 
 /// GP6 → GP6: values of every class, schemas that differ between the ends, quoted names, a
@@ -290,7 +302,9 @@ fn adversarial_values_and_schemas_arrive_byte_exact() {
          CREATE TABLE regions (v text, region text, ts timestamp, id int) DISTRIBUTED REPLICATED;
          CREATE SCHEMA parted;
          CREATE TABLE parted.regions (id int, ts timestamp, region text, v text) DISTRIBUTED BY (v)
-             PARTITION BY LIST (region) (PARTITION pa VALUES ('a'), PARTITION pb VALUES ('b'), PARTITION pc VALUES ('c'));"
+             PARTITION BY LIST (region) (PARTITION pa VALUES ('a'), PARTITION pb VALUES ('b'), PARTITION pc VALUES ('c'));
+         CREATE TABLE ps (id int, ts timestamp, v text) DISTRIBUTED BY (id);
+         CREATE TABLE tz_events (id int, at timestamptz, v text) DISTRIBUTED BY (id);"
     ));
     let tables = [
         windowed("public.vals", "ts"),
@@ -299,13 +313,20 @@ fn adversarial_values_and_schemas_arrive_byte_exact() {
         windowed("public.wide", "ts"),
         windowed("public.regions", "ts"),
         format!("{}target_table = \"parted.regions\"\n", windowed("public.regions", "ts")),
+        windowed("public.ps", "ts"),
+        windowed("public.tz_events", "at"),
     ];
     // After the setup: SQL DateStyle cannot even read back its own `LMT BC` timestamps.
     hostile_defaults(&env, true, true);
     env.write_config(&job(30100, 32768, &tables.concat()));
     let out = env.run(&["run", "--parallel", "2"]);
     out.assert_success();
-    assert!(out.stdout.contains("11 window(s) loaded, 0 failed"), "{}", out.render());
+    assert!(out.stdout.contains("15 window(s) loaded, 0 failed"), "{}", out.render());
+    // The timestamptz windows again (replace): each deletes on the target the instants it reads.
+    env.dst_psql("DELETE FROM gptransfer.cursors WHERE table_name = 'public.tz_events'");
+    let again = env.run(&["run"]);
+    again.assert_success();
+    assert!(again.stdout.contains("2 window(s) loaded, 0 failed"), "{}", again.render());
 
     let same = |table: &str, target: &str, columns: &[&str], order: &str, filter: &str| {
         let source = table_digest(env.src, &env.db, table, columns, order, filter);
@@ -333,6 +354,15 @@ fn adversarial_values_and_schemas_arrive_byte_exact() {
              FROM parted.regions) d"
         ),
         "parted.regions_1_prt_pa a,parted.regions_1_prt_pb b,parted.regions_1_prt_pc c"
+    );
+    same("ps", "ps", &["id", "ts", "v"], "id", IN_WINDOWS);
+    // The windows are the source's zone's hours.
+    same(
+        "tz_events",
+        "tz_events",
+        &["id", "at", "v"],
+        "id",
+        "at >= '2024-01-01 00:00:00+05:30' AND at < '2024-01-01 02:00:00+05:30'",
     );
     assert_eq!(
         env.dst_psql("SELECT count(*) FROM gptransfer.history WHERE status <> 'succeeded' OR rows_read <> rows_written"),
