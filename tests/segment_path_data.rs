@@ -253,10 +253,10 @@ CREATE TABLE one (v text) DISTRIBUTED RANDOMLY;
 INSERT INTO one VALUES (''), (''), (NULL), (E'\\N'), (E'\\.'), (E'\\'), (E'\r'), (' '), ('x');
 -- Names to quote; a dropped column; the target has its columns in another order.
 CREATE SCHEMA "My Schema";
-CREATE TABLE "My Schema"."Tab""le x" (id int, "Event Time" timestamp, "Select" text, "q""uote" text,
-    "MixedCase" int, drop_me int, "a b" text) DISTRIBUTED BY ("MixedCase");
-ALTER TABLE "My Schema"."Tab""le x" DROP COLUMN drop_me;
-INSERT INTO "My Schema"."Tab""le x"
+CREATE TABLE "My Schema"."Tab""le 'x" (id int, "Event Time" timestamp, "Select" text, "q""uote" text,
+    "MixedCase" int, drop_me int, "a b 名'" text) DISTRIBUTED BY ("MixedCase");
+ALTER TABLE "My Schema"."Tab""le 'x" DROP COLUMN drop_me;
+INSERT INTO "My Schema"."Tab""le 'x"
 SELECT g, timestamp '2024-01-01 00:00:00' + g * interval '10 minutes', 's' || g, E'q\\' || g, g % 3,
        CASE WHEN g % 2 = 0 THEN E'ends\\' ELSE E'cr\r' END
 FROM generate_series(0, 11) g;
@@ -295,9 +295,9 @@ fn adversarial_values_and_schemas_arrive_byte_exact() {
          CREATE TABLE vals ({VALS_DDL}) DISTRIBUTED RANDOMLY;
          CREATE TABLE one (v text) DISTRIBUTED BY (v);
          CREATE SCHEMA \"My Schema\";
-         CREATE TABLE \"My Schema\".\"Tab\"\"le x\" (gone int, \"a b\" text, \"q\"\"uote\" text, added int DEFAULT 42,
+         CREATE TABLE \"My Schema\".\"Tab\"\"le 'x\" (gone int, \"a b 名'\" text, \"q\"\"uote\" text, added int DEFAULT 42,
              \"Event Time\" timestamp, \"MixedCase\" int, \"Select\" text, id int) DISTRIBUTED BY (\"Select\");
-         ALTER TABLE \"My Schema\".\"Tab\"\"le x\" DROP COLUMN gone;
+         ALTER TABLE \"My Schema\".\"Tab\"\"le 'x\" DROP COLUMN gone;
          CREATE TABLE wide (id int, ts timestamp, v text) DISTRIBUTED BY (v);
          CREATE TABLE regions (v text, region text, ts timestamp, id int) DISTRIBUTED REPLICATED;
          CREATE SCHEMA parted;
@@ -309,7 +309,7 @@ fn adversarial_values_and_schemas_arrive_byte_exact() {
     let tables = [
         windowed("public.vals", "ts"),
         full("public.one"),
-        windowed(r#""My Schema"."Tab""le x""#, "Event Time"),
+        windowed(r#""My Schema"."Tab""le 'x""#, "Event Time"),
         windowed("public.wide", "ts"),
         windowed("public.regions", "ts"),
         format!("{}target_table = \"parted.regions\"\n", windowed("public.regions", "ts")),
@@ -337,13 +337,13 @@ fn adversarial_values_and_schemas_arrive_byte_exact() {
     assert_eq!(env.dst_psql("SELECT count(*) FROM vals WHERE id >= 100"), "2", "the rows on the bounds");
     same("one", "one", &["v"], "v NULLS FIRST", "true");
     same(
-        r#""My Schema"."Tab""le x""#,
-        r#""My Schema"."Tab""le x""#,
-        &["id", r#""Event Time""#, r#""Select""#, r#""q""uote""#, r#""MixedCase""#, r#""a b""#],
+        r#""My Schema"."Tab""le 'x""#,
+        r#""My Schema"."Tab""le 'x""#,
+        &["id", r#""Event Time""#, r#""Select""#, r#""q""uote""#, r#""MixedCase""#, r#""a b 名'""#],
         "id",
         r#""Event Time" < '2024-01-01 02:00:00'"#,
     );
-    assert_eq!(env.dst_psql(r#"SELECT DISTINCT added FROM "My Schema"."Tab""le x""#), "42", "the target's default");
+    assert_eq!(env.dst_psql(r#"SELECT DISTINCT added FROM "My Schema"."Tab""le 'x""#), "42", "the target's default");
     same("wide", "wide", &["id", "ts", "v"], "id", "true");
     let regions = ["id", "ts", "region", "v"];
     same("regions", "regions", &regions, "id", IN_WINDOWS);
