@@ -365,7 +365,9 @@ fn adversarial_values_and_schemas_arrive_byte_exact() {
         "at >= '2024-01-01 00:00:00+05:30' AND at < '2024-01-01 02:00:00+05:30'",
     );
     assert_eq!(
-        env.dst_psql("SELECT count(*) FROM gptransfer.history WHERE status <> 'succeeded' OR rows_read <> rows_written"),
+        env.dst_psql(
+            "SELECT count(*) FROM gptransfer.history WHERE status <> 'succeeded' OR rows_read <> rows_written"
+        ),
         "0"
     );
     assert_no_external_tables_left(&env);
@@ -449,7 +451,8 @@ fn what_cannot_arrive_exactly_fails_the_window_loudly() {
 // GP4 → GP6: the same classes from a PostgreSQL 8.2 kernel
 // ---------------------------------------------------------------------------------------------
 
-const VALS4_DDL: &str = "id int NOT NULL, ts timestamp, t text, b bytea, arr text[], arr2 int[], n numeric, f8 float8, \
+const VALS4_DDL: &str =
+    "id int NOT NULL, ts timestamp, t text, b bytea, arr text[], arr2 int[], n numeric, f8 float8, \
      f4 float4, at_ts timestamp, at_tz timestamptz, d date, iv interval, ok bool, ip inet, mac macaddr, bits varbit, \
      ch char(5), vc varchar(12), m money, tail text";
 
@@ -561,8 +564,27 @@ const VALS4_CANONICAL: &[&str] = &[
 
 /// Every column of `vals4` as GP6 prints it, for the two GP6 copies.
 const VALS4_COLUMNS: &[&str] = &[
-    "id", "ts", "t", "b", "arr", "arr2", "n", "f8", "encode(float4send(f4), 'hex')", "at_ts", "at_tz", "d", "iv", "ok",
-    "ip", "mac", "bits", "ch", "vc", "m", "tail",
+    "id",
+    "ts",
+    "t",
+    "b",
+    "arr",
+    "arr2",
+    "n",
+    "f8",
+    "encode(float4send(f4), 'hex')",
+    "at_ts",
+    "at_tz",
+    "d",
+    "iv",
+    "ok",
+    "ip",
+    "mac",
+    "bits",
+    "ch",
+    "vc",
+    "m",
+    "tail",
 ];
 
 /// GP4 → GP6 through gpfdist under hostile database defaults on both sides: canonical values
