@@ -283,7 +283,8 @@ FROM generate_series(0, 240) g;
 
 /// GP6 → GP6: values of every class, schemas that differ between the ends, quoted names, a
 /// single-column table (empty lines), a replicated and a partitioned target and rows as long
-/// as `max_row_bytes` allows, all byte-exact.
+/// as `max_row_bytes` allows, all byte-exact; the values and the one-column table over the
+/// masters (`stream`) too.
 #[test]
 fn adversarial_values_and_schemas_arrive_byte_exact() {
     let env = TestEnv::on("segdata_values", Server::Gp6, Server::Gp6);
@@ -304,7 +305,10 @@ fn adversarial_values_and_schemas_arrive_byte_exact() {
          CREATE TABLE parted.regions (id int, ts timestamp, region text, v text) DISTRIBUTED BY (v)
              PARTITION BY LIST (region) (PARTITION pa VALUES ('a'), PARTITION pb VALUES ('b'), PARTITION pc VALUES ('c'));
          CREATE TABLE ps (id int, ts timestamp, v text) DISTRIBUTED BY (id);
-         CREATE TABLE tz_events (id int, at timestamptz, v text) DISTRIBUTED BY (id);"
+         CREATE TABLE tz_events (id int, at timestamptz, v text) DISTRIBUTED BY (id);
+         CREATE SCHEMA master;
+         CREATE TABLE master.vals ({VALS_DDL}) DISTRIBUTED BY (id);
+         CREATE TABLE master.one (v text) DISTRIBUTED RANDOMLY;"
     ));
     let tables = [
         windowed("public.vals", "ts"),
@@ -318,10 +322,19 @@ fn adversarial_values_and_schemas_arrive_byte_exact() {
     ];
     // After the setup: SQL DateStyle cannot even read back its own `LMT BC` timestamps.
     hostile_defaults(&env, true, true);
-    env.write_config(&job(30100, 32768, &tables.concat()));
+    // The same values over the masters (job `k`, transport `stream`), for the sibling check.
+    let master = "\n[jobs.k]\nfrom = \"src\"\nto = \"dst\"\nstart = \"2024-01-01 00:00:00\"\nduration = \"1h\"\n\
+                  \n[[jobs.k.tables]]\ntable = \"public.vals\"\ntarget_table = \"master.vals\"\ncondition_column = \"ts\"\n\
+                  final_end = \"2024-01-01 02:00:00\"\n\
+                  \n[[jobs.k.tables]]\ntable = \"public.one\"\ntarget_table = \"master.one\"\nmode = \"full\"\n";
+    env.write_config(&format!("{}{master}", job(30100, 32768, &tables.concat())));
     let out = env.run(&["run", "--parallel", "2"]);
     out.assert_success();
-    assert!(out.stdout.contains("15 window(s) loaded, 0 failed"), "{}", out.render());
+    assert!(out.stdout.contains("18 window(s) loaded, 0 failed"), "{}", out.render());
+    assert_eq!(
+        env.dst_psql("SELECT string_agg(DISTINCT job || ' ' || chain, ',') FROM gptransfer.history"),
+        "j copy > gpfdist > copy,k copy > stream > copy"
+    );
     // The timestamptz windows again (replace): each deletes on the target the instants it reads.
     env.dst_psql("DELETE FROM gptransfer.cursors WHERE table_name = 'public.tz_events'");
     let again = env.run(&["run"]);
@@ -336,6 +349,8 @@ fn adversarial_values_and_schemas_arrive_byte_exact() {
     same("vals", "vals", VALS_COLUMNS, "id", IN_WINDOWS);
     assert_eq!(env.dst_psql("SELECT count(*) FROM vals WHERE id >= 100"), "2", "the rows on the bounds");
     same("one", "one", &["v"], "v NULLS FIRST", "true");
+    same("vals", "master.vals", VALS_COLUMNS, "id", IN_WINDOWS);
+    same("one", "master.one", &["v"], "v NULLS FIRST", "true");
     same(
         r#""My Schema"."Tab""le 'x""#,
         r#""My Schema"."Tab""le 'x""#,
