@@ -645,3 +645,37 @@ fn gp4_to_gp6_adversarial_values_arrive_as_over_the_masters() {
     );
     assert_no_external_tables_left(&env);
 }
+
+// ---------------------------------------------------------------------------------------------
+// GP7 → GP7: external tables are foreign tables there
+// ---------------------------------------------------------------------------------------------
+
+/// The values and the one-column table of GP6 → GP6 between GP7 clusters (a 12 kernel, whose
+/// external tables are foreign tables of `gp_exttable_fdw`), under the same hostile defaults.
+#[test]
+fn gp7_to_gp7_adversarial_values_arrive_byte_exact() {
+    let env = TestEnv::on("segdata_gp7", Server::Gp7, Server::Gp7);
+    env.src_psql(&format!(
+        "SET extra_float_digits = 3;\nCREATE TABLE vals ({VALS_DDL}) DISTRIBUTED BY (id);\n{VALS_ROWS}
+         CREATE TABLE one (v text) DISTRIBUTED RANDOMLY;
+         INSERT INTO one VALUES (''), (''), (NULL), (E'\\\\N'), (E'\\\\.'), (E'\\\\'), (E'\\r'), (' '), ('x');"
+    ));
+    env.dst_psql(&format!(
+        "SET ROLE gpt;
+         CREATE TABLE vals ({VALS_DDL}) DISTRIBUTED RANDOMLY;
+         CREATE TABLE one (v text) DISTRIBUTED BY (v);"
+    ));
+    hostile_defaults(&env, true, true);
+    env.write_config(&job(30250, 32768, &[windowed("public.vals", "ts"), full("public.one")].concat()));
+    let out = env.run(&["run"]);
+    out.assert_success();
+    assert!(out.stdout.contains("3 window(s) loaded, 0 failed"), "{}", out.render());
+    assert_eq!(env.dst_psql("SELECT DISTINCT chain FROM gptransfer.history"), "copy > gpfdist > copy");
+    let source = table_digest(env.src, &env.db, "vals", VALS_COLUMNS, "id", IN_WINDOWS);
+    assert!(source.starts_with("26 "), "{source}");
+    assert_eq!(table_digest(env.dst, &env.dst_db, "vals", VALS_COLUMNS, "id", "true"), source);
+    assert_eq!(
+        table_digest(env.dst, &env.dst_db, "one", &["v"], "v NULLS FIRST", "true"),
+        table_digest(env.src, &env.db, "one", &["v"], "v NULLS FIRST", "true")
+    );
+}
