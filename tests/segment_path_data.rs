@@ -558,6 +558,18 @@ INSERT INTO vals4 (id, ts, t, tail) VALUES
     (104, NULL, E'NULL window column', E'\\');
 "#;
 
+/// Rows longer than a segment's write buffer, the longest `max_row_bytes` (262144) long with its
+/// newline (id 33: 24 bytes besides `v`), on both segments; and one a byte longer.
+const WIDE4_ROWS: &str = r#"
+CREATE TABLE wide4 (id int, ts timestamp, v text) DISTRIBUTED BY (id);
+INSERT INTO wide4 SELECT g, timestamp '2024-01-01 00:30:00', repeat(chr(65 + g % 26), CASE WHEN g = 33 THEN 262120
+       ELSE 40000 + (g % 4) * 70000 END)
+FROM generate_series(10, 33) g;
+CREATE TABLE wide4_over (id int, ts timestamp, v text) DISTRIBUTED BY (id);
+INSERT INTO wide4_over SELECT g, timestamp '2024-01-01 00:30:00', repeat('Z', CASE WHEN g = 33 THEN 262121 ELSE 1000 END)
+FROM generate_series(10, 33) g;
+"#;
+
 /// Columns whose canonical text is the same on 8.2 and 9.4: text by the md5 of its bytes,
 /// floats by their bits, times to the microsecond, bytea in hex.
 const VALS4_CANONICAL: &[&str] = &[
@@ -605,14 +617,17 @@ const VALS4_COLUMNS: &[&str] = &[
 
 /// GP4 → GP6 through gpfdist under hostile database defaults on both sides: canonical values
 /// equal to the source's, and every column equal to what the master path (`stream`) loads
-/// into the same target cluster.
+/// into the same target cluster; rows up to `max_row_bytes` whole, a longer one failing its
+/// window.
 #[test]
 fn gp4_to_gp6_adversarial_values_arrive_as_over_the_masters() {
     let env = TestEnv::on("segdata_gp4", Server::Gp4, Server::Gp6);
-    env.src_psql(&format!("CREATE TABLE vals4 ({VALS4_DDL}) DISTRIBUTED BY (id);\n{VALS4_ROWS}"));
+    env.src_psql(&format!("CREATE TABLE vals4 ({VALS4_DDL}) DISTRIBUTED BY (id);\n{VALS4_ROWS}\n{WIDE4_ROWS}"));
     env.dst_psql(&format!(
         "SET ROLE gpt;
          CREATE TABLE vals4 ({VALS4_DDL}) DISTRIBUTED RANDOMLY;
+         CREATE TABLE wide4 (id int, ts timestamp, v text) DISTRIBUTED BY (id);
+         CREATE TABLE wide4_over (id int, ts timestamp, v text) DISTRIBUTED BY (id);
          CREATE SCHEMA master;
          CREATE TABLE master.vals4 ({VALS4_DDL}) DISTRIBUTED BY (id);"
     ));
@@ -623,18 +638,28 @@ fn gp4_to_gp6_adversarial_values_arrive_as_over_the_masters() {
              final_end = \"2024-01-01 02:00:00\"\nsource = {{ plugin = \"gp4\" }}\n"
         )
     };
-    let config = job(30200, 32768, &entry("j", "public.vals4"));
+    let gp4 = |table: &str| format!("{}source = {{ plugin = \"gp4\" }}\n", windowed(table, "ts"));
+    let tables = [entry("j", "public.vals4"), gp4("public.wide4"), gp4("public.wide4_over")];
+    let config = job(30200, 262_144, &tables.concat());
     env.write_config(&format!(
         "{config}\n[jobs.k]\nfrom = \"src\"\nto = \"dst\"\nstart = \"2024-01-01 00:00:00\"\nduration = \"1h\"\n{}",
         entry("k", "master.vals4")
     ));
     let out = env.run(&["run"]);
-    out.assert_success();
-    assert!(out.stdout.contains("4 window(s) loaded, 0 failed"), "{}", out.render());
+    assert_eq!(out.code, 1, "{}", out.render());
+    assert!(out.stdout.contains("6 window(s) loaded, 1 failed"), "{}", out.render());
+    failed_with(&out, "public.wide4_over", FIRST, &["max_row_bytes (262144 bytes)", "raise max_row_bytes"]);
+    assert!(!out.stdout.contains("ZZZZ") && !out.stderr.contains("ZZZZ"), "row data in the error\n{}", out.render());
+    assert_eq!(env.dst_psql("SELECT count(*) FROM wide4_over"), "0");
     assert_eq!(
         env.dst_psql("SELECT string_agg(DISTINCT job || ' ' || chain, ',') FROM gptransfer.history"),
         "j gp4 > gpfdist > copy,k gp4 > stream > copy"
     );
+    // GP4's segments write rows longer than their write buffer, up to the limit, whole.
+    let wide = ["id", "to_char(ts, 'YYYY-MM-DD HH24:MI:SS')", "md5(v)", "length(v)"];
+    let source = table_digest(env.src, &env.db, "wide4", &wide, "id", "true");
+    assert!(source.starts_with("24 "), "{source}");
+    assert_eq!(table_digest(env.dst, &env.dst_db, "wide4", &wide, "id", "true"), source);
     let source = table_digest(env.src, &env.db, "vals4", VALS4_CANONICAL, "id", IN_WINDOWS);
     assert!(source.starts_with("26 "), "{source}");
     assert_eq!(table_digest(env.dst, &env.dst_db, "vals4", VALS4_CANONICAL, "id", "true"), source);
