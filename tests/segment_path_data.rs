@@ -246,8 +246,22 @@ INSERT INTO vals (id, ts, t, tail) VALUES
 /// Rows of `vals` the windows hold.
 const IN_WINDOWS: &str = "ts >= '2024-01-01 00:00:00' AND ts < '2024-01-01 02:00:00'";
 
+/// User-defined types on both sides: enums (one in another schema), a domain, a composite.
+const UDT_DDL: &str = r#"
+CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy, "very"');
+CREATE DOMAIN posint AS int CHECK (VALUE > 0);
+CREATE TYPE pair AS (a text, b int[]);
+CREATE SCHEMA other;
+CREATE TYPE other.color AS ENUM ('red', 'Green');
+CREATE TABLE udt (id int, ts timestamp, m mood, p posint, pr pair, c other.color, ms mood[]) DISTRIBUTED BY (id);
+"#;
+
 /// The other source tables of [`adversarial_values_and_schemas_arrive_byte_exact`].
 const OTHER_SOURCES: &str = r#"
+INSERT INTO udt VALUES
+    (1, '2024-01-01 00:10:00', 'happy, "very"', 5, ROW(E'x,"y"\\', ARRAY[1, NULL]), 'Green', ARRAY['sad', 'happy, "very"']::mood[]),
+    (2, '2024-01-01 01:20:00', NULL, NULL, ROW(NULL, NULL), NULL, NULL),
+    (3, '2024-01-01 01:30:00', 'sad', 1, NULL, 'red', '{}');
 -- One text column: an empty string is an empty line.
 CREATE TABLE one (v text) DISTRIBUTED RANDOMLY;
 INSERT INTO one VALUES (''), (''), (NULL), (E'\\N'), (E'\\.'), (E'\\'), (E'\r'), (' '), ('x');
@@ -290,7 +304,9 @@ fn adversarial_values_and_schemas_arrive_byte_exact() {
     let env = TestEnv::on("segdata_values", Server::Gp6, Server::Gp6);
     // extra_float_digits = 3: GP6's automatic ANALYZE of the new table reads the sampled float8
     // maximum back through text, which overflows with fewer digits.
-    env.src_psql(&format!("SET extra_float_digits = 3;\nCREATE TABLE vals ({VALS_DDL}) DISTRIBUTED BY (id);\n{VALS_ROWS}\n{OTHER_SOURCES}"));
+    env.src_psql(&format!(
+        "SET extra_float_digits = 3;\nCREATE TABLE vals ({VALS_DDL}) DISTRIBUTED BY (id);\n{VALS_ROWS}\n{UDT_DDL}\n{OTHER_SOURCES}"
+    ));
     env.dst_psql(&format!(
         "SET ROLE gpt;
          CREATE TABLE vals ({VALS_DDL}) DISTRIBUTED RANDOMLY;
@@ -308,7 +324,8 @@ fn adversarial_values_and_schemas_arrive_byte_exact() {
          CREATE TABLE tz_events (id int, at timestamptz, v text) DISTRIBUTED BY (id);
          CREATE SCHEMA master;
          CREATE TABLE master.vals ({VALS_DDL}) DISTRIBUTED BY (id);
-         CREATE TABLE master.one (v text) DISTRIBUTED RANDOMLY;"
+         CREATE TABLE master.one (v text) DISTRIBUTED RANDOMLY;
+         {UDT_DDL}"
     ));
     let tables = [
         windowed("public.vals", "ts"),
@@ -319,6 +336,7 @@ fn adversarial_values_and_schemas_arrive_byte_exact() {
         format!("{}target_table = \"parted.regions\"\n", windowed("public.regions", "ts")),
         windowed("public.ps", "ts"),
         windowed("public.tz_events", "at"),
+        windowed("public.udt", "ts"),
     ];
     // After the setup: SQL DateStyle cannot even read back its own `LMT BC` timestamps.
     hostile_defaults(&env, true, true);
@@ -330,7 +348,7 @@ fn adversarial_values_and_schemas_arrive_byte_exact() {
     env.write_config(&format!("{}{master}", job(30100, 32768, &tables.concat())));
     let out = env.run(&["run", "--parallel", "2"]);
     out.assert_success();
-    assert!(out.stdout.contains("18 window(s) loaded, 0 failed"), "{}", out.render());
+    assert!(out.stdout.contains("20 window(s) loaded, 0 failed"), "{}", out.render());
     assert_eq!(
         env.dst_psql("SELECT string_agg(DISTINCT job || ' ' || chain, ',') FROM gptransfer.history"),
         // The values in binary COPY, the one-column table in text.
@@ -372,6 +390,7 @@ fn adversarial_values_and_schemas_arrive_byte_exact() {
         "parted.regions_1_prt_pa a,parted.regions_1_prt_pb b,parted.regions_1_prt_pc c"
     );
     same("ps", "ps", &["id", "ts", "v"], "id", IN_WINDOWS);
+    same("udt", "udt", &["id", "ts", "m", "p", "pr", "c", "ms"], "id", "true");
     // The windows are the source's zone's hours.
     same(
         "tz_events",
