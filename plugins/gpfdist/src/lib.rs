@@ -14,6 +14,7 @@
 
 pub mod check;
 mod fifo;
+mod log;
 mod orphan;
 mod process;
 mod remote;
@@ -173,8 +174,12 @@ impl GpfdistConfig {
         if c.host.trim().is_empty() || c.host.contains(['/', ' ', '\'']) {
             return Err(format!("host {:?} is not an address the segments can reach", c.host));
         }
-        if !(32 * 1024..=256 * 1024 * 1024).contains(&c.max_row_bytes) {
-            return Err(format!("max_row_bytes = {} must be between 32768 and 268435456", c.max_row_bytes));
+        if !(32 * 1024..=log::MAX_ROW_BYTES_LIMIT).contains(&c.max_row_bytes) {
+            return Err(format!(
+                "max_row_bytes = {} must be between 32768 and {}",
+                c.max_row_bytes,
+                log::MAX_ROW_BYTES_LIMIT
+            ));
         }
         if c.timeout.0 < Duration::from_secs(1) {
             return Err("timeout must be at least 1s".into());
@@ -499,12 +504,13 @@ impl GpfdistTransport {
         let (exported, loaded) = tokio::join!(export, load);
         let (writer_log, reader_log) = servers.finish().await;
         let first = first_failure.into_inner().unwrap_or_else(|p| p.into_inner());
+        let explain = |e, log| log::explain(e, log, self.config.max_row_bytes);
         let (rows_read, rows_written) = match (exported, loaded) {
             (Ok(read), Ok(written)) => (read, written),
-            (Err(e), Ok(_)) => return Err(with_log(e, writer_log)),
-            (Ok(_), Err(e)) => return Err(with_log(e, reader_log)),
-            (Err(e), Err(_)) if first == Some(Side::Source) => return Err(with_log(e, writer_log)),
-            (Err(_), Err(e)) => return Err(with_log(e, reader_log)),
+            (Err(e), Ok(_)) => return Err(explain(e, &writer_log)),
+            (Ok(_), Err(e)) => return Err(explain(e, &reader_log)),
+            (Err(e), Err(_)) if first == Some(Side::Source) => return Err(explain(e, &writer_log)),
+            (Err(_), Err(e)) => return Err(explain(e, &reader_log)),
         };
         ctx.counters.add(rows_read, 0);
         Ok(Delivered { rows_read, bytes: 0, rows_written, ..Delivered::default() })
@@ -560,9 +566,9 @@ impl Servers {
         }
     }
 
-    /// Stops both and removes the window's directory; returns the writer's and the reader's
-    /// last complaint, each with where it was logged.
-    async fn finish(self) -> (Option<String>, Option<String>) {
+    /// Stops both and removes the window's directory; returns what the writer and the reader
+    /// logged.
+    async fn finish(self) -> (log::Logged, log::Logged) {
         match self {
             Servers::Local(local) => {
                 let LocalServers { processes, keeper, name: _, dir } = *local;
@@ -571,23 +577,23 @@ impl Servers {
                 writer.stop().await;
                 reader.stop().await;
                 drop(keeper);
-                let complaint = |log: &std::path::Path| {
-                    let text = std::fs::read_to_string(log).unwrap_or_default();
-                    last_complaint(&text).map(|l| format!("gpfdist log: {l}"))
+                let logged = |log: &std::path::Path| log::Logged {
+                    text: std::fs::read_to_string(log).unwrap_or_default(),
+                    place: "gpfdist log".to_string(),
+                    silent: None,
                 };
-                let found = (complaint(&logs.0), complaint(&logs.1));
+                let found = (logged(&logs.0), logged(&logs.1));
                 drop(dir);
                 found
             }
             Servers::Remote(w) => {
                 let target = w.target().to_string();
                 let logs = w.stop().await;
-                // The host is named even when gpfdist logged nothing: the place to look.
-                let of = |role: &str| {
-                    Some(logs.iter().find(|(r, _)| r == role).map_or_else(
-                        || format!("gpfdist ({role}) on the ETL host {target}"),
-                        |(_, l)| format!("gpfdist log on the ETL host {target}: {l}"),
-                    ))
+                let of = |role: &str| log::Logged {
+                    text: logs.iter().filter(|(r, _)| r == role).map(|(_, l)| format!("{l}\n")).collect(),
+                    place: format!("gpfdist log on the ETL host {target}"),
+                    // The host is named even when gpfdist logged nothing: the place to look.
+                    silent: Some(format!("gpfdist ({role}) on the ETL host {target}")),
                 };
                 (of("writer"), of("reader"))
             }
@@ -600,19 +606,6 @@ impl Servers {
 enum Side {
     Source,
     Target,
-}
-
-/// gpfdist's last complaint in its log, when it has one.
-fn last_complaint(text: &str) -> Option<&str> {
-    text.lines().rev().find(|l| l.contains("WARN") || l.contains("ERROR") || l.contains("FATAL")).map(str::trim)
-}
-
-/// Adds gpfdist's last complaint to an error, when its log has one.
-fn with_log(e: RoleError, complaint: Option<String>) -> RoleError {
-    match complaint {
-        Some(line) => RoleError { message: format!("{} ({line})", e.message), ..e },
-        None => e,
-    }
 }
 
 #[cfg(test)]

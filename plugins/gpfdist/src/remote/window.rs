@@ -88,7 +88,8 @@ while IFS= read -r line; do
     stop)
       kill -KILL $wp $rp 2>/dev/null; wait $wp $rp 2>/dev/null
       for role in writer reader; do
-        echo "log $role $(cat "$dir/gpfdist-$role.log" "$dir/gpfdist-$role.out" 2>/dev/null | grep 'WARN\|ERROR\|FATAL' | tail -n 1)"
+        cat "$dir/gpfdist-$role.log" "$dir/gpfdist-$role.out" 2>/dev/null | grep 'WARN\|ERROR\|FATAL' | tail -n 3 |
+          while IFS= read -r l; do echo "log $role $l"; done
       done
       exit 0 ;;
   esac
@@ -115,7 +116,7 @@ pub struct Ready {
     pub reader: (u16, u32),
 }
 
-/// The last complaint of each remote gpfdist (`writer`, `reader`), when it had one.
+/// The last complaints of each remote gpfdist (`writer`, `reader`), oldest first.
 pub type Logs = Vec<(String, String)>;
 
 /// A window's remote gpfdist processes (see the `remote` module's comment); dropped, they are ended.
