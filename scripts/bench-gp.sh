@@ -10,10 +10,13 @@
 #   compare  `gptransfer compare` of the 2 days after 6 rows of the target were damaged; it must
 #            name exactly those 6 keys (timed against `master`, the copy of the same table)
 # For every variant: the median wall time, its throughput against the pipe, the peak RSS of
-# the measured command (GNU time), and the CPU time the two MASTERS' processes spent during
-# the run (read from /proc: the postmaster's own and its reaped children's time, plus its live
-# children's). The segment path must leave the masters nearly idle: its masters' CPU is printed
-# as a share of the master path's (target < 10 %).
+# the measured command (GNU time), and the CPU time spent during the run, read from /proc: the
+# two MASTERS' processes (each postmaster's own and reaped children's time, plus its live
+# children's), all the SEGMENTS' processes (the same, per segment), and the measured command
+# with its children (gptransfer and its gpfdist processes, or the pipe's two psql). The segment
+# path must leave the masters nearly idle: its masters' CPU is printed as a share of the master
+# path's (target < 10 %). The CPU of all processes is what decides the time on one machine,
+# and the segments' share is what a real cluster spreads over its segment hosts.
 #
 #   scripts/bench-gp.sh                                    # 5M rows; 2 and 4 segments; 3 runs
 #   ROWS=200000 RUNS=1 SEGMENTS_LIST=2 scripts/bench-gp.sh # a quick smoke run
@@ -88,18 +91,35 @@ free_cluster_port() {
   done
 }
 
-# master_cpu_ticks DIR: CPU ticks spent so far by a GP6 cluster's master: the postmaster's own
-# and reaped children's (backends that ended), plus every live child's.
-master_cpu_ticks() {
-  local pid
-  pid=$(head -n 1 "$1/master/gpseg-1/postmaster.pid")
+# postmaster_cpu_ticks DATADIR: CPU ticks spent so far by one GP6 instance (a master or a
+# segment): the postmaster's own and its reaped children's (backends that ended), plus every
+# live child's. A child may end while it is read: it then counts in the reaped children's time
+# of the next reading, and the read is skipped (with pipefail, a failed read would end the
+# script silently).
+postmaster_cpu_ticks() {
+  local pid child
+  pid=$(head -n 1 "$1/postmaster.pid")
   {
     # Fields after the command name: utime is the 12th, stime 13th, cutime 14th, cstime 15th.
     sed -E 's/^.*\) //' "/proc/$pid/stat" | awk '{ print $12 + $13 + $14 + $15 }'
     for child in $(cat "/proc/$pid/task/$pid/children" 2>/dev/null); do
-      [ -r "/proc/$child/stat" ] && sed -E 's/^.*\) //' "/proc/$child/stat" 2>/dev/null | awk '{ print $12 + $13 }'
+      sed -E 's/^.*\) //' "/proc/$child/stat" 2>/dev/null | awk '{ print $12 + $13 }' || true
     done
   } | awk '{ s += $1 } END { print s + 0 }'
+}
+
+# master_cpu_ticks DIR: the ticks of a cluster's master.
+master_cpu_ticks() {
+  postmaster_cpu_ticks "$1/master/gpseg-1"
+}
+
+# segments_cpu_ticks DIR: the ticks of all of a cluster's primary segments together.
+segments_cpu_ticks() {
+  local d total=0
+  for d in "$1"/primary/gpseg*; do
+    total=$((total + $(postmaster_cpu_ticks "$d")))
+  done
+  echo "$total"
 }
 
 # write_config NAME DURATION TRANSPORT: the job moving the 2 days in windows of DURATION.
@@ -203,12 +223,19 @@ measure() {
   load_before=$(load_average)
   src_before=$(master_cpu_ticks "$bench_dir/src")
   dst_before=$(master_cpu_ticks "$bench_dir/dst")
+  local src_segs_before dst_segs_before
+  src_segs_before=$(segments_cpu_ticks "$bench_dir/src")
+  dst_segs_before=$(segments_cpu_ticks "$bench_dir/dst")
   start_ns=$(date +%s%N)
-  timeout "$run_timeout" /usr/bin/time -f '%M' -o "$bench_dir/rss" "${cmd[@]}" >"$log" 2>&1 || rc=$?
+  # Peak RSS, and the CPU of the command with its children (gpfdist, psql) as they are reaped.
+  timeout "$run_timeout" /usr/bin/time -f '%M %U %S' -o "$bench_dir/rss" "${cmd[@]}" >"$log" 2>&1 || rc=$?
   end_ns=$(date +%s%N)
   local src_after dst_after
   src_after=$(master_cpu_ticks "$bench_dir/src")
   dst_after=$(master_cpu_ticks "$bench_dir/dst")
+  local src_segs_after dst_segs_after
+  src_segs_after=$(segments_cpu_ticks "$bench_dir/src")
+  dst_segs_after=$(segments_cpu_ticks "$bench_dir/dst")
   if [ "$rc" != "$expected_rc" ]; then
     printf '\n%s (%s segments) exited %s, expected %s: %s\n--- last lines ---\n' "$variant" "$n" "$rc" "$expected_rc" "${cmd[*]}" >&2
     tail -n 40 "$log" >&2
@@ -231,18 +258,23 @@ measure() {
     fi
     gp_sql dst -c "CHECKPOINT"
   fi
-  local secs rss src_cpu dst_cpu label="run $run/$runs"
+  local secs rss user sys src_cpu dst_cpu segs_cpu tool_cpu label="run $run/$runs"
   secs=$(seconds_between "$start_ns" "$end_ns")
-  rss=$(tail -n 1 "$bench_dir/rss")
-  src_cpu=$(awk -v a="$src_before" -v b="$src_after" -v t="$clk_tck" 'BEGIN { printf "%.2f", (b - a) / t }')
-  dst_cpu=$(awk -v a="$dst_before" -v b="$dst_after" -v t="$clk_tck" 'BEGIN { printf "%.2f", (b - a) / t }')
+  read -r rss user sys < <(tail -n 1 "$bench_dir/rss")
+  ticks_s() { awk -v a="$1" -v b="$2" -v t="$clk_tck" 'BEGIN { printf "%.2f", (b - a) / t }'; }
+  src_cpu=$(ticks_s "$src_before" "$src_after")
+  dst_cpu=$(ticks_s "$dst_before" "$dst_after")
+  segs_cpu=$(ticks_s $((src_segs_before + dst_segs_before)) $((src_segs_after + dst_segs_after)))
+  tool_cpu=$(awk -v u="$user" -v s="$sys" 'BEGIN { printf "%.2f", u + s }')
   if [ "$run" = 0 ]; then
     label="warm-up"
   else
-    printf '%s %s %s %s %s %s %s\n' "$n" "$variant" "$run" "$secs" "$rss" "$src_cpu" "$dst_cpu" >>"$results"
+    printf '%s %s %s %s %s %s %s %s %s\n' "$n" "$variant" "$run" "$secs" "$rss" "$src_cpu" "$dst_cpu" "$segs_cpu" \
+      "$tool_cpu" >>"$results"
   fi
-  printf '  %s seg  %-8s %-8s %7.2f s  rss %6d KB  masters cpu %6.2f + %6.2f s  %s (load %s → %s)\n' \
-    "$n" "$variant" "$label" "$secs" "$rss" "$src_cpu" "$dst_cpu" "$found" "$load_before" "$(load_average)"
+  printf '  %s seg  %-8s %-8s %7.2f s  rss %6d KB  cpu: masters %5.2f + %5.2f s, segments %6.2f s, tool %5.2f s  %s (load %s → %s)\n' \
+    "$n" "$variant" "$label" "$secs" "$rss" "$src_cpu" "$dst_cpu" "$segs_cpu" "$tool_cpu" "$found" "$load_before" \
+    "$(load_average)"
 }
 
 command -v python3 >/dev/null 2>&1 || die "python3 is missing"
@@ -311,7 +343,7 @@ for n in $segments_list; do
 done
 
 section "results: $rows rows, medians of $runs runs (load average now $(load_average))"
-declare -A secs_of cpu_of
+declare -A secs_of cpu_of all_of
 verdict=0
 check() { # check LABEL VALUE OP LIMIT
   local ok
@@ -324,22 +356,32 @@ column_of() { # column_of SEGMENTS VARIANT FIELD: that field of every run
 }
 for n in $segments_list; do
   echo "  $n segments per cluster:"
-  printf '    %-8s %9s %9s %12s %14s %14s\n' variant "median s" "vs pipe" "max RSS KB" "src master s" "dst master s"
+  printf '    %-8s %9s %9s %12s %14s %14s %12s %9s %11s\n' variant "median s" "vs pipe" "max RSS KB" "src master s" \
+    "dst master s" "segments s" "tool s" "all CPU s"
   for v in $variants; do
     mapfile -t s < <(column_of "$n" "$v" 4)
     [ "${#s[@]}" -gt 0 ] || continue
     mapfile -t r < <(column_of "$n" "$v" 5)
     mapfile -t cs < <(column_of "$n" "$v" 6)
     mapfile -t cd < <(column_of "$n" "$v" 7)
+    mapfile -t cg < <(column_of "$n" "$v" 8)
+    mapfile -t ct < <(column_of "$n" "$v" 9)
     secs_of[$n,$v]=$(median "${s[@]}")
     cpu_of[$n,$v]=$(awk -v a="$(median "${cs[@]}")" -v b="$(median "${cd[@]}")" 'BEGIN { printf "%.2f", a + b }')
     vs="-"
     [ -z "${secs_of[$n,pipe]:-}" ] || [ "$v" = compare ] || vs=$(ratio "${secs_of[$n,pipe]}" "${secs_of[$n,$v]}")
-    printf '    %-8s %9.2f %9s %12s %14s %14s\n' "$v" "${secs_of[$n,$v]}" "$vs" \
-      "$(printf '%s\n' "${r[@]}" | sort -g | tail -n 1)" "$(median "${cs[@]}")" "$(median "${cd[@]}")"
+    all_of[$n,$v]=$(awk -v a="${cpu_of[$n,$v]}" -v b="$(median "${cg[@]}")" -v c="$(median "${ct[@]}")" \
+      'BEGIN { printf "%.2f", a + b + c }')
+    printf '    %-8s %9.2f %9s %12s %14s %14s %12s %9s %11s\n' "$v" "${secs_of[$n,$v]}" "$vs" \
+      "$(printf '%s\n' "${r[@]}" | sort -g | tail -n 1)" "$(median "${cs[@]}")" "$(median "${cd[@]}")" \
+      "$(median "${cg[@]}")" "$(median "${ct[@]}")" "${all_of[$n,$v]}"
   done
   if [ -n "${secs_of[$n,segment]:-}" ] && [ -n "${secs_of[$n,master]:-}" ]; then
     check "segment path speed / master path speed" "$(ratio "${secs_of[$n,master]}" "${secs_of[$n,segment]}")" ">=" 1.0
+    # On one machine the time follows the CPU all processes need; on a real cluster the
+    # segments' share is spread over the segment hosts.
+    printf '    %-58s %8.2f\n' "all CPU, segment path / master path" \
+      "$(awk -v a="${all_of[$n,segment]}" -v b="${all_of[$n,master]}" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')"
     check "masters' CPU, segment path / master path (%)" \
       "$(awk -v a="${cpu_of[$n,segment]}" -v b="${cpu_of[$n,master]}" 'BEGIN { printf "%.1f", (b > 0 ? 100 * a / b : 0) }')" "<=" 10
   fi
@@ -360,7 +402,8 @@ for n in $segments_list; do
     check "compare time / copy (master path) time" "$(ratio "${secs_of[$n,compare]}" "${secs_of[$n,master]}")" "<=" 0.5
   fi
 done
-echo "per-run figures (segments variant run s rss_kb src_master_s dst_master_s): $results; logs: $bench_dir/*.log"
+echo "per-run figures (segments variant run s rss_kb src_master_s dst_master_s segments_s tool_s): $results;" \
+  "logs: $bench_dir/*.log"
 echo "whole benchmark took $(seconds_between "$bench_start_ns" "$(date +%s%N)") s"
 if [ "$verdict" != 0 ] && [ "${STRICT:-0}" = 1 ]; then
   exit 1
