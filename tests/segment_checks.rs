@@ -494,6 +494,11 @@ async fn gp4_dropped_packets_fail_within_the_timeout() {
 /// GP6 → GP6 as login role `role` (password login, not a superuser): a day of 48 rows in `src`
 /// and an empty `dst` owned by the role, moved through the gpfdist transport on `ports`.
 fn cli_env(name: &str, role: &str, ports: [u16; 2]) -> support::TestEnv {
+    cli_env_with(name, role, ports, "")
+}
+
+/// [`cli_env`] with `extra` options in the transport's table (e.g. `, ssh = { … }`).
+fn cli_env_with(name: &str, role: &str, ports: [u16; 2], extra: &str) -> support::TestEnv {
     let env = support::TestEnv::on(name, support::Server::Gp6, support::Server::Gp6);
     let pg = gp6();
     let r = quote_ident(role);
@@ -529,7 +534,7 @@ from = "src"
 to = "dst"
 start = "2024-01-01 00:00:00"
 duration = "1d"
-transport = {{ plugin = "gpfdist", host = "127.0.0.1", port_range = [{}, {}], gpfdist = "{}" }}
+transport = {{ plugin = "gpfdist", host = "127.0.0.1", port_range = [{}, {}], gpfdist = "{}"{extra} }}
 
 [[jobs.j.tables]]
 table = "public.src"
@@ -592,4 +597,38 @@ fn config_check_names_the_segment_that_cannot_reach_the_transports_host() {
     );
     assert!(!text.contains("segment 1 ("), "segment 1 reaches the host:\n{text}");
     assert!(text.contains(&format!("127.0.0.1:{first}")), "{text}");
+}
+
+/// The same with the gpfdist processes on an ETL host over SSH (a real sshd on 127.0.0.1): the
+/// probe's gpfdist runs there, and the segment that cannot reach it is named with the host.
+#[test]
+fn config_check_over_ssh_names_the_segment_that_cannot_reach_the_etl_host() {
+    let sshd = support::sshd::Sshd::start();
+    let role = "segcheck_cli_reach_ssh";
+    let first = free_ports(1).unwrap()[0];
+    let ssh = format!(
+        r#", work_dir = "{{TEMP_DIR}}/remote-gpfdist", ssh = {{ host = "127.0.0.1", port = {}, user = "{}", key_file = "{}", known_hosts = "{{TEMP_DIR}}/known_hosts", connect_timeout = "5s", read_timeout = "30s" }}"#,
+        sshd.port,
+        sshd.user,
+        sshd.client_key.display()
+    );
+    let env = cli_env_with("segcheck_cli_reach_ssh", role, [first, first + 1], &ssh);
+    sshd.write_known_hosts(&env.dir().join("known_hosts"));
+    grant_both(gp6(), role);
+    let ok = env.run(&["config", "check"]);
+    assert_eq!(ok.code, 0, "{}\nsshd log:\n{}", ok.render(), sshd.log());
+    let seg0_port =
+        gp6().psql("postgres", "SELECT port FROM gp_segment_configuration WHERE content = 0 AND role = 'p'");
+    let blocked = Blocked::segment(gp6(), 0, first, "REJECT");
+    let check = env.run(&["config", "check"]);
+    drop(blocked);
+    assert_ne!(check.code, 0, "{}", check.render());
+    let text = check.render();
+    assert!(
+        text.contains(&format!("segment 0 (dbid 2, host localhost, address 127.0.0.1, port {seg0_port})")),
+        "{text}"
+    );
+    assert!(!text.contains("segment 1 ("), "segment 1 reaches the host:\n{text}");
+    assert!(text.contains(&format!("127.0.0.1:{first}")), "{text}");
+    assert!(text.contains(&format!("{}@127.0.0.1:{}", sshd.user, sshd.port)), "the ETL host is not named:\n{text}");
 }
