@@ -52,8 +52,8 @@ fn temp(flavour: Flavour) -> &'static str {
 
 /// Each segment's buffer for a writable external table, in KiB: a segment POSTs to gpfdist
 /// whenever it fills. The default of 64 KiB makes thousands of requests of a big window, each
-/// answered only once gpfdist has written it into the FIFO. 4 MiB (4 MiB per segment) took
-/// 5–23 % off a 2M-row window in hand runs on GP6; GP 4.3, 6 and 7 all have the setting.
+/// answered only once gpfdist has written it into the FIFO; 4 MiB costs 4 MiB per segment.
+/// GP 4.3, 6 and 7 all have the setting.
 pub const WRITE_BUFFER_KIB: u32 = 4096;
 
 /// The session setting the source's segments write with (see [`WRITE_BUFFER_KIB`]).
