@@ -140,7 +140,7 @@ fn lossy_pairs_refused_then_accepted(env: &TestEnv, greenplum: bool, transport: 
     check.assert_code(2);
     for (col, _, _, _, _) in LOSSY {
         assert!(check.stderr.contains(&format!("column {col:?} is ")), "{col}: {}", check.render());
-        assert!(check.stderr.contains(&format!("ALTER COLUMN {col} TYPE")), "{col}: {}", check.render());
+        assert!(check.stderr.contains(&format!("ALTER COLUMN \"{col}\" TYPE")), "{col}: {}", check.render());
     }
     let run = env.run(&["run"]);
     run.assert_code(2);
