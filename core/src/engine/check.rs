@@ -236,8 +236,8 @@ fn lossy_error(table: &TableSpec, target: Flavour, lossy: &[(&Column, Column, St
             lines.join("\n  - ")
         ),
         Some(&format!(
-            "widen the target's column(s) to keep every value:\n  {}\nor accept the change for this table: \
-             lossy_columns = [{}]",
+            "widen the target's column(s) to keep every value:\n  {}\nor accept the change in this table's \
+             entry of the config: lossy_columns = [{}]",
             alters.join("\n  "),
             names.join(", ")
         )),

@@ -111,7 +111,7 @@ fn into_numeric(src: &str, smod: i32, dmod: i32) -> Option<String> {
 fn into_float(src: &str, smod: i32, bits: u32, digits: i32) -> Option<String> {
     let beyond = |b: u32| format!("integers beyond ±{} (2^{b}) are rounded", 1u64 << b);
     match src {
-        "float8" if bits < 53 => Some(format!("values are rounded to {digits}-digit float4 precision")),
+        "float8" if bits < 53 => Some("values are rounded to float4 precision (about 7 significant digits)".into()),
         "int4" | "oid" if bits < 32 => Some(beyond(bits)),
         "int8" => Some(beyond(bits)),
         "numeric" if !matches!(numeric_modifier(smod), Some((p, _)) if p <= digits) => {
