@@ -151,7 +151,8 @@ fn lossy_pairs_refused_then_accepted(env: &TestEnv, greenplum: bool, transport: 
     // One column left out of the list: still refused, naming only it.
     let mut names: Vec<&str> = LOSSY.iter().map(|p| p.0).collect();
     names.retain(|n| *n != "ts0");
-    let partial = format!("lossy_columns = [{}]", names.iter().map(|n| format!("{n:?}")).collect::<Vec<_>>().join(", "));
+    let partial =
+        format!("lossy_columns = [{}]", names.iter().map(|n| format!("{n:?}")).collect::<Vec<_>>().join(", "));
     config(env, "lossy", &partial, transport);
     let out = env.run(&["run"]);
     out.assert_code(2);

@@ -230,11 +230,7 @@ fn lossy_error(table: &TableSpec, target: Flavour, lossy: &[(&Column, Column, St
     let names: Vec<String> = lossy.iter().map(|(c, _, _)| format!("{:?}", c.name)).collect();
     check_error(
         table,
-        format!(
-            "target table {} would change values silently:\n  - {}",
-            table.target_table,
-            lines.join("\n  - ")
-        ),
+        format!("target table {} would change values silently:\n  - {}", table.target_table, lines.join("\n  - ")),
         Some(&format!(
             "widen the target's column(s) to keep every value:\n  {}\nor accept the change in this table's \
              entry of the config: lossy_columns = [{}]",

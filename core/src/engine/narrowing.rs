@@ -57,7 +57,8 @@ pub fn loss(source: ColumnType<'_>, target: ColumnType<'_>) -> Option<String> {
             fraction_rounded(from, seconds_precision(dmod))
         }
         "time" | "timetz" if matches!(src, "time" | "timetz") => {
-            let offset = (src == "timetz" && dst == "time").then(|| "the zone offset of each value is dropped".to_string());
+            let offset =
+                (src == "timetz" && dst == "time").then(|| "the zone offset of each value is dropped".to_string());
             let rounded = fraction_rounded(seconds_precision(smod), seconds_precision(dmod));
             match (offset, rounded) {
                 (Some(a), Some(b)) => Some(format!("{a}, and {b}")),
@@ -176,8 +177,8 @@ fn into_bpchar(src: &str, smod: i32, dmod: i32) -> Option<String> {
 
 fn fits_in_name(src: &str, smod: i32) -> bool {
     match src {
-        "name" | "char" | "bool" | "int2" | "int4" | "int8" | "oid" | "float4" | "float8" | "date" | "time" | "timetz"
-        | "timestamp" | "timestamptz" | "abstime" | "uuid" => true,
+        "name" | "char" | "bool" | "int2" | "int4" | "int8" | "oid" | "float4" | "float8" | "date" | "time"
+        | "timetz" | "timestamp" | "timestamptz" | "abstime" | "uuid" => true,
         // Up to 4 bytes a character in UTF-8.
         "varchar" | "bpchar" => char_length(smod).is_some_and(|n| n * 4 <= 63),
         "numeric" => numeric_modifier(smod).is_some_and(|(p, _)| p + 3 <= 63),
@@ -337,7 +338,10 @@ mod tests {
             lossy(("timetz", NONE), ("time", 1)).as_deref(),
             Some("the zone offset of each value is dropped, and fractions of a second are rounded to 1 decimal")
         );
-        assert_eq!(lossy(("interval", NONE), ("interval", YEAR_TO_MONTH)).as_deref(), Some("days and times are dropped"));
+        assert_eq!(
+            lossy(("interval", NONE), ("interval", YEAR_TO_MONTH)).as_deref(),
+            Some("days and times are dropped")
+        );
         assert!(lossy(("interval", YEAR_TO_MONTH), ("interval", NONE)).is_none());
         assert!(lossy(("interval", INTERVAL_3), ("interval", DAY_TO_SECOND_2)).is_some());
         assert!(lossy(("interval", DAY_TO_SECOND_2), ("interval", INTERVAL_3)).is_none());
