@@ -4,8 +4,9 @@
 //! both types, what would happen and the ALTER TABLE that widens it; `lossy_columns` accepts
 //! it, and the run then loads the values as the target's input changes them. Pairs that keep
 //! every value, or fail loudly on the ones they cannot hold, pass as before. PostgreSQL 15 →
-//! PostgreSQL 15 through the master, GP6 → GP6 through gpfdist (the segment path); and
-//! `create_target` creates the source's types exactly, so what it creates passes the check.
+//! PostgreSQL 15 through the master, GP6 → GP6 through gpfdist (the segment path); GP4.3 and
+//! PostgreSQL 8.2 sources and GP7 read their modifiers alike; and `create_target` creates the
+//! source's types exactly, so what it creates passes the check.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -247,5 +248,43 @@ fn create_target_creates_the_source_types_exactly() {
             let all = "SELECT md5(string_agg(l::text, '')) FROM lossy l";
             assert_eq!(env.dst_psql(all), env.src_psql(all), "{name}");
         }
+    }
+}
+
+/// The modifiers read the same from every flavour: a GP4.3 and a PostgreSQL 8.2 source into
+/// PostgreSQL 15, GP7 into GP7 — refused when narrower, accepted when wider.
+#[test]
+fn every_flavour_gives_its_modifiers() {
+    for (name, src, dst) in [
+        ("mods_gp4_pg", Server::Gp4, Server::Pg),
+        ("mods_pg82_pg", Server::Pg82, Server::Pg),
+        ("mods_gp7_gp7", Server::Gp7, Server::Gp7),
+    ] {
+        let env = TestEnv::on(name, src, dst);
+        let distributed =
+            |server: Server| if server == Server::Pg82 || server == Server::Pg { "" } else { " DISTRIBUTED BY (id)" };
+        env.src_psql(&format!(
+            "CREATE TABLE m (id int NOT NULL, ts timestamp NOT NULL, n numeric(10,3), t timestamp, v varchar(10)){}",
+            distributed(src)
+        ));
+        env.dst_psql(&format!(
+            "CREATE TABLE m (id int NOT NULL, ts timestamp NOT NULL, n numeric(10,1), t timestamp(0), v varchar(2)){}",
+            distributed(dst)
+        ));
+        config(&env, "m", "", "");
+        let out = env.run(&["config", "check"]);
+        out.assert_code(2);
+        for line in [
+            "column \"n\" is numeric(10,3) on the source but numeric(10,1) on the target",
+            "column \"t\" is timestamp without time zone on the source but timestamp(0) without time zone on the target",
+            "column \"v\" is character varying(10) on the source but character varying(2) on the target",
+        ] {
+            assert!(out.stderr.contains(line), "{name}: {line}\n{}", out.render());
+        }
+        env.dst_psql(&format!(
+            "DROP TABLE m; CREATE TABLE m (id int NOT NULL, ts timestamp NOT NULL, n numeric(12,4), t timestamp(6), v varchar(10)){}",
+            distributed(dst)
+        ));
+        env.run(&["config", "check"]).assert_success();
     }
 }
