@@ -735,6 +735,19 @@ duration = "1h"
     }
 
     #[test]
+    fn lossy_columns_are_per_table_and_among_the_columns() {
+        let table = "[[jobs.j.tables]]\ntable = \"eda.t\"\ncondition_column = \"ts\"\n";
+        let c = load(&format!("{BASE}{table}lossy_columns = [\"qty\"]\n")).unwrap();
+        assert_eq!(c.jobs[0].tables[0].lossy_columns, ["qty"]);
+        let c = load(&format!("{BASE}{table}")).unwrap();
+        assert!(c.jobs[0].tables[0].lossy_columns.is_empty());
+        let e = load(&format!("{BASE}{table}columns = [\"ts\", \"id\"]\nlossy_columns = [\"qty\"]\n")).unwrap_err();
+        assert!(e.to_string().contains("column \"qty\" of lossy_columns is not in columns"), "{e}");
+        let e = load(&format!("{BASE}{table}lossy_columns = [\"\"]\n")).unwrap_err();
+        assert!(e.to_string().contains("an empty column name"), "{e}");
+    }
+
+    #[test]
     fn the_gp4_legacy_preset_selects_the_v1_chain() {
         let preset =
             r#"preset = { name = "gp4-legacy", root = "/mnt/dataTransfer/file2GP", host = "etl01", user = "gpadmin" }"#;
