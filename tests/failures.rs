@@ -484,6 +484,11 @@ fn a_row_the_target_rejects_is_not_retried() {
     );
     env.dst_psql("CREATE TABLE narrow (id integer PRIMARY KEY, ts timestamp NOT NULL, payload varchar(5));");
     write_config_with(&env, &["narrow"], "retries = 2\nretry_delay = \"200ms\"\n");
+    // varchar(5) from text would cut trailing spaces silently: accepted for this column (the
+    // only entry, last in the file), so a value with more than spaces past 5 fails loudly.
+    let path = env.dir().join("gptransfer.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    env.write_config(&format!("{text}lossy_columns = [\"payload\"]\n"));
 
     let out = env.run(&["run"]);
     assert_eq!(out.code, 1, "{}", out.render());

@@ -89,7 +89,7 @@ INSERT INTO eda.narrow VALUES (2, '2024-03-10 00:20:00', 'much too long for it')
 
 const V1_TARGET: &str = r#"
 CREATE SCHEMA eda;
-CREATE TABLE eda.defects (id bigint PRIMARY KEY, evt_ts timestamp NOT NULL, glass varchar(200), qty numeric(12,3), payload bytea) DISTRIBUTED BY (id);
+CREATE TABLE eda.defects (id bigint PRIMARY KEY, evt_ts timestamp NOT NULL, glass varchar, qty numeric(12,3), payload bytea) DISTRIBUTED BY (id);
 CREATE TABLE eda.dups (id bigint PRIMARY KEY, evt_ts timestamp NOT NULL, v text) DISTRIBUTED BY (id);
 CREATE TABLE eda.dups_copy (id bigint PRIMARY KEY, evt_ts timestamp NOT NULL, v text) DISTRIBUTED BY (id);
 CREATE TABLE eda.wide (id bigint PRIMARY KEY, evt_ts timestamp NOT NULL, v text) DISTRIBUTED BY (id);
@@ -153,6 +153,7 @@ key = ["id"]
 table = "eda.narrow"
 condition_column = "evt_ts"
 mode = "replace"
+lossy_columns = ["v"]
 "#
     ));
 }

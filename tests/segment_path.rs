@@ -456,6 +456,11 @@ fn a_target_that_fails_stops_the_source_and_leaves_no_gpfdist() {
     big_tables(&env, 29600, "");
     // A row the target refuses (its payload column is too narrow for one value).
     env.dst_psql("SET ROLE gpt; DROP TABLE big; CREATE TABLE big (id integer, ts timestamp NOT NULL, payload varchar(100)) DISTRIBUTED BY (id);");
+    // varchar(100) from text would cut trailing spaces silently: accepted for this column (the
+    // only entry, last in the file), so the long value fails loudly on the target.
+    let path = env.dir().join("gptransfer.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    env.write_config(&format!("{text}lossy_columns = [\"payload\"]\n"));
     env.src_psql("UPDATE big SET payload = repeat('y', 200) WHERE id = 150000");
     let started = Instant::now();
     let out = env.run_with_timeout(&["run"], Duration::from_secs(90));

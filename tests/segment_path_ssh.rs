@@ -160,6 +160,15 @@ final_end = "2024-01-01 01:00:00"
     ));
 }
 
+/// The target's `payload varchar(100)` from the source's text would cut trailing spaces
+/// silently: accepted for that column (the only entry, last in the file), so a longer value
+/// fails loudly on the target.
+fn accept_narrow_payload(env: &TestEnv) {
+    let path = env.dir().join("gptransfer.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    env.write_config(&format!("{text}lossy_columns = [\"payload\"]\n"));
+}
+
 /// One source segment sleeps at row 50 000: the window is provably mid-way until the test acts.
 const HOLD: &str = "id <> 50000 OR pg_sleep(40) IS NOT NULL";
 
@@ -317,6 +326,7 @@ async fn a_failing_window_a_timed_out_one_and_sigterm_leave_no_remote_gpfdist() 
         "SET ROLE gpt; DROP TABLE big; \
          CREATE TABLE big (id integer, ts timestamp NOT NULL, payload varchar(100)) DISTRIBUTED BY (id);",
     );
+    accept_narrow_payload(&env);
     env.src_psql("UPDATE big SET payload = repeat('y', 200) WHERE id = 50000");
     let out = env.run_with_timeout(&["run"], Duration::from_secs(90));
     run_code(&out, 1);
@@ -331,6 +341,7 @@ async fn a_failing_window_a_timed_out_one_and_sigterm_leave_no_remote_gpfdist() 
     env.src_psql("UPDATE big SET payload = rpad(id::text, 100, 'x') WHERE id = 50000");
     let slow = transport(31400, &sshd).replace("work_dir =", "timeout = \"3s\", work_dir =");
     big_config(&env, &slow, HOLD);
+    accept_narrow_payload(&env);
     let started = Instant::now();
     let out = env.run_with_timeout(&["run"], Duration::from_secs(90));
     run_code(&out, 1);
@@ -341,6 +352,7 @@ async fn a_failing_window_a_timed_out_one_and_sigterm_leave_no_remote_gpfdist() 
 
     // SIGTERM mid-window (as Ctrl+C): the run stops, the remote gpfdist processes with it.
     big_config(&env, &transport(31400, &sshd), HOLD);
+    accept_narrow_payload(&env);
     let dst = env.dst.admin(&env.dst_db).await;
     // The timed-out run's sessions are gone first: the next INSERT seen is this run's.
     wait_until_gone(&dst).await;

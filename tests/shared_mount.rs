@@ -26,7 +26,7 @@ CREATE TABLE eda.defects (id bigint PRIMARY KEY, evt_ts timestamp NOT NULL, glas
 /// `glass` is varchar on the target: no binary COPY; the files are CSV either way.
 const TARGET_SQL_TEXT: &str = r#"
 CREATE SCHEMA eda;
-CREATE TABLE eda.defects (id bigint PRIMARY KEY, evt_ts timestamp NOT NULL, glass varchar(200), qty numeric(12,3), payload bytea);
+CREATE TABLE eda.defects (id bigint PRIMARY KEY, evt_ts timestamp NOT NULL, glass varchar, qty numeric(12,3), payload bytea);
 "#;
 
 fn setup(env: &TestEnv) -> PathBuf {

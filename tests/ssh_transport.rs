@@ -23,7 +23,7 @@ const COLUMNS: &[&str] = &["id", "evt_ts", "glass", "qty", "payload"];
 /// `glass` is varchar on the target: text COPY, the format remote loaders read.
 const TARGET_SQL: &str = r#"
 CREATE SCHEMA eda;
-CREATE TABLE eda.defects (id bigint PRIMARY KEY, evt_ts timestamp NOT NULL, glass varchar(200), qty numeric(12,3), payload bytea);
+CREATE TABLE eda.defects (id bigint PRIMARY KEY, evt_ts timestamp NOT NULL, glass varchar, qty numeric(12,3), payload bytea);
 "#;
 
 /// Source and target tables, and the remote root directory (`<TEMP_DIR>/remote`).

@@ -263,6 +263,11 @@ pub struct TableConfig {
     pub key: Vec<String>,
     /// Columns to move; all source columns when unset.
     pub columns: Option<Vec<String>>,
+    /// Columns whose target type may round or cut values of the source's type (numeric(10,3)
+    /// into numeric(10,1), timestamp into timestamp(0), …): accepted for these columns only;
+    /// any other such column is refused before data moves.
+    #[serde(default)]
+    pub lossy_columns: Vec<String>,
     /// Create a missing target table from the source's columns before the first window; the
     /// job's when unset.
     pub create_target: Option<bool>,

@@ -135,6 +135,7 @@ impl JobSpec {
             mode: d.mode.unwrap_or(Mode::Replace),
             key: Vec::new(),
             columns: None,
+            lossy_columns: Vec::new(),
             create_target: d.create_target,
             enabled: self.enabled,
             timezone: self.timezone.clone(),
@@ -184,6 +185,8 @@ pub struct TableSpec {
     pub key: Vec<String>,
     /// Explicit column list.
     pub columns: Option<Vec<String>>,
+    /// Columns allowed to load into a target type that rounds or cuts their values.
+    pub lossy_columns: Vec<String>,
     /// Create the target from the source's columns when it is missing.
     pub create_target: bool,
     /// Whether the table runs.
@@ -527,14 +530,17 @@ fn resolve(path: &Path, text: String, file: ConfigFile) -> Result<Config, Config
             if mode == Mode::Merge && t.key.is_empty() {
                 return Err(here("merge mode needs key = [\"column\", …] to match rows".into()));
             }
-            for col in t.key.iter().chain(t.columns.iter().flatten()) {
+            for col in t.key.iter().chain(t.columns.iter().flatten()).chain(&t.lossy_columns) {
                 if col.is_empty() {
-                    return Err(here("an empty column name in key or columns".into()));
+                    return Err(here("an empty column name in key, columns or lossy_columns".into()));
                 }
             }
             if let Some(cols) = &t.columns {
                 if let Some(k) = t.key.iter().find(|k| !cols.contains(k)) {
                     return Err(here(format!("key column {k:?} is not in columns")));
+                }
+                if let Some(l) = t.lossy_columns.iter().find(|l| !cols.contains(l)) {
+                    return Err(here(format!("column {l:?} of lossy_columns is not in columns")));
                 }
                 // Replace finds the window's rows on the target by the condition column: left
                 // out of the copied columns, it is NULL there, the delete matches nothing and
@@ -570,6 +576,7 @@ fn resolve(path: &Path, text: String, file: ConfigFile) -> Result<Config, Config
                 mode,
                 key: t.key.clone(),
                 columns: t.columns.clone(),
+                lossy_columns: t.lossy_columns.clone(),
                 create_target: t.create_target.unwrap_or(job.create_target),
                 enabled: t.enabled && job.enabled,
                 timezone: job.timezone.clone(),
@@ -725,6 +732,19 @@ duration = "1h"
         assert_eq!(t.chain(), "copy > stream > copy");
         assert_eq!(c.state.cluster, "b");
         assert_eq!(t.location.line, 11);
+    }
+
+    #[test]
+    fn lossy_columns_are_per_table_and_among_the_columns() {
+        let table = "[[jobs.j.tables]]\ntable = \"eda.t\"\ncondition_column = \"ts\"\n";
+        let c = load(&format!("{BASE}{table}lossy_columns = [\"qty\"]\n")).unwrap();
+        assert_eq!(c.jobs[0].tables[0].lossy_columns, ["qty"]);
+        let c = load(&format!("{BASE}{table}")).unwrap();
+        assert!(c.jobs[0].tables[0].lossy_columns.is_empty());
+        let e = load(&format!("{BASE}{table}columns = [\"ts\", \"id\"]\nlossy_columns = [\"qty\"]\n")).unwrap_err();
+        assert!(e.to_string().contains("column \"qty\" of lossy_columns is not in columns"), "{e}");
+        let e = load(&format!("{BASE}{table}lossy_columns = [\"\"]\n")).unwrap_err();
+        assert!(e.to_string().contains("an empty column name"), "{e}");
     }
 
     #[test]

@@ -29,10 +29,11 @@ pub fn session_setup(flavour: Flavour, timezone: Option<&str>) -> String {
     sql.join(";\n")
 }
 
-/// Columns of a table with their type, in table order.
+/// Columns of a table with their type, in table order: name, `format_type`, `typname`, NOT
+/// NULL, has a default, `atttypmod` (the same on every flavour from 8.2 on).
 pub const TABLE_COLUMNS: &str = "\
 SELECT a.attname::text, format_type(a.atttypid, a.atttypmod)::text, t.typname::text, a.attnotnull, \
-       (a.atthasdef OR t.typname IN ('serial', 'bigserial'))
+       (a.atthasdef OR t.typname IN ('serial', 'bigserial')), a.atttypmod
 FROM pg_catalog.pg_attribute a
 JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace

@@ -3,8 +3,11 @@
 
 use crate::cluster::Session;
 use crate::config::{Mode, TableSpec};
-use crate::dialect::{sql, QualifiedName};
+use crate::dialect::{quote_ident, sql, Flavour, QualifiedName};
 use crate::error::Error;
+
+use super::create::target_type;
+use super::narrowing::{self, ColumnType};
 
 /// A column as the catalog describes it.
 #[derive(Debug, Clone)]
@@ -15,6 +18,8 @@ pub struct Column {
     pub type_text: String,
     /// `typname`, e.g. `numeric`.
     pub type_name: String,
+    /// `atttypmod`, e.g. the precision and scale of a numeric; -1 when the type has none.
+    pub type_mod: i32,
     /// NOT NULL.
     pub not_null: bool,
     /// Has a default.
@@ -73,6 +78,7 @@ pub async fn columns(
             type_name: r.get(2),
             not_null: r.get(3),
             has_default: r.get(4),
+            type_mod: r.get(5),
         })
         .collect())
 }
@@ -122,6 +128,7 @@ pub async fn check_table(
     let selected = selected_columns(table, &src)?;
 
     let mut problems = Vec::new();
+    let mut lossy = Vec::new();
     for c in &selected {
         match find(&dst, &c.name) {
             None => problems.push(format!(
@@ -132,7 +139,20 @@ pub async fn check_table(
                 "column {:?} is {} on the source but {} on the target: incompatible",
                 c.name, c.type_text, t.type_text
             )),
-            Some(_) => {}
+            Some(t) => {
+                let what = narrowing::loss(
+                    ColumnType::new(&c.type_name, c.type_mod),
+                    ColumnType::new(&t.type_name, t.type_mod),
+                );
+                if let Some(what) = what.filter(|_| !table.lossy_columns.contains(&c.name)) {
+                    lossy.push((c, t, what));
+                }
+            }
+        }
+    }
+    for l in &table.lossy_columns {
+        if !selected.iter().any(|c| &c.name == l) {
+            problems.push(format!("column {l:?} of lossy_columns is not among the columns moved"));
         }
     }
     for t in &dst {
@@ -154,6 +174,9 @@ pub async fn check_table(
             format!("source and target columns do not match:\n  - {}", problems.join("\n  - ")),
             Some("columns are matched by name; align the tables, or list the columns to move in `columns`"),
         ));
+    }
+    if !lossy.is_empty() {
+        return Err(lossy_error(table, target.flavour, &lossy));
     }
 
     let condition_type = match source_condition(table, &src)? {
@@ -181,6 +204,40 @@ pub async fn check_table(
         condition_type,
         binary,
     })
+}
+
+/// Columns whose target type would change values silently (rows travel as text, and the
+/// target's input rounds or cuts them): what happens to each, the ALTER TABLE that widens
+/// it, and the option that accepts it.
+fn lossy_error(table: &TableSpec, target: Flavour, lossy: &[(&Column, Column, String)]) -> Error {
+    let lines: Vec<String> = lossy
+        .iter()
+        .map(|(c, t, what)| {
+            format!("column {:?} is {} on the source but {} on the target: {what}", c.name, c.type_text, t.type_text)
+        })
+        .collect();
+    let alters: Vec<String> = lossy
+        .iter()
+        .map(|(c, _, _)| {
+            format!(
+                "ALTER TABLE {} ALTER COLUMN {} TYPE {};",
+                table.target_table.quoted(),
+                quote_ident(&c.name),
+                target_type(&c.type_text, target)
+            )
+        })
+        .collect();
+    let names: Vec<String> = lossy.iter().map(|(c, _, _)| format!("{:?}", c.name)).collect();
+    check_error(
+        table,
+        format!("target table {} would change values silently:\n  - {}", table.target_table, lines.join("\n  - ")),
+        Some(&format!(
+            "widen the target's column(s) to keep every value:\n  {}\nor accept the change in this table's \
+             entry of the config: lossy_columns = [{}]",
+            alters.join("\n  "),
+            names.join(", ")
+        )),
+    )
 }
 
 /// The source columns to move: all, or those of `columns`, each of which must exist.
@@ -349,8 +406,9 @@ async fn setting(session: &Session, name: &str) -> Option<String> {
     session.timed(session.client.query_one("SELECT current_setting($1)", &[&name])).await.ok().map(|r| r.get(0))
 }
 
-/// Whether the text form of a source type loads into the target type. Widening within a
-/// family is fine; narrowing is allowed and fails the window (atomically) on overflow.
+/// Whether the text form of a source type loads into the target type at all. Widening within
+/// a family is fine; narrowing is allowed here when it fails the window (atomically) on
+/// overflow, and refused by [`narrowing::loss`] when it would round or cut values instead.
 fn compatible(source: &str, target: &str) -> bool {
     fn family(t: &str) -> &str {
         match t {

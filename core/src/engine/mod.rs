@@ -7,6 +7,7 @@ mod compare_run;
 mod create;
 mod frontier;
 mod interrupt;
+mod narrowing;
 mod retry;
 mod run;
 mod select;

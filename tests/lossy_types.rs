@@ -1,0 +1,290 @@
+//! A target column of a narrower type than the source's must never change data silently:
+//! every pair whose target input would round or cut a value of the source type is refused by
+//! `config check` and `run` (exit 2, no data moved, no history row), naming table, column,
+//! both types, what would happen and the ALTER TABLE that widens it; `lossy_columns` accepts
+//! it, and the run then loads the values as the target's input changes them. Pairs that keep
+//! every value, or fail loudly on the ones they cannot hold, pass as before. PostgreSQL 15 →
+//! PostgreSQL 15 through the master, GP6 → GP6 through gpfdist (the segment path); GP4.3 and
+//! PostgreSQL 8.2 sources and GP7 read their modifiers alike; and `create_target` creates the
+//! source's types exactly, so what it creates passes the check.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use support::{gp6_home, Server, TestEnv};
+
+/// `(column, source type, target type, source literal, predicate true on the target after an
+/// accepted load)`.
+type Pair = (&'static str, &'static str, &'static str, &'static str, &'static str);
+
+#[rustfmt::skip]
+const LOSSY: &[Pair] = &[
+    ("n_scale", "numeric(10,3)", "numeric(10,1)", "1.234", "n_scale = 1.2"),
+    ("n_free", "numeric", "numeric(12,2)", "1.005", "n_free = 1.01"),
+    ("n_f8", "numeric", "float8", "0.12345678901234567890123", "n_f8 = '0.12345678901234568'::float8"),
+    ("n_arr", "numeric(10,3)[]", "numeric(10,1)[]", "{1.234}", "n_arr = '{1.2}'"),
+    ("f8_f4", "float8", "real", "16777217", "f8_f4::float8 = 16777216"),
+    ("f8_n", "float8", "numeric(10,2)", "0.125", "f8_n = 0.13"),
+    ("i4_f4", "int4", "real", "16777217", "i4_f4::float8 = 16777216"),
+    ("i8_f8", "int8", "float8", "9007199254740993", "i8_f8 = 9007199254740992::float8"),
+    ("i4_oid", "int4", "oid", "-1", "i4_oid::text = '4294967295'"),
+    ("vc_vc", "varchar(10)", "varchar(2)", "ab   ", "vc_vc = 'ab'"),
+    ("t_vc", "text", "varchar(3)", "abc  ", "t_vc = 'abc'"),
+    ("vc_bpc", "varchar(5)", "char(5)", "ab ", "vc_bpc::text = 'ab'"),
+    ("t_name", "text", "name", "0123456789012345678901234567890123456789012345678901234567890123456789", "length(t_name) = 63"),
+    ("t_char", "text", "\"char\"", "abc", "t_char = 'a'"),
+    ("ts0", "timestamp", "timestamp(0)", "2024-01-01 00:00:00.6", "ts0 = '2024-01-01 00:00:01'"),
+    ("tstz2", "timestamptz", "timestamptz(2)", "2024-01-01 00:00:00.123456+00", "tstz2 = '2024-01-01 00:00:00.12+00'"),
+    ("ts_date", "timestamp", "date", "2024-01-01 23:00:00", "ts_date = '2024-01-01'"),
+    ("tm0", "time", "time(0)", "12:00:00.6", "tm0 = '12:00:01'"),
+    ("tmtz1", "timetz", "timetz(1)", "12:00:00.66+08", "tmtz1 = '12:00:00.7+08'"),
+    ("tmtz_tm", "timetz", "time", "12:00:00+08", "tmtz_tm = '12:00:00'"),
+    ("iv_ym", "interval", "interval year to month", "1 year 2 mons 3 days 04:05:06", "iv_ym = '1 year 2 mons'"),
+    ("iv0", "interval", "interval(0)", "00:00:01.6", "iv0 = '00:00:02'"),
+    ("js_jb", "json", "jsonb", "{\"a\": 1, \"a\": 2}", "js_jb = '{\"a\": 2}'"),
+];
+
+/// Pairs that keep every value (or refuse loudly the ones the target cannot hold).
+#[rustfmt::skip]
+const LOSSLESS: &[Pair] = &[
+    ("n_wider", "numeric(10,1)", "numeric(10,3)", "1.2", "n_wider::text = '1.200'"),
+    ("n_free", "numeric(10,2)", "numeric", "1.25", "n_free::text = '1.25'"),
+    ("n_prec", "numeric(12,2)", "numeric(8,2)", "123456.78", "n_prec::text = '123456.78'"),
+    ("n_f8", "numeric(15,3)", "float8", "123456789012.345", "n_f8 = 123456789012.345::float8"),
+    ("i4_n", "int4", "numeric(12,2)", "2147483647", "i4_n::text = '2147483647.00'"),
+    ("i2_i8", "int2", "int8", "-32768", "i2_i8 = -32768"),
+    ("i8_i4", "int8", "int4", "2147483647", "i8_i4 = 2147483647"),
+    ("i4_f8", "int4", "float8", "2147483647", "i4_f8 = 2147483647"),
+    ("f4_f8", "real", "float8", "1.5", "f4_f8 = 1.5"),
+    ("f8_n", "float8", "numeric", "0.1", "f8_n::float8 = 0.1::float8"),
+    ("i4_t", "int4", "text", "-7", "i4_t = '-7'"),
+    ("vc_vc", "varchar(5)", "varchar(10)", "ab  ", "vc_vc = 'ab  '"),
+    ("vc_t", "varchar(5)", "text", "ab ", "vc_t = 'ab '"),
+    ("t_vc", "text", "varchar", "ab ", "t_vc = 'ab '"),
+    ("bpc_bpc", "char(5)", "char(3)", "ab", "bpc_bpc = 'ab'"),
+    ("bpc_vc", "char(5)", "varchar(2)", "ab", "bpc_vc = 'ab'"),
+    ("i4_bpc", "int4", "char(4)", "12", "trim(i4_bpc) = '12'"),
+    ("ts_ts", "timestamp(0)", "timestamp(3)", "2024-01-01 00:00:01", "ts_ts = '2024-01-01 00:00:01'"),
+    ("ts_tstz", "timestamp", "timestamptz", "2024-01-01 00:00:00.5", "ts_tstz = '2024-01-01 00:00:00.5'"),
+    ("d_ts", "date", "timestamp(0)", "2024-02-29", "d_ts = '2024-02-29 00:00:00'"),
+    ("tm_tm", "time(2)", "time", "12:00:00.25", "tm_tm = '12:00:00.25'"),
+    ("iv_iv", "interval year to month", "interval", "1 year 2 mons", "iv_iv = '1 year 2 mons'"),
+    ("iv_p", "interval(2)", "interval day to second(3)", "1 day 00:00:01.25", "iv_p = '1 day 00:00:01.25'"),
+    ("b_b", "bit(3)", "bit(4)", "101", "b_b IS NULL"),
+    ("vb_vb", "varbit(5)", "varbit(3)", "101", "vb_vb = B'101'"),
+    ("jb_js", "jsonb", "json", "{\"a\": 2}", "jb_js::text = '{\"a\": 2}'"),
+    ("tmtz_t", "timetz", "text", "12:00:00+08", "tmtz_t = '12:00:00+08'"),
+];
+
+fn literal(v: &str) -> String {
+    format!("'{}'", v.replace('\'', "''"))
+}
+
+/// One table `name` of `pairs` on both sides (source types on the source, target types on the
+/// target), one row in the day's window; `null` columns get NULL (a value the target refuses).
+fn tables(env: &TestEnv, name: &str, pairs: &[Pair], greenplum: bool, null: &[&str]) {
+    let ddl = |side: fn(&Pair) -> &str| {
+        let cols: Vec<String> = pairs.iter().map(|p| format!("{} {}", p.0, side(p))).collect();
+        let distributed = if greenplum { " DISTRIBUTED BY (id)" } else { "" };
+        format!("CREATE TABLE {name} (id int NOT NULL, ts timestamp NOT NULL, {}){distributed}", cols.join(", "))
+    };
+    env.src_psql(&ddl(|p| p.1));
+    env.dst_psql(&ddl(|p| p.2));
+    let values: Vec<String> =
+        pairs.iter().map(|p| if null.contains(&p.0) { "NULL".into() } else { literal(p.3) }).collect();
+    env.src_psql(&format!("INSERT INTO {name} VALUES (1, '2024-01-01 01:00:00', {})", values.join(", ")));
+}
+
+fn config(env: &TestEnv, table: &str, extra: &str, transport: &str) {
+    env.write_config(&format!(
+        r#"{{CLUSTERS}}
+
+[jobs.j]
+from = "src"
+to = "dst"
+start = "2024-01-01 00:00:00"
+end = "2024-01-02 00:00:00"
+duration = "1d"
+retries = 0
+{transport}
+
+[[jobs.j.tables]]
+table = "{table}"
+condition_column = "ts"
+{extra}
+"#
+    ));
+}
+
+/// History rows, 0 when the state was never created.
+fn history_rows(env: &TestEnv) -> String {
+    let exists = env.dst_psql("SELECT to_regclass('gptransfer.history') IS NOT NULL");
+    if exists == "t" {
+        env.dst_psql("SELECT count(*) FROM gptransfer.history")
+    } else {
+        "0".into()
+    }
+}
+
+fn lossy_list() -> String {
+    let names: Vec<String> = LOSSY.iter().map(|p| format!("{:?}", p.0)).collect();
+    format!("lossy_columns = [{}]", names.join(", "))
+}
+
+/// Every lossy pair refused by `config check` and `run`, each column named with both types;
+/// nothing moved, no history row. Accepted with `lossy_columns`, the rows land changed as the
+/// target's input changes them.
+fn lossy_pairs_refused_then_accepted(env: &TestEnv, greenplum: bool, transport: &str) -> support::CmdOutput {
+    tables(env, "lossy", LOSSY, greenplum, &[]);
+    config(env, "lossy", "", transport);
+    let check = env.run(&["config", "check"]);
+    check.assert_code(2);
+    for (col, _, _, _, _) in LOSSY {
+        assert!(check.stderr.contains(&format!("column {col:?} is ")), "{col}: {}", check.render());
+        assert!(check.stderr.contains(&format!("ALTER COLUMN \"{col}\" TYPE")), "{col}: {}", check.render());
+    }
+    let run = env.run(&["run"]);
+    run.assert_code(2);
+    assert!(run.stderr.contains("would change values silently"), "{}", run.render());
+    assert_eq!(env.dst_psql("SELECT count(*) FROM lossy"), "0");
+    assert_eq!(history_rows(env), "0");
+
+    // One column left out of the list: still refused, naming only it.
+    let mut names: Vec<&str> = LOSSY.iter().map(|p| p.0).collect();
+    names.retain(|n| *n != "ts0");
+    let partial =
+        format!("lossy_columns = [{}]", names.iter().map(|n| format!("{n:?}")).collect::<Vec<_>>().join(", "));
+    config(env, "lossy", &partial, transport);
+    let out = env.run(&["run"]);
+    out.assert_code(2);
+    assert!(out.stderr.contains("column \"ts0\" is timestamp without time zone on the source"), "{}", out.render());
+    assert!(!out.stderr.contains("column \"n_scale\""), "{}", out.render());
+    assert_eq!(env.dst_psql("SELECT count(*) FROM lossy"), "0");
+
+    config(env, "lossy", &lossy_list(), transport);
+    env.run(&["config", "check"]).assert_success();
+    env.run(&["run"]).assert_success();
+    assert_eq!(env.dst_psql("SELECT count(*) FROM lossy"), "1");
+    for (col, _, _, _, accepted) in LOSSY {
+        assert_eq!(env.dst_psql(&format!("SELECT {accepted} FROM lossy")), "t", "{col}: {accepted}");
+    }
+    assert_eq!(history_rows(env), "1");
+    check
+}
+
+fn lossless_pairs_pass(env: &TestEnv, greenplum: bool, transport: &str) {
+    // bit(3) into bit(4) refuses its value loudly; a NULL passes.
+    tables(env, "lossless", LOSSLESS, greenplum, &["b_b"]);
+    config(env, "lossless", "", transport);
+    env.run(&["config", "check"]).assert_success();
+    env.run(&["run"]).assert_success();
+    for (col, _, _, _, expected) in LOSSLESS {
+        assert_eq!(env.dst_psql(&format!("SELECT {expected} FROM lossless")), "t", "{col}: {expected}");
+    }
+}
+
+#[test]
+fn postgresql_lossy_pairs_are_refused_until_accepted() {
+    let env = TestEnv::new("lossy_pg");
+    let check = lossy_pairs_refused_then_accepted(&env, false, "");
+    cli_snapshot!("lossy_pairs__check", check);
+}
+
+#[test]
+fn postgresql_run_refusal_names_table_column_types_and_fix() {
+    let env = TestEnv::new("lossy_pg_run");
+    let pairs = &LOSSY[..1];
+    tables(&env, "lossy", pairs, false, &[]);
+    config(&env, "lossy", "", "");
+    let out = env.run(&["run"]);
+    out.assert_code(2);
+    cli_snapshot!("lossy_one_column__run", out);
+    assert_eq!(history_rows(&env), "0");
+}
+
+#[test]
+fn postgresql_lossless_pairs_pass() {
+    let env = TestEnv::new("lossless_pg");
+    lossless_pairs_pass(&env, false, "");
+}
+
+/// The gpfdist transport of the test's GP6 install (the segment path).
+fn gpfdist(first_port: u16) -> String {
+    format!(
+        r#"transport = {{ plugin = "gpfdist", host = "127.0.0.1", port_range = [{first_port}, {}], gpfdist = "{}", work_dir = "{{TEMP_DIR}}/gpfdist" }}"#,
+        first_port + 19,
+        gp6_home().join("bin/gpfdist").display()
+    )
+}
+
+#[test]
+fn gp6_lossy_pairs_are_refused_until_accepted_through_gpfdist() {
+    let env = TestEnv::on("lossy_gp6", Server::Gp6, Server::Gp6);
+    lossy_pairs_refused_then_accepted(&env, true, &gpfdist(31600));
+}
+
+#[test]
+fn gp6_lossless_pairs_pass_through_gpfdist() {
+    let env = TestEnv::on("lossless_gp6", Server::Gp6, Server::Gp6);
+    lossless_pairs_pass(&env, true, &gpfdist(31650));
+}
+
+/// `create_target` creates every column with the source's very type and modifier, so the
+/// created table keeps every value and passes the check.
+#[test]
+fn create_target_creates_the_source_types_exactly() {
+    for (name, dst) in [("create_exact_pg", Server::Pg), ("create_exact_gp6", Server::Gp6)] {
+        let env = TestEnv::on(name, Server::Pg, dst);
+        tables(&env, "lossy", LOSSY, false, &[]);
+        env.dst_psql("DROP TABLE lossy");
+        config(&env, "lossy", "create_target = true", "");
+        env.run(&["run"]).assert_success();
+        let types = "SELECT string_agg(attname || ' ' || format_type(atttypid, atttypmod), ', ' ORDER BY attnum) \
+                     FROM pg_attribute WHERE attrelid = 'lossy'::regclass AND attnum > 0";
+        assert_eq!(env.dst_psql(types), env.src_psql(types), "{name}");
+        env.run(&["config", "check"]).assert_success();
+        // GP6 prints floats with fewer digits: the rows are compared on PostgreSQL 15 alone.
+        if dst == Server::Pg {
+            let all = "SELECT md5(string_agg(l::text, '')) FROM lossy l";
+            assert_eq!(env.dst_psql(all), env.src_psql(all), "{name}");
+        }
+    }
+}
+
+/// The modifiers read the same from every flavour: a GP4.3 and a PostgreSQL 8.2 source into
+/// PostgreSQL 15, GP7 into GP7 — refused when narrower, accepted when wider.
+#[test]
+fn every_flavour_gives_its_modifiers() {
+    for (name, src, dst) in [
+        ("mods_gp4_pg", Server::Gp4, Server::Pg),
+        ("mods_pg82_pg", Server::Pg82, Server::Pg),
+        ("mods_gp7_gp7", Server::Gp7, Server::Gp7),
+    ] {
+        let env = TestEnv::on(name, src, dst);
+        let distributed =
+            |server: Server| if server == Server::Pg82 || server == Server::Pg { "" } else { " DISTRIBUTED BY (id)" };
+        env.src_psql(&format!(
+            "CREATE TABLE m (id int NOT NULL, ts timestamp NOT NULL, n numeric(10,3), t timestamp, v varchar(10)){}",
+            distributed(src)
+        ));
+        env.dst_psql(&format!(
+            "CREATE TABLE m (id int NOT NULL, ts timestamp NOT NULL, n numeric(10,1), t timestamp(0), v varchar(2)){}",
+            distributed(dst)
+        ));
+        config(&env, "m", "", "");
+        let out = env.run(&["config", "check"]);
+        out.assert_code(2);
+        for line in [
+            "column \"n\" is numeric(10,3) on the source but numeric(10,1) on the target",
+            "column \"t\" is timestamp without time zone on the source but timestamp(0) without time zone on the target",
+            "column \"v\" is character varying(10) on the source but character varying(2) on the target",
+        ] {
+            assert!(out.stderr.contains(line), "{name}: {line}\n{}", out.render());
+        }
+        env.dst_psql(&format!(
+            "DROP TABLE m; CREATE TABLE m (id int NOT NULL, ts timestamp NOT NULL, n numeric(12,4), t timestamp(6), v varchar(10)){}",
+            distributed(dst)
+        ));
+        env.run(&["config", "check"]).assert_success();
+    }
+}
