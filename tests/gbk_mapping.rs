@@ -1,153 +1,137 @@
-//! GBK/GB18030 bytes decode to the same characters on every path: the master path's decoder
-//! (plugins/gp4 `text.rs`) against the servers' own conversion, which the segment path
-//! (external tables with ENCODING 'GBK') and `compare` use.
+//! GBK/GB18030 bytes stored in a SQL_ASCII database become the same characters on every path:
+//! the master path's decoder (plugins/gp4 `text.rs`) against the servers' own conversion,
+//! which the segment path (external tables declared ENCODING 'GBK') and `compare` use, for
+//! every code; and a transfer over `stream` that `compare` then finds equal.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 
 use std::collections::BTreeMap;
 
+use gptransfer_plugin_gp4::SourceEncoding;
 use support::{Kind, Pg, Server, TestEnv};
 
-/// Every 2-byte code (lead 0x81–0xFE, trail 0x40–0x7E and 0x80–0xFE) as the server converts
-/// it to UTF-8: `code → Some(UTF-8 hex)`, or `None` when the server refuses it. One
-/// statement: a function converting each code under its own exception block.
-fn server_mapping(pg: &Pg, db: &str, encoding: &str) -> BTreeMap<u16, Result<String, String>> {
-    // 8.2 (GP4) has only convert(text) and a byte-wise chr(); later kernels convert bytea.
-    let convert = if pg.kind.is_82() {
-        "encode(textsend(convert(chr(l) || chr(t), enc, 'UTF8')), 'hex')"
-    } else {
-        "encode(convert(decode(lpad(to_hex(l * 256 + t), 4, '0'), 'hex'), enc, 'UTF8'), 'hex')"
+/// How a server converts each code to UTF-8: the UTF-8 bytes, or `None` when it refuses it.
+type Mapping = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
+
+/// Every 2-byte code (lead 0x80–0xFF, trail 0x40–0xFE but 0x7F) and every 4-byte code
+/// 0x81308130–0x8439FE39 (GB18030's BMP part, which a GBK reader must refuse) as `pg`
+/// converts it from `encoding` to UTF-8. One statement: a function converting each code
+/// under its own exception block (a refused code fails only its own block).
+fn server_mapping(pg: &Pg, db: &str, encoding: &str) -> Mapping {
+    // 8.2 has only convert(text) and a byte-wise chr() (in a SQL_ASCII database); later
+    // kernels convert bytea.
+    let convert = |bytes: &[&str]| {
+        if pg.kind.is_82() {
+            let text = bytes.iter().map(|b| format!("chr({b})")).collect::<Vec<_>>().join(" || ");
+            format!("encode(textsend(convert({text}, enc, 'UTF8')), 'hex')")
+        } else {
+            let hex = bytes.iter().map(|b| format!("lpad(to_hex({b}), 2, '0')")).collect::<Vec<_>>().join(" || ");
+            format!("encode(convert(decode({hex}, 'hex'), enc, 'UTF8'), 'hex')")
+        }
     };
+    let code = |bytes: &[&str]| bytes.iter().map(|b| format!("lpad(to_hex({b}), 2, '0')")).collect::<Vec<_>>().join(" || ");
     let sql = format!(
         "CREATE FUNCTION pg_temp_mapping(enc text) RETURNS SETOF text AS $$
-DECLARE l int; t int; r text;
+DECLARE a int; b int; c int; d int; r text;
 BEGIN
-  FOR l IN 129..254 LOOP
-    FOR t IN 64..254 LOOP
-      IF t <> 127 THEN
+  FOR a IN 128..255 LOOP
+    FOR b IN 64..254 LOOP
+      IF b <> 127 THEN
         BEGIN
-          r := {convert};
+          r := {two};
         EXCEPTION WHEN OTHERS THEN
-          r := 'ERR ' || SQLERRM;
+          r := '-';
         END;
-        RETURN NEXT lpad(to_hex(l * 256 + t), 4, '0') || ' ' || r;
+        RETURN NEXT {two_code} || ' ' || r;
       END IF;
     END LOOP;
   END LOOP;
+  FOR a IN 129..132 LOOP FOR b IN 48..57 LOOP FOR c IN 129..254 LOOP FOR d IN 48..57 LOOP
+    BEGIN
+      r := {four};
+    EXCEPTION WHEN OTHERS THEN
+      r := '-';
+    END;
+    RETURN NEXT {four_code} || ' ' || r;
+  END LOOP; END LOOP; END LOOP; END LOOP;
   RETURN;
 END $$ LANGUAGE plpgsql;
 SELECT * FROM pg_temp_mapping('{encoding}');
-DROP FUNCTION pg_temp_mapping(text);"
+DROP FUNCTION pg_temp_mapping(text);",
+        two = convert(&["a", "b"]),
+        two_code = code(&["a", "b"]),
+        four = convert(&["a", "b", "c", "d"]),
+        four_code = code(&["a", "b", "c", "d"]),
     );
-    let out = pg.psql(db, &sql);
-    out.lines()
+    pg.psql(db, &sql)
+        .lines()
         .map(|line| {
-            let (code, rest) = line.split_once(' ').unwrap();
-            let code = u16::from_str_radix(code, 16).unwrap();
-            let v = match rest.strip_prefix("ERR ") {
-                Some(e) => Err(e.to_string()),
-                None => Ok(rest.to_string()),
-            };
-            (code, v)
+            let (code, utf8) = line.split_once(' ').unwrap();
+            (unhex(code), (utf8 != "-").then(|| unhex(utf8)))
         })
         .collect()
 }
 
-fn dump(name: &str, map: &BTreeMap<u16, Result<String, String>>) {
-    let text: String = map
-        .iter()
-        .map(|(c, v)| match v {
-            Ok(h) => format!("{c:04x} {h}\n"),
-            Err(e) => format!("{c:04x} ERR {e}\n"),
-        })
-        .collect();
-    std::fs::write(format!("/tmp/gbkmap-{name}"), text).unwrap();
+fn unhex(hex: &str) -> Vec<u8> {
+    (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect()
 }
 
-fn measure(server: Server, name: &str) {
-    let env = TestEnv::on(name, server, Server::Pg);
-    let db = if env.src.kind == Kind::Pg82 {
-        let ascii = format!("{}_ascii", env.db);
-        env.src.psql("postgres", &format!("CREATE DATABASE \"{ascii}\" ENCODING 'SQL_ASCII' TEMPLATE template0"));
-        let _ = env.src.try_psql(&ascii, "CREATE LANGUAGE plpgsql");
-        ascii
-    } else {
-        let _ = env.src.try_psql(&env.db, "CREATE LANGUAGE plpgsql");
-        env.db.clone()
+/// The codes where the master path's decoder does not give what the server gives, as
+/// `code: server → decoder` lines.
+fn disagreements(encoding: SourceEncoding, server: &Mapping) -> Vec<String> {
+    let show = |v: &Option<Vec<u8>>| match v {
+        Some(utf8) => String::from_utf8_lossy(utf8).chars().map(|c| format!("U+{:04X}", c as u32)).collect(),
+        None => "refused".to_string(),
     };
-    eprintln!("{name}: server_encoding {}", env.src.psql(&db, "SHOW server_encoding"));
-    for enc in ["GBK", "GB18030"] {
-        let t = std::time::Instant::now();
-        let map = server_mapping(env.src, &db, enc);
-        eprintln!("{name} {enc}: {} codes in {:?}", map.len(), t.elapsed());
-        dump(&format!("{name}-{enc}"), &map);
-    }
+    server
+        .iter()
+        .filter_map(|(code, want)| {
+            let got = encoding.decode(code).ok().map(|text| text.as_bytes().to_vec());
+            (&got != want).then(|| {
+                let hex: String = code.iter().map(|b| format!("{b:02x}")).collect();
+                format!("{hex}: server {} → decoder {}", show(want), show(&got))
+            })
+        })
+        .collect()
 }
 
-#[test]
-fn measure_pg82() {
-    measure(Server::Pg82, "pg82");
-}
-#[test]
-fn measure_gp4() {
-    measure(Server::Gp4, "gp4");
-}
-#[test]
-fn measure_gp6() {
-    measure(Server::Gp6, "gp6");
-}
-#[test]
-fn measure_gp7() {
-    measure(Server::Gp7, "gp7");
-}
-#[test]
-fn measure_pg15() {
-    measure(Server::Pg, "pg15");
+/// The database a server converts in: 8.2 takes GBK bytes as text only in a SQL_ASCII
+/// database (the users' own setup); later kernels convert bytea in any.
+fn conversion_db(pg: &Pg, db: &str) -> String {
+    if pg.kind != Kind::Pg82 {
+        return db.to_string();
+    }
+    let ascii = format!("{db}_ascii");
+    pg.psql("postgres", &format!("CREATE DATABASE \"{ascii}\" ENCODING 'SQL_ASCII' TEMPLATE template0"));
+    // 8.2 has no plpgsql in new databases unless template1 had it.
+    let _ = pg.try_psql(&ascii, "CREATE LANGUAGE plpgsql");
+    ascii
 }
 
-/// Every 2-byte code as the server converts it from a client sending GBK/GB18030 (what psql
-/// with `client_encoding` GBK does), one statement per code since a refused code fails its
-/// statement: for GP4, whose databases here are all UTF8, so that no SQL_ASCII text can be
-/// handed to `convert`.
-fn client_mapping(pg: &Pg, db: &str, encoding: &str) -> BTreeMap<u16, Result<String, String>> {
-    // Into a table first: textsend() gives the text in the client encoding.
-    let mut sql = format!("CREATE TEMP TABLE m (code int, v text);\nSET client_encoding TO '{encoding}';\n").into_bytes();
-    for code in codes() {
-        let [l, t] = code.to_be_bytes();
-        sql.extend_from_slice(format!("INSERT INTO m VALUES ({code}, '").as_bytes());
-        sql.extend_from_slice(&[l, t]);
-        // A trail byte 0x5c is part of the character, not an escape: psql and the server
-        // both cut the text by the client encoding.
-        sql.extend_from_slice(b"');\n");
-    }
-    sql.extend_from_slice(b"SET client_encoding TO 'UTF8';\nSELECT lpad(to_hex(code), 4, '0') || ' ' || encode(textsend(v), 'hex') FROM m;\n");
-    let (out, _) = pg.psql_bytes(db, &sql);
-    let mut map: BTreeMap<u16, Result<String, String>> = codes().map(|c| (c, Err("refused".into()))).collect();
-    for line in out.lines() {
-        if let Some((code, hex)) = line.split_once(' ') {
-            map.insert(u16::from_str_radix(code, 16).unwrap(), Ok(hex.to_string()));
+/// For every GBK and GB18030 code, the master path's decoder gives exactly the characters the
+/// servers' conversion gives, and refuses exactly the codes they refuse: on PostgreSQL 8.2
+/// (the SQL_ASCII source users run: compare's conversion), on Greenplum 6 (the target: the
+/// segment path's ENCODING 'GBK' external tables) and on PostgreSQL 15 (the other target).
+#[test]
+fn decoder_matches_the_servers_conversion_for_every_code() {
+    let env = TestEnv::on("gbk_every_code", Server::Pg82, Server::Gp6);
+    let pg15 = &support::clusters().source;
+    let mut failures = Vec::new();
+    for (pg, db) in [(env.src, conversion_db(env.src, &env.db)), (env.dst, env.dst_db.clone()), (pg15, "postgres".into())] {
+        for (encoding, name) in [(SourceEncoding::Gbk, "GBK"), (SourceEncoding::Gb18030, "GB18030")] {
+            let server = server_mapping(pg, &db, name);
+            assert_eq!(server.len(), 128 * 190 + 4 * 10 * 126 * 10, "{}", pg.name);
+            let wrong = disagreements(encoding, &server);
+            if !wrong.is_empty() {
+                failures.push(format!(
+                    "{} {name}: {} code(s) differ, e.g.\n  {}",
+                    pg.name,
+                    wrong.len(),
+                    wrong.iter().take(12).cloned().collect::<Vec<_>>().join("\n  ")
+                ));
+            }
         }
     }
-    map
-}
-
-fn codes() -> impl Iterator<Item = u16> {
-    (0x81u16..=0xfe).flat_map(|l| (0x40u16..=0xfe).filter(|&t| t != 0x7f).map(move |t| l << 8 | t))
-}
-
-#[test]
-fn measure_gp4_client() {
-    let env = TestEnv::on("gp4c", Server::Gp4, Server::Pg);
-    for enc in ["GBK", "GB18030"] {
-        let t = std::time::Instant::now();
-        let map = client_mapping(env.src, &env.db, enc);
-        eprintln!("gp4c {enc}: {} codes in {:?}", map.len(), t.elapsed());
-        dump(&format!("gp4c-{enc}"), &map);
-    }
-    let env = TestEnv::on("pg82c", Server::Pg82, Server::Pg);
-    for enc in ["GBK", "GB18030"] {
-        let map = client_mapping(env.src, &env.db, enc);
-        dump(&format!("pg82c-{enc}"), &map);
-    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -206,25 +206,6 @@ impl Pg {
         Ok(stdout)
     }
 
-    /// Runs `sql`, which may hold bytes that are not UTF-8 (text in a client encoding), with
-    /// psql as superuser, going on after errors: `(stdout, stderr)`.
-    pub fn psql_bytes(&self, db: &str, sql: &[u8]) -> (String, String) {
-        let psql = pg_binary("psql").unwrap_or_else(|e| panic!("{e}"));
-        let mut cmd = Command::new(psql);
-        cmd.args(["-X", "-q", "-A", "-t", "-f", "-"]).arg("-h").arg(&self.socket_dir).args([
-            "-p",
-            &self.port.to_string(),
-            "-U",
-            self.admin_user(),
-            "-d",
-            db,
-        ]);
-        scrub_pg_env(&mut cmd);
-        let output =
-            run_with_stdin(&mut cmd, sql).unwrap_or_else(|e| panic!("psql on {} db {db}: {e}", self.name));
-        (String::from_utf8_lossy(&output.stdout).into_owned(), String::from_utf8_lossy(&output.stderr).into_owned())
-    }
-
     pub fn create_db(&self, name: &str) {
         self.psql("postgres", &format!("CREATE DATABASE {}", quote_ident(name)));
     }

@@ -42,6 +42,11 @@ impl SourceEncoding {
         }
     }
 
+    /// Stored bytes → UTF-8 text, as the servers convert them.
+    pub fn decode(self, raw: &[u8]) -> Result<std::borrow::Cow<'_, str>, ()> {
+        self.encoding().decode_without_bom_handling_and_without_replacement(raw).ok_or(())
+    }
+
     fn encoding(self) -> &'static encoding_rs::Encoding {
         match self {
             SourceEncoding::Utf8 => encoding_rs::UTF_8,
