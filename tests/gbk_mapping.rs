@@ -30,7 +30,8 @@ fn server_mapping(pg: &Pg, db: &str, encoding: &str) -> Mapping {
             format!("encode(convert(decode({hex}, 'hex'), enc, 'UTF8'), 'hex')")
         }
     };
-    let code = |bytes: &[&str]| bytes.iter().map(|b| format!("lpad(to_hex({b}), 2, '0')")).collect::<Vec<_>>().join(" || ");
+    let code =
+        |bytes: &[&str]| bytes.iter().map(|b| format!("lpad(to_hex({b}), 2, '0')")).collect::<Vec<_>>().join(" || ");
     let sql = format!(
         "CREATE FUNCTION pg_temp_mapping(enc text) RETURNS SETOF text AS $$
 DECLARE a int; b int; c int; d int; r text;
@@ -118,7 +119,9 @@ fn decoder_matches_the_servers_conversion_for_every_code() {
     let env = TestEnv::on("gbk_every_code", Server::Pg82, Server::Gp6);
     let pg15 = &support::clusters().source;
     let mut failures = Vec::new();
-    for (pg, db) in [(env.src, conversion_db(env.src, &env.db)), (env.dst, env.dst_db.clone()), (pg15, "postgres".into())] {
+    for (pg, db) in
+        [(env.src, conversion_db(env.src, &env.db)), (env.dst, env.dst_db.clone()), (pg15, "postgres".into())]
+    {
         for (encoding, name) in [(SourceEncoding::Gbk, "GBK"), (SourceEncoding::Gb18030, "GB18030")] {
             let server = server_mapping(pg, &db, name);
             assert_eq!(server.len(), 128 * 190 + 4 * 10 * 126 * 10, "{}", pg.name);

@@ -882,9 +882,11 @@ fn gb18030_codes_where_whatwg_differs_arrive_as_the_servers_convert_them() {
 
     env.run(&["run"]).assert_success();
     for (id, _) in GB18030_WHATWG_DIFFERS {
-        let server =
-            db.psql(&format!("SELECT encode(textsend(convert(name, 'GB18030', 'UTF8')), 'hex') FROM gbk_t WHERE id = {id}"));
-        let landed = env.dst_psql(&format!("SELECT encode(convert_to(name, 'UTF8'), 'hex') FROM gbk_t WHERE id = {id}"));
+        let server = db.psql(&format!(
+            "SELECT encode(textsend(convert(name, 'GB18030', 'UTF8')), 'hex') FROM gbk_t WHERE id = {id}"
+        ));
+        let landed =
+            env.dst_psql(&format!("SELECT encode(convert_to(name, 'UTF8'), 'hex') FROM gbk_t WHERE id = {id}"));
         assert_eq!(landed, server, "row {id}");
     }
     // U+E7C7 U+E78D U+E81E U+E5E5 U+1E3F, as GB18030-2000 has them.

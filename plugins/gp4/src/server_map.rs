@@ -17,6 +17,7 @@ use crate::text::SourceEncoding;
 /// has no equivalent in encoding "UTF8"`) but encoding_rs maps: CP936's user-defined areas and
 /// the codes only GB18030 assigned. Inclusive ranges of lead·trail (trail 0x7F is never a
 /// trail).
+#[rustfmt::skip]
 const GBK_REFUSED: &[(u16, u16)] = &[
     (0xA140, 0xA1A0), (0xA240, 0xA2A0), (0xA2AB, 0xA2B0), (0xA2E3, 0xA2E4), (0xA2EF, 0xA2F0), (0xA2FD, 0xA2FE),
     (0xA340, 0xA3A0), (0xA440, 0xA4A0), (0xA4F4, 0xA4FE), (0xA540, 0xA5A0), (0xA5F7, 0xA5FE), (0xA640, 0xA6A0),
@@ -87,10 +88,9 @@ pub(crate) fn decode(encoding: SourceEncoding, raw: &[u8]) -> Result<Cow<'_, str
             0x40..=0x7E | 0x80..=0xFE => (u32::from(lead) << 8 | u32::from(trail), 2),
             // Only GB18030 has 4-byte codes (WHATWG's GBK decoder reads them too).
             0x30..=0x39 if gb18030 => match raw.get(i + 2..i + 4) {
-                Some(&[third @ 0x81..=0xFE, fourth @ 0x30..=0x39]) => (
-                    u32::from_be_bytes([lead, trail, third, fourth]),
-                    4,
-                ),
+                Some(&[third @ 0x81..=0xFE, fourth @ 0x30..=0x39]) => {
+                    (u32::from_be_bytes([lead, trail, third, fourth]), 4)
+                }
                 _ => return Err(refused(2)),
             },
             _ => return Err(refused(2)),

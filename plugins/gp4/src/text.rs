@@ -20,8 +20,8 @@ use bytes::{Bytes, BytesMut};
 use gptransfer_core::roles::CopyFormat;
 use gptransfer_core::rowcount::RowCounter;
 
-pub use crate::server_map::Refused;
 use crate::server_map;
+pub use crate::server_map::Refused;
 
 /// The encoding the source's text is stored in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Default)]
@@ -53,7 +53,9 @@ impl SourceEncoding {
         match self {
             SourceEncoding::Utf8 => match std::str::from_utf8(raw) {
                 Ok(text) => Ok(Cow::Borrowed(text)),
-                Err(e) => Err(Refused { at: e.valid_up_to(), len: e.error_len().unwrap_or(raw.len() - e.valid_up_to()) }),
+                Err(e) => {
+                    Err(Refused { at: e.valid_up_to(), len: e.error_len().unwrap_or(raw.len() - e.valid_up_to()) })
+                }
             },
             SourceEncoding::Gbk | SourceEncoding::Gb18030 => server_map::decode(self, raw),
         }
