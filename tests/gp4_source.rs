@@ -870,7 +870,17 @@ const GB18030_WHATWG_DIFFERS: &[(i32, &str)] = &[
 /// server converts it, and compare finds the windows equal.
 #[test]
 fn gb18030_codes_where_whatwg_differs_arrive_as_the_servers_convert_them() {
-    let env = TestEnv::on("gb18030_whatwg_differs", Server::Pg82, Server::Gp6);
+    gb18030_whatwg_differs_round(Server::Gp6);
+}
+
+/// The same into PostgreSQL 15.
+#[test]
+fn gb18030_codes_where_whatwg_differs_arrive_in_pg15_as_the_servers_convert_them() {
+    gb18030_whatwg_differs_round(Server::Pg);
+}
+
+fn gb18030_whatwg_differs_round(target: Server) {
+    let env = TestEnv::on("gb18030_whatwg_differs", Server::Pg82, target);
     let db = AsciiDb::new(&env);
     db.psql(GBK_DDL);
     env.dst_psql(GBK_DDL);
