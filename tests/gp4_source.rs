@@ -225,7 +225,8 @@ const GBK_ROWS: &[(i32, Option<&str>, Option<&str>)] = &[
     (6, None, None),
     (7, Some("5c4e"), Some("\\N")),
     (8, Some("61736369692d6f6e6c79"), Some("ascii-only")),
-    (9, Some("a2e3"), Some("€")),
+    // (Not a2e3: WHATWG reads it as €, but the servers' GBK table refuses it.)
+    (9, Some("a1e3"), Some("°")),
     (10, Some(""), Some("")),
 ];
 
@@ -849,6 +850,92 @@ const GB18030_ROWS: &[(i32, &str, &str)] = &[
     (7, "", ""),
     (8, "9532823695328236", "𠀀𠀀"),
 ];
+
+/// GB18030 codes where GB18030-2005 (WHATWG, encoding_rs) and the servers' GB18030-2000
+/// table disagree (a8bc: U+1E3F or U+E7C7, a6d9: U+FE10 or U+E78D, fe59, a3a0, 8135f437),
+/// next to ordinary ones.
+const GB18030_WHATWG_DIFFERS: &[(i32, &str)] = &[
+    (1, "a8bc"),
+    (2, "a6d9a6daa6dba6dca6dda6dea6dfa6eca6eda6f3"),
+    (3, "fe59fe61fe66fe67fe6dfe7efe90fea0"),
+    (4, "a3a0"),
+    (5, "8135f437"),
+    (6, "d6d0a8bce75ccec4"),
+    (7, "d6d0cec4"),
+];
+
+/// The colleague's case: 8.2 → GP6 over `stream` (the master path, decoding in Rust) used to
+/// load GB18030's 2005 characters while `compare` (the source server's conversion) hashed the
+/// 2000 ones: a window differing after a clean load. Now every row arrives as the source
+/// server converts it, and compare finds the windows equal.
+#[test]
+fn gb18030_codes_where_whatwg_differs_arrive_as_the_servers_convert_them() {
+    gb18030_whatwg_differs_round(Server::Gp6);
+}
+
+/// The same into PostgreSQL 15.
+#[test]
+fn gb18030_codes_where_whatwg_differs_arrive_in_pg15_as_the_servers_convert_them() {
+    gb18030_whatwg_differs_round(Server::Pg);
+}
+
+fn gb18030_whatwg_differs_round(target: Server) {
+    let env = TestEnv::on("gb18030_whatwg_differs", Server::Pg82, target);
+    let db = AsciiDb::new(&env);
+    db.psql(GBK_DDL);
+    env.dst_psql(GBK_DDL);
+    let rows: Vec<(i32, Option<&str>)> = GB18030_WHATWG_DIFFERS.iter().map(|(id, hex)| (*id, Some(*hex))).collect();
+    insert_gbk(&db, &rows, 0);
+    gbk_config_with(&env, &db, r#"source_encoding = "gb18030""#, r#"key = ["id"]"#);
+    let plan = env.run(&["plan"]);
+    assert!(plan.stdout.contains("gp4 > stream > copy"), "{}", plan.render());
+
+    env.run(&["run"]).assert_success();
+    for (id, _) in GB18030_WHATWG_DIFFERS {
+        let server = db.psql(&format!(
+            "SELECT encode(textsend(convert(name, 'GB18030', 'UTF8')), 'hex') FROM gbk_t WHERE id = {id}"
+        ));
+        let landed =
+            env.dst_psql(&format!("SELECT encode(convert_to(name, 'UTF8'), 'hex') FROM gbk_t WHERE id = {id}"));
+        assert_eq!(landed, server, "row {id}");
+    }
+    // U+E7C7 U+E78D U+E81E U+E5E5 U+1E3F, as GB18030-2000 has them.
+    assert_eq!(
+        env.dst_psql("SELECT encode(convert_to(string_agg(substr(name, 1, 1), '' ORDER BY id), 'UTF8'), 'hex') FROM gbk_t WHERE id <= 5"),
+        "ee9f87ee9e8deea09eee97a5e1b8bf"
+    );
+
+    let out = env.run(&["compare"]);
+    assert_eq!(out.code, 0, "{}", out.render());
+    assert!(out.stdout.contains("2 window(s) compared, 0 differ"), "{}", out.render());
+}
+
+/// GBK codes the servers' GBK table has no character for (a8bc, which only GB18030 assigns;
+/// a2e3, which WHATWG reads as €) fail the window over `stream` as they would on the segment
+/// path and in compare, naming the row and the bytes: never loaded as WHATWG's characters.
+#[test]
+fn gbk_codes_the_servers_refuse_fail_the_window() {
+    let env = TestEnv::on("gbk_servers_refuse", Server::Pg82, Server::Gp6);
+    let db = AsciiDb::new(&env);
+    db.psql(GBK_DDL);
+    env.dst_psql(GBK_DDL);
+    insert_gbk(&db, &[(1, Some("d6d0")), (2, Some("41a8bc")), (3, Some("a2e3")), (4, Some("cec4"))], 0);
+    // What the source server itself says about them.
+    for id in [2, 3] {
+        let refused =
+            db.pg.try_psql(&db.name, &format!("SELECT convert(name, 'GBK', 'UTF8') FROM gbk_t WHERE id = {id}"));
+        assert!(refused.as_ref().is_err_and(|e| e.contains("has no equivalent")), "{refused:?}");
+    }
+    gbk_config(&env, &db, r#"source_encoding = "gbk""#);
+
+    env.run(&["run"]).assert_code(1);
+    let error = env.dst_psql("SELECT status || ': ' || error FROM gptransfer.history ORDER BY id LIMIT 1");
+    assert!(error.starts_with("failed: "), "{error}");
+    assert!(error.contains("row 2 of the window"), "{error}");
+    assert!(error.contains("not valid GBK: bytes a8 bc at byte 2"), "{error}");
+    assert!(error.contains("source_encoding"), "says what to do: {error}");
+    assert_eq!(env.dst_psql("SELECT count(*) FROM gbk_t"), "0");
+}
 
 /// GB18030 in a SQL_ASCII 8.2 database, characters above U+FFFF included, lands in GP6 as
 /// UTF-8; `compare` finds both sides equal (8.2's own conversion has no mapping above

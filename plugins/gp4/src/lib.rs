@@ -14,6 +14,7 @@
 //!   only the good rows, so rows read = rows written still holds. Each window has its own file,
 //!   rewritten by every attempt, so a retried window never lists a row twice.
 
+mod server_map;
 mod text;
 
 use std::io::Write as _;
@@ -32,7 +33,7 @@ use gptransfer_core::roles::{ByteStream, CopyFormat, ExternalLocation, Source, W
 use gptransfer_core::window::Window;
 use gptransfer_core::RoleError;
 
-pub use text::{BadRow, SourceEncoding, Transcoder};
+pub use text::{BadRow, Refused, SourceEncoding, Transcoder};
 
 /// Options of the `gp4` source.
 #[derive(Debug, Clone, Default, Deserialize)]

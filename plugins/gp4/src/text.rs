@@ -13,11 +13,15 @@
 //! LF) are all below 0x30, so they never occur inside a GBK/GB18030 character either. A whole
 //! CSV row decodes as it stands; only finding its end needs the quote state.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use bytes::{Bytes, BytesMut};
 use gptransfer_core::roles::CopyFormat;
 use gptransfer_core::rowcount::RowCounter;
+
+use crate::server_map;
+pub use crate::server_map::Refused;
 
 /// The encoding the source's text is stored in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Default)]
@@ -42,11 +46,18 @@ impl SourceEncoding {
         }
     }
 
-    fn encoding(self) -> &'static encoding_rs::Encoding {
+    /// Stored bytes → UTF-8 text, character for character as the servers' own conversion
+    /// (`convert(…, 'GBK', 'UTF8')`, ENCODING 'GBK' external tables) gives it; the first
+    /// character they refuse otherwise (never a replacement character).
+    pub fn decode(self, raw: &[u8]) -> Result<Cow<'_, str>, Refused> {
         match self {
-            SourceEncoding::Utf8 => encoding_rs::UTF_8,
-            SourceEncoding::Gbk => encoding_rs::GBK,
-            SourceEncoding::Gb18030 => encoding_rs::GB18030,
+            SourceEncoding::Utf8 => match std::str::from_utf8(raw) {
+                Ok(text) => Ok(Cow::Borrowed(text)),
+                Err(e) => {
+                    Err(Refused { at: e.valid_up_to(), len: e.error_len().unwrap_or(raw.len() - e.valid_up_to()) })
+                }
+            },
+            SourceEncoding::Gbk | SourceEncoding::Gb18030 => server_map::decode(self, raw),
         }
     }
 }
@@ -188,9 +199,11 @@ fn convert_row(encoding: SourceEncoding, row: &[u8], out: &mut BytesMut) -> Resu
         }
         raw.clear();
         unescape(field, &mut raw);
-        match encoding.encoding().decode_without_bom_handling_and_without_replacement(&raw) {
-            Some(text) => escape(text.as_bytes(), out),
-            None => return Err((i, format!("not valid {}: {}", encoding.name(), first_bad(encoding, &raw)))),
+        match encoding.decode(&raw) {
+            Ok(text) => escape(text.as_bytes(), out),
+            Err(refused) => {
+                return Err((i, format!("not valid {}: {} of the field", encoding.name(), describe(&raw, refused))));
+            }
         }
     }
     Ok(())
@@ -204,52 +217,29 @@ fn convert_csv_row(encoding: SourceEncoding, row: &[u8], out: &mut BytesMut) -> 
         out.extend_from_slice(row);
         return Ok(());
     }
-    if let Some(text) = encoding.encoding().decode_without_bom_handling_and_without_replacement(row) {
-        out.extend_from_slice(text.as_bytes());
-        return Ok(());
-    }
-    let at = bad_offset(encoding, row);
+    let refused = match encoding.decode(row) {
+        Ok(text) => {
+            out.extend_from_slice(text.as_bytes());
+            return Ok(());
+        }
+        Err(refused) => refused,
+    };
     // The field: commas outside quotes before the bad byte.
     let mut quoted = false;
-    let field = row[..at].iter().filter(|&&b| {
+    let field = row[..refused.at].iter().filter(|&&b| {
         quoted ^= b == b'"';
         b == b',' && !quoted
     });
     let field = field.count();
-    Err((
-        field,
-        format!("not valid {}: {} of the row", encoding.name(), first_bad(encoding, row).replace(" of the field", "")),
-    ))
+    Err((field, format!("not valid {}: {} of the row", encoding.name(), describe(row, refused))))
 }
 
-/// Offset of the first byte that does not decode.
-fn bad_offset(encoding: SourceEncoding, raw: &[u8]) -> usize {
-    let mut decoder = encoding.encoding().new_decoder_without_bom_handling();
-    let mut buf = vec![0u8; raw.len() * 4 + 16];
-    let (result, read, _) = decoder.decode_to_utf8_without_replacement(raw, &mut buf, true);
-    match result {
-        encoding_rs::DecoderResult::Malformed(bad_len, extra) => {
-            read.saturating_sub(extra as usize).saturating_sub(bad_len as usize)
-        }
-        _ => raw.len(),
-    }
-}
-
-/// Where decoding first fails, as `ff at byte 3`.
-fn first_bad(encoding: SourceEncoding, raw: &[u8]) -> String {
-    let mut decoder = encoding.encoding().new_decoder_without_bom_handling();
-    let mut buf = vec![0u8; raw.len() * 4 + 16];
-    let (result, read, _) = decoder.decode_to_utf8_without_replacement(raw, &mut buf, true);
-    match result {
-        encoding_rs::DecoderResult::Malformed(bad_len, extra) => {
-            // `read` is past the malformed bytes and `extra` bytes after them.
-            let end = read.saturating_sub(extra as usize);
-            let start = end.saturating_sub(bad_len as usize);
-            let bytes = raw[start..end].iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" ");
-            format!("bytes {bytes} at byte {} of the field", start + 1)
-        }
-        _ => "cut short".to_string(),
-    }
+/// A refused character as `bytes a8 bc at byte 3` (the bytes as PostgreSQL's own error names
+/// them: `character with byte sequence 0xa8 0xbc in encoding "GBK" has no equivalent …`).
+fn describe(raw: &[u8], refused: Refused) -> String {
+    let end = (refused.at + refused.len).min(raw.len());
+    let bytes = raw[refused.at..end].iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" ");
+    format!("bytes {bytes} at byte {}", refused.at + 1)
 }
 
 /// COPY text field → stored bytes (the server's escapes undone).
