@@ -439,6 +439,7 @@ fn compare_window_statement_aggregates_on_the_segments() {
         text: StoredText::AsIs,
         float_datetimes: false,
         text_form: Vec::new(),
+        cast_to: Vec::new(),
         filter: None,
     };
     // 24 hourly slices (the rows span 22.2 hours), then 5 sites × 24 slices.

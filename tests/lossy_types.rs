@@ -57,6 +57,7 @@ const LOSSLESS: &[Pair] = &[
     ("i4_f8", "int4", "float8", "2147483647", "i4_f8 = 2147483647"),
     ("f4_f8", "real", "float8", "1.5", "f4_f8 = 1.5"),
     ("f8_n", "float8", "numeric", "0.1", "f8_n::float8 = 0.1::float8"),
+    ("f8_t", "float8", "text", "0.1", "f8_t::float8 = 0.1::float8"),
     ("i4_t", "int4", "text", "-7", "i4_t = '-7'"),
     ("vc_vc", "varchar(5)", "varchar(10)", "ab  ", "vc_vc = 'ab  '"),
     ("vc_t", "varchar(5)", "text", "ab ", "vc_t = 'ab '"),
@@ -169,6 +170,9 @@ fn lossy_pairs_refused_then_accepted(env: &TestEnv, greenplum: bool, transport: 
         assert_eq!(env.dst_psql(&format!("SELECT {accepted} FROM lossy")), "t", "{col}: {accepted}");
     }
     assert_eq!(history_rows(env), "1");
+    // compare holds the target to what the accepted load makes of the source: no false alarm.
+    let compared = env.run(&["compare"]);
+    assert_eq!(compared.code, 0, "{}", compared.render());
     check
 }
 
@@ -181,6 +185,8 @@ fn lossless_pairs_pass(env: &TestEnv, greenplum: bool, transport: &str) {
     for (col, _, _, _, expected) in LOSSLESS {
         assert_eq!(env.dst_psql(&format!("SELECT {expected} FROM lossless")), "t", "{col}: {expected}");
     }
+    let compared = env.run(&["compare"]);
+    assert_eq!(compared.code, 0, "{}", compared.render());
 }
 
 #[test]

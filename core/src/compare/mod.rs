@@ -42,6 +42,10 @@ pub struct Scope {
     /// loaded into numeric, anything into text): the transfer carried them as text, so both
     /// sides hash that text ([`crate::dialect::canonical::carried_text_expr`]).
     pub text_form: Vec<String>,
+    /// Columns this side hashes read into the other side's type
+    /// ([`crate::dialect::canonical::CastTo`]): on the source, a column whose declared types
+    /// differ, as the target holds it; on the target, a float the source holds, read back.
+    pub cast_to: Vec<crate::dialect::canonical::CastTo>,
     /// The source plugin's `filter` (source side only): only rows matching it were moved.
     pub filter: Option<String>,
 }

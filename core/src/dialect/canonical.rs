@@ -177,14 +177,19 @@ pub const SESSION_SETUP: &str = "SET DateStyle = 'ISO, MDY'";
 /// (every session runs with `client_encoding = 'UTF8'`, and a `text` value is converted to the
 /// client encoding on its way out, also inside `record_send`).
 pub fn binary_expr(column: &str, type_name: &str, stored: StoredText, float_datetimes: bool) -> String {
-    let c = quote_ident(column);
+    binary_expr_sql(&quote_ident(column), type_name, stored, float_datetimes)
+}
+
+/// [`binary_expr`] of a SQL expression `c` of type `type_name` (a column quoted, or a cast).
+fn binary_expr_sql(c: &str, type_name: &str, stored: StoredText, float_datetimes: bool) -> String {
+    let c = c.to_string();
     match type_name {
         "int8" | "float4" | "float8" | "numeric" | "bool" | "bytea" | "date" | "uuid" => c,
         "int2" | "int4" => format!("{c}::int8"),
         // As text: a varchar and a text column holding the same string agree.
         "varchar" => stored.value(&format!("{c}::text")),
         "timestamp" | "timestamptz" | "time" | "interval" => datetime_bytes(&c, type_name, float_datetimes),
-        _ => text_expr(column, type_name, stored),
+        _ => text_expr_sql(&c, type_name, stored),
     }
 }
 
@@ -201,6 +206,39 @@ pub fn same_binary_form(a: &str, b: &str) -> bool {
         }
     }
     class(a) == class(b)
+}
+
+/// A column one side hashes read into the other side's type. On the source: its value as the
+/// transfer carried it ([`carried_text_expr`]) read into the target's declared type, the very
+/// conversion the load made (the target's input function with its modifier: `numeric(10,1)`
+/// rounds, `char(4)` pads, `date` into `timestamp` adds midnight), so a row loaded into another
+/// type, widened or (with `lossy_columns`) narrowed, hashes alike on both sides in the target
+/// type's binary form. On the target: a float column of the source, read back into the float
+/// type, whose exact text gives the same bits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CastTo {
+    /// The column.
+    pub column: String,
+    /// The other side's declared type, as `format_type` prints it (`numeric(10,1)`).
+    pub type_text: String,
+    /// Its `typname` (`numeric`), which picks the binary form.
+    pub type_name: String,
+}
+
+/// Whether a server of `kernel` (82, 94, 120, …) has built-in type `type_name` (or an array of
+/// it), so a [`CastTo`] into it runs there. Others (user-defined types, domains, types newer
+/// than the server) are compared through the carried text instead.
+pub fn built_in_on(kernel: u32, type_name: &str) -> bool {
+    let element = type_name.strip_prefix('_').unwrap_or(type_name);
+    match element {
+        "int2" | "int4" | "int8" | "numeric" | "float4" | "float8" | "oid" | "text" | "varchar" | "bpchar" | "name"
+        | "char" | "bool" | "bytea" | "date" | "timestamp" | "timestamptz" | "time" | "timetz" | "interval" | "bit"
+        | "varbit" | "inet" | "cidr" | "macaddr" | "money" => true,
+        "uuid" => kernel >= 83,
+        "json" => kernel >= 92,
+        "jsonb" => kernel >= 94,
+        _ => false,
+    }
 }
 
 /// A column as text the way COPY's text output wrote it (the session's extra_float_digits,
@@ -281,7 +319,12 @@ pub fn datetime_bytes(c: &str, type_name: &str, float_datetimes: bool) -> String
 ///   `infinity` has no trailing zero. Before year 1 (and for `-infinity`, which `to_char`
 ///   renders as NULL) the explicit `to_char` form is used, as before.
 pub fn text_expr(column: &str, type_name: &str, stored: StoredText) -> String {
-    let c = quote_ident(column);
+    text_expr_sql(&quote_ident(column), type_name, stored)
+}
+
+/// [`text_expr`] of a SQL expression `c` of type `type_name`.
+fn text_expr_sql(c: &str, type_name: &str, stored: StoredText) -> String {
+    let c = c.to_string();
     match type_name {
         // The IEEE bits: exact, and free of float formatting, which changed in PostgreSQL 12.
         "float8" => format!("encode(float8send({c}), 'hex')"),
@@ -359,11 +402,13 @@ pub fn key_text(columns: &[(String, String)], stored: StoredText) -> String {
 /// binary form: one function call per row instead of a text built field by field, no
 /// separators or NULL markers needed, and the same bytes from 8.2 to 17 for the same values.
 /// Columns named in `text_form` go as the text the transfer carried ([`carried_text_expr`]).
+/// Columns in `cast_to` go as the target holds them ([`CastTo`]).
 pub fn row_bytes(
     columns: &[(String, String)],
     stored: StoredText,
     float_datetimes: bool,
     text_form: &[String],
+    cast_to: &[CastTo],
 ) -> String {
     if columns.is_empty() {
         return "''::bytea".to_string();
@@ -371,7 +416,21 @@ pub fn row_bytes(
     let fields: Vec<String> = columns
         .iter()
         .map(|(n, t)| {
-            if text_form.contains(n) {
+            if let Some(cast) = cast_to.iter().find(|c| &c.column == n) {
+                // The carried text is UTF-8 already: no conversion after the cast.
+                let carried = carried_text_expr(n, t, stored);
+                let carried = match (t.as_str(), cast.type_name.as_str()) {
+                    // A float read back from a text column: text that is no number (changed on
+                    // the target) hashes as NULL, a difference, instead of failing the query.
+                    ("text" | "varchar" | "bpchar", "float4" | "float8") => format!(
+                        "CASE WHEN {carried} ~ '^ *[-+]?([0-9]+[.]?[0-9]*([eE][-+]?[0-9]+)?|[.][0-9]+([eE][-+]?[0-9]+)?|Infinity|NaN) *$' \
+                         THEN {carried} END"
+                    ),
+                    _ => carried,
+                };
+                let loaded = format!("({carried})::{}", cast.type_text);
+                binary_expr_sql(&loaded, &cast.type_name, StoredText::AsIs, float_datetimes)
+            } else if text_form.contains(n) {
                 carried_text_expr(n, t, stored)
             } else {
                 binary_expr(n, t, stored, float_datetimes)
@@ -410,14 +469,14 @@ mod tests {
     #[test]
     fn rows_are_sent_binary_and_8_2_safe() {
         let cols = [("a".to_string(), "timestamptz".to_string()), ("B".to_string(), "varchar".to_string())];
-        let r = row_bytes(&cols, StoredText::AsIs, false, &[]);
+        let r = row_bytes(&cols, StoredText::AsIs, false, &[], &[]);
         assert_eq!(r, r#"record_send(ROW(timestamptz_send("a"), "B"::text))"#);
         for banned in ["sha256", "hashtext", "string_agg", "WITH (", "concat("] {
             assert!(!r.contains(banned));
         }
         // No text-to-bit cast: 8.2 has none.
         assert!(!md5_bits(&r).contains(")::bit("));
-        assert_eq!(row_bytes(&[], StoredText::AsIs, false, &[]), "''::bytea");
+        assert_eq!(row_bytes(&[], StoredText::AsIs, false, &[], &[]), "''::bytea");
     }
 
     #[test]

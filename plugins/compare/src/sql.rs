@@ -76,7 +76,8 @@ pub fn summary(scope: &Scope, grouping: &Grouping, with_hash: bool) -> (String, 
     let inner_g = if grouping.group_by.is_some() { format!("{g} AS g, ") } else { String::new() };
     let outer_g = if grouping.group_by.is_some() { "g".to_string() } else { g };
     let sql = if with_hash {
-        let bits = md5_bits(&row_bytes(&scope.columns, scope.text, scope.float_datetimes, &scope.text_form));
+        let bits =
+            md5_bits(&row_bytes(&scope.columns, scope.text, scope.float_datetimes, &scope.text_form, &scope.cast_to));
         let (h1, h2) = md5_halves("b");
         format!(
             "SELECT {outer_g}, s, count(*)::bigint, coalesce(sum({h1}), 0)::text, coalesce(sum({h2}), 0)::text \
@@ -117,7 +118,7 @@ pub fn rows(scopes: &[Scope], key: &[String], with_hash: bool) -> (String, Vec<S
             which.iter().map(|(i, c)| format!("WHEN {c} THEN {i}")).collect::<Vec<_>>().join(" ")
         ),
     };
-    let md5 = row_md5(&row_bytes(&first.columns, first.text, first.float_datetimes, &first.text_form));
+    let md5 = row_md5(&row_bytes(&first.columns, first.text, first.float_datetimes, &first.text_form, &first.cast_to));
     let sql = if key.is_empty() {
         format!(
             "SELECT b, h, ''::text, count(*)::bigint FROM (SELECT {bucket} AS b, {md5} AS h {from} OFFSET 0) m GROUP BY b, h"
@@ -151,6 +152,7 @@ mod tests {
             text: StoredText::AsIs,
             float_datetimes: false,
             text_form: Vec::new(),
+            cast_to: Vec::new(),
             filter: Some("id > 0".into()),
         }
     }
