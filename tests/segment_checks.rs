@@ -554,7 +554,7 @@ final_end = "2024-01-02 00:00:00"
 #[test]
 fn run_refuses_a_role_without_the_external_table_privilege_before_any_data_moves() {
     let role = "segcheck_cli_loader";
-    let first = free_ports(1).unwrap()[0];
+    let first = support::free_port_block(40).unwrap();
     let env = cli_env("segcheck_cli_privilege", role, [first, first + 39]);
     let check = env.run(&["config", "check"]);
     assert_ne!(check.code, 0, "{}", check.render());
@@ -580,7 +580,7 @@ fn run_refuses_a_role_without_the_external_table_privilege_before_any_data_moves
 #[test]
 fn config_check_names_the_segment_that_cannot_reach_the_transports_host() {
     let role = "segcheck_cli_reach";
-    let first = free_ports(1).unwrap()[0];
+    let first = support::free_port_block(2).unwrap();
     let env = cli_env("segcheck_cli_reach", role, [first, first + 1]);
     grant_both(gp6(), role);
     env.run(&["config", "check"]).assert_success();
@@ -605,7 +605,7 @@ fn config_check_names_the_segment_that_cannot_reach_the_transports_host() {
 fn config_check_over_ssh_names_the_segment_that_cannot_reach_the_etl_host() {
     let sshd = support::sshd::Sshd::start();
     let role = "segcheck_cli_reach_ssh";
-    let first = free_ports(1).unwrap()[0];
+    let first = support::free_port_block(2).unwrap();
     let ssh = format!(
         r#", work_dir = "{{TEMP_DIR}}/remote-gpfdist", ssh = {{ host = "127.0.0.1", port = {}, user = "{}", key_file = "{}", known_hosts = "{{TEMP_DIR}}/known_hosts", connect_timeout = "5s", read_timeout = "30s" }}"#,
         sshd.port,

@@ -458,6 +458,20 @@ pub fn free_ports(n: usize) -> Result<Vec<u16>, String> {
         .map_err(|e| format!("cannot find a free port: {e}"))
 }
 
+/// The first of `n` consecutive ports free right now, below the kernel's ephemeral range
+/// (32768 on): a port range a test hands to gptransfer must not be taken meanwhile by the
+/// client side of some connection, which a port from [`free_ports`] (an ephemeral one) and its
+/// neighbours can be.
+pub fn free_port_block(n: u16) -> Result<u16, String> {
+    for _ in 0..500 {
+        let first = 20000 + (random_u64() % (12000 - u64::from(n))) as u16;
+        if (0..n).all(|i| TcpListener::bind(("0.0.0.0", first + i)).is_ok()) {
+            return Ok(first);
+        }
+    }
+    Err(format!("cannot find {n} consecutive free ports in 20000-31999"))
+}
+
 // ---------------------------------------------------------------------------------------------
 // Real Greenplum 6 and PostgreSQL 8.2
 // ---------------------------------------------------------------------------------------------
