@@ -294,3 +294,35 @@ fn every_flavour_gives_its_modifiers() {
         env.run(&["config", "check"]).assert_success();
     }
 }
+
+/// A key column the target declares in another type (`date` into `timestamp`, `int4` into
+/// `numeric(12,2)`): compare names a changed row by its key once, as `changed`, not as a
+/// `missing` key on one side and an `extra` one on the other.
+#[test]
+fn a_key_of_another_type_names_a_changed_row_once() {
+    let env = TestEnv::new("lossy_key_types");
+    env.src_psql(
+        "CREATE TABLE kt (d date NOT NULL, n int4 NOT NULL, ts timestamp NOT NULL, v text);\n\
+         INSERT INTO kt SELECT date '2024-01-01' + (i % 3), i, timestamp '2024-01-01 00:00:00' + i * interval '1 minute', \
+         'v' || i FROM generate_series(1, 100) i;",
+    );
+    env.dst_psql("CREATE TABLE kt (d timestamp NOT NULL, n numeric(12,2) NOT NULL, ts timestamp NOT NULL, v text)");
+    config(&env, "kt", "key = [\"d\", \"n\"]", "");
+    env.run(&["run"]).assert_success();
+    let same = env.run(&["compare"]);
+    assert_eq!(same.code, 0, "{}", same.render());
+    env.dst_psql("UPDATE kt SET v = 'changed' WHERE n = 7");
+    let out = env.run(&["compare", "--output", "json"]);
+    assert_eq!(out.code, 3, "{}", out.render());
+    let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let differences: Vec<String> = report["windows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|w| w["differences"].as_array().unwrap().iter())
+        .map(|d| format!("{} {}", d["kind"].as_str().unwrap_or("?"), d["key"].as_str().unwrap_or("?")))
+        .collect();
+    assert_eq!(differences.len(), 1, "{differences:?}");
+    assert!(differences[0].starts_with("changed "), "{differences:?}");
+    assert!(differences[0].contains("n=7"), "{differences:?}");
+}

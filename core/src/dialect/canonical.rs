@@ -373,27 +373,48 @@ fn timestamp_text(value: &str, from_year_1: &str) -> String {
 
 /// A value's text for reports and alarm keys: explicit and readable (`to_char`), never
 /// hashed, so its cost does not matter (only differing slices are listed).
-fn display_expr(column: &str, type_name: &str, stored: StoredText) -> String {
-    let c = quote_ident(column);
+fn display_expr(c: &str, type_name: &str, stored: StoredText) -> String {
+    let c = c.to_string();
     match type_name {
         "timestamp" => format!("coalesce(to_char({c}, 'YYYY-MM-DD HH24:MI:SS.US BC'), {c}::text)"),
         "timestamptz" => format!("coalesce(to_char({c} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US BC'), {c}::text)"),
         "date" => format!("coalesce(to_char({c}, 'YYYY-MM-DD BC'), {c}::text)"),
         "text" | "varchar" => stored.value(&format!("{c}::text")),
-        _ => text_expr(column, type_name, stored),
+        _ => text_expr_sql(&c, type_name, stored),
     }
 }
 
-/// A readable key, `col=value, col=value`, for reports and alarms.
-pub fn key_text(columns: &[(String, String)], stored: StoredText) -> String {
+/// A readable key, `col=value, col=value`, for reports and alarms. A key column in `cast_to`
+/// is shown read into that type, as its row is hashed ([`row_bytes`]), so both sides name a
+/// row by the same key.
+pub fn key_text(columns: &[(String, String)], stored: StoredText, cast_to: &[CastTo]) -> String {
     columns
         .iter()
         .map(|(name, ty)| {
             let label = super::quote_literal(&format!("{name}="), false);
-            format!("{label} || coalesce({}, 'NULL')", display_expr(name, ty, stored))
+            let shown = match cast_to.iter().find(|c| &c.column == name) {
+                Some(cast) => display_expr(&read_into(name, ty, stored, cast), &cast.type_name, StoredText::AsIs),
+                None => display_expr(&quote_ident(name), ty, stored),
+            };
+            format!("{label} || coalesce({shown}, 'NULL')")
         })
         .collect::<Vec<_>>()
         .join(" || ', ' || ")
+}
+
+/// Column `n` of type `t` as the transfer carried it, read into `cast`'s type (UTF-8 already).
+fn read_into(n: &str, t: &str, stored: StoredText, cast: &CastTo) -> String {
+    let carried = carried_text_expr(n, t, stored);
+    let carried = match (t, cast.type_name.as_str()) {
+        // A float read back from a text column: text that is no number (changed on the
+        // target) reads as NULL, a difference, instead of failing the query.
+        ("text" | "varchar" | "bpchar", "float4" | "float8") => format!(
+            "CASE WHEN {carried} ~ '^ *[-+]?([0-9]+[.]?[0-9]*([eE][-+]?[0-9]+)?|[.][0-9]+([eE][-+]?[0-9]+)?|Infinity|NaN) *$' \
+             THEN {carried} END"
+        ),
+        _ => carried,
+    };
+    format!("({carried})::{}", cast.type_text)
 }
 
 /// The bytes a row is hashed by: `record_send` of a row of the columns' [`binary_expr`]s, in
@@ -418,17 +439,7 @@ pub fn row_bytes(
         .map(|(n, t)| {
             if let Some(cast) = cast_to.iter().find(|c| &c.column == n) {
                 // The carried text is UTF-8 already: no conversion after the cast.
-                let carried = carried_text_expr(n, t, stored);
-                let carried = match (t.as_str(), cast.type_name.as_str()) {
-                    // A float read back from a text column: text that is no number (changed on
-                    // the target) hashes as NULL, a difference, instead of failing the query.
-                    ("text" | "varchar" | "bpchar", "float4" | "float8") => format!(
-                        "CASE WHEN {carried} ~ '^ *[-+]?([0-9]+[.]?[0-9]*([eE][-+]?[0-9]+)?|[.][0-9]+([eE][-+]?[0-9]+)?|Infinity|NaN) *$' \
-                         THEN {carried} END"
-                    ),
-                    _ => carried,
-                };
-                let loaded = format!("({carried})::{}", cast.type_text);
+                let loaded = read_into(n, t, stored, cast);
                 binary_expr_sql(&loaded, &cast.type_name, StoredText::AsIs, float_datetimes)
             } else if text_form.contains(n) {
                 carried_text_expr(n, t, stored)

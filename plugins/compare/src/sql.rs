@@ -129,7 +129,7 @@ pub fn rows(scopes: &[Scope], key: &[String], with_hash: bool) -> (String, Vec<S
             .map(|k| first.columns.iter().find(|(n, _)| n == k).cloned().unwrap_or_else(|| (k.clone(), "text".into())))
             .collect();
         let hash = if with_hash { md5 } else { "''::text".to_string() };
-        format!("SELECT {bucket}, {}, {hash}, 1::bigint {from}", key_text(&key_cols, first.text))
+        format!("SELECT {bucket}, {}, {hash}, 1::bigint {from}", key_text(&key_cols, first.text, &first.cast_to))
     };
     (sql, params)
 }
