@@ -145,8 +145,9 @@ pub async fn compare_tables(
         // server has that type; else both sides hash the carried text.
         let (mut cast_to, mut cast_back, mut text_form) = (Vec::new(), Vec::new(), Vec::new());
         for name in &check.columns {
-            let declared = |cols: &[super::check::Column]| cols.iter().find(|c| &c.name == name).cloned();
+            let declared = |cols: &[super::check::Column]| cols.iter().position(|c| &c.name == name);
             let (Some(s), Some(d)) = (declared(&src_cols), declared(&dst_cols)) else { continue };
+            let (s, d) = (&src_cols[s], &dst_cols[d]);
             if s.type_text == d.type_text {
                 continue;
             }

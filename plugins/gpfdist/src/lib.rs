@@ -502,7 +502,7 @@ impl GpfdistTransport {
             loaded
         };
         let (exported, loaded) = tokio::join!(export, load);
-        let (writer_log, reader_log) = servers.finish().await;
+        let (writer_log, reader_log) = servers.finish(exported.is_err() || loaded.is_err()).await;
         let first = first_failure.into_inner().unwrap_or_else(|p| p.into_inner());
         let explain = |e, log| log::explain(e, log, self.config.max_row_bytes);
         let (rows_read, rows_written) = match (exported, loaded) {
@@ -567,8 +567,9 @@ impl Servers {
     }
 
     /// Stops both and removes the window's directory; returns what the writer and the reader
-    /// logged.
-    async fn finish(self) -> (log::Logged, log::Logged) {
+    /// logged, read from this host's log files only when the window `failed` (they explain
+    /// errors, and a window that succeeded has none).
+    async fn finish(self, failed: bool) -> (log::Logged, log::Logged) {
         match self {
             Servers::Local(local) => {
                 let LocalServers { processes, keeper, name: _, dir } = *local;
@@ -578,7 +579,7 @@ impl Servers {
                 reader.stop().await;
                 drop(keeper);
                 let logged = |log: &std::path::Path| log::Logged {
-                    text: std::fs::read_to_string(log).unwrap_or_default(),
+                    text: if failed { std::fs::read_to_string(log).unwrap_or_default() } else { String::new() },
                     place: "gpfdist log".to_string(),
                     silent: None,
                 };
