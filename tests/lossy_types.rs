@@ -270,27 +270,37 @@ fn every_flavour_gives_its_modifiers() {
         let distributed =
             |server: Server| if server == Server::Pg82 || server == Server::Pg { "" } else { " DISTRIBUTED BY (id)" };
         env.src_psql(&format!(
-            "CREATE TABLE m (id int NOT NULL, ts timestamp NOT NULL, n numeric(10,3), t timestamp, v varchar(10)){}",
+            "CREATE DOMAIN amount AS numeric(10,3);\n\
+             CREATE TABLE m (id int NOT NULL, ts timestamp NOT NULL, n numeric(10,3), t timestamp, v varchar(10), \
+             a amount, z timestamptz){}",
             distributed(src)
         ));
         env.dst_psql(&format!(
-            "CREATE TABLE m (id int NOT NULL, ts timestamp NOT NULL, n numeric(10,1), t timestamp(0), v varchar(2)){}",
+            "CREATE TABLE m (id int NOT NULL, ts timestamp NOT NULL, n numeric(10,1), t timestamp(0), v varchar(2), \
+             a numeric(10,2), z timestamp){}",
             distributed(dst)
         ));
-        config(&env, "m", "", "");
+        config(&env, "m", "", "timezone = \"Europe/Paris\"");
         let out = env.run(&["config", "check"]);
         out.assert_code(2);
         for line in [
             "column \"n\" is numeric(10,3) on the source but numeric(10,1) on the target",
             "column \"t\" is timestamp without time zone on the source but timestamp(0) without time zone on the target",
             "column \"v\" is character varying(10) on the source but character varying(2) on the target",
+            // A domain's modifier, read from every flavour.
+            "column \"a\" is numeric(10,3) (domain amount) on the source but numeric(10,2) on the target",
+            // The zone's clock changes, read from every flavour.
+            "column \"z\" is timestamp with time zone on the source but timestamp without time zone on the target: \
+             each value becomes its wall-clock time in the session's TimeZone \"Europe/Paris\"",
         ] {
             assert!(out.stderr.contains(line), "{name}: {line}\n{}", out.render());
         }
         env.dst_psql(&format!(
-            "DROP TABLE m; CREATE TABLE m (id int NOT NULL, ts timestamp NOT NULL, n numeric(12,4), t timestamp(6), v varchar(10)){}",
+            "DROP TABLE m; CREATE TABLE m (id int NOT NULL, ts timestamp NOT NULL, n numeric(12,4), t timestamp(6), \
+             v varchar(10), a numeric(12,3), z timestamp){}",
             distributed(dst)
         ));
+        config(&env, "m", "", "timezone = \"UTC\"");
         env.run(&["config", "check"]).assert_success();
     }
 }
@@ -325,4 +335,48 @@ fn a_key_of_another_type_names_a_changed_row_once() {
     assert_eq!(differences.len(), 1, "{differences:?}");
     assert!(differences[0].starts_with("changed "), "{differences:?}");
     assert!(differences[0].contains("n=7"), "{differences:?}");
+}
+
+/// `timestamptz` into `timestamp` keeps each instant's wall-clock time in the session's zone,
+/// and `timestamp` into `timestamptz` reads each value as one: in a zone that moves its clocks,
+/// the hour they go back holds two instants that become one value, and a time in the hour they
+/// skip becomes the instant of the next hour's. Refused there, naming the zone; accepted with
+/// `lossy_columns`, and compare then agrees; in UTC both keep every value.
+#[test]
+fn zone_conversions_are_refused_where_the_clocks_move() {
+    let source = "CREATE TABLE z (id int NOT NULL, ts timestamp NOT NULL, tz_ts timestamptz, ts_tz timestamp);\n\
+                  INSERT INTO z VALUES (1, '2024-01-01 01:00', '2024-11-03 05:30:00+00', '2024-03-10 02:30:00'), \
+                  (2, '2024-01-01 02:00', '2024-11-03 06:30:00+00', '2024-03-10 03:30:00')";
+    let target = "CREATE TABLE z (id int NOT NULL, ts timestamp NOT NULL, tz_ts timestamp, ts_tz timestamptz)";
+
+    let utc = TestEnv::new("lossy_zone_utc");
+    utc.src_psql(source);
+    utc.dst_psql(target);
+    config(&utc, "z", "", "timezone = \"UTC\"");
+    utc.run(&["config", "check"]).assert_success();
+    utc.run(&["run"]).assert_success();
+    assert_eq!(utc.dst_psql("SELECT count(DISTINCT tz_ts) || ' ' || count(DISTINCT ts_tz) FROM z"), "2 2");
+
+    let ny = TestEnv::new("lossy_zone_ny");
+    ny.src_psql(source);
+    ny.dst_psql(target);
+    config(&ny, "z", "", "timezone = \"America/New_York\"");
+    let check = ny.run(&["config", "check"]);
+    check.assert_code(2);
+    for line in [
+        "column \"tz_ts\" is timestamp with time zone on the source but timestamp without time zone on the target: \
+         each value becomes its wall-clock time in the session's TimeZone \"America/New_York\"",
+        "column \"ts_tz\" is timestamp without time zone on the source but timestamp with time zone on the target: \
+         each value is read as wall-clock time in the session's TimeZone \"America/New_York\"",
+    ] {
+        assert!(check.stderr.contains(line), "{line}\n{}", check.render());
+    }
+    ny.run(&["run"]).assert_code(2);
+    assert_eq!(ny.dst_psql("SELECT count(*) FROM z"), "0");
+    config(&ny, "z", "lossy_columns = [\"tz_ts\", \"ts_tz\"]", "timezone = \"America/New_York\"");
+    ny.run(&["run"]).assert_success();
+    // The loss the check foretold: two values each became one.
+    assert_eq!(ny.dst_psql("SELECT count(DISTINCT tz_ts) || ' ' || count(DISTINCT ts_tz) FROM z"), "1 1");
+    let compared = ny.run(&["compare"]);
+    assert_eq!(compared.code, 0, "{}", compared.render());
 }

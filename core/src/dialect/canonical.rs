@@ -184,7 +184,10 @@ pub fn binary_expr(column: &str, type_name: &str, stored: StoredText, float_date
 fn binary_expr_sql(c: &str, type_name: &str, stored: StoredText, float_datetimes: bool) -> String {
     let c = c.to_string();
     match type_name {
-        "int8" | "float4" | "float8" | "numeric" | "bool" | "bytea" | "date" | "uuid" => c,
+        // Cast to the very type: nothing for a column of it, but a column of a domain over it
+        // goes as that type, which `record_send` frames with the type's OID (the same on every
+        // server) instead of the domain's (the cluster's own).
+        "int8" | "float4" | "float8" | "numeric" | "bool" | "bytea" | "date" | "uuid" => format!("{c}::{type_name}"),
         "int2" | "int4" => format!("{c}::int8"),
         // As text: a varchar and a text column holding the same string agree.
         "varchar" => stored.value(&format!("{c}::text")),
@@ -342,8 +345,8 @@ fn text_expr_sql(c: &str, type_name: &str, stored: StoredText) -> String {
         // Exact decimal text; equal declared scale gives equal text on every version.
         "numeric" | "int2" | "int4" | "int8" | "oid" => format!("{c}::text"),
         // text and varchar are text already (no conversion at all, unless the bytes are in
-        // an encoding the server does not know).
-        "text" | "varchar" => stored.value(&c),
+        // an encoding the server does not know); the cast is for a domain over them, as above.
+        "text" | "varchar" => stored.value(&format!("{c}::text")),
         "bpchar" => stored.value(&format!("{c}::text")),
         // Float arrays: their dimensions, then each element's bits (text output of their
         // elements differs between versions like a float's). First dimension only.
@@ -509,7 +512,7 @@ mod tests {
 
     #[test]
     fn numbers_are_binary_and_the_rest_text() {
-        assert_eq!(binary_expr("n", "int8", StoredText::AsIs, false), r#""n""#);
+        assert_eq!(binary_expr("n", "int8", StoredText::AsIs, false), r#""n"::int8"#);
         assert_eq!(binary_expr("n", "int4", StoredText::AsIs, false), r#""n"::int8"#);
         assert_eq!(binary_expr("j", "json", StoredText::AsIs, false), r#""j"::text"#);
         assert_eq!(binary_expr("c", "bpchar", StoredText::AsIs, false), r#""c"::text"#);
@@ -519,7 +522,7 @@ mod tests {
     fn gbk_in_sql_ascii_is_converted_before_hashing() {
         let gp4 = StoredText::Convert { from: "GBK", kernel_8_2: true };
         let gp5 = StoredText::Convert { from: "GBK", kernel_8_2: false };
-        assert!(binary_expr("v", "text", gp4, true).contains(r#"convert("v", 'GBK', 'UTF8')"#));
+        assert!(binary_expr("v", "text", gp4, true).contains(r#"convert("v"::text, 'GBK', 'UTF8')"#));
         assert!(binary_expr("v", "varchar", gp5, false)
             .contains(r#"convert_from(convert(convert_to("v"::text, 'SQL_ASCII'), 'GBK', 'UTF8'), 'SQL_ASCII')"#));
         // Numbers and dates are ASCII: never converted.
@@ -531,7 +534,10 @@ mod tests {
         for kernel_8_2 in [true, false] {
             let v = text_expr("v", "text", StoredText::Convert { from: "GB18030", kernel_8_2 });
             // Only values holding a 4-byte code above U+FFFF take the piecewise path.
-            assert!(v.starts_with(r#"CASE WHEN "v" ~ '[\x90-\xe3][\x30-\x39][\x81-\xfe][\x30-\x39]' THEN"#), "{v}");
+            assert!(
+                v.starts_with(r#"CASE WHEN "v"::text ~ '[\x90-\xe3][\x30-\x39][\x81-\xfe][\x30-\x39]' THEN"#),
+                "{v}"
+            );
             assert!(v.contains("65536 + "), "{v}");
             for banned in ["convert_from", "convert_to"] {
                 assert_eq!(v.contains(banned), !kernel_8_2, "{banned} on 8.2: {v}");
@@ -539,7 +545,7 @@ mod tests {
         }
         // GBK has no 4-byte codes: one call.
         let gbk = text_expr("v", "text", StoredText::Convert { from: "GBK", kernel_8_2: true });
-        assert_eq!(gbk, r#"convert("v", 'GBK', 'UTF8')"#);
+        assert_eq!(gbk, r#"convert("v"::text, 'GBK', 'UTF8')"#);
     }
 
     #[test]
@@ -547,7 +553,7 @@ mod tests {
         let euc = StoredText::for_server("EUC_CN", None, false);
         assert_eq!(euc, StoredText::Recode { kernel_8_2: false });
         // The text goes out in the session's client encoding, UTF8: no conversion in SQL.
-        assert_eq!(binary_expr("v", "text", euc, false), r#""v""#);
+        assert_eq!(binary_expr("v", "text", euc, false), r#""v"::text"#);
         assert_eq!(StoredText::for_server("UTF8", Some("GB18030"), false), StoredText::AsIs);
         assert_eq!(StoredText::for_server("SQL_ASCII", None, false), StoredText::AsIs);
         assert_eq!(

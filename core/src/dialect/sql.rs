@@ -30,16 +30,43 @@ pub fn session_setup(flavour: Flavour, timezone: Option<&str>) -> String {
 }
 
 /// Columns of a table with their type, in table order: name, `format_type`, `typname`, NOT
-/// NULL, has a default, `atttypmod` (the same on every flavour from 8.2 on).
+/// NULL, has a default, `atttypmod` (the same on every flavour from 8.2 on), and the domain's
+/// `format_type` or NULL. A column of a domain is described by the type under it (two domains
+/// deep at most) with the domain's modifier: that type's input is what the values go through.
 pub const TABLE_COLUMNS: &str = "\
-SELECT a.attname::text, format_type(a.atttypid, a.atttypmod)::text, t.typname::text, a.attnotnull, \
-       (a.atthasdef OR t.typname IN ('serial', 'bigserial')), a.atttypmod
+SELECT a.attname::text,
+       format_type(coalesce(b2.oid, b1.oid, t.oid),
+                   CASE WHEN b2.oid IS NOT NULL THEN b1.typtypmod
+                        WHEN b1.oid IS NOT NULL THEN t.typtypmod
+                        ELSE a.atttypmod END)::text,
+       coalesce(b2.typname, b1.typname, t.typname)::text, a.attnotnull,
+       (a.atthasdef OR t.typname IN ('serial', 'bigserial')),
+       CASE WHEN b2.oid IS NOT NULL THEN b1.typtypmod WHEN b1.oid IS NOT NULL THEN t.typtypmod ELSE a.atttypmod END,
+       CASE WHEN b1.oid IS NOT NULL THEN format_type(t.oid, NULL)::text END
 FROM pg_catalog.pg_attribute a
 JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+LEFT JOIN pg_catalog.pg_type b1 ON t.typtype = 'd' AND b1.oid = t.typbasetype
+LEFT JOIN pg_catalog.pg_type b2 ON b1.typtype = 'd' AND b2.oid = b1.typbasetype
 WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attnum";
+
+/// A zone (`$1`, else the session's TimeZone) and the years in which it moves its clocks
+/// (daylight saving time, or a change of its standard offset): its UTC offset compared month by
+/// month from 1900 to 2100, comma-separated (8.2 gives NULL for none, and an empty array does
+/// not read back from every version); empty for UTC and fixed offsets. No window functions:
+/// 8.2 has none.
+pub const CLOCK_CHANGES: &str = "\
+SELECT z, coalesce(array_to_string(ARRAY(
+  SELECT DISTINCT date_part('year', b.i AT TIME ZONE 'UTC')::int4
+  FROM (SELECT k, timestamptz '1900-01-01 00:00:00+00' + k * interval '1 month' AS i
+        FROM generate_series(0, 2411) k) a
+  JOIN (SELECT k, timestamptz '1900-01-01 00:00:00+00' + k * interval '1 month' AS i
+        FROM generate_series(0, 2411) k) b ON b.k = a.k + 1
+  WHERE (a.i AT TIME ZONE z) - (a.i AT TIME ZONE 'UTC') <> (b.i AT TIME ZONE z) - (b.i AT TIME ZONE 'UTC')
+  ORDER BY 1), ','), '')
+FROM (SELECT coalesce($1::text, current_setting('TimeZone')) AS z) zone";
 
 /// Whether a relation exists (any flavour).
 pub const TABLE_EXISTS: &str = "\

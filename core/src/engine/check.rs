@@ -7,23 +7,36 @@ use crate::dialect::{quote_ident, sql, Flavour, QualifiedName};
 use crate::error::Error;
 
 use super::create::target_type;
-use super::narrowing::{self, ColumnType};
+use super::narrowing::{self, ClockChanges, ColumnType};
 
 /// A column as the catalog describes it.
 #[derive(Debug, Clone)]
 pub struct Column {
     /// Name.
     pub name: String,
-    /// `format_type` text, e.g. `numeric(12,3)`.
+    /// `format_type` text, e.g. `numeric(12,3)`; of the type under it for a domain.
     pub type_text: String,
-    /// `typname`, e.g. `numeric`.
+    /// `typname`, e.g. `numeric`; of the type under it for a domain.
     pub type_name: String,
-    /// `atttypmod`, e.g. the precision and scale of a numeric; -1 when the type has none.
+    /// `atttypmod`, e.g. the precision and scale of a numeric; -1 when the type has none. A
+    /// domain's own modifier for a domain.
     pub type_mod: i32,
+    /// The domain the column is declared as, when it is one.
+    pub domain: Option<String>,
     /// NOT NULL.
     pub not_null: bool,
     /// Has a default.
     pub has_default: bool,
+}
+
+impl Column {
+    /// Its type for people: `numeric(10,1)`, or `numeric(10,1) (domain amount)`.
+    pub fn declared(&self) -> String {
+        match &self.domain {
+            Some(d) => format!("{} (domain {d})", self.type_text),
+            None => self.type_text.clone(),
+        }
+    }
 }
 
 /// What the checks established, for the run.
@@ -79,8 +92,21 @@ pub async fn columns(
             not_null: r.get(3),
             has_default: r.get(4),
             type_mod: r.get(5),
+            domain: r.get(6),
         })
         .collect())
+}
+
+/// The table's zone (the source's when it sets none, as `run` does) and the years it moves
+/// its clocks in.
+async fn clock_changes(source: &Session, cluster: &str, table: &TableSpec) -> Result<ClockChanges, Error> {
+    let row = source.timed(source.client.query_one(sql::CLOCK_CHANGES, &[&table.timezone])).await.map_err(|e| {
+        check_error(table, format!("reading the time zone's clock changes on cluster {cluster:?}: {e}"), None)
+    })?;
+    let zone = row.try_get(0).map_err(|e| check_error(table, format!("reading the time zone: {e}"), None))?;
+    let years: String = row.try_get(1).map_err(|e| check_error(table, format!("reading the time zone: {e}"), None))?;
+    let years = years.split(',').filter_map(|y| y.parse().ok()).collect();
+    Ok(ClockChanges { zone, years })
 }
 
 /// Refuses `append` where a window could be loaded twice: its rows must commit in one
@@ -129,23 +155,39 @@ pub async fn check_table(
 
     let mut problems = Vec::new();
     let mut lossy = Vec::new();
+    let mut clock = None;
     for c in &selected {
         match find(&dst, &c.name) {
             None => problems.push(format!(
                 "column {:?} ({}) is missing in target table {}",
-                c.name, c.type_text, table.target_table
+                c.name,
+                c.declared(),
+                table.target_table
             )),
             Some(t) if !compatible(&c.type_name, &t.type_name) => problems.push(format!(
                 "column {:?} is {} on the source but {} on the target: incompatible",
-                c.name, c.type_text, t.type_text
+                c.name,
+                c.declared(),
+                t.declared()
             )),
             Some(t) => {
                 let what = narrowing::loss(
                     ColumnType::new(&c.type_name, c.type_mod),
                     ColumnType::new(&t.type_name, t.type_mod),
                 );
-                if let Some(what) = what.filter(|_| !table.lossy_columns.contains(&c.name)) {
+                if table.lossy_columns.contains(&c.name) {
+                    continue;
+                }
+                if let Some(what) = what {
                     lossy.push((c, t, what));
+                } else if let Some(crossing) = narrowing::zone_crossing(&c.type_name, &t.type_name) {
+                    // Both sessions run in the table's zone (the source's when none is set).
+                    if clock.is_none() {
+                        clock = Some(clock_changes(source, source_name, table).await?);
+                    }
+                    if let Some(what) = clock.as_ref().and_then(|ch| narrowing::zone_loss(crossing, ch)) {
+                        lossy.push((c, t, what));
+                    }
                 }
             }
         }
@@ -213,7 +255,7 @@ fn lossy_error(table: &TableSpec, target: Flavour, lossy: &[(&Column, Column, St
     let lines: Vec<String> = lossy
         .iter()
         .map(|(c, t, what)| {
-            format!("column {:?} is {} on the source but {} on the target: {what}", c.name, c.type_text, t.type_text)
+            format!("column {:?} is {} on the source but {} on the target: {what}", c.name, c.declared(), t.declared())
         })
         .collect();
     let alters: Vec<String> = lossy
@@ -266,7 +308,7 @@ fn source_condition<'a>(table: &TableSpec, src: &'a [Column]) -> Result<Option<&
     if !matches!(c.type_name.as_str(), "timestamp" | "timestamptz" | "date") {
         return Err(check_error(
             table,
-            format!("condition column {col:?} is {}, not a timestamp or date", c.type_text),
+            format!("condition column {col:?} is {}, not a timestamp or date", c.declared()),
             Some("windows are cut on a timestamp, timestamptz or date column; pick one, or use mode = \"full\""),
         ));
     }

@@ -242,9 +242,78 @@ fn into_interval(smod: i32, dmod: i32) -> Option<String> {
     None
 }
 
+/// A column crossing between `timestamp` and `timestamptz`, whose values then depend on the
+/// session's TimeZone (the same on both clusters: the table's `timezone`, else the source's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ZoneCrossing {
+    /// `timestamptz` into `timestamp`: the source prints each instant in its session's zone,
+    /// with its offset, and the target's input drops the offset.
+    DropsOffset,
+    /// `timestamp` into `timestamptz`: the target's input reads each value as wall-clock time
+    /// in its session's zone.
+    ReadsWallTime,
+}
+
+/// Whether a source column of `source` into a target column of `target` crosses zones.
+pub fn zone_crossing(source: &str, target: &str) -> Option<ZoneCrossing> {
+    match (source, target) {
+        ("timestamptz", "timestamp") => Some(ZoneCrossing::DropsOffset),
+        ("timestamp", "timestamptz") => Some(ZoneCrossing::ReadsWallTime),
+        _ => None,
+    }
+}
+
+/// A session's TimeZone and the years in which it moves its clocks, ascending
+/// ([`crate::dialect::sql::CLOCK_CHANGES`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClockChanges {
+    /// The zone's name, as the session shows it.
+    pub zone: String,
+    /// Years in which its UTC offset changes; empty for UTC and fixed offsets.
+    pub years: Vec<i32>,
+}
+
+/// What a zone crossing does to some values, for the error; None in a zone whose clocks never
+/// move (every wall-clock time there is one instant and back).
+pub fn zone_loss(crossing: ZoneCrossing, changes: &ClockChanges) -> Option<String> {
+    let (first, last) = (changes.years.first()?, changes.years.last()?);
+    let when = if first == last {
+        format!("in {first}")
+    } else {
+        format!("in {} years from {first} to {last}", changes.years.len())
+    };
+    let zone = &changes.zone;
+    Some(match crossing {
+        ZoneCrossing::DropsOffset => format!(
+            "each value becomes its wall-clock time in the session's TimeZone {zone:?}, which moves its clocks \
+             ({when}): the two instants of an hour its clocks go back become one value (a job `timezone` that never moves its clocks, such as \"UTC\", keeps every value)"
+        ),
+        ZoneCrossing::ReadsWallTime => format!(
+            "each value is read as wall-clock time in the session's TimeZone {zone:?}, which moves its clocks \
+             ({when}): a time in an hour its clocks skip becomes the instant of the hour after, which another value \
+             may hold (a job `timezone` that never moves its clocks, such as \"UTC\", keeps every value)"
+        ),
+    })
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{loss, ColumnType};
+    use super::{loss, zone_crossing, zone_loss, ClockChanges, ColumnType, ZoneCrossing};
+
+    #[test]
+    fn zone_crossings_lose_only_where_the_clocks_move() {
+        assert_eq!(zone_crossing("timestamptz", "timestamp"), Some(ZoneCrossing::DropsOffset));
+        assert_eq!(zone_crossing("timestamp", "timestamptz"), Some(ZoneCrossing::ReadsWallTime));
+        assert_eq!(zone_crossing("timestamptz", "timestamptz"), None);
+        assert_eq!(zone_crossing("date", "timestamptz"), None);
+        let utc = ClockChanges { zone: "UTC".into(), years: vec![] };
+        assert_eq!(zone_loss(ZoneCrossing::DropsOffset, &utc), None);
+        let ny = ClockChanges { zone: "America/New_York".into(), years: vec![1918, 1919, 2100] };
+        let what = zone_loss(ZoneCrossing::ReadsWallTime, &ny).unwrap_or_default();
+        assert!(what.contains("\"America/New_York\", which moves its clocks (in 3 years from 1918 to 2100)"), "{what}");
+        let once = ClockChanges { zone: "Asia/Kolkata".into(), years: vec![1942] };
+        assert!(zone_loss(ZoneCrossing::DropsOffset, &once).unwrap_or_default().contains("(in 1942)"));
+    }
 
     fn numeric(p: i32, s: i32) -> i32 {
         ((p << 16) | (s & 0x7ff)) + 4
