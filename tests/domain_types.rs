@@ -159,3 +159,25 @@ fn gp6_domains_over_floats_are_compared_by_their_bits() {
     keys.sort();
     assert_eq!(keys, ["changed id=11", "changed id=7"], "{}", out.render());
 }
+
+/// A domain over `real` on an 8.2-kernel source is read as `float8` like a bare `real`: 8.2
+/// prints a float4 with 8 digits at most, where some need 9 (100.333336 printed as 100.33334
+/// comes back as the next float4).
+#[test]
+fn pg82_domains_over_real_arrive_bit_exact() {
+    let env = TestEnv::on("domain_real_pg82", Server::Pg82, Server::Pg);
+    env.src_psql(
+        "CREATE DOMAIN reading AS real;\n\
+         CREATE TABLE rd (id int NOT NULL, ts timestamp NOT NULL, r reading, b real);\n\
+         INSERT INTO rd VALUES (1, '2024-01-01 01:00:00', 100.333336, 100.333336)",
+    );
+    env.dst_psql(
+        "CREATE DOMAIN reading AS real; CREATE TABLE rd (id int NOT NULL, ts timestamp NOT NULL, r reading, b real)",
+    );
+    config(&env, "rd", "");
+    env.run(&["run"]).assert_success();
+    let bits = "SELECT encode(float4send(r), 'hex') || ' ' || encode(float4send(b), 'hex') FROM rd";
+    assert_eq!(env.dst_psql(bits), "42c8aaab 42c8aaab");
+    let compared = env.run(&["compare"]);
+    assert_eq!(compared.code, 0, "{}", compared.render());
+}
