@@ -2,7 +2,8 @@
 //! domain's own modifier: a target domain over `numeric(10,1)` rounds a `numeric(10,3)` source
 //! as surely as the bare type does, so it is refused like it (`lossy_types.rs`) until accepted;
 //! and a domain over `float8` is compared by its bits on Greenplum 6, where the text of a float in
-//! a query's lower slice keeps only 15 digits and two different values would hash alike.
+//! a query's lower slice keeps only 15 digits and two different values would hash alike; and a
+//! domain over `real` on an 8.2 kernel is read as `float8` like the bare type, exactly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
