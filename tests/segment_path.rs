@@ -141,6 +141,19 @@ fn gp6_to_gp6_through_gpfdist_is_byte_exact_counted_and_idempotent() {
         ),
         1
     );
+    // The bytes recorded are the text the source's segments wrote: the rows' COPY text.
+    let copy_text = |filter: &str| {
+        let text = env
+            .src_psql(&format!("SET extra_float_digits = 3;\n\\copy (SELECT * FROM {FACT} WHERE {filter}) to stdout"));
+        (text.len() + usize::from(!text.is_empty())).to_string()
+    };
+    let bytes = |target: &str| {
+        env.dst_psql(&format!(
+            "SELECT sum(bytes) FROM gptransfer.history WHERE target_table = '{target}' AND attempt = 1"
+        ))
+    };
+    assert_eq!(bytes(PARTED), copy_text("true"), "the full window's bytes");
+    assert_eq!(bytes(BY_KEY), copy_text(DAY), "the hourly windows' bytes");
     // The chain in history names the transport.
     assert_eq!(
         env.dst_psql(

@@ -265,6 +265,11 @@ fn gp6_to_gp6_through_gpfdist_over_ssh_is_byte_exact_and_counted() {
         format!("4 {0} {0}", day.split(' ').next().unwrap())
     );
     assert_eq!(env.dst_psql("SELECT DISTINCT chain FROM gptransfer.history"), "copy > gpfdist > copy");
+    // The bytes recorded are the text the source's segments wrote, counted on the ETL host
+    // (the wrapper's own writes before it runs gpfdist are not).
+    let text =
+        env.src_psql(&format!("SET extra_float_digits = 3;\n\\copy (SELECT * FROM {FACT} WHERE {DAY}) to stdout"));
+    assert_eq!(env.dst_psql("SELECT sum(bytes) FROM gptransfer.history"), (text.len() + 1).to_string());
     // Each window's two gpfdist processes were started through sshd, in the remote work_dir.
     let noted = std::fs::read_to_string(&calls).unwrap();
     let started: Vec<&str> = noted.lines().filter(|l| l.contains(" -m ")).collect();

@@ -502,7 +502,7 @@ impl GpfdistTransport {
             loaded
         };
         let (exported, loaded) = tokio::join!(export, load);
-        let (writer_log, reader_log) = servers.finish(exported.is_err() || loaded.is_err()).await;
+        let Finished { writer_log, reader_log, bytes } = servers.finish(exported.is_err() || loaded.is_err()).await;
         let first = first_failure.into_inner().unwrap_or_else(|p| p.into_inner());
         let explain = |e, log| log::explain(e, log, self.config.max_row_bytes);
         let (rows_read, rows_written) = match (exported, loaded) {
@@ -512,8 +512,10 @@ impl GpfdistTransport {
             (Err(e), Err(_)) if first == Some(Side::Source) => return Err(explain(e, &writer_log)),
             (Err(_), Err(e)) => return Err(explain(e, &reader_log)),
         };
-        ctx.counters.add(rows_read, 0);
-        Ok(Delivered { rows_read, bytes: 0, rows_written, ..Delivered::default() })
+        // The text the source's segments wrote; 0 where the ETL host cannot tell.
+        let bytes = bytes.unwrap_or(0);
+        ctx.counters.add(rows_read, bytes);
+        Ok(Delivered { rows_read, bytes, rows_written, ..Delivered::default() })
     }
 }
 
@@ -568,13 +570,15 @@ impl Servers {
 
     /// Stops both and removes the window's directory; returns what the writer and the reader
     /// logged, read from this host's log files only when the window `failed` (they explain
-    /// errors, and a window that succeeded has none).
-    async fn finish(self, failed: bool) -> (log::Logged, log::Logged) {
+    /// errors, and a window that succeeded has none), and the bytes the writer put into the
+    /// FIFO.
+    async fn finish(self, failed: bool) -> Finished {
         match self {
             Servers::Local(local) => {
                 let LocalServers { processes, keeper, name: _, dir } = *local;
                 let (writer, reader) = processes.into_inner().unwrap_or_else(|p| p.into_inner());
                 let logs = (writer.log.clone(), reader.log.clone());
+                let bytes = writer.bytes_written();
                 writer.stop().await;
                 reader.stop().await;
                 drop(keeper);
@@ -583,23 +587,31 @@ impl Servers {
                     place: "gpfdist log".to_string(),
                     silent: None,
                 };
-                let found = (logged(&logs.0), logged(&logs.1));
+                let found = Finished { writer_log: logged(&logs.0), reader_log: logged(&logs.1), bytes };
                 drop(dir);
                 found
             }
             Servers::Remote(w) => {
                 let target = w.target().to_string();
-                let logs = w.stop().await;
+                let (logs, bytes) = w.stop().await;
                 let of = |role: &str| log::Logged {
                     text: logs.iter().filter(|(r, _)| r == role).map(|(_, l)| format!("{l}\n")).collect(),
                     place: format!("gpfdist log on the ETL host {target}"),
                     // The host is named even when gpfdist logged nothing: the place to look.
                     silent: Some(format!("gpfdist ({role}) on the ETL host {target}")),
                 };
-                (of("writer"), of("reader"))
+                Finished { writer_log: of("writer"), reader_log: of("reader"), bytes }
             }
         }
     }
+}
+
+/// What a window's gpfdist processes left when they were stopped.
+struct Finished {
+    writer_log: log::Logged,
+    reader_log: log::Logged,
+    /// The bytes the writer put into the FIFO; None where the host does not tell.
+    bytes: Option<u64>,
 }
 
 /// A side of the window.

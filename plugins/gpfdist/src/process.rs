@@ -23,6 +23,18 @@ pub struct Gpfdist {
     pub port: u16,
     /// Its log file.
     pub log: PathBuf,
+    /// Its standard output and error.
+    pub out: PathBuf,
+    /// What it had written once it listened ([`Gpfdist::bytes_written`]).
+    written_at_start: Option<Written>,
+}
+
+/// What a gpfdist has written in all, and into its log and its output.
+#[derive(Debug, Clone, Copy)]
+struct Written {
+    all: u64,
+    log: u64,
+    out: u64,
 }
 
 /// What a gpfdist is started with.
@@ -66,6 +78,36 @@ impl Gpfdist {
         )))
     }
 
+    /// The bytes it wrote into the window's files since it listened (the writer: into the
+    /// FIFO), while it still runs: all it wrote (`wchar` of `/proc/<pid>/io`, which counts
+    /// `write` calls and not the `send` calls of its HTTP answers) less what went to its log and
+    /// its output, the only other files it writes. Counted from when it listened, so that a
+    /// wrapper's own writes before it `exec`s gpfdist are not. None where `/proc` does not tell.
+    pub fn bytes_written(&self) -> Option<u64> {
+        let (start, now) = (self.written_at_start?, self.written()?);
+        (now.all - start.all).checked_sub((now.log - start.log) + (now.out - start.out))
+    }
+
+    /// A consistent reading: the sizes between two equal readings of `wchar` (gpfdist may be
+    /// writing a log line meanwhile).
+    fn written(&self) -> Option<Written> {
+        let io = format!("/proc/{}/io", self.child.id()?);
+        let wchar = || -> Option<u64> {
+            let text = std::fs::read_to_string(&io).ok()?;
+            text.lines().find_map(|l| l.strip_prefix("wchar:"))?.trim().parse().ok()
+        };
+        let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
+        for _ in 0..100 {
+            let before = wchar()?;
+            let (log, out) = (size(&self.log), size(&self.out));
+            if wchar()? == before {
+                return Some(Written { all: before, log, out });
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        None
+    }
+
     /// Kills it and waits for it to end.
     pub async fn stop(mut self) {
         let _ = self.child.kill().await;
@@ -100,6 +142,11 @@ fn unreserve(port: u16) {
 
 async fn try_start(launch: &Launch<'_>, port: u16) -> Result<Gpfdist, String> {
     let log = launch.dir.join(format!("gpfdist-{}.log", launch.role));
+    // Its output goes to a file: what it says on failure is read from there, and its size is
+    // known ([`Gpfdist::bytes_written`]).
+    let out = launch.dir.join(format!("gpfdist-{}.out", launch.role));
+    let stdout = std::fs::File::create(&out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+    let stderr = stdout.try_clone().map_err(|e| format!("cannot create {}: {e}", out.display()))?;
     let mut cmd = tokio::process::Command::new(launch.program);
     cmd.arg("-d")
         .arg(launch.dir)
@@ -111,8 +158,8 @@ async fn try_start(launch: &Launch<'_>, port: u16) -> Result<Gpfdist, String> {
         .arg(&log)
         .env("GPFDIST_WATCHDOG_TIMER", launch.watchdog_seconds.to_string())
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stdout(Stdio::from(stdout))
+        .stderr(Stdio::from(stderr))
         .kill_on_drop(true);
     if let Some(lib) = library_dir(launch.program) {
         // A Greenplum install's gpfdist finds its libraries (libapr, libevent, …) there.
@@ -128,11 +175,7 @@ async fn try_start(launch: &Launch<'_>, port: u16) -> Result<Gpfdist, String> {
     let started = Instant::now();
     loop {
         if let Ok(Some(status)) = child.try_wait() {
-            let mut said = String::new();
-            if let Some(mut err) = child.stderr.take() {
-                use tokio::io::AsyncReadExt as _;
-                let _ = err.read_to_string(&mut said).await;
-            }
+            let said = std::fs::read_to_string(&out).unwrap_or_default();
             let logged = std::fs::read_to_string(&log).unwrap_or_default();
             let last = said.lines().chain(logged.lines()).rfind(|l| !l.trim().is_empty()).unwrap_or("").trim();
             return Err(format!(
@@ -141,7 +184,9 @@ async fn try_start(launch: &Launch<'_>, port: u16) -> Result<Gpfdist, String> {
             ));
         }
         if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-            return Ok(Gpfdist { child, port, log });
+            let mut gpfdist = Gpfdist { child, port, log, out, written_at_start: None };
+            gpfdist.written_at_start = gpfdist.written();
+            return Ok(gpfdist);
         }
         if started.elapsed() > READY_WITHIN {
             let _ = child.kill().await;

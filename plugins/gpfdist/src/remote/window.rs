@@ -78,7 +78,19 @@ start() {{
   done
   fail "cannot start gpfdist ($role) on any port of $first-$last (last tried: $why); widen port_range or free ports in it"
 }}
-start writer; wp=$pid; wport=$port; echo "writer $port $pid"
+written() {{ # all the writer wrote, less its log and output, read between two equal wchar (see Gpfdist::bytes_written)
+  n=0
+  while [ "$n" -lt 100 ]; do
+    w=$(sed -n 's/^wchar: *//p' "/proc/$wp/io" 2>/dev/null)
+    [ -n "$w" ] || return 1
+    l=$(wc -c <"$dir/gpfdist-writer.log" 2>/dev/null) || l=0
+    o=$(wc -c <"$dir/gpfdist-writer.out" 2>/dev/null) || o=0
+    [ "$w" = "$(sed -n 's/^wchar: *//p' "/proc/$wp/io" 2>/dev/null)" ] && {{ echo $((w - l - o)); return 0; }}
+    n=$((n+1))
+  done
+  return 1
+}}
+start writer; wp=$pid; wport=$port; w0=$(written); echo "writer $port $pid"
 start reader; rp=$pid; echo "reader $port $pid"
 echo "ready $name"
 while IFS= read -r line; do
@@ -86,6 +98,8 @@ while IFS= read -r line; do
     release) exec 4>&- ;;
     kill) kill -KILL $wp $rp 2>/dev/null ;;
     stop)
+      # The bytes the writer put into the FIFO since it listened, read while it still runs.
+      w1=$(written) && [ -n "$w0" ] && echo "bytes $((w1 - w0))"
       kill -KILL $wp $rp 2>/dev/null; wait $wp $rp 2>/dev/null
       for role in writer reader; do
         cat "$dir/gpfdist-$role.log" "$dir/gpfdist-$role.out" 2>/dev/null | grep 'WARN\|ERROR\|FATAL' | tail -n 3 |
@@ -175,18 +189,21 @@ impl RemoteWindow {
     }
 
     /// Ends both gpfdist processes, removes the window's directory and returns their last
-    /// complaints.
-    pub async fn stop(mut self) -> Logs {
+    /// complaints, and the bytes the writer put into the FIFO (None where the host's `/proc`
+    /// does not tell).
+    pub async fn stop(mut self) -> (Logs, Option<u64>) {
         self.shell.send("stop");
-        let mut logs = Vec::new();
+        let (mut logs, mut bytes) = (Vec::new(), None);
         let deadline = Instant::now() + STOP_WITHIN;
         while let Ok(Some(line)) = self.shell.next_line(deadline.saturating_duration_since(Instant::now())).await {
             if let Some((role, complaint)) = line.strip_prefix("log ").and_then(|r| r.split_once(' ')) {
                 if !complaint.trim().is_empty() {
                     logs.push((role.to_string(), complaint.trim().to_string()));
                 }
+            } else if let Some(n) = line.strip_prefix("bytes ") {
+                bytes = n.trim().parse().ok();
             }
         }
-        logs
+        (logs, bytes)
     }
 }
