@@ -48,6 +48,9 @@ pub struct TableCheck {
     pub column_types: Vec<String>,
     /// The columns as the source describes them, same order.
     pub described: Vec<Column>,
+    /// The target table's columns as the target describes them, table order; empty where the
+    /// target was not read (a sink that loads no database, a table still to create).
+    pub target_columns: Vec<Column>,
     /// Source `typname` of the condition column.
     pub condition_type: Option<String>,
     /// Binary COPY is safe between these two tables (same built-in types, encodings and
@@ -243,6 +246,7 @@ pub async fn check_table(
         column_types: selected.iter().map(|c| c.type_name.clone()).collect(),
         columns: selected.iter().map(|c| c.name.clone()).collect(),
         described: selected,
+        target_columns: dst,
         condition_type,
         binary,
     })
@@ -362,6 +366,7 @@ pub async fn check_source_for_sink(
         column_types: selected.iter().map(|c| c.type_name.clone()).collect(),
         columns: selected.iter().map(|c| c.name.clone()).collect(),
         described: selected,
+        target_columns: Vec::new(),
         condition_type,
         binary: false,
     })
@@ -384,6 +389,7 @@ pub async fn source_only_check(table: &TableSpec, source: &Session, source_name:
         column_types: selected.iter().map(|c| c.type_name.clone()).collect(),
         columns: selected.iter().map(|c| c.name.clone()).collect(),
         described: selected.into_iter().cloned().collect(),
+        target_columns: Vec::new(),
         condition_type,
         binary: false,
     })

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use chrono::NaiveDateTime;
 
-use super::check::{check_table, columns};
+use super::check::check_table;
 use super::clock::ZonedSessions;
 use super::run::{application_name, handles};
 use crate::cluster::Session;
@@ -128,8 +128,7 @@ pub async fn compare_tables(
         let (src_float, dst_float) =
             (float_datetimes(t, src, "source").await?, float_datetimes(t, dst, "target").await?);
         let check = check_table(t, src, &t.from, dst, &t.to).await?;
-        let src_cols = columns(src, &t.from, &t.source_table, t).await?;
-        let dst_cols = columns(dst, &t.to, &t.target_table, t).await?;
+        let (src_cols, dst_cols) = (&check.described, &check.target_columns);
         let typed = |cols: &[super::check::Column]| -> Vec<(String, String)> {
             check
                 .columns
@@ -146,7 +145,7 @@ pub async fn compare_tables(
         let (mut cast_to, mut cast_back, mut text_form) = (Vec::new(), Vec::new(), Vec::new());
         for name in &check.columns {
             let declared = |cols: &[super::check::Column]| cols.iter().position(|c| &c.name == name);
-            let (Some(s), Some(d)) = (declared(&src_cols), declared(&dst_cols)) else { continue };
+            let (Some(s), Some(d)) = (declared(src_cols), declared(dst_cols)) else { continue };
             let (s, d) = (&src_cols[s], &dst_cols[d]);
             if s.type_text == d.type_text {
                 continue;
@@ -215,9 +214,9 @@ pub async fn compare_tables(
                 dst,
                 Scope {
                     cast_to: cast_to.clone(),
-                    ..scope(&t.source_table, &src_cols, src_text, src_float, &source_filter)
+                    ..scope(&t.source_table, src_cols, src_text, src_float, &source_filter)
                 },
-                Scope { cast_to: cast_back.clone(), ..scope(&t.target_table, &dst_cols, dst_text, dst_float, &None) },
+                Scope { cast_to: cast_back.clone(), ..scope(&t.target_table, dst_cols, dst_text, dst_float, &None) },
                 &settings,
                 &t.job,
                 // The entry, so each target of one source has its own alarms.
