@@ -53,6 +53,10 @@ pub struct WindowCtx {
     /// Each of `columns` as the source's catalog describes it (declared type, NOT NULL), same
     /// order: what a sink that creates its own output needs to know of the values.
     pub described: Arc<Vec<crate::engine::Column>>,
+    /// The target table's columns as the target's catalog describes them, table order, as the
+    /// checks before the run read them; empty where the target was not read (a sink that loads
+    /// no database).
+    pub target_described: Arc<Vec<crate::engine::Column>>,
     /// `typname` of the condition column on the source (`timestamp`, `timestamptz`, `date`).
     pub condition_type: Option<String>,
     /// Source cluster.

@@ -118,6 +118,7 @@ pub(super) async fn run_window(run: &TableRun<'_>, window: Window, attempt: Atte
         columns: Arc::new(check.columns.clone()),
         column_types: Arc::new(check.column_types.clone()),
         described: Arc::new(check.described.clone()),
+        target_described: Arc::new(check.target_columns.clone()),
         condition_type: check.condition_type.clone(),
         source: source.clone(),
         target: target.clone(),

@@ -259,12 +259,17 @@ impl SinkWindow for CopyWindow {
         }
         let session = &self.session;
         // The target's own types, in the order the rows come: each value parsed straight into
-        // its column's type, as COPY FROM would.
-        let rows = session
-            .timed(session.client.query(sql::TABLE_COLUMNS, &[&t.target_table.schema, &t.target_table.name]))
-            .await
-            .map_err(target_err(ctx, "reading the target's columns"))?;
-        let target_types: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        // its column's type, as COPY FROM would. The run's checks read them already; read here
+        // only when they did not.
+        let target_types: Vec<(String, String)> = if ctx.target_described.is_empty() {
+            let rows = session
+                .timed(session.client.query(sql::TABLE_COLUMNS, &[&t.target_table.schema, &t.target_table.name]))
+                .await
+                .map_err(target_err(ctx, "reading the target's columns"))?;
+            rows.iter().map(|r| (r.get(0), r.get(1))).collect()
+        } else {
+            ctx.target_described.iter().map(|c| (c.name.clone(), c.type_text.clone())).collect()
+        };
         let columns = ctx
             .columns
             .iter()
