@@ -370,6 +370,12 @@ async fn sigkill_mid_window_leaves_no_gpfdist_and_the_target_unchanged() {
     wait_until_gone(&dst).await;
     assert_eq!(big_count(&env), "0", "rows of the killed window are visible");
     assert_eq!(big_history(&env), "1 running");
+    // Nothing ran to remove the window's directory; once settled, a later window removes it.
+    let work_dir = env.dir().join("gpfdist");
+    let left = support::files::names_in(&work_dir);
+    assert_eq!(left.len(), 1, "{left:?}");
+    let old = std::time::SystemTime::now() - Duration::from_secs(300);
+    std::fs::File::open(work_dir.join(&left[0])).unwrap().set_modified(old).unwrap();
 
     // The next run (no sleep now) loads the window, exactly once.
     big_config(&env, 29300, "");
@@ -378,6 +384,38 @@ async fn sigkill_mid_window_leaves_no_gpfdist_and_the_target_unchanged() {
     let source = table_digest(env.src, &env.db, "big", &["id", "ts", "payload"], "id", "true");
     assert_eq!(table_digest(env.dst, &env.dst_db, "big", &["id", "ts", "payload"], "id", "true"), source);
     assert_no_gpfdist_left(&env, "after the next run");
+    assert_eq!(support::files::names_in(&work_dir), Vec::<String>::new(), "window directories left");
+}
+
+/// A gpfdist process that dies mid-window (killed, crashed): the window fails at once, naming
+/// it, instead of waiting out the segments' retries of a gpfdist that is gone (300 s); the
+/// target is unchanged and the next run loads the window exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gpfdist_that_dies_mid_window_fails_the_window_at_once() {
+    let env = TestEnv::on("seg_gpfdist_dies", Server::Gp6, Server::Gp6);
+    big_tables(&env, 30100, HOLD);
+    let dst = env.dst.admin(&env.dst_db).await;
+    let run = Guard(Some(env.spawn(&["run"])));
+    wait_until_mid_window(&env, &dst).await;
+    let running = gpfdists_under(env.dir());
+    let reader = running.iter().find(|p| p.contains("gpfdist-reader.log")).expect("the reading gpfdist");
+    let pid = reader.split(' ').next().unwrap();
+    assert!(std::process::Command::new("kill").args(["-KILL", pid]).status().unwrap().success());
+    let started = Instant::now();
+    let out = run.wait();
+    assert_eq!(out.code, 1, "{}", out.render());
+    assert!(started.elapsed() < Duration::from_secs(30), "took {:?}", started.elapsed());
+    assert!(out.stderr.contains("gpfdist (reader) on port"), "{}", out.render());
+    assert!(out.stderr.contains("ended during the window"), "{}", out.render());
+    assert_no_gpfdist_left(&env, "after the window failed");
+    wait_until_gone(&dst).await;
+    assert_eq!(big_count(&env), "0", "rows of the failed window are visible");
+
+    big_config(&env, 30100, "");
+    let out = run_ok(&env, &["run"]);
+    assert!(out.stdout.contains(&format!("1 window(s) loaded, 0 failed; {BIG_ROWS} rows")), "{}", out.render());
+    let source = table_digest(env.src, &env.db, "big", &["id", "ts", "payload"], "id", "true");
+    assert_eq!(table_digest(env.dst, &env.dst_db, "big", &["id", "ts", "payload"], "id", "true"), source);
 }
 
 /// A killed run's source segment still writes after the kill (it slept through it, and Greenplum

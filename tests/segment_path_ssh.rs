@@ -316,6 +316,57 @@ async fn sigkill_mid_window_leaves_no_remote_gpfdist_and_the_target_unchanged() 
     assert_nothing_left(&env, "after the next run");
 }
 
+/// The remote shell itself SIGKILLed mid-window (an administrator's `kill -9`, the OOM killer):
+/// its gpfdist processes and the FIFO's holder die with it (the kernel's parent-death signal,
+/// set through `setpriv`), not at their watchdog an hour later; the window fails, the target is
+/// unchanged, and the next window's shell removes the dead one's directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_remote_shell_takes_its_gpfdist_along() {
+    let sshd = Sshd::start();
+    let env = TestEnv::on("segssh_shellkill", Server::Gp6, Server::Gp6);
+    prepare(&env, &sshd);
+    big_tables(&env, &sshd, 31700, HOLD);
+    let dst = env.dst.admin(&env.dst_db).await;
+    let run = Guard(Some(env.spawn(&["run"])));
+    wait_until_mid_window(&dst).await;
+    let running = gpfdists_under(&remote_dir(&env));
+    assert_eq!(running.len(), 2, "the window's two gpfdist processes: {running:?}");
+    let parent = |pid: u32| stat_fields(pid).map(|(_, ppid)| ppid);
+    let shell = parent(running[0].0).unwrap();
+    assert_eq!(parent(running[1].0), Some(shell), "{running:?}");
+    let killed = std::process::Command::new("kill").args(["-KILL", &shell.to_string()]).status().unwrap();
+    assert!(killed.success());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !processes_naming(&remote_dir(&env)).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "alive 5 s after their shell was killed: {:?}",
+            processes_naming(&remote_dir(&env))
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The window fails at once, naming what ended, instead of waiting out the segments'
+    // retries of a gpfdist that is gone (300 s).
+    let started = Instant::now();
+    let out = run.wait();
+    run_code(&out, 1);
+    assert!(started.elapsed() < Duration::from_secs(30), "took {:?}", started.elapsed());
+    assert!(out.stderr.contains("the remote shell holding the window's gpfdist processes"), "{}", out.render());
+    wait_until_gone(&dst).await;
+    assert_eq!(big_count(&env), "0", "rows of the failed window are visible");
+    assert_eq!(support::files::names_in(&remote_dir(&env)).len(), 1, "the dead shell's directory");
+
+    // Its directory is older than a minute: the next window's shell takes it away.
+    let dir = remote_dir(&env).join(&support::files::names_in(&remote_dir(&env))[0]);
+    let old = std::time::SystemTime::now() - Duration::from_secs(300);
+    std::fs::File::open(&dir).unwrap().set_modified(old).unwrap();
+    big_config(&env, &transport(31700, &sshd), "");
+    let out = env.run(&["run"]);
+    run_code(&out, 0);
+    assert_eq!(big_digest(&env, true), big_digest(&env, false));
+    assert_nothing_left(&env, "after the next run");
+}
+
 // ---------------------------------------------------------------------------------------------
 // 3. A failing window, a window past `timeout`, SIGTERM
 // ---------------------------------------------------------------------------------------------

@@ -228,7 +228,46 @@ pub struct ExternalLocation {
     pub encoding: String,
     /// How long the one statement that writes or reads the whole window may run.
     pub timeout: std::time::Duration,
+    /// Fired when the statement is to stop early: the window's other side failed, or its
+    /// gpfdist processes ended.
+    pub stop: StopSignal,
 }
+
+/// Tells a segment-to-segment window's statements to stop (see [`ExternalLocation::stop`]):
+/// waiting for them to fail by themselves could take minutes, since Greenplum's segments retry
+/// a gpfdist that refuses them for `gpfdist_retry_timeout` (300 s by default).
+#[derive(Debug, Clone)]
+pub struct StopSignal(tokio::sync::watch::Receiver<bool>);
+
+impl StopSignal {
+    /// A signal, and what fires it (`send(true)`).
+    pub fn new() -> (tokio::sync::watch::Sender<bool>, StopSignal) {
+        let (fire, signal) = tokio::sync::watch::channel(false);
+        (fire, StopSignal(signal))
+    }
+
+    /// A signal that never fires.
+    pub fn never() -> StopSignal {
+        StopSignal::new().1
+    }
+
+    /// Returns once the signal fired; never, when nothing can fire it any more.
+    pub async fn stopped(&self) {
+        let mut signal = self.0.clone();
+        if signal.wait_for(|stop| *stop).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// Signals do not make locations differ.
+impl PartialEq for StopSignal {
+    fn eq(&self, _: &StopSignal) -> bool {
+        true
+    }
+}
+
+impl Eq for StopSignal {}
 
 /// What a transport reports after a delivery.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -33,24 +33,47 @@ pub async fn export_window(
         .map_err(source_err("creating the writable external table"))?;
     let insert = external::export_rows(&name, &ctx.table.source_table, select, predicate.as_deref());
     tracing::debug!(cluster = %ctx.source.name, "{insert}");
-    let exported = match tokio::time::timeout(location.timeout, session.client.execute(insert.as_str(), &[])).await {
-        Ok(r) => r.map_err(|e| {
-            RoleError::from_pg(&format!("writing the window to gpfdist on source cluster {:?}", ctx.source.name), &e)
-        })?,
-        Err(_) => {
-            session.close();
-            return Err(RoleError::new(format!(
-                "writing the window to gpfdist on source cluster {:?} took longer than the transport's timeout ({}s); \
-                 raise `timeout` or make the windows smaller",
-                ctx.source.name,
-                location.timeout.as_secs()
-            )));
-        }
-    };
+    let what = format!("writing the window to gpfdist on source cluster {:?}", ctx.source.name);
+    let exported = external_statement(session, &insert, location, &what).await?;
     let drop = external::drop_table(&name);
     session
         .timed(session.client.batch_execute(&drop))
         .await
         .map_err(source_err("dropping the writable external table"))?;
     Ok(exported)
+}
+
+/// How long a statement stopped by [`crate::roles::StopSignal`] may take to end once cancelled.
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Runs the statement that moves a window through an external table (`what` it does, for
+/// errors): bounded by the location's timeout, and cancelled on the server when the location's
+/// stop signal fires (the session closed should the cancel not end it). The rows it moved.
+pub async fn external_statement(
+    session: &Session,
+    sql: &str,
+    location: &ExternalLocation,
+    what: &str,
+) -> Result<u64, RoleError> {
+    let statement = tokio::time::timeout(location.timeout, session.client.execute(sql, &[]));
+    tokio::pin!(statement);
+    tokio::select! {
+        done = &mut statement => match done {
+            Ok(r) => r.map_err(|e| RoleError::from_pg(what, &e)),
+            Err(_) => {
+                session.close();
+                Err(RoleError::new(format!(
+                    "{what} took longer than the transport's timeout ({}s); raise `timeout` or make the windows smaller",
+                    location.timeout.as_secs()
+                )))
+            }
+        },
+        () = location.stop.stopped() => {
+            let cancelled = session.client.cancel_token().cancel_query(tokio_postgres::NoTls).await.is_ok();
+            if !cancelled || tokio::time::timeout(STOP_GRACE, &mut statement).await.is_err() {
+                session.close();
+            }
+            Err(RoleError::new(format!("{what}: stopped, the window's other side having ended")))
+        }
+    }
 }

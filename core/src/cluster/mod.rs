@@ -14,7 +14,7 @@ use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 use tokio_postgres::{Client, NoTls, Socket};
 
 pub use copy_out::{end_after_error, SessionDone};
-pub use export::export_window;
+pub use export::{export_window, external_statement};
 pub use idle::{IdleSessions, Taken};
 pub use tls::name as sslmode_name;
 use tls::Tls;

@@ -288,23 +288,8 @@ impl SinkWindow for CopyWindow {
             .map_err(target_err(ctx, "creating the readable external table"))?;
         let insert = external::import_rows(&t.target_table, &ctx.columns, &name);
         tracing::debug!(cluster = %ctx.target.name, "{insert}");
-        let written = match tokio::time::timeout(location.timeout, session.client.execute(insert.as_str(), &[])).await {
-            Ok(r) => r.map_err(|e| {
-                RoleError::from_pg(
-                    &format!("reading the window from gpfdist on target cluster {:?}", ctx.target.name),
-                    &e,
-                )
-            })?,
-            Err(_) => {
-                session.close();
-                return Err(RoleError::new(format!(
-                    "reading the window from gpfdist on target cluster {:?} took longer than the transport's timeout \
-                     ({}s); raise `timeout` or make the windows smaller",
-                    ctx.target.name,
-                    location.timeout.as_secs()
-                )));
-            }
-        };
+        let what = format!("reading the window from gpfdist on target cluster {:?}", ctx.target.name);
+        let written = gptransfer_core::cluster::external_statement(session, &insert, location, &what).await?;
         session
             .timed(session.client.batch_execute(&external::drop_table(&name)))
             .await

@@ -18,6 +18,7 @@ mod log;
 mod orphan;
 mod process;
 mod remote;
+mod workdir;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -31,7 +32,8 @@ use gptransfer_core::config::{ConfigDuration, Mode, TableSpec};
 use gptransfer_core::dialect::Flavour;
 use gptransfer_core::registry::{parse_options, Factory};
 use gptransfer_core::roles::{
-    ByteStream, ChainCheck, CopyFormat, Delivered, ExternalLocation, SinkWindow, Source, Transport, WindowCtx,
+    ByteStream, ChainCheck, CopyFormat, Delivered, ExternalLocation, SinkWindow, Source, StopSignal, Transport,
+    WindowCtx,
 };
 use gptransfer_core::RoleError;
 
@@ -427,12 +429,14 @@ impl GpfdistTransport {
             return Ok(Servers::Remote(window));
         }
         // Declared first, dropped last: the FIFO and the logs go after the processes.
-        let dir = match &self.config.work_dir {
-            Some(d) => std::fs::create_dir_all(d)
-                .and_then(|()| tempfile::Builder::new().prefix("gptransfer-gpfdist-").tempdir_in(d)),
-            None => tempfile::Builder::new().prefix("gptransfer-gpfdist-").tempdir(),
-        }
-        .map_err(|e| RoleError::new(format!("cannot make the window's directory for gpfdist: {e}")))?;
+        let base = self.config.work_dir.clone().unwrap_or_else(std::env::temp_dir);
+        let dir = std::fs::create_dir_all(&base)
+            .and_then(|()| {
+                workdir::sweep_once(&base);
+                tempfile::Builder::new().prefix(workdir::PREFIX).tempdir_in(&base)
+            })
+            .map_err(|e| RoleError::new(format!("cannot make the window's directory for gpfdist: {e}")))?;
+        let lock = workdir::lock(dir.path())?;
         let (path, name) = fifo::create(dir.path())?;
         let keeper = fifo::Keeper::hold(&path)?;
         let launch = |role| Launch {
@@ -449,6 +453,7 @@ impl GpfdistTransport {
             processes: std::sync::Mutex::new((writer, reader)),
             keeper,
             name,
+            lock,
             dir,
         })))
     }
@@ -472,15 +477,17 @@ impl GpfdistTransport {
         // The bytes between the segments: UTF-8, or the source's stored encoding that the
         // database cannot tell (GBK in SQL_ASCII), which the target converts.
         let encoding = source.stored_text_encoding().unwrap_or("UTF8").to_string();
-        let out =
-            ExternalLocation { url: url(writer_port), encoding: encoding.clone(), timeout: self.config.timeout.0 };
-        let inn = ExternalLocation { url: url(reader_port), encoding, timeout: self.config.timeout.0 };
+        let (stop, signal) = StopSignal::new();
+        let timeout = self.config.timeout.0;
+        let out = ExternalLocation { url: url(writer_port), encoding: encoding.clone(), timeout, stop: signal.clone() };
+        let inn = ExternalLocation { url: url(reader_port), encoding, timeout, stop: signal };
         // The side that failed first: its error is the cause, the other's its consequence
-        // (the processes killed under it).
+        // (the processes killed under it, its statement stopped).
         let first_failure = std::sync::Mutex::new(None::<Side>);
         let failed = |side: Side| {
             first_failure.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(side);
             servers.kill();
+            let _ = stop.send(true);
         };
 
         let export = async {
@@ -501,9 +508,28 @@ impl GpfdistTransport {
             }
             loaded
         };
-        let (exported, loaded) = tokio::join!(export, load);
+        // A gpfdist process (or the remote shell holding them) that ends during the window ends
+        // the window at once; otherwise each side would wait out the segments' retries.
+        let mut ended = None;
+        let (exported, loaded) = {
+            let both = async { tokio::join!(export, load) };
+            tokio::pin!(both);
+            tokio::select! {
+                done = &mut both => done,
+                why = servers.ended() => {
+                    ended = Some(why);
+                    failed(Side::Servers);
+                    both.await
+                }
+            }
+        };
         let Finished { writer_log, reader_log, bytes } = servers.finish(exported.is_err() || loaded.is_err()).await;
         let first = first_failure.into_inner().unwrap_or_else(|p| p.into_inner());
+        if let (Some(why), Some(Side::Servers)) = (ended, first) {
+            if exported.is_err() || loaded.is_err() {
+                return Err(RoleError::new(format!("window {window} of {table}: {why}")));
+            }
+        }
         let explain = |e, log| log::explain(e, log, self.config.max_row_bytes);
         let (rows_read, rows_written) = match (exported, loaded) {
             (Ok(read), Ok(written)) => (read, written),
@@ -525,6 +551,8 @@ struct LocalServers {
     processes: std::sync::Mutex<(Gpfdist, Gpfdist)>,
     keeper: fifo::Keeper,
     name: String,
+    /// This process's lock on `dir` ([`workdir`]).
+    lock: std::fs::File,
     dir: tempfile::TempDir,
 }
 
@@ -556,6 +584,24 @@ impl Servers {
         }
     }
 
+    /// Returns once a gpfdist process has ended (or the remote shell holding them), with what
+    /// happened; never while they run. Looked at every 250 ms.
+    async fn ended(&self) -> String {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            let ended = match self {
+                Servers::Local(local) => {
+                    let mut p = local.processes.lock().unwrap_or_else(|p| p.into_inner());
+                    p.0.exited().or_else(|| p.1.exited())
+                }
+                Servers::Remote(w) => w.ended(),
+            };
+            if let Some(why) = ended {
+                return why;
+            }
+        }
+    }
+
     /// Kills both gpfdist processes (a side failed).
     fn kill(&self) {
         match self {
@@ -575,7 +621,7 @@ impl Servers {
     async fn finish(self, failed: bool) -> Finished {
         match self {
             Servers::Local(local) => {
-                let LocalServers { processes, keeper, name: _, dir } = *local;
+                let LocalServers { processes, keeper, name: _, lock, dir } = *local;
                 let (writer, reader) = processes.into_inner().unwrap_or_else(|p| p.into_inner());
                 let logs = (writer.log.clone(), reader.log.clone());
                 let bytes = writer.bytes_written();
@@ -588,6 +634,7 @@ impl Servers {
                     silent: None,
                 };
                 let found = Finished { writer_log: logged(&logs.0), reader_log: logged(&logs.1), bytes };
+                drop(lock);
                 drop(dir);
                 found
             }
@@ -614,11 +661,12 @@ struct Finished {
     bytes: Option<u64>,
 }
 
-/// A side of the window.
+/// A side of the window, or its gpfdist processes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Side {
     Source,
     Target,
+    Servers,
 }
 
 #[cfg(test)]

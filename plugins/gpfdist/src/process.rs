@@ -25,6 +25,8 @@ pub struct Gpfdist {
     pub log: PathBuf,
     /// Its standard output and error.
     pub out: PathBuf,
+    /// `writer` or `reader`.
+    role: String,
     /// What it had written once it listened ([`Gpfdist::bytes_written`]).
     written_at_start: Option<Written>,
 }
@@ -108,6 +110,12 @@ impl Gpfdist {
         None
     }
 
+    /// What ended it, once it has ended by itself: `gpfdist (writer) on port N exited (…)`.
+    pub fn exited(&mut self) -> Option<String> {
+        let status = self.child.try_wait().ok()??;
+        Some(format!("gpfdist ({}) on port {} ended during the window ({status})", self.role, self.port))
+    }
+
     /// Kills it and waits for it to end.
     pub async fn stop(mut self) {
         let _ = self.child.kill().await;
@@ -184,7 +192,7 @@ async fn try_start(launch: &Launch<'_>, port: u16) -> Result<Gpfdist, String> {
             ));
         }
         if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-            let mut gpfdist = Gpfdist { child, port, log, out, written_at_start: None };
+            let mut gpfdist = Gpfdist { child, port, log, out, role: launch.role.to_string(), written_at_start: None };
             gpfdist.written_at_start = gpfdist.written();
             return Ok(gpfdist);
         }

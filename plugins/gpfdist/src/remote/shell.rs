@@ -32,6 +32,11 @@ impl RemoteShell {
         Ok(RemoteShell { target, orders, lines })
     }
 
+    /// Whether the shell's stdout has ended (the shell ended, or its session failed).
+    pub fn ended(&self) -> bool {
+        self.lines.is_closed()
+    }
+
     /// Writes `line` to the shell's stdin.
     pub fn send(&self, line: &str) {
         let _ = self.orders.send(line.to_string());

@@ -8,6 +8,12 @@
 //! reader has it open, so the reader sees EOF after the release and after the writing gpfdist
 //! closed, never before, and an empty window still ends at once. gpfdist is started with the
 //! control FIFO closed (`4>&-`) so that nothing else keeps it open.
+//!
+//! The shell ends what it started when it ends, or when its SSH session does (EOF on its
+//! stdin). Should the shell itself be SIGKILLed, the kernel kills the gpfdist processes and the
+//! holder with it (`setpriv --pdeathsig KILL`, where util-linux has it; gpfdist's watchdog
+//! otherwise), and the window's directory, locked by the shell and its children while they live
+//! (`flock`), is removed by the next window's shell once it is a minute old and unlocked.
 
 use std::path::Path;
 use std::time::Instant;
@@ -51,10 +57,24 @@ trap cleanup EXIT
 trap 'exit 1' HUP INT TERM PIPE
 fail() {{ echo "error $*"; exit 3; }}
 mkdir -p "$base" || fail "cannot make work_dir $base"
+# What this shell starts dies with it, SIGKILL included (the kernel's parent-death signal).
+pds=; setpriv --pdeathsig KILL true 2>/dev/null && pds="setpriv --pdeathsig KILL"
+# A window's directory is locked by its shell (and what it started) for as long as they live: one
+# left by a shell that was killed is removed here, by a later window's shell.
+lock=; command -v flock >/dev/null 2>&1 && lock=1
+if [ -n "$lock" ]; then
+  find "$base" -mindepth 1 -maxdepth 1 -type d -name 'gptransfer-gpfdist-*' -mmin +1 2>/dev/null |
+    while IFS= read -r old; do
+      [ -e "$old/owner.lock" ] && flock -n "$old/owner.lock" true 2>/dev/null && rm -rf "$old"
+    done
+fi
 dir=$(mktemp -d "$base/gptransfer-gpfdist-XXXXXXXXXX") || {{ dir=; fail "cannot make a directory in work_dir $base"; }}
+if [ -n "$lock" ]; then
+  exec 9>"$dir/owner.lock" && flock -n 9 || fail "cannot lock $dir/owner.lock"
+fi
 name=${{dir##*/}}.fifo; fifo=$dir/$name; ctl=$dir/hold.ctl
 mkfifo -m 600 "$fifo" "$ctl" || fail "cannot make the FIFO in $dir"
-(exec 5<"$ctl"; exec 3>"$fifo"; exec cat <&5 >/dev/null) </dev/null >/dev/null 2>&1 &
+$pds /bin/sh -c 'exec 5<"$1"; exec 3>"$2"; exec cat <&5 >/dev/null' holder "$ctl" "$fifo" </dev/null >/dev/null 2>&1 &
 hp=$!
 exec 4>"$ctl"
 start() {{
@@ -62,7 +82,7 @@ start() {{
   while [ "$p" -le "$last" ]; do
     if [ "$p" != "$wport" ]; then
       out=$dir/gpfdist-$role.out
-      "$prog" -d "$dir" -p "$p" -P "$p" -m "$maxrow" -l "$dir/gpfdist-$role.log" </dev/null >"$out" 2>&1 4>&- &
+      $pds "$prog" -d "$dir" -p "$p" -P "$p" -m "$maxrow" -l "$dir/gpfdist-$role.log" </dev/null >"$out" 2>&1 4>&- &
       pid=$!; n=0
       while kill -0 "$pid" 2>/dev/null; do
         grep -q "^Serving HTTP on port $p" "$out" 2>/dev/null && {{ port=$p; return 0; }}
@@ -186,6 +206,18 @@ impl RemoteWindow {
     /// Kills both gpfdist processes at once (a side failed), keeping their logs for [`Self::stop`].
     pub fn kill(&self) {
         self.shell.send("kill");
+    }
+
+    /// What ended the remote shell (and so its gpfdist processes), once it has ended during
+    /// the window; None while it runs.
+    pub fn ended(&self) -> Option<String> {
+        self.shell.ended().then(|| {
+            format!(
+                "the remote shell holding the window's gpfdist processes on the ETL host {} ended during the window \
+                 (killed there, or the SSH connection lost)",
+                self.shell.target
+            )
+        })
     }
 
     /// Ends both gpfdist processes, removes the window's directory and returns their last
