@@ -380,3 +380,31 @@ fn zone_conversions_are_refused_where_the_clocks_move() {
     let compared = ny.run(&["compare"]);
     assert_eq!(compared.code, 0, "{}", compared.render());
 }
+
+/// Accepting a key column's rounding is not accepting lost rows: in merge mode two source keys
+/// that become one target key would keep one of their rows, so a lossy key is refused there
+/// even when listed in `lossy_columns`; other modes keep every row (a unique key on the target
+/// refuses the duplicates loudly).
+#[test]
+fn merge_refuses_a_key_whose_values_would_merge() {
+    let env = TestEnv::new("lossy_merge_key");
+    env.src_psql(
+        "CREATE TABLE mk (k numeric(10,3) NOT NULL, ts timestamp NOT NULL, v text);\n\
+         INSERT INTO mk VALUES (1.21, '2024-01-01 01:00', 'a'), (1.24, '2024-01-01 02:00', 'b')",
+    );
+    env.dst_psql("CREATE TABLE mk (k numeric(10,1) NOT NULL, ts timestamp NOT NULL, v text)");
+    config(&env, "mk", "mode = \"merge\"\nkey = [\"k\"]\nlossy_columns = [\"k\"]", "");
+    let check = env.run(&["config", "check"]);
+    check.assert_code(2);
+    assert!(
+        check.stderr.contains("key column \"k\" is numeric(10,3) on the source but numeric(10,1) on the target, and merge cannot accept that"),
+        "{}",
+        check.render()
+    );
+    env.run(&["run"]).assert_code(2);
+    assert_eq!(env.dst_psql("SELECT count(*) FROM mk"), "0");
+    // In replace mode the rounding alone is accepted: both rows arrive.
+    config(&env, "mk", "key = [\"k\"]\nlossy_columns = [\"k\"]", "");
+    env.run(&["run"]).assert_success();
+    assert_eq!(env.dst_psql("SELECT string_agg(k::text || v, ' ' ORDER BY v) FROM mk"), "1.2a 1.2b");
+}

@@ -174,23 +174,31 @@ pub async fn check_table(
                 t.declared()
             )),
             Some(t) => {
-                let what = narrowing::loss(
+                let mut what = narrowing::loss(
                     ColumnType::new(&c.type_name, c.type_mod),
                     ColumnType::new(&t.type_name, t.type_mod),
                 );
-                if table.lossy_columns.contains(&c.name) {
-                    continue;
-                }
-                if let Some(what) = what {
-                    lossy.push((c, t, what));
-                } else if let Some(crossing) = narrowing::zone_crossing(&c.type_name, &t.type_name) {
+                if let (None, Some(crossing)) = (&what, narrowing::zone_crossing(&c.type_name, &t.type_name)) {
                     // Both sessions run in the table's zone (the source's when none is set).
                     if clock.is_none() {
                         clock = Some(clock_changes(source, source_name, table).await?);
                     }
-                    if let Some(what) = clock.as_ref().and_then(|ch| narrowing::zone_loss(crossing, ch)) {
-                        lossy.push((c, t, what));
-                    }
+                    what = clock.as_ref().and_then(|ch| narrowing::zone_loss(crossing, ch));
+                }
+                let Some(what) = what else { continue };
+                if !table.lossy_columns.contains(&c.name) {
+                    lossy.push((c, t, what));
+                } else if table.mode == Mode::Merge && table.key.contains(&c.name) {
+                    // Accepting changed values is not accepting lost rows: two keys made one,
+                    // merge keeps one of their rows.
+                    problems.push(format!(
+                        "key column {:?} is {} on the source but {} on the target, and merge cannot accept that: \
+                         {what}, so distinct keys would become one and merge would keep only one of their rows; \
+                         widen the target's column",
+                        c.name,
+                        c.declared(),
+                        t.declared()
+                    ));
                 }
             }
         }
