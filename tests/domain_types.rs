@@ -11,24 +11,7 @@ mod support;
 use support::{Server, TestEnv};
 
 fn config(env: &TestEnv, table: &str, extra: &str) {
-    env.write_config(&format!(
-        r#"{{CLUSTERS}}
-
-[jobs.j]
-from = "src"
-to = "dst"
-start = "2024-01-01 00:00:00"
-end = "2024-01-02 00:00:00"
-duration = "1d"
-retries = 0
-
-[[jobs.j.tables]]
-table = "{table}"
-condition_column = "ts"
-key = ["id"]
-{extra}
-"#
-    ));
+    support::day_job::write(env, table, &format!("key = [\"id\"]\n{extra}"), "");
 }
 
 /// The domains every test uses, on one side; `amount` and `code` differ between the sides in
@@ -147,18 +130,10 @@ fn gp6_domains_over_floats_are_compared_by_their_bits() {
     env.dst_psql("UPDATE fd SET p = p * (1 + 2.3e-16) WHERE id = 11");
     assert_eq!(env.dst_psql(shown), shown_before);
     assert_ne!(env.dst_psql(bits), bits_before);
-    let out = env.run(&["compare", "--output", "json"]);
+    let (out, report) = support::compared::compare_json(&env, &[]);
     assert_eq!(out.code, 3, "{}", out.render());
-    let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
-    let mut keys: Vec<String> = report["windows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|w| w["differences"].as_array().unwrap().iter())
-        .map(|d| format!("{} {}", d["kind"].as_str().unwrap_or("?"), d["key"].as_str().unwrap_or("?")))
-        .collect();
-    keys.sort();
-    assert_eq!(keys, ["changed id=11", "changed id=7"], "{}", out.render());
+    let changed = |id: &str| ("changed".to_string(), format!("id={id}"));
+    assert_eq!(support::compared::differences(&report), [changed("11"), changed("7")].into(), "{}", out.render());
 }
 
 /// A domain over `real` on an 8.2-kernel source is read as `float8` like a bare `real`: 8.2

@@ -97,24 +97,7 @@ fn tables(env: &TestEnv, name: &str, pairs: &[Pair], greenplum: bool, null: &[&s
 }
 
 fn config(env: &TestEnv, table: &str, extra: &str, transport: &str) {
-    env.write_config(&format!(
-        r#"{{CLUSTERS}}
-
-[jobs.j]
-from = "src"
-to = "dst"
-start = "2024-01-01 00:00:00"
-end = "2024-01-02 00:00:00"
-duration = "1d"
-retries = 0
-{transport}
-
-[[jobs.j.tables]]
-table = "{table}"
-condition_column = "ts"
-{extra}
-"#
-    ));
+    support::day_job::write(env, table, extra, transport);
 }
 
 /// History rows, 0 when the state was never created.
@@ -322,19 +305,12 @@ fn a_key_of_another_type_names_a_changed_row_once() {
     let same = env.run(&["compare"]);
     assert_eq!(same.code, 0, "{}", same.render());
     env.dst_psql("UPDATE kt SET v = 'changed' WHERE n = 7");
-    let out = env.run(&["compare", "--output", "json"]);
+    let (out, report) = support::compared::compare_json(&env, &[]);
     assert_eq!(out.code, 3, "{}", out.render());
-    let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
-    let differences: Vec<String> = report["windows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|w| w["differences"].as_array().unwrap().iter())
-        .map(|d| format!("{} {}", d["kind"].as_str().unwrap_or("?"), d["key"].as_str().unwrap_or("?")))
-        .collect();
+    let differences: Vec<(String, String)> = support::compared::differences(&report).into_iter().collect();
     assert_eq!(differences.len(), 1, "{differences:?}");
-    assert!(differences[0].starts_with("changed "), "{differences:?}");
-    assert!(differences[0].contains("n=7"), "{differences:?}");
+    assert_eq!(differences[0].0, "changed", "{differences:?}");
+    assert!(differences[0].1.contains("n=7"), "{differences:?}");
 }
 
 /// `timestamptz` into `timestamp` keeps each instant's wall-clock time in the session's zone,

@@ -33,6 +33,7 @@
 
 pub mod canonical;
 pub mod compared;
+pub mod day_job;
 pub mod fact;
 pub mod files;
 pub mod held;
