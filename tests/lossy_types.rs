@@ -384,3 +384,30 @@ fn merge_refuses_a_key_whose_values_would_merge() {
     env.run(&["run"]).assert_success();
     assert_eq!(env.dst_psql("SELECT string_agg(k::text || v, ' ' ORDER BY v) FROM mk"), "1.2a 1.2b");
 }
+
+/// A merge key whose target type equals more values than the source's (`citext` from `text`):
+/// two source keys that differ in case are one key on the target, and merge deletes and keeps
+/// by the target's equality, so one of their rows would go. Refused in merge, naming the key.
+#[test]
+fn merge_refuses_a_key_the_target_compares_more_loosely() {
+    let env = TestEnv::new("lossy_merge_citext");
+    env.src_psql(
+        "CREATE TABLE ck (k text NOT NULL, ts timestamp NOT NULL, v text);\n\
+         INSERT INTO ck VALUES ('A', '2024-01-01 01:00', 'upper'), ('a', '2024-01-01 02:00', 'lower')",
+    );
+    env.dst_psql("CREATE EXTENSION citext; CREATE TABLE ck (k citext NOT NULL, ts timestamp NOT NULL, v text)");
+    config(&env, "ck", "mode = \"merge\"\nkey = [\"k\"]", "");
+    let check = env.run(&["config", "check"]);
+    check.assert_code(2);
+    assert!(
+        check.stderr.contains("key column \"k\" is text on the source but citext on the target"),
+        "{}",
+        check.render()
+    );
+    env.run(&["run"]).assert_code(2);
+    assert_eq!(env.dst_psql("SELECT count(*) FROM ck"), "0");
+    // In replace mode no key decides which rows stay: both arrive.
+    config(&env, "ck", "key = [\"k\"]", "");
+    env.run(&["run"]).assert_success();
+    assert_eq!(env.dst_psql("SELECT string_agg(k || v, ' ' ORDER BY v) FROM ck"), "alower Aupper");
+}

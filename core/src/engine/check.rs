@@ -174,6 +174,19 @@ pub async fn check_table(
                 t.declared()
             )),
             Some(t) => {
+                let looser = t.type_name == "citext" && c.type_name != "citext";
+                if table.mode == Mode::Merge && table.key.contains(&c.name) && looser {
+                    // Merge deletes and keeps by the target's equality.
+                    problems.push(format!(
+                        "key column {:?} is {} on the source but {} on the target, and merge cannot accept that: \
+                             keys that differ only in case are one key there, so merge would keep only one of their \
+                             rows; make the target's column {}",
+                        c.name,
+                        c.declared(),
+                        t.declared(),
+                        c.type_text
+                    ));
+                }
                 let mut what = narrowing::loss(
                     ColumnType::new(&c.type_name, c.type_mod),
                     ColumnType::new(&t.type_name, t.type_mod),
