@@ -248,10 +248,7 @@ fn a_full_reload_through_gpfdist_rebuilds_the_indexes() {
 fn gp7_to_gp7_through_gpfdist_is_byte_exact() {
     let env = TestEnv::on("seg_gp7_gp7", Server::Gp7, Server::Gp7);
     big_tables(&env, 29950, "");
-    let out = run_ok(&env, &["run"]);
-    assert!(out.stdout.contains(&format!("1 window(s) loaded, 0 failed; {BIG_ROWS} rows")), "{}", out.render());
-    let source = table_digest(env.src, &env.db, "big", &["id", "ts", "payload"], "id", "true");
-    assert_eq!(table_digest(env.dst, &env.dst_db, "big", &["id", "ts", "payload"], "id", "true"), source);
+    next_run_loads_the_window_once(&env);
     assert_eq!(env.dst_psql("SELECT DISTINCT chain FROM gptransfer.history"), "copy > gpfdist > copy");
     assert_no_gpfdist_left(&env, "after the run");
 }
@@ -324,6 +321,14 @@ fn big_count(env: &TestEnv) -> String {
     env.dst_psql("SELECT count(*) FROM big")
 }
 
+/// The next run loads the window, exactly once: every row of the source's `big`.
+fn next_run_loads_the_window_once(env: &TestEnv) {
+    let out = run_ok(env, &["run"]);
+    assert!(out.stdout.contains(&format!("1 window(s) loaded, 0 failed; {BIG_ROWS} rows")), "{}", out.render());
+    let source = table_digest(env.src, &env.db, "big", &["id", "ts", "payload"], "id", "true");
+    assert_eq!(table_digest(env.dst, &env.dst_db, "big", &["id", "ts", "payload"], "id", "true"), source);
+}
+
 fn big_history(env: &TestEnv) -> String {
     env.dst_psql("SELECT attempt || ' ' || status FROM gptransfer.history WHERE table_name = 'public.big' ORDER BY id")
 }
@@ -337,10 +342,7 @@ fn a_late_segment_still_arrives_and_empty_windows_complete() {
     let env = TestEnv::on("seg_late_segment", Server::Gp6, Server::Gp6);
     // Row 1 is the first row of its segment: that segment sleeps before its first row.
     big_tables(&env, 29250, "id > 1 OR pg_sleep(4) IS NOT NULL");
-    let out = run_ok(&env, &["run"]);
-    assert!(out.stdout.contains(&format!("1 window(s) loaded, 0 failed; {BIG_ROWS} rows")), "{}", out.render());
-    let source = table_digest(env.src, &env.db, "big", &["id", "ts", "payload"], "id", "true");
-    assert_eq!(table_digest(env.dst, &env.dst_db, "big", &["id", "ts", "payload"], "id", "true"), source);
+    next_run_loads_the_window_once(&env);
 
     for (filter, rows) in [("id < 0", 0), ("id = 7", 1)] {
         env.dst_psql("DELETE FROM gptransfer.cursors");
@@ -379,10 +381,7 @@ async fn sigkill_mid_window_leaves_no_gpfdist_and_the_target_unchanged() {
 
     // The next run (no sleep now) loads the window, exactly once.
     big_config(&env, 29300, "");
-    let out = run_ok(&env, &["run"]);
-    assert!(out.stdout.contains(&format!("1 window(s) loaded, 0 failed; {BIG_ROWS} rows")), "{}", out.render());
-    let source = table_digest(env.src, &env.db, "big", &["id", "ts", "payload"], "id", "true");
-    assert_eq!(table_digest(env.dst, &env.dst_db, "big", &["id", "ts", "payload"], "id", "true"), source);
+    next_run_loads_the_window_once(&env);
     assert_no_gpfdist_left(&env, "after the next run");
     assert_eq!(support::files::names_in(&work_dir), Vec::<String>::new(), "window directories left");
 }
@@ -412,10 +411,7 @@ async fn a_gpfdist_that_dies_mid_window_fails_the_window_at_once() {
     assert_eq!(big_count(&env), "0", "rows of the failed window are visible");
 
     big_config(&env, 30100, "");
-    let out = run_ok(&env, &["run"]);
-    assert!(out.stdout.contains(&format!("1 window(s) loaded, 0 failed; {BIG_ROWS} rows")), "{}", out.render());
-    let source = table_digest(env.src, &env.db, "big", &["id", "ts", "payload"], "id", "true");
-    assert_eq!(table_digest(env.dst, &env.dst_db, "big", &["id", "ts", "payload"], "id", "true"), source);
+    next_run_loads_the_window_once(&env);
 }
 
 /// A killed run's source segment still writes after the kill (it slept through it, and Greenplum
@@ -434,10 +430,7 @@ async fn a_killed_runs_late_writes_never_reach_the_next_window() {
     // The next run is still in its window (one of its segments sleeps longer) when the killed
     // run's segment wakes and writes the rest of its rows to the same port.
     big_config(&env, 29350, "id <> 160000 OR pg_sleep(16) IS NOT NULL");
-    let out = run_ok(&env, &["run"]);
-    assert!(out.stdout.contains(&format!("1 window(s) loaded, 0 failed; {BIG_ROWS} rows")), "{}", out.render());
-    let source = table_digest(env.src, &env.db, "big", &["id", "ts", "payload"], "id", "true");
-    assert_eq!(table_digest(env.dst, &env.dst_db, "big", &["id", "ts", "payload"], "id", "true"), source);
+    next_run_loads_the_window_once(&env);
     assert_no_gpfdist_left(&env, "after the next run");
 }
 

@@ -11,7 +11,7 @@ use super::run::{application_name, handles};
 use crate::cluster::Session;
 use crate::compare::{compare_window, CompareKind, DrillSettings, Scope, WindowComparison};
 use crate::config::{Config, Mode, TableSpec};
-use crate::dialect::canonical::StoredText;
+use crate::dialect::canonical::{self, CastTo, StoredText};
 use crate::error::Error;
 use crate::registry::Registry;
 use crate::state::State;
@@ -156,18 +156,18 @@ pub async fn compare_tables(
                 // gangs do not take from the session (they print 15 digits where the transfer
                 // wrote 17): the target's value is read back into the float type instead, which
                 // its exact text gives bit for bit.
-                cast_back.push(crate::dialect::canonical::CastTo {
+                cast_back.push(CastTo {
                     column: name.clone(),
                     type_text: s.type_text.clone(),
                     type_name: s.type_name.clone(),
                 });
-            } else if crate::dialect::canonical::built_in_on(src.flavour.kernel(), &d.type_name) {
-                cast_to.push(crate::dialect::canonical::CastTo {
+            } else if canonical::built_in_on(src.flavour.kernel(), &d.type_name) {
+                cast_to.push(CastTo {
                     column: name.clone(),
                     type_text: d.type_text.clone(),
                     type_name: d.type_name.clone(),
                 });
-            } else if !crate::dialect::canonical::same_binary_form(&s.type_name, &d.type_name) {
+            } else if !canonical::same_binary_form(&s.type_name, &d.type_name) {
                 text_form.push(name.clone());
             }
         }
