@@ -743,7 +743,8 @@ key = ["id"]
 /// The state schema lives on the 8.2 source (`[state] cluster = "src"`): a run creates it and
 /// records history and cursors there, `history` reads it, and while a run holds the job's
 /// advisory lock on 8.2 a second run exits 75 at once, naming the holder; the first run then
-/// finishes.
+/// finishes. The holder is named even before it has written any history (CI once caught a
+/// second run in that moment, when the holder was found through its window in flight).
 #[test]
 fn state_on_pg82_keeps_history_and_the_job_lock() {
     let env = TestEnv::on("state_on_pg82", Server::Pg82, Server::Gp6);
@@ -800,12 +801,12 @@ condition_column = "ts"
     assert!(json.stdout.contains("\"window_start\": \"2024-03-10T01:00:00\""), "{}", json.render());
     assert!(!json.stdout.contains("2000-01-01"), "{}", json.render());
 
-    // A session on GP6 holds the target table: the next run takes the job lock on 8.2, then
-    // waits inside its first window.
+    // A session on 8.2 holds the history table: the next run takes the job lock, then waits
+    // before it has written any history (closing abandoned rows is its first write there).
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let blocker = runtime.block_on(async {
-        let c = env.dst.admin(&env.dst_db).await;
-        c.batch_execute("BEGIN; LOCK TABLE gbk_t IN ACCESS EXCLUSIVE MODE").await.unwrap();
+        let c = env.src.admin(&env.db).await;
+        c.batch_execute("BEGIN; LOCK TABLE gptransfer.history IN ACCESS EXCLUSIVE MODE").await.unwrap();
         c
     });
     let first = env.spawn(&["run"]);
@@ -818,7 +819,7 @@ condition_column = "ts"
     let second = env.run(&["run"]);
     assert_eq!(second.code, 75, "{}", second.render());
     assert!(started.elapsed() < std::time::Duration::from_secs(30), "the second run waited for the lock");
-    // 8.2 has no application_name: the holder is named by its window in flight.
+    // 8.2 has no application_name: the holder is named by what it recorded on taking the lock.
     let holder = format!("the lock is held by gptransfer pid {} host ", first.pid());
     assert!(second.stderr.contains(&holder), "the holder is named: {}", second.stderr);
     assert!(second.stderr.contains("server pid"), "{}", second.stderr);

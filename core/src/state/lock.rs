@@ -30,13 +30,13 @@ impl State {
     /// Takes the job's lock or says who holds it.
     pub async fn lock_job(&self, job: &str) -> Result<JobLock, Error> {
         let key = job_key(job);
-        let got: bool = self
+        let row = self
             .client()
-            .query_one("SELECT pg_try_advisory_lock($1, $2)", &[&NAMESPACE, &key])
+            .query_one("SELECT pg_try_advisory_lock($1, $2), pg_backend_pid()", &[&NAMESPACE, &key])
             .bounded(self, "taking the job lock")
-            .await?
-            .get(0);
-        if got {
+            .await?;
+        if row.get::<_, bool>(0) {
+            self.record_holder(job, row.get(1)).await?;
             self.close_abandoned(job).await?;
             return Ok(JobLock { job: job.to_string(), key });
         }
@@ -54,7 +54,7 @@ impl State {
                 let app: String = r.get(2);
                 let addr: String = r.get(3);
                 let since: String = r.get(4);
-                let who = if app.is_empty() { self.running_process(job).await } else { format!("{app:?}") };
+                let who = if app.is_empty() { self.recorded_holder(job, pid).await } else { format!("{app:?}") };
                 format!("{who} (server pid {pid}, user {user}, from {addr}, connected since {since})")
             }
             _ => "another session (it could not be identified)".to_string(),
@@ -62,25 +62,47 @@ impl State {
         Err(Error::Locked { job: job.to_string(), holder })
     }
 
+    /// Writes who holds the job's lock, replacing the row of the run before (we hold the lock,
+    /// so that run has ended).
+    async fn record_holder(&self, job: &str, server_pid: i32) -> Result<(), Error> {
+        let runs = self.table("runs");
+        let pid = i32::try_from(std::process::id()).unwrap_or(0);
+        self.client()
+            .execute(&format!("DELETE FROM {runs} WHERE job = $1"), &[&job])
+            .bounded(self, "recording the job lock's holder")
+            .await?;
+        self.client()
+            .execute(
+                &format!("INSERT INTO {runs} (job, server_pid, host, pid, started_at) VALUES ($1, $2, $3, $4, now())"),
+                &[&job, &server_pid, &crate::host_name(), &pid],
+            )
+            .bounded(self, "recording the job lock's holder")
+            .await?;
+        Ok(())
+    }
+
     /// Names the lock holder where the server shows no application name (8.x has none): the
-    /// process of the job's window in flight, as history records it.
-    async fn running_process(&self, job: &str) -> String {
+    /// gptransfer process that recorded itself on taking the lock from that server process.
+    /// The holder writes its row just after taking the lock, so a missing row is looked for
+    /// again for a moment before the holder is called unknown.
+    async fn recorded_holder(&self, job: &str, server_pid: i32) -> String {
         let sql = format!(
-            "SELECT host, pid FROM {} WHERE job = $1 AND status = 'running' ORDER BY id DESC LIMIT 1",
-            self.table("history")
+            "SELECT host, pid, to_char(started_at, 'YYYY-MM-DD HH24:MI:SS') FROM {} WHERE job = $1 AND server_pid = $2",
+            self.table("runs")
         );
-        match self.client().query_opt(&sql, &[&job]).bounded(self, "reading history").await {
-            Ok(Some(r)) => {
-                let host: Option<String> = r.get(0);
-                let pid: Option<i32> = r.get(1);
-                format!(
-                    "gptransfer pid {} host {} (its window in flight in history)",
-                    pid.map_or("?".to_string(), |p| p.to_string()),
-                    host.unwrap_or_default()
-                )
+        for _ in 0..20 {
+            match self.client().query_opt(&sql, &[&job, &server_pid]).bounded(self, "naming the lock holder").await {
+                Ok(Some(r)) => {
+                    let host: String = r.get(0);
+                    let pid: i32 = r.get(1);
+                    let since: String = r.get(2);
+                    return format!("gptransfer pid {pid} host {host} (running since {since})");
+                }
+                Ok(None) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+                Err(_) => break,
             }
-            _ => "a session without an application name".to_string(),
         }
+        "a session without an application name that recorded no gptransfer run".to_string()
     }
 
     /// Marks `running` rows of this job as failed: we hold the job's lock, so the process that

@@ -6,7 +6,7 @@ use crate::dialect::sql;
 use crate::error::Error;
 
 /// Bumped when the DDL below changes; each step migrates from the one before.
-const VERSION: i32 = 5;
+const VERSION: i32 = 6;
 const MIGRATION_LOCK: (i32, i32) = (0x6770_7472, 0);
 
 pub(super) async fn exists(state: &State) -> Result<bool, Error> {
@@ -179,6 +179,25 @@ COMMIT;",
             version = state.table("schema_version"),
         );
         migrate_step(state, &ddl, "adding the reason of an attempt to history").await?;
+    }
+    if current < 6 {
+        // Version 6: who holds each job's lock, written as it is taken, so a second run can
+        // name the holder on servers without application_name (8.x) before it writes history.
+        let ddl = format!(
+            "BEGIN;
+CREATE TABLE {runs} (
+    job text NOT NULL,
+    server_pid integer NOT NULL,
+    host text NOT NULL,
+    pid integer NOT NULL,
+    started_at timestamptz NOT NULL
+);
+INSERT INTO {version} VALUES (6, now());
+COMMIT;",
+            runs = state.table("runs"),
+            version = state.table("schema_version"),
+        );
+        migrate_step(state, &ddl, "adding the lock holders' table").await?;
     }
     Ok(())
 }
