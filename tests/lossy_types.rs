@@ -411,3 +411,44 @@ fn merge_refuses_a_key_the_target_compares_more_loosely() {
     env.run(&["run"]).assert_success();
     assert_eq!(env.dst_psql("SELECT string_agg(k || v, ' ' ORDER BY v) FROM ck"), "alower Aupper");
 }
+
+/// The same through a nondeterministic collation (PostgreSQL 12+, GP7): a target key column
+/// whose collation holds 'A' and 'a' equal merges them like citext does, directly or through a
+/// domain that carries the collation. Refused in merge, naming the collation; a source key
+/// with a nondeterministic collation of its own already treats them as one key.
+#[test]
+fn merge_refuses_a_key_whose_target_collation_is_nondeterministic() {
+    let env = TestEnv::new("lossy_merge_collation");
+    let collation = "CREATE COLLATION ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false);";
+    env.src_psql(
+        "CREATE TABLE ck (k text NOT NULL, ts timestamp NOT NULL, v text);\n\
+         INSERT INTO ck VALUES ('A', '2024-01-01 01:00', 'upper'), ('a', '2024-01-01 02:00', 'lower')",
+    );
+    env.dst_psql(&format!("{collation} CREATE TABLE ck (k text COLLATE ci NOT NULL, ts timestamp NOT NULL, v text)"));
+    config(&env, "ck", "mode = \"merge\"\nkey = [\"k\"]", "");
+    let check = env.run(&["config", "check"]);
+    check.assert_code(2);
+    assert!(
+        check
+            .stderr
+            .contains("key column \"k\" is text on the source but text (collation ci, nondeterministic) on the target"),
+        "{}",
+        check.render()
+    );
+    env.run(&["run"]).assert_code(2);
+    assert_eq!(env.dst_psql("SELECT count(*) FROM ck"), "0");
+    // Through a domain that carries the collation.
+    env.dst_psql(
+        "DROP TABLE ck; CREATE DOMAIN ci_text AS text COLLATE ci; \
+                  CREATE TABLE ck (k ci_text NOT NULL, ts timestamp NOT NULL, v text)",
+    );
+    env.run(&["config", "check"]).assert_code(2);
+    // A source key as loose as the target's: the source already holds them one key.
+    env.src_psql(&format!("{collation} ALTER TABLE ck ALTER COLUMN k TYPE text COLLATE ci"));
+    env.run(&["config", "check"]).assert_success();
+    // In replace mode no key decides which rows stay: both arrive.
+    env.src_psql("ALTER TABLE ck ALTER COLUMN k TYPE text COLLATE \"C\"");
+    config(&env, "ck", "key = [\"k\"]", "");
+    env.run(&["run"]).assert_success();
+    assert_eq!(env.dst_psql("SELECT string_agg(k || v, ' ' ORDER BY v) FROM ck"), "alower Aupper");
+}

@@ -52,6 +52,17 @@ LEFT JOIN pg_catalog.pg_type b2 ON b1.typtype = 'd' AND b2.oid = b1.typbasetype
 WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attnum";
 
+/// A table's columns whose collation is nondeterministic (PostgreSQL 12+, GP7: equal values
+/// may differ in their bytes, e.g. in case), with the collation's name. A domain's collation
+/// is its column's `attcollation`.
+pub const NONDETERMINISTIC_COLUMNS: &str = "\
+SELECT a.attname::text, co.collname::text
+FROM pg_catalog.pg_attribute a
+JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_catalog.pg_collation co ON co.oid = a.attcollation
+WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped AND NOT co.collisdeterministic";
+
 /// A zone (`$1`, else the session's TimeZone) and the years in which it moves its clocks
 /// (daylight saving time, or a change of its standard offset): its UTC offset compared month by
 /// month from 1900 to 2100, comma-separated (8.2 gives NULL for none, and an empty array does

@@ -27,15 +27,21 @@ pub struct Column {
     pub not_null: bool,
     /// Has a default.
     pub has_default: bool,
+    /// Its collation, when that is nondeterministic (values equal to it may differ in bytes).
+    pub nondeterministic: Option<String>,
 }
 
 impl Column {
     /// Its type for people: `numeric(10,1)`, or `numeric(10,1) (domain amount)`.
     pub fn declared(&self) -> String {
-        match &self.domain {
-            Some(d) => format!("{} (domain {d})", self.type_text),
-            None => self.type_text.clone(),
+        let mut text = self.type_text.clone();
+        if let Some(d) = &self.domain {
+            text.push_str(&format!(" (domain {d})"));
         }
+        if let Some(c) = &self.nondeterministic {
+            text.push_str(&format!(" (collation {c}, nondeterministic)"));
+        }
+        text
     }
 }
 
@@ -86,16 +92,30 @@ pub async fn columns(
             }),
         ));
     }
+    let mut loose = std::collections::HashMap::new();
+    if session.flavour.kernel() >= 120 {
+        let rows = session
+            .timed(session.client.query(sql::NONDETERMINISTIC_COLUMNS, &[&name.schema, &name.name]))
+            .await
+            .map_err(|e| {
+                check_error(table, format!("cannot read the collations of {name} on cluster {cluster:?}: {e}"), None)
+            })?;
+        loose = rows.iter().map(|r| (r.get::<_, String>(0), r.get::<_, String>(1))).collect();
+    }
     Ok(rows
         .iter()
-        .map(|r| Column {
-            name: r.get(0),
-            type_text: r.get(1),
-            type_name: r.get(2),
-            not_null: r.get(3),
-            has_default: r.get(4),
-            type_mod: r.get(5),
-            domain: r.get(6),
+        .map(|r| {
+            let name: String = r.get(0);
+            Column {
+                nondeterministic: loose.remove(&name),
+                name,
+                type_text: r.get(1),
+                type_name: r.get(2),
+                not_null: r.get(3),
+                has_default: r.get(4),
+                type_mod: r.get(5),
+                domain: r.get(6),
+            }
         })
         .collect())
 }
@@ -142,6 +162,20 @@ pub fn check_append_atomic(t: &TableSpec, state_cluster: &str, sink: &dyn crate:
     })
 }
 
+/// Why the target's column holds equal values that the source's holds distinct, if it does:
+/// two source keys would be one key there.
+fn looser_equality(source: &Column, target: &Column) -> Option<String> {
+    if target.type_name == "citext" && source.type_name != "citext" {
+        return Some("keys that differ only in case are one key there".into());
+    }
+    match (&source.nondeterministic, &target.nondeterministic) {
+        (None, Some(c)) => Some(format!(
+            "keys that its collation {c} holds equal (in case or accents, as the collation is defined) are one key there"
+        )),
+        _ => None,
+    }
+}
+
 /// Checks one table on both sides.
 pub async fn check_table(
     table: &TableSpec,
@@ -174,18 +208,18 @@ pub async fn check_table(
                 t.declared()
             )),
             Some(t) => {
-                let looser = t.type_name == "citext" && c.type_name != "citext";
-                if table.mode == Mode::Merge && table.key.contains(&c.name) && looser {
-                    // Merge deletes and keeps by the target's equality.
-                    problems.push(format!(
-                        "key column {:?} is {} on the source but {} on the target, and merge cannot accept that: \
-                             keys that differ only in case are one key there, so merge would keep only one of their \
-                             rows; make the target's column {}",
-                        c.name,
-                        c.declared(),
-                        t.declared(),
-                        c.type_text
-                    ));
+                if table.mode == Mode::Merge && table.key.contains(&c.name) {
+                    if let Some(why) = looser_equality(c, &t) {
+                        // Merge deletes and keeps by the target's equality.
+                        problems.push(format!(
+                            "key column {:?} is {} on the source but {} on the target, and merge cannot accept that: \
+                             {why}, so merge would keep only one of their rows; make the target's column {}",
+                            c.name,
+                            c.declared(),
+                            t.declared(),
+                            c.type_text
+                        ));
+                    }
                 }
                 let mut what = narrowing::loss(
                     ColumnType::new(&c.type_name, c.type_mod),
