@@ -624,7 +624,7 @@ impl Servers {
                 let LocalServers { processes, keeper, name: _, lock, dir } = *local;
                 let (writer, reader) = processes.into_inner().unwrap_or_else(|p| p.into_inner());
                 let logs = (writer.log.clone(), reader.log.clone());
-                let bytes = writer.bytes_written();
+                let bytes = writer.bytes_written().await;
                 writer.stop().await;
                 reader.stop().await;
                 drop(keeper);

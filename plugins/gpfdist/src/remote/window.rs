@@ -98,19 +98,20 @@ start() {{
   done
   fail "cannot start gpfdist ($role) on any port of $first-$last (last tried: $why); widen port_range or free ports in it"
 }}
-written() {{ # all the writer wrote, less its log and output, read between two equal wchar (see Gpfdist::bytes_written)
+written() {{ # all the writer wrote, less its log and output, read while it is stopped (see Gpfdist::written)
+  kill -STOP "$wp" 2>/dev/null || return 1
   n=0
-  while [ "$n" -lt 100 ]; do
-    w=$(sed -n 's/^wchar: *//p' "/proc/$wp/io" 2>/dev/null)
-    [ -n "$w" ] || return 1
-    l=$(wc -c <"$dir/gpfdist-writer.log" 2>/dev/null) || l=0
-    o=$(wc -c <"$dir/gpfdist-writer.out" 2>/dev/null) || o=0
-    [ "$w" = "$(sed -n 's/^wchar: *//p' "/proc/$wp/io" 2>/dev/null)" ] && {{ echo $((w - l - o)); return 0; }}
-    n=$((n+1))
+  until case $(cat "/proc/$wp/stat" 2>/dev/null) in *") T "*) true ;; *) false ;; esac; do
+    n=$((n+1)); [ "$n" -ge 200 ] && return 1
+    sleep 0.01
   done
-  return 1
+  w=$(sed -n 's/^wchar: *//p' "/proc/$wp/io" 2>/dev/null)
+  [ -n "$w" ] || return 1
+  l=$(wc -c <"$dir/gpfdist-writer.log" 2>/dev/null) || l=0
+  o=$(wc -c <"$dir/gpfdist-writer.out" 2>/dev/null) || o=0
+  echo $((w - l - o))
 }}
-start writer; wp=$pid; wport=$port; w0=$(written); echo "writer $port $pid"
+start writer; wp=$pid; wport=$port; w0=$(written); kill -CONT "$wp" 2>/dev/null; echo "writer $port $pid"
 start reader; rp=$pid; echo "reader $port $pid"
 echo "ready $name"
 while IFS= read -r line; do
@@ -118,7 +119,7 @@ while IFS= read -r line; do
     release) exec 4>&- ;;
     kill) kill -KILL $wp $rp 2>/dev/null ;;
     stop)
-      # The bytes the writer put into the FIFO since it listened, read while it still runs.
+      # The bytes the writer put into the FIFO since it listened.
       w1=$(written) && [ -n "$w0" ] && echo "bytes $((w1 - w0))"
       kill -KILL $wp $rp 2>/dev/null; wait $wp $rp 2>/dev/null
       for role in writer reader; do
