@@ -524,6 +524,78 @@ fn capitals_and_reserved_words_in_merge_columns_are_refused_at_config_check() {
     assert!(out.stderr.contains("column \"order\" is a reserved word"), "{}", out.render());
 }
 
+/// `eda.defects` from the PostgreSQL source in windows of 3 h, with the table's `mode` and the
+/// gpload sink's `sink_extra` options.
+fn mode_config(env: &TestEnv, mode: &str, sink_extra: &str) {
+    let text = format!(
+        r#"
+{{CLUSTERS}}
+
+[jobs.j]
+from = "src"
+to = "dst"
+start = "2024-03-10 00:00:00"
+end = "2024-03-10 06:00:00"
+duration = "3h"
+mode = "{mode}"
+sink = {{ plugin = "gpload", gpload = "{gpload}", local_hostname = ["127.0.0.1"]{sink_extra} }}
+
+[[jobs.j.tables]]
+table = "eda.defects"
+condition_column = "evt_ts"
+key = ["id"]
+"#,
+        gpload = gpload().display()
+    );
+    env.write_config(&text);
+}
+
+/// The sink's `mode` chooses how gpload applies a batch; the table's mode still decides what
+/// goes first. A replace table with `mode = "insert"` deleted nothing, so loading a window again
+/// (reload, repair, a retry) doubled its rows in a target without a unique key (seen: 200 for
+/// 100). `preload_truncate` empties the whole target before every window, which only a full
+/// reload means; and a merge table's batch must be merged or updated, not inserted.
+#[test]
+fn a_sink_mode_keeps_the_tables_delete_and_truncating_is_for_full_reloads_only() {
+    let env = TestEnv::on("gpload_sink_mode", Server::Pg, Server::Gp6);
+    env.src_psql(&support::defects_source_sql(100, "3 minutes"));
+    env.dst_psql(
+        "CREATE SCHEMA eda; CREATE TABLE eda.defects (id bigint, evt_ts timestamp NOT NULL, glass varchar, \
+         qty numeric(12,3), payload bytea) DISTRIBUTED BY (id)",
+    );
+    let count = || env.dst_psql("SELECT count(*) || ' ' || count(DISTINCT id) FROM eda.defects");
+    mode_config(&env, "replace", ", mode = \"insert\"");
+    run(&env, &["config", "check"]).assert_success();
+    run(&env, &["run"]).assert_success();
+    assert_eq!(count(), "100 100");
+    let reload = ["reload", "--job", "j", "--from", "2024-03-10 00:00:00", "--to", "2024-03-10 06:00:00"];
+    run(&env, &reload).assert_success();
+    assert_eq!(count(), "100 100", "the reloaded windows were deleted first");
+
+    // Emptying the target before each window would keep only the last one.
+    mode_config(&env, "replace", ", preload_truncate = true");
+    let check = run(&env, &["config", "check"]);
+    check.assert_code(2);
+    assert!(
+        check.stderr.contains("preload_truncate empties the whole target before every window"),
+        "{}",
+        check.render()
+    );
+    run(&env, &reload).assert_code(2);
+    assert_eq!(count(), "100 100");
+
+    // A merge table's batch inserted would add a key's row again at every load.
+    mode_config(&env, "merge", ", mode = \"insert\"");
+    let check = run(&env, &["config", "check"]);
+    check.assert_code(2);
+    assert!(check.stderr.contains("a merge table's batch cannot be inserted"), "{}", check.render());
+
+    // A full reload may truncate first, as it does anyway.
+    mode_config(&env, "full", ", preload_truncate = true");
+    run(&env, &["run"]).assert_success();
+    assert_eq!(count(), "100 100");
+}
+
 /// A key that only the table names (no `match_columns`) is checked with the matched columns:
 /// `config check` and `run` refuse it before anything moves.
 #[test]

@@ -253,6 +253,20 @@ impl GploadSink {
     ) -> Result<(LoadMode, Vec<String>, Vec<String>), String> {
         let c = &self.config;
         let mode = c.mode.unwrap_or(if t.mode == Mode::Merge { LoadMode::Merge } else { LoadMode::Insert });
+        if c.preload_truncate && t.mode != Mode::Full {
+            return Err(format!(
+                "preload_truncate empties the whole target before every window, so only the last window of a {} \
+                 table would remain: use mode = \"full\" for a whole-table reload, or leave preload_truncate out",
+                t.mode.as_str()
+            ));
+        }
+        if t.mode == Mode::Merge && mode == LoadMode::Insert {
+            return Err(
+                "a merge table's batch cannot be inserted (sink mode = \"insert\"): each load would add its keys' rows \
+                 again; leave the sink's mode out (merge), or set it to \"merge\" or \"update\""
+                    .to_string(),
+            );
+        }
         if mode == LoadMode::Insert {
             return Ok((mode, Vec::new(), Vec::new()));
         }
@@ -440,16 +454,13 @@ impl Sink for GploadSink {
                 mode.as_str()
             )));
         }
+        // The table's mode decides what goes before the batch, whatever the sink's `mode` (how
+        // gpload applies it): a window loaded again never finds its earlier rows.
         let mut prelude = Vec::new();
-        if c.mode.is_none() {
-            match t.mode {
-                Mode::Replace => prelude.push(ctx.delete_window()?),
-                Mode::Full => prelude.push(sql::truncate(&t.target_table)),
-                Mode::Merge | Mode::Append => {}
-            }
-        }
-        if c.preload_truncate && t.mode != Mode::Full {
-            prelude.push(sql::truncate(&t.target_table));
+        match t.mode {
+            Mode::Replace => prelude.push(ctx.delete_window()?),
+            Mode::Full => prelude.push(sql::truncate(&t.target_table)),
+            Mode::Merge | Mode::Append => {}
         }
 
         let session = ctx
