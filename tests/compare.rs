@@ -643,7 +643,7 @@ fn repair_fixes_a_damaged_window() {
         "INSERT INTO rep.orders SELECT i, timestamp '2024-01-01' + i * interval '21.6 seconds', i * 1.25, '状态' || (i % 3)
          FROM generate_series(0, 3999) AS i",
     );
-    // Merge: a repair must still remove the extra row (it replaces the window).
+    // Merge: a repair must still remove the extra row (it deletes the window, then merges).
     write_config(
         &env,
         r#"
@@ -682,14 +682,14 @@ compare = { plugin = "hash", slices = 24 }
     assert!(repair.stdout.contains("after repair"), "{}", repair.render());
     cli_snapshot!("repair_fixes_a_damaged_window__report", repair);
     assert_eq!(digest(env.dst, &env.db, "rep.orders", ORDERS_COLUMNS, "id"), source);
-    // The repair went through the window chain (as a replace), and the cursor stayed.
+    // The repair went through the window chain (as a merge), and the cursor stayed.
     assert_eq!(cursor(&env, "rep.orders").as_deref(), Some("2024-01-02 00:00:00"));
     assert_eq!(
         env.dst_psql(
             "SELECT window_id || ' ' || mode || ' ' || status || ' ' || rows_written FROM gptransfer.history \
              WHERE attempt > 1 ORDER BY id"
         ),
-        "20240101060000^20240101120000 replace succeeded 1000"
+        "20240101060000^20240101120000 merge succeeded 1000"
     );
     env.run(&["compare"]).assert_success();
 
@@ -714,6 +714,109 @@ compare = { plugin = "hash", slices = 24 }
     out.assert_success();
     assert_eq!(assert_all_equal(&value), 4000);
     assert!(value.get("after_repair").is_none(), "{value:#}");
+}
+
+/// A merge table whose source keeps each key's versions (id 7 again, later, in the third
+/// window), into GP6 without a unique key, as Greenplum tables often are. The repair of the
+/// first window (a real loss there: id 50) loaded the window as a replace: id 7's old version
+/// came back beside the new one, and the key was in the target twice (seen). A merge table's
+/// window is now repaired by deleting it and merging the source's rows of the window that no
+/// later row of their key supersedes: id 50 is back, id 7 keeps its newest row, once.
+#[test]
+fn repair_of_a_merge_table_never_leaves_a_key_twice() {
+    let env = TestEnv::on("repair_merge_versions", support::Server::Pg, support::Server::Gp6);
+    env.src_psql(
+        "CREATE SCHEMA rep;
+         CREATE TABLE rep.acct (id int NOT NULL, ts timestamp NOT NULL, v text);
+         INSERT INTO rep.acct SELECT i, timestamp '2024-01-01' + i * interval '1 minute', 'v1' FROM generate_series(1, 200) AS i;
+         INSERT INTO rep.acct VALUES (7, '2024-01-01 13:00:00', 'v2');",
+    );
+    env.dst_psql(
+        "CREATE SCHEMA rep;
+         CREATE TABLE rep.acct (id int NOT NULL, ts timestamp NOT NULL, v text) DISTRIBUTED BY (id);",
+    );
+    write_config(
+        &env,
+        r#"
+[jobs.j]
+from = "src"
+to = "dst"
+start = "2024-01-01 00:00:00"
+end = "2024-01-02 00:00:00"
+duration = "6h"
+mode = "merge"
+
+[[jobs.j.tables]]
+table = "rep.acct"
+condition_column = "ts"
+key = ["id"]
+"#,
+    );
+    env.run(&["run"]).assert_success();
+    let state = "SELECT count(*) || ' ' || count(DISTINCT id) || ' ' || \
+                 (SELECT v || ' ' || ts FROM rep.acct WHERE id = 7 ORDER BY ts DESC LIMIT 1) FROM rep.acct";
+    assert_eq!(env.dst_psql(state), "200 200 v2 2024-01-01 13:00:00");
+    env.dst_psql("DELETE FROM rep.acct WHERE id = 50");
+
+    let repair = env.run(&["compare", "--repair"]);
+    assert!(!repair.stderr.contains("repair of"), "the repair itself failed: {}", repair.render());
+    assert_eq!(env.dst_psql(state), "200 200 v2 2024-01-01 13:00:00", "{}", repair.render());
+    assert_eq!(env.dst_psql("SELECT count(*) FROM rep.acct WHERE id = 50"), "1");
+    assert_eq!(
+        env.dst_psql(
+            "SELECT window_id || ' ' || mode || ' ' || status || ' ' || reason FROM gptransfer.history \
+             WHERE attempt > 1 ORDER BY id"
+        ),
+        "20240101000000^20240101060000 merge succeeded repair"
+    );
+}
+
+/// Two append entries loading one target (per-site tables consolidated). A repair of one
+/// entry's window replaced it: its delete took the other entry's rows of the window too, and
+/// they were lost (seen). Such an entry is not repaired: the report says why, and nothing of
+/// the target is removed.
+#[test]
+fn repair_never_deletes_the_rows_another_entry_appends_to_the_same_target() {
+    let env = TestEnv::new("repair_shared_append");
+    let ddl = "CREATE SCHEMA rep; CREATE TABLE rep.site_a (id int NOT NULL, ts timestamp NOT NULL, site text);
+               CREATE TABLE rep.site_b (id int NOT NULL, ts timestamp NOT NULL, site text);";
+    env.src_psql(ddl);
+    env.src_psql(
+        "INSERT INTO rep.site_a SELECT i, timestamp '2024-01-01' + i * interval '1 minute', 'a' FROM generate_series(1, 100) AS i;
+         INSERT INTO rep.site_b SELECT i, timestamp '2024-01-01' + i * interval '1 minute', 'b' FROM generate_series(1, 100) AS i;",
+    );
+    env.dst_psql("CREATE SCHEMA rep; CREATE TABLE rep.sites (id int NOT NULL, ts timestamp NOT NULL, site text);");
+    write_config(
+        &env,
+        r#"
+[jobs.j]
+from = "src"
+to = "dst"
+start = "2024-01-01 00:00:00"
+end = "2024-01-01 06:00:00"
+duration = "6h"
+mode = "append"
+
+[[jobs.j.tables]]
+table = "rep.site_a"
+target_table = "rep.sites"
+condition_column = "ts"
+
+[[jobs.j.tables]]
+table = "rep.site_b"
+target_table = "rep.sites"
+condition_column = "ts"
+"#,
+    );
+    env.run(&["run"]).assert_success();
+    let sites = "SELECT site || ' ' || count(*) FROM rep.sites GROUP BY site ORDER BY site";
+    assert_eq!(env.dst_psql(sites), "a 100\nb 100");
+    env.dst_psql("DELETE FROM rep.sites WHERE site = 'a' AND id = 10");
+
+    let repair = env.run(&["compare", "--repair"]);
+    assert_ne!(repair.code, 0, "{}", repair.render());
+    assert!(repair.stderr.contains("not repaired"), "{}", repair.render());
+    assert_eq!(env.dst_psql(sites), "a 99\nb 100", "{}", repair.render());
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -73,8 +73,13 @@ pub fn outcome(found: &[WindowComparison]) -> i32 {
     }
 }
 
-/// Re-transfers the differing windows with the table's chain, as a replace of the window
-/// (append and merge cannot remove extra rows), then compares them again.
+/// Re-transfers the differing windows with the table's chain, then compares them again. An
+/// append entry's window is replaced (appending cannot remove extra rows), unless another entry
+/// loads the same target: the delete would take its rows too, so that entry is not repaired and
+/// its windows stay as found. A merge entry's window is deleted, then merged with the source's
+/// rows of the window that no later row of their key supersedes: a replace would bring back a
+/// key's older row beside its newer one (in another window), and a merge alone would not
+/// remove extra rows.
 async fn repair(
     config: &Config,
     registry: &Registry,
@@ -83,6 +88,7 @@ async fn repair(
 ) -> anyhow::Result<Option<Vec<WindowComparison>>> {
     let mut windows: BTreeMap<String, Vec<Window>> = BTreeMap::new();
     let mut repaired: Vec<TableSpec> = Vec::new();
+    let mut kept: Vec<WindowComparison> = Vec::new();
     for t in tables {
         let name = t.display_name();
         let bad: Vec<Window> = found
@@ -95,14 +101,34 @@ async fn repair(
             continue;
         }
         let mut spec = t.clone();
-        if matches!(spec.mode, Mode::Append | Mode::Merge) {
-            spec.mode = Mode::Replace;
+        match spec.mode {
+            Mode::Append => {
+                if let Some(other) = super::another_entry_loading(config, t) {
+                    eprintln!(
+                        "not repaired: {} / {name} appends into {} together with {} / {}: a repair replaces the window, \
+                         and nothing in the target tells one entry's rows from the other's, so it would delete both; \
+                         delete the window's rows of this entry from the target yourself, then `reload` it",
+                        t.job,
+                        t.target_table,
+                        other.job,
+                        other.display_name()
+                    );
+                    kept.extend(found.iter().filter(|c| c.job == t.job && c.table == name && c.differs()).cloned());
+                    continue;
+                }
+                spec.mode = Mode::Replace;
+            }
+            Mode::Merge => {
+                spec.clear_window_first = true;
+                newest_rows_only(&mut spec)?;
+            }
+            Mode::Replace | Mode::Full => {}
         }
         windows.insert(table_key(&spec), bad);
         repaired.push(spec);
     }
     if repaired.is_empty() {
-        return Ok(None);
+        return Ok((!kept.is_empty()).then_some(kept));
     }
     let options = RunOptions {
         jobs: Vec::new(),
@@ -122,7 +148,37 @@ async fn repair(
     }
     let again =
         CompareOptions { from: None, to: None, max_keys: MAX_KEYS_KEPT, windows: Some(windows), record_alarms: true };
-    Ok(Some(compare_tables(config, registry, &repaired, &again).await?))
+    let mut after = compare_tables(config, registry, &repaired, &again).await?;
+    after.extend(kept);
+    Ok(Some(after))
+}
+
+/// Restricts a merge entry's source to the rows no later row of their key supersedes (by the
+/// condition column), ANDed to its `filter`: what a merge of every window in turn leaves in the
+/// target. Written for the source's own SQL, with the table unaliased as every source reads it.
+fn newest_rows_only(spec: &mut TableSpec) -> anyhow::Result<()> {
+    let Some(condition) = spec.condition_column.as_deref() else { return Ok(()) };
+    let table = spec.source_table.quoted();
+    let later = "gpt_later";
+    let mut conditions: Vec<String> = spec
+        .key
+        .iter()
+        .map(|k| {
+            let k = gptransfer_core::dialect::quote_ident(k);
+            format!("{later}.{k} = {table}.{k}")
+        })
+        .collect();
+    let c = gptransfer_core::dialect::quote_ident(condition);
+    conditions.push(format!("{later}.{c} > {table}.{c}"));
+    let newest = format!("NOT EXISTS (SELECT 1 FROM {table} {later} WHERE {})", conditions.join(" AND "));
+    let options = &mut spec.source.get_mut().options;
+    let filter = match options.get("filter").map(|f| f.as_str()) {
+        None => newest,
+        Some(Some(f)) => format!("({f}) AND {newest}"),
+        Some(None) => anyhow::bail!("the source's filter of {} is not a string", spec.display_name()),
+    };
+    options.insert("filter".into(), filter.into());
+    Ok(())
 }
 
 fn parse_window(id: &str) -> Option<Window> {

@@ -14,7 +14,7 @@ mod report;
 mod run;
 mod status;
 
-use gptransfer_core::config::{find_config_path, Config, ConfigTimestamp};
+use gptransfer_core::config::{find_config_path, Config, ConfigTimestamp, TableSpec};
 use gptransfer_core::error::exit;
 use gptransfer_core::registry::Registry;
 
@@ -173,6 +173,15 @@ pub async fn load_config_with_readers(
         config.check_shared_mount_dirs().map_err(gptransfer_core::Error::Config)?;
     }
     Ok(Loaded { config, failed })
+}
+
+/// Another enabled entry that loads the same target table as `t`, if one does: replacing a
+/// window of `t` would delete that entry's rows too.
+pub fn another_entry_loading<'c>(config: &'c Config, t: &TableSpec) -> Option<&'c TableSpec> {
+    config
+        .tables()
+        .filter(|o| o.enabled && o.same_target(t))
+        .find(|o| !(o.job == t.job && o.display_name() == t.display_name()))
 }
 
 /// Parses `--until`.

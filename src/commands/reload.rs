@@ -93,11 +93,7 @@ pub async fn reload(
 /// target table, whose rows of the window the delete would take too.
 fn reload_spec(config: &Config, mut t: TableSpec) -> anyhow::Result<TableSpec> {
     if t.mode == Mode::Append {
-        let sharing = config
-            .tables()
-            .filter(|o| o.enabled && o.same_target(&t))
-            .find(|o| !(o.job == t.job && o.display_name() == t.display_name()));
-        if let Some(other) = sharing {
+        if let Some(other) = super::another_entry_loading(config, &t) {
             return Err(usage(
                 "--table",
                 format!(

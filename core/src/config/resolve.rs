@@ -145,6 +145,7 @@ impl JobSpec {
             compare: d.compare.clone().unwrap_or_else(|| spanned_default("hash")),
             location: d.location,
             cursor_external: self.reader.is_some(),
+            clear_window_first: false,
         }
     }
 }
@@ -206,6 +207,9 @@ pub struct TableSpec {
     /// The windows start from a config reader's job row (its `start`), not from the state
     /// cursor: the job row is the authority, and re-loading behind the state cursor is harmless.
     pub cursor_external: bool,
+    /// Merge only (a repair): the window's rows on the target are deleted before the batch is
+    /// merged, so rows the source no longer has in the window go too, and no key is left twice.
+    pub clear_window_first: bool,
 }
 
 impl TableSpec {
@@ -601,6 +605,7 @@ fn resolve(path: &Path, text: String, file: ConfigFile) -> Result<Config, Config
                 compare: t.compare.clone().or_else(|| job.compare.clone()).unwrap_or_else(|| spanned_default("hash")),
                 location: Location::of_offset(&text, span.start),
                 cursor_external: has_reader,
+                clear_window_first: false,
             });
         }
         jobs.push(JobSpec {

@@ -476,7 +476,9 @@ pub async fn run(
         };
         if t.source_is_default() && src.flavour == crate::dialect::Flavour::Gp4 && t.source.get_ref().plugin == "copy" {
             // The flavour's source (SPEC §6): GP4 gets the 8.2 dialect's own plugin.
-            t.source = toml::Spanned::new(0..0, crate::config::PluginSpec::named("gp4"));
+            // Options only a repair gives the default source (its `filter`) go along.
+            let options = t.source.get_ref().options.clone();
+            t.source = toml::Spanned::new(0..0, crate::config::PluginSpec { plugin: "gp4".into(), options });
             chain.source = registry.source(t.source.get_ref()).map_err(|e| Error::Check {
                 job: t.job.clone(),
                 table: t.display_name(),

@@ -114,6 +114,7 @@ impl Sink for CopySink {
         let t = &ctx.table;
         let delete = match t.mode {
             Mode::Replace => Some(ctx.delete_window()?),
+            Mode::Merge if t.clear_window_first => Some(ctx.delete_window()?),
             _ => None,
         };
         // One round trip: BEGIN and what the mode does first, as one batch (nothing of it is
@@ -124,6 +125,7 @@ impl Sink for CopySink {
                 Mode::Replace => statements.extend(delete.clone()),
                 Mode::Full => statements.push(sql::truncate(&t.target_table)),
                 Mode::Merge => {
+                    statements.extend(delete.clone());
                     statements.push(sql::merge_staging(session.flavour, &t.target_table, STAGING, &ctx.columns))
                 }
                 Mode::Append => {}

@@ -460,6 +460,7 @@ impl Sink for GploadSink {
         match t.mode {
             Mode::Replace => prelude.push(ctx.delete_window()?),
             Mode::Full => prelude.push(sql::truncate(&t.target_table)),
+            Mode::Merge if t.clear_window_first => prelude.push(ctx.delete_window()?),
             Mode::Merge | Mode::Append => {}
         }
 
