@@ -724,7 +724,17 @@ compare = { plugin = "hash", slices = 24 }
 /// later row of their key supersedes: id 50 is back, id 7 keeps its newest row, once.
 #[test]
 fn repair_of_a_merge_table_never_leaves_a_key_twice() {
-    let env = TestEnv::on("repair_merge_versions", support::Server::Pg, support::Server::Gp6);
+    repair_of_merge_versions("repair_merge_versions", support::Server::Pg);
+}
+
+/// The same from GP4 (its own source plugin, 8.2 SQL).
+#[test]
+fn repair_of_a_merge_table_from_gp4_never_leaves_a_key_twice() {
+    repair_of_merge_versions("repair_merge_versions_gp4", support::Server::Gp4);
+}
+
+fn repair_of_merge_versions(name: &str, source: support::Server) {
+    let env = TestEnv::on(name, source, support::Server::Gp6);
     env.src_psql(
         "CREATE SCHEMA rep;
          CREATE TABLE rep.acct (id int NOT NULL, ts timestamp NOT NULL, v text);
