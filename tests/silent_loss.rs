@@ -416,6 +416,71 @@ condition_column = "ts"
     assert_eq!(env.dst_psql("SELECT site, count(*) FROM public.all_sites GROUP BY site ORDER BY site"), "a|600\nb|600");
 }
 
+/// The same through two cluster entries naming one database (written once as a url, once as
+/// host, port and dbname, as two teams' jobs would): the check compared cluster names only, so
+/// both jobs ran and deleted each other's windows (seen: config check said ok). Entries whose
+/// clusters name the same host, port and database are one target.
+#[test]
+fn two_entries_replacing_one_target_through_two_cluster_names_are_refused() {
+    let env = TestEnv::new("shared_target_two_names");
+    for site in ["a", "b"] {
+        env.src_psql(&format!(
+            "CREATE TABLE public.site_{site} (id int NOT NULL, ts timestamp NOT NULL, site text);
+             INSERT INTO public.site_{site} SELECT i, timestamp '2024-03-01 00:00:00' + i * interval '2 minutes', '{site}'
+             FROM generate_series(1, 600) AS i;"
+        ));
+    }
+    env.dst_psql("CREATE TABLE public.all_sites (id int NOT NULL, ts timestamp NOT NULL, site text);");
+    env.write_config(
+        r#"{CLUSTERS}
+
+[clusters.dst_b]
+host = "127.0.0.1"
+port = {DST_PORT}
+dbname = "{DST_DB}"
+user = "gpt"
+password_env = "GPT_DST_PASSWORD"
+
+[jobs.a]
+from = "src"
+to = "dst"
+start = "2024-03-01 00:00:00"
+end = "2024-03-02 00:00:00"
+duration = "1h"
+
+[[jobs.a.tables]]
+table = "public.site_a"
+target_table = "public.all_sites"
+condition_column = "ts"
+
+[jobs.b]
+from = "src"
+to = "dst_b"
+start = "2024-03-01 00:00:00"
+end = "2024-03-02 00:00:00"
+duration = "1h"
+
+[[jobs.b.tables]]
+table = "public.site_b"
+target_table = "public.all_sites"
+condition_column = "ts"
+"#,
+    );
+    for command in [&["config", "check"][..], &["run", "--job", "b"][..]] {
+        let out = env.run(command);
+        out.assert_code(2);
+        assert!(
+            out.stderr.contains(
+                "job \"a\", table public.site_a and job \"b\", table public.site_b both load public.all_sites"
+            ),
+            "{}",
+            out.render()
+        );
+        assert!(out.stderr.contains("clusters \"dst\" and \"dst_b\" are one database"), "{}", out.render());
+    }
+    assert_eq!(env.dst_psql("SELECT count(*) FROM public.all_sites"), "0");
+}
+
 /// Item 7: append mode where the window's rows commit apart from history and cursor (state on
 /// another cluster than the target — the default state cluster is the first job's target — or
 /// a sink committing on its own): a run dying between the two commits loaded the window again.

@@ -180,7 +180,7 @@ pub async fn load_config_with_readers(
 pub fn another_entry_loading<'c>(config: &'c Config, t: &TableSpec) -> Option<&'c TableSpec> {
     config
         .tables()
-        .filter(|o| o.enabled && o.same_target(t))
+        .filter(|o| o.enabled && config.same_target(o, t))
         .find(|o| !(o.job == t.job && o.display_name() == t.display_name()))
 }
 

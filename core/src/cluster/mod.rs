@@ -109,6 +109,52 @@ impl Session {
     }
 }
 
+/// Where a cluster's config points, as libpq would take it: the url, else `host`, `port`,
+/// `dbname`, `user`, each else from `$PGHOST`, `$PGPORT`, `$PGDATABASE`, `$PGUSER` (then
+/// localhost, 5432, the user, the OS user). No password is read.
+fn located(cfg: &ClusterConfig) -> Result<tokio_postgres::Config, tokio_postgres::Error> {
+    let mut pg = match &cfg.url {
+        Some(url) => url.parse::<tokio_postgres::Config>()?,
+        None => tokio_postgres::Config::new(),
+    };
+    if pg.get_hosts().is_empty() {
+        let host = cfg.host.clone().or_else(|| std::env::var("PGHOST").ok()).unwrap_or_else(|| "localhost".into());
+        pg.host(&host);
+    }
+    if pg.get_ports().is_empty() {
+        let port = cfg.port.or_else(|| std::env::var("PGPORT").ok().and_then(|p| p.parse().ok())).unwrap_or(5432);
+        pg.port(port);
+    }
+    if pg.get_user().is_none() {
+        let user = cfg
+            .user
+            .clone()
+            .or_else(|| std::env::var("PGUSER").ok())
+            .or_else(|| std::env::var("USER").ok())
+            .unwrap_or_else(|| "postgres".into());
+        pg.user(&user);
+    }
+    if pg.get_dbname().is_none() {
+        let user = pg.get_user().unwrap_or("postgres").to_string();
+        let db = cfg.dbname.clone().or_else(|| std::env::var("PGDATABASE").ok()).unwrap_or(user);
+        pg.dbname(&db);
+    }
+    Ok(pg)
+}
+
+/// The database a cluster's config names, as `host:port/database` (the first host, in lower
+/// case): two clusters with the same one are one database whatever their users. None when the
+/// url does not parse.
+pub fn database_address(cfg: &ClusterConfig) -> Option<String> {
+    let pg = located(cfg).ok()?;
+    let host = match pg.get_hosts().first()? {
+        Host::Tcp(h) => h.to_lowercase(),
+        #[cfg(unix)]
+        Host::Unix(p) => p.display().to_string(),
+    };
+    Some(format!("{host}:{}/{}", pg.get_ports().first().copied().unwrap_or(5432), pg.get_dbname().unwrap_or("")))
+}
+
 impl ClusterHandle {
     /// Builds the connection parameters; reads the password source (env, file, url, .pgpass,
     /// `$PGPASSWORD`) but connects nowhere.
@@ -119,38 +165,14 @@ impl ClusterHandle {
             message,
             hint,
         };
-        let mut pg = match &cfg.url {
-            Some(url) => url.parse::<tokio_postgres::Config>().map_err(|e| {
-                cluster_err(
-                    "url",
-                    format!("the url does not parse: {e}"),
-                    Some("write postgres://user@host:port/database".into()),
-                )
-            })?,
-            None => tokio_postgres::Config::new(),
-        };
-        if pg.get_hosts().is_empty() {
-            let host = cfg.host.clone().or_else(|| std::env::var("PGHOST").ok()).unwrap_or_else(|| "localhost".into());
-            pg.host(&host);
-        }
-        if pg.get_ports().is_empty() {
-            let port = cfg.port.or_else(|| std::env::var("PGPORT").ok().and_then(|p| p.parse().ok())).unwrap_or(5432);
-            pg.port(port);
-        }
-        if pg.get_user().is_none() {
-            let user = cfg
-                .user
-                .clone()
-                .or_else(|| std::env::var("PGUSER").ok())
-                .or_else(|| std::env::var("USER").ok())
-                .unwrap_or_else(|| "postgres".into());
-            pg.user(&user);
-        }
+        let mut pg = located(cfg).map_err(|e| {
+            cluster_err(
+                "url",
+                format!("the url does not parse: {e}"),
+                Some("write postgres://user@host:port/database".into()),
+            )
+        })?;
         let user = pg.get_user().unwrap_or("postgres").to_string();
-        if pg.get_dbname().is_none() {
-            let db = cfg.dbname.clone().or_else(|| std::env::var("PGDATABASE").ok()).unwrap_or_else(|| user.clone());
-            pg.dbname(&db);
-        }
         let host = match pg.get_hosts().first() {
             Some(Host::Tcp(h)) => h.clone(),
             #[cfg(unix)]

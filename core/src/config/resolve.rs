@@ -224,11 +224,6 @@ impl TableSpec {
         self.compare.span() == (0..0)
     }
 
-    /// Both entries load the same table of the same cluster.
-    pub fn same_target(&self, other: &TableSpec) -> bool {
-        self.to == other.to && self.target_table == other.target_table
-    }
-
     /// The name people see: the source table, and the target when it differs.
     pub fn display_name(&self) -> String {
         if self.source_table == self.target_table {
@@ -326,7 +321,7 @@ impl Config {
         let enabled: Vec<&TableSpec> = self.tables().filter(|t| t.enabled).collect();
         for (i, a) in enabled.iter().enumerate() {
             for b in &enabled[i + 1..] {
-                let same_target = a.same_target(b);
+                let same_target = self.same_target(a, b);
                 let destructive = |t: &TableSpec| matches!(t.mode, Mode::Replace | Mode::Full);
                 if same_target && (destructive(a) || destructive(b)) {
                     let mode = if destructive(b) { b.mode } else { a.mode };
@@ -334,7 +329,7 @@ impl Config {
                         path: self.path.clone(),
                         location: Some(b.location),
                         message: format!(
-                            "job {:?}, table {} and job {:?}, table {} both load {} on cluster {:?}, in {} mode: {} \
+                            "job {:?}, table {} and job {:?}, table {} both load {} on cluster {:?}{}, in {} mode: {} \
                              removes the other entry's rows too. Load both in merge mode with key columns \
                              that tell their rows apart, or in append mode, or move them as one entry",
                             a.job,
@@ -343,6 +338,11 @@ impl Config {
                             b.source_table,
                             b.target_table,
                             b.to,
+                            if a.to == b.to {
+                                String::new()
+                            } else {
+                                format!(" (clusters {:?} and {:?} are one database)", a.to, b.to)
+                            },
                             mode.as_str(),
                             if mode == Mode::Full { "each reload's truncate" } else { "each window's delete" }
                         ),
@@ -351,6 +351,19 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// Whether both entries load the same table of one database: the same cluster, or two
+    /// clusters naming the same host, port and database.
+    pub fn same_target(&self, a: &TableSpec, b: &TableSpec) -> bool {
+        if a.target_table != b.target_table {
+            return false;
+        }
+        if a.to == b.to {
+            return true;
+        }
+        let address = |name: &str| self.clusters.get(name).and_then(crate::cluster::database_address);
+        matches!((address(&a.to), address(&b.to)), (Some(x), Some(y)) if x == y)
     }
 
     /// Refuses two enabled entries whose window directories on a shared mount would be the
