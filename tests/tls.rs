@@ -129,6 +129,50 @@ fn sslmodes_are_honoured_and_verify_modes_check_the_certificate() {
     assert!(out.stderr.contains("no CA is given: set sslrootcert"), "{}", out.render());
 }
 
+/// libpq's `PGSSLMODE` and `PGSSLROOTCERT` are honoured where the config sets no sslmode, as
+/// `PGHOST` and the others are: a user who exports `PGSSLMODE=verify-full` got `prefer`, and
+/// the password went to a server whose certificate nobody checked (seen: config check said ok
+/// with a CA that signed nothing of the server's). The config's own sslmode still wins.
+#[test]
+fn pgsslmode_and_pgsslrootcert_from_the_environment_are_honoured() {
+    let env = TestEnv::new("tls_pgsslmode");
+    env.src_psql(EVENTS);
+    env.dst_psql(EVENTS);
+    let root = env.dst.socket_dir.join("root.crt").display().to_string();
+    let stranger = stranger_ca(&env).display().to_string();
+    let check = |vars: &[(&str, &str)]| {
+        let mut cmd = env.command(&["config", "check"]);
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        env.spawn_command(cmd).wait()
+    };
+    // The source's own sslmode keeps it out of the environment's (it has another CA).
+    let config = |tls: &str| {
+        write_config(&env, "127.0.0.1", tls);
+        let path = env.dir().join("gptransfer.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let src = "password_env = \"GPT_SRC_PASSWORD\"";
+        std::fs::write(&path, text.replacen(src, &format!("{src}\nsslmode = \"prefer\""), 1)).unwrap();
+    };
+    config("");
+    let out = check(&[("PGSSLMODE", "verify-full"), ("PGSSLROOTCERT", &stranger)]);
+    out.assert_code(2);
+    assert!(out.stderr.contains("certificate verify failed"), "{}", out.render());
+    check(&[("PGSSLMODE", "verify-full"), ("PGSSLROOTCERT", &root)]).assert_success();
+    let out = check(&[("PGSSLMODE", "disable")]);
+    out.assert_code(2);
+    assert!(out.stderr.contains("no encryption"), "{}", out.render());
+    let out = check(&[("PGSSLMODE", "very-safe")]);
+    out.assert_code(2);
+    assert!(out.stderr.contains("PGSSLMODE"), "{}", out.render());
+    // A root certificate in the environment means nothing to prefer, as to libpq.
+    check(&[("PGSSLROOTCERT", &stranger)]).assert_success();
+    // The config's sslmode wins over the environment's.
+    config(r#"sslmode = "require""#);
+    check(&[("PGSSLMODE", "verify-full"), ("PGSSLROOTCERT", &stranger)]).assert_success();
+}
+
 /// A TCP proxy (tests/fixtures/tls-breaking-proxy) that says yes to TLS and then sends no TLS
 /// at all, forwarding every plain connection to the target cluster: how an old server whose TLS
 /// this OpenSSL refuses looks to us. Killed when dropped.

@@ -142,6 +142,26 @@ fn located(cfg: &ClusterConfig) -> Result<tokio_postgres::Config, tokio_postgres
     Ok(pg)
 }
 
+/// `$PGSSLMODE`, read as libpq reads it (`allow` tries TLS first here, as `prefer`); `prefer`
+/// when unset.
+fn env_ssl_mode() -> Result<crate::config::SslMode, String> {
+    use crate::config::SslMode;
+    let Ok(text) = std::env::var("PGSSLMODE") else { return Ok(SslMode::Prefer) };
+    Ok(match text.as_str() {
+        "disable" => SslMode::Disable,
+        "allow" | "prefer" => SslMode::Prefer,
+        "require" => SslMode::Require,
+        "verify-ca" => SslMode::VerifyCa,
+        "verify-full" => SslMode::VerifyFull,
+        other => {
+            return Err(format!(
+                "PGSSLMODE is {other:?}, not an sslmode: unset it, or write disable, allow, prefer, require, \
+                 verify-ca or verify-full (or set sslmode in the cluster's config, which wins)"
+            ))
+        }
+    })
+}
+
 /// The database a cluster's config names, as `host:port/database` (the first host, in lower
 /// case): two clusters with the same one are one database whatever their users. None when the
 /// url does not parse.
@@ -210,13 +230,24 @@ impl ClusterHandle {
             password_source = Some("$PGPASSWORD".into());
         }
 
-        // The config's sslmode, else the url's (tokio-postgres knows disable/prefer/require).
-        let mode = cfg.sslmode.unwrap_or(match pg.get_ssl_mode() {
+        // The config's sslmode, else the url's (tokio-postgres knows disable/prefer/require),
+        // else `$PGSSLMODE`, as libpq takes them.
+        let url_mode = cfg.url.as_deref().is_some_and(|u| u.contains("sslmode=")).then(|| match pg.get_ssl_mode() {
             tokio_postgres::config::SslMode::Disable => crate::config::SslMode::Disable,
             tokio_postgres::config::SslMode::Require => crate::config::SslMode::Require,
             _ => crate::config::SslMode::Prefer,
         });
-        let tls = tls::setup(mode, cfg.sslrootcert.as_deref(), &mut pg).map_err(|m| {
+        let mode = match cfg.sslmode.or(url_mode) {
+            Some(mode) => mode,
+            None => env_ssl_mode().map_err(|m| cluster_err(&address, m, None))?,
+        };
+        // `$PGSSLROOTCERT` only where a verify mode uses it (libpq ignores it elsewhere).
+        let verifies = matches!(mode, crate::config::SslMode::VerifyCa | crate::config::SslMode::VerifyFull);
+        let sslrootcert = cfg
+            .sslrootcert
+            .clone()
+            .or_else(|| std::env::var_os("PGSSLROOTCERT").filter(|_| verifies).map(std::path::PathBuf::from));
+        let tls = tls::setup(mode, sslrootcert.as_deref(), &mut pg).map_err(|m| {
             cluster_err(&address, m, Some("see sslmode and sslrootcert in the README's cluster keys".into()))
         })?;
 
@@ -233,7 +264,7 @@ impl ClusterHandle {
             read_timeout: cfg.read_timeout.0,
             password_source,
             tls,
-            sslrootcert: cfg.sslrootcert.clone(),
+            sslrootcert,
         })
     }
 
