@@ -364,6 +364,39 @@ async fn sigint_rolls_back_and_exits_130() {
     interrupted("sigint_rolls_back_and_exits_130", "INT", 130).await;
 }
 
+/// Ctrl+C while the run is still getting ready, before any window: here its state cluster does
+/// not answer (the history table locked, so closing abandoned rows waits). The run waited for
+/// the server, up to the read timeout (10 minutes by default), and the signal did nothing
+/// (seen: no exit within 10 s). It now exits at once with 130, saying nothing moved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_before_the_first_window_exits_at_once() {
+    let env = TestEnv::new("sigint_before_windows");
+    create_big(&env, "big", 100, 10);
+    write_config(&env, &["big"]);
+    let dst = env.dst.admin(&env.db).await;
+    env.run(&["run"]).assert_success();
+    let locker = env.dst.admin(&env.db).await;
+    locker.batch_execute("BEGIN; LOCK TABLE gptransfer.history IN ACCESS EXCLUSIVE MODE").await.unwrap();
+
+    let run = Guard(Some(env.spawn(&["run"])));
+    wait_for_row(
+        &dst,
+        "the run to wait for the history table",
+        "SELECT 0::bigint FROM pg_locks WHERE relation = 'gptransfer.history'::regclass AND NOT granted",
+    )
+    .await;
+    let signalled = Instant::now();
+    run.signal("INT");
+    let out = run.wait();
+    let took = signalled.elapsed();
+    assert_eq!(out.code, 130, "{}", out.render());
+    assert!(took < Duration::from_secs(10), "took {took:?} to exit after SIGINT\n{}", out.render());
+    assert!(out.stderr.contains("before any window moved"), "{}", out.render());
+    locker.batch_execute("COMMIT").await.unwrap();
+    env.run(&["run"]).assert_success();
+    assert_eq!(count(&dst, "SELECT count(*) FROM big").await, 100);
+}
+
 /// Kills the run's COPY session on the target while it is held at row 1000 (a connection
 /// error: retriable) and waits until the server has let it go.
 async fn terminate_target_copy(dst: &Client) {

@@ -93,6 +93,12 @@ pub enum Error {
         /// 2 (SIGINT) or 15 (SIGTERM).
         signal: i32,
     },
+    /// The run was stopped by a signal while it checked and planned, before any window.
+    #[error("interrupted by {} before any window moved (while checking and planning); nothing was loaded", signal_name(*.signal))]
+    InterruptedBeforeWindows {
+        /// 2 (SIGINT) or 15 (SIGTERM).
+        signal: i32,
+    },
 }
 
 fn hint_suffix(hint: &Option<String>) -> String {
@@ -115,8 +121,8 @@ impl Error {
             Error::Locked { .. } => exit::LOCKED,
             // Not the file's fault: the job table was unreachable or refused us.
             Error::State { .. } | Error::WindowsFailed { .. } | Error::Reader { .. } => exit::FAILED,
-            Error::Interrupted { signal: 15 } => exit::SIGTERM,
-            Error::Interrupted { .. } => exit::SIGINT,
+            Error::Interrupted { signal: 15 } | Error::InterruptedBeforeWindows { signal: 15 } => exit::SIGTERM,
+            Error::Interrupted { .. } | Error::InterruptedBeforeWindows { .. } => exit::SIGINT,
         }
     }
 }

@@ -454,124 +454,139 @@ pub async fn run(
         });
     }
 
-    let state = State::open(cluster(&config.state.cluster)?, &config.state.schema, &application).await?;
-    let mut job_names: Vec<String> = tables.iter().map(|t| t.job.clone()).collect();
-    job_names.sort();
-    job_names.dedup();
-    let mut locks = Vec::new();
-    for job in &job_names {
-        locks.push(state.lock_job(job).await?);
-    }
+    // Getting ready — state, locks, checks, plans — stops at Ctrl+C or SIGTERM: nothing has
+    // moved yet, and a server that does not answer must not hold the signal up.
+    let prepared = async {
+        let state = State::open(cluster(&config.state.cluster)?, &config.state.schema, &application).await?;
+        let mut job_names: Vec<String> = tables.iter().map(|t| t.job.clone()).collect();
+        job_names.sort();
+        job_names.dedup();
+        let mut locks = Vec::new();
+        for job in &job_names {
+            locks.push(state.lock_job(job).await?);
+        }
 
-    // Every table is checked on both sides before the first byte moves, each in its zone.
-    let mut sessions = ZonedSessions::default();
-    let mut checks = Vec::new();
-    let mut clocks = Vec::new();
-    for (t, chain) in tables.iter_mut().zip(plugins.iter_mut()) {
-        let (src_key, clock) = sessions.clock(t, &cluster(&t.from)?, &application).await?;
-        clocks.push((src_key.clone(), clock.now));
-        let dst_key = sessions.open(&cluster(&t.to)?, t.timezone.as_deref(), &application).await?;
-        let (Some(src), Some(dst)) = (sessions.get(&src_key), sessions.get(&dst_key)) else {
-            return Err(Error::State { cluster: t.from.clone(), message: "session lost".into() });
-        };
-        if t.source_is_default() && src.flavour == crate::dialect::Flavour::Gp4 && t.source.get_ref().plugin == "copy" {
-            // The flavour's source (SPEC §6): GP4 gets the 8.2 dialect's own plugin.
-            // Options only a repair gives the default source (its `filter`) go along.
-            let options = t.source.get_ref().options.clone();
-            t.source = toml::Spanned::new(0..0, crate::config::PluginSpec { plugin: "gp4".into(), options });
-            chain.source = registry.source(t.source.get_ref()).map_err(|e| Error::Check {
+        // Every table is checked on both sides before the first byte moves, each in its zone.
+        let mut sessions = ZonedSessions::default();
+        let mut checks = Vec::new();
+        let mut clocks = Vec::new();
+        for (t, chain) in tables.iter_mut().zip(plugins.iter_mut()) {
+            let (src_key, clock) = sessions.clock(t, &cluster(&t.from)?, &application).await?;
+            clocks.push((src_key.clone(), clock.now));
+            let dst_key = sessions.open(&cluster(&t.to)?, t.timezone.as_deref(), &application).await?;
+            let (Some(src), Some(dst)) = (sessions.get(&src_key), sessions.get(&dst_key)) else {
+                return Err(Error::State { cluster: t.from.clone(), message: "session lost".into() });
+            };
+            if t.source_is_default()
+                && src.flavour == crate::dialect::Flavour::Gp4
+                && t.source.get_ref().plugin == "copy"
+            {
+                // The flavour's source (SPEC §6): GP4 gets the 8.2 dialect's own plugin.
+                // Options only a repair gives the default source (its `filter`) go along.
+                let options = t.source.get_ref().options.clone();
+                t.source = toml::Spanned::new(0..0, crate::config::PluginSpec { plugin: "gp4".into(), options });
+                chain.source = registry.source(t.source.get_ref()).map_err(|e| Error::Check {
+                    job: t.job.clone(),
+                    table: t.display_name(),
+                    message: format!("source: {e}"),
+                    hint: None,
+                })?;
+            }
+            // Under the job's lock: a missing target with create_target is created now (a dry run
+            // creates nothing and plans from the source's columns).
+            let check = if !chain.sink.loads_target() {
+                // Nothing on the target cluster to check or create: the sink's output is its own.
+                super::check::check_source_for_sink(t, src, &t.from).await?
+            } else if t.create_target && options.dry_run && !super::create::target_exists(dst, t).await? {
+                super::check::source_only_check(t, src, &t.from).await?
+            } else {
+                if !options.dry_run {
+                    super::create::ensure_target(src, dst, t).await?;
+                }
+                check_table(t, src, &t.from, dst, &t.to).await?
+            };
+            super::check::check_append_atomic(t, &config.state.cluster, chain.sink.as_ref())?;
+            chain.sink.check_table(t, &check.columns).map_err(|e| Error::Check {
                 job: t.job.clone(),
                 table: t.display_name(),
-                message: format!("source: {e}"),
+                message: format!("sink: {e}"),
                 hint: None,
             })?;
-        }
-        // Under the job's lock: a missing target with create_target is created now (a dry run
-        // creates nothing and plans from the source's columns).
-        let check = if !chain.sink.loads_target() {
-            // Nothing on the target cluster to check or create: the sink's output is its own.
-            super::check::check_source_for_sink(t, src, &t.from).await?
-        } else if t.create_target && options.dry_run && !super::create::target_exists(dst, t).await? {
-            super::check::source_only_check(t, src, &t.from).await?
-        } else {
-            if !options.dry_run {
-                super::create::ensure_target(src, dst, t).await?;
-            }
-            check_table(t, src, &t.from, dst, &t.to).await?
-        };
-        super::check::check_append_atomic(t, &config.state.cluster, chain.sink.as_ref())?;
-        chain.sink.check_table(t, &check.columns).map_err(|e| Error::Check {
-            job: t.job.clone(),
-            table: t.display_name(),
-            message: format!("sink: {e}"),
-            hint: None,
-        })?;
-        chain
-            .transport
-            .check_chain(&crate::roles::ChainCheck {
-                table: t,
-                source: chain.source.as_ref(),
-                sink: chain.sink.as_ref(),
-                source_flavour: src.flavour,
-                target_flavour: dst.flavour,
-            })
-            .map_err(|e| Error::Check {
+            chain
+                .transport
+                .check_chain(&crate::roles::ChainCheck {
+                    table: t,
+                    source: chain.source.as_ref(),
+                    sink: chain.sink.as_ref(),
+                    source_flavour: src.flavour,
+                    target_flavour: dst.flavour,
+                })
+                .map_err(|e| Error::Check {
+                    job: t.job.clone(),
+                    table: t.display_name(),
+                    message: format!("transport: {e}"),
+                    hint: None,
+                })?;
+            // What is cheap to know of the clusters (the roles' privileges), before any data moves.
+            chain.transport.check_clusters(t, src, dst, false).await.map_err(|e| Error::Check {
                 job: t.job.clone(),
                 table: t.display_name(),
                 message: format!("transport: {e}"),
                 hint: None,
             })?;
-        // What is cheap to know of the clusters (the roles' privileges), before any data moves.
-        chain.transport.check_clusters(t, src, dst, false).await.map_err(|e| Error::Check {
-            job: t.job.clone(),
-            table: t.display_name(),
-            message: format!("transport: {e}"),
-            hint: None,
-        })?;
-        chain.format = chain.negotiate(t, &check).map_err(|e| Error::Check {
-            job: t.job.clone(),
-            table: t.display_name(),
-            message: e,
-            hint: None,
-        })?;
-        checks.push(check);
-    }
-    let mut work = Vec::new();
-    for (((t, check), plugins), (src_key, now)) in tables.into_iter().zip(checks).zip(plugins).zip(clocks) {
-        let cursor = planning_cursor(&state, &t).await?;
-        if t.cursor_external && options.windows.is_none() {
-            skipped_gap(&state, &t, options.dry_run).await?;
+            chain.format = chain.negotiate(t, &check).map_err(|e| Error::Check {
+                job: t.job.clone(),
+                table: t.display_name(),
+                message: e,
+                hint: None,
+            })?;
+            checks.push(check);
         }
-        let src = sessions
-            .get(&src_key)
-            .ok_or_else(|| Error::State { cluster: t.from.clone(), message: "session lost".into() })?;
-        let windows = match &options.windows {
-            // Explicit windows (repair).
-            Some(map) => {
-                let asked = map.get(&table_key(&t)).cloned().unwrap_or_default();
-                repair_windows(src, &t, check.condition_type.as_deref(), cursor, now, asked).await?
+        let mut work = Vec::new();
+        for (((t, check), plugins), (src_key, now)) in tables.into_iter().zip(checks).zip(plugins).zip(clocks) {
+            let cursor = planning_cursor(&state, &t).await?;
+            if t.cursor_external && options.windows.is_none() {
+                skipped_gap(&state, &t, options.dry_run).await?;
             }
-            // Now in the table's zone, not the ETL host's: a host ahead of the data's zone
-            // would load windows of the future empty and pass them.
-            None => {
-                let p =
-                    super::clock::plan_in_zone(src, &t, check.condition_type.as_deref(), cursor, now, options.until)
-                        .await?;
-                if p.more {
-                    tracing::info!(
-                        job = %t.job,
-                        table = %t.display_name(),
-                        "{} windows planned; more are due after them: the next run goes on",
-                        p.windows.len()
-                    );
+            let src = sessions
+                .get(&src_key)
+                .ok_or_else(|| Error::State { cluster: t.from.clone(), message: "session lost".into() })?;
+            let windows = match &options.windows {
+                // Explicit windows (repair).
+                Some(map) => {
+                    let asked = map.get(&table_key(&t)).cloned().unwrap_or_default();
+                    repair_windows(src, &t, check.condition_type.as_deref(), cursor, now, asked).await?
                 }
-                p.windows
-            }
-        };
-        observer.planned(&t, &windows);
-        work.push((Arc::new(t), check, plugins, windows));
-    }
-    drop(sessions);
+                // Now in the table's zone, not the ETL host's: a host ahead of the data's zone
+                // would load windows of the future empty and pass them.
+                None => {
+                    let p = super::clock::plan_in_zone(
+                        src,
+                        &t,
+                        check.condition_type.as_deref(),
+                        cursor,
+                        now,
+                        options.until,
+                    )
+                    .await?;
+                    if p.more {
+                        tracing::info!(
+                            job = %t.job,
+                            table = %t.display_name(),
+                            "{} windows planned; more are due after them: the next run goes on",
+                            p.windows.len()
+                        );
+                    }
+                    p.windows
+                }
+            };
+            observer.planned(&t, &windows);
+            work.push((Arc::new(t), check, plugins, windows));
+        }
+        drop(sessions);
+        Ok::<_, Error>((state, job_names, locks, work))
+    };
+    let (state, job_names, locks, work) = unless_interrupted(&interrupt, prepared).await?;
 
     let mut report = RunReport::default();
     if options.dry_run {
@@ -648,6 +663,19 @@ pub async fn run(
         state.release(lock).await;
     }
     Ok(report)
+}
+
+/// Awaits `step` unless Ctrl+C or SIGTERM comes first (the step is dropped: its sessions close,
+/// and the servers roll back what it began).
+async fn unless_interrupted<T>(
+    interrupt: &Interrupt,
+    step: impl std::future::Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    tokio::select! {
+        biased;
+        () = interrupt.triggered() => Err(Error::InterruptedBeforeWindows { signal: interrupt.signal().unwrap_or(2) }),
+        result = step => result,
+    }
 }
 
 #[cfg(test)]
