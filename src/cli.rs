@@ -188,7 +188,7 @@ pub enum AlarmCommand {
     },
     /// Acknowledge active alarms (diff set to 0, reset time kept)
     Reset {
-        /// Only this table, schema.table
+        /// Only this table, schema.table (every entry reading it), or one entry: "source -> target"
         #[arg(long, value_name = "T")]
         table: Option<String>,
         /// Only alarms detected before this timestamp

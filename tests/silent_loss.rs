@@ -595,6 +595,23 @@ fn every_target_of_one_source_is_loaded_compared_and_repaired_on_its_own(dst: Se
     let alarm = env.run(&["alarm", "check"]);
     alarm.assert_code(3);
     assert!(alarm.stdout.contains("public.events -> public.events_b"), "{}", alarm.render());
+    // `history` and `alarm reset` take the entry too (history showed every target of the
+    // source; alarm reset refused the name, and the source's name alone matched nothing).
+    let entry = "public.events -> public.events_b";
+    let history = env.run(&["history", "--table", entry, "--output", "json"]);
+    history.assert_success();
+    let rows: serde_json::Value = serde_json::from_str(&history.stdout).unwrap();
+    let targets: Vec<&str> = rows.as_array().unwrap().iter().map(|r| r["target_table"].as_str().unwrap()).collect();
+    assert_eq!(targets, vec!["public.events_b"; 9], "{}", history.render());
+    let human = env.run(&["history", "--table", entry]);
+    assert_eq!(human.stdout.matches(entry).count(), 9, "{}", human.render());
+    let reset = env.run(&["alarm", "reset", "--table", entry]);
+    reset.assert_success();
+    assert_eq!(reset.stdout.trim(), "1 alarm(s) reset", "{}", reset.render());
+    env.run(&["alarm", "check"]).assert_success();
+    env.run(&["compare"]).assert_code(3);
+    let reset = env.run(&["alarm", "reset", "--table", "public.events"]);
+    assert_eq!(reset.stdout.trim(), "1 alarm(s) reset", "every entry reading it: {}", reset.render());
     let repair = env.run(&["compare", "--repair"]);
     repair.assert_success();
     assert_eq!(digest("public.events_b"), events_digest(env.src, &env.db), "{}", repair.render());

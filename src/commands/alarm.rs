@@ -38,17 +38,22 @@ pub async fn alarm(config: Option<&std::path::Path>, command: AlarmCommand) -> a
         }
         AlarmCommand::Reset { table, before } => {
             let before = parse_ts("--before", before.as_deref())?;
-            let table = match table {
-                Some(t) => Some(
-                    gptransfer_core::dialect::QualifiedName::parse(&t)
-                        .map_err(|e| {
-                            gptransfer_core::Error::Config(ConfigError::file(std::path::Path::new("--table"), e))
-                        })?
-                        .to_string(),
-                ),
-                None => None,
+            // `schema.table`: every entry reading it; `source -> target`: that entry, named as
+            // compare names it.
+            let parse = |t: &str| {
+                gptransfer_core::dialect::QualifiedName::parse(t.trim())
+                    .map_err(|e| gptransfer_core::Error::Config(ConfigError::file(std::path::Path::new("--table"), e)))
             };
-            let n = state.alarm_reset(table.as_deref(), before).await?;
+            let (table, every_target) = match table.as_deref().map(|t| (t, t.split_once("->"))) {
+                None => (None, false),
+                Some((_, Some((source, target)))) => {
+                    let (source, target) = (parse(source)?, parse(target)?);
+                    let entry = if source == target { source.to_string() } else { format!("{source} -> {target}") };
+                    (Some(entry), false)
+                }
+                Some((t, None)) => (Some(parse(t)?.to_string()), true),
+            };
+            let n = state.alarm_reset(table.as_deref(), every_target, before).await?;
             println!("{n} alarm(s) reset");
             Ok(exit::OK)
         }

@@ -12,19 +12,30 @@ const ERROR_WIDTH: usize = 80;
 
 pub async fn history(config: Option<&std::path::Path>, args: HistoryArgs) -> anyhow::Result<i32> {
     let config = Config::load(&find_config_path(config)).map_err(gptransfer_core::Error::Config)?;
-    let table = match &args.table {
+    // `schema.table`: every entry reading it; `source -> target`: that entry only.
+    let (table, target_table) = match &args.table {
         Some(t) => {
             let jobs: Vec<String> = args.job.iter().cloned().collect();
             let found =
                 select_tables(&config, &jobs, std::slice::from_ref(t)).map_err(gptransfer_core::Error::Config)?;
-            found.first().map(|t| t.source_table.to_string())
+            let one_entry = t.contains("->");
+            (
+                found.first().map(|e| e.source_table.to_string()),
+                found.first().filter(|_| one_entry).map(|e| e.target_table.to_string()),
+            )
         }
-        None => None,
+        None => (None, None),
     };
     let cluster = super::state_cluster(&config)?;
     let app = format!("gptransfer history pid {}", std::process::id());
-    let filter =
-        HistoryFilter { job: args.job.clone(), table, failed_only: args.failed, limit: args.limit.max(1), since: None };
+    let filter = HistoryFilter {
+        job: args.job.clone(),
+        table,
+        target_table,
+        failed_only: args.failed,
+        limit: args.limit.max(1),
+        since: None,
+    };
     let rows = match State::open_existing(cluster, &config.state.schema, &app).await? {
         Some(state) => state.history(&filter).await?,
         None => Vec::new(),
@@ -49,7 +60,12 @@ pub async fn history(config: Option<&std::path::Path>, args: HistoryArgs) -> any
                     let mut row = vec![
                         output::local_time(r.started_at),
                         r.job.clone(),
-                        r.table.clone(),
+                        // The entry, as every other output names it: `source -> target` where they differ.
+                        if r.target_table == r.table {
+                            r.table.clone()
+                        } else {
+                            format!("{} -> {}", r.table, r.target_table)
+                        },
                         // A cursor moved by hand shows where it went; its reason, where it was.
                         if r.status == "cursor set" {
                             format!("cursor -> {}", r.window_end)

@@ -87,13 +87,22 @@ impl State {
     }
 
     /// Acknowledges active alarms (all, or of one table, or detected before a time).
-    pub async fn alarm_reset(&self, table: Option<&str>, before: Option<chrono::NaiveDateTime>) -> Result<u64, Error> {
+    ///
+    /// `table` is an entry as alarms name it (`schema.table`, or `source -> target`); with
+    /// `every_target`, also every entry that reads `table` into another target.
+    pub async fn alarm_reset(
+        &self,
+        table: Option<&str>,
+        every_target: bool,
+        before: Option<chrono::NaiveDateTime>,
+    ) -> Result<u64, Error> {
         let sql = format!(
-            "UPDATE {} SET diff = 0, reset_at = now() WHERE diff > 0 AND ($1::text IS NULL OR table_name = $1) \
+            "UPDATE {} SET diff = 0, reset_at = now() WHERE diff > 0 \
+             AND ($1::text IS NULL OR table_name = $1 OR ($3 AND substr(table_name, 1, length($1) + 4) = $1 || ' -> ')) \
              AND ($2::text IS NULL OR detected_at < $2::text::timestamp)",
             self.table("alarms")
         );
         let before = before.map(super::ts_text);
-        self.client().execute(&sql, &[&table, &before]).bounded(self, "resetting alarms").await
+        self.client().execute(&sql, &[&table, &before, &every_target]).bounded(self, "resetting alarms").await
     }
 }

@@ -89,6 +89,8 @@ pub struct HistoryFilter {
     pub job: Option<String>,
     /// Only this table (source name).
     pub table: Option<String>,
+    /// Only this target table (one entry of a source loaded into several targets).
+    pub target_table: Option<String>,
     /// Only failed attempts.
     pub failed_only: bool,
     /// At most this many, newest first.
@@ -222,14 +224,22 @@ impl State {
              attempt, host, pid, rows_inserted, rows_updated, format_errors, duplicates_folded, reason FROM {} \
              WHERE ($1::text IS NULL OR job = $1) AND ($2::text IS NULL OR table_name = $2) \
              AND (NOT $3 OR status = 'failed') \
-             AND ($5::text IS NULL OR started_at >= $5::text::timestamp AT TIME ZONE 'UTC') ORDER BY id DESC LIMIT $4",
+             AND ($5::text IS NULL OR started_at >= $5::text::timestamp AT TIME ZONE 'UTC') \
+             AND ($6::text IS NULL OR target_table = $6) ORDER BY id DESC LIMIT $4",
             self.table("history")
         );
         let rows = self
             .client()
             .query(
                 &sql,
-                &[&filter.job, &filter.table, &filter.failed_only, &filter.limit, &filter.since.map(super::ts_text)],
+                &[
+                    &filter.job,
+                    &filter.table,
+                    &filter.failed_only,
+                    &filter.limit,
+                    &filter.since.map(super::ts_text),
+                    &filter.target_table,
+                ],
             )
             .bounded(self, "reading history")
             .await?;
