@@ -481,6 +481,32 @@ condition_column = "ts"
     assert_eq!(env.dst_psql("SELECT count(*) FROM public.all_sites"), "0");
 }
 
+/// A row whose condition column is NULL is in no window: never moved, never compared. Not
+/// refused (many such columns never hold NULL), but `config check` says so where the source's
+/// column can hold NULL (it said nothing).
+#[test]
+fn config_check_says_what_a_nullable_condition_column_leaves_behind() {
+    let env = TestEnv::new("nullable_condition");
+    env.src_psql(
+        "CREATE TABLE public.events (id int NOT NULL, ts timestamp, v text);
+         INSERT INTO public.events VALUES (1, '2024-03-01 01:00', 'a'), (2, NULL, 'never moved');",
+    );
+    env.dst_psql("CREATE TABLE public.events (id int NOT NULL, ts timestamp, v text);");
+    env.write_config(&events_job(
+        "start = \"2024-03-01 00:00:00\"\nend = \"2024-03-02 00:00:00\"\nduration = \"1d\"",
+        "",
+    ));
+    let check = env.run(&["config", "check"]);
+    check.assert_success();
+    assert!(check.stdout.contains("condition column \"ts\" can hold NULL"), "{}", check.render());
+    env.run(&["run"]).assert_success();
+    assert_eq!(env.dst_psql("SELECT count(*) FROM public.events"), "1");
+    env.src_psql("DELETE FROM public.events WHERE ts IS NULL; ALTER TABLE public.events ALTER COLUMN ts SET NOT NULL");
+    let check = env.run(&["config", "check"]);
+    check.assert_success();
+    assert!(!check.stdout.contains("can hold NULL"), "{}", check.render());
+}
+
 /// Item 7: append mode where the window's rows commit apart from history and cursor (state on
 /// another cluster than the target — the default state cluster is the first job's target — or
 /// a sink committing on its own): a run dying between the two commits loaded the window again.

@@ -121,7 +121,17 @@ async fn check_entry(
     transport.check_clusters(t, src, dst, true).await.map_err(|e| format!("transport: {e}"))?;
     let format = negotiate_format(&source.formats(), &transport.formats(), &sink.formats(t.mode), c.binary)
         .map_err(|e| format!("chain: {e}"))?;
-    Ok(format!("{} column(s), chain {}, {} COPY", c.columns.len(), t.chain(), format.name()))
+    let mut line = format!("{} column(s), chain {}, {} COPY", c.columns.len(), t.chain(), format.name());
+    // Not an error (many such columns never hold NULL), but what it would lose is said.
+    if let Some(col) =
+        t.condition_column.as_ref().filter(|col| c.described.iter().any(|d| &d.name == *col && !d.not_null))
+    {
+        line.push_str(&format!(
+            "; note: condition column {col:?} can hold NULL, and a row where it is NULL is in no window: it is never \
+             moved nor compared (make the column NOT NULL on the source, or keep such rows out knowingly)"
+        ));
+    }
+    Ok(line)
 }
 
 /// An engine error already names the job and table; the line names them once.
