@@ -88,6 +88,9 @@ async fn repair(
 ) -> anyhow::Result<Option<Vec<WindowComparison>>> {
     let mut windows: BTreeMap<String, Vec<Window>> = BTreeMap::new();
     let mut repaired: Vec<TableSpec> = Vec::new();
+    // Compared again as they were compared first (a merge entry's repair reads its source
+    // through a filter the comparison does not use).
+    let mut compared: Vec<TableSpec> = Vec::new();
     let mut kept: Vec<WindowComparison> = Vec::new();
     for t in tables {
         let name = t.display_name();
@@ -126,6 +129,7 @@ async fn repair(
         }
         windows.insert(table_key(&spec), bad);
         repaired.push(spec);
+        compared.push(t.clone());
     }
     if repaired.is_empty() {
         return Ok((!kept.is_empty()).then_some(kept));
@@ -148,7 +152,7 @@ async fn repair(
     }
     let again =
         CompareOptions { from: None, to: None, max_keys: MAX_KEYS_KEPT, windows: Some(windows), record_alarms: true };
-    let mut after = compare_tables(config, registry, &repaired, &again).await?;
+    let mut after = compare_tables(config, registry, &compared, &again).await?;
     after.extend(kept);
     Ok(Some(after))
 }
