@@ -320,10 +320,11 @@ fn a_key_of_another_type_names_a_changed_row_once() {
 /// `lossy_columns`, and compare then agrees; in UTC both keep every value.
 #[test]
 fn zone_conversions_are_refused_where_the_clocks_move() {
-    let source = "CREATE TABLE z (id int NOT NULL, ts timestamp NOT NULL, tz_ts timestamptz, ts_tz timestamp);\n\
-                  INSERT INTO z VALUES (1, '2024-01-01 01:00', '2024-11-03 05:30:00+00', '2024-03-10 02:30:00'), \
-                  (2, '2024-01-01 02:00', '2024-11-03 06:30:00+00', '2024-03-10 03:30:00')";
-    let target = "CREATE TABLE z (id int NOT NULL, ts timestamp NOT NULL, tz_ts timestamp, ts_tz timestamptz)";
+    let source = "CREATE TABLE z (id int NOT NULL, ts timestamp NOT NULL, tz_ts timestamptz, ts_tz timestamp, t time);\n\
+                  INSERT INTO z VALUES (1, '2024-01-01 01:00', '2024-11-03 05:30:00+00', '2024-03-10 02:30:00', '10:00'), \
+                  (2, '2024-01-01 02:00', '2024-11-03 06:30:00+00', '2024-03-10 03:30:00', '11:00')";
+    let target =
+        "CREATE TABLE z (id int NOT NULL, ts timestamp NOT NULL, tz_ts timestamp, ts_tz timestamptz, t timetz)";
 
     let utc = TestEnv::new("lossy_zone_utc");
     utc.src_psql(source);
@@ -344,12 +345,15 @@ fn zone_conversions_are_refused_where_the_clocks_move() {
          each value becomes its wall-clock time in the session's TimeZone \"America/New_York\"",
         "column \"ts_tz\" is timestamp without time zone on the source but timestamp with time zone on the target: \
          each value is read as wall-clock time in the session's TimeZone \"America/New_York\"",
+        // The offset of the load's day: another in summer than in winter.
+        "column \"t\" is time without time zone on the source but time with time zone on the target: \
+         each value gets the UTC offset the session's TimeZone \"America/New_York\" has on the day it is loaded",
     ] {
         assert!(check.stderr.contains(line), "{line}\n{}", check.render());
     }
     ny.run(&["run"]).assert_code(2);
     assert_eq!(ny.dst_psql("SELECT count(*) FROM z"), "0");
-    config(&ny, "z", "lossy_columns = [\"tz_ts\", \"ts_tz\"]", "timezone = \"America/New_York\"");
+    config(&ny, "z", "lossy_columns = [\"tz_ts\", \"ts_tz\", \"t\"]", "timezone = \"America/New_York\"");
     ny.run(&["run"]).assert_success();
     // The loss the check foretold: two values each became one.
     assert_eq!(ny.dst_psql("SELECT count(DISTINCT tz_ts) || ' ' || count(DISTINCT ts_tz) FROM z"), "1 1");

@@ -252,6 +252,9 @@ pub enum ZoneCrossing {
     /// `timestamp` into `timestamptz`: the target's input reads each value as wall-clock time
     /// in its session's zone.
     ReadsWallTime,
+    /// `time` into `timetz`: the target's input gives each value the UTC offset its session's
+    /// zone has on the day of the load.
+    TakesTodaysOffset,
 }
 
 /// Whether a source column of `source` into a target column of `target` crosses zones.
@@ -259,6 +262,7 @@ pub fn zone_crossing(source: &str, target: &str) -> Option<ZoneCrossing> {
     match (source, target) {
         ("timestamptz", "timestamp") => Some(ZoneCrossing::DropsOffset),
         ("timestamp", "timestamptz") => Some(ZoneCrossing::ReadsWallTime),
+        ("time", "timetz") => Some(ZoneCrossing::TakesTodaysOffset),
         _ => None,
     }
 }
@@ -293,6 +297,12 @@ pub fn zone_loss(crossing: ZoneCrossing, changes: &ClockChanges) -> Option<Strin
              ({when}): a time in an hour its clocks skip becomes the instant of the hour after, which another value \
              may hold (a job `timezone` that never moves its clocks, such as \"UTC\", keeps every value)"
         ),
+        ZoneCrossing::TakesTodaysOffset => format!(
+            "each value gets the UTC offset the session's TimeZone {zone:?} has on the day it is loaded, and that \
+             zone moves its clocks ({when}): one time gets another offset in another season, and a compare then \
+             sees it changed (a job `timezone` that never moves its clocks, such as \"UTC\", gives every value \
+             one offset)"
+        ),
     })
 }
 
@@ -304,6 +314,7 @@ mod tests {
     fn zone_crossings_lose_only_where_the_clocks_move() {
         assert_eq!(zone_crossing("timestamptz", "timestamp"), Some(ZoneCrossing::DropsOffset));
         assert_eq!(zone_crossing("timestamp", "timestamptz"), Some(ZoneCrossing::ReadsWallTime));
+        assert_eq!(zone_crossing("time", "timetz"), Some(ZoneCrossing::TakesTodaysOffset));
         assert_eq!(zone_crossing("timestamptz", "timestamptz"), None);
         assert_eq!(zone_crossing("date", "timestamptz"), None);
         let utc = ClockChanges { zone: "UTC".into(), years: vec![] };
