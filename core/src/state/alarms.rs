@@ -18,6 +18,9 @@ pub struct AlarmStatus {
     pub error_tables: Vec<String>,
 }
 
+/// Alarm rows written by one statement.
+const ALARMS_PER_STATEMENT: usize = 1000;
+
 impl State {
     /// Records every difference of a window (one row per key; one summary row when keys
     /// were cut off or could not be listed). Returns the rows written.
@@ -32,23 +35,35 @@ impl State {
         if c.equal {
             return Ok(0);
         }
+        // Many rows per statement: one round trip each cost 2.5 ms on a GP6 master, 25 s for a
+        // window whose 10,000 rows were missing. Arrays indexed by generate_series, which 8.2
+        // has (multi-argument unnest it has not).
+        let batch = format!(
+            "INSERT INTO {} (data_name, job, table_name, window_id, bucket, source_count, target_count, kind, key, diff, detected_at) \
+             SELECT 'GPTRANSFER', $1, $2, $3, ($4::text[])[i], $5, $6, ($7::text[])[i], ($8::text[])[i], 1, now() \
+             FROM generate_series(1, $9) AS i",
+            self.table("alarms")
+        );
+        let mut written = 0;
+        for chunk in c.differences.chunks(ALARMS_PER_STATEMENT) {
+            let buckets: Vec<&str> = chunk.iter().map(|d| d.bucket.as_str()).collect();
+            let kinds: Vec<&str> = chunk.iter().map(|d| d.kind.as_str()).collect();
+            let keys: Vec<&str> = chunk.iter().map(|d| d.key.as_str()).collect();
+            let n = i32::try_from(chunk.len()).unwrap_or(i32::MAX);
+            self.client()
+                .execute(
+                    &batch,
+                    &[&c.job, &c.table, &c.window, &buckets, &c.source_count, &c.target_count, &kinds, &keys, &n],
+                )
+                .bounded(self, "writing alarms")
+                .await?;
+            written += chunk.len() as u64;
+        }
         let sql = format!(
             "INSERT INTO {} (data_name, job, table_name, window_id, bucket, source_count, target_count, kind, key, diff, detected_at) \
              VALUES ('GPTRANSFER', $1, $2, $3, $4, $5, $6, $7, $8, 1, now())",
             self.table("alarms")
         );
-        let mut written = 0;
-        for d in &c.differences {
-            let key = Some(d.key.as_str());
-            self.client()
-                .execute(
-                    &sql,
-                    &[&c.job, &c.table, &c.window, &d.bucket, &c.source_count, &c.target_count, &d.kind.as_str(), &key],
-                )
-                .bounded(self, "writing alarms")
-                .await?;
-            written += 1;
-        }
         if c.differences.len() < c.total_differences || c.differences.is_empty() {
             let kind = if c.error.is_some() { "error" } else { "count" };
             let note = match &c.error {
