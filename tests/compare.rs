@@ -632,6 +632,30 @@ condition_column = "ts"
 
 const ORDERS_COLUMNS: &[&str] = &["id", "ts", "amount", "status"];
 
+/// `table` merged by `id` in windows of 6 h over 2024-01-01, with `table_lines` added.
+fn merge_day_job(env: &TestEnv, table: &str, table_lines: &str) {
+    write_config(
+        env,
+        &format!(
+            r#"
+[jobs.j]
+from = "src"
+to = "dst"
+start = "2024-01-01 00:00:00"
+end = "2024-01-02 00:00:00"
+duration = "6h"
+mode = "merge"
+
+[[jobs.j.tables]]
+table = "{table}"
+condition_column = "ts"
+key = ["id"]
+{table_lines}
+"#
+        ),
+    );
+}
+
 #[test]
 fn repair_fixes_a_damaged_window() {
     let env = TestEnv::new("repair_fixes_a_damaged_window");
@@ -644,25 +668,8 @@ fn repair_fixes_a_damaged_window() {
          FROM generate_series(0, 3999) AS i",
     );
     // Merge: a repair must still remove the extra row (it deletes the window, then merges).
-    write_config(
-        &env,
-        r#"
-[jobs.j]
-from = "src"
-to = "dst"
-start = "2024-01-01 00:00:00"
-end = "2024-01-02 00:00:00"
-duration = "6h"
-mode = "merge"
-
-[[jobs.j.tables]]
-table = "rep.orders"
-condition_column = "ts"
-key = ["id"]
-# Pinned: the snapshot shows the slices.
-compare = { plugin = "hash", slices = 24 }
-"#,
-    );
+    // Pinned slices: the snapshot shows them.
+    merge_day_job(&env, "rep.orders", "compare = { plugin = \"hash\", slices = 24 }");
     env.run(&["run"]).assert_success();
     let source = digest(env.src, &env.db, "rep.orders", ORDERS_COLUMNS, "id");
     assert_eq!(digest(env.dst, &env.db, "rep.orders", ORDERS_COLUMNS, "id"), source);
@@ -745,23 +752,7 @@ fn repair_of_merge_versions(name: &str, source: support::Server) {
         "CREATE SCHEMA rep;
          CREATE TABLE rep.acct (id int NOT NULL, ts timestamp NOT NULL, v text) DISTRIBUTED BY (id);",
     );
-    write_config(
-        &env,
-        r#"
-[jobs.j]
-from = "src"
-to = "dst"
-start = "2024-01-01 00:00:00"
-end = "2024-01-02 00:00:00"
-duration = "6h"
-mode = "merge"
-
-[[jobs.j.tables]]
-table = "rep.acct"
-condition_column = "ts"
-key = ["id"]
-"#,
-    );
+    merge_day_job(&env, "rep.acct", "");
     env.run(&["run"]).assert_success();
     let state = "SELECT count(*) || ' ' || count(DISTINCT id) || ' ' || \
                  (SELECT v || ' ' || ts FROM rep.acct WHERE id = 7 ORDER BY ts DESC LIMIT 1) FROM rep.acct";

@@ -485,6 +485,12 @@ key = ["id"]
 }
 
 fn merge_config(env: &TestEnv, table: &str, key: &str, sink_extra: &str) {
+    job_config(env, "merge", table, key, sink_extra);
+}
+
+/// `table` from the source in windows of 3 h, with the table's `mode`, `key` and the gpload
+/// sink's `sink_extra` options.
+fn job_config(env: &TestEnv, mode: &str, table: &str, key: &str, sink_extra: &str) {
     env.write_config(&format!(
         r#"
 {{CLUSTERS}}
@@ -495,7 +501,7 @@ to = "dst"
 start = "2024-03-10 00:00:00"
 end = "2024-03-10 06:00:00"
 duration = "3h"
-mode = "merge"
+mode = "{mode}"
 sink = {{ plugin = "gpload", gpload = "{gpload}"{sink_extra} }}
 
 [[jobs.j.tables]]
@@ -524,30 +530,9 @@ fn capitals_and_reserved_words_in_merge_columns_are_refused_at_config_check() {
     assert!(out.stderr.contains("column \"order\" is a reserved word"), "{}", out.render());
 }
 
-/// `eda.defects` from the PostgreSQL source in windows of 3 h, with the table's `mode` and the
-/// gpload sink's `sink_extra` options.
+/// `eda.defects` with the table's `mode` and the gpload sink's `sink_extra` options.
 fn mode_config(env: &TestEnv, mode: &str, sink_extra: &str) {
-    let text = format!(
-        r#"
-{{CLUSTERS}}
-
-[jobs.j]
-from = "src"
-to = "dst"
-start = "2024-03-10 00:00:00"
-end = "2024-03-10 06:00:00"
-duration = "3h"
-mode = "{mode}"
-sink = {{ plugin = "gpload", gpload = "{gpload}", local_hostname = ["127.0.0.1"]{sink_extra} }}
-
-[[jobs.j.tables]]
-table = "eda.defects"
-condition_column = "evt_ts"
-key = ["id"]
-"#,
-        gpload = gpload().display()
-    );
-    env.write_config(&text);
+    job_config(env, mode, "eda.defects", "\"id\"", &format!(", local_hostname = [\"127.0.0.1\"]{sink_extra}"));
 }
 
 /// The sink's `mode` chooses how gpload applies a batch; the table's mode still decides what

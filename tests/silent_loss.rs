@@ -357,12 +357,9 @@ source = { plugin = "copy", filter = "id % 3 <> 0" }"#,
     assert!(compare.stdout.contains("1 differ"), "{}", compare.render());
 }
 
-/// Item 2: two entries into one target table (per-site tables consolidated) in replace mode
-/// deleted each other's windows: 599 of 1,200 rows kept. Such a configuration is now refused
-/// before anything moves, naming both entries; in append mode both sites land.
-#[test]
-fn two_entries_replacing_windows_of_one_target_are_refused() {
-    let env = TestEnv::new("shared_target");
+/// `public.site_a` and `public.site_b` on the source (600 rows each over the first day of
+/// March), `public.all_sites` on the target to consolidate them into.
+fn two_sites(env: &TestEnv) {
     for site in ["a", "b"] {
         env.src_psql(&format!(
             "CREATE TABLE public.site_{site} (id int NOT NULL, ts timestamp NOT NULL, site text);
@@ -371,6 +368,15 @@ fn two_entries_replacing_windows_of_one_target_are_refused() {
         ));
     }
     env.dst_psql("CREATE TABLE public.all_sites (id int NOT NULL, ts timestamp NOT NULL, site text);");
+}
+
+/// Item 2: two entries into one target table (per-site tables consolidated) in replace mode
+/// deleted each other's windows: 599 of 1,200 rows kept. Such a configuration is now refused
+/// before anything moves, naming both entries; in append mode both sites land.
+#[test]
+fn two_entries_replacing_windows_of_one_target_are_refused() {
+    let env = TestEnv::new("shared_target");
+    two_sites(&env);
     let config = |mode: &str| {
         env.write_config(&format!(
             r#"{{CLUSTERS}}
@@ -423,14 +429,7 @@ condition_column = "ts"
 #[test]
 fn two_entries_replacing_one_target_through_two_cluster_names_are_refused() {
     let env = TestEnv::new("shared_target_two_names");
-    for site in ["a", "b"] {
-        env.src_psql(&format!(
-            "CREATE TABLE public.site_{site} (id int NOT NULL, ts timestamp NOT NULL, site text);
-             INSERT INTO public.site_{site} SELECT i, timestamp '2024-03-01 00:00:00' + i * interval '2 minutes', '{site}'
-             FROM generate_series(1, 600) AS i;"
-        ));
-    }
-    env.dst_psql("CREATE TABLE public.all_sites (id int NOT NULL, ts timestamp NOT NULL, site text);");
+    two_sites(&env);
     env.write_config(
         r#"{CLUSTERS}
 
