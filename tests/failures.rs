@@ -604,6 +604,38 @@ async fn the_daemon_retries_a_window_within_its_round() {
     assert_eq!(attempts, [("failed", 1), ("succeeded", 2)], "{h:?}");
 }
 
+/// SIGTERM while the daemon compares the windows it has just loaded, its state cluster not
+/// answering (the alarm table locked): the daemon waited for the server, up to the read
+/// timeout (seen: no exit within 120 s). It now ends at once with 143; the window it loaded
+/// stays loaded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_while_the_daemon_compares_ends_it_at_once() {
+    let env = TestEnv::new("daemon_sigterm_compare");
+    create_big(&env, "big", 100, 10);
+    write_config(&env, &["big"]);
+    // The state schema, before the alarm table is locked.
+    env.run(&["alarm", "check"]).assert_success();
+    let dst = env.dst.admin(&env.db).await;
+    let locker = env.dst.admin(&env.db).await;
+    locker.batch_execute("BEGIN; LOCK TABLE gptransfer.alarms IN ACCESS EXCLUSIVE MODE").await.unwrap();
+
+    let daemon = Guard(Some(env.spawn(&["daemon", "--interval", "1s", "--rounds", "1"])));
+    wait_for_row(
+        &dst,
+        "the daemon's compare to wait for the alarm table",
+        "SELECT 0::bigint FROM pg_locks WHERE relation = 'gptransfer.alarms'::regclass AND NOT granted",
+    )
+    .await;
+    let signalled = Instant::now();
+    daemon.signal("TERM");
+    let out = daemon.wait();
+    let took = signalled.elapsed();
+    assert_eq!(out.code, 143, "{}", out.render());
+    assert!(took < Duration::from_secs(10), "took {took:?} to exit after SIGTERM\n{}", out.render());
+    locker.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(count(&dst, "SELECT count(*) FROM big").await, 100);
+}
+
 /// The job's lock lives on the state session: when that session is gone too, the run no longer
 /// owns the job (another run may have taken it over), so a dropped target connection is not
 /// retried — the next run loads the window.

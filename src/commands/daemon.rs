@@ -146,7 +146,14 @@ async fn one_table(
     }
     let windows = BTreeMap::from([(table_key(&table), loaded)]);
     let options = CompareOptions { from: None, to: None, max_keys: 20, windows: Some(windows), record_alarms: true };
-    match compare_tables(config, registry, std::slice::from_ref(&table), &options).await {
+    // A server that does not answer must not hold up Ctrl+C or SIGTERM: the round ends, and
+    // the loop with the signal's code.
+    let compared = tokio::select! {
+        biased;
+        () = interrupt.triggered() => return if failed { exit::FAILED } else { exit::OK },
+        compared = compare_tables(config, registry, std::slice::from_ref(&table), &options) => compared,
+    };
+    match compared {
         Ok(found) => {
             if let Some(m) = metrics {
                 m.compared(&found);
