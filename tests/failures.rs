@@ -636,6 +636,43 @@ async fn sigterm_while_the_daemon_compares_ends_it_at_once() {
     assert_eq!(count(&dst, "SELECT count(*) FROM big").await, 100);
 }
 
+/// Ctrl+C while `compare --repair` compares the repaired windows again, the state cluster not
+/// answering (the alarm table locked once the repair's load is under way): its signal handler,
+/// installed for the repair, kept the process alive, waiting for the server up to the read
+/// timeout (seen: no exit within 120 s). It now exits at once with 130, saying the repair is
+/// done; the window stays repaired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_while_compare_checks_its_repair_exits_at_once() {
+    let env = TestEnv::new("sigint_after_repair");
+    create_big(&env, "big", 2_000, 10);
+    write_config(&env, &["big"]);
+    env.run(&["run"]).assert_success();
+    let dst = env.dst.admin(&env.db).await;
+    dst.batch_execute("DELETE FROM big WHERE id = 5").await.unwrap();
+    let locker = hold(&env).await;
+
+    let repair = Guard(Some(env.spawn(&["compare", "--repair"])));
+    wait_until_mid_copy(&dst).await;
+    let alarms = env.dst.admin(&env.db).await;
+    alarms.batch_execute("BEGIN; LOCK TABLE gptransfer.alarms IN ACCESS EXCLUSIVE MODE").await.unwrap();
+    release(&locker).await;
+    wait_for_row(
+        &dst,
+        "the compare after the repair to wait for the alarm table",
+        "SELECT 0::bigint FROM pg_locks WHERE relation = 'gptransfer.alarms'::regclass AND NOT granted",
+    )
+    .await;
+    let signalled = Instant::now();
+    repair.signal("INT");
+    let out = repair.wait();
+    let took = signalled.elapsed();
+    assert_eq!(out.code, 130, "{}", out.render());
+    assert!(took < Duration::from_secs(10), "took {took:?} to exit after SIGINT\n{}", out.render());
+    assert!(out.stderr.contains("while comparing the repaired windows again"), "{}", out.render());
+    alarms.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(count(&dst, "SELECT count(*) FROM big").await, 2_000);
+}
+
 /// The job's lock lives on the state session: when that session is gone too, the run no longer
 /// owns the job (another run may have taken it over), so a dropped target connection is not
 /// retried — the next run loads the window.

@@ -99,6 +99,12 @@ pub enum Error {
         /// 2 (SIGINT) or 15 (SIGTERM).
         signal: i32,
     },
+    /// `compare --repair` was stopped by a signal after its repairs, while it compared again.
+    #[error("interrupted by {} while comparing the repaired windows again: the repairs that finished are loaded; `gptransfer compare` shows where they stand", signal_name(*.signal))]
+    InterruptedAfterRepair {
+        /// 2 (SIGINT) or 15 (SIGTERM).
+        signal: i32,
+    },
 }
 
 fn hint_suffix(hint: &Option<String>) -> String {
@@ -121,8 +127,12 @@ impl Error {
             Error::Locked { .. } => exit::LOCKED,
             // Not the file's fault: the job table was unreachable or refused us.
             Error::State { .. } | Error::WindowsFailed { .. } | Error::Reader { .. } => exit::FAILED,
-            Error::Interrupted { signal: 15 } | Error::InterruptedBeforeWindows { signal: 15 } => exit::SIGTERM,
-            Error::Interrupted { .. } | Error::InterruptedBeforeWindows { .. } => exit::SIGINT,
+            Error::Interrupted { signal: 15 }
+            | Error::InterruptedBeforeWindows { signal: 15 }
+            | Error::InterruptedAfterRepair { signal: 15 } => exit::SIGTERM,
+            Error::Interrupted { .. }
+            | Error::InterruptedBeforeWindows { .. }
+            | Error::InterruptedAfterRepair { .. } => exit::SIGINT,
         }
     }
 }

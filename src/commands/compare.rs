@@ -146,13 +146,23 @@ async fn repair(
         reason: Some("repair"),
     };
     let observer = Arc::new(progress::Reporter::new(false));
-    let report = engine::run(config, registry, repaired.clone(), &options, observer, signals::install()).await?;
+    let interrupt = signals::install();
+    let report = engine::run(config, registry, repaired.clone(), &options, observer, interrupt.clone()).await?;
     for w in report.windows.iter().filter(|w| w.error.is_some()) {
         eprintln!("repair of {} {} failed: {}", w.table, w.window, w.error.as_deref().unwrap_or(""));
     }
     let again =
         CompareOptions { from: None, to: None, max_keys: MAX_KEYS_KEPT, windows: Some(windows), record_alarms: true };
-    let mut after = compare_tables(config, registry, &compared, &again).await?;
+    // The handler installed for the repair keeps the process alive on Ctrl+C: a server that
+    // does not answer must not hold the signal up.
+    let mut after = tokio::select! {
+        biased;
+        () = interrupt.triggered() => {
+            let signal = interrupt.signal().unwrap_or(2);
+            return Err(gptransfer_core::Error::InterruptedAfterRepair { signal }.into());
+        }
+        after = compare_tables(config, registry, &compared, &again) => after?,
+    };
     after.extend(kept);
     Ok(Some(after))
 }
