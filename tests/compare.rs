@@ -922,12 +922,13 @@ fn daemon_runs_transfers_then_compares() {
          INSERT INTO bent SELECT i, timestamp '2024-01-01' + i * interval '30 seconds', 'b' || i FROM generate_series(0, 2879) AS i;
          INSERT INTO missing_on_target SELECT i, timestamp '2024-01-01' + i * interval '1 hour', 'm' FROM generate_series(0, 23) AS i;",
     );
-    // `bent` loads, but a trigger on the target alters one row on the way in: the compare
-    // that follows the load must find it.
+    // `bent` loads, but a trigger on the target alters rows on the way in: the compare that
+    // follows the load must find them — one in the first window, 25 in the second, every one
+    // of them in the alarm table (the daemon kept 20 keys and a summary row).
     env.dst_psql(
         "CREATE FUNCTION bend() RETURNS trigger LANGUAGE plpgsql AS $$
          BEGIN
-             IF NEW.id = 7 THEN NEW.v := 'bent'; END IF;
+             IF NEW.id = 7 OR NEW.id BETWEEN 1000 AND 1024 THEN NEW.v := 'bent'; END IF;
              RETURN NEW;
          END $$;
          CREATE TRIGGER bend BEFORE INSERT ON bent FOR EACH ROW EXECUTE FUNCTION bend();",
@@ -968,7 +969,7 @@ key = ["id"]
         "the broken table is reported\n{}",
         out.render()
     );
-    assert!(out.stderr.contains("public.bent: 1 window(s) differ after loading; alarms raised"), "{}", out.render());
+    assert!(out.stderr.contains("public.bent: 2 window(s) differ after loading; alarms raised"), "{}", out.render());
     assert_eq!(
         digest(env.dst, &env.db, "good", columns, "id"),
         digest(env.src, &env.db, "good", columns, "id"),
@@ -983,12 +984,20 @@ key = ["id"]
         "public.bent 4 true 2880\npublic.good 4 true 2880"
     );
     assert_eq!(cursor(&env, "public.good").as_deref(), Some("2024-01-02 00:00:00"));
-    // The compare after the load raised exactly the bent row.
+    // The compare after the load raised exactly the bent rows.
     assert_eq!(
         env.dst_psql(
-            "SELECT table_name || ' ' || window_id || ' ' || kind || ' ' || key || ' ' || diff FROM gptransfer.alarms"
+            "SELECT table_name || ' ' || window_id || ' ' || kind || ' ' || key || ' ' || diff FROM gptransfer.alarms \
+             WHERE window_id LIKE '20240101000000%'"
         ),
         "public.bent 20240101000000^20240101060000 changed id=7 1"
+    );
+    assert_eq!(
+        env.dst_psql(
+            "SELECT count(*) || ' ' || count(DISTINCT key) || ' ' || min(kind) || ' ' || max(kind) FROM gptransfer.alarms \
+             WHERE window_id LIKE '20240101060000%'"
+        ),
+        "25 25 changed changed"
     );
     env.run(&["alarm", "check"]).assert_code(3);
 

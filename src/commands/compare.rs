@@ -14,9 +14,6 @@ use super::{load_config_with_readers, now, parse_ts};
 use crate::cli::{CompareArgs, OutputFormat};
 use crate::{progress, signals};
 
-/// Differences kept per window for alarms: a cap against a runaway (a wrong table pairing).
-const MAX_KEYS_KEPT: usize = 100_000;
-
 #[derive(serde::Serialize)]
 struct CompareOutput<'a> {
     windows: &'a [WindowComparison],
@@ -31,7 +28,7 @@ pub async fn compare(config: Option<&std::path::Path>, registry: &Registry, args
     let options = CompareOptions {
         from: parse_ts("--from", args.from.as_deref())?,
         to: parse_ts("--to", args.to.as_deref())?,
-        max_keys: MAX_KEYS_KEPT,
+        max_keys: super::MAX_ALARM_KEYS,
         windows: None,
         record_alarms: true,
     };
@@ -151,8 +148,13 @@ async fn repair(
     for w in report.windows.iter().filter(|w| w.error.is_some()) {
         eprintln!("repair of {} {} failed: {}", w.table, w.window, w.error.as_deref().unwrap_or(""));
     }
-    let again =
-        CompareOptions { from: None, to: None, max_keys: MAX_KEYS_KEPT, windows: Some(windows), record_alarms: true };
+    let again = CompareOptions {
+        from: None,
+        to: None,
+        max_keys: super::MAX_ALARM_KEYS,
+        windows: Some(windows),
+        record_alarms: true,
+    };
     // The handler installed for the repair keeps the process alive on Ctrl+C: a server that
     // does not answer must not hold the signal up.
     let mut after = tokio::select! {

@@ -145,7 +145,13 @@ async fn one_table(
         return if failed { exit::FAILED } else { exit::OK };
     }
     let windows = BTreeMap::from([(table_key(&table), loaded)]);
-    let options = CompareOptions { from: None, to: None, max_keys: 20, windows: Some(windows), record_alarms: true };
+    let options = CompareOptions {
+        from: None,
+        to: None,
+        max_keys: super::MAX_ALARM_KEYS,
+        windows: Some(windows),
+        record_alarms: true,
+    };
     // A server that does not answer must not hold up Ctrl+C or SIGTERM: the round ends, and
     // the loop with the signal's code.
     let compared = tokio::select! {

@@ -175,6 +175,10 @@ pub async fn load_config_with_readers(
     Ok(Loaded { config, failed })
 }
 
+/// Differences kept per window for alarms (`compare` and the daemon's compare): a cap against
+/// a runaway (a wrong table pairing).
+pub const MAX_ALARM_KEYS: usize = 100_000;
+
 /// Another enabled entry that loads the same target table as `t`, if one does: replacing a
 /// window of `t` would delete that entry's rows too.
 pub fn another_entry_loading<'c>(config: &'c Config, t: &TableSpec) -> Option<&'c TableSpec> {
