@@ -185,6 +185,9 @@ pub enum AlarmCommand {
         /// Look back this many hours
         #[arg(long, default_value_t = 72.0)]
         hours: f64,
+        /// Output format (json: the status line's parts, for a monitor that parses them)
+        #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+        output: OutputFormat,
     },
     /// Acknowledge active alarms (diff set to 0, reset time kept)
     Reset {

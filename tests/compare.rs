@@ -295,6 +295,15 @@ compare = { plugin = "hash", slices = 24 }
     check.assert_code(3);
     assert!(check.stdout.starts_with("ABNORMAL"), "{}", check.render());
     cli_snapshot!("six_damaged_rows_are_named_exactly__alarm_check_abnormal", check);
+    // The same for a monitor that parses it.
+    let json = env.run(&["alarm", "check", "--output", "json"]);
+    json.assert_code(3);
+    let value: Value = serde_json::from_str(&json.stdout).unwrap_or_else(|e| panic!("{e}: {}", json.render()));
+    assert_eq!(value["normal"], false, "{value:#}");
+    assert_eq!(value["differences"], 6, "{value:#}");
+    assert_eq!(value["tables"], serde_json::json!(["quality.defect"]), "{value:#}");
+    assert_eq!(value["errors"], 0, "{value:#}");
+    assert_eq!(value["message"].as_str(), check.stdout.lines().next(), "{value:#}");
 
     let reset = env.run(&["alarm", "reset"]);
     reset.assert_success();
@@ -308,6 +317,9 @@ compare = { plugin = "hash", slices = 24 }
     );
     let check = env.run(&["alarm", "check"]);
     check.assert_success();
+    let json = env.run(&["alarm", "check", "--output", "json"]);
+    json.assert_success();
+    assert!(json.stdout.contains("\"normal\": true"), "{}", json.render());
     assert_eq!(check.stdout.trim_end(), "NORMAL", "{}", check.render());
     cli_snapshot!("six_damaged_rows_are_named_exactly__alarm_check_normal_after_reset", check);
 

@@ -5,7 +5,7 @@ use gptransfer_core::error::exit;
 use gptransfer_core::state::State;
 
 use super::{parse_ts, state_cluster};
-use crate::cli::AlarmCommand;
+use crate::cli::{AlarmCommand, OutputFormat};
 
 pub async fn alarm(config: Option<&std::path::Path>, command: AlarmCommand) -> anyhow::Result<i32> {
     let config = Config::load(&find_config_path(config)).map_err(gptransfer_core::Error::Config)?;
@@ -14,11 +14,11 @@ pub async fn alarm(config: Option<&std::path::Path>, command: AlarmCommand) -> a
     // The schema is created here too, so a monitor polling before the first compare sees NORMAL.
     let state = State::open(cluster, &config.state.schema, &app).await?;
     match command {
-        AlarmCommand::Check { hours } => {
+        AlarmCommand::Check { hours, output } => {
             let status = state.alarm_status(hours).await?;
-            if status.differences == 0 && status.errors == 0 {
-                println!("{}", config.alarm.normal_message);
-                Ok(exit::OK)
+            let normal = status.differences == 0 && status.errors == 0;
+            let line = if normal {
+                config.alarm.normal_message.clone()
             } else {
                 // Windows that could not be compared are named apart: they are not known to differ.
                 let mut parts = Vec::new();
@@ -32,9 +32,24 @@ pub async fn alarm(config: Option<&std::path::Path>, command: AlarmCommand) -> a
                         status.error_tables.join(", ")
                     ));
                 }
-                println!("{} {}", config.alarm.abnormal_message, parts.join("; "));
-                Ok(exit::DIFFERENCES)
+                format!("{} {}", config.alarm.abnormal_message, parts.join("; "))
+            };
+            match output {
+                OutputFormat::Human => println!("{line}"),
+                OutputFormat::Json => {
+                    #[derive(serde::Serialize)]
+                    struct Checked<'a> {
+                        normal: bool,
+                        message: &'a str,
+                        hours: f64,
+                        #[serde(flatten)]
+                        status: &'a gptransfer_core::state::AlarmStatus,
+                    }
+                    let checked = Checked { normal, message: &line, hours, status: &status };
+                    println!("{}", serde_json::to_string_pretty(&checked)?);
+                }
             }
+            Ok(if normal { exit::OK } else { exit::DIFFERENCES })
         }
         AlarmCommand::Reset { table, before } => {
             let before = parse_ts("--before", before.as_deref())?;
