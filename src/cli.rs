@@ -221,7 +221,11 @@ pub struct DaemonArgs {
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
     /// Validate the file, reach every cluster, check every enabled table
-    Check,
+    Check {
+        /// Output format (json: every cluster and table with its outcome, on stdout)
+        #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+        output: OutputFormat,
+    },
 }
 
 #[derive(Debug, Args)]

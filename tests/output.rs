@@ -139,4 +139,22 @@ fn config_check_names_every_bad_table_in_one_run() {
     assert!(out.stderr.contains("3 problem(s), listed above"), "{}", out.render());
     assert!(out.stdout.contains("table j / public.good: ok"), "{}", out.render());
     assert!(!out.stdout.contains(": ok (1 job(s)"), "ok printed for a config with problems:\n{}", out.render());
+
+    // The same for a script: every cluster and table with its outcome, on stdout; exit 2 still.
+    let json = env.run(&["config", "check", "--output", "json"]);
+    json.assert_code(2);
+    let value: serde_json::Value =
+        serde_json::from_str(&json.stdout).unwrap_or_else(|e| panic!("{e}: {}", json.render()));
+    assert_eq!(value["ok"], false, "{value:#}");
+    let outcome = |kind: &str, name: &str| {
+        let found = value["checked"].as_array().unwrap().iter().find(|c| c["kind"] == kind && c["name"] == name);
+        found.map(|c| c["status"].as_str().unwrap().to_string()).unwrap_or_else(|| panic!("no {name} in {value:#}"))
+    };
+    assert_eq!(outcome("cluster", "src"), "ok");
+    assert_eq!(outcome("cluster", "dst"), "ok");
+    assert_eq!(outcome("table", "j / public.good"), "ok");
+    for bad in ["j / public.no_target", "j / public.wide", "j / public.by_text"] {
+        assert_eq!(outcome("table", bad), "problem");
+    }
+    assert!(json.stderr.is_empty(), "{}", json.render());
 }

@@ -12,17 +12,49 @@ use gptransfer_core::registry::Registry;
 use gptransfer_core::roles::{negotiate_format, ChainCheck};
 
 use super::load_config_with_readers;
+use crate::cli::OutputFormat;
 
-pub async fn check(config: Option<&std::path::Path>, registry: &Registry, quiet: bool) -> anyhow::Result<i32> {
+/// One cluster's or table's outcome, for `--output json`.
+#[derive(serde::Serialize)]
+struct Checked {
+    /// `cluster` or `table`.
+    kind: &'static str,
+    /// The cluster's name, or `job / entry`.
+    name: String,
+    /// `ok`, `problem`, or `unchecked` (a cluster it needs is not reachable).
+    status: &'static str,
+    /// What was found (the human line's text after the name).
+    detail: String,
+}
+
+#[derive(serde::Serialize)]
+struct CheckOutput<'a> {
+    ok: bool,
+    config: String,
+    checked: &'a [Checked],
+    /// Problems of whole jobs (a job table that cannot be read).
+    job_problems: &'a [String],
+}
+
+pub async fn check(
+    config: Option<&std::path::Path>,
+    registry: &Registry,
+    quiet: bool,
+    output: OutputFormat,
+) -> anyhow::Result<i32> {
     let loaded = load_config_with_readers(config, registry, &[]).await?;
     let config = &loaded.config;
+    let json = output == OutputFormat::Json;
     let say = |line: String| {
-        if !quiet {
+        if !quiet && !json {
             println!("{line}");
         }
     };
+    let mut checked: Vec<Checked> = Vec::new();
+    let mut record = |kind, name: String, status, detail: String| checked.push(Checked { kind, name, status, detail });
     // A job whose job table or table list cannot be read is that job's problem, among the others.
-    let mut problems: Vec<String> = loaded.failed.iter().map(|(job, e)| format!("job {job:?}: {e}")).collect();
+    let job_problems: Vec<String> = loaded.failed.iter().map(|(job, e)| format!("job {job:?}: {e}")).collect();
+    let mut problems = job_problems.clone();
     // Tables a problem above kept from being checked: said, but not counted again.
     let mut unchecked: Vec<String> = Vec::new();
     let app = format!("gptransfer check pid {}", std::process::id());
@@ -34,11 +66,16 @@ pub async fn check(config: Option<&std::path::Path>, registry: &Registry, quiet:
         };
         match connected {
             Ok((handle, session)) => {
-                say(format!("cluster {name} ({}): reachable, {}", handle.address, session.flavour));
+                let detail = format!("reachable, {}", session.flavour);
+                say(format!("cluster {name} ({}): {detail}", handle.address));
+                record("cluster", name.clone(), "ok", format!("{}: {detail}", handle.address));
                 sessions.insert(name.clone(), session);
             }
             // The error names the cluster and its address.
-            Err(e) => problems.push(format!("{e:#}")),
+            Err(e) => {
+                record("cluster", name.clone(), "problem", format!("{e:#}"));
+                problems.push(format!("{e:#}"));
+            }
         }
     }
     for t in config.tables().filter(|t| t.enabled) {
@@ -46,13 +83,32 @@ pub async fn check(config: Option<&std::path::Path>, registry: &Registry, quiet:
         let (Some(src), Some(dst)) = (sessions.get(&t.from), sessions.get(&t.to)) else {
             let down: Vec<&str> =
                 [&t.from, &t.to].into_iter().filter(|c| !sessions.contains_key(*c)).map(String::as_str).collect();
-            unchecked.push(format!("table {entry}: not checked: cluster {} is not reachable", down.join(", ")));
+            let why = format!("not checked: cluster {} is not reachable", down.join(", "));
+            unchecked.push(format!("table {entry}: {why}"));
+            record("table", entry, "unchecked", why);
             continue;
         };
         match check_entry(config, registry, t, src, dst).await {
-            Ok(line) => say(format!("table {entry}: ok, {line}")),
-            Err(e) => problems.push(format!("table {entry}: {e}")),
+            Ok(line) => {
+                say(format!("table {entry}: ok, {line}"));
+                record("table", entry, "ok", line);
+            }
+            Err(e) => {
+                problems.push(format!("table {entry}: {e}"));
+                record("table", entry, "problem", e);
+            }
         }
+    }
+    let code = if problems.is_empty() { exit::OK } else { exit::CONFIG };
+    if json {
+        let out = CheckOutput {
+            ok: problems.is_empty(),
+            config: config.path.display().to_string(),
+            checked: &checked,
+            job_problems: &job_problems,
+        };
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(code);
     }
     if problems.is_empty() {
         say(format!(
@@ -61,7 +117,7 @@ pub async fn check(config: Option<&std::path::Path>, registry: &Registry, quiet:
             config.jobs.len(),
             config.tables().filter(|t| t.enabled).count()
         ));
-        return Ok(exit::OK);
+        return Ok(code);
     }
     for p in &problems {
         eprintln!("error: {p}");
@@ -71,11 +127,9 @@ pub async fn check(config: Option<&std::path::Path>, registry: &Registry, quiet:
     }
     // One `error:` line per problem; the count after them.
     eprintln!("config {}: {} problem(s), listed above", config.path.display(), problems.len());
-    Ok(exit::CONFIG)
+    Ok(code)
 }
 
-/// One entry's checks: the plugin chain builds (each plugin's own checks, such as a shared
-/// mount's permissions), the columns match on both clusters, a COPY format exists.
 async fn check_entry(
     config: &Config,
     registry: &Registry,

@@ -44,8 +44,8 @@ pub async fn dispatch(cli: Cli, mut registry: Registry) -> i32 {
             Command::Run(args) => run::run(cli.config.as_deref(), &registry, args, cli.quiet).await,
             Command::Plan(args) => plan::plan(cli.config.as_deref(), &registry, args).await,
             Command::History(args) => history::history(cli.config.as_deref(), args).await,
-            Command::Config { command: ConfigCommand::Check } => {
-                check::check(cli.config.as_deref(), &registry, cli.quiet).await
+            Command::Config { command: ConfigCommand::Check { output } } => {
+                check::check(cli.config.as_deref(), &registry, cli.quiet, output).await
             }
             Command::Completions { shell } => docs::completions(shell),
             Command::Man => docs::man(),
