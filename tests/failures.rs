@@ -141,6 +141,32 @@ async fn hold(env: &TestEnv) -> Client {
     locker
 }
 
+/// Sends `signal` (`INT`, `TERM`) and waits: the process must end with `code` within 10 s.
+fn signal_promptly(run: Guard, signal: &str, code: i32) -> support::CmdOutput {
+    let signalled = Instant::now();
+    run.signal(signal);
+    let out = run.wait();
+    let took = signalled.elapsed();
+    assert_eq!(out.code, code, "{}", out.render());
+    assert!(took < Duration::from_secs(10), "took {took:?} to exit after SIG{signal}\n{}", out.render());
+    out
+}
+
+/// An admin session holding the state table `gptransfer.<table>` exclusively, in a transaction
+/// the caller commits: every statement of a run on that table waits.
+async fn lock_state_table(env: &TestEnv, table: &str) -> Client {
+    let locker = env.dst.admin(&env.db).await;
+    locker.batch_execute(&format!("BEGIN; LOCK TABLE gptransfer.{table} IN ACCESS EXCLUSIVE MODE")).await.unwrap();
+    locker
+}
+
+/// Waits until some session waits for a lock on `gptransfer.<table>` (`what`: who, for the
+/// timeout's message).
+async fn wait_for_lock_wait(dst: &Client, table: &str, what: &str) {
+    let sql = format!("SELECT 0::bigint FROM pg_locks WHERE relation = 'gptransfer.{table}'::regclass AND NOT granted");
+    wait_for_row(dst, what, &sql).await;
+}
+
 async fn release(locker: &Client) {
     locker.execute("SELECT pg_advisory_unlock($1)", &[&HOLD_KEY]).await.unwrap();
 }
@@ -326,13 +352,8 @@ async fn interrupted(name: &str, signal: &str, code: i32) {
 
     let run = Guard(Some(env.spawn(&["run"])));
     wait_until_mid_copy(&dst).await;
-    let signalled = Instant::now();
-    run.signal(signal);
-    let out = run.wait();
-    let took = signalled.elapsed();
-    assert_eq!(out.code, code, "{}", out.render());
     // Not while the target is still stuck at row 1000: the process must not wait for it.
-    assert!(took < Duration::from_secs(10), "took {took:?} to exit after SIG{signal}\n{}", out.render());
+    let out = signal_promptly(run, signal, code);
 
     let h = history(&dst, "public.big").await;
     assert_eq!(h.len(), 1, "{h:?}");
@@ -375,22 +396,11 @@ async fn sigint_before_the_first_window_exits_at_once() {
     write_config(&env, &["big"]);
     let dst = env.dst.admin(&env.db).await;
     env.run(&["run"]).assert_success();
-    let locker = env.dst.admin(&env.db).await;
-    locker.batch_execute("BEGIN; LOCK TABLE gptransfer.history IN ACCESS EXCLUSIVE MODE").await.unwrap();
+    let locker = lock_state_table(&env, "history").await;
 
     let run = Guard(Some(env.spawn(&["run"])));
-    wait_for_row(
-        &dst,
-        "the run to wait for the history table",
-        "SELECT 0::bigint FROM pg_locks WHERE relation = 'gptransfer.history'::regclass AND NOT granted",
-    )
-    .await;
-    let signalled = Instant::now();
-    run.signal("INT");
-    let out = run.wait();
-    let took = signalled.elapsed();
-    assert_eq!(out.code, 130, "{}", out.render());
-    assert!(took < Duration::from_secs(10), "took {took:?} to exit after SIGINT\n{}", out.render());
+    wait_for_lock_wait(&dst, "history", "the run to wait for the history table").await;
+    let out = signal_promptly(run, "INT", 130);
     assert!(out.stderr.contains("before any window moved"), "{}", out.render());
     locker.batch_execute("COMMIT").await.unwrap();
     env.run(&["run"]).assert_success();
@@ -557,12 +567,7 @@ async fn sigterm_during_the_retry_wait_stops_at_once() {
         "SELECT 0::bigint FROM gptransfer.history WHERE table_name = 'public.big' AND status = 'failed'",
     )
     .await;
-    let signalled = Instant::now();
-    run.signal("TERM");
-    let out = run.wait();
-    let took = signalled.elapsed();
-    assert_eq!(out.code, 143, "{}", out.render());
-    assert!(took < Duration::from_secs(10), "took {took:?} to exit after SIGTERM\n{}", out.render());
+    let out = signal_promptly(run, "TERM", 143);
     assert!(out.stderr.contains("retrying window"), "{}", out.render());
     assert!(out.stderr.contains("interrupted"), "{}", out.render());
     // How the dropped connection is worded depends on where the COPY was cut.
@@ -616,22 +621,11 @@ async fn sigterm_while_the_daemon_compares_ends_it_at_once() {
     // The state schema, before the alarm table is locked.
     env.run(&["alarm", "check"]).assert_success();
     let dst = env.dst.admin(&env.db).await;
-    let locker = env.dst.admin(&env.db).await;
-    locker.batch_execute("BEGIN; LOCK TABLE gptransfer.alarms IN ACCESS EXCLUSIVE MODE").await.unwrap();
+    let locker = lock_state_table(&env, "alarms").await;
 
     let daemon = Guard(Some(env.spawn(&["daemon", "--interval", "1s", "--rounds", "1"])));
-    wait_for_row(
-        &dst,
-        "the daemon's compare to wait for the alarm table",
-        "SELECT 0::bigint FROM pg_locks WHERE relation = 'gptransfer.alarms'::regclass AND NOT granted",
-    )
-    .await;
-    let signalled = Instant::now();
-    daemon.signal("TERM");
-    let out = daemon.wait();
-    let took = signalled.elapsed();
-    assert_eq!(out.code, 143, "{}", out.render());
-    assert!(took < Duration::from_secs(10), "took {took:?} to exit after SIGTERM\n{}", out.render());
+    wait_for_lock_wait(&dst, "alarms", "the daemon's compare to wait for the alarm table").await;
+    signal_promptly(daemon, "TERM", 143);
     locker.batch_execute("COMMIT").await.unwrap();
     assert_eq!(count(&dst, "SELECT count(*) FROM big").await, 100);
 }
@@ -653,21 +647,10 @@ async fn sigint_while_compare_checks_its_repair_exits_at_once() {
 
     let repair = Guard(Some(env.spawn(&["compare", "--repair"])));
     wait_until_mid_copy(&dst).await;
-    let alarms = env.dst.admin(&env.db).await;
-    alarms.batch_execute("BEGIN; LOCK TABLE gptransfer.alarms IN ACCESS EXCLUSIVE MODE").await.unwrap();
+    let alarms = lock_state_table(&env, "alarms").await;
     release(&locker).await;
-    wait_for_row(
-        &dst,
-        "the compare after the repair to wait for the alarm table",
-        "SELECT 0::bigint FROM pg_locks WHERE relation = 'gptransfer.alarms'::regclass AND NOT granted",
-    )
-    .await;
-    let signalled = Instant::now();
-    repair.signal("INT");
-    let out = repair.wait();
-    let took = signalled.elapsed();
-    assert_eq!(out.code, 130, "{}", out.render());
-    assert!(took < Duration::from_secs(10), "took {took:?} to exit after SIGINT\n{}", out.render());
+    wait_for_lock_wait(&dst, "alarms", "the compare after the repair to wait for the alarm table").await;
+    let out = signal_promptly(repair, "INT", 130);
     assert!(out.stderr.contains("while comparing the repaired windows again"), "{}", out.render());
     alarms.batch_execute("COMMIT").await.unwrap();
     assert_eq!(count(&dst, "SELECT count(*) FROM big").await, 2_000);

@@ -357,6 +357,15 @@ source = { plugin = "copy", filter = "id % 3 <> 0" }"#,
     assert!(compare.stdout.contains("1 differ"), "{}", compare.render());
 }
 
+/// Runs `command`, which must exit 2 saying every one of `said` on stderr.
+fn refused(env: &TestEnv, command: &[&str], said: &[&str]) {
+    let out = env.run(command);
+    out.assert_code(2);
+    for words in said {
+        assert!(out.stderr.contains(words), "{words}\n{}", out.render());
+    }
+}
+
 /// `public.site_a` and `public.site_b` on the source (600 rows each over the first day of
 /// March), `public.all_sites` on the target to consolidate them into.
 fn two_sites(env: &TestEnv) {
@@ -404,14 +413,10 @@ condition_column = "ts"
     for mode in ["replace", "full"] {
         config(mode);
         for command in [&["config", "check"][..], &["run"][..]] {
-            let out = env.run(command);
-            out.assert_code(2);
-            assert!(
-                out.stderr.contains(
-                    "job \"j\", table public.site_a and job \"j\", table public.site_b both load public.all_sites"
-                ),
-                "{}",
-                out.render()
+            refused(
+                &env,
+                command,
+                &["job \"j\", table public.site_a and job \"j\", table public.site_b both load public.all_sites"],
             );
         }
     }
@@ -466,16 +471,14 @@ condition_column = "ts"
 "#,
     );
     for command in [&["config", "check"][..], &["run", "--job", "b"][..]] {
-        let out = env.run(command);
-        out.assert_code(2);
-        assert!(
-            out.stderr.contains(
-                "job \"a\", table public.site_a and job \"b\", table public.site_b both load public.all_sites"
-            ),
-            "{}",
-            out.render()
+        refused(
+            &env,
+            command,
+            &[
+                "job \"a\", table public.site_a and job \"b\", table public.site_b both load public.all_sites",
+                "clusters \"dst\" and \"dst_b\" are one database",
+            ],
         );
-        assert!(out.stderr.contains("clusters \"dst\" and \"dst_b\" are one database"), "{}", out.render());
     }
     assert_eq!(env.dst_psql("SELECT count(*) FROM public.all_sites"), "0");
 }
